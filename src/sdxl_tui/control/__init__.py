@@ -1,0 +1,1 @@
+"""Actions (launch, kill, evaluate): the one implementation behind keys and CLI."""

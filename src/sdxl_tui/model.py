@@ -1,0 +1,358 @@
+"""Plain immutable values that describe a training run.
+
+Every layer speaks in these types: the readers in ``sources/`` produce them, ``control/``
+acts on them, the CLI prints them and the Textual layer only renders them. Nothing here
+does I/O, and nothing here may import Textual; keeping the values frozen lets a snapshot
+cross threads (reader worker -> UI) without locks.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+
+def _empty_map() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
+
+class RunState(str, enum.Enum):
+    """What the trainer is doing, as far as the run directory and process table say."""
+
+    MISSING = "missing"  # the directory does not exist (yet)
+    WAITING = "waiting"  # no output yet
+    LOADING = "loading"  # startup: dataset, model loading
+    CACHING = "caching"  # caching latents / text encoder outputs
+    TRAINING = "training"
+    SAMPLING = "sampling"
+    SAVING = "saving"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # process gone without a final checkpoint and no traceback
+    STALLED = "stalled"  # process alive but no progress for many step-times
+
+    @property
+    def is_live(self) -> bool:
+        """True while a trainer may still write to the directory."""
+        return self in _LIVE_STATES
+
+    @property
+    def is_over(self) -> bool:
+        """True once the run has ended one way or another."""
+        return self in (RunState.FINISHED, RunState.FAILED, RunState.INTERRUPTED)
+
+
+_LIVE_STATES = frozenset(
+    {
+        RunState.LOADING,
+        RunState.CACHING,
+        RunState.TRAINING,
+        RunState.SAMPLING,
+        RunState.SAVING,
+        RunState.STALLED,
+    }
+)
+
+
+class Severity(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class CheckpointKind(str, enum.Enum):
+    EPOCH = "epoch"  # {name}-{epoch:06d}.safetensors
+    STEP = "step"  # {name}-step{step:08d}.safetensors
+    FINAL = "final"  # {name}.safetensors
+    OTHER = "other"  # a weights file whose name follows no sd-scripts pattern
+
+
+class CheckpointStatus(str, enum.Enum):
+    COMPLETE = "complete"
+    WRITING = "writing"  # still growing, or header promises more bytes than are there
+    CORRUPT = "corrupt"  # unreadable header that is not simply short
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarPoint:
+    """One TensorBoard scalar (or a loss value recovered from the log)."""
+
+    step: int
+    value: float
+    wall_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A scalar series for display: exact last value, bounded number of points.
+
+    ``points`` may be downsampled (min/max preserving) once a series grows past the
+    display budget; ``count`` and ``last`` stay exact.
+    """
+
+    tag: str
+    points: tuple[ScalarPoint, ...] = ()
+    count: int = 0
+    last: ScalarPoint | None = None
+    source: str = "tensorboard"  # or "log"
+
+    @property
+    def last_value(self) -> float | None:
+        return None if self.last is None else self.last.value
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Configuration as the run itself reports it (log block, metadata, command line)."""
+
+    output_name: str | None = None
+    num_train_images: int | None = None  # images x repeats
+    num_reg_images: int | None = None
+    num_batches_per_epoch: int | None = None
+    num_epochs: int | None = None
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    total_steps: int | None = None
+    network_dim: int | None = None
+    network_alpha: float | None = None
+    learning_rate: float | None = None
+    unet_lr: float | None = None
+    text_encoder_lr: float | None = None
+    optimizer: str | None = None
+    scheduler: str | None = None
+    resolution: str | None = None
+    base_model_version: str | None = None
+    mixed_precision: str | None = None
+    save_every_n_epochs: int | None = None
+    save_every_n_steps: int | None = None
+    save_state: bool = False
+    gradient_checkpointing: bool | None = None
+    cache_text_encoder_outputs: bool | None = None
+    network_train_unet_only: bool | None = None
+    attention: str | None = None  # "xformers" | "sdpa" | "mem_eff_attn" | None
+    logging_dir: str | None = None
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Optimizer steps per epoch, as sd-scripts computes them (single process)."""
+        if self.num_batches_per_epoch is None:
+            return None
+        accum = self.gradient_accumulation_steps or 1
+        return math.ceil(self.num_batches_per_epoch / accum)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where the run is and when it will be done."""
+
+    epoch: int | None = None  # 1-based current epoch
+    epochs: int | None = None
+    step: int | None = None  # optimizer steps done
+    total_steps: int | None = None
+    seconds_per_step: float | None = None  # measured, excluding sampling/saving pauses
+    elapsed_seconds: float | None = None  # training time (tqdm's elapsed)
+    eta_seconds: float | None = None
+    eta_at: float | None = None  # unix time of the expected finish
+    next_checkpoint: str | None = None  # file name of the next scheduled save
+    next_checkpoint_eta_seconds: float | None = None
+    started_at: float | None = None  # unix time training started (ss_training_started_at or log)
+
+    @property
+    def fraction(self) -> float | None:
+        if self.step is None or not self.total_steps:
+            return None
+        return min(1.0, self.step / self.total_steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One saved LoRA file."""
+
+    name: str
+    path: str
+    kind: CheckpointKind
+    epoch: int | None
+    step: int | None
+    size: int
+    mtime: float
+    status: CheckpointStatus
+    metadata: Mapping[str, str] = field(default_factory=_empty_map, compare=False, hash=False)
+    loss_at_save: float | None = None
+    state_dir: str | None = None  # matching resumable -state directory, if any
+    evaluation: str | None = None  # evaluation status, see Evaluation.status
+    problem: str | None = None  # why status is not complete
+
+    @property
+    def complete(self) -> bool:
+        return self.status is CheckpointStatus.COMPLETE
+
+
+@dataclass(frozen=True, slots=True)
+class StateDir:
+    """A ``--save_state`` directory (resumable with ``--resume``)."""
+
+    name: str
+    path: str
+    epoch: int | None
+    step: int | None
+    complete: bool  # train_state.json present and parseable
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A sample image written by the trainer under ``sample/``."""
+
+    name: str
+    path: str
+    epoch: int | None
+    step: int | None
+    prompt_index: int | None
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """An evaluation output folder (``eval_epoch8`` and the like)."""
+
+    name: str
+    path: str
+    checkpoint: str | None
+    epoch: int | None
+    status: str  # "queued" | "running" | "done" | "failed" | "unknown"
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    """One process of the trainer's tree, identified by (pid, create_time)."""
+
+    pid: int
+    create_time: float
+    cmdline: tuple[str, ...]
+    username: str | None = None
+    role: str = "trainer"  # "launcher" | "trainer" | "worker" | "child"
+    alive: bool = True
+    status: str | None = None
+    cpu_percent: float | None = None
+    rss: int | None = None
+    exit_code: int | None = None
+    ppid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTree:
+    """The trainer, the launcher chain above it and everything below it."""
+
+    trainer: ProcInfo
+    launchers: tuple[ProcInfo, ...] = ()  # outermost first
+    children: tuple[ProcInfo, ...] = ()
+    recorded: bool = False  # found through sdxl-tui's own launch record
+
+    @property
+    def pid(self) -> int:
+        return self.trainer.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.trainer.alive
+
+    def all(self) -> tuple[ProcInfo, ...]:
+        return (*self.launchers, self.trainer, *self.children)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    """One GPU at one moment. ``None`` means the field is not supported (N/A)."""
+
+    index: int
+    name: str
+    uuid: str | None = None
+    memory_used: int | None = None  # bytes
+    memory_total: int | None = None
+    utilization: int | None = None  # percent
+    memory_utilization: int | None = None
+    temperature: int | None = None  # celsius
+    temperature_slowdown: int | None = None
+    power_draw: float | None = None  # watts
+    power_limit: float | None = None
+    throttle_reasons: tuple[str, ...] = ()
+    process_memory: Mapping[int, int] = field(default_factory=_empty_map, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuStatus:
+    """NVML's answer: GPUs, or why there are none (a normal state, not an error)."""
+
+    available: bool
+    gpus: tuple[GpuSample, ...] = ()
+    reason: str | None = None  # e.g. "no NVIDIA driver (NVML library not found)"
+    driver_version: str | None = None
+    taken_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something the user should know, with a fix that fits this run."""
+
+    kind: str  # "finished" | "oom" | "host_oom" | "nan" | "crash" | "bad_args" | "interrupted" | "stall" | "disk" | "gpu_heat" | "gpu_throttle" | "reader"
+    severity: Severity
+    message: str
+    fix: str | None = None
+    key: str = ""  # stable identity: the same condition keeps the same key across refreshes
+    step: int | None = None
+    at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity.value,
+            "message": self.message,
+            "fix": self.fix,
+            "key": self.key or self.kind,
+            "step": self.step,
+            "at": self.at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One logical line of the trainer's console log (tqdm redraws collapsed)."""
+
+    number: int  # logical line number, 0-based, from the start of what was read
+    text: str
+    kind: str = "text"  # "text" | "record" | "progress" | "traceback"
+    level: str | None = None  # INFO/WARNING/ERROR/CRITICAL for RichHandler records
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    """Everything a run directory says at one moment."""
+
+    run_dir: str
+    taken_at: float
+    state: RunState
+    state_reason: str = ""
+    config: TrainConfig = field(default_factory=TrainConfig)
+    progress: Progress = field(default_factory=Progress)
+    series: Mapping[str, Series] = field(default_factory=_empty_map, compare=False, hash=False)
+    checkpoints: tuple[Checkpoint, ...] = ()
+    states: tuple[StateDir, ...] = ()
+    samples: tuple[Sample, ...] = ()
+    evaluations: tuple[Evaluation, ...] = ()
+    process: ProcessTree | None = None
+    gpu: GpuStatus = field(default_factory=lambda: GpuStatus(available=False))
+    alerts: tuple[Alert, ...] = ()
+    log_path: str | None = None
+    event_files: tuple[str, ...] = ()
+    resume_steps: tuple[int, ...] = ()  # global steps where a new TensorBoard run began
+    problems: tuple[str, ...] = ()  # reader-level notes (bad CRC skipped, permission denied…)
+
+    def loss(self, tag: str = "loss/current") -> float | None:
+        s = self.series.get(tag)
+        return None if s is None else s.last_value

@@ -1,0 +1,1 @@
+"""Pure, blocking readers of a run: no Textual import anywhere below this package."""
