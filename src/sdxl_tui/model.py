@@ -352,6 +352,11 @@ class RunSnapshot:
     event_files: tuple[str, ...] = ()
     resume_steps: tuple[int, ...] = ()  # global steps where a new TensorBoard run began
     problems: tuple[str, ...] = ()  # reader-level notes (bad CRC skipped, permission denied…)
+    # The log pane's feed (additive, tui issue): the last N logical lines (tqdm redraws
+    # collapsed; a redraw replaces the line with the same ``number``) and the total number of
+    # logical lines seen so far, so the UI appends only lines numbered >= what it already has.
+    log_lines: tuple[LogLine, ...] = ()
+    log_line_count: int = 0
 
     def loss(self, tag: str = "loss/current") -> float | None:
         s = self.series.get(tag)
