@@ -283,6 +283,7 @@ class GpuSample:
     power_limit: float | None = None
     throttle_reasons: tuple[str, ...] = ()
     process_memory: Mapping[int, int] = field(default_factory=_empty_map, compare=False, hash=False)
+    problem: str | None = None  # why this device could not be (fully) read, e.g. "GPU is lost"
 
 
 @dataclass(frozen=True, slots=True)
