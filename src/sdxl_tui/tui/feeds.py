@@ -1,0 +1,302 @@
+"""Feed workers and the watchdog bridge: the only code that calls the sources.
+
+One long-lived thread per source (run reader, GPU sampler). Each loop refreshes, posts a
+message and then waits, so polls never overlap (dolphie) and a stop is immediate: ``stop()``
+sets the events every loop waits on. watchdog handlers run on the observer thread and only
+set the wake event; the reader's directory listing stays the truth, events merely make the
+next refresh happen sooner. Where inotify cannot work (a remote filesystem, the watch limit
+reached, ``refresh.force_polling``) the loop simply polls at ``refresh.log_interval``.
+
+Quitting never touches the training: nothing here sends signals or owns the trainer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from textual.message import Message
+
+from sdxl_tui.model import GpuStatus, LogLine, RunSnapshot
+from sdxl_tui.tui.messages import (
+    GpuSampled,
+    LogLinesAdded,
+    ReaderFailed,
+    SnapshotUpdated,
+    WatchModeChanged,
+)
+
+#: Filesystem types on which inotify sees no remote changes: poll instead.
+REMOTE_FSTYPES = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "sshfs", "9p", "afs",
+        "ceph", "fuse.rclone", "fuse.s3fs", "glusterfs", "fuse.glusterfs", "lustre",
+        "fuse.gcsfuse", "davfs", "fuse.davfs2",
+    }
+)
+
+Post = Callable[[Message], Any]
+
+
+class Reader(Protocol):
+    def refresh(self) -> RunSnapshot: ...
+
+
+class GpuSampler(Protocol):
+    def sample(self, trainer_pids: Any = ()) -> GpuStatus: ...
+
+
+def _unescape_mount(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+
+
+def filesystem_type(path: str | os.PathLike[str], mounts_file: str = "/proc/mounts") -> str | None:
+    """The fstype of the mount holding ``path`` (longest mount-point prefix), or ``None``."""
+    try:
+        real = os.path.realpath(path)
+        with open(mounts_file, encoding="utf-8", errors="replace") as fh:
+            rows = [line.split() for line in fh]
+    except OSError:
+        return None
+    best: tuple[int, str] | None = None
+    for row in rows:
+        if len(row) < 3:
+            continue
+        mount = _unescape_mount(row[1])
+        prefix = mount.rstrip("/") + "/"
+        if real == mount or real.startswith(prefix) or mount == "/":
+            if best is None or len(mount) > best[0]:
+                best = (len(mount), row[2])
+    return None if best is None else best[1]
+
+
+def is_remote(path: str | os.PathLike[str], mounts_file: str = "/proc/mounts") -> str | None:
+    """The remote fstype if ``path`` (or its nearest existing parent) is on NFS/SSHFS/…"""
+    p = Path(path)
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    fstype = filesystem_type(p, mounts_file)
+    return fstype if fstype in REMOTE_FSTYPES else None
+
+
+class DirectoryWatcher:
+    """watchdog on the run directory (+ TensorBoard dir) that only sets a wake event."""
+
+    def __init__(self, wake: threading.Event, *, force_polling: bool = False) -> None:
+        self._wake = wake
+        self._force_polling = force_polling
+        self._observer: Any = None
+        self._watched: set[str] = set()
+        self._failed: str | None = None
+        self.mode = "polling"
+
+    def sync(self, paths: Iterable[str | None]) -> str | None:
+        """Watch every existing path not yet watched; returns a new mode string on change."""
+        if self._force_polling:
+            if self.mode != "polling (forced)":
+                self.mode = "polling (forced)"
+                return self.mode
+            return None
+        if self._failed is not None:
+            return None
+        wanted = []
+        for raw in paths:
+            if not raw:
+                continue
+            path = os.path.realpath(raw)
+            if path in self._watched or not os.path.isdir(path):
+                continue
+            if any(path.startswith(w.rstrip("/") + "/") for w in self._watched):
+                continue
+            wanted.append(path)
+        if not wanted:
+            return None
+        for path in wanted:
+            remote = is_remote(path)
+            if remote:
+                self._failed = f"polling ({remote} filesystem)"
+                self.stop()
+                self.mode = self._failed
+                return self.mode
+        try:
+            if self._observer is None:
+                from watchdog.observers import Observer
+
+                self._observer = Observer()
+                self._observer.daemon = True
+                self._observer.start()
+            from watchdog.events import FileSystemEventHandler
+
+            wake = self._wake
+
+            class _Wake(FileSystemEventHandler):
+                def on_any_event(self, event: Any) -> None:  # observer thread: set a flag only
+                    if not event.is_directory or event.event_type != "opened":
+                        wake.set()
+
+            for path in wanted:
+                self._observer.schedule(_Wake(), path, recursive=True)
+                self._watched.add(path)
+        except Exception as exc:  # inotify limit, missing module, …: the interval still works
+            self._failed = f"polling (inotify unavailable: {exc})"
+            self.stop()
+            self.mode = self._failed
+            return self.mode
+        new_mode = "inotify"
+        if new_mode != self.mode:
+            self.mode = new_mode
+            return new_mode
+        return None
+
+    def stop(self) -> None:
+        """Stop the observer thread without waiting for it (it is a daemon)."""
+        observer, self._observer = self._observer, None
+        self._watched.clear()
+        if observer is not None:
+            try:
+                observer.stop()
+            except Exception:
+                pass
+
+
+class LogDelta:
+    """Turns each snapshot's bounded ``log_lines`` window into append-only batches."""
+
+    def __init__(self) -> None:
+        self._last: LogLine | None = None
+        self._count = 0
+
+    def update(self, snapshot: RunSnapshot) -> tuple[tuple[LogLine, ...], bool]:
+        lines = snapshot.log_lines
+        reset = snapshot.log_line_count < self._count
+        self._count = snapshot.log_line_count
+        if reset:
+            self._last = None
+        last = self._last
+        if last is None:
+            fresh = tuple(lines)
+        else:
+            fresh = tuple(
+                line for line in lines
+                if line.number > last.number or (line.number == last.number and line.text != last.text)
+            )
+        if lines:
+            self._last = lines[-1]
+        return fresh, reset
+
+
+class Feeds:
+    """The loops the App runs in thread workers; ``stop()`` ends them all at once."""
+
+    def __init__(
+        self,
+        reader_factory: Callable[[], Reader],
+        *,
+        run_dir: str,
+        logs_dir: str | None = None,
+        interval: float = 0.25,
+        min_gap: float = 0.1,
+        force_polling: bool = False,
+        gpu_factory: Callable[[], GpuSampler | None] | None = None,
+        gpu_interval: float = 1.0,
+        watch: bool = True,
+    ) -> None:
+        self.reader_factory = reader_factory
+        self.run_dir = run_dir
+        self.logs_dir = logs_dir
+        self.interval = max(0.02, interval)
+        self.min_gap = min(max(0.0, min_gap), self.interval)
+        self.gpu_factory = gpu_factory
+        self.gpu_interval = max(0.1, gpu_interval)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.watcher = DirectoryWatcher(self.wake, force_polling=force_polling) if watch else None
+        self.trainer_pids: tuple[int, ...] = ()
+        self.refreshes = 0
+
+    def stop(self) -> None:
+        """End every loop now (quit must be immediate) and stop watching."""
+        self.stopping.set()
+        self.wake.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+
+    def _watch_paths(self, snap: RunSnapshot | None) -> list[str | None]:
+        paths: list[str | None] = [self.run_dir, self.logs_dir]
+        if snap is not None and snap.config.logging_dir:
+            logging_dir = snap.config.logging_dir
+            if not os.path.isabs(logging_dir):
+                logging_dir = os.path.join(self.run_dir, logging_dir)
+            paths.append(logging_dir)
+        return paths
+
+    def run_reader(self, post: Post, is_cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Refresh the run reader until stopped; post snapshots and log batches."""
+        try:
+            reader = self.reader_factory()
+        except Exception as exc:
+            post(ReaderFailed(f"cannot open the run: {exc}"))
+            return
+        delta = LogDelta()
+        snap: RunSnapshot | None = None
+        last_sync = 0.0
+        while not (self.stopping.is_set() or is_cancelled()):
+            self.wake.clear()
+            started = time.monotonic()
+            if self.watcher is not None and started - last_sync >= 2.0:
+                last_sync = started
+                mode = self.watcher.sync(self._watch_paths(snap))
+                if mode is not None:
+                    post(WatchModeChanged(mode))
+            try:
+                snap = reader.refresh()
+            except Exception as exc:  # a reader bug must not kill the dashboard
+                post(ReaderFailed(f"{type(exc).__name__}: {exc}"))
+            else:
+                self.refreshes += 1
+                if snap.process is not None and snap.process.alive:
+                    self.trainer_pids = tuple(p.pid for p in snap.process.all() if p.alive)
+                else:
+                    self.trainer_pids = ()
+                lines, reset = delta.update(snap)
+                post(SnapshotUpdated(snap, time.monotonic() - started))
+                if lines or reset:
+                    post(LogLinesAdded(lines, reset))
+            if self.stopping.is_set():
+                break
+            self.wake.wait(max(0.0, started + self.interval - time.monotonic()))
+            gap = started + self.min_gap - time.monotonic()
+            if gap > 0:
+                self.stopping.wait(gap)
+
+    def run_gpu(self, post: Post, is_cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Sample the GPUs every ``gpu_interval`` seconds until stopped."""
+        if self.gpu_factory is None:
+            return
+        try:
+            gpu = self.gpu_factory()
+        except Exception as exc:
+            post(GpuSampled(GpuStatus(available=False, reason=f"GPU monitor failed: {exc}")))
+            return
+        if gpu is None:
+            return
+        try:
+            while not (self.stopping.is_set() or is_cancelled()):
+                started = time.monotonic()
+                try:
+                    status = gpu.sample(self.trainer_pids)
+                except Exception as exc:
+                    status = GpuStatus(available=False, reason=f"NVML error: {exc}")
+                post(GpuSampled(status))
+                self.stopping.wait(max(0.0, started + self.gpu_interval - time.monotonic()))
+        finally:
+            close = getattr(gpu, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    pass

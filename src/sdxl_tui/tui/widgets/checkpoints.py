@@ -1,0 +1,87 @@
+"""Checkpoint table: one row per saved LoRA, diffed by row key (the file path) inside
+``batch_update`` so a refresh touches only the cells that changed (dolphie)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from sdxl_tui.charting import format_bytes, format_duration, format_value
+from sdxl_tui.model import Checkpoint, CheckpointStatus
+
+COLUMNS = (
+    ("name", "name"),
+    ("epoch", "ep"),
+    ("step", "step"),
+    ("size", "size"),
+    ("age", "age"),
+    ("loss", "loss"),
+    ("state", "resume"),
+    ("eval", "eval"),
+    ("status", "status"),
+)
+
+_STATUS_STYLE = {
+    CheckpointStatus.COMPLETE: "green",
+    CheckpointStatus.WRITING: "bold yellow",
+    CheckpointStatus.CORRUPT: "bold red",
+}
+
+
+def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
+    """The visible cells of one checkpoint (age relative to the snapshot's time)."""
+    status = Text(ckpt.status.value, style=_STATUS_STYLE.get(ckpt.status, ""))
+    return (
+        ckpt.name,
+        "--" if ckpt.epoch is None else str(ckpt.epoch),
+        "--" if ckpt.step is None else str(ckpt.step),
+        format_bytes(ckpt.size),
+        format_duration(max(0.0, now - ckpt.mtime)),
+        "--" if ckpt.loss_at_save is None else format_value(ckpt.loss_at_save),
+        "yes" if ckpt.state_dir else "no",
+        ckpt.evaluation or "--",
+        status,
+    )
+
+
+class CheckpointTable(DataTable[object]):
+    """Checkpoints in save order; the cursor row is the target of ``e`` and ``i``."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        self._rows: dict[str, tuple[object, ...]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def update_checkpoints(self, checkpoints: tuple[Checkpoint, ...], now: float) -> None:
+        """Add, change and remove rows by key; keep the cursor on the same checkpoint."""
+        wanted = {c.path: row_cells(c, now) for c in checkpoints}
+        if wanted == self._rows:
+            return
+        with self.app.batch_update():
+            for key in [k for k in self._rows if k not in wanted]:
+                self.remove_row(key)
+                del self._rows[key]
+            for ckpt in checkpoints:
+                cells = wanted[ckpt.path]
+                old = self._rows.get(ckpt.path)
+                if old is None:
+                    self.add_row(*cells, key=ckpt.path)
+                elif old != cells:
+                    for (col, _), new_cell, old_cell in zip(COLUMNS, cells, old):
+                        if new_cell != old_cell:
+                            self.update_cell(ckpt.path, col, new_cell)
+                self._rows[ckpt.path] = cells
+
+    @property
+    def selected_path(self) -> str | None:
+        """Path of the checkpoint under the cursor (``None`` when the table is empty)."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return None if key.value is None else str(key.value)

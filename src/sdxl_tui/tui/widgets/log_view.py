@@ -1,0 +1,244 @@
+"""Log pane: follows the tail, pauses when scrolled up with an "N new lines" marker, search.
+
+A virtual ``ScrollView`` over a bounded deque renders only the visible lines (toolong), so a
+tqdm bar redrawn thousands of times stays one updating line: a batch line whose number equals
+the last shown line's replaces it instead of appending.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Input, Label
+
+from sdxl_tui.model import LogLine
+
+MAX_LINES = 5000
+
+_LEVEL_STYLE = {
+    "WARNING": Style(color="yellow"),
+    "ERROR": Style(color="red", bold=True),
+    "CRITICAL": Style(color="red", bold=True, reverse=True),
+}
+_KIND_STYLE = {"progress": Style(color="cyan"), "traceback": Style(color="red")}
+_MATCH = Style(bgcolor="dark_goldenrod", color="black")
+_CURRENT = Style(bgcolor="grey30")
+
+
+class LogView(ScrollView, can_focus=True):
+    """The tail of the trainer's console log."""
+
+    BINDINGS = [
+        Binding("end", "follow", "Follow tail", show=False, id="log-follow"),
+        Binding("n", "find_next", "Next match", show=False, id="log-next-match"),
+        Binding("N", "find_previous", "Previous match", show=False, id="log-previous-match"),
+    ]
+
+    unseen: reactive[int] = reactive(0)
+    """Lines that arrived while the user was scrolled up (the marker shows them)."""
+    following: reactive[bool] = reactive(True)
+
+    class FollowChanged(Message):
+        """Posted when following starts or stops, or the unseen count changes."""
+
+        def __init__(self, following: bool, unseen: int) -> None:
+            super().__init__()
+            self.following = following
+            self.unseen = unseen
+
+    def __init__(self, *, max_lines: int = MAX_LINES, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.lines: deque[LogLine] = deque(maxlen=max_lines)
+        self._width = 0
+        self.query = ""
+        self.match_index: int | None = None  # index into self.lines
+
+    # -- data ---------------------------------------------------------------------------
+    def add_lines(self, lines: tuple[LogLine, ...], reset: bool = False) -> None:
+        """Append a batch; a redraw of the last line replaces it."""
+        at_end = self.following
+        if reset:
+            self.lines.clear()
+            self.match_index = None
+            self._width = 0
+        added = 0
+        for line in lines:
+            if self.lines and line.number == self.lines[-1].number:
+                self.lines[-1] = line
+            elif self.lines and line.number < self.lines[-1].number:
+                continue  # already shown (a window overlap)
+            else:
+                full = len(self.lines) == self.lines.maxlen
+                self.lines.append(line)
+                added += 1
+                if full and self.match_index is not None:
+                    self.match_index = self.match_index - 1 if self.match_index > 0 else None
+            self._width = max(self._width, len(line.text))
+        self.virtual_size = Size(self._width + 1, len(self.lines))
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif added:
+            self.unseen += added
+        self.refresh()
+
+    @property
+    def texts(self) -> list[str]:
+        return [line.text for line in self.lines]
+
+    # -- follow / pause ------------------------------------------------------------------
+    def _at_bottom(self) -> bool:
+        return self.scroll_y >= self.max_scroll_y - 0.5
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        at_bottom = self._at_bottom()
+        if at_bottom and not self.following:
+            self.following = True
+            self.unseen = 0
+        elif not at_bottom and self.following and new < old:
+            self.following = False
+
+    def watch_following(self) -> None:
+        self.post_message(self.FollowChanged(self.following, self.unseen))
+
+    def watch_unseen(self) -> None:
+        self.post_message(self.FollowChanged(self.following, self.unseen))
+
+    def action_follow(self) -> None:
+        self.following = True
+        self.unseen = 0
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    # -- search --------------------------------------------------------------------------
+    def find(self, query: str, *, backwards: bool = False, from_current: bool = False) -> bool:
+        """Move to the next (or previous) line containing ``query`` (case-insensitive)."""
+        self.query = query
+        if not query or not self.lines:
+            self.match_index = None
+            self.refresh()
+            return False
+        q = query.lower()
+        n = len(self.lines)
+        if self.match_index is None:
+            start = n - 1 if backwards else 0
+            if not backwards and self.following:
+                start = n - 1
+                backwards = True
+        else:
+            start = self.match_index + (0 if from_current else (-1 if backwards else 1))
+        step = -1 if backwards else 1
+        for k in range(n):
+            i = (start + step * k) % n
+            if q in self.lines[i].text.lower():
+                self.match_index = i
+                self.following = False
+                self.scroll_to(y=max(0, i - self.size.height // 2), animate=False, immediate=True)
+                self.refresh()
+                return True
+        self.match_index = None
+        self.refresh()
+        return False
+
+    def action_find_next(self) -> None:
+        if self.query:
+            self.find(self.query)
+
+    def action_find_previous(self) -> None:
+        if self.query:
+            self.find(self.query, backwards=True)
+
+    # -- rendering -----------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        if index >= len(self.lines):
+            return Strip.blank(width, self.rich_style)
+        line = self.lines[index]
+        base = _LEVEL_STYLE.get(line.level or "") or _KIND_STYLE.get(line.kind) or Style()
+        if index == self.match_index:
+            base = base + _CURRENT
+        text = line.text
+        segments: list[Segment] = []
+        q = self.query.lower()
+        if q and q in text.lower():
+            low = text.lower()
+            pos = 0
+            while True:
+                hit = low.find(q, pos)
+                if hit < 0:
+                    segments.append(Segment(text[pos:], base))
+                    break
+                segments.append(Segment(text[pos:hit], base))
+                segments.append(Segment(text[hit : hit + len(q)], base + _MATCH))
+                pos = hit + len(q)
+        else:
+            segments.append(Segment(text, base))
+        strip = Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
+        return strip.apply_style(self.rich_style)
+
+
+class LogPane(Vertical):
+    """The log view, its "N new lines" marker and the search box (``/``)."""
+
+    BINDINGS = [Binding("escape", "close_search", "Close search", show=False, id="log-close-search")]
+
+    def compose(self) -> ComposeResult:
+        yield LogView(id="log-view")
+        yield Label("", id="log-marker")
+        yield Input(placeholder="search the log (enter: next, shift+enter: previous, esc: close)", id="log-search")
+
+    def on_mount(self) -> None:
+        self.query_one("#log-marker", Label).display = False
+        self.query_one("#log-search", Input).display = False
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
+
+    def on_log_view_follow_changed(self, event: LogView.FollowChanged) -> None:
+        marker = self.query_one("#log-marker", Label)
+        if event.following:
+            marker.display = False
+        else:
+            marker.display = True
+            n = event.unseen
+            marker.update(f"▼ {n} new line{'s' if n != 1 else ''}  (end: follow the tail)" if n else "paused  (end: follow the tail)")
+
+    def open_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.focus()
+
+    def action_close_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = False
+        self.view.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        view = self.view
+        found = view.find(event.value, from_current=view.query != event.value and view.match_index is not None)
+        if not found:
+            self.app.notify(f"not found in the log: {event.value!r}", severity="warning", timeout=3)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        view = self.view
+        view.match_index = None
+        view.find(event.value)

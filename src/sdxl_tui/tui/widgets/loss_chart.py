@@ -1,0 +1,214 @@
+"""Loss chart: a compact always-visible sparkline and the full chart (``c``).
+
+The math lives in :mod:`sdxl_tui.charting` (pure, unit-tested); this widget only picks the
+series out of the snapshot, asks for a canvas of its own size and paints it with Rich styles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from sdxl_tui.charting import (
+    Canvas,
+    Plot,
+    downsample_minmax,
+    ema_debiased,
+    format_value,
+    plot,
+    y_range,
+)
+from sdxl_tui.model import RunSnapshot, Series
+
+COLORS = {0: "bright_cyan", 1: "orange1", 2: "magenta", 3: "green", 9: "grey50"}
+RAW_COLOR = 4
+COLORS[RAW_COLOR] = "grey39"
+
+
+@dataclass(frozen=True)
+class ChartOptions:
+    """What the chart screen's controls change."""
+
+    smoothing: float = 0.6
+    log_y: bool = False
+    clip_outliers: bool = True
+    x_axis: str = "step"  # "step" | "wall"
+    show_lr: bool = True
+    show_raw: bool = True
+
+
+def loss_series(series: Mapping[str, Series]) -> tuple[Series | None, Series | None]:
+    """(``loss/current``, ``loss/average``), falling back to any ``loss*`` series (log-derived)."""
+    current = series.get("loss/current")
+    average = series.get("loss/average")
+    if current is None and average is None:
+        for tag, s in series.items():
+            if tag.startswith("loss") and "epoch" not in tag and "validation" not in tag:
+                average = s
+                break
+    return current, average
+
+
+def lr_series(series: Mapping[str, Series]) -> list[Series]:
+    """Learning-rate curves (``lr/unet``, ``lr/textencoder``; the duplicate groups are skipped)."""
+    out = [s for tag, s in sorted(series.items()) if tag.startswith("lr/") and "/group" not in tag and not tag.startswith("lr/d*lr")]
+    return out[:2]
+
+
+def _xs(s: Series, x_axis: str) -> list[float]:
+    if x_axis == "wall" and s.points and s.points[0].wall_time:
+        t0 = s.points[0].wall_time
+        return [(p.wall_time - t0) / 60.0 for p in s.points]
+    return [float(p.step) for p in s.points]
+
+
+def _last(s: Series | None) -> str:
+    if s is None or s.last is None:
+        return "--"
+    return format_value(s.last.value)
+
+
+class LossChart(Widget):
+    """Braille chart of smoothed ``loss/current``, ``loss/average`` and optionally the LR."""
+
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    options: reactive[ChartOptions] = reactive(ChartOptions, always_update=True)
+
+    def __init__(self, *, full: bool = False, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.full = full
+        self._cache_key: tuple[object, ...] | None = None
+        self._cache: Text | None = None
+
+    def watch_snapshot(self, old: RunSnapshot | None, new: RunSnapshot | None) -> None:
+        self.refresh()
+
+    def watch_options(self) -> None:
+        self.refresh()
+
+    def _key(self) -> tuple[object, ...]:
+        snap = self.snapshot
+        counts: tuple[object, ...] = ()
+        if snap is not None:
+            counts = tuple((t, s.count, id(s.points)) for t, s in sorted(snap.series.items()))
+            counts += (snap.resume_steps,)
+        return (self.size.width, self.size.height, self.options, counts, self.full)
+
+    def render(self) -> Text:
+        key = self._key()
+        if key != self._cache_key or self._cache is None:
+            self._cache = self._draw()
+            self._cache_key = key
+        return self._cache
+
+    def _draw(self) -> Text:
+        width, height = self.size.width, self.size.height
+        snap = self.snapshot
+        if snap is None or width < 10 or height < 1:
+            return Text("loss: waiting for data", style="dim")
+        current, average = loss_series(snap.series)
+        opts = self.options
+        legend = Text()
+        legend.append("loss ", style="bold")
+        if current is not None:
+            legend.append("● current ", style=COLORS[0])
+            legend.append(_last(current))
+            legend.append(f" (smoothed {opts.smoothing:.2f})  " if self.full else "  ", style="dim")
+        if average is not None:
+            legend.append("● average ", style=COLORS[1])
+            legend.append(_last(average))
+        lrs = lr_series(snap.series) if (self.full and opts.show_lr) else []
+        for i, s in enumerate(lrs):
+            legend.append(f"  ● {s.tag} ", style=COLORS[2 + i])
+            legend.append(_last(s))
+        if current is None and average is None:
+            legend.append(" no loss values yet", style="dim")
+            return legend
+        axis_w = 9 if self.full else 0
+        lr_rows = max(3, height // 4) if lrs else 0
+        footer_rows = 1 if self.full else 0
+        chart_rows = max(1, height - 1 - footer_rows - lr_rows)
+        plot_w = max(4, width - axis_w)
+
+        buckets = plot_w * 2
+        plots: list[Plot] = []
+        all_y: list[float] = []
+        x_lo, x_hi = math.inf, -math.inf
+        markers: list[float] = []
+        for idx, s in ((RAW_COLOR, current), (0, current), (1, average)):
+            if s is None or not s.points:
+                continue
+            if idx == RAW_COLOR and not (self.full and opts.show_raw):
+                continue
+            xs = _xs(s, opts.x_axis)
+            ys = [p.value for p in s.points]
+            if idx == 0:
+                ys = ema_debiased(ys, opts.smoothing if self.full else max(opts.smoothing, 0.6))
+            dx, dy = downsample_minmax(xs, ys, buckets)
+            plots.append(Plot(dx, dy, idx))
+            all_y.extend(dy if idx != RAW_COLOR or not opts.clip_outliers else [])
+            if dx:
+                x_lo, x_hi = min(x_lo, dx[0]), max(x_hi, dx[-1])
+        if not math.isfinite(x_lo):
+            return legend
+        if x_hi <= x_lo:
+            x_hi = x_lo + 1
+        if self.full and opts.x_axis == "step":
+            markers = [float(s) for s in snap.resume_steps]
+        bounds = y_range(all_y or [p for pl in plots for p in pl.ys], clip_outliers=opts.clip_outliers, log_y=opts.log_y)
+        if bounds is None:
+            return legend
+        canvas = Canvas(plot_w, chart_rows)
+        plot(canvas, plots, x_bounds=(x_lo, x_hi), y_bounds=bounds, log_y=opts.log_y, markers=markers)
+        out = Text()
+        out.append_text(legend)
+        out.append("\n")
+        self._paint(out, canvas, bounds, axis_w, log_y=opts.log_y)
+        if lrs:
+            lr_canvas = Canvas(plot_w, lr_rows)
+            lr_plots = []
+            lr_y: list[float] = []
+            for i, s in enumerate(lrs):
+                xs = _xs(s, opts.x_axis)
+                ys = [p.value for p in s.points]
+                dx, dy = downsample_minmax(xs, ys, buckets)
+                lr_plots.append(Plot(dx, dy, 2 + i))
+                lr_y.extend(dy)
+            lr_bounds = y_range(lr_y)
+            if lr_bounds is not None:
+                lo, hi = lr_bounds
+                lr_bounds = (min(lo, 0.0), hi)
+                plot(lr_canvas, lr_plots, x_bounds=(x_lo, x_hi), y_bounds=lr_bounds, markers=markers)
+                out.append("\n")
+                self._paint(out, lr_canvas, lr_bounds, axis_w, log_y=False)
+        if footer_rows:
+            out.append("\n")
+            unit = "step" if opts.x_axis == "step" else "min"
+            left = format_value(x_lo) if opts.x_axis == "step" else f"{x_lo:.0f}"
+            right = (format_value(x_hi) if opts.x_axis == "step" else f"{x_hi:.0f}") + f" {unit}"
+            gap = max(1, plot_w - len(left) - len(right))
+            out.append(" " * axis_w + left + " " * gap + right, style="dim")
+        return out
+
+    @staticmethod
+    def _paint(out: Text, canvas: Canvas, bounds: tuple[float, float], axis_w: int, *, log_y: bool) -> None:
+        rows = canvas.rows()
+        lo, hi = bounds
+        for r, row in enumerate(rows):
+            if axis_w:
+                if r == 0:
+                    label = format_value(10**hi if log_y else hi)
+                elif r == len(rows) - 1:
+                    label = format_value(10**lo if log_y else lo)
+                else:
+                    label = ""
+                out.append(f"{label:>{axis_w - 1}}┤" if label else " " * (axis_w - 1) + "│", style="dim")
+            for ch, color in row:
+                out.append(ch, style=COLORS.get(color, "") if color is not None else "")
+            if r != len(rows) - 1:
+                out.append("\n")

@@ -1,0 +1,142 @@
+"""Run header (name, state, elapsed, ETA and finish clock, next checkpoint) and progress bars.
+
+Pure rendering of the latest snapshot: the text helpers are plain functions so tests can
+check "done ~06:40" without a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Label, ProgressBar, Static
+
+from sdxl_tui.charting import format_duration
+from sdxl_tui.model import RunSnapshot, RunState
+
+STATE_STYLE = {
+    RunState.MISSING: "dim",
+    RunState.WAITING: "dim",
+    RunState.LOADING: "cyan",
+    RunState.CACHING: "cyan",
+    RunState.TRAINING: "bold green",
+    RunState.SAMPLING: "bold cyan",
+    RunState.SAVING: "bold cyan",
+    RunState.FINISHED: "bold blue",
+    RunState.FAILED: "bold red",
+    RunState.INTERRUPTED: "bold yellow",
+    RunState.STALLED: "bold yellow",
+}
+
+
+def run_name(snapshot: RunSnapshot) -> str:
+    """``output_name`` when the run says it, else the directory's name."""
+    return snapshot.config.output_name or os.path.basename(snapshot.run_dir.rstrip("/")) or "run"
+
+
+def finish_clock(eta_at: float | None, now: float) -> str:
+    """``done ~06:40`` (local time); with the weekday when more than a day away."""
+    if eta_at is None:
+        return ""
+    local = time.localtime(eta_at)
+    if eta_at - now > 20 * 3600:
+        return "done ~" + time.strftime("%a %H:%M", local)
+    return "done ~" + time.strftime("%H:%M", local)
+
+
+def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly: bool = False) -> Text:
+    """The one or two header lines."""
+    if snapshot is None:
+        return Text("reading the run…", style="dim")
+    p = snapshot.progress
+    text = Text()
+    text.append(run_name(snapshot), style="bold")
+    text.append("  ")
+    text.append(f" {snapshot.state.value.upper()} ", style=f"reverse {STATE_STYLE.get(snapshot.state, '')}")
+    if snapshot.state_reason and snapshot.state in (RunState.FAILED, RunState.STALLED, RunState.INTERRUPTED, RunState.MISSING):
+        text.append(f" {snapshot.state_reason}", style="italic")
+    text.append("  elapsed ", style="dim")
+    text.append(format_duration(p.elapsed_seconds))
+    if not snapshot.state.is_over:
+        text.append("  ETA ", style="dim")
+        text.append(format_duration(p.eta_seconds))
+        clock = finish_clock(p.eta_at, snapshot.taken_at)
+        if clock:
+            text.append(f" ({clock})", style="bold")
+        if p.next_checkpoint:
+            text.append("  next ckpt ", style="dim")
+            text.append(p.next_checkpoint)
+            if p.next_checkpoint_eta_seconds is not None:
+                text.append(f" in {format_duration(p.next_checkpoint_eta_seconds)}")
+    if p.seconds_per_step:
+        text.append(f"  {p.seconds_per_step:.2f}s/step", style="dim")
+    if readonly:
+        text.append("  [read-only]", style="dim italic")
+    if watch_mode:
+        text.append(f"  {watch_mode}", style="dim")
+    return text
+
+
+class RunHeader(Static):
+    """Run name, state, elapsed, ETA with the finish clock, next checkpoint."""
+
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    watch_mode: reactive[str] = reactive("")
+    readonly: reactive[bool] = reactive(False)
+
+    def _refresh_text(self) -> None:
+        self.update(header_text(self.snapshot, watch_mode=self.watch_mode, readonly=self.readonly))
+
+    def watch_snapshot(self) -> None:
+        self._refresh_text()
+
+    def watch_watch_mode(self) -> None:
+        self._refresh_text()
+
+    def watch_readonly(self) -> None:
+        self._refresh_text()
+
+
+class ProgressPanel(Widget):
+    """Epoch and step progress bars with counts."""
+
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="epoch-row", classes="progress-row"):
+            yield Label("epoch  --/--", id="epoch-label", classes="progress-label")
+            yield ProgressBar(total=1, show_eta=False, id="epoch-bar")
+        with Horizontal(id="step-row", classes="progress-row"):
+            yield Label("step   --/--", id="step-label", classes="progress-label")
+            yield ProgressBar(total=1, show_eta=False, id="step-bar")
+
+    def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
+        if snapshot is None or not self.is_mounted:
+            return
+        p = snapshot.progress
+        epochs = p.epochs or snapshot.config.num_epochs
+        epoch = p.epoch
+        done_epochs = None
+        if epochs:
+            if snapshot.state is RunState.FINISHED:
+                done_epochs = epochs
+            elif p.step is not None and p.total_steps and epochs:
+                done_epochs = min(epochs, p.step / p.total_steps * epochs)
+            elif epoch is not None:
+                done_epochs = max(0, epoch - 1)
+        self.query_one("#epoch-label", Label).update(
+            f"epoch {epoch if epoch is not None else '--':>3}/{epochs or '--'}"
+        )
+        ebar = self.query_one("#epoch-bar", ProgressBar)
+        ebar.update(total=epochs or 1, progress=done_epochs or 0)  # never indeterminate: it animates
+        total = p.total_steps or snapshot.config.total_steps
+        self.query_one("#step-label", Label).update(
+            f"step {p.step if p.step is not None else '--':>5}/{total or '--'}"
+        )
+        sbar = self.query_one("#step-bar", ProgressBar)
+        sbar.update(total=total or 1, progress=p.step or 0)
