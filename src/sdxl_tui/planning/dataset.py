@@ -1,0 +1,571 @@
+"""Validate an sd-scripts dataset TOML (``--dataset_config``) the way sd-scripts will.
+
+Why: sd-scripts validates the TOML with a strict voluptuous schema (unknown keys are rejected
+with ``extra keys not allowed``) and only after the process has started; missing folders,
+images and captions show up later still, or never (empty captions train silently). This
+module applies the same schema (REF §5.3), resolves each value through sd-scripts' lookup
+order (subset -> dataset -> [general] -> command line -> default) and looks at the folders.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdxl_tui.planning.findings import Finding
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DEFAULT_CAPTION_EXTENSION = ".caption"  # sd-scripts' default (argparse and dataclass)
+
+_BOOL = "bool"
+_INT = "int"
+_FLOAT = "float"  # voluptuous `float`: an int is rejected
+_NUM = "number"  # Any(float, int)
+_STR = "str"
+_PAIR_FLOAT = "pair_float"
+_RES = "resolution"  # int or [int, int]
+_TABLE = "table"
+
+#: keys of every subset (and, ascending, of datasets and [general]) -> value type
+SUBSET_COMMON: dict[str, str] = {
+    "color_aug": _BOOL,
+    "face_crop_aug_range": _PAIR_FLOAT,
+    "flip_aug": _BOOL,
+    "num_repeats": _INT,
+    "random_crop": _BOOL,
+    "shuffle_caption": _BOOL,
+    "keep_tokens": _INT,
+    "keep_tokens_separator": _STR,
+    "secondary_separator": _STR,
+    "caption_separator": _STR,
+    "enable_wildcard": _BOOL,
+    "token_warmup_min": _INT,
+    "token_warmup_step": _NUM,
+    "caption_prefix": _STR,
+    "caption_suffix": _STR,
+    "custom_attributes": _TABLE,
+    "resize_interpolation": _STR,
+    "caption_dropout_every_n_epochs": _INT,
+    "caption_dropout_rate": _NUM,
+    "caption_tag_dropout_rate": _NUM,
+}
+DREAMBOOTH_SUBSET: dict[str, str] = {
+    "image_dir": _STR,
+    "is_reg": _BOOL,
+    "alpha_mask": _BOOL,
+    "caption_extension": _STR,
+    "class_tokens": _STR,
+    "cache_info": _BOOL,
+}
+FINETUNE_SUBSET: dict[str, str] = {"metadata_file": _STR, "image_dir": _STR, "alpha_mask": _BOOL}
+DATASET_LEVEL: dict[str, str] = {
+    "batch_size": _INT,
+    "bucket_no_upscale": _BOOL,
+    "bucket_reso_steps": _INT,
+    "enable_bucket": _BOOL,
+    "max_bucket_reso": _INT,
+    "min_bucket_reso": _INT,
+    "validation_seed": _INT,
+    "validation_split": _NUM,
+    "resolution": _RES,
+    "network_multiplier": _FLOAT,
+    "resize_interpolation": _STR,
+}
+_SUBSET_ONLY = {"image_dir", "is_reg", "alpha_mask", "metadata_file", "conditioning_data_dir"}
+#: [general] and [[datasets]] accept dataset keys plus the ascending subset keys
+GENERAL_KEYS: dict[str, str] = {
+    **DATASET_LEVEL,
+    **SUBSET_COMMON,
+    **{k: v for k, v in DREAMBOOTH_SUBSET.items() if k not in _SUBSET_ONLY},
+}
+#: command-line dest -> dataset key, where the names differ (sd-scripts' own mapping)
+ARGPARSE_TO_CONFIG = {"train_batch_size": "batch_size", "dataset_repeats": "num_repeats"}
+
+_RESOLUTION_SDXL = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetInfo:
+    """One subset after value lookup, with what its folder holds."""
+
+    image_dir: str | None
+    num_repeats: int
+    is_reg: bool
+    caption_extension: str
+    class_tokens: str | None
+    images: int | None  # None: folder missing or unreadable
+    captioned: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    """One ``[[datasets]]`` entry after value lookup."""
+
+    resolution: tuple[int, int] | None
+    batch_size: int
+    enable_bucket: bool
+    bucket_reso_steps: int
+    bucket_no_upscale: bool
+    min_bucket_reso: int
+    max_bucket_reso: int
+    subsets: tuple[SubsetInfo, ...]
+    keys: frozenset[str]  # keys written at dataset or [general] level (explicit, not fallbacks)
+
+    @property
+    def train_images_with_repeats(self) -> int:
+        return sum((s.images or 0) * s.num_repeats for s in self.subsets if not s.is_reg)
+
+    @property
+    def reg_images_with_repeats(self) -> int:
+        return sum((s.images or 0) * s.num_repeats for s in self.subsets if s.is_reg)
+
+    @property
+    def batches(self) -> int:
+        """Batches per epoch, before bucketing splits them (a lower bound with buckets).
+
+        With regularisation images sd-scripts pairs each train image with a reg image, so
+        an epoch holds twice the train images.
+        """
+        n = self.train_images_with_repeats
+        if self.reg_images_with_repeats:
+            n *= 2
+        return math.ceil(n / max(1, self.batch_size)) if n else 0
+
+
+@dataclass(frozen=True)
+class DatasetCheck:
+    """Result of :func:`validate_dataset_config`."""
+
+    path: str | None
+    datasets: tuple[DatasetInfo, ...]
+    findings: tuple[Finding, ...]
+    explicit_keys: frozenset[str]  # every key the TOML sets anywhere
+
+    @property
+    def batches(self) -> int:
+        return sum(d.batches for d in self.datasets)
+
+    @property
+    def train_images_with_repeats(self) -> int:
+        return sum(d.train_images_with_repeats for d in self.datasets)
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _FLOAT:
+        return isinstance(value, float)
+    if kind == _NUM:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _TABLE:
+        return isinstance(value, dict)
+    if kind == _PAIR_FLOAT:
+        return isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value)
+    if kind == _RES:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True
+        return (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        )
+    return True
+
+
+_TYPE_WORDS = {
+    _BOOL: "true or false",
+    _INT: "an integer",
+    _FLOAT: "a float (write 1.0, not 1)",
+    _NUM: "a number",
+    _STR: "a string",
+    _TABLE: "a table",
+    _PAIR_FLOAT: "two floats, e.g. [0.4, 0.6]",
+    _RES: "an integer or [width, height]",
+}
+
+
+def _as_resolution(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        try:
+            return (int(value[0]), int(value[1]))
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, str):  # --resolution "1024" or "1024,1024"
+        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            return None
+        if len(nums) == 1:
+            return (nums[0], nums[0])
+        if len(nums) == 2:
+            return (nums[0], nums[1])
+    return None
+
+
+def count_images(folder: Path, caption_extension: str) -> tuple[int, int, dict[str, int]]:
+    """(images, images with a caption file, caption-like extensions seen) in ``folder``.
+
+    Not recursive, like sd-scripts' DreamBooth loader.
+
+    Raises:
+        OSError: the folder cannot be listed.
+    """
+    images: list[Path] = []
+    others: dict[str, int] = {}
+    names: set[str] = set()
+    for entry in os.scandir(folder):
+        if not entry.is_file():
+            continue
+        names.add(entry.name)
+        p = Path(entry.name)
+        ext = p.suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            images.append(p)
+        elif ext in (".txt", ".caption", ".cap", ".tags"):
+            others[ext] = others.get(ext, 0) + 1
+    captioned = sum(1 for p in images if (p.stem + caption_extension) in names)
+    return len(images), captioned, others
+
+
+def _lookup(key: str, levels: list[Mapping[str, Any]], default: Any) -> Any:
+    for level in levels:
+        value = level.get(key)
+        if value is not None:
+            return value
+    return default
+
+
+def validate_dataset_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    sdxl: bool,
+    args: Mapping[str, Any] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> DatasetCheck:
+    """Check a dataset TOML against sd-scripts' schema, its folders and the SDXL rules.
+
+    Args:
+        source: path of the TOML (or JSON) file, or the already-loaded mapping.
+        sdxl: the run trains SDXL (bucket steps must be a multiple of 32, resolution 1024).
+        args: effective command-line values by argparse dest (defaults included); they are the
+            fallbacks for keys the TOML lacks, as in sd-scripts.
+        cwd: the trainer's working directory, against which relative folders resolve.
+    """
+    findings: list[Finding] = []
+    path_text: str | None = None
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    if isinstance(source, Mapping):
+        config: Mapping[str, Any] = source
+    else:
+        path = Path(source)
+        if not path.is_absolute():
+            path = base / path
+        path_text = str(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            findings.append(
+                Finding("error", "dataset-config-missing", f"dataset config {path} does not exist",
+                        "fix the --dataset_config path", str(path))
+            )
+            return DatasetCheck(path_text, (), tuple(findings), frozenset())
+        except OSError as exc:
+            findings.append(Finding("error", "dataset-config-missing", f"cannot read {path}: {exc}",
+                                    "check the file's permissions", str(path)))
+            return DatasetCheck(path_text, (), tuple(findings), frozenset())
+        try:
+            if path.suffix.lower() == ".json":
+                import json
+
+                config = json.loads(raw.decode("utf-8"))
+            else:
+                config = tomllib.loads(raw.decode("utf-8", errors="replace"))
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            findings.append(Finding("error", "dataset-config-invalid", f"{path} does not parse: {exc}",
+                                    "fix the TOML syntax", str(path)))
+            return DatasetCheck(path_text, (), tuple(findings), frozenset())
+        if not isinstance(config, Mapping):
+            findings.append(Finding("error", "dataset-config-invalid", f"{path} is not a table",
+                                    "write [general] and [[datasets]] tables", str(path)))
+            return DatasetCheck(path_text, (), tuple(findings), frozenset())
+
+    where = os.path.basename(path_text) if path_text else "dataset config"
+    explicit: set[str] = set()
+
+    def reject(key: str, place: str, allowed: Mapping[str, str] | set[str]) -> None:
+        close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+        fix = f"did you mean `{close[0]}`?" if close else f"remove `{key}`"
+        findings.append(
+            Finding(
+                "error",
+                "dataset-key-rejected",
+                f"{where}: `{key}` is not allowed in {place}; sd-scripts stops with "
+                f"`extra keys not allowed @ data[...]['{key}']` (Invalid user config)",
+                fix,
+                key,
+            )
+        )
+
+    def check_types(table: Mapping[str, Any], allowed: Mapping[str, str], place: str) -> dict[str, Any]:
+        good: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "subsets":
+                continue
+            if key not in allowed:
+                reject(key, place, allowed)
+                continue
+            explicit.add(key)
+            if not _type_ok(allowed[key], value):
+                findings.append(
+                    Finding(
+                        "error",
+                        "dataset-key-type",
+                        f"{where}: `{key}` in {place} must be {_TYPE_WORDS[allowed[key]]}, got {value!r}",
+                        f"write `{key}` as {_TYPE_WORDS[allowed[key]]}",
+                        key,
+                    )
+                )
+                continue
+            good[key] = value
+        return good
+
+    for key in config:
+        if key not in ("general", "datasets"):
+            reject(key, "the top level (only [general] and [[datasets]])", {"general", "datasets"})
+
+    general_raw = config.get("general", {})
+    if not isinstance(general_raw, Mapping):
+        findings.append(Finding("error", "dataset-key-type", f"{where}: `general` must be a table",
+                                "write it as [general]", "general"))
+        general_raw = {}
+    general = check_types(general_raw, GENERAL_KEYS, "[general]")
+
+    cli: dict[str, Any] = {}
+    for dest, value in (args or {}).items():
+        cli[ARGPARSE_TO_CONFIG.get(dest, dest)] = value
+    if "resolution" in cli:
+        cli["resolution"] = _as_resolution(cli["resolution"])
+
+    datasets_raw = config.get("datasets", [])
+    if not isinstance(datasets_raw, list) or not datasets_raw:
+        findings.append(
+            Finding("error", "dataset-empty", f"{where} has no [[datasets]] entry; sd-scripts finds no data",
+                    "add a [[datasets]] table with at least one [[datasets.subsets]] image_dir", None)
+        )
+        datasets_raw = [] if not isinstance(datasets_raw, list) else datasets_raw
+
+    infos: list[DatasetInfo] = []
+    for di, ds_raw in enumerate(datasets_raw):
+        place = f"[[datasets]] #{di + 1}"
+        if not isinstance(ds_raw, Mapping):
+            findings.append(Finding("error", "dataset-key-type", f"{where}: {place} is not a table",
+                                    "write [[datasets]] tables", None))
+            continue
+        subsets_raw = ds_raw.get("subsets", [])
+        if not isinstance(subsets_raw, list):
+            subsets_raw = []
+        with_meta = [isinstance(s, Mapping) and "metadata_file" in s for s in subsets_raw]
+        finetune = bool(subsets_raw) and all(with_meta)
+        if any(with_meta) and not all(with_meta):
+            findings.append(
+                Finding("error", "dataset-mixed-modes",
+                        f"{where}: {place} mixes DreamBooth subsets (image_dir) and fine-tuning subsets "
+                        "(metadata_file); sd-scripts rejects that",
+                        "split them into separate [[datasets]]", None)
+            )
+        ds_allowed = dict(DATASET_LEVEL, **SUBSET_COMMON)
+        if not finetune:
+            ds_allowed.update({k: v for k, v in DREAMBOOTH_SUBSET.items() if k not in _SUBSET_ONLY})
+        ds = check_types(ds_raw, ds_allowed, place)
+        levels_ds = [ds, general, cli]
+        resolution = _as_resolution(_lookup("resolution", levels_ds, None))
+        enable_bucket = bool(_lookup("enable_bucket", levels_ds, False))
+        steps = int(_lookup("bucket_reso_steps", levels_ds, 64))
+        info_subsets: list[SubsetInfo] = []
+        if not subsets_raw:
+            findings.append(
+                Finding("error", "dataset-empty", f"{where}: {place} has no [[datasets.subsets]]",
+                        "add a [[datasets.subsets]] table with image_dir", None)
+            )
+        sub_allowed = dict(SUBSET_COMMON, **(FINETUNE_SUBSET if finetune else DREAMBOOTH_SUBSET))
+        for si, sub_raw in enumerate(subsets_raw):
+            splace = f"{place} subset #{si + 1}"
+            if not isinstance(sub_raw, Mapping):
+                findings.append(Finding("error", "dataset-key-type", f"{where}: {splace} is not a table",
+                                        "write [[datasets.subsets]] tables", None))
+                continue
+            sub = check_types(sub_raw, sub_allowed, splace)
+            levels = [sub, ds, general, cli]
+            image_dir = sub.get("image_dir")
+            if not finetune and "image_dir" not in sub_raw:
+                findings.append(
+                    Finding("error", "dataset-no-image-dir",
+                            f"{where}: {splace} has no image_dir (`required key not provided`)",
+                            "add image_dir = \"/path/to/images\"", "image_dir")
+                )
+            caption_ext = str(_lookup("caption_extension", levels, DEFAULT_CAPTION_EXTENSION))
+            caption_ext_shown = caption_ext
+            repeats = int(_lookup("num_repeats", levels, 1) or 1)
+            is_reg = bool(sub.get("is_reg", False))
+            class_tokens = _lookup("class_tokens", [sub, ds, general], None)
+            images: int | None = None
+            captioned: int | None = None
+            if isinstance(image_dir, str):
+                folder = Path(os.path.expanduser(image_dir))
+                if not folder.is_absolute():
+                    folder = base / folder
+                if not folder.is_dir():
+                    findings.append(
+                        Finding("error", "dataset-folder-missing",
+                                f"{splace}: image_dir {folder} is not a folder; sd-scripts skips it "
+                                "(`not directory`) and may find no data at all",
+                                "fix image_dir (relative paths resolve against the trainer's "
+                                "working directory, the sd-scripts folder)", str(folder))
+                    )
+                else:
+                    try:
+                        images, captioned, others = count_images(folder, caption_ext)
+                    except OSError as exc:
+                        findings.append(Finding("error", "dataset-folder-missing",
+                                                f"{splace}: cannot list {folder}: {exc}",
+                                                "check the folder's permissions", str(folder)))
+                    else:
+                        if images == 0:
+                            findings.append(
+                                Finding("error", "dataset-no-images",
+                                        f"{splace}: {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})",
+                                        "point image_dir at the folder that holds the images (subfolders are not read)",
+                                        str(folder))
+                            )
+                        elif captioned is not None and captioned < images and not finetune:
+                            missing = images - captioned
+                            hint = ""
+                            other = max(others.items(), key=lambda kv: kv[1], default=None)
+                            if other and other[0] != caption_ext and other[1] >= missing:
+                                hint = f"; the folder has {other[1]} {other[0]} files: set caption_extension = \"{other[0]}\""
+                            if class_tokens:
+                                findings.append(
+                                    Finding("note", "dataset-captions-missing",
+                                            f"{splace}: {missing} of {images} images in {folder} have no "
+                                            f"{caption_ext_shown} caption; they train with class_tokens "
+                                            f"{class_tokens!r} only",
+                                            "add the caption files" + hint, str(folder))
+                                )
+                            else:
+                                findings.append(
+                                    Finding("warning", "dataset-captions-missing",
+                                            f"{splace}: {missing} of {images} images in {folder} have no "
+                                            f"{caption_ext_shown} caption file (caption_extension defaults to "
+                                            "\".caption\"); sd-scripts trains them with an empty caption",
+                                            ("add the caption files" + hint) if hint else
+                                            "add caption files, or set class_tokens", str(folder))
+                                )
+            info_subsets.append(
+                SubsetInfo(
+                    image_dir=image_dir if isinstance(image_dir, str) else None,
+                    num_repeats=repeats,
+                    is_reg=is_reg,
+                    caption_extension=caption_ext,
+                    class_tokens=class_tokens if isinstance(class_tokens, str) else None,
+                    images=images,
+                    captioned=captioned,
+                )
+            )
+        if resolution is None:
+            findings.append(
+                Finding("error", "dataset-no-resolution",
+                        f"{where}: {place} has no resolution and the command line has no --resolution; "
+                        "sd-scripts stops with `resolution is required`",
+                        f"set resolution = {_RESOLUTION_SDXL if sdxl else 512} in [general] or [[datasets]]",
+                        "resolution")
+            )
+        elif sdxl and resolution != (_RESOLUTION_SDXL, _RESOLUTION_SDXL):
+            area = resolution[0] * resolution[1]
+            if abs(area - _RESOLUTION_SDXL**2) > 0.1 * _RESOLUTION_SDXL**2:
+                findings.append(
+                    Finding("warning", "dataset-resolution",
+                            f"{where}: {place} trains at {resolution[0]}x{resolution[1]}; SDXL is trained "
+                            "at 1024x1024 and learns poorly far from that area",
+                            "set resolution = 1024", "resolution")
+                )
+        multiple = 32 if sdxl else 64
+        if enable_bucket and steps % multiple:
+            findings.append(
+                Finding("error", "bucket-steps",
+                        f"{where}: {place} bucket_reso_steps = {steps} is not a multiple of {multiple}; "
+                        f"{'sdxl_train_network.py' if sdxl else 'train_network.py'} asserts that at start",
+                        "use bucket_reso_steps = 64", "bucket_reso_steps")
+            )
+        min_b = int(_lookup("min_bucket_reso", levels_ds, 256))
+        max_b = int(_lookup("max_bucket_reso", levels_ds, 1024))
+        no_up = bool(_lookup("bucket_no_upscale", levels_ds, False))
+        if enable_bucket and resolution is not None and not no_up:
+            if min(resolution) < min_b or max(resolution) > max_b:
+                findings.append(
+                    Finding("error", "bucket-range",
+                            f"{where}: {place} resolution {resolution[0]}x{resolution[1]} is outside "
+                            f"min_bucket_reso..max_bucket_reso ({min_b}..{max_b}); sd-scripts asserts that",
+                            f"set max_bucket_reso >= {max(resolution)} (e.g. 2048) and min_bucket_reso <= {min(resolution)}",
+                            "max_bucket_reso")
+                )
+        infos.append(
+            DatasetInfo(
+                resolution=resolution,
+                batch_size=int(_lookup("batch_size", levels_ds, 1) or 1),
+                enable_bucket=enable_bucket,
+                bucket_reso_steps=steps,
+                bucket_no_upscale=no_up,
+                min_bucket_reso=min_b,
+                max_bucket_reso=max_b,
+                subsets=tuple(info_subsets),
+                keys=frozenset(set(ds) | set(general)),
+            )
+        )
+    return DatasetCheck(path_text, tuple(infos), tuple(findings), frozenset(explicit))
+
+
+def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """A dataset mapping for a plain image folder, following kohya's folder convention.
+
+    ``DIR/10_luca/*.png`` becomes a subset with ``num_repeats = 10`` and
+    ``class_tokens = "luca"``; a folder that holds images itself becomes one subset.
+    """
+    root = Path(image_dir)
+    subsets: list[dict[str, Any]] = []
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        children = []
+    for child in children:
+        head, _, tail = child.name.partition("_")
+        if head.isdigit() and tail:
+            subsets.append({"image_dir": str(child.resolve()), "num_repeats": int(head), "class_tokens": tail})
+    if not subsets:
+        subsets.append({"image_dir": str(root.resolve()), "num_repeats": 1})
+    for sub in subsets:
+        folder = Path(sub["image_dir"])
+        try:
+            _, captioned, others = count_images(folder, DEFAULT_CAPTION_EXTENSION)
+        except OSError:
+            continue
+        if not captioned and others.get(".txt"):
+            sub["caption_extension"] = ".txt"
+    return {"datasets": [{"subsets": subsets}]}
+
