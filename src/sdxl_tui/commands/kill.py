@@ -1,15 +1,125 @@
-"""`sdxl-tui kill` (placeholder until its issue lands)."""
+"""`sdxl-tui kill DIR`: stop the training process tree of a run directory safely."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+DESCRIPTION = """\
+Stop the training run writing to DIR, and only it.
+
+The trainer is the process sdxl-tui recorded when it started the run (trusted only when
+its pid, create time and command line still match), or a process whose command line runs
+sdxl_train_network.py / train_network.py with an --output_dir resolving to DIR. Its
+launcher chain (conda run, accelerate launch, shell wrappers, sdxl-tui's supervisor) and
+every process below it (DataLoader workers) are stopped with it. The table of pid, user and
+command is shown and confirmed first.
+
+Signals: SIGINT to the trainer, wait, SIGTERM to everything left, wait, SIGKILL; children
+are snapshotted first and (pid, create time) and owner are checked again right before each
+signal. A reused PID, a trainer of another output directory or another user's process is
+never signalled: it is reported instead. sd-scripts saves nothing when signalled: use
+--after-checkpoint to lose no training time."""
+
+EPILOG = """\
+examples:
+  sdxl-tui kill RUN_DIR                     # show the tree, confirm, SIGINT -> SIGTERM -> SIGKILL
+  sdxl-tui kill RUN_DIR --yes --signal TERM # scripts: start at SIGTERM, no question
+  sdxl-tui kill RUN_DIR --after-checkpoint  # a detached watcher stops it after the next checkpoint
+  sdxl-tui kill RUN_DIR --cancel            # cancel that watcher; the run continues
+
+timeouts default to the settings kill.sigint_timeout / kill.sigterm_timeout (10 s each;
+SDXL_TUI_KILL_SIGINT_TIMEOUT, SDXL_TUI_KILL_SIGTERM_TIMEOUT).
+
+exit status:
+  0  every process of the tree exited (or the watcher was started / cancelled)
+  1  something survived, or the watcher could not be started / cancelled, or not confirmed
+  2  bad usage, or confirmation needed but stdin is not a terminal (use --yes)
+  3  nothing to stop: no live trainer writes to DIR (refusals, if any, are listed)
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("dir", metavar="DIR", help="run (output) directory")
+    parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--signal", default="INT", type=str.upper, choices=["INT", "TERM", "KILL"],
+                        help="first signal of the INT -> TERM -> KILL sequence (default INT)")
+    parser.add_argument("--after-checkpoint", action="store_true",
+                        help="stop after the next checkpoint (and its -state folder) is completely written")
+    parser.add_argument("--cancel", action="store_true", help="cancel a pending --after-checkpoint stop")
+    parser.add_argument("--timeout-int", type=float, metavar="S", help="seconds to wait after SIGINT")
+    parser.add_argument("--timeout-term", type=float, metavar="S", help="seconds to wait after SIGTERM")
+
+
+def _err(msg: str) -> None:
+    print(f"sdxl-tui kill: {msg}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("sdxl-tui kill: not implemented yet", file=sys.stderr)
-    return 2
+    from sdxl_tui.control.kill import (
+        cancel_stop_after_checkpoint,
+        execute_kill,
+        plan_kill,
+        start_stop_after_checkpoint,
+    )
+
+    if args.cancel and args.after_checkpoint:
+        _err("--cancel and --after-checkpoint exclude each other")
+        return 2
+    if args.cancel:
+        res = cancel_stop_after_checkpoint(args.dir)
+        (print if res.ok else _err)(res.message)
+        return 0 if res.ok else 1
+    int_t, term_t = args.timeout_int, args.timeout_term
+    if int_t is None or term_t is None:
+        try:
+            from sdxl_tui.config import load_settings
+
+            settings = load_settings()
+            int_t = settings["kill.sigint_timeout"] if int_t is None else int_t
+            term_t = settings["kill.sigterm_timeout"] if term_t is None else term_t
+        except Exception:  # noqa: BLE001 - fall back to the documented defaults
+            int_t = 10.0 if int_t is None else int_t
+            term_t = 10.0 if term_t is None else term_t
+
+    plan = plan_kill(args.dir)
+    if plan.targets:
+        print(f"{'ROLE':<8} {'PID':>7}  {'USER':<10} COMMAND")
+        for line in plan.describe():
+            print(line)
+    else:
+        for r in plan.refusals:
+            print(f"refused  {r.pid:>7}  {r.reason}")
+    for note in plan.notes:
+        print(f"note: {note}")
+    if plan.empty:
+        _err(f"nothing to stop in {plan.run_dir}")
+        return 3
+    what = ("stop these after the next complete checkpoint" if args.after_checkpoint
+            else f"send SIG{args.signal} (then escalate) to these {len(plan.targets)} process(es)")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            _err("stdin is not a terminal, so nobody can confirm: pass --yes")
+            return 2
+        try:
+            answer = input(f"\n{what.capitalize()}? [y/N] ").strip().lower()
+        except EOFError:
+            answer = ""
+        if answer not in ("y", "yes"):
+            print("nothing signalled")
+            return 1
+    if args.after_checkpoint:
+        res = start_stop_after_checkpoint(plan.run_dir, start=args.signal, timeouts=(int_t, term_t))
+        (print if res.ok else _err)(res.message)
+        if res.ok:
+            print(f"cancel with: sdxl-tui kill {plan.run_dir} --cancel")
+        return 0 if res.ok else 1
+    result = execute_kill(plan, start=args.signal, timeouts=(int_t, term_t),
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for line in result.describe():
+        print(line)
+    if result.ok:
+        print("all processes of the run exited")
+        return 0
+    _err(f"{len(result.survivors)} process(es) survived")
+    return 1

@@ -118,7 +118,7 @@ class Outcome:
         if self.result == "exited":
             how = f"after {self.after}" if self.after else "exited"
             if self.after and self.after not in self.signals:
-                how += " (not signalled itself: its child ended)"
+                how += " (not signalled itself)"
             text = f"exited {how}"
         elif self.result == "gone":
             text = "already gone"

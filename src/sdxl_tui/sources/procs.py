@@ -266,7 +266,8 @@ class ExitInfo:
         if self.error:
             return f"could not start: {self.error}"
         if self.signal is not None:
-            text = f"killed by {self.signal_name}"
+            verb = "killed" if self.signal == _signal.SIGKILL else "stopped"
+            text = f"{verb} by {self.signal_name}"
             if self.signal == _signal.SIGKILL:
                 text += " (host out of memory? check `dmesg` / `journalctl -k`)"
             return text
