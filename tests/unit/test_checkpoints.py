@@ -442,6 +442,8 @@ def test_samples(tmp_path: Path) -> None:
     ]
     (sample / "random.png").unlink()
     assert len(scanner.scan().samples) == 3
+    (sample / "luca_000600_00_20261128213000.png").write_bytes(b"\x89PNG")
+    assert [s.step for s in scanner.scan().samples] == [None, 500, 600, None]
 
 
 # ----------------------------------------------------------------------------- evaluations

@@ -369,7 +369,8 @@ class CheckpointScanner:
         self._headers: dict[str, tuple[_Sig, str, str | None, Mapping[str, str]]] = {}
         self._seen: dict[str, tuple[_Sig, float]] = {}
         self._json_cache: dict[str, tuple[_Sig, object]] = {}
-        self._samples: dict[str, Sample] = {}
+        self._samples: dict[str, tuple[tuple[str, int, str], Sample]] = {}
+        self._samples_sorted: tuple[Sample, ...] = ()
         self.header_reads = 0
         """How many files were opened for their header (a measure of the cache's work)."""
 
@@ -453,6 +454,7 @@ class CheckpointScanner:
         self._seen.clear()
         self._json_cache.clear()
         self._samples.clear()
+        self._samples_sorted = ()
 
     def _weights(self, entry: os.DirEntry[str], problems: list[str]) -> _Weights | None:
         path = entry.path
@@ -612,6 +614,7 @@ class CheckpointScanner:
     def _scan_samples(self, folder: str | None, problems: list[str]) -> tuple[Sample, ...]:
         if folder is None:
             self._samples.clear()
+            self._samples_sorted = ()
             return ()
         try:
             with os.scandir(folder) as it:
@@ -619,8 +622,10 @@ class CheckpointScanner:
         except OSError as exc:
             problems.append(f"cannot list sample/: {exc.strerror or exc}")
             return ()
+        changed = False
         for gone in [n for n in self._samples if n not in names]:
             del self._samples[gone]
+            changed = True
         for name, entry in names.items():
             if name in self._samples:
                 continue  # sample images are written once; no stat for known names
@@ -630,14 +635,15 @@ class CheckpointScanner:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            epoch, step, idx, _ts = parse_sample_name(os.path.splitext(name)[0])
-            self._samples[name] = Sample(name, entry.path, epoch, step, idx, st.st_mtime)
-
-        def order(s: Sample) -> tuple[str, int, str]:
-            ts = parse_sample_name(os.path.splitext(s.name)[0])[3] or _local_ts(s.mtime)
-            return (ts, s.prompt_index if s.prompt_index is not None else -1, s.name)
-
-        return tuple(sorted(self._samples.values(), key=order))
+            epoch, step, idx, ts = parse_sample_name(os.path.splitext(name)[0])
+            sample = Sample(name, entry.path, epoch, step, idx, st.st_mtime)
+            # the name's local timestamp orders copies with equal mtimes; else the mtime
+            key = (ts or _local_ts(st.st_mtime), -1 if idx is None else idx, name)
+            self._samples[name] = (key, sample)
+            changed = True
+        if changed:
+            self._samples_sorted = tuple(s for _, s in sorted(self._samples.values()))
+        return self._samples_sorted
 
     # ---------------------------------------------------------------- evaluations
 
