@@ -1,15 +1,238 @@
-"""`sdxl-tui status` (placeholder until its issue lands)."""
+"""`sdxl-tui status DIR [--json]`: what a run directory says, once, for people or scripts.
+
+Why a headless twin of the dashboard: over SSH, in cron, in a shell prompt or a notifier, one
+snapshot is what is wanted; it is the same ``RunReader`` the dashboard uses, so both always
+agree. Module-level imports stay light (``--help`` must not import the readers).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from typing import Any
+
+DESCRIPTION = """\
+Read a kohya-ss sd-scripts run directory (the trainer's --output_dir) once and print its
+state: waiting, loading, caching, training, sampling, saving, finished, failed, interrupted
+or stalled, with the reason; epoch and step, step rate, ETA (as a duration and a clock
+time) and the next checkpoint; the last loss; every checkpoint with its status; the trainer
+process; the GPUs; and alerts, each with a fix fitted to this run.
+
+Sources: DIR/training.log (or --log), TensorBoard event files under DIR and the trainer's
+--logging_dir (or --logs), *.safetensors headers, -state dirs, sample/, eval_*, the process
+table (the trainer is found by its --output_dir) and NVML. Nothing in DIR is modified."""
+
+EPILOG = """\
+examples:
+  sdxl-tui status /mnt/data/ai_data/models/lora/luca/sdxl_v1
+  sdxl-tui status DIR --json | jq '.state, .eta_seconds, .loss.current'
+  sdxl-tui status DIR --no-gpu --no-procs      # only the files (liveness from the log age)
+
+--json prints one object (schema version 1, documented in the README): state,
+state_reason, epoch, epochs, step, total_steps, eta_seconds, eta_at, loss {current,
+average}, config, checkpoints [...], samples, evaluations, process (or null), gpus [...],
+alerts [{kind, severity, message, fix, key}], problems.
+
+exit status:
+  0  the directory was read (whatever the run's state: check "state" for failed runs)
+  1  the directory exists but could not be read (permission denied)
+  2  no such directory, not a directory, a bad --config file, or bad usage"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("dir", metavar="DIR", help="the run directory (the trainer's --output_dir)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--log", metavar="FILE", help="the console log (default: DIR/training.log)")
+    parser.add_argument("--logs", metavar="DIR", dest="logs_dir",
+                        help="TensorBoard directory (default: DIR and the trainer's --logging_dir)")
+    parser.add_argument("--no-gpu", action="store_true", help="do not query NVML")
+    parser.add_argument("--no-procs", action="store_true",
+                        help="do not scan the process table (liveness is guessed from the log's age)")
+    parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML (stall factor, GPU temperature)")
+    parser.add_argument("--launch", metavar="FILE", help="launch config TOML (default: DIR/sdxl-tui.toml)")
+
+
+def _err(message: str) -> None:
+    print(f"sdxl-tui status: {message}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("sdxl-tui status: not implemented yet", file=sys.stderr)
-    return 2
+    from sdxl_tui.config import ConfigError, load_settings
+
+    run_dir = os.path.abspath(os.path.expanduser(args.dir))
+    if not os.path.exists(run_dir):
+        _err(f"no such directory: {args.dir}")
+        return 2
+    if not os.path.isdir(run_dir):
+        _err(f"not a directory: {args.dir}")
+        return 2
+    if not os.access(run_dir, os.R_OK | os.X_OK):
+        _err(f"cannot read {args.dir}: permission denied")
+        return 1
+    try:
+        settings = load_settings(config_path=args.config)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+
+    from sdxl_tui.sources.rundir import read_run
+
+    snap = read_run(
+        run_dir,
+        log_path=args.log,
+        logs_dir=args.logs_dir,
+        gpu=False if args.no_gpu else None,
+        procs=False if args.no_procs else None,
+        settings=settings,
+        launch_file=getattr(args, "launch", None),
+    )
+    if args.json:
+        from sdxl_tui.sources.snapshot_json import snapshot_to_json
+
+        json.dump(snapshot_to_json(snap), sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_status(snap))
+    sys.stdout.flush()
+    return 0
+
+
+# ---------------------------------------------------------------------------------- text
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return "?"  # pragma: no cover
+
+
+def _num(v: float | None, fmt: str = "{:.4g}") -> str:
+    if v is None:
+        return "-"
+    return fmt.format(v)
+
+
+def _clock(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "?"
+    lt = time.localtime(ts)
+    same_day = time.localtime(now)[:3] == lt[:3]
+    return time.strftime("%H:%M" if same_day else "%a %H:%M", lt)
+
+
+def format_status(snap: Any) -> str:
+    """The short human summary (a dozen lines plus one per checkpoint and alert)."""
+    from sdxl_tui.sources.progress import format_duration
+
+    p = snap.progress
+    c = snap.config
+    out: list[str] = []
+    title = c.output_name or os.path.basename(snap.run_dir.rstrip(os.sep))
+    out.append(f"{title}  {snap.run_dir}")
+    out.append(f"state       {snap.state.value}: {snap.state_reason}")
+    if p.step is not None or p.epoch is not None:
+        parts = []
+        if p.epoch is not None or p.epochs is not None:
+            parts.append(f"epoch {p.epoch if p.epoch is not None else '?'}/{p.epochs if p.epochs is not None else '?'}")
+        if p.step is not None:
+            frac = f" ({p.fraction * 100:.1f}%)" if p.fraction is not None else ""
+            parts.append(f"step {p.step}/{p.total_steps if p.total_steps else '?'}{frac}")
+        if p.seconds_per_step:
+            parts.append(f"{p.seconds_per_step:.2f} s/step")
+        if p.elapsed_seconds is not None:
+            parts.append(f"trained {format_duration(p.elapsed_seconds)}")
+        out.append("progress    " + "  ".join(parts))
+    if p.eta_seconds is not None or p.next_checkpoint:
+        eta = ""
+        if p.eta_seconds is not None:
+            eta = f"{format_duration(p.eta_seconds)} (done at {_clock(p.eta_at, snap.taken_at)})"
+        nxt = ""
+        if p.next_checkpoint:
+            nxt = f"next: {p.next_checkpoint}"
+            if p.next_checkpoint_eta_seconds is not None:
+                nxt += f" in {format_duration(p.next_checkpoint_eta_seconds)}"
+        out.append("eta         " + "   ".join(x for x in (eta, nxt) if x))
+    losses = []
+    for label, tag in (("current", "loss/current"), ("average", "loss/average"), ("epoch", "loss/epoch_average")):
+        s = snap.series.get(tag)
+        if s is not None and s.last is not None:
+            losses.append(f"{label} {s.last.value:.4g}")
+            src = s.source
+    if losses:
+        out.append("loss        " + "  ".join(losses) + f"  ({src})")
+    cfg = []
+    if c.base_model_version or c.resolution:
+        cfg.append(" ".join(x for x in (c.base_model_version, c.resolution) if x))
+    if c.network_dim is not None:
+        cfg.append(f"dim {c.network_dim}/alpha {c.network_alpha:g}" if c.network_alpha is not None else f"dim {c.network_dim}")
+    lr = c.unet_lr or c.learning_rate
+    if lr:
+        cfg.append(f"lr {lr:g}" + (f" te {c.text_encoder_lr:g}" if c.text_encoder_lr else ""))
+    if c.optimizer:
+        cfg.append(c.optimizer.rsplit(".", 1)[-1])
+    if c.scheduler:
+        cfg.append(c.scheduler)
+    if c.batch_size or c.gradient_accumulation_steps:
+        cfg.append(f"batch {c.batch_size or '?'} x accum {c.gradient_accumulation_steps or 1}")
+    if c.mixed_precision:
+        cfg.append("fp32" if c.mixed_precision == "no" else c.mixed_precision)
+    if cfg:
+        out.append("config      " + "  ".join(cfg))
+    if snap.checkpoints:
+        out.append(f"checkpoints {len(snap.checkpoints)}")
+        width = max(len(ck.name) for ck in snap.checkpoints)
+        for ck in snap.checkpoints:
+            loss = f"loss {ck.loss_at_save:.4g}" if ck.loss_at_save is not None else ""
+            ep = f"e{ck.epoch}" if ck.epoch is not None else ""
+            st = f"s{ck.step}" if ck.step is not None else ""
+            extra = f"  {ck.problem}" if ck.problem else ""
+            out.append(f"  {ck.name:<{width}}  {ck.kind.value:<5} {ep:>4} {st:>7}  {_size(ck.size):>9}  "
+                       f"{ck.status.value:<8} {loss}{extra}".rstrip())
+    else:
+        out.append("checkpoints none yet")
+    if snap.samples:
+        out.append(f"samples     {len(snap.samples)} (latest {snap.samples[-1].name})")
+    if snap.evaluations:
+        out.append("evaluations " + ", ".join(f"{e.name} ({e.status})" for e in snap.evaluations))
+    if snap.process is not None:
+        t = snap.process.trainer
+        bits = [f"PID {t.pid}", "alive" if t.alive else "gone"]
+        if t.cpu_percent is not None:
+            bits.append(f"CPU {t.cpu_percent:.0f}%")
+        if t.rss is not None:
+            bits.append(f"RSS {_size(t.rss)}")
+        if snap.process.children:
+            bits.append(f"{len(snap.process.children)} children")
+        cmd = " ".join(t.cmdline)
+        out.append("process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else ""))
+    else:
+        out.append("process     none found")
+    if snap.gpu.available and snap.gpu.gpus:
+        for g in snap.gpu.gpus:
+            bits = [f"{g.index} {g.name}"]
+            if g.utilization is not None:
+                bits.append(f"{g.utilization}% util")
+            if g.memory_used is not None and g.memory_total:
+                bits.append(f"{g.memory_used / 2**30:.1f}/{g.memory_total / 2**30:.1f} GiB")
+            if g.temperature is not None:
+                bits.append(f"{g.temperature} C")
+            if g.power_draw is not None:
+                bits.append(f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "") + " W")
+            out.append("gpu         " + ", ".join(bits))
+    else:
+        out.append(f"gpu         {snap.gpu.reason or 'none'}")
+    if snap.alerts:
+        out.append("alerts")
+        for a in snap.alerts:
+            out.append(f"  {a.severity.value.upper():<7} {a.kind}: {a.message}")
+            if a.fix:
+                out.append(f"          fix: {a.fix}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,191 @@
+"""``RunSnapshot`` -> plain JSON-ready dict (the ``sdxl-tui status --json`` schema, version 1).
+
+Why a separate pure module: the schema is a public contract for scripts (documented in the
+README); keeping it apart from the reader means a field can only change here, on purpose.
+NaN and infinities (a NaN loss is a real state, REF §7.3) become ``null`` so the output is
+strict JSON that any parser accepts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from sdxl_tui.model import (
+    Checkpoint,
+    Evaluation,
+    GpuSample,
+    ProcessTree,
+    ProcInfo,
+    RunSnapshot,
+    Sample,
+    StateDir,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _f(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None or not math.isfinite(ts):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+
+
+def checkpoint_json(c: Checkpoint) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "path": c.path,
+        "kind": c.kind.value,
+        "epoch": c.epoch,
+        "step": c.step,
+        "size": c.size,
+        "mtime": c.mtime,
+        "status": c.status.value,
+        "complete": c.complete,
+        "loss_at_save": _f(c.loss_at_save),
+        "state_dir": c.state_dir,
+        "evaluation": c.evaluation,
+        "problem": c.problem,
+        "metadata": dict(c.metadata),
+    }
+
+
+def _proc(p: ProcInfo) -> dict[str, Any]:
+    return {
+        "pid": p.pid,
+        "create_time": p.create_time,
+        "role": p.role,
+        "alive": p.alive,
+        "status": p.status,
+        "username": p.username,
+        "cmdline": list(p.cmdline),
+        "cpu_percent": _f(p.cpu_percent),
+        "rss": p.rss,
+        "exit_code": p.exit_code,
+        "ppid": p.ppid,
+    }
+
+
+def process_json(tree: ProcessTree | None) -> dict[str, Any] | None:
+    if tree is None:
+        return None
+    out = _proc(tree.trainer)
+    out["recorded"] = tree.recorded
+    out["launchers"] = [_proc(p) for p in tree.launchers]
+    out["children"] = [_proc(p) for p in tree.children]
+    return out
+
+
+def gpu_json(g: GpuSample) -> dict[str, Any]:
+    return {
+        "index": g.index,
+        "name": g.name,
+        "uuid": g.uuid,
+        "memory_used": g.memory_used,
+        "memory_total": g.memory_total,
+        "utilization": g.utilization,
+        "memory_utilization": g.memory_utilization,
+        "temperature": g.temperature,
+        "temperature_slowdown": g.temperature_slowdown,
+        "power_draw": _f(g.power_draw),
+        "power_limit": _f(g.power_limit),
+        "throttle_reasons": list(g.throttle_reasons),
+        "process_memory": {str(k): v for k, v in g.process_memory.items()},
+    }
+
+
+def _sample(s: Sample) -> dict[str, Any]:
+    return {"name": s.name, "path": s.path, "epoch": s.epoch, "step": s.step,
+            "prompt_index": s.prompt_index, "mtime": s.mtime}
+
+
+def _evaluation(e: Evaluation) -> dict[str, Any]:
+    return {"name": e.name, "path": e.path, "checkpoint": e.checkpoint, "epoch": e.epoch,
+            "status": e.status, "images": list(e.images)}
+
+
+def _state(s: StateDir) -> dict[str, Any]:
+    return {"name": s.name, "path": s.path, "epoch": s.epoch, "step": s.step, "complete": s.complete}
+
+
+def _last(series: Mapping[str, Any], tag: str) -> float | None:
+    s = series.get(tag)
+    return None if s is None else _f(s.last_value)
+
+
+def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
+    """The documented ``status --json`` object (see README "status --json schema")."""
+    p = snap.progress
+    series = snap.series
+    loss_source = None
+    for tag in ("loss/current", "loss/average"):
+        if tag in series:
+            loss_source = series[tag].source
+            break
+    config = {k: (_f(v) if isinstance(v, float) else v) for k, v in asdict(snap.config).items()}
+    config["steps_per_epoch"] = snap.config.steps_per_epoch
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_dir": snap.run_dir,
+        "taken_at": snap.taken_at,
+        "state": snap.state.value,
+        "state_reason": snap.state_reason,
+        "epoch": p.epoch,
+        "epochs": p.epochs,
+        "step": p.step,
+        "total_steps": p.total_steps,
+        "fraction": _f(p.fraction),
+        "seconds_per_step": _f(p.seconds_per_step),
+        "elapsed_seconds": _f(p.elapsed_seconds),
+        "eta_seconds": _f(p.eta_seconds),
+        "eta_at": _f(p.eta_at),
+        "eta_at_iso": _iso(p.eta_at),
+        "started_at": _f(p.started_at),
+        "next_checkpoint": None if p.next_checkpoint is None else {
+            "name": p.next_checkpoint,
+            "eta_seconds": _f(p.next_checkpoint_eta_seconds),
+        },
+        "loss": {
+            "current": _last(series, "loss/current"),
+            "average": _last(series, "loss/average"),
+            "epoch_average": _last(series, "loss/epoch_average"),
+            "source": loss_source,
+        },
+        "lr": {tag: _last(series, tag) for tag in sorted(series) if tag.startswith("lr/")},
+        "series": {
+            tag: {
+                "count": s.count,
+                "last_step": None if s.last is None else s.last.step,
+                "last": _f(s.last_value),
+                "source": s.source,
+            }
+            for tag, s in sorted(series.items())
+        },
+        "config": config,
+        "checkpoints": [checkpoint_json(c) for c in snap.checkpoints],
+        "states": [_state(s) for s in snap.states],
+        "samples": [_sample(s) for s in snap.samples],
+        "evaluations": [_evaluation(e) for e in snap.evaluations],
+        "process": process_json(snap.process),
+        "gpus": [gpu_json(g) for g in snap.gpu.gpus],
+        "gpu_status": {
+            "available": snap.gpu.available,
+            "reason": snap.gpu.reason,
+            "driver_version": snap.gpu.driver_version,
+        },
+        "alerts": [a.to_json() for a in snap.alerts],
+        "log_path": snap.log_path,
+        "event_files": list(snap.event_files),
+        "resume_steps": list(snap.resume_steps),
+        "problems": list(snap.problems),
+    }
