@@ -1,0 +1,451 @@
+"""EventReader: incremental TFRecord/Event reading, checked against tbparse (the oracle)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+from sdxl_tui.sources.events import (
+    EventReader,
+    _crc32c_py,
+    crc32c,
+    decode_event,
+    downsample_minmax,
+    masked_crc32c,
+)
+from sdxl_tui.model import ScalarPoint
+
+REAL_RUN = Path("/work/shared/real-sdxl-run")
+REAL_LOGS = REAL_RUN / "logs"
+
+# ---------------------------------------------------------------------------------------------
+# A small event-file writer (tensorboard's generated protos + our own framing).
+# ---------------------------------------------------------------------------------------------
+
+
+def _frame(data: bytes) -> bytes:
+    head = struct.pack("<Q", len(data))
+    return head + struct.pack("<I", masked_crc32c(head)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+def _event(step: int, tag: str, value: float, wall: float, *, tensor: bool = False) -> bytes:
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+
+    if tensor:
+        meta = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+        t = tensor_pb2.TensorProto(dtype=1, float_val=[value])
+        v = summary_pb2.Summary.Value(tag=tag, tensor=t, metadata=meta)
+    else:
+        v = summary_pb2.Summary.Value(tag=tag, simple_value=value)
+    ev = event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[v]))
+    return _frame(ev.SerializeToString())
+
+
+def _header(wall: float = 1795900900.0) -> bytes:
+    from tensorboard.compat.proto import event_pb2
+
+    return _frame(event_pb2.Event(wall_time=wall, file_version="brain.Event:2").SerializeToString())
+
+
+def _records(steps: Iterable[int], tags: Sequence[str] = ("loss/current", "lr/unet"), *,
+             t0: float = 1795900900.0, value=lambda s, i: 1.0 / (1 + s) + i * 0.25,
+             tensor: bool = False) -> bytes:
+    out = []
+    for s in steps:
+        for i, tag in enumerate(tags):
+            out.append(_event(s, tag, value(s, i), t0 + s + i * 0.001, tensor=tensor))
+    return b"".join(out)
+
+
+def _run_dir(root: Path, stamp: str = "20261128212101") -> Path:
+    d = root / "logs" / stamp / "network_train"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _tb(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """The oracle: tbparse's scalars (and one-value float tensors, new-style scalars)."""
+    from tbparse import SummaryReader
+
+    reader = SummaryReader(str(path))
+    out: dict[str, list[tuple[int, float]]] = {}
+    for df in (reader.scalars, reader.tensors):
+        if len(df) == 0:
+            continue
+        for tag, step, value in zip(df["tag"], df["step"], df["value"]):
+            out.setdefault(str(tag), []).append((int(step), float(value)))
+    return out
+
+
+def _ours(reader: EventReader) -> dict[str, list[tuple[int, float]]]:
+    return {t: [(p.step, p.value) for p in s.points] for t, s in reader.series.items()}
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# CRC and decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def test_crc32c_matches_known_vector_and_tensorboard() -> None:
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tb_masked
+
+    assert crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
+    assert _crc32c_py(b"123456789") == 0xE3069283
+    for data in (b"", b"a", b"hello world" * 7, bytes(range(256))):
+        assert masked_crc32c(data) == tb_masked(data)
+
+
+def test_decode_event_simple_and_tensor_scalars() -> None:
+    raw = _event(300, "loss/current", 0.125, 5.0)[12:-4]
+    ev = decode_event(raw)
+    assert (ev.step, ev.wall_time, ev.scalars) == (300, 5.0, (("loss/current", 0.125),))
+    raw = _event(7, "lr/unet", 0.5, 6.0, tensor=True)[12:-4]
+    ev = decode_event(raw)
+    assert ev.scalars == (("lr/unet", 0.5),) and ("lr/unet", "scalars") in ev.plugins
+    with pytest.raises(ValueError):
+        decode_event(b"\x0a\xff\xff\xff")
+
+
+# ---------------------------------------------------------------------------------------------
+# Oracle: the real run and generated files read the same as tbparse
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not REAL_LOGS.exists(), reason="real run not available")
+def test_real_run_matches_tbparse() -> None:
+    before = _snapshot(REAL_LOGS)
+    reader = EventReader([REAL_LOGS])
+    up = reader.refresh()
+    assert up.problems == () and up.pending_bytes == 0
+    assert set(up.series) == {"loss/current", "loss/average", "lr/unet", "lr/group0", "loss/epoch_average"}
+    assert _ours(reader) == _tb(REAL_LOGS)
+    cur = up.series["loss/current"]
+    assert cur.count == 18 and cur.last is not None and cur.last.step == 9
+    assert [p.step for p in up.series["loss/epoch_average"].points] == [1, 2, 3]
+    assert up.resume_steps == ()
+    assert up.last_wall_time == pytest.approx(1795901071.93, abs=0.01)
+    assert _snapshot(REAL_LOGS) == before  # never writes into the run
+    # a second refresh costs nothing and finds nothing
+    again = reader.refresh()
+    assert again.new_points == {} and again.bytes_read == 0
+
+
+def test_generated_simple_and_tensor_scalars_match_tbparse(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    big = 300  # two-byte step varints too
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(
+        _header()
+        + _records(range(big), ("loss/current", "loss/average", "lr/unet"))
+        + _records(range(big, big + 5), ("lr/textencoder",), tensor=True)
+        + _event(1, "loss/epoch_average", float("nan"), 1795901000.0)
+        + _event(20000, "loss/current", 0.5, 1795901001.0)  # three-byte varint
+    )
+    reader = EventReader([tmp_path / "logs"])
+    reader.refresh()
+    ours = _ours(reader)
+    oracle = _tb(tmp_path / "logs")
+    assert set(ours) == set(oracle)
+    for tag in oracle:
+        assert len(ours[tag]) == len(oracle[tag])
+        assert all(a[0] == b[0] and _same(a[1], b[1]) for a, b in zip(ours[tag], oracle[tag])), tag
+    assert reader.series["loss/current"].last == ScalarPoint(20000, 0.5, 1795901001.0)
+
+
+def test_incremental_refresh_at_every_cut_equals_one_read(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    data = _header() + _records(range(6))
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    whole = EventReader([tmp_path / "logs"])
+    f.write_bytes(data)
+    whole.refresh()
+    for cut in range(1, len(data), 7):
+        f.write_bytes(data[:cut])
+        r = EventReader([tmp_path / "logs"])
+        first = r.refresh()
+        assert first.problems == ()
+        with open(f, "ab") as fh:
+            fh.write(data[cut:])
+        second = r.refresh()
+        assert second.problems == () and second.pending_bytes == 0
+        assert _ours(r) == _ours(whole), cut
+        assert {t: s.count for t, s in r.series.items()} == {"loss/current": 6, "lr/unet": 6}
+
+
+def test_truncated_record_at_end_is_retried_later(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    rec = _event(5, "loss/current", 0.25, 10.0)
+    f.write_bytes(_header() + _records(range(3)) + rec[:-6])
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert up.problems == () and up.pending_bytes == len(rec) - 6
+    third = struct.unpack("<f", struct.pack("<f", 1 / 3))[0]  # stored as float32
+    assert r.series["loss/current"].last == ScalarPoint(2, third, 1795900902.0)
+    assert r.refresh().new_points == {}  # still incomplete: nothing, no problem
+    with open(f, "ab") as fh:
+        fh.write(rec[-6:])
+    up = r.refresh()
+    assert up.new_points["loss/current"] == (ScalarPoint(5, 0.25, 10.0),)
+    assert up.pending_bytes == 0 and up.problems == ()
+
+
+def test_bad_data_crc_is_skipped_and_reported(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    bad = bytearray(_event(1, "loss/current", 0.5, 2.0))
+    bad[-1] ^= 0xFF  # data CRC
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    f.write_bytes(_header() + _event(0, "loss/current", 1.0, 1.0) + bytes(bad) + _event(2, "loss/current", 0.25, 3.0))
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert [p.step for p in r.series["loss/current"].points] == [0, 2]
+    assert len(up.problems) == 1 and "data CRC" in up.problems[0] and str(f) in up.problems[0]
+    assert r.refresh().problems == ()  # reported once
+    assert any("data CRC" in p for p in r.problems)
+
+
+def test_bad_length_crc_resyncs_to_next_record(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    bad = bytearray(_event(1, "loss/current", 0.5, 2.0))
+    bad[0] ^= 0x01  # length byte: length CRC fails, the length is not trusted
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    f.write_bytes(_header() + _event(0, "loss/current", 1.0, 1.0) + bytes(bad) + _records(range(2, 5), ("loss/current",)))
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert [p.step for p in r.series["loss/current"].points] == [0, 2, 3, 4]
+    assert len(up.problems) == 1 and "length CRC" in up.problems[0]
+
+
+def test_garbage_tail_and_garbage_file_do_not_raise(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(_header() + _records(range(2)) + os.urandom(4000))
+    (d / "events.out.tfevents.1795900901.vm.1.0").write_bytes(b"\x00" * 100 + b"not an event file" * 50)
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert r.series["loss/current"].count == 2
+    assert up.problems and all("length CRC" in p for p in up.problems)
+
+
+def test_undecodable_record_with_good_crc_is_reported(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(_header() + _frame(b"\x2a\x7f\x01") + _records(range(2)))
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert r.series["loss/current"].count == 2
+    assert len(up.problems) == 1 and "undecodable" in up.problems[0]
+
+
+def test_zero_byte_file_and_empty_dirs(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    f.write_bytes(b"")
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert up.series == {} and up.problems == () and up.files == (str(f),)
+    f.write_bytes(_header() + _records(range(2)))
+    assert r.refresh().series["loss/current"].count == 2
+
+
+def test_missing_root_created_later_deleted_and_recreated(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    r = EventReader([logs])
+    up = r.refresh()
+    assert up.series == {} and up.problems == () and up.files == ()
+    d = _run_dir(tmp_path)
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(_header() + _records(range(3)))
+    assert r.refresh().series["loss/current"].count == 3
+    shutil.rmtree(logs)
+    up = r.refresh()
+    assert any("removed" in p for p in up.problems)
+    assert r.series["loss/current"].count == 3  # what was read is kept
+    d = _run_dir(tmp_path, "20261128220000")
+    (d / "events.out.tfevents.1795903000.vm.2.0").write_bytes(_header() + _records(range(2)))
+    up = r.refresh()
+    assert r.series["loss/current"].count == 5
+    assert up.resume_steps == (2,)  # the new run restarted at step 0 after step 2
+
+
+def test_file_truncated_or_replaced_rereads_everything(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    f.write_bytes(_header() + _records(range(5)))
+    r = EventReader([tmp_path / "logs"])
+    r.refresh()
+    f.write_bytes(_header() + _records(range(2)))  # shorter: truncated in place
+    up = r.refresh()
+    assert up.reset and any("truncated" in p for p in up.problems)
+    assert r.series["loss/current"].count == 2
+    tmp = d / "tmp"
+    tmp.write_bytes(_header() + _records(range(4)))
+    os.replace(tmp, f)  # new inode
+    up = r.refresh()
+    assert up.reset and any("replaced" in p for p in up.problems)
+    assert r.series["loss/current"].count == 4
+
+
+def test_symlinks_to_dirs_and_files_and_loops(tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere"
+    d = _run_dir(real)
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(_header() + _records(range(3)))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "logs").symlink_to(real / "logs")
+    (d / "loop").symlink_to(real / "logs")  # a symlink loop must not hang or duplicate
+    (run / "single").mkdir()
+    (run / "single" / "events.out.tfevents.1795900999.vm.9.0").symlink_to(
+        d / "events.out.tfevents.1795900900.vm.1.0"
+    )
+    r = EventReader([run / "logs"])
+    assert r.refresh().series["loss/current"].count == 3
+    r2 = EventReader([run])  # the same file reached two ways is read once
+    up = r2.refresh()
+    assert up.series["loss/current"].count == 3 and len(up.files) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
+def test_permission_denied_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="sdxl-tui-perm-"))
+    try:
+        base.chmod(0o755)
+        d = _run_dir(base)
+        f = d / "events.out.tfevents.1795900900.vm.1.0"
+        f.write_bytes(_header() + _records(range(3)))
+        for p in (base / "logs", base / "logs" / "20261128212101", d):
+            p.chmod(0o755)
+        f.chmod(0o000)
+        code = (
+            "import sys\n"
+            "from sdxl_tui.sources.events import EventReader\n"
+            f"up = EventReader([{str(base / 'logs')!r}]).refresh()\n"
+            "print(len(up.series), '|'.join(up.problems))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        argv = [sys.executable, "-c", code]
+        if os.geteuid() == 0:
+            # root ignores file modes: drop the capabilities that let it (a real EACCES)
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root without setpriv")
+            argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+                    "-dac_override,-dac_read_search", *argv]
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("0 ") and "Permission denied" in out.stdout
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Restarts, ordering, bounded memory
+# ---------------------------------------------------------------------------------------------
+
+
+def test_restarts_are_stitched_in_time_order(tmp_path: Path) -> None:
+    # written out of order on purpose: the later timestamp dir is created first
+    d2 = _run_dir(tmp_path, "luca20261128230000")
+    (d2 / "events.out.tfevents.1795910000.vm.2.0").write_bytes(
+        _header() + _records(range(0, 4), ("loss/current",), value=lambda s, i: 10.0 + s)
+        + _event(3, "loss/epoch_average", 0.3, 1795911000.0)
+    )
+    d1 = _run_dir(tmp_path, "luca20261128210000")
+    (d1 / "events.out.tfevents.1795900000.vm.1.0").write_bytes(
+        _header() + _records(range(0, 6), ("loss/current",), value=lambda s, i: float(s))
+        + _event(1, "loss/epoch_average", 0.1, 1795901000.0)
+        + _event(2, "loss/epoch_average", 0.2, 1795901001.0)
+    )
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    pts = up.series["loss/current"].points
+    assert [p.value for p in pts] == [0, 1, 2, 3, 4, 5, 10, 11, 12, 13]
+    assert [p.step for p in pts] == [0, 1, 2, 3, 4, 5, 5, 6, 7, 8]  # offset by the previous end
+    assert up.resume_steps == (5,)
+    # epoch tags continue (3 > 2): no offset
+    assert [p.step for p in up.series["loss/epoch_average"].points] == [1, 2, 3]
+    assert len(up.files) == 2 and "210000" in up.files[0]
+
+
+def test_continued_steps_after_resume_are_not_offset(tmp_path: Path) -> None:
+    d1 = _run_dir(tmp_path, "20261128210000")
+    (d1 / "events.out.tfevents.1795900000.vm.1.0").write_bytes(_header() + _records(range(0, 5), ("loss/current",)))
+    d2 = _run_dir(tmp_path, "20261128220000")
+    (d2 / "events.out.tfevents.1795910000.vm.1.0").write_bytes(_header() + _records(range(5, 8), ("loss/current",)))
+    r = EventReader([tmp_path / "logs"])
+    up = r.refresh()
+    assert [p.step for p in up.series["loss/current"].points] == list(range(8))
+    assert up.resume_steps == (5,)
+
+
+def test_bounded_points_exact_last_and_extremes(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    n = 5000
+
+    def val(s: int, i: int) -> float:
+        if s == 1234:
+            return 99.0  # a spike must survive downsampling
+        if s == 4321:
+            return float("nan")  # and so must a NaN
+        return math.sin(s / 50.0)
+
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    f.write_bytes(_header() + _records(range(n), ("loss/current",), value=val))
+    r = EventReader([tmp_path / "logs"], max_points=200)
+    up = r.refresh()
+    s = up.series["loss/current"]
+    assert s.count == n and s.last is not None and s.last.step == n - 1
+    assert len(s.points) <= 200 + 8
+    assert any(p.step == 1234 and p.value == 99.0 for p in s.points)
+    assert any(p.step == 4321 and math.isnan(p.value) for p in s.points)
+    steps = [p.step for p in s.points]
+    assert steps == sorted(steps) and steps[0] == 0
+    assert len(up.new_points["loss/current"]) <= 200
+    # appending keeps the budget and the exact tail
+    with open(f, "ab") as fh:
+        fh.write(_records(range(n, n + 100), ("loss/current",), value=lambda st, i: -5.0 if st == n + 50 else 0.0))
+    up = r.refresh()
+    s = up.series["loss/current"]
+    assert s.count == n + 100 and s.last is not None and s.last.step == n + 99
+    assert len(s.points) <= 208
+    assert any(p.value == -5.0 for p in s.points)
+    assert [p.step for p in up.new_points["loss/current"]] == list(range(n, n + 100))
+
+
+def test_downsample_minmax_keeps_order_and_extremes() -> None:
+    pts = [ScalarPoint(i, v) for i, v in enumerate([3, 1, 4, 1, 5, 9, 2, 6])]
+    out = downsample_minmax(pts, 4)
+    assert [p.step for p in out] == [1, 2, 5, 6]
+
+
+def test_refresh_after_growth_reads_only_new_bytes(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    f.write_bytes(_header() + _records(range(1000)))
+    r = EventReader([tmp_path / "logs"])
+    first = r.refresh()
+    extra = _records(range(1000, 1100))
+    with open(f, "ab") as fh:
+        fh.write(extra)
+    up = r.refresh()
+    assert up.bytes_read == len(extra) and up.records == 200
+    assert first.bytes_read == f.stat().st_size - len(extra)
