@@ -269,6 +269,12 @@ class FakeNVML:
             raise NVMLError_InvalidArgument()
         return d.temperature
 
+    def nvmlDeviceGetTemperatureV(self, handle: Any, sensor: int, version: Any = None) -> int:
+        d = self._dev(handle, "nvmlDeviceGetTemperatureV")
+        if sensor != NVML_TEMPERATURE_GPU:
+            raise NVMLError_InvalidArgument()
+        return d.temperature
+
     def nvmlDeviceGetTemperatureThreshold(self, handle: Any, threshold: int) -> int:
         d = self._dev(handle, "nvmlDeviceGetTemperatureThreshold")
         if threshold != NVML_TEMPERATURE_THRESHOLD_SLOWDOWN:
@@ -303,6 +309,27 @@ class FakeNVML:
 def no_library() -> FakeNVML:
     """NVML as on a machine with no NVIDIA driver installed."""
     return FakeNVML(init_errors=[NVMLError_LibraryNotFound] * 1000)
+
+
+def driver_not_loaded() -> FakeNVML:
+    """NVML as with the library installed but the kernel module not loaded."""
+    return FakeNVML(init_errors=[NVMLError_DriverNotLoaded] * 1000)
+
+
+def hot_gpu() -> FakeNVML:
+    """One GPU near its slowdown temperature, clocks cut by heat and the power cap."""
+    return FakeNVML(
+        [
+            FakeDevice(
+                temperature=89,
+                temperature_slowdown=90,
+                clocks_event_reasons=nvmlClocksEventReasonHwThermalSlowdown
+                | nvmlClocksEventReasonSwPowerCap,
+                processes={4242: 23 * 1024**3},
+                memory_used=23 * 1024**3 + 512 * 1024**2,
+            )
+        ]
+    )
 
 
 def two_gpus() -> FakeNVML:

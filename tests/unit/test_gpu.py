@@ -13,7 +13,14 @@ import pytest
 from sdxl_tui.model import GpuStatus
 from sdxl_tui.sources.gpu import GpuMonitor, throttle_reason_names
 from tests.fakes import fake_nvml as fk
-from tests.fakes.fake_nvml import FakeDevice, FakeNVML, no_library, two_gpus
+from tests.fakes.fake_nvml import (
+    FakeDevice,
+    FakeNVML,
+    driver_not_loaded,
+    hot_gpu,
+    no_library,
+    two_gpus,
+)
 
 GiB = 1024**3
 
@@ -42,6 +49,24 @@ def test_driver_not_loaded() -> None:
         FakeNVML([FakeDevice()], init_errors=[fk.NVMLError_DriverNotLoaded])
     ).sample()
     assert not status.available and status.reason == "NVIDIA driver not loaded"
+
+
+def test_factory_states() -> None:
+    assert GpuMonitor(driver_not_loaded()).sample().reason == "NVIDIA driver not loaded"
+    g = GpuMonitor(hot_gpu()).sample().gpus[0]
+    assert (g.temperature, g.temperature_slowdown) == (89, 90)
+    assert g.throttle_reasons == ("sw_power_cap", "hw_thermal_slowdown")
+
+
+def test_temperature_falls_back_to_the_deprecated_call() -> None:
+    dev = FakeDevice(temperature=66)
+    dev.fail["nvmlDeviceGetTemperatureV"] = fk.NVMLError_FunctionNotFound  # older driver
+    nvml = FakeNVML([dev])
+    g = GpuMonitor(nvml).sample().gpus[0]
+    assert g.temperature == 66 and g.problem is None
+    assert nvml.calls.index("nvmlDeviceGetTemperatureV") < nvml.calls.index(
+        "nvmlDeviceGetTemperature"
+    )
 
 
 def test_other_init_error_keeps_nvml_text() -> None:
@@ -99,9 +124,12 @@ def test_not_supported_fields_are_none_rest_filled() -> None:
 def test_power_limit_falls_back_and_unknown_field_error_is_noted() -> None:
     dev = FakeDevice(power_limit_mw=250_000)
     dev.fail["nvmlDeviceGetEnforcedPowerLimit"] = fk.NVMLError_FunctionNotFound
-    dev.fail["nvmlDeviceGetTemperature"] = fk.NVMLError_Unknown
+    dev.fail["nvmlDeviceGetTemperatureV"] = fk.NVMLError_Unknown
     g = GpuMonitor(FakeNVML([dev])).sample().gpus[0]
     assert g.power_limit == 250.0
+    assert g.temperature == 71 and g.problem is None  # the fallback answered
+    dev.fail["nvmlDeviceGetTemperature"] = fk.NVMLError_Unknown
+    g = GpuMonitor(FakeNVML([dev])).sample().gpus[0]
     assert g.temperature is None
     assert g.problem == "temperature: Unknown Error"
 

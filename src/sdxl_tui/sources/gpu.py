@@ -233,7 +233,11 @@ class GpuMonitor:
         notes: list[str] = []
 
         def query(label: str, *calls: tuple[str, tuple[Any, ...]]) -> Any:
-            """First call that answers; None (N/A) when none does. GpuIsLost aborts."""
+            """First call that answers; None (N/A) when none does. GpuIsLost aborts.
+
+            An unexpected error is noted only when no fallback call answered either.
+            """
+            errors: list[str] = []
             for fn_name, args in calls:
                 fn = getattr(nvml, fn_name, None)
                 if fn is None:
@@ -244,7 +248,8 @@ class GpuMonitor:
                     if self._is(exc, "NVMLError_GpuIsLost"):
                         raise _DeviceLost(str(exc) or "GPU is lost") from exc
                     if not self._is(exc, *_NA_ERRORS) and not isinstance(exc, AttributeError):
-                        notes.append(f"{label}: {str(exc) or type(exc).__name__}")
+                        errors.append(f"{label}: {str(exc) or type(exc).__name__}")
+            notes.extend(errors[:1])
             return None
 
         try:
