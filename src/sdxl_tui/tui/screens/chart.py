@@ -27,7 +27,7 @@ def controls_text(o: ChartOptions) -> str:
     )
 
 
-class ChartScreen(Screen[None]):
+class ChartScreen(Screen[ChartOptions]):
     """Full-size loss and learning-rate chart."""
 
     BINDINGS = [
@@ -82,4 +82,4 @@ class ChartScreen(Screen[None]):
         self.options = replace(self.options, x_axis="wall" if self.options.x_axis == "step" else "step")
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.dismiss(self.options)

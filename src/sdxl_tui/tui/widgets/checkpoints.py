@@ -31,8 +31,13 @@ _STATUS_STYLE = {
 def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
     """The visible cells of one checkpoint (age relative to the snapshot's time)."""
     status = Text(ckpt.status.value, style=_STATUS_STYLE.get(ckpt.status, ""))
+    name = ckpt.name
+    for ext in (".safetensors", ".ckpt", ".pt"):
+        if name.endswith(ext) and len(name) > len(ext):
+            name = name[: -len(ext)]
+            break
     return (
-        ckpt.name,
+        name,
         "--" if ckpt.epoch is None else str(ckpt.epoch),
         "--" if ckpt.step is None else str(ckpt.step),
         format_bytes(ckpt.size),

@@ -88,7 +88,7 @@ class GpuPanel(Widget):
 
     def _render_gpu(self, text: Text, g: GpuSample, width: int) -> None:
         text.append(f"GPU{g.index} ", style="bold")
-        text.append(g.name[: max(8, width - 40)])
+        text.append(g.name.replace("NVIDIA ", "").replace("GeForce ", "")[: max(8, width - 38)])
         text.append("  ")
         temp_style = "bold red" if (g.temperature or 0) >= 85 else ""
         text.append(_na(g.temperature, "{}°C"), style=temp_style)

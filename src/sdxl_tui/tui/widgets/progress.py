@@ -39,6 +39,17 @@ def run_name(snapshot: RunSnapshot) -> str:
     return snapshot.config.output_name or os.path.basename(snapshot.run_dir.rstrip("/")) or "run"
 
 
+def short_checkpoint(name: str, output_name: str | None) -> str:
+    """``luca_sdxl_v1-000006.safetensors`` -> ``-000006`` (the run name is already shown)."""
+    stem = os.path.basename(name)
+    for ext in (".safetensors", ".ckpt", ".pt"):
+        if stem.endswith(ext):
+            stem = stem[: -len(ext)]
+    if output_name and stem.startswith(output_name) and stem != output_name:
+        stem = stem[len(output_name):]
+    return stem
+
+
 def finish_clock(eta_at: float | None, now: float) -> str:
     """``done ~06:40`` (local time); with the weekday when more than a day away."""
     if eta_at is None:
@@ -69,8 +80,8 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
         if clock:
             text.append(f" ({clock})", style="bold")
         if p.next_checkpoint:
-            text.append("  next ckpt ", style="dim")
-            text.append(p.next_checkpoint)
+            text.append("  next ", style="dim")
+            text.append(short_checkpoint(p.next_checkpoint, snapshot.config.output_name))
             if p.next_checkpoint_eta_seconds is not None:
                 text.append(f" in {format_duration(p.next_checkpoint_eta_seconds)}")
     if p.seconds_per_step:

@@ -1,0 +1,216 @@
+"""Blocking adapters from the keys to ``control/`` (run them off the event loop).
+
+The App never calls ``control/`` directly: each key's flow is plan (here, in a thread) ->
+dialog (App) -> do (here, in a thread) -> notification. These functions turn the control
+layer's answers into plain text for the dialogs, so the screens stay dumb. No Textual here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdxl_tui.config import Settings
+
+
+class ActionUnavailable(RuntimeError):
+    """The action cannot run here (missing launch config, control module not installed…)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the confirmation dialog shows and what ``execute`` needs."""
+
+    title: str
+    body: str
+    allowed: bool  # False: the dialog offers only "close" (e.g. preflight errors)
+    plan: Any = field(default=None, compare=False)
+    choices: tuple[tuple[str, str, str], ...] = ()  # (id, label, variant) besides cancel
+
+
+# ------------------------------------------------------------------------------ start
+def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None) -> Proposal:
+    """Read the launch config, plan the start and run the preflight check."""
+    from sdxl_tui.control.launch import plan_launch, preflight, report_has_errors
+    from sdxl_tui.control.launch_config import (
+        LaunchConfigError,
+        find_launch_config,
+        load_launch_config,
+    )
+
+    path = find_launch_config(run_dir, launch_file or settings.get("launch.file"))
+    if path is None:
+        raise ActionUnavailable(
+            f"no launch config: put sdxl-tui.toml in {run_dir} or pass --launch FILE "
+            "(see `sdxl-tui plan` to write one)"
+        )
+    try:
+        cfg = load_launch_config(path)
+    except LaunchConfigError as exc:
+        raise ActionUnavailable(f"launch config {path}: {exc}") from None
+    plan = plan_launch(cfg)
+    report, note = preflight(cfg)
+    lines = [f"launch config: {path}", "", "command:", "  " + plan.command_line, "", f"working directory: {plan.cwd}"]
+    if plan.env:
+        lines.append("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env.items()))
+    lines += ["", "writes:"] + [f"  {w}" for w in plan.writes]
+    for a, b in plan.rotations:
+        lines.append(f"  rotates {a} -> {b}")
+    if plan.warnings:
+        lines += ["", "warnings:"] + [f"  {w}" for w in plan.warnings]
+    findings = list(getattr(report, "findings", ()) or ())
+    if findings:
+        lines += ["", "preflight check:"]
+        for f in findings:
+            lines.append(f"  {str(getattr(f, 'severity', '')).upper():<7} {getattr(f, 'code', '')}: {getattr(f, 'message', '')}")
+            fix = getattr(f, "fix", None)
+            if fix:
+                lines.append(f"          fix: {fix}")
+    elif note:
+        lines += ["", note]
+    elif report is not None:
+        lines += ["", "preflight check: clean"]
+    allowed = plan.refusal is None and not report_has_errors(report)
+    if plan.refusal:
+        lines += ["", f"REFUSED: {plan.refusal}"]
+    elif not allowed:
+        lines += ["", "REFUSED: the preflight check found errors; fix the launch config first."]
+    lines += ["", "The trainer runs detached: quitting sdxl-tui never stops it."]
+    return Proposal(
+        "Start training?",
+        "\n".join(lines),
+        allowed,
+        plan=cfg,
+        choices=(("start", "Start training", "success"),) if allowed else (),
+    )
+
+
+def do_start(cfg: Any) -> tuple[bool, str]:
+    from sdxl_tui.control.launch import launch
+
+    result = launch(cfg)
+    return result.ok, result.message
+
+
+# ------------------------------------------------------------------------------- kill
+def plan_kill(run_dir: str) -> Proposal:
+    """Name every process a kill would signal (pid, user, role, command)."""
+    from sdxl_tui.control.kill import plan_kill as _plan
+
+    plan = _plan(run_dir)
+    lines = ["These processes will be stopped (SIGINT, wait, SIGTERM, wait, SIGKILL):", ""]
+    lines.append(f"{'ROLE':<9}{'PID':>7}  {'USER':<10} COMMAND")
+    for role, pid, user, cmd in plan.rows():
+        lines.append(f"{role:<9}{pid:>7}  {user:<10} {cmd}")
+    for r in plan.refusals:
+        lines.append(f"{'refused':<9}{r.pid:>7}  {(r.username or '?'):<10} {r.reason}")
+    if plan.notes:
+        lines += [""] + list(plan.notes)
+    lines += ["", "sd-scripts saves nothing on interrupt: progress since the last checkpoint is lost.",
+              "Prefer x (stop after the next checkpoint) to lose nothing."]
+    if plan.empty:
+        lines = ["No live trainer process was found for this run; nothing to kill."] + (list(plan.notes) if plan.notes else [])
+    return Proposal(
+        "Kill the training?",
+        "\n".join(lines),
+        not plan.empty,
+        plan=plan,
+        choices=(("kill", "Kill", "error"),) if not plan.empty else (),
+    )
+
+
+def do_kill(plan: Any, settings: Settings) -> tuple[bool, str]:
+    from sdxl_tui.control.kill import execute_kill
+
+    result = execute_kill(
+        plan,
+        timeouts=(float(settings.get("kill.sigint_timeout", 10.0)), float(settings.get("kill.sigterm_timeout", 10.0))),
+    )
+    text = "; ".join(result.describe()) or "nothing to do"
+    return result.ok, ("killed: " if result.ok else "kill incomplete: ") + text
+
+
+# ------------------------------------------------------------------ stop after checkpoint
+def stop_status(run_dir: str) -> bool:
+    """True when a stop-after-checkpoint watcher is waiting for this run."""
+    from sdxl_tui.control.kill import watcher_status
+
+    data = watcher_status(run_dir)
+    return bool(data and data.get("alive"))
+
+
+def do_stop_after_checkpoint(run_dir: str, settings: Settings, *, cancel: bool = False) -> tuple[bool, str]:
+    from sdxl_tui.control import kill
+
+    if cancel:
+        result = kill.cancel_stop_after_checkpoint(run_dir)
+    else:
+        result = kill.start_stop_after_checkpoint(
+            run_dir,
+            timeouts=(float(settings.get("kill.sigint_timeout", 10.0)), float(settings.get("kill.sigterm_timeout", 10.0))),
+        )
+    return result.ok, result.message
+
+
+# -------------------------------------------------------------------------- evaluate
+def plan_evaluation(run_dir: str, checkpoint: str, settings: Settings, *, trainer_alive: bool) -> Proposal:
+    """Plan the evaluation of one checkpoint; offer "now" or "after training" while training."""
+    try:
+        from sdxl_tui.control import evaluate
+    except ImportError as exc:
+        raise ActionUnavailable(f"evaluation is not available in this build ({exc})") from None
+    plan_eval = getattr(evaluate, "plan_eval")
+    try:
+        plan = plan_eval(checkpoint, settings=settings, run_dir=run_dir)
+    except TypeError:
+        plan = plan_eval(checkpoint, settings)
+    describe = getattr(plan, "describe", None)
+    body_lines: list[str]
+    if callable(describe):
+        d = describe()
+        body_lines = list(d) if isinstance(d, (list, tuple)) else [str(d)]
+    else:
+        argv = getattr(plan, "argv", None)
+        body_lines = [f"checkpoint: {checkpoint}"]
+        if argv:
+            body_lines += ["command:", "  " + shlex.join(str(a) for a in argv)]
+        out = getattr(plan, "output_dir", None)
+        if out:
+            body_lines.append(f"output: {out}")
+    refusal = getattr(plan, "refusal", None) or getattr(plan, "error", None)
+    if refusal:
+        body_lines += ["", f"REFUSED: {refusal}"]
+        return Proposal("Evaluate checkpoint?", "\n".join(body_lines), False, plan=plan)
+    if trainer_alive:
+        body_lines += ["", "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
+                       "queueing starts the evaluation when the training ends."]
+        choices = (("after-training", "Queue until training ends", "primary"), ("now", "Run now", "warning"))
+    else:
+        choices = (("now", "Evaluate", "primary"),)
+    return Proposal("Evaluate checkpoint?", "\n".join(body_lines), True, plan=plan, choices=choices)
+
+
+def do_evaluation(plan: Any, when: str) -> tuple[bool, str]:
+    from sdxl_tui.control.evaluate import start_eval
+
+    result = start_eval(plan, when=when)
+    ok = bool(getattr(result, "ok", True))
+    message = getattr(result, "message", None) or (f"evaluation {'queued' if when != 'now' else 'started'}")
+    return ok, str(message)
+
+
+def images_for(snapshot: Any, checkpoint_path: str) -> list[str]:
+    """Evaluation images of the checkpoint, then the trainer's samples of the same epoch/step."""
+    ckpt = next((c for c in snapshot.checkpoints if c.path == checkpoint_path), None)
+    if ckpt is None:
+        return []
+    images: list[str] = []
+    stem = ckpt.name.rsplit(".", 1)[0]
+    for ev in snapshot.evaluations:
+        if ev.checkpoint in (ckpt.name, ckpt.path, stem) or (ev.epoch is not None and ev.epoch == ckpt.epoch and ev.checkpoint is None):
+            images.extend(ev.images)
+    for s in snapshot.samples:
+        if (ckpt.epoch is not None and s.epoch == ckpt.epoch) or (ckpt.step is not None and s.epoch is None and s.step == ckpt.step):
+            images.append(s.path)
+    return images

@@ -1,0 +1,571 @@
+"""The dashboard App and ``make_app``, the one factory used by the CLI, the demo and the tests.
+
+State lives here: handlers for the feed messages store the latest values in reactives and
+widgets follow them through ``data_bind`` (harlequin's rule: workers post, the App owns the
+state, widgets render). Keys are Bindings with stable ids, rebindable with ``ui.keymap``;
+``check_action`` greys out what cannot apply now and removes the destructive actions in
+read-only mode. Quitting stops our threads only: the trainer is never ours to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from importlib import resources
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from sdxl_tui import notify
+from sdxl_tui.config import Settings
+from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
+from sdxl_tui.tui import actions
+from sdxl_tui.tui.feeds import Feeds, GpuSampler, Reader
+from sdxl_tui.tui.messages import (
+    ActionFinished,
+    ActionOutcome,
+    AlertsRaised,
+    GpuSampled,
+    HookFinished,
+    LogLinesAdded,
+    ReaderFailed,
+    SnapshotUpdated,
+    WatchModeChanged,
+)
+from sdxl_tui.tui.screens.chart import ChartScreen
+from sdxl_tui.tui.screens.confirm import ConfirmScreen
+from sdxl_tui.tui.screens.help import HelpScreen
+from sdxl_tui.tui.screens.images import ImageScreen
+from sdxl_tui.tui.widgets.alerts import AlertsPane
+from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
+from sdxl_tui.tui.widgets.gpu import GpuPanel
+from sdxl_tui.tui.widgets.log_view import LogPane, LogView
+from sdxl_tui.tui.widgets.loss_chart import ChartOptions, LossChart
+from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name
+
+
+def css_path() -> str:
+    """The stylesheet inside the installed package (works from a wheel, not only editable)."""
+    return str(resources.files("sdxl_tui") / "styles" / "app.tcss")
+
+
+#: Actions that change the run; ``--readonly`` removes them (nvitop's read-only mode).
+DESTRUCTIVE = frozenset({"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint"})
+
+_SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "information"}
+
+#: Command palette entries: (title, help, action).
+PALETTE = (
+    ("run: start", "preflight-check and start the training (detached)", "start_run"),
+    ("run: kill", "stop the training process tree (asks first)", "kill_run"),
+    ("run: stop after next checkpoint", "let the trainer save its next checkpoint, then stop it", "stop_after_checkpoint"),
+    ("checkpoint: evaluate", "evaluate the selected checkpoint", "evaluate_checkpoint"),
+    ("checkpoint: show images", "sample and evaluation images of the selected checkpoint", "show_images"),
+    ("view: loss chart", "full chart with smoothing, log-Y, LR and resume points", "toggle_chart"),
+    ("log: search", "search the training log", "search_log"),
+    ("help: keys", "every key, as bound now", "help"),
+)
+
+
+class SdxlTuiApp(App[int]):
+    """Live dashboard for one sd-scripts run directory."""
+
+    CSS_PATH = css_path()
+    TITLE = "sdxl-tui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    BINDINGS = [
+        Binding("s", "start_run", "Start", tooltip="Preflight-check and start the training", id="start-run"),
+        Binding("e", "evaluate_checkpoint", "Eval", tooltip="Evaluate the selected checkpoint", id="evaluate-checkpoint"),
+        Binding("k", "kill_run", "Kill", tooltip="Kill the training (asks first)", id="kill-run"),
+        Binding("x", "stop_after_checkpoint", "Stop@ckpt", tooltip="Stop after the next checkpoint", id="stop-after-checkpoint"),
+        Binding("i", "show_images", "Images", tooltip="Images of the selected checkpoint", id="show-images"),
+        Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
+        Binding("slash", "search_log", "Search", tooltip="Search the log", id="search-log"),
+        Binding("question_mark", "help", "Help", tooltip="All keys", id="help"),
+        Binding("q", "quit", "Quit", tooltip="Quit (the training keeps running)", id="quit"),
+    ]
+
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    """The latest snapshot from the run reader."""
+    gpu_status: reactive[GpuStatus | None] = reactive(None, always_update=True)
+    """The latest GPU sample (own sampler, else the snapshot's)."""
+    trainer_pids: reactive[tuple[int, ...]] = reactive(())
+    alerts: reactive[tuple[Alert, ...]] = reactive(())
+    selected_checkpoint: reactive[str | None] = reactive(None)
+    """Path of the checkpoint under the table cursor."""
+    watch_mode: reactive[str] = reactive("")
+    stop_armed: reactive[bool] = reactive(False)
+    """A stop-after-checkpoint watcher is waiting."""
+    readonly: reactive[bool] = reactive(False)
+
+    def __init__(
+        self,
+        settings: Settings,
+        feeds: Feeds,
+        *,
+        run_dir: str,
+        launch_file: str | None = None,
+        notice: str | None = None,
+        environ: dict[str, str] | None = None,
+        actions_enabled: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.feeds = feeds
+        self.run_dir = run_dir
+        self.launch_file = launch_file
+        self.notice = notice
+        self.environ = dict(os.environ if environ is None else environ)
+        self.actions_enabled = actions_enabled
+        self.chart_options = ChartOptions()
+        self.tracker = notify.AlertTracker()
+        self._first_snapshot = True
+        self._hook_notes: tuple[str, ...] = ()
+        self._own_gpu = False
+        self.set_reactive(SdxlTuiApp.readonly, bool(settings.get("ui.readonly", False)))
+        self.theme = str(settings.get("ui.theme", "textual-dark"))
+        #: Written to the terminal for each new alert (tests read it; headless never writes).
+        self.terminal_writes: list[str] = []
+
+    # ------------------------------------------------------------------ composition
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="run-header").data_bind(SdxlTuiApp.snapshot, SdxlTuiApp.watch_mode, SdxlTuiApp.readonly)
+        yield ProgressPanel(id="progress").data_bind(SdxlTuiApp.snapshot)
+        with Container(id="body"):
+            with Vertical(id="left"):
+                yield LossChart(id="loss-chart").data_bind(SdxlTuiApp.snapshot)
+                yield CheckpointTable(id="checkpoints")
+            with Vertical(id="right"):
+                yield GpuPanel(id="gpu").data_bind(status=SdxlTuiApp.gpu_status, trainer_pids=SdxlTuiApp.trainer_pids)
+                with TabbedContent(id="tabs"):
+                    with TabPane("Log", id="tab-log"):
+                        yield LogPane(id="log-pane")
+                    with TabPane("Alerts", id="tab-alerts"):
+                        yield AlertsPane(id="alerts").data_bind(SdxlTuiApp.alerts)
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        keymap = self.settings.get("ui.keymap") or {}
+        if keymap:
+            self.set_keymap(dict(keymap))
+        self.query_one(CheckpointTable).border_title = "checkpoints"
+        self.query_one(LossChart).border_title = "loss"
+        self.query_one(GpuPanel).border_title = "GPU"
+        if self.notice:
+            self.notify(self.notice, title="sdxl-tui", timeout=8)
+        self.run_worker(self._reader_thread, thread=True, name="run-reader", group="feeds", exit_on_error=False)
+        if self.feeds.gpu_factory is not None:
+            self._own_gpu = True
+            self.run_worker(self._gpu_thread, thread=True, name="gpu-sampler", group="feeds", exit_on_error=False)
+        self.query_one(LogView).focus()
+
+    def _reader_thread(self) -> None:
+        worker = get_current_worker()
+        self.feeds.run_reader(self.post_message, lambda: worker.is_cancelled)
+
+    def _gpu_thread(self) -> None:
+        worker = get_current_worker()
+        self.feeds.run_gpu(self.post_message, lambda: worker.is_cancelled)
+
+    # --------------------------------------------------------------- feed messages
+    def on_snapshot_updated(self, message: SnapshotUpdated) -> None:
+        snap = message.snapshot
+        self.snapshot = snap
+        proc = snap.process
+        self.trainer_pids = tuple(p.pid for p in proc.all() if p.alive) if proc is not None and proc.alive else ()
+        if not self._own_gpu or self.gpu_status is None:
+            self.gpu_status = snap.gpu
+        self.alerts = snap.alerts
+        self.query_one(CheckpointTable).update_checkpoints(snap.checkpoints, snap.taken_at)
+        self._sync_selection()
+        fresh = self.tracker.new(snap.alerts)
+        if fresh:
+            self.post_message(AlertsRaised(tuple(fresh), initial=self._first_snapshot))
+        self._first_snapshot = False
+        self.sub_title = f"{run_name(snap)} · {snap.state.value}"
+        self.refresh_bindings()
+
+    def on_gpu_sampled(self, message: GpuSampled) -> None:
+        self.gpu_status = message.status
+
+    def on_log_lines_added(self, message: LogLinesAdded) -> None:
+        self.query_one(LogView).add_lines(message.lines, message.reset)
+
+    def on_reader_failed(self, message: ReaderFailed) -> None:
+        self.notify(message.error, title="reader error", severity="error", timeout=10)
+
+    def on_watch_mode_changed(self, message: WatchModeChanged) -> None:
+        self.watch_mode = message.mode
+
+    def watch_alerts(self, alerts: tuple[Alert, ...]) -> None:
+        try:
+            tabs = self.query_one(TabbedContent)
+            tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"  # type: ignore[assignment]
+        except Exception:
+            pass
+
+    def on_alerts_raised(self, message: AlertsRaised) -> None:
+        """Every new alert: a notification; unless it was already there when we opened the
+        run, also the bell, OSC 9/777 and the hook (each key exactly once)."""
+        snap = self.snapshot
+        name = run_name(snap) if snap is not None else None
+        for alert in message.alerts:
+            body = alert.message + (f"\nfix: {alert.fix}" if alert.fix else "")
+            self.notify(body, title=f"{alert.kind}", severity=_SEVERITY.get(alert.severity, "information"),  # type: ignore[arg-type]
+                        timeout=30 if alert.severity is Severity.ERROR else 12)
+            if message.initial:
+                continue
+            out = notify.terminal_output(
+                alert,
+                bell=bool(self.settings.get("alerts.bell", True)),
+                desktop=bool(self.settings.get("alerts.desktop", True)),
+                run_name=name,
+                environ=self.environ,
+            )
+            if out:
+                self.terminal_writes.append(out)
+                if not self.is_headless and self._driver is not None:
+                    self._driver.write(out)
+            hook = tuple(self.settings.get("alerts.hook") or ())
+            if hook:
+                payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
+                self._run_hook(hook, payload)
+
+    def _run_hook(self, argv: tuple[str, ...], payload: str) -> None:
+        """A daemon thread per hook run: a slow hook never delays quitting."""
+
+        def target() -> None:
+            result = notify.run_hook(argv, payload)
+            self.post_message(HookFinished(result.ok, result.error or "ok"))
+
+        threading.Thread(target=target, name="alert-hook", daemon=True).start()
+
+    def on_hook_finished(self, message: HookFinished) -> None:
+        if not message.ok:
+            self._hook_notes = (*self._hook_notes[-4:], f"alert hook: {message.detail}")
+            self.query_one(AlertsPane).notes = self._hook_notes
+            self.notify(message.detail, title="alert hook failed", severity="warning")
+
+    def on_action_finished(self, message: ActionFinished) -> None:
+        o = message.outcome
+        self.notify(o.message, title=o.action, severity="information" if o.ok else "error", timeout=12)
+
+    # ----------------------------------------------------------------- selection
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._sync_selection()
+
+    def _sync_selection(self) -> None:
+        path = self.query_one(CheckpointTable).selected_path
+        if path != self.selected_checkpoint:
+            self.selected_checkpoint = path
+            self.refresh_bindings()
+
+    def selected(self) -> Any:
+        snap = self.snapshot
+        if snap is None or self.selected_checkpoint is None:
+            return None
+        return next((c for c in snap.checkpoints if c.path == self.selected_checkpoint), None)
+
+    # ------------------------------------------------------------ action gating
+    @property
+    def trainer_alive(self) -> bool:
+        snap = self.snapshot
+        return bool(snap is not None and snap.process is not None and snap.process.alive)
+
+    def why_not(self, action: str) -> str | None:
+        """Why ``action`` cannot run now (``None``: it can). Shown instead of ignoring a key."""
+        if action in DESTRUCTIVE and self.readonly:
+            return "read-only mode"
+        if action in DESTRUCTIVE and not self.actions_enabled:
+            return "actions are disabled in this view"
+        snap = self.snapshot
+        if action == "start_run":
+            if snap is None:
+                return "the run is still being read"
+            if self.trainer_alive:
+                return "a trainer is already running for this directory"
+        elif action in ("kill_run", "stop_after_checkpoint"):
+            if not self.trainer_alive:
+                return "no live trainer for this run"
+        elif action in ("evaluate_checkpoint", "show_images"):
+            ckpt = self.selected()
+            if ckpt is None:
+                return "no checkpoint selected"
+            if not ckpt.complete:
+                return f"{ckpt.name} is {ckpt.status.value}"
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in DESTRUCTIVE and self.readonly:
+            return False  # removed, not just greyed
+        if action in ("start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images"):
+            return True if self.why_not(action) is None else None
+        return True
+
+    def _refuse(self, action: str) -> bool:
+        reason = self.why_not(action)
+        if reason is not None:
+            self.notify(f"not now: {reason}", severity="warning", timeout=4)
+            return True
+        return False
+
+    def watch_readonly(self) -> None:
+        self.refresh_bindings()
+
+    # ----------------------------------------------------------- command palette
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in PALETTE:
+            if action in DESTRUCTIVE and self.readonly:
+                continue
+            reason = self.why_not(action)
+            if reason is None:
+                yield SystemCommand(title, help_text, self._palette_callback(action))
+            else:
+                yield SystemCommand(f"{title} (unavailable)", f"not now: {reason}", self._palette_callback(action))
+
+    def _palette_callback(self, action: str) -> Callable[[], Any]:
+        def run() -> None:
+            self.call_later(self.run_action, action)
+
+        return run
+
+    # ------------------------------------------------------------------ actions
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Quit now: stop our threads and observer; never signal the trainer."""
+        self.feeds.stop()
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.feeds.stop()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def help_rows(self) -> list[tuple[str, str, str, str]]:
+        """(key, description, id, availability) for every App binding, as bound now."""
+        rows = []
+        keymap = getattr(self, "_keymap", {}) or {}
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.action in DESTRUCTIVE and self.readonly:
+                continue
+            keys = keymap.get(binding.id or "", binding.key)
+            shown = ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(","))
+            reason = self.why_not(binding.action)
+            rows.append((shown, binding.tooltip or binding.description, binding.id or "", "ok" if reason is None else reason))
+        rows.append(("ctrl+p", "command palette", "", "ok"))
+        return rows
+
+    def action_toggle_chart(self) -> None:
+        def remember(options: ChartOptions | None) -> None:
+            if options is not None:
+                self.chart_options = options
+
+        self.push_screen(ChartScreen(self.snapshot, self.chart_options), remember)
+
+    def action_search_log(self) -> None:
+        self.query_one(TabbedContent).active = "tab-log"
+        self.query_one(LogPane).open_search()
+
+    def action_show_images(self) -> None:
+        if self._refuse("show_images"):
+            return
+        ckpt = self.selected()
+        assert ckpt is not None and self.snapshot is not None
+        images = actions.images_for(self.snapshot, ckpt.path)
+        self.push_screen(ImageScreen(ckpt.name, images))
+
+    def action_start_run(self) -> None:
+        if not self._refuse("start_run"):
+            self._start_flow()
+
+    def action_kill_run(self) -> None:
+        if not self._refuse("kill_run"):
+            self._kill_flow()
+
+    def action_stop_after_checkpoint(self) -> None:
+        if not self._refuse("stop_after_checkpoint"):
+            self._stop_flow()
+
+    def action_evaluate_checkpoint(self) -> None:
+        if not self._refuse("evaluate_checkpoint"):
+            ckpt = self.selected()
+            assert ckpt is not None
+            self._eval_flow(ckpt.path)
+
+    async def _propose(self, proposal: actions.Proposal) -> str | None:
+        buttons = [*proposal.choices, ("cancel", "Cancel" if proposal.allowed else "Close", "default")]
+        return await self.push_screen_wait(ConfirmScreen(proposal.title, proposal.body, list(buttons)))
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    def _finished(self, action: str, ok: bool, message: str) -> None:
+        self.post_message(ActionFinished(ActionOutcome(action, ok, message)))
+
+    @work(exclusive=True, group="action", exit_on_error=False)
+    async def _start_flow(self) -> None:
+        try:
+            proposal = await self._blocking(actions.plan_start, self.run_dir, self.settings, self.launch_file)
+        except Exception as exc:
+            self._finished("start", False, str(exc))
+            return
+        if await self._propose(proposal) != "start":
+            return
+        self.notify("starting the training…", timeout=4)
+        ok, text = await self._blocking(actions.do_start, proposal.plan)
+        self._finished("start", ok, text)
+        self.feeds.wake.set()
+
+    @work(exclusive=True, group="action", exit_on_error=False)
+    async def _kill_flow(self) -> None:
+        try:
+            proposal = await self._blocking(actions.plan_kill, self.run_dir)
+        except Exception as exc:
+            self._finished("kill", False, str(exc))
+            return
+        if await self._propose(proposal) != "kill":
+            self.notify("kill cancelled: the training continues", timeout=4)
+            return
+        self.notify("stopping the training (SIGINT, then SIGTERM, then SIGKILL)…", timeout=6)
+        ok, text = await self._blocking(actions.do_kill, proposal.plan, self.settings)
+        self._finished("kill", ok, text)
+        self.feeds.wake.set()
+
+    @work(exclusive=True, group="action", exit_on_error=False)
+    async def _stop_flow(self) -> None:
+        try:
+            armed = await self._blocking(actions.stop_status, self.run_dir)
+            if armed:
+                choice = await self._propose(actions.Proposal(
+                    "Stop after the next checkpoint is armed",
+                    "A watcher will stop the training once its next checkpoint is complete.\nCancel it?",
+                    True, choices=(("disarm", "Cancel the stop", "warning"),)))
+                if choice != "disarm":
+                    return
+                ok, text = await self._blocking(lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings, cancel=True))
+                self.stop_armed = not ok
+            else:
+                snap = self.snapshot
+                nxt = snap.progress.next_checkpoint if snap else None
+                choice = await self._propose(actions.Proposal(
+                    "Stop after the next checkpoint?",
+                    "The training keeps running until its next checkpoint file is complete, then it is stopped\n"
+                    "(SIGINT, then SIGTERM). Nothing saved is lost." + (f"\n\nnext checkpoint: {nxt}" if nxt else ""),
+                    True, choices=(("arm", "Stop after checkpoint", "warning"),)))
+                if choice != "arm":
+                    return
+                ok, text = await self._blocking(lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings))
+                self.stop_armed = ok
+        except Exception as exc:
+            self._finished("stop after checkpoint", False, str(exc))
+            return
+        self._finished("stop after checkpoint", ok, text)
+
+    @work(exclusive=True, group="action", exit_on_error=False)
+    async def _eval_flow(self, checkpoint: str) -> None:
+        alive = self.trainer_alive
+        try:
+            proposal = await self._blocking(
+                lambda: actions.plan_evaluation(self.run_dir, checkpoint, self.settings, trainer_alive=alive)
+            )
+        except Exception as exc:
+            self._finished("evaluate", False, str(exc))
+            return
+        choice = await self._propose(proposal)
+        if choice not in ("now", "after-training"):
+            return
+        try:
+            ok, text = await self._blocking(actions.do_evaluation, proposal.plan, choice)
+        except Exception as exc:
+            ok, text = False, f"{type(exc).__name__}: {exc}"
+        self._finished("evaluate", ok, text)
+        self.feeds.wake.set()
+
+
+def make_app(
+    settings: Settings,
+    run_dir: str | os.PathLike[str],
+    *,
+    reader: Reader | None = None,
+    reader_factory: Callable[[], Reader] | None = None,
+    gpu: GpuSampler | None = None,
+    gpu_factory: Callable[[], GpuSampler | None] | None = None,
+    sample_gpu: bool = True,
+    clock: Callable[[], float] = time.time,
+    log_path: str | None = None,
+    logs_dir: str | None = None,
+    launch_file: str | None = None,
+    watch: bool = True,
+    notice: str | None = None,
+    environ: dict[str, str] | None = None,
+    actions_enabled: bool = True,
+) -> SdxlTuiApp:
+    """Build the dashboard for ``run_dir``: the CLI, the demo, the tests and the benchmark
+    all come through here (posting's factory), injecting fakes only at the boundaries.
+
+    Args:
+        settings: resolved settings (refresh.*, ui.*, alerts.*).
+        run_dir: the sd-scripts output directory.
+        reader: a ready object with ``refresh() -> RunSnapshot`` (tests); default is
+            ``sources.rundir.RunReader``, built in the feed thread.
+        gpu: an object with ``sample(pids) -> GpuStatus``; default ``sources.gpu.GpuMonitor``.
+        sample_gpu: False to use only the snapshot's GPU status (no own NVML thread).
+        clock: "now" for the reader (frozen in snapshot tests).
+        watch: False disables watchdog (pure polling), e.g. for snapshot tests.
+    """
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    if reader is not None:
+        ready = reader
+        reader_factory = lambda: ready  # noqa: E731
+    elif reader_factory is None:
+
+        def reader_factory() -> Reader:
+            from sdxl_tui.sources.rundir import RunReader
+
+            return RunReader(run_dir, log_path=log_path, logs_dir=logs_dir, clock=clock, settings=settings)
+
+    if gpu is not None:
+        ready_gpu = gpu
+        gpu_factory = lambda: ready_gpu  # noqa: E731
+    elif gpu_factory is None and sample_gpu:
+
+        def gpu_factory() -> GpuSampler | None:
+            from sdxl_tui.sources.gpu import GpuMonitor
+
+            return GpuMonitor()
+
+    if not sample_gpu:
+        gpu_factory = None
+    feeds = Feeds(
+        reader_factory,
+        run_dir=run_dir,
+        logs_dir=logs_dir,
+        interval=float(settings.get("refresh.log_interval", 0.25)),
+        force_polling=bool(settings.get("refresh.force_polling", False)),
+        gpu_factory=gpu_factory,
+        gpu_interval=float(settings.get("refresh.gpu_interval", 1.0)),
+        watch=watch,
+    )
+    return SdxlTuiApp(
+        settings,
+        feeds,
+        run_dir=run_dir,
+        launch_file=launch_file,
+        notice=notice,
+        environ=environ,
+        actions_enabled=actions_enabled,
+    )
