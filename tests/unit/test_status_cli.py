@@ -1,0 +1,107 @@
+"""`sdxl-tui status`: text, the documented JSON schema, exit codes; GPU alerts through fake NVML."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdxl_tui.cli import main
+from sdxl_tui.model import RunState
+from sdxl_tui.sources.gpu import GpuMonitor
+from sdxl_tui.sources.rundir import RunReader
+from tests.fakes import fake_nvml as fk
+
+REAL = Path("/work/shared/real-sdxl-run")
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real run not present")
+
+#: The issue's minimum schema (README "status --json").
+REQUIRED = {"state", "epoch", "epochs", "step", "total_steps", "eta_seconds", "loss", "checkpoints",
+            "process", "gpus", "alerts", "state_reason", "eta_at", "config", "samples", "evaluations",
+            "problems"}
+
+
+@needs_real
+def test_status_text_on_the_real_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", str(REAL), "--no-gpu", "--no-procs"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith("state       finished:")
+    assert "step 9/9 (100.0%)" in out
+    assert "tiny_lora-000002.safetensors" in out and "complete" in out
+    assert "INFO    finished: training finished at step 9" in out
+
+
+@needs_real
+def test_status_json_schema_on_the_real_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", str(REAL), "--json", "--no-gpu", "--no-procs"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert REQUIRED <= set(data)
+    assert data["schema"] == 1
+    assert (data["state"], data["step"], data["total_steps"], data["epochs"]) == ("finished", 9, 9, 3)
+    assert data["eta_seconds"] is None and data["process"] is None and data["gpus"] == []
+    assert data["loss"]["current"] == pytest.approx(0.9742230772972107)
+    assert data["loss"]["average"] == pytest.approx(1.0538215637207031)
+    ck = data["checkpoints"][-1]
+    assert {"name", "path", "kind", "epoch", "step", "size", "complete", "metadata"} <= set(ck)
+    assert (ck["name"], ck["kind"], ck["epoch"], ck["step"], ck["size"], ck["complete"]) == (
+        "tiny_lora.safetensors", "final", 3, 9, 21585180, True)
+    assert ck["metadata"]["ss_output_name"] == "tiny_lora"
+    assert data["config"]["network_dim"] == 4 and data["config"]["steps_per_epoch"] == 3
+    assert [a["kind"] for a in data["alerts"] if a["kind"] != "reader"] == ["finished"]
+    assert all({"kind", "severity", "message", "fix", "key"} <= set(a) for a in data["alerts"])
+
+
+def test_missing_directory_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope"
+    assert main(["status", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sdxl-tui status: no such directory: {missing}\n"
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["status", str(f), "--json"]) == 2
+    assert capsys.readouterr().err.strip() == f"sdxl-tui status: not a directory: {f}"
+
+
+def test_bad_settings_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", str(tmp_path), "--config", str(tmp_path / "none.toml"), "--no-gpu"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_empty_directory_is_waiting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", str(tmp_path), "--json", "--no-gpu", "--no-procs"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["state"] == "waiting" and data["checkpoints"] == [] and data["loss"]["current"] is None
+
+
+def test_help_documents_exit_codes_and_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--json", "--no-procs", "--logs", "exit status", "permission denied", "state_reason"):
+        assert text in out
+
+
+@needs_real
+def test_gpu_alerts_through_the_nvml_boundary() -> None:
+    reader = RunReader(REAL, gpu=GpuMonitor(nvml=fk.hot_gpu()), procs=False)
+    snap = reader.refresh()
+    assert snap.state is RunState.FINISHED
+    assert snap.gpu.available and snap.gpu.gpus[0].temperature == 89
+    kinds = {a.kind: a for a in snap.alerts}
+    assert "89 C" in kinds["gpu_heat"].message and "slowdown at 90 C" in kinds["gpu_heat"].message
+    assert "hw_thermal_slowdown" in kinds["gpu_throttle"].message
+    no_driver = RunReader(REAL, gpu=GpuMonitor(nvml=fk.driver_not_loaded()), procs=False).refresh()
+    assert not no_driver.gpu.available and no_driver.gpu.reason
+    assert not [a for a in no_driver.alerts if a.kind.startswith("gpu")]
+
+
+@needs_real
+def test_console_script_path_end_to_end() -> None:
+    out = subprocess.run([sys.executable, "-m", "sdxl_tui", "status", str(REAL), "--json", "--no-gpu"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "finished"
+    assert "tbparse" not in out.stderr
