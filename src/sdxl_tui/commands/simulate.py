@@ -1,15 +1,85 @@
-"""`sdxl-tui simulate` (placeholder until its issue lands)."""
+"""`sdxl-tui simulate`: a simulated sd-scripts trainer that writes the real formats.
+
+Everything after ``simulate`` is handed, untouched, to a parser rebuilt from the real
+``sdxl_train_network.py`` option table (plus the ``--sim-*`` options), so a launch line for
+the real trainer drives the simulator by swapping the script, and unknown options fail with
+the real ``sdxl_train_network.py: error: unrecognized arguments: ...`` (exit 2). The module
+imports nothing heavy; the simulator is imported inside :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+
+DESCRIPTION = (
+    "Run a simulated kohya-ss sd-scripts sdxl_train_network.py: a real process that writes "
+    "what the real trainer writes (console log on stdout/stderr, TensorBoard events, LoRA "
+    ".safetensors checkpoints, --save_state folders, sample PNGs). Launch it like the real "
+    "one: `sdxl-tui simulate --output_dir OUT [sd-scripts options] > OUT/training.log 2>&1 &`. "
+    "It accepts every sd-scripts option (most have no effect) and these of its own."
+)
+
+EPILOG = """\
+simulation options:
+  --sim-step-seconds S       seconds per optimizer step (0 = as fast as possible; default 0.5)
+  --sim-startup-seconds S    loading/caching time before training (default 1.0)
+  --sim-batches-per-epoch N  dataloader batches per epoch (default: from --dataset_config)
+  --sim-fault {oom,nan,hang,crash}
+                             inject a failure (CUDA OOM traceback, NaN loss from then on,
+                             a silent hang, a RuntimeError traceback) ...
+  --sim-fault-step N         ... at optimizer step N (default 1)
+  --sim-hang-seconds S       end a simulated hang after S seconds (default 0 = never)
+  --sim-real-size            LoRA tensors with the real SDXL shapes (big files)
+  --sim-seed N               seed of the simulated loss curve (default 42)
+  --sim-hostname NAME        host name in the event file name (default: this host)
+
+signals behave like the real trainer's: SIGTERM kills silently (nothing saved),
+SIGINT prints a KeyboardInterrupt traceback and exits by SIGINT.
+
+exit status: 0 finished; 1 oom or crash; 2 unrecognized arguments.
+"""
+
+_HELP = ("-h", "--help")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    """Declare the pass-through argument and make this subparser keep every token."""
+    parser.add_argument(
+        "trainer_args",
+        nargs="*",
+        metavar="OPTION",
+        help="sd-scripts sdxl_train_network.py options (including --output_dir) and --sim-* options",
+    )
+    original = parser.parse_known_args
+
+    # argparse cannot hand unknown "--options" to a positional; the subcommand must see the
+    # trainer's argv verbatim (its own parser reports unknown options the real way).
+    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        tokens = list(sys.argv[1:] if args is None else args)
+        if tokens[:1] and tokens[0] in _HELP:
+            return original(tokens, namespace)
+        ns, _ = original([], namespace)  # the subparser's defaults (set_defaults included)
+        ns.trainer_args = tokens
+        return ns, []
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def run(args: argparse.Namespace) -> int:
-    print("sdxl-tui simulate: not implemented yet", file=sys.stderr)
-    return 2
+    from sdxl_tui.sim.console import SimConsole
+    from sdxl_tui.sim.runner import run_argv
+
+    argv = list(getattr(args, "trainer_args", []) or [])
+    console = SimConsole(None)
+    try:
+        return run_argv(argv, console, in_process=False)
+    except KeyboardInterrupt:
+        # The traceback is already on stderr; die by SIGINT like an uncaught KeyboardInterrupt.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
