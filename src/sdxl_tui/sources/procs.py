@@ -88,6 +88,15 @@ def script_span(cmdline: Sequence[str]) -> tuple[int, int] | None:
     return None
 
 
+_MENTION = re.compile(r"[\w.\-]*train[\w.\-]*network[\w.\-]*\.py\b|sdxl[_-]tui simulate")
+
+
+def mentions_trainer(cmdline: Sequence[str]) -> bool:
+    """True when a command line runs a trainer or carries one inside a string
+    (``sh -c "conda run … train_network.py …"``): the launcher chain test."""
+    return script_span(cmdline) is not None or any(_MENTION.search(tok) for tok in cmdline)
+
+
 def is_direct(cmdline: Sequence[str], start: int) -> bool:
     """True when the tokens before the trainer program are only an interpreter and its
     options, i.e. this process *is* the trainer, not a launcher that mentions it."""
@@ -373,11 +382,9 @@ def _build_tree(rows: Mapping[int, _Row], children: Mapping[int, list[int]], tra
     while cur.ppid and cur.ppid > 1 and cur.ppid in rows and cur.ppid not in seen:
         parent = rows[cur.ppid]
         grand = rows.get(parent.ppid) if parent.ppid else None
-        if script_span(parent.cmdline) is not None or is_supervisor(parent.cmdline):
+        if mentions_trainer(parent.cmdline) or is_supervisor(parent.cmdline):
             pass
-        elif _is_script_shell(parent.cmdline) and grand is not None and (
-            script_span(grand.cmdline) is not None
-        ):
+        elif _is_script_shell(parent.cmdline) and grand is not None and mentions_trainer(grand.cmdline):
             pass  # the temporary script `conda run` writes and runs with bash
         else:
             break
@@ -615,6 +622,7 @@ __all__ = [
     "find_trainer",
     "find_trainers",
     "is_direct",
+    "mentions_trainer",
     "option_value",
     "read_run_record",
     "record_path",
