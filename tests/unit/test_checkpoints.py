@@ -464,8 +464,13 @@ def test_eval_folder_without_status_is_done(tmp_path: Path) -> None:
         (ev / n).write_bytes(b"\x89PNG")
     (ev / "grid" / "all.jpg").write_bytes(b"\xff\xd8")
     (tmp_path / "eval_epoch10").mkdir()  # started elsewhere, nothing yet
+    write_safetensors(tmp_path / "luca.safetensors", meta(12, 120, 12))
+    (tmp_path / "eval_epoch12").mkdir()
+    (tmp_path / "eval_epoch12" / "x.webp").write_bytes(b"RIFF")
     scan = CheckpointScanner(tmp_path).scan()
     evs = {e.name: e for e in scan.evaluations}
+    assert evs["eval_epoch12"].checkpoint == "luca.safetensors"  # the final file is epoch 12
+    assert [e.name for e in scan.evaluations] == ["eval_epoch8", "eval_epoch10", "eval_epoch12"]
     assert evs["eval_epoch8"].status == "done"
     assert evs["eval_epoch8"].checkpoint == "luca-000008.safetensors"
     assert evs["eval_epoch8"].epoch == 8
@@ -645,3 +650,79 @@ def test_metadata_mapping_is_read_only(tmp_path: Path) -> None:
     c = CheckpointScanner(tmp_path).scan().checkpoints[0]
     assert isinstance(c.metadata, MappingProxyType)
     assert c.metadata["odd"] == "5"
+
+
+@pytest.mark.slow  # about 1 s: the simulator writes three LoRA files and state dirs
+def test_simulated_run(tmp_path: Path) -> None:
+    """A run written by the simulator (real formats) reads like the real one."""
+    sim = pytest.importorskip("sdxl_tui.sim")
+    if not hasattr(sim, "run_simulated"):
+        pytest.skip("simulator not available yet")
+    out = tmp_path / "out"
+    rc = sim.run_simulated(
+        str(out),
+        [
+            "--output_dir", str(out),
+            "--output_name", "luca",
+            "--max_train_epochs", "3",
+            "--save_every_n_epochs", "1",
+            "--save_state",
+            "--network_dim", "4",
+            "--network_train_unet_only",
+            "--sim-step-seconds", "0",
+            "--sim-startup-seconds", "0",
+            "--sim-batches-per-epoch", "2",
+        ],
+    )  # fmt: skip
+    assert rc == 0
+    scan = CheckpointScanner(out).scan()
+    assert [(c.name, c.kind, c.epoch) for c in scan.checkpoints] == [
+        ("luca-000001.safetensors", CheckpointKind.EPOCH, 1),
+        ("luca-000002.safetensors", CheckpointKind.EPOCH, 2),
+        ("luca.safetensors", CheckpointKind.FINAL, 3),
+    ]
+    assert all(c.status is CheckpointStatus.COMPLETE for c in scan.checkpoints)
+    steps = [c.step for c in scan.checkpoints]
+    assert steps == sorted(steps) and steps[-1] is not None
+    assert scan.checkpoints[-1].metadata["ss_output_name"] == "luca"
+    assert {s.name for s in scan.states} == {
+        "luca-000001-state",
+        "luca-000002-state",
+        "luca-state",
+    }
+    assert all(s.complete for s in scan.states)
+    assert [c.state_dir for c in scan.checkpoints] == [
+        str(out / "luca-000001-state"),
+        str(out / "luca-000002-state"),
+        str(out / "luca-state"),
+    ]
+
+
+def test_scan_while_the_simulator_writes_in_place(tmp_path: Path) -> None:
+    """Scans between the simulator's write chunks: WRITING until the last byte, then COMPLETE."""
+    lorafile = pytest.importorskip("sdxl_tui.sim.lorafile")
+    specs = lorafile.tensor_specs(rank=4)
+    target = tmp_path / "luca-000001.safetensors"
+    scanner = CheckpointScanner(tmp_path)
+    seen: list[tuple[CheckpointStatus, int | None]] = []
+
+    def scan_instead_of_sleeping(_seconds: float) -> None:
+        c = one(scanner.scan(), target.name)
+        seen.append((c.status, c.epoch))
+
+    size = lorafile.write_lora(
+        target,
+        specs,
+        meta(1, 3),
+        alpha=2.0,
+        seed=1,
+        seconds=1.0,
+        chunk=64 * 1024,
+        sleep=scan_instead_of_sleeping,
+    )
+    assert len(seen) >= 3
+    assert {s for s, _ in seen} == {CheckpointStatus.WRITING}
+    assert all(e == 1 for _, e in seen)
+    final = one(scanner.scan(), target.name)
+    assert final.status is CheckpointStatus.COMPLETE and final.size == size
+    assert final.metadata["ss_steps"] == "3"
