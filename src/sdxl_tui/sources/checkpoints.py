@@ -369,6 +369,7 @@ class CheckpointScanner:
         self._headers: dict[str, tuple[_Sig, str, str | None, Mapping[str, str]]] = {}
         self._seen: dict[str, tuple[_Sig, float]] = {}
         self._json_cache: dict[str, tuple[_Sig, object]] = {}
+        self._json_touched: set[str] = set()
         self._samples: dict[str, tuple[tuple[str, int, str], Sample]] = {}
         self._samples_sorted: tuple[Sample, ...] = ()
         self.header_reads = 0
@@ -384,6 +385,7 @@ class CheckpointScanner:
         """
         now = self._clock()
         problems: list[str] = []
+        self._json_touched = set()
         try:
             with os.scandir(self.run_dir) as it:
                 entries = list(it)
@@ -406,7 +408,7 @@ class CheckpointScanner:
         for entry in sorted(entries, key=lambda e: e.name):
             name = entry.name
             lower = name.lower()
-            if lower.endswith(WEIGHT_SUFFIXES):
+            if lower.endswith(WEIGHT_SUFFIXES) and not name.startswith("."):
                 w = self._weights(entry, problems)
                 if w is not None:
                     weights.append(w)
@@ -438,6 +440,8 @@ class CheckpointScanner:
         if evaluations:
             checkpoints = self._attach_evaluations(checkpoints, evaluations)
         samples = self._scan_samples(sample_dir, problems)
+        for gone in [p for p in self._json_cache if p not in self._json_touched]:
+            del self._json_cache[gone]  # removed state dirs / status files
         return CheckpointScan(
             checkpoints=tuple(checkpoints),
             states=tuple(states),
@@ -580,6 +584,7 @@ class CheckpointScanner:
 
     def _json(self, path: str) -> object:
         """Cached small-JSON read; raises OSError/ValueError like ``_read_small_json``."""
+        self._json_touched.add(path)
         st = os.stat(path)
         sig = _sig(st)
         cached = self._json_cache.get(path)
