@@ -689,64 +689,14 @@ def check_config_file(
                       inspect_environment=inspect_environment, disk_usage=disk_usage)
 
 
-@dataclass(frozen=True)
-class _LaunchShape:
-    """The documented ``sdxl-tui.toml`` shape, read directly (when control/ is not available)."""
-
-    prefix: tuple[str, ...]
-    sd_scripts_dir: str | None
-    script: str
-    config_file: str | None
-    output_dir: str | None
-    env: Mapping[str, str]
-    args: Mapping[str, Any]
-
-    def argv(self) -> list[str]:
-        script = self.script
-        if script and self.sd_scripts_dir and not os.path.isabs(script):
-            script = os.path.join(self.sd_scripts_dir, script)
-        out = [*self.prefix, *([script] if script else [])]
-        if self.config_file:
-            out += ["--config_file", self.config_file]
-        out += _args_to_argv(self.args)
-        if self.output_dir:
-            out += ["--output_dir", self.output_dir]
-        return out
-
-
-def read_launch_toml(path: str | os.PathLike[str]) -> _LaunchShape:
-    """Read a launch config in the shape of docs/architecture.md.
+def load_launch(path: str | os.PathLike[str]) -> Any:
+    """Read a launch config (``control.launch_config.load_launch_config``).
 
     Raises:
-        OSError, tomllib.TOMLDecodeError: unreadable file.
-        ValueError: no [launch] table.
+        LaunchConfigError: missing, unreadable or malformed file.
     """
-    data = tomllib.loads(Path(path).read_text("utf-8"))
-    launch = data.get("launch")
-    if not isinstance(launch, dict):
-        raise ValueError(f"{path}: no [launch] table")
-    prefix = launch.get("prefix", ["python"])
-    if isinstance(prefix, str):
-        import shlex
+    from sdxl_tui.control.launch_config import load_launch_config
 
-        prefix = shlex.split(prefix)
-    return _LaunchShape(
-        prefix=tuple(str(p) for p in prefix),
-        sd_scripts_dir=launch.get("sd_scripts_dir"),
-        script=str(launch.get("script", SDXL_SCRIPT)),
-        config_file=launch.get("config_file"),
-        output_dir=launch.get("output_dir"),
-        env={str(k): str(v) for k, v in (launch.get("env") or {}).items()},
-        args=dict(data.get("args") or {}),
-    )
-
-
-def load_launch(path: str | os.PathLike[str]) -> Any:
-    """A LaunchConfig from control/ when available, else the documented shape read here."""
-    try:
-        from sdxl_tui.control.launch_config import load_launch_config  # type: ignore[import-not-found]
-    except ImportError:
-        return read_launch_toml(path)
     return load_launch_config(path)
 
 
@@ -770,28 +720,42 @@ def check_launch(
     argv = [str(a) for a in launch.argv()]
     launch_dir = getattr(launch, "sd_scripts_dir", None)
     checkout = sd_scripts_dir if sd_scripts_dir is not None else launch_dir
-    cwd = Path(str(checkout)) if checkout else Path.cwd()
+    cwd_text = str(checkout) if checkout else str(getattr(launch, "cwd", "") or getattr(launch, "output_dir", "") or "")
+    cwd = Path(cwd_text) if cwd_text else Path.cwd()
     script = str(getattr(launch, "script", "") or "")
     prefix = [str(p) for p in getattr(launch, "prefix", ())]
-    # split on the script token (it may have been joined with sd_scripts_dir)
-    options: list[str]
-    script_tok: str | None = None
     rest = argv[len(prefix):] if argv[: len(prefix)] == prefix else argv
+    script_tok: str | None
     if script and rest and os.path.basename(rest[0]) == os.path.basename(script):
         script_tok, options = rest[0], rest[1:]
     else:
         _, script_tok, options = split_command(argv)
+    extra: list[Finding] = []
     use_checkout = None
-    if options_from_checkout and checkout and (Path(str(checkout)) / os.path.basename(script or SDXL_SCRIPT)).exists():
-        use_checkout = checkout
+    if script:
+        script_file = Path(script) if os.path.isabs(script) else (Path(str(checkout)) / script if checkout else None)
+        if script_file is None:
+            extra.append(Finding("note", "no-sd-scripts-dir",
+                                 "the launch config has no sd_scripts_dir, so the trainer would run in "
+                                 f"{cwd} and the script's own option list cannot be read",
+                                 "set sd_scripts_dir = \"/path/to/sd-scripts\" in [launch]", None))
+        elif not script_file.is_file():
+            extra.append(Finding("error", "script-missing", f"trainer script {script_file} does not exist",
+                                 "fix sd_scripts_dir / script in [launch]", str(script_file)))
+        elif options_from_checkout and checkout:
+            use_checkout = checkout
     env = dict(getattr(launch, "env", {}) or {})
-    environment = environment if environment is not None else (
-        environment_for_prefix(prefix, cwd=str(cwd)) if prefix else UnknownEnvironment())
-    return _core(
+    if environment is None:
+        environment = environment_for_prefix(prefix, cwd=str(cwd)) if prefix else UnknownEnvironment()
+    report = _core(
         _Input(prefix, script_tok, options, cwd, env),
-        table=None if use_checkout else None, sd_scripts_dir=use_checkout, environment=environment,
+        table=None, sd_scripts_dir=use_checkout, environment=environment,
         inspect_environment=inspect_environment, gpu=gpu, disk_usage=disk_usage,
     )
+    if not extra:
+        return report
+    findings = sorted((*report.findings, *extra), key=lambda f: f.rank)
+    return CheckReport(tuple(findings), report.facts, report.argv)
 
 
 # ------------------------------------------------------------------------ rendering

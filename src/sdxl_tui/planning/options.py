@@ -367,6 +367,25 @@ def load_table_from_checkout(
     return table, None
 
 
+def suggest(option: str, script: str = SDXL_SCRIPT) -> str | None:
+    """Did-you-mean text for an option ``script`` does not have (None when nothing is close).
+
+    Used by the log alerts for ``unrecognized arguments`` as well as by the checks.
+    """
+    try:
+        table = load_packaged_table(script)
+    except KeyError:
+        table = load_packaged_table(SDXL_SCRIPT)
+    name = option.split("=", 1)[0]
+    if table.by_string(name) is not None:
+        return None
+    target, why = table.suggest(name)
+    parts = [f"did you mean {target}?"] if target else []
+    if why:
+        parts.append(why)
+    return " ".join(parts) or None
+
+
 # ------------------------------------------------------------------------ resolving
 
 
@@ -599,6 +618,8 @@ def check_config_value(spec: OptionSpec, value: Any) -> str | None:
     """
     if spec.kind == "flag":
         return None if isinstance(value, bool) else f"expected true/false, got {value!r}"
+    if spec.dest == "text_encoder_lr" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None  # sd-scripts accepts a plain number here ("toml backward compatibility")
     if spec.nargs in ("*", "+"):
         if not isinstance(value, list):
             return f"expected a list (e.g. [{value!r}]), got {type(value).__name__}"
@@ -640,5 +661,6 @@ __all__ = [
     "load_table_from_checkout",
     "packaged_data",
     "resolve_argv",
+    "suggest",
     "table_from_help",
 ]
