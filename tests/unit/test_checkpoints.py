@@ -483,6 +483,25 @@ def test_eval_folder_without_status_is_done(tmp_path: Path) -> None:
     assert one(scan, "luca-000008.safetensors").evaluation == "done"
 
 
+def test_running_eval_whose_process_is_gone_is_failed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_safetensors(tmp_path / "luca-000002.safetensors", meta(2, 6))
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(done.stdout)
+    _status_file(tmp_path, "luca-000002", checkpoint="luca-000002.safetensors",
+                 status="running", pid=dead_pid)  # fmt: skip
+    scan = CheckpointScanner(tmp_path).scan()
+    assert one(scan, "luca-000002.safetensors").evaluation == "failed"
+    _status_file(tmp_path, "luca-000002", checkpoint="luca-000002.safetensors",
+                 status="running", pid=os.getpid())  # fmt: skip
+    assert one(CheckpointScanner(tmp_path).scan(), "luca-000002.safetensors").evaluation == (
+        "running"
+    )
+
+
 def test_eval_status_files(tmp_path: Path) -> None:
     write_safetensors(tmp_path / "luca-000002.safetensors", meta(2, 6))
     write_safetensors(tmp_path / "luca-step00000004.safetensors", meta(1, 4))
@@ -495,7 +514,7 @@ def test_eval_status_files(tmp_path: Path) -> None:
         checkpoint=str(tmp_path / "luca-000002.safetensors"),
         output_dir=str(tmp_path / "eval_epoch2"),
         status="running",
-        pid=1234,
+        pid=os.getpid(),
     )
     _status_file(
         tmp_path,

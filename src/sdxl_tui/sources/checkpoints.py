@@ -304,6 +304,19 @@ def _images_in(folder: str, *, depth: int = 2) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _pid_gone(pid: object) -> bool:
+    """True only when ``pid`` certainly names no live process (signal 0 probe, sends nothing)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, someone else's
+        return False
+    return False
+
+
 def _local_ts(mtime: float) -> str:
     return time.strftime("%Y%m%d%H%M%S", time.localtime(mtime))
 
@@ -724,6 +737,8 @@ class CheckpointScanner:
             status = str(data.get("status", "unknown"))
             if status not in _EVAL_STATUSES:
                 status = "unknown"
+            elif status == "running" and _pid_gone(data.get("pid")):
+                status = "failed"  # the runner died without recording the end (as evaluate.py)
             existing = results.get(key)
             images = existing.images if existing else _images_in(out_path)
             epoch = ck.epoch if ck else (existing.epoch if existing else None)
