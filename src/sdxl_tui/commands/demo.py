@@ -1,15 +1,107 @@
-"""`sdxl-tui demo` (placeholder until its issue lands)."""
+"""`sdxl-tui demo`: the dashboard on a simulated run that starts by itself.
+
+The simulator is a separate, detached process writing the real formats into a temporary
+directory, exactly as the real trainer would; the dashboard does not know it is a demo.
+Because the demo's simulator is ours, quitting the demo ends it and removes the directory
+(unless --keep); a real run is never touched by quitting.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import signal
 import sys
+import tempfile
+import time
+
+DESCRIPTION = """\
+Start a simulated kohya-ss sd-scripts SDXL LoRA run (the "luca" run: 12 epochs, a checkpoint
+every 2 epochs, sample images, TensorBoard scalars) in a temporary directory and open the
+dashboard on it. No GPU, model or dataset needed; it takes a few minutes to finish.
+
+Quitting the demo stops the simulated trainer and deletes the temporary directory
+(--keep keeps both the directory and, with --keep, the running simulator)."""
+
+EPILOG = """\
+examples:
+  sdxl-tui demo
+  sdxl-tui demo --fault oom --fault-step 150     # watch an out-of-memory crash and its alert
+  sdxl-tui demo --step-seconds 0.1 --keep        # faster; keep the run directory afterwards
+
+All dashboard options of `sdxl-tui tui` (--config, --theme, --readonly) apply; see
+`sdxl-tui tui --help` for the keys and settings."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", metavar="DIR", help="use DIR instead of a temporary directory (kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the directory (and do not stop the simulator) on quit")
+    parser.add_argument("--step-seconds", type=float, metavar="S", help="seconds per simulated step (default: the demo's pace)")
+    parser.add_argument("--fault", choices=("oom", "nan", "hang", "crash"), help="inject a failure")
+    parser.add_argument("--fault-step", type=int, default=150, metavar="N", help="step of the injected failure (default 150)")
+    parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop and eval")
+    parser.add_argument("--config", metavar="FILE", help="settings TOML")
+    parser.add_argument("--theme", metavar="T", help="Textual theme")
+    parser.add_argument("--force-polling", action="store_true", default=None, help="never use inotify")
+
+
+def _end(proc: object) -> None:
+    """Stop our own simulator (by its pid, it is in its own session)."""
+    pid = getattr(proc, "pid", None)
+    if pid is None or getattr(proc, "poll")() is not None:  # type: ignore[operator]
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        getattr(proc, "wait")(timeout=5)  # type: ignore[operator]
+    except Exception:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
-    print("sdxl-tui demo: not implemented yet", file=sys.stderr)
-    return 2
+    from sdxl_tui.commands.tui import cli_overrides
+    from sdxl_tui.config import ConfigError, load_settings
+    from sdxl_tui.sim import demo_args, start_simulated
+
+    try:
+        settings = load_settings(cli_overrides(args), args.config)
+    except ConfigError as exc:
+        print(f"sdxl-tui: {exc}", file=sys.stderr)
+        return 2
+    temp_root = None
+    if args.dir:
+        run_dir = os.path.abspath(args.dir)
+    else:
+        temp_root = tempfile.mkdtemp(prefix="sdxl-tui-demo-")
+        run_dir = os.path.join(temp_root, "luca_sdxl_v1")
+    sim_args = demo_args(run_dir)
+    if args.step_seconds is not None:
+        sim_args += ["--sim-step-seconds", str(args.step_seconds)]
+    if args.fault:
+        sim_args += ["--sim-fault", args.fault, "--sim-fault-step", str(args.fault_step)]
+    proc = start_simulated(run_dir, sim_args)
+    keep = args.keep or temp_root is None
+    notice = (
+        f"demo: a simulated run in {run_dir} (pid {proc.pid}). "
+        + ("It is kept when you quit." if keep else "Quitting ends it and deletes the directory.")
+    )
+    try:
+        from sdxl_tui.tui.app import make_app
+
+        app = make_app(settings, run_dir, notice=notice)
+        result = app.run()
+    finally:
+        if not args.keep:
+            _end(proc)
+        if temp_root is not None and not args.keep:
+            time.sleep(0.1)
+            shutil.rmtree(temp_root, ignore_errors=True)
+    if keep:
+        print(f"sdxl-tui demo: the run is in {run_dir}" + (f" (simulator pid {proc.pid})" if proc.poll() is None else ""))
+    return int(result or 0)

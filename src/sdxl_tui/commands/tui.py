@@ -1,15 +1,175 @@
-"""`sdxl-tui tui` (placeholder until its issue lands)."""
+"""`sdxl-tui [tui] [DIR]`: the live dashboard on a run directory.
+
+Module-level imports stay light: ``sdxl-tui --help`` and the other subcommands must not pay
+for Textual, which is imported only inside :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any
+
+DESCRIPTION = """\
+Open the live dashboard on a kohya-ss sd-scripts run directory (the trainer's --output_dir),
+e.g. `sdxl-tui /mnt/data/ai_data/models/lora/luca/sdxl_v1` in a tmux pane left open overnight.
+
+It shows the run's state, elapsed time, ETA and the finish clock ("done ~06:40"), the next
+checkpoint, epoch and step progress, the loss (always visible; `c` for the full chart with
+TensorBoard-style smoothing, log-Y, outlier clipping, step or wall-clock axis, learning rate
+and resume points), the GPUs (VRAM, utilisation, temperature, power, the trainer's own VRAM
+and their history), every checkpoint (epoch, step, size, age, loss at save, resumable state,
+evaluation, complete/writing), the log tail (follows; pauses when scrolled up; search) and
+alerts (finished, crashed, out of memory, NaN, stalled, disk, GPU heat) as a pane, in-app
+notifications, the terminal bell, OSC 9 / OSC 777 desktop notifications (tmux passthrough
+inside tmux) and an optional hook command.
+
+The directory is watched with inotify (watchdog) and polled as a fallback: remote filesystems
+(NFS, SSHFS, CIFS) and --force-polling poll every refresh.log_interval seconds. Nothing in DIR
+is written by watching. Quitting never touches the training."""
+
+KEYS = """\
+keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
+  s   start training from the launch config, after a preflight check      [start-run]
+  e   evaluate the selected checkpoint (now, or queued until training ends) [evaluate-checkpoint]
+  k   kill the training, after a confirmation naming pid, user, command  [kill-run]
+  x   stop the training after its next complete checkpoint (again: cancel) [stop-after-checkpoint]
+  i   sample/evaluation images of the selected checkpoint                 [show-images]
+  c   full loss chart ([ ] smoothing, l log-Y, o outliers, w step/wall, r LR) [toggle-chart]
+  /   search the log (enter next, n / N next / previous, esc close)       [search-log]
+  ?   every key as bound now                                              [help]
+  q   quit (the training keeps running)                                   [quit]
+  ctrl+p command palette ("run: kill", "checkpoint: evaluate", ...); end: follow the log.
+  Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);
+  --readonly removes start, kill, stop-after-checkpoint and evaluate."""
+
+
+def _epilog() -> str:
+    from sdxl_tui.config import settings_help
+
+    return f"""\
+{KEYS}
+
+configuration:
+  precedence, highest first: command-line options > SDXL_TUI_* environment variables >
+  the TOML file (--config FILE, else $SDXL_TUI_CONFIG, else
+  $XDG_CONFIG_HOME/sdxl-tui/config.toml, else ~/.config/sdxl-tui/config.toml) > defaults.
+  `--show-config` prints every value and where it came from.
+
+  example config.toml:
+    [refresh]
+    log_interval = 0.25
+    [ui]
+    theme = "nord"
+    keymap = {{ kill-run = "ctrl+k", toggle-chart = "g" }}
+    [alerts]
+    hook = ["/home/me/bin/alert-to-phone", "--quiet"]   # argv list; alert JSON on stdin
+    [eval]
+    command = ["python", "evaluate_single_checkpoint.py", "--checkpoint", "{{checkpoint}}",
+               "--base-model", "{{base_model}}", "--output-dir", "{{output_dir}}"]
+
+{settings_help()}
+
+launch config (for `s`): DIR/sdxl-tui.toml or --launch FILE (see docs; `sdxl-tui plan`).
+
+examples:
+  sdxl-tui /mnt/data/ai_data/models/lora/luca/sdxl_v1
+  sdxl-tui DIR --readonly --force-polling          # an NFS mount, watch only
+  SDXL_TUI_UI_THEME=gruvbox sdxl-tui DIR
+  sdxl-tui demo                                    # a simulated run, no GPU needed
+
+exit status: 0 after quitting; 2 bad usage, a bad config file, or no run directory."""
+
+
+EPILOG = _epilog()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("dir", metavar="DIR", nargs="?", help="the run directory (default: the current directory)")
+    parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop and eval (ui.readonly)")
+    parser.add_argument("--config", metavar="FILE", help="settings TOML (default: the XDG location)")
+    parser.add_argument("--log", metavar="FILE", help="the console log (default: DIR/training.log)")
+    parser.add_argument("--logs", metavar="DIR", dest="logs_dir", help="TensorBoard directory (default: DIR and the trainer's --logging_dir)")
+    parser.add_argument("--launch", metavar="FILE", help="launch config TOML for `s` (default: DIR/sdxl-tui.toml; launch.file)")
+    parser.add_argument("--theme", metavar="T", help="Textual theme, e.g. textual-dark, nord, gruvbox (ui.theme)")
+    parser.add_argument("--force-polling", action="store_true", default=None, help="never use inotify (refresh.force_polling)")
+    parser.add_argument("--no-gpu", action="store_true", help="do not query NVML")
+    parser.add_argument("--show-config", action="store_true", help="print the resolved settings and where each came from, then exit")
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted setting names given on the command line (None: not given)."""
+    return {
+        "ui.readonly": getattr(args, "readonly", None),
+        "ui.theme": getattr(args, "theme", None),
+        "refresh.force_polling": getattr(args, "force_polling", None),
+        "launch.file": getattr(args, "launch", None),
+    }
+
+
+def show_config(settings: Any) -> str:
+    from sdxl_tui.config import SPECS
+
+    lines = [f"config file: {settings.config_file or '(none)'}"]
+    for spec in SPECS:
+        value = settings[spec.name]
+        if hasattr(value, "items"):
+            value = dict(value)
+        lines.append(f"{spec.name:<24} = {value!r:<40} ({settings.sources[spec.name]})")
+    return "\n".join(lines)
+
+
+def looks_like_run(path: str) -> bool:
+    """A directory an sd-scripts run wrote to (or will: a launch config is there)."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return any(
+        n == "training.log" or n == "sdxl-tui.toml" or n == ".sdxl-tui" or n.endswith((".safetensors", ".log")) or n == "logs"
+        for n in names
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("sdxl-tui tui: not implemented yet", file=sys.stderr)
-    return 2
+    from sdxl_tui.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(cli_overrides(args), args.config)
+    except ConfigError as exc:
+        print(f"sdxl-tui: {exc}", file=sys.stderr)
+        return 2
+    if args.show_config:
+        print(show_config(settings))
+        return 0
+    run_dir = args.dir
+    if run_dir is None:
+        cwd = os.getcwd()
+        if not looks_like_run(cwd):
+            print(
+                "sdxl-tui: no run directory given and the current directory holds no run.\n"
+                "  sdxl-tui /path/to/output_dir    watch a run (the trainer's --output_dir)\n"
+                "  sdxl-tui demo                   try it on a simulated run",
+                file=sys.stderr,
+            )
+            return 2
+        run_dir = cwd
+    run_dir = os.path.abspath(os.path.expanduser(run_dir))
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        print(f"sdxl-tui: not a directory: {run_dir}", file=sys.stderr)
+        return 2
+    notice = None if os.path.isdir(run_dir) else f"{run_dir} does not exist yet; waiting for the trainer to create it"
+    from sdxl_tui.tui.app import make_app
+
+    app = make_app(
+        settings,
+        run_dir,
+        log_path=args.log,
+        logs_dir=args.logs_dir,
+        launch_file=settings.get("launch.file"),
+        gpu=False if args.no_gpu else None,
+        notice=notice,
+    )
+    result = app.run()
+    return int(result or 0)

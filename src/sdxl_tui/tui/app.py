@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
@@ -52,6 +53,8 @@ from sdxl_tui.tui.widgets.gpu import GpuPanel
 from sdxl_tui.tui.widgets.log_view import LogPane, LogView
 from sdxl_tui.tui.widgets.loss_chart import ChartOptions, LossChart
 from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name
+
+_W = TypeVar("_W", bound=Widget)
 
 
 def css_path() -> str:
@@ -134,6 +137,7 @@ class SdxlTuiApp(App[int]):
         self._first_snapshot = True
         self._hook_notes: tuple[str, ...] = ()
         self._own_gpu = False
+        self._pending_log: list[LogLinesAdded] = []
         self.set_reactive(SdxlTuiApp.readonly, bool(settings.get("ui.readonly", False)))
         self.theme = str(settings.get("ui.theme", "textual-dark"))
         #: Written to the terminal for each new alert (tests read it; headless never writes).
@@ -146,7 +150,7 @@ class SdxlTuiApp(App[int]):
         with Container(id="body"):
             with Vertical(id="left"):
                 yield LossChart(id="loss-chart").data_bind(SdxlTuiApp.snapshot)
-                yield CheckpointTable(id="checkpoints")
+                yield CheckpointTable(id="checkpoints").data_bind(SdxlTuiApp.snapshot)
             with Vertical(id="right"):
                 yield GpuPanel(id="gpu").data_bind(status=SdxlTuiApp.gpu_status, trainer_pids=SdxlTuiApp.trainer_pids)
                 with TabbedContent(id="tabs"):
@@ -180,7 +184,17 @@ class SdxlTuiApp(App[int]):
         self.feeds.run_gpu(self.post_message, lambda: worker.is_cancelled)
 
     # --------------------------------------------------------------- feed messages
+    def _live(self) -> bool:
+        """False while starting or shutting down (no screen to update)."""
+        return bool(self.screen_stack) and not self._exit
+
+    def refresh_bindings(self) -> None:
+        if self._live():
+            super().refresh_bindings()
+
     def on_snapshot_updated(self, message: SnapshotUpdated) -> None:
+        if not self._live():
+            return
         snap = message.snapshot
         self.snapshot = snap
         proc = snap.process
@@ -188,7 +202,6 @@ class SdxlTuiApp(App[int]):
         if not self._own_gpu or self.gpu_status is None:
             self.gpu_status = snap.gpu
         self.alerts = snap.alerts
-        self.query_one(CheckpointTable).update_checkpoints(snap.checkpoints, snap.taken_at)
         self._sync_selection()
         fresh = self.tracker.new(snap.alerts)
         if fresh:
@@ -200,8 +213,22 @@ class SdxlTuiApp(App[int]):
     def on_gpu_sampled(self, message: GpuSampled) -> None:
         self.gpu_status = message.status
 
+    def main_query(self, selector: type[_W]) -> _W | None:
+        """The widget on the dashboard screen, even while a chart or dialog is on top."""
+        try:
+            return self.screen_stack[0].query_one(selector)
+        except Exception:
+            return None
+
     def on_log_lines_added(self, message: LogLinesAdded) -> None:
-        self.query_one(LogView).add_lines(message.lines, message.reset)
+        view = self.main_query(LogView)
+        if view is None or not view.is_mounted:
+            self._pending_log.append(message)
+            return
+        for pending in self._pending_log:
+            view.add_lines(pending.lines, pending.reset)
+        self._pending_log.clear()
+        view.add_lines(message.lines, message.reset)
 
     def on_reader_failed(self, message: ReaderFailed) -> None:
         self.notify(message.error, title="reader error", severity="error", timeout=10)
@@ -210,11 +237,12 @@ class SdxlTuiApp(App[int]):
         self.watch_mode = message.mode
 
     def watch_alerts(self, alerts: tuple[Alert, ...]) -> None:
-        try:
-            tabs = self.query_one(TabbedContent)
-            tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"  # type: ignore[assignment]
-        except Exception:
-            pass
+        tabs = self.main_query(TabbedContent)
+        if tabs is not None:
+            try:
+                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"  # type: ignore[assignment]
+            except Exception:
+                pass
 
     def on_alerts_raised(self, message: AlertsRaised) -> None:
         """Every new alert: a notification; unless it was already there when we opened the
@@ -255,7 +283,9 @@ class SdxlTuiApp(App[int]):
     def on_hook_finished(self, message: HookFinished) -> None:
         if not message.ok:
             self._hook_notes = (*self._hook_notes[-4:], f"alert hook: {message.detail}")
-            self.query_one(AlertsPane).notes = self._hook_notes
+            pane = self.main_query(AlertsPane)
+            if pane is not None:
+                pane.notes = self._hook_notes
             self.notify(message.detail, title="alert hook failed", severity="warning")
 
     def on_action_finished(self, message: ActionFinished) -> None:
@@ -267,7 +297,10 @@ class SdxlTuiApp(App[int]):
         self._sync_selection()
 
     def _sync_selection(self) -> None:
-        path = self.query_one(CheckpointTable).selected_path
+        table = self.main_query(CheckpointTable)
+        if table is None:
+            return
+        path = table.selected_path
         if path != self.selected_checkpoint:
             self.selected_checkpoint = path
             self.refresh_bindings()
@@ -502,9 +535,8 @@ def make_app(
     *,
     reader: Reader | None = None,
     reader_factory: Callable[[], Reader] | None = None,
-    gpu: GpuSampler | None = None,
-    gpu_factory: Callable[[], GpuSampler | None] | None = None,
-    sample_gpu: bool = True,
+    gpu: Any = None,
+    gpu_sampler: GpuSampler | None = None,
     clock: Callable[[], float] = time.time,
     log_path: str | None = None,
     logs_dir: str | None = None,
@@ -522,8 +554,9 @@ def make_app(
         run_dir: the sd-scripts output directory.
         reader: a ready object with ``refresh() -> RunSnapshot`` (tests); default is
             ``sources.rundir.RunReader``, built in the feed thread.
-        gpu: an object with ``sample(pids) -> GpuStatus``; default ``sources.gpu.GpuMonitor``.
-        sample_gpu: False to use only the snapshot's GPU status (no own NVML thread).
+        gpu: handed to ``RunReader`` (a ``GpuMonitor`` with a fake NVML in tests, ``False``
+            for no GPU); the reader samples it every ``refresh.gpu_interval``.
+        gpu_sampler: an own GPU thread (``sample(pids) -> GpuStatus``), for stub readers.
         clock: "now" for the reader (frozen in snapshot tests).
         watch: False disables watchdog (pure polling), e.g. for snapshot tests.
     """
@@ -536,20 +569,15 @@ def make_app(
         def reader_factory() -> Reader:
             from sdxl_tui.sources.rundir import RunReader
 
-            return RunReader(run_dir, log_path=log_path, logs_dir=logs_dir, clock=clock, settings=settings)
+            return RunReader(
+                run_dir, log_path=log_path, logs_dir=logs_dir, gpu=gpu, clock=clock,
+                settings=settings, launch_file=launch_file,
+            )
 
-    if gpu is not None:
-        ready_gpu = gpu
+    gpu_factory: Callable[[], GpuSampler | None] | None = None
+    if gpu_sampler is not None:
+        ready_gpu = gpu_sampler
         gpu_factory = lambda: ready_gpu  # noqa: E731
-    elif gpu_factory is None and sample_gpu:
-
-        def gpu_factory() -> GpuSampler | None:
-            from sdxl_tui.sources.gpu import GpuMonitor
-
-            return GpuMonitor()
-
-    if not sample_gpu:
-        gpu_factory = None
     feeds = Feeds(
         reader_factory,
         run_dir=run_dir,

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from sdxl_tui.charting import format_bytes, format_duration, format_value
-from sdxl_tui.model import Checkpoint, CheckpointStatus
+from sdxl_tui.model import Checkpoint, CheckpointStatus, RunSnapshot
 
 COLUMNS = (
     ("name", "name"),
@@ -52,13 +53,17 @@ def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
 class CheckpointTable(DataTable[object]):
     """Checkpoints in save order; the cursor row is the target of ``e`` and ``i``."""
 
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._rows: dict[str, tuple[object, ...]] = {}
-
-    def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+
+    def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
+        if snapshot is not None:
+            self.update_checkpoints(snapshot.checkpoints, snapshot.taken_at)
 
     def update_checkpoints(self, checkpoints: tuple[Checkpoint, ...], now: float) -> None:
         """Add, change and remove rows by key; keep the cursor on the same checkpoint."""
