@@ -1,15 +1,245 @@
-"""`sdxl-tui eval` (placeholder until its issue lands)."""
+"""`sdxl-tui eval`: evaluate a checkpoint with your own script's template or the built-in sampler.
+
+The headless twin of key ``e`` on a checkpoint row; both call :mod:`sdxl_tui.control.evaluate`.
+Module level imports stay light: ``--help`` must not import torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+
+DESCRIPTION = """\
+Evaluate CHECKPOINT of the run directory DIR: run the configured evaluation command (an argv
+template, e.g. the card's evaluate_single_checkpoint.py call) or the built-in SDXL + LoRA
+sampler, detached like training (it survives the dashboard and this command), one
+evaluation at a time per run directory: a second one is queued. Images go to
+DIR/eval_epoch{N} (eval_<name> for non-epoch files).
+
+CHECKPOINT is a file name in DIR, a path, or an epoch number (8 -> *-000008.safetensors).
+"""
+
+EPILOG = """\
+examples:
+  sdxl-tui eval RUN 8 --wait                       # template from config, or built-in
+  sdxl-tui eval RUN 8 --builtin --base-model ~/models/sd_xl_base_1.0.safetensors \\
+      --config-dir ~/models/sdxl-base-configs --num-samples 4 --device cuda
+  sdxl-tui eval RUN luca_sdxl_v1-000008.safetensors --command \\
+      'conda run -n kohya_ss python /path/evaluate_single_checkpoint.py --checkpoint {checkpoint}
+       --base-model {base_model} --output-dir {output_dir} --num-samples 16 --device cuda
+       --resolution 1024'
+  sdxl-tui eval RUN --compare 6-10                 # grid: rows = epochs 6..10, cols = prompts
+  sdxl-tui eval RUN --status                       # queued / running / done / failed
+
+template placeholders (replaced inside each argv element, never through a shell;
+{{ and }} are literal braces):
+  {checkpoint} {base_model} {output_dir} {epoch} {num_samples} {resolution} {device}
+  {prompts} {run_dir} {name}
+  The config's eval.command is an argv list (TOML array); --command is one string split
+  with shell rules (shlex) into an argv list. Settings: eval.base_model, eval.num_samples,
+  eval.resolution, eval.device, eval.prompts.
+
+built-in evaluator (--builtin; the default when no template is configured): needs the
+extra `pip install 'sdxl-tui[eval]'` (torch, diffusers, transformers, peft, safetensors,
+pillow). It writes <i>_<seed>.png, contact_sheet.png and manifest.json. A single-file base
+model needs the SDXL config files: --config-dir (a local diffusers SDXL folder with configs
+and tokenizers) when the Hugging Face hub is not reachable.
+
+training running: an evaluation started while the trainer uses the GPU asks whether to
+run now or queue until training ends (--now / --queue answer in advance; without a
+terminal the default is an error asking for one of them). The queue is kept in
+DIR/.sdxl-tui/evals/ and run by a detached runner, so it survives closing the dashboard.
+
+exit status: 0 started (or, with --wait, the evaluation succeeded); the evaluation's own
+exit status with --wait; 1 a failed evaluation or comparison; 2 bad usage, missing files,
+training running without --now/--queue.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("run_dir", metavar="DIR", help="the run's output directory (--output_dir)")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?",
+                        help="file name in DIR, a path, or an epoch number")
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--command", metavar="TEMPLATE",
+                      help="evaluation argv template for this call (one string, split with shlex)")
+    what.add_argument("--builtin", action="store_true", help="use the built-in evaluator (python -m sdxl_tui.evaluator)")
+    what.add_argument("--base-model", metavar="PATH", help="SDXL base model (default: eval.base_model)")
+    what.add_argument("--num-samples", type=int, metavar="N", help="images (default: eval.num_samples)")
+    what.add_argument("--resolution", metavar="R", help="resolution (default: eval.resolution)")
+    what.add_argument("--device", metavar="D", help="cuda, cuda:N, cpu (default: eval.device)")
+    what.add_argument("--prompts", metavar="FILE", help="prompts file, one per line (default: eval.prompts)")
+    what.add_argument("--output-dir", metavar="DIR", help="output folder (default: DIR/eval_epoch{N})")
+    builtin = parser.add_argument_group("built-in evaluator only")
+    builtin.add_argument("--steps", type=int, help="sampling steps (default 30)")
+    builtin.add_argument("--guidance", type=float, help="guidance scale (default 7.0)")
+    builtin.add_argument("--seed", type=int, help="seed of image 0; image i uses SEED+i (default 42)")
+    builtin.add_argument("--config-dir", metavar="DIR", help="local diffusers SDXL configs for a single-file base")
+    when = parser.add_argument_group("when").add_mutually_exclusive_group()
+    when.add_argument("--now", action="store_true", help="run now even if training is using the GPU")
+    when.add_argument("--queue", action="store_true", help="queue until training ends")
+    parser.add_argument("--wait", action="store_true", help="block until the evaluation ends, print its log, exit with its status")
+    actions = parser.add_argument_group("other actions")
+    actions.add_argument("--status", action="store_true", help="list evaluations of DIR and exit")
+    actions.add_argument("--json", action="store_true", help="with --status: JSON output")
+    actions.add_argument("--compare", metavar="SEL",
+                         help="grid of several checkpoints: '6-10', '6,8,10' or file names (waits)")
+    actions.add_argument("--rerun", action="store_true", help="with --compare: evaluate again even if results exist")
+    actions.add_argument("--cancel", action="store_true", help="cancel CHECKPOINT's queued or running evaluation")
+    actions.add_argument("--dry-run", action="store_true", help="print the command that would run and exit")
+    parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML")
+
+
+def _err(message: str) -> int:
+    print(f"sdxl-tui eval: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _extra_args(args: argparse.Namespace) -> list[str]:
+    extra: list[str] = []
+    for opt, value in (("--steps", args.steps), ("--guidance", args.guidance), ("--seed", args.seed),
+                       ("--config-dir", args.config_dir)):
+        if value is not None:
+            extra += [opt, str(value)]
+    return extra
+
+
+def _print_status(run_dir: str, as_json: bool) -> int:
+    from sdxl_tui.control.evaluate import compare_jobs, eval_status, runner_pid
+
+    records = eval_status(run_dir)
+    if as_json:
+        print(json.dumps({
+            "run_dir": os.path.abspath(run_dir),
+            "runner_pid": runner_pid(run_dir),
+            "evaluations": [r.to_json() for r in records],
+            "comparisons": [
+                {"label": j.label, "status": j.status, "grid": j.grid_path, "error": j.error,
+                 "checkpoints": list(j.names)} for j in compare_jobs(run_dir)
+            ],
+        }, indent=2))
+        return 0
+    if not records:
+        print("no evaluations")
+        return 0
+    for r in records:
+        extra = f"exit {r.exit_code}" if r.exit_code is not None else (f"pid {r.pid}" if r.pid else r.when)
+        note = f"  ({r.note})" if r.note else ""
+        print(f"{r.name:<32} {r.status:<8} {len(r.images):>3} images  {extra}  {r.output_dir}{note}")
+    for j in compare_jobs(run_dir):
+        print(f"compare {j.label:<24} {j.status:<8} {j.grid_path}" + (f"  ({j.error})" if j.error else ""))
+    return 0
+
+
+def _follow(run_dir: str, name: str, log_path: str, offset: int = 0) -> int:
+    """Print the evaluation's log as it grows (from ``offset``) until it ends; its exit status."""
+    from sdxl_tui.control.evaluate import eval_record
+
+    while True:
+        rec = eval_record(run_dir, name)
+        try:
+            with open(log_path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+                offset += len(chunk)
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+        except OSError:
+            pass
+        if rec is None:
+            return 1
+        if not rec.active:
+            print(f"evaluation {rec.status}: {len(rec.images)} images in {rec.output_dir}"
+                  + (f" ({rec.note})" if rec.note else ""))
+            if rec.status == "done":
+                return 0
+            return rec.exit_code if rec.exit_code and rec.exit_code > 0 else 1
+        time.sleep(0.25)
+
+
+def _choose_when(args: argparse.Namespace, trainer: int | None) -> str | None:
+    if args.queue:
+        return "after-training"
+    if args.now or trainer is None:
+        return "now"
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        answer = input(f"training is running (pid {trainer}) and may be using the GPU: "
+                       "[r]un now or [q]ueue until training ends? [q] ").strip().lower()
+        return "now" if answer.startswith("r") else "after-training"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    print("sdxl-tui eval: not implemented yet", file=sys.stderr)
-    return 2
+    from sdxl_tui.config import ConfigError, load_settings
+    from sdxl_tui.control import evaluate as ev
+
+    if not os.path.isdir(args.run_dir):
+        return _err(f"not a directory: {args.run_dir}")
+    try:
+        settings = load_settings(config_path=args.config)
+    except ConfigError as exc:
+        return _err(str(exc))
+    run_dir = os.path.abspath(args.run_dir)
+    if args.status:
+        return _print_status(run_dir, args.json)
+
+    plan_kw = dict(
+        command=args.command,
+        builtin=True if args.builtin else None,
+        base_model=args.base_model,
+        num_samples=args.num_samples,
+        resolution=args.resolution,
+        device=args.device,
+        prompts=args.prompts,
+        extra_args=_extra_args(args),
+    )
+    try:
+        if args.compare:
+            checkpoints = ev.parse_selection(run_dir, args.compare)
+            trainer = ev.training_pid(run_dir)
+            when = _choose_when(args, trainer)
+            if when is None:
+                return _err(f"training is running (pid {trainer}): pass --now or --queue")
+            print("comparing: " + ", ".join(os.path.basename(c) for c in checkpoints), flush=True)
+            path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun, **plan_kw)
+            print(path)
+            return 0
+        if not args.checkpoint:
+            return _err("CHECKPOINT is required (or --status / --compare)")
+        checkpoint = ev.resolve_checkpoint(run_dir, args.checkpoint)
+        if args.cancel:
+            rec = ev.cancel_eval(run_dir, os.path.basename(checkpoint))
+            if rec is None:
+                return _err(f"no evaluation of {os.path.basename(checkpoint)}")
+            print(f"{rec.name}: {rec.status} ({rec.note or ''})")
+            return 0
+        plan = ev.plan_eval(run_dir, checkpoint, settings=settings, output_dir=args.output_dir, **plan_kw)
+    except ev.EvalError as exc:
+        return _err(str(exc))
+    for warning in plan.warnings:
+        print(f"sdxl-tui eval: warning: {warning}", file=sys.stderr)
+    if args.dry_run:
+        print(plan.command_line)
+        print(f"output: {plan.output_dir}")
+        return 0
+    when = _choose_when(args, plan.training_pid)
+    if when is None:
+        return _err(f"training is running (pid {plan.training_pid}) and may be using the GPU: "
+                    "pass --now to run anyway or --queue to run when training ends")
+    try:
+        log_offset = os.path.getsize(plan.log_path)
+    except OSError:
+        log_offset = 0
+    try:
+        rec = ev.start_eval(plan, when=when)
+    except ev.EvalError as exc:
+        return _err(str(exc))
+    state = "queued until training ends" if when == "after-training" else rec.status
+    print(f"evaluation of {plan.name}: {state}; output {plan.output_dir}; log {plan.log_path}", flush=True)
+    if args.wait:
+        return _follow(run_dir, plan.name, plan.log_path, log_offset)
+    return 0
