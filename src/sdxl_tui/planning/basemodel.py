@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def detect_model_kind(path: str | os.PathLike[str]) -> ModelKind:
             return ModelKind("sdxl", f"diffusers folder, {cls}")
         return ModelKind("sd1" if cls else "unknown", f"diffusers folder, {cls or 'no pipeline class'}")
     if not p.exists():
-        if not text.startswith(("/", ".", "~")) and text.count("/") == 1 and not p.suffix:
+        if looks_like_hub_id(text):
             return ModelKind("hub", "not a local path; looks like a Hugging Face model id")
         return ModelKind("missing", "file not found")
     if p.suffix.lower() != ".safetensors":
@@ -107,6 +108,13 @@ def detect_model_kind(path: str | os.PathLike[str]) -> ModelKind:
     except (OSError, ValueError) as exc:
         return ModelKind("unknown", f"unreadable safetensors header ({exc})")
     return classify_keys([k for k in header if k != "__metadata__"])
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` without a weights extension (sd-scripts would download it)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text)) and not text.lower().endswith(
+        (".safetensors", ".ckpt", ".pt", ".bin")
+    )
 
 
 def name_suggests_sdxl(path: str) -> bool:

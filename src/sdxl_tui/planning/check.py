@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sdxl_tui.planning import estimate as est
-from sdxl_tui.planning.basemodel import ModelKind, detect_model_kind, name_suggests_sdxl
+from sdxl_tui.planning.basemodel import ModelKind, detect_model_kind, looks_like_hub_id, name_suggests_sdxl
 from sdxl_tui.planning.dataset import DatasetCheck, validate_dataset_config
 from sdxl_tui.planning.environment import (
     Environment,
@@ -323,8 +323,8 @@ def _core(
     else:
         base_path = _resolve(str(base), inp.cwd)
         kind = detect_model_kind(base_path if base_path is not None else str(base))
-        if kind.kind == "hub":
-            kind = detect_model_kind(str(base))
+        if kind.kind == "missing" and looks_like_hub_id(str(base)):
+            kind = ModelKind("hub", "not a local path; a Hugging Face model id that sd-scripts downloads")
         facts["base_model"] = str(base)
         facts["base_model_kind"] = kind.kind
         if kind.kind == "missing":
@@ -342,6 +342,8 @@ def _core(
         elif kind.kind in ("unknown", "hub"):
             add(Finding("note", "base-model-unknown", f"cannot tell what {base} is: {kind.evidence}",
                         "make sure it is an SDXL base model", str(base)))
+            if kind.kind == "hub" and not sdxl_script and name_suggests_sdxl(str(base)):
+                kind = ModelKind("sdxl", "the model id says SDXL")
         if kind.kind == "sdxl" and not sdxl_script:
             add(Finding("error", "wrong-script",
                         f"{base} is an SDXL checkpoint ({kind.evidence}) but {script_name} trains SD 1.x/2.x; "
