@@ -146,24 +146,48 @@ def _reso(value: Any) -> tuple[int, int]:
     return int(value), int(value)
 
 
+def bucket_resolutions(max_reso: tuple[int, int], min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
+    """sd-scripts' ``make_bucket_resolutions``: area-preserving resolutions, sorted."""
+    max_area = max_reso[0] * max_reso[1]
+    resos: set[tuple[int, int]] = set()
+    side = int(math.sqrt(max_area) // divisible) * divisible
+    resos.add((side, side))
+    width = min_size
+    while width <= max_size:
+        height = min(max_size, int((max_area // width) // divisible) * divisible)
+        if height >= min_size:
+            resos.add((width, height))
+            resos.add((height, width))
+        width += divisible
+    return sorted(resos)
+
+
 def _make_buckets(ds: Dataset) -> None:
-    """Bucket assignment close to sd-scripts' BucketManager (area-preserving, step-rounded)."""
+    """Bucket assignment like sd-scripts' BucketManager (nearest predefined aspect ratio)."""
     counts: dict[tuple[int, int], int] = {}
     errors: list[float] = []
     w0, h0 = ds.resolution
     step = ds.bucket_reso_steps
-    area = w0 * h0
+    resos = bucket_resolutions(ds.resolution, ds.min_bucket_reso, ds.max_bucket_reso, step)
+    ratios = [w / h for w, h in resos]
     for s in ds.subsets:
         sizes = list(s.sizes) + [(w0, h0)] * max(0, s.img_count - len(s.sizes))
         for w, h in sizes:
-            if ds.enable_bucket:
-                ar = w / h
-                bw = max(ds.min_bucket_reso, min(ds.max_bucket_reso, int(math.sqrt(area * ar) // step * step)))
-                bh = max(ds.min_bucket_reso, min(ds.max_bucket_reso, int(area / bw // step * step)))
-                errors.append(abs(bw / bh - ar))
-                key = (bw, bh)
-            else:
+            ar = w / h
+            if not ds.enable_bucket:
                 key = (w0, h0)
+            elif ds.bucket_no_upscale:
+                max_area = w0 * h0
+                if w * h > max_area:
+                    rw = math.sqrt(max_area * ar)
+                    rh = max_area / rw
+                    w, h = int(rw + 0.5), int(rh + 0.5)
+                key = (max(step, w // step * step), max(step, h // step * step))
+                errors.append(abs(key[0] / key[1] - ar))
+            else:
+                i = min(range(len(ratios)), key=lambda k: abs(ratios[k] - ar))
+                key = resos[i]
+                errors.append(abs(ratios[i] - ar))
             counts[key] = counts.get(key, 0) + s.num_repeats * (0 if s.is_reg else 1)
     ds.buckets = sorted((k, v) for k, v in counts.items() if v)
     ds.mean_ar_error = sum(errors) / len(errors) if errors else 0.0

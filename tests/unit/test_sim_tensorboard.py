@@ -1,0 +1,159 @@
+"""TensorBoard output of the simulator, read by an independent TFRecord/protobuf parser
+(tests/oracles.py) and by tbparse, compared with the real run's event file."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from sdxl_tui.sim import run_simulated
+from tests.oracles import (
+    EVENT_FILE_RE,
+    REAL_RUN,
+    FramingError,
+    read_events,
+    read_tfrecords,
+    real_dataset_config,
+    real_launch_args,
+    scalar_points,
+)
+
+FAST = ["--sim-step-seconds", "0", "--sim-startup-seconds", "0"]
+
+
+def _event_file(out: Path) -> Path:
+    files = sorted(out.glob("logs/*/network_train/events.out.tfevents.*"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+@pytest.fixture(scope="module")
+def real_shape(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("tb")
+    out = tmp / "out"
+    assert run_simulated(out, real_launch_args(out, real_dataset_config(tmp)) + FAST) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def both_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tb2") / "out"
+    args = [
+        "--output_name", "luca", "--network_dim", "8", "--network_alpha", "4",
+        "--unet_lr", "3e-4", "--text_encoder_lr", "2.01e-4", "--learning_rate", "3e-4",
+        "--max_train_epochs", "4", "--gradient_accumulation_steps", "3",
+        "--lr_scheduler", "cosine_with_restarts", "--lr_scheduler_num_cycles", "2", "--lr_warmup_steps", "3",
+        "--logging_dir", str(out / "logs"), "--log_prefix", "luca_", "--sim-batches-per-epoch", "7", *FAST,
+    ]
+    assert run_simulated(out, args) == 0
+    return out
+
+
+def test_layout_matches_real(real_shape: Path) -> None:
+    ev = _event_file(real_shape)
+    real = _event_file(REAL_RUN)
+    assert re.fullmatch(r"\d{14}", ev.parent.parent.name)
+    assert ev.parent.name == real.parent.name == "network_train"
+    m = EVENT_FILE_RE.match(ev.name)
+    assert m and m.group(4) == "0"
+    assert EVENT_FILE_RE.match(real.name)
+
+
+def test_log_prefix_has_no_separator(both_parts: Path) -> None:
+    ev = sorted(both_parts.glob("logs/*/network_train/events.out.tfevents.*"))[0]
+    assert re.fullmatch(r"luca_\d{14}", ev.parent.parent.name)
+
+
+def test_framing_crc_and_first_event_like_real(real_shape: Path) -> None:
+    mine = read_events(_event_file(real_shape))
+    real = read_events(_event_file(REAL_RUN))
+    assert mine[0].file_version == real[0].file_version == "brain.Event:2"
+    assert mine[0].writer == real[0].writer
+    assert mine[0].field_numbers == real[0].field_numbers
+    # scalar events carry the same fields (wall_time, step when non-zero, summary)
+    assert {tuple(e.field_numbers) for e in mine[1:]} == {tuple(e.field_numbers) for e in real[1:]}
+    assert all(len(e.scalars) == 1 for e in mine[1:])
+
+
+def test_corrupted_crc_is_detected_by_oracle(real_shape: Path, tmp_path: Path) -> None:
+    data = bytearray(_event_file(real_shape).read_bytes())
+    data[30] ^= 0xFF
+    bad = tmp_path / "events.out.tfevents.1.x.1.0"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FramingError):
+        read_tfrecords(bad)
+
+
+def test_tags_steps_and_accumulation_points_equal_real(real_shape: Path) -> None:
+    mine = scalar_points(_event_file(real_shape))
+    real = scalar_points(_event_file(REAL_RUN))
+    assert list(mine) == list(real) == ["loss/current", "loss/average", "lr/unet", "lr/group0", "loss/epoch_average"]
+    for tag in real:
+        assert [s for s, _ in mine[tag]] == [s for s, _ in real[tag]], tag
+    assert [s for s, _ in real["loss/current"]] == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9]
+    assert [s for s, _ in mine["loss/epoch_average"]] == [1, 2, 3]
+
+
+def test_lr_schedule_values_equal_real(real_shape: Path) -> None:
+    mine = scalar_points(_event_file(real_shape))
+    real = scalar_points(_event_file(REAL_RUN))
+    for tag in ("lr/unet", "lr/group0"):
+        assert [v for _, v in mine[tag]] == pytest.approx([v for _, v in real[tag]], rel=1e-6, abs=1e-12)
+
+
+def test_epoch_average_is_last_average_of_epoch(real_shape: Path) -> None:
+    evs = [e for e in read_events(_event_file(real_shape)) if e.scalars]
+    last_avg = None
+    for e in evs:
+        tag, value = e.scalars[0]
+        if tag == "loss/average":
+            last_avg = value
+        if tag == "loss/epoch_average":
+            assert value == last_avg
+
+
+def test_both_parts_lr_tags_and_k_points_per_step(both_parts: Path) -> None:
+    pts = scalar_points(sorted(both_parts.glob("logs/*/network_train/events.*"))[0])
+    assert list(pts) == ["loss/current", "loss/average", "lr/textencoder", "lr/unet", "lr/group1", "loss/epoch_average"]
+    steps = [s for s, _ in pts["loss/current"]]
+    # 7 batches/epoch, accumulation 3 -> 3 optimizer steps per epoch (3+3+1 micro-batches)
+    assert steps[:7] == [0, 0, 1, 1, 1, 2, 3]
+    assert len(steps) == 28 and max(steps) == 12
+    te = dict(pts["lr/textencoder"])
+    unet = dict(pts["lr/unet"])
+    assert te[0] == 0.0 and unet[0] == 0.0  # warmup starts at 0
+    assert te[3] == pytest.approx(2.01e-4, rel=1e-6) and unet[3] == pytest.approx(3e-4, rel=1e-6)
+    assert dict(pts["lr/group1"]) == unet
+    # cosine with 2 restarts: the LR climbs back up after the first cycle's minimum
+    vals = [unet[s] for s in range(3, 13)]
+    assert min(vals) < vals[-1] or any(b > a for a, b in zip(vals, vals[1:]))
+
+
+def test_tbparse_reads_the_same_scalars(real_shape: Path) -> None:
+    tbparse = pytest.importorskip("tbparse")
+    ev = _event_file(real_shape)
+    df = tbparse.SummaryReader(str(ev)).scalars
+    ours = scalar_points(ev)
+    assert set(df["tag"]) == set(ours)
+    for tag, pts in ours.items():
+        sub = df[df["tag"] == tag]
+        assert list(sub["step"]) == [s for s, _ in pts]
+        assert [float(v) for v in sub["value"]] == pytest.approx([v for _, v in pts], nan_ok=True)
+
+
+def test_nan_fault_is_nan_in_tensorboard(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--max_train_epochs", "2", "--gradient_accumulation_steps", "2", "--logging_dir", str(out / "logs"),
+            "--sim-batches-per-epoch", "6", "--sim-fault", "nan", "--sim-fault-step", "2", *FAST]
+    assert run_simulated(out, args) == 0
+    pts = scalar_points(sorted(out.glob("logs/*/network_train/events.*"))[0])
+    cur = pts["loss/current"]
+    first_nan = next(s for s, v in cur if math.isnan(v))
+    assert first_nan == 2
+    after = [v for s, v in pts["loss/average"] if s >= 2]
+    assert after and all(math.isnan(v) for v in after)
+    assert all(math.isnan(v) for _, v in pts["loss/epoch_average"])
+    assert all(not math.isnan(v) for s, v in cur if s < 2)
