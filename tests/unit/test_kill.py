@@ -255,3 +255,56 @@ def test_no_watcher_without_a_trainer(tmp_path: Path) -> None:
     res = start_stop_after_checkpoint(tmp_path)
     assert not res.ok and "no live trainer" in res.message
 
+
+
+# --------------------------------------------------------------------------- with the simulator
+
+SIM = [PY, "-m", "sdxl_tui", "simulate"]
+SIM_FAST = ["--output_name", "sim", "--max_train_epochs", "200", "--save_every_n_epochs", "1",
+            "--sim-batches-per-epoch", "10", "--sim-startup-seconds", "0.2"]
+
+
+def test_simulator_through_accelerate_killed_decoy_simulator_survives(procs: Procs, tmp_path: Path) -> None:
+    out, decoy_out = tmp_path / "run", tmp_path / "decoy"
+    procs.spawn([PY, FAKE_ACCELERATE, "launch", "--num_cpu_threads_per_process", "1", "-m", "sdxl_tui",
+                 "simulate", *SIM_FAST, "--sim-step-seconds", "0.2", "--output_dir", str(out)])
+    decoy = procs.spawn([*SIM, *SIM_FAST, "--sim-step-seconds", "0.2", "--output_dir", str(decoy_out)])
+    tree = _tree(out)
+    assert len(tree.launchers) == 1 and tree.trainer.cmdline[1:4] == ("-m", "sdxl_tui", "simulate")
+    ids = _ids(tree)
+    result = execute_kill(plan_kill(out), **FAST)
+    assert result.ok, result.describe()
+    assert not any(alive(pid, ct) for pid, ct in ids)
+    assert next(o for o in result.outcomes if o.role == "trainer").after == "SIGINT"
+    assert alive(decoy.pid) and find_trainer(decoy_out) is not None
+    # the simulator, like sd-scripts, leaves a KeyboardInterrupt traceback and saves nothing
+
+
+@pytest.mark.slow
+def test_stop_after_checkpoint_with_the_simulator_under_conda(procs: Procs, tmp_path: Path) -> None:
+    out = procs.watch_dir(tmp_path / "run")
+    from tests.helpers.proctools import FAKE_CONDA
+
+    # prefix = conda run … python -m sdxl_tui simulate; no script; sd-scripts options in [args]
+    cfg = LaunchConfig(prefix=(PY, FAKE_CONDA, "run", "--no-capture-output", "-n", "kohya_ss", *SIM),
+                       script="", output_dir=str(out),
+                       args={"output_name": "sim", "max_train_epochs": 200, "save_every_n_epochs": 1,
+                             "save_state": True, "sim-batches-per-epoch": 10, "sim-step-seconds": 0.08,
+                             "sim-startup-seconds": 0.2})
+    res = launch(cfg)
+    assert res.ok, res.message
+    wait_until(checkpoint_written(out, 1), 20)
+    tree = wait_until(lambda: (t := find_trainer(out)) and t.trainer.cmdline[1:4] == ("-m", "sdxl_tui", "simulate") and t, 10)
+    ids = _ids(tree)
+    before = complete_checkpoints(out)
+    started = start_stop_after_checkpoint(out, timeouts=(3.0, 3.0), poll=0.1, settle=0.3)
+    assert started.ok, started.message
+    status = wait_until(lambda: (s := watcher_status(out)) and s["state"] not in ("waiting", "stopping") and s, 30)
+    assert status["state"] == "done", status
+    assert status["saves_state"] is True
+    after = complete_checkpoints(out)
+    assert len(after) == len(before) + 1, (before, after)
+    assert sorted(p.name for p in out.glob("*.safetensors")) == after
+    new = (set(after) - set(before)).pop()
+    assert json.loads((out / (new.rsplit(".", 1)[0] + "-state") / "train_state.json").read_text())
+    assert not any(alive(pid, ct) for pid, ct in ids)

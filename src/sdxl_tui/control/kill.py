@@ -200,11 +200,15 @@ def plan_kill(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | No
         refusals.append(Refusal(int(rec.get("pid") or 0), "recorded pid now belongs to another process "
                                 "(create time or command line differ): left alone"))
     trees: list[ProcessTree] = []
-    for tree in found.trees:
+    seen: set[int] = set()
+    for tree in found.trees:  # several trees share launchers under torchrun (one per rank)
         kept_launchers: list[ProcInfo] = []
         rest: list[ProcInfo] = []
         tree_ok = True
         for info in tree.all():
+            if info.pid in seen:
+                continue
+            seen.add(info.pid)
             try:
                 proc = ps.Process(info.pid)
                 ctime = proc.create_time()
