@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -118,8 +119,15 @@ def load_lora(pipe: Any, checkpoint: str, scale: float) -> None:
         state = load_file(checkpoint)
     except Exception as exc:  # noqa: BLE001
         raise EvaluatorError(f"cannot read {checkpoint}: {_first_line(exc)}") from None
+    seen = _CapturedWarnings()
+    loggers = [logging.getLogger(name) for name in ("diffusers", "peft")]
+    for lg in loggers:
+        lg.addHandler(seen)
     try:
-        pipe.load_lora_weights(state, adapter_name=ADAPTER)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe.load_lora_weights(state, adapter_name=ADAPTER)
+        seen.messages.extend(str(w.message) for w in caught)
     except Exception as exc:  # noqa: BLE001
         text = _first_line(exc)
         if "peft" in text.lower() and "required" in text.lower():
@@ -130,8 +138,31 @@ def load_lora(pipe: Any, checkpoint: str, scale: float) -> None:
                 f" base lacks (a LoRA for another architecture, or a different/modified base?) [{text}]"
             ) from None
         raise EvaluatorError(f"cannot apply the LoRA {os.path.basename(checkpoint)}: {text}") from None
+    finally:
+        for lg in loggers:
+            lg.removeHandler(seen)
+    unexpected = [m for m in seen.messages if "unexpected keys" in m.lower()]
+    if unexpected:
+        raise EvaluatorError(
+            f"the LoRA {os.path.basename(checkpoint)} does not match the base model: some of its layers do not exist"
+            f" in the base, so it would be evaluated only in part [{_first_line(Exception(unexpected[0]))}]"
+        )
     if scale != 1.0:
         pipe.set_adapters([ADAPTER], adapter_weights=[scale])
+
+
+class _CapturedWarnings(logging.Handler):
+    """Collects diffusers/peft log records: "unexpected keys" means a LoRA that does not fit."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def render(pipe: Any, spec: PromptSpec, *, seed: int, steps: int, guidance: float, size: tuple[int, int],
