@@ -12,9 +12,19 @@ import pytest
 from sdxl_tui.model import GpuSample, GpuStatus
 from sdxl_tui.planning import estimate
 from sdxl_tui.planning.basemodel import detect_model_kind
-from sdxl_tui.planning.check import check_argv, check_config_file, check_launch, format_report, split_command
+from sdxl_tui.planning.check import (
+    check_argv,
+    check_config_file,
+    check_launch,
+    format_report,
+    split_command,
+)
 from sdxl_tui.planning.dataset import validate_dataset_config
-from sdxl_tui.planning.environment import KnownEnvironment, PythonEnvironment, environment_for_prefix
+from sdxl_tui.planning.environment import (
+    KnownEnvironment,
+    PythonEnvironment,
+    environment_for_prefix,
+)
 
 SDXL_KEYS = [
     "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
@@ -34,7 +44,7 @@ GPU_24 = GpuStatus(
     gpus=(GpuSample(index=0, name="RTX 4090", memory_total=24 * 1024**3, memory_used=512 * 1024**2),),
 )
 Usage = namedtuple("Usage", "total used free")
-BIG_DISK = lambda _p: Usage(10**13, 0, 10**13)  # noqa: E731
+BIG_DISK = lambda _p: Usage(10**13, 0, 10**13)
 
 
 def write_safetensors(path: Path, keys: list[str]) -> Path:
@@ -69,28 +79,10 @@ def card_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-CARD = (
-    "python train_network.py --dataset_config ds.toml --pretrained_model_name_or_path sd_xl_base_1.0.safetensors "
-    "--output_dir out --output_name luca_sdxl_v1 --network_module networks.lora --network_dim 64 --network_alpha 32 "
-    "--learning_rate 0.0003 --text_encoder_lr 0.000201 --unet_lr 0.0003 --max_train_epochs 12 "
-    "--save_every_n_epochs 2 --save_model_as safetensors --save_precision fp16 --mixed_precision fp16 "
-    "--gradient_checkpointing --gradient_accumulation_steps 2 --optimizer_type AdamW8bit "
-    "--lr_scheduler cosine_with_restarts --lr_scheduler_num_cycles 3 --lr_warmup_steps 100 "
-    "--logging_dir out/logs --log_with tensorboard --seed 42 --clip_skip 2 --cache_latents "
-    "--cache_latents_to_disk --max_data_loader_n_workers 8 --persistent_data_loader_workers --xformers "
-    "--max_token_length 225 --bucket_reso_steps 64 --bucket_no_upscale"
-).split()
+CARD = ["python", "train_network.py", "--dataset_config", "ds.toml", "--pretrained_model_name_or_path", "sd_xl_base_1.0.safetensors", "--output_dir", "out", "--output_name", "luca_sdxl_v1", "--network_module", "networks.lora", "--network_dim", "64", "--network_alpha", "32", "--learning_rate", "0.0003", "--text_encoder_lr", "0.000201", "--unet_lr", "0.0003", "--max_train_epochs", "12", "--save_every_n_epochs", "2", "--save_model_as", "safetensors", "--save_precision", "fp16", "--mixed_precision", "fp16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2", "--optimizer_type", "AdamW8bit", "--lr_scheduler", "cosine_with_restarts", "--lr_scheduler_num_cycles", "3", "--lr_warmup_steps", "100", "--logging_dir", "out/logs", "--log_with", "tensorboard", "--seed", "42", "--clip_skip", "2", "--cache_latents", "--cache_latents_to_disk", "--max_data_loader_n_workers", "8", "--persistent_data_loader_workers", "--xformers", "--max_token_length", "225", "--bucket_reso_steps", "64", "--bucket_no_upscale"]
 SUGGESTED = ["--batch_size", "2", "--lowvram", "--medvram"]
 
-CLEAN = (
-    "python sdxl_train_network.py --dataset_config ds.toml --pretrained_model_name_or_path sd_xl_base_1.0.safetensors "
-    "--output_dir out --output_name luca_sdxl_v1 --network_module networks.lora --network_dim 64 --network_alpha 32 "
-    "--unet_lr 0.0003 --network_train_unet_only --max_train_epochs 12 --save_every_n_epochs 2 --save_precision fp16 "
-    "--mixed_precision fp16 --no_half_vae --gradient_checkpointing --gradient_accumulation_steps 2 "
-    "--optimizer_type AdamW8bit --lr_scheduler cosine_with_restarts --lr_scheduler_num_cycles 3 "
-    "--lr_warmup_steps 100 --logging_dir out/logs --log_with tensorboard --seed 42 --cache_latents_to_disk "
-    "--xformers --max_token_length 225"
-).split()
+CLEAN = ["python", "sdxl_train_network.py", "--dataset_config", "ds.toml", "--pretrained_model_name_or_path", "sd_xl_base_1.0.safetensors", "--output_dir", "out", "--output_name", "luca_sdxl_v1", "--network_module", "networks.lora", "--network_dim", "64", "--network_alpha", "32", "--unet_lr", "0.0003", "--network_train_unet_only", "--max_train_epochs", "12", "--save_every_n_epochs", "2", "--save_precision", "fp16", "--mixed_precision", "fp16", "--no_half_vae", "--gradient_checkpointing", "--gradient_accumulation_steps", "2", "--optimizer_type", "AdamW8bit", "--lr_scheduler", "cosine_with_restarts", "--lr_scheduler_num_cycles", "3", "--lr_warmup_steps", "100", "--logging_dir", "out/logs", "--log_with", "tensorboard", "--seed", "42", "--cache_latents_to_disk", "--xformers", "--max_token_length", "225"]
 
 
 def run_check(argv: list[str], cwd: Path, **kw):

@@ -23,17 +23,7 @@ from sdxl_tui.planning.options import (
     table_from_help,
 )
 
-CARD_OPTIONS = (
-    "--dataset_config ds.toml --pretrained_model_name_or_path sd_xl_base_1.0.safetensors --output_dir out "
-    "--output_name luca_sdxl_v1 --network_module networks.lora --network_dim 64 --network_alpha 32 "
-    "--learning_rate 0.0003 --text_encoder_lr 0.000201 --unet_lr 0.0003 --max_train_epochs 12 "
-    "--save_every_n_epochs 2 --save_model_as safetensors --save_precision fp16 --mixed_precision fp16 "
-    "--gradient_checkpointing --gradient_accumulation_steps 2 --optimizer_type AdamW8bit "
-    "--lr_scheduler cosine_with_restarts --lr_scheduler_num_cycles 3 --lr_warmup_steps 100 "
-    "--logging_dir out/logs --log_with tensorboard --seed 42 --clip_skip 2 --cache_latents "
-    "--cache_latents_to_disk --max_data_loader_n_workers 8 --persistent_data_loader_workers --xformers "
-    "--max_token_length 225 --bucket_reso_steps 64 --bucket_no_upscale"
-).split()
+CARD_OPTIONS = ["--dataset_config", "ds.toml", "--pretrained_model_name_or_path", "sd_xl_base_1.0.safetensors", "--output_dir", "out", "--output_name", "luca_sdxl_v1", "--network_module", "networks.lora", "--network_dim", "64", "--network_alpha", "32", "--learning_rate", "0.0003", "--text_encoder_lr", "0.000201", "--unet_lr", "0.0003", "--max_train_epochs", "12", "--save_every_n_epochs", "2", "--save_model_as", "safetensors", "--save_precision", "fp16", "--mixed_precision", "fp16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2", "--optimizer_type", "AdamW8bit", "--lr_scheduler", "cosine_with_restarts", "--lr_scheduler_num_cycles", "3", "--lr_warmup_steps", "100", "--logging_dir", "out/logs", "--log_with", "tensorboard", "--seed", "42", "--clip_skip", "2", "--cache_latents", "--cache_latents_to_disk", "--max_data_loader_n_workers", "8", "--persistent_data_loader_workers", "--xformers", "--max_token_length", "225", "--bucket_reso_steps", "64", "--bucket_no_upscale"]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +102,7 @@ def test_resolver_rejects_what_argparse_rejects(sdxl: OptionTable, argv: list[st
     parser = _argparse_from(sdxl)
     with pytest.raises((argparse.ArgumentError, SystemExit)):
         # parse_args reports unknown arguments through error() -> SystemExit
-        ns, extras = parser.parse_known_args(argv)
+        _, extras = parser.parse_known_args(argv)
         if extras:
             raise SystemExit(2)
     parsed = resolve_argv(argv, sdxl)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from sdxl_tui.model import GpuSample, GpuStatus
 from sdxl_tui.planning.check import check_launch, format_report

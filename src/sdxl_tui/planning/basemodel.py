@@ -52,7 +52,7 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, object]:
         raise ValueError("truncated header")
     obj = json.loads(data.decode("utf-8", errors="replace"))
     if not isinstance(obj, dict):
-        raise ValueError("header is not a JSON object")
+        raise ValueError("header is not a JSON object")  # noqa: TRY004 - a format error, not a type error
     return obj
 
 

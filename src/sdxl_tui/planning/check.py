@@ -16,15 +16,21 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import tomllib
+
 from sdxl_tui.planning import estimate as est
-from sdxl_tui.planning.basemodel import ModelKind, detect_model_kind, looks_like_hub_id, name_suggests_sdxl
+from sdxl_tui.planning.basemodel import (
+    ModelKind,
+    detect_model_kind,
+    looks_like_hub_id,
+    name_suggests_sdxl,
+)
 from sdxl_tui.planning.dataset import DatasetCheck, validate_dataset_config
 from sdxl_tui.planning.environment import (
     Environment,
@@ -176,7 +182,7 @@ def _gpu_status(gpu: Any) -> Any:
             finally:
                 try:
                     monitor.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
+                except Exception:  # noqa: BLE001, S110 - closing is best effort
                     pass
         except Exception:  # noqa: BLE001 - no GPU layer or no driver: a note, not a crash
             return None
@@ -307,7 +313,6 @@ def _core(
         explicit.add(key)
     values.update(parsed.values)
     explicit.update(parsed.values)
-    cli_given = set(parsed.values)
 
     def given(dest: str) -> bool:
         return dest in explicit
@@ -633,7 +638,7 @@ def _core(
 
     findings.sort(key=lambda f: f.rank)
     return CheckReport(findings=tuple(findings), facts=MappingProxyType(facts),
-                       argv=tuple([*inp.prefix, *([inp.script] if inp.script else []), *inp.options]))
+                       argv=(*inp.prefix, *([inp.script] if inp.script else []), *inp.options))
 
 
 # ------------------------------------------------------------------------ public API

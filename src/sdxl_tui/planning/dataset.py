@@ -12,11 +12,12 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from sdxl_tui.planning.findings import Finding
 
@@ -516,8 +517,9 @@ def validate_dataset_config(
         min_b = int(_lookup("min_bucket_reso", levels_ds, 256))
         max_b = int(_lookup("max_bucket_reso", levels_ds, 1024))
         no_up = bool(_lookup("bucket_no_upscale", levels_ds, False))
-        if enable_bucket and resolution is not None and not no_up:
-            if min(resolution) < min_b or max(resolution) > max_b:
+        if enable_bucket and resolution is not None and not no_up and (
+            min(resolution) < min_b or max(resolution) > max_b
+        ):
                 findings.append(
                     Finding("error", "bucket-range",
                             f"{where}: {place} resolution {resolution[0]}x{resolution[1]} is outside "

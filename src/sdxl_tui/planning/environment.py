@@ -78,6 +78,7 @@ class PythonEnvironment:
                 proc = subprocess.run(
                     [*self.prefix, "-c", _PROBE, *wanted],
                     capture_output=True,
+                    check=False,
                     text=True,
                     errors="replace",
                     timeout=self.timeout,

@@ -161,7 +161,7 @@ def human_bytes(n: float) -> str:
 
 
 def human_seconds(s: float) -> str:
-    s = int(round(s))
+    s = round(s)
     h, rem = divmod(s, 3600)
     m, _ = divmod(rem, 60)
     return f"{h} h {m:02d} min" if h else f"{m} min"

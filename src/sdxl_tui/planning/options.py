@@ -41,34 +41,43 @@ MEMORY_REDUCERS = (
     "and a smaller batch_size in the dataset TOML"
 )
 
+_TE_LR_12 = (
+    "--text_encoder_lr1/--text_encoder_lr2 appear in docs/sdxl_train_network.md but do not "
+    "exist; with networks.lora one --text_encoder_lr value is used for both text encoders"
+)
+
 #: Options people reach for that sd-scripts does not have: the message says what to do instead.
 KNOWN_CONFUSIONS: Mapping[str, tuple[str, str]] = {
     "--batch_size": (
         "--train_batch_size",
-        "there is no --batch_size; set `batch_size = N` in the dataset TOML ([general] or "
-        "[[datasets]]), or use --train_batch_size N, which with --dataset_config is only a "
-        "fallback for a TOML without batch_size",
+        (
+            "there is no --batch_size; set `batch_size = N` in the dataset TOML ([general] or "
+            "[[datasets]]), or use --train_batch_size N, which with --dataset_config is only a "
+            "fallback for a TOML without batch_size"
+        ),
     ),
     "--lowvram": (
         "--lowram",
-        "--lowvram is a Stable Diffusion web UI option, not an sd-scripts one; the nearest real "
-        "options are --lowram (load models to VRAM instead of main RAM) and --highvram; memory "
-        "reducers that exist: " + MEMORY_REDUCERS,
+        (
+            "--lowvram is a Stable Diffusion web UI option, not an sd-scripts one; the nearest real "
+            "options are --lowram (load models to VRAM instead of main RAM) and --highvram; memory "
+            "reducers that exist: " + MEMORY_REDUCERS
+        ),
     ),
     "--medvram": (
         "--highvram",
-        "--medvram is a Stable Diffusion web UI option, not an sd-scripts one; memory reducers "
-        "that exist: " + MEMORY_REDUCERS,
+        (
+            "--medvram is a Stable Diffusion web UI option, not an sd-scripts one; memory reducers "
+            "that exist: " + MEMORY_REDUCERS
+        ),
     ),
     "--text_encoder_lr1": (
         "--text_encoder_lr",
-        "--text_encoder_lr1/--text_encoder_lr2 appear in docs/sdxl_train_network.md but do not "
-        "exist; with networks.lora one --text_encoder_lr value is used for both text encoders",
+        _TE_LR_12,
     ),
     "--text_encoder_lr2": (
         "--text_encoder_lr",
-        "--text_encoder_lr1/--text_encoder_lr2 appear in docs/sdxl_train_network.md but do not "
-        "exist; with networks.lora one --text_encoder_lr value is used for both text encoders",
+        _TE_LR_12,
     ),
     "--epochs": ("--max_train_epochs", "the number of epochs is --max_train_epochs"),
     "--lr": ("--learning_rate", "use --unet_lr / --text_encoder_lr (or --learning_rate)"),
@@ -347,6 +356,7 @@ def load_table_from_checkout(
             [exe, base, "--help"],
             cwd=str(sd_scripts_dir),
             capture_output=True,
+            check=False,
             text=True,
             errors="replace",
             timeout=timeout,
@@ -421,9 +431,7 @@ def convert(spec: OptionSpec, text: str) -> Any:
 def _looks_like_option(token: str, table: OptionTable) -> bool:
     if not token.startswith("-") or token == "-":
         return False
-    if _NEGATIVE_NUMBER.match(token):
-        return False
-    return True
+    return not _NEGATIVE_NUMBER.match(token)
 
 
 def _match(table: OptionTable, name: str) -> tuple[OptionSpec | None, list[str]]:
@@ -647,12 +655,12 @@ __all__ = [
     "KNOWN_CONFUSIONS",
     "KNOWN_SCRIPTS",
     "MEMORY_REDUCERS",
+    "SD1_SCRIPT",
+    "SDXL_SCRIPT",
     "OptionProblem",
     "OptionSpec",
     "OptionTable",
     "ParsedArgs",
-    "SD1_SCRIPT",
-    "SDXL_SCRIPT",
     "check_config_value",
     "convert",
     "int_or_float",

@@ -323,7 +323,7 @@ def pick_best(trials: Sequence[Trial], field: str | None = None, *, minimize: bo
                 counts[k] = counts.get(k, 0) + 1
         best_cover = max(counts.values())
         candidates = [k for k in FIELD_PREFERENCE if counts.get(k) == best_cover]
-        field = candidates[0] if candidates else sorted(k for k, c in counts.items() if c == best_cover)[0]
+        field = candidates[0] if candidates else min(k for k, c in counts.items() if c == best_cover)
     with_field = [t for t in scored if field in t.metrics]
     if not with_field:
         have = sorted({k for t in scored for k in t.metrics})
@@ -353,7 +353,7 @@ def _fmt(value: Any) -> str:
 def _round_sig(x: float, digits: int = 6) -> float:
     if x == 0:
         return 0.0
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
 
 
 def _load_dataset_source(dataset: str | os.PathLike[str]) -> tuple[dict[str, Any], Path | None]:
