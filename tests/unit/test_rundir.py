@@ -246,3 +246,192 @@ def test_infer_save_every_from_spacing() -> None:
     assert infer_save_every([ck(CheckpointKind.EPOCH, 2, 100), ck(CheckpointKind.EPOCH, 4, 200)]) == (2, None)
     assert infer_save_every([ck(CheckpointKind.STEP, None, 500)]) == (None, 500)
     assert not math.isnan(1.0)
+
+
+# ------------------------------------------------------------------ simulator runs, every fault
+
+SIM_BASE = ["--output_name", "luca", "--network_dim", "8", "--network_alpha", "4", "--max_train_epochs", "1",
+            "--gradient_accumulation_steps", "2", "--train_batch_size", "4", "--mixed_precision", "fp16",
+            "--log_with", "tensorboard", "--sim-step-seconds", "0", "--sim-startup-seconds", "0",
+            "--sim-batches-per-epoch", "8"]
+
+
+def _sim(tmp_path: Path, *extra: str) -> tuple[Path, int]:
+    from sdxl_tui.sim import run_simulated
+
+    run = tmp_path / "run"
+    rc = run_simulated(run, [*SIM_BASE, "--logging_dir", str(run / "logs"), *extra])
+    return run, rc
+
+
+def _alert(snap, kind: str):  # type: ignore[no-untyped-def]
+    found = [a for a in snap.alerts if a.kind == kind]
+    assert found, f"no {kind} alert in {[a.kind for a in snap.alerts]}"
+    return found[0]
+
+
+def test_sim_oom_is_failed_with_a_fitted_fix(tmp_path: Path) -> None:
+    run, rc = _sim(tmp_path, "--sim-fault", "oom", "--sim-fault-step", "3")
+    assert rc == 1
+    snap = read_run(run, gpu=False, procs=False)
+    assert snap.state is RunState.FAILED and "CUDA out of memory" in snap.state_reason
+    assert snap.progress.step == 2
+    oom = _alert(snap, "oom")
+    assert "--train_batch_size 2 and --gradient_accumulation_steps 4 (effective batch 8 -> 8 unchanged)" in oom.fix
+    assert "--gradient_checkpointing (missing)" in oom.fix and "--xformers" in oom.fix
+    assert "--network_train_unet_only --cache_text_encoder_outputs" in oom.fix
+
+
+def test_sim_crash_is_failed_with_the_exception_line(tmp_path: Path) -> None:
+    run, rc = _sim(tmp_path, "--sim-fault", "crash", "--sim-fault-step", "2")
+    assert rc == 1
+    snap = read_run(run, gpu=False, procs=False)
+    assert snap.state is RunState.FAILED
+    crash = _alert(snap, "crash")
+    assert crash.message.startswith("crashed at step 1: RuntimeError: CUDA error")
+    assert snap.config.batch_size == 4 and snap.config.gradient_accumulation_steps == 2
+    assert snap.config.output_name is None  # no checkpoint, no command line: not known
+
+
+def test_sim_bad_arguments_are_failed_with_did_you_mean(tmp_path: Path) -> None:
+    run, rc = _sim(tmp_path, "--batch_size", "2", "--lowvram")
+    assert rc == 2
+    snap = read_run(run, gpu=False, procs=False)
+    assert snap.state is RunState.FAILED and "unrecognized arguments" in snap.state_reason
+    bad = _alert(snap, "bad_args")
+    assert "--batch_size: batch_size = N in the dataset TOML" in bad.fix and "--lowvram: no such option" in bad.fix
+
+
+def test_sim_nan_reports_the_first_nan_step_and_finishes(tmp_path: Path) -> None:
+    run, rc = _sim(tmp_path, "--sim-fault", "nan", "--sim-fault-step", "2")
+    assert rc == 0
+    snap = read_run(run, gpu=False, procs=False)
+    assert snap.state is RunState.FINISHED
+    nan = _alert(snap, "nan")
+    assert nan.step == 2 and "step 2" in nan.message
+    assert "--no_half_vae" in nan.fix  # fp16 without --no_half_vae
+    assert snap.progress.step == snap.progress.total_steps == 4
+    assert snap.checkpoints[-1].name == "luca.safetensors" and snap.checkpoints[-1].complete
+
+
+def test_incremental_refresh_sees_new_steps_of_the_real_log(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    data = (REAL / "training.log").read_bytes()
+    cut = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")
+    (run / "training.log").write_bytes(data[:cut])
+    clock = [NOW]
+    reader = RunReader(run, gpu=False, procs=False, clock=lambda: clock[0])
+    os.utime(run / "training.log", (NOW - 1, NOW - 1))
+    first = reader.refresh()
+    assert first.state is RunState.TRAINING and first.progress.step == 6 and first.progress.epoch == 2
+    assert first.progress.total_steps == 9 and first.progress.eta_seconds is not None
+    assert first.series["loss/average"].source == "log"
+    with open(run / "training.log", "ab") as f:
+        f.write(data[cut:])
+    os.utime(run / "training.log", (NOW, NOW))
+    clock[0] = NOW + 1
+    second = reader.refresh()
+    assert second.progress.step == 9 and second.state is RunState.FINISHED
+    assert second.log_line_count >= first.log_line_count
+
+
+def test_launch_config_supplies_the_command_line_options(tmp_path: Path) -> None:
+    run, rc = _sim(tmp_path, "--sim-fault", "oom", "--sim-fault-step", "2")
+    (run / "sdxl-tui.toml").write_text(
+        '[launch]\nprefix = ["python"]\nscript = "sdxl_train_network.py"\n'
+        f'output_dir = "{run}"\n'
+        '[args]\noutput_name = "luca"\nsave_every_n_epochs = 2\nxformers = true\n'
+        'gradient_checkpointing = true\nnetwork_train_unet_only = true\n'
+    )
+    snap = read_run(run, gpu=False, procs=False)
+    assert snap.config.output_name == "luca" and snap.config.save_every_n_epochs == 2
+    assert snap.config.attention == "xformers" and snap.config.gradient_checkpointing is True
+    oom = _alert(snap, "oom")
+    assert "--gradient_checkpointing" not in oom.fix and "--xformers" not in oom.fix
+    assert "add --cache_text_encoder_outputs (you already train the U-Net only)" in oom.fix
+
+
+# ------------------------------------------------------------------ real processes (simulator)
+
+
+@pytest.fixture
+def sim_proc(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Start the simulator as its own process (like `nohup ... > training.log`); always ended by PID."""
+    import signal
+    import subprocess
+
+    from sdxl_tui.sim import start_simulated
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> tuple[Path, subprocess.Popen[bytes]]:
+        run = tmp_path / "run"
+        proc = start_simulated(run, [*SIM_BASE, "--logging_dir", str(run / "logs"), *extra])
+        procs.append(proc)
+        return run, proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is only the simulator
+        proc.wait(timeout=10)
+
+
+def _wait_for_step(run: Path, step: int, timeout: float = 20.0) -> None:
+    """Poll the real log until the bar shows ``step`` (the process runs on its own clock)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    needle = f"| {step}/".encode()
+    while time.monotonic() < deadline:
+        try:
+            if needle in (run / "training.log").read_bytes():
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"step {step} not reached: {(run / 'training.log').read_bytes()[-500:]!r}")
+
+
+@pytest.mark.slow
+def test_hung_process_is_stalled_with_a_stall_alert(sim_proc) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run, proc = sim_proc("--sim-fault", "hang", "--sim-fault-step", "2")
+    _wait_for_step(run, 1)
+    time.sleep(0.3)  # let the simulator reach its hang
+    clock = [time.time()]
+    reader = RunReader(run, gpu=False, procs=ProcessWatcher(run), clock=lambda: clock[0])
+    snap = reader.refresh()
+    assert snap.process is not None and snap.process.pid == proc.pid
+    assert snap.state in (RunState.TRAINING, RunState.SAMPLING)
+    clock[0] += 3600  # an hour later, nothing written, process alive
+    snap = reader.refresh()
+    assert snap.state is RunState.STALLED, snap.state_reason
+    stall = _alert(snap, "stall")
+    assert f"PID {proc.pid}" in stall.message and f"py-spy dump --pid {proc.pid}" in stall.fix
+
+
+@pytest.mark.slow
+def test_sigterm_killed_process_is_interrupted(sim_proc) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run, proc = sim_proc("--sim-step-seconds", "0.2", "--max_train_epochs", "50")
+    _wait_for_step(run, 1)
+    from sdxl_tui.config import Settings
+
+    every_time = Settings().replace(refresh__process_interval=0)
+    reader = RunReader(run, gpu=False, procs=ProcessWatcher(run), settings=every_time)
+    snap = reader.refresh()
+    assert snap.state is RunState.TRAINING and snap.process is not None and snap.process.alive
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+    snap = reader.refresh()
+    assert snap.state is RunState.INTERRUPTED, snap.state_reason
+    assert "no final checkpoint" in snap.state_reason
+    assert _alert(snap, "interrupted").severity.value == "warning"

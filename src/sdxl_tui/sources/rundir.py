@@ -852,7 +852,13 @@ class RunReader:
 
         final = next((c for c in checkpoints if c.kind is CheckpointKind.FINAL), None)
         traceback = getattr(facts, "traceback", None)
-        ki = bool(traceback and "KeyboardInterrupt" in traceback)
+        ki = bool(getattr(facts, "keyboard_interrupt", False)) or bool(
+            traceback and traceback.strip().startswith("KeyboardInterrupt"))
+        if traceback is None and getattr(facts, "no_data", False):
+            # sd-scripts logs an ERROR and returns: the process exits without training
+            traceback = "No data found. Please verify arguments (train_data_dir must be the parent of folders with images)"
+        if traceback is None and getattr(facts, "invalid_config", False):
+            traceback = "Invalid user config (the dataset TOML): MultipleInvalid"
         oom = getattr(facts, "oom", None)
         host_oom = getattr(facts, "host_oom", None)
         if host_oom is None and traceback and ("killed by signal: Killed" in traceback or "SIGKILL" in traceback):
