@@ -78,14 +78,16 @@ def halfblock_pixels(
     img = _load(source)
     cols, pixel_rows = fit_pixels(img.size, max_cols, max_rows)
     if img.size != (cols, pixel_rows):
-        img = img.resize((cols, pixel_rows), PILImage.Resampling.BOX)
-    data = list(img.getdata())
+        # BOX averages when shrinking (a 1024 px sample); NEAREST keeps flat blocks when growing
+        grow = cols > img.size[0] or pixel_rows > img.size[1]
+        img = img.resize((cols, pixel_rows), PILImage.Resampling.NEAREST if grow else PILImage.Resampling.BOX)
+    access = img.load()
     cells: list[list[tuple[tuple[int, int, int], tuple[int, int, int] | None]]] = []
     for y in range(0, pixel_rows, 2):
         row = []
         for x in range(cols):
-            top = _flatten(data[y * cols + x], background)
-            bottom = _flatten(data[(y + 1) * cols + x], background) if y + 1 < pixel_rows else None
+            top = _flatten(access[x, y], background)
+            bottom = _flatten(access[x, y + 1], background) if y + 1 < pixel_rows else None
             row.append((top, bottom))
         cells.append(row)
     return cells
