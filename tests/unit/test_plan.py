@@ -8,6 +8,11 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 import tomllib
 
 from sdxl_tui.model import GpuSample, GpuStatus

@@ -96,7 +96,10 @@ def _gpu_arg(args: argparse.Namespace) -> object:
 
 
 def _is_launch_toml(path: Path) -> bool:
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     try:
         data = tomllib.loads(path.read_text("utf-8", errors="replace"))

@@ -16,13 +16,17 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from sdxl_tui.planning import estimate as est
 from sdxl_tui.planning.basemodel import (
@@ -174,7 +178,7 @@ def _gpu_status(gpu: Any) -> Any:
         return None
     if gpu is None:
         try:
-            from sdxl_tui.sources.gpu import GpuMonitor  # type: ignore[import-not-found]
+            from sdxl_tui.sources.gpu import GpuMonitor
 
             monitor = GpuMonitor()
             try:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from sdxl_tui.planning.findings import Finding
 
@@ -245,7 +249,7 @@ def count_images(folder: Path, caption_extension: str) -> tuple[int, int, dict[s
     return len(images), captioned, others
 
 
-def _lookup(key: str, levels: list[Mapping[str, Any]], default: Any) -> Any:
+def _lookup(key: str, levels: Sequence[Mapping[str, Any]], default: Any) -> Any:
     for level in levels:
         value = level.get(key)
         if value is not None:

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,7 +363,10 @@ def _load_dataset_source(dataset: str | os.PathLike[str]) -> tuple[dict[str, Any
         return folder_dataset(p), None
     if not p.is_file():
         raise PlanError(f"dataset {p} does not exist (give the SD1.5 dataset TOML or the image folder)")
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     try:
         if p.suffix.lower() == ".json":
@@ -487,7 +491,8 @@ def make_plan(
         row("no_half_vae", params.get("no_half_vae"), True, "fp16: keep the SDXL VAE in fp32 (fp16 VAE can give NaN latents)")
     training["cache_latents_to_disk"] = True  # implies cache_latents
     row("cache_latents_to_disk", params.get("cache_latents"), True, "cached latents (saves VRAM and time)")
-    seed = int(params.get("seed") if params.get("seed") is not None else 42)
+    seed_raw = params.get("seed")
+    seed = int(seed_raw) if seed_raw is not None else 42
     training["seed"] = seed
     row("seed", params.get("seed"), seed, "kept" if params.get("seed") is not None else "fixed seed 42")
     handled.update({"mixed_precision", "no_half_vae", "cache_latents", "cache_latents_to_disk", "seed"})
