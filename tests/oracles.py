@@ -329,3 +329,13 @@ def real_dataset_config(tmp: Path) -> Path:
     path = tmp / "dataset.toml"
     path.write_text(text)
     return path
+
+
+def squash(text: str) -> str:
+    """Remove all whitespace: compares messages across rich's soft wrapping."""
+    return re.sub(r"\s+", "", text)
+
+
+def record_messages(data: bytes) -> list[str]:
+    """Every RichHandler record's message, continuation lines joined with a space."""
+    return [" ".join(part.strip() for part in r.message.split("\n")) for r in parse_records(log_lines(data))]

@@ -12,6 +12,7 @@ real shapes are available for realism. Files are written in place, in chunks, li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,10 +70,19 @@ def text_encoder_modules() -> list[tuple[str, int, int]]:
     return mods
 
 
+@functools.lru_cache(maxsize=16)
+def _specs_cached(rank: int, unet: bool, text_encoders: bool, real_size: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple((n, tuple(s)) for n, s in _tensor_specs(rank, unet, text_encoders, real_size))
+
+
 def tensor_specs(
     *, rank: int, unet: bool = True, text_encoders: bool = False, real_size: bool = False
 ) -> list[tuple[str, list[int]]]:
     """``(tensor name, shape)`` for every tensor of the LoRA (alpha, lora_down, lora_up)."""
+    return [(n, list(s)) for n, s in _specs_cached(rank, unet, text_encoders, real_size)]
+
+
+def _tensor_specs(rank: int, unet: bool, text_encoders: bool, real_size: bool) -> list[tuple[str, list[int]]]:
     scale = 1 if real_size else 64
     mods: list[tuple[str, int, int]] = []
     if text_encoders:
@@ -97,32 +107,39 @@ def _nbytes(shape: list[int]) -> int:
 
 def build_header(specs: list[tuple[str, list[int]]], metadata: Mapping[str, str] | None) -> bytes:
     """The JSON header exactly as safetensors serialises it (padded to a multiple of 8)."""
-    ordered = sorted(specs, key=lambda s: s[0])  # one dtype (F16): order by name
     parts: list[str] = []
     if metadata is not None:
         parts.append('"__metadata__":' + json.dumps(dict(metadata), separators=(",", ":"), ensure_ascii=False))
-    offset = 0
-    for name, shape in ordered:
-        end = offset + _nbytes(shape)
-        parts.append(
-            json.dumps(name, ensure_ascii=False)
-            + ':{"dtype":"F16","shape":'
-            + json.dumps(shape, separators=(",", ":"))
-            + f',"data_offsets":[{offset},{end}]}}'
-        )
-        offset = end
-    raw = ("{" + ",".join(parts) + "}").encode("utf-8")
+    parts.append(_tensor_json(tuple((n, tuple(s)) for n, s in specs)))
+    raw = ("{" + ",".join(p for p in parts if p) + "}").encode("utf-8")
     raw += b" " * ((8 - len(raw) % 8) % 8)
     return raw
+
+
+@functools.lru_cache(maxsize=8)
+def _tensor_json(specs: tuple[tuple[str, tuple[int, ...]], ...]) -> str:
+    """The tensor entries of the header (one dtype, F16: ordered by name)."""
+    parts = []
+    offset = 0
+    for name, shape in sorted(specs, key=lambda s: s[0]):
+        end = offset + _nbytes(list(shape))
+        dims = ",".join(str(d) for d in shape)
+        parts.append(f'{json.dumps(name)}:{{"dtype":"F16","shape":[{dims}],"data_offsets":[{offset},{end}]}}')
+        offset = end
+    return ",".join(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _pool_bytes(size: int = 1 << 14) -> bytes:
+    rng = random.Random(1234)
+    return struct.pack(f"<{size}e", *(rng.gauss(0.0, 0.02) for _ in range(size)))
 
 
 class _Pool:
     """Plausible F16 weights (small values) from a seed, produced fast by slicing one pool."""
 
-    def __init__(self, seed: int, size: int = 1 << 16) -> None:
-        rng = random.Random(seed)
-        vals = [rng.gauss(0.0, 0.02) for _ in range(size)]
-        self.data = struct.pack(f"<{size}e", *vals)
+    def __init__(self, seed: int) -> None:
+        self.data = _pool_bytes()
 
     def take(self, nbytes: int, start: int) -> bytes:
         d = self.data
