@@ -31,12 +31,16 @@ __all__ = ["LogTail", "TailRead", "Segment", "strip_escapes"]
 
 Segment = tuple[str, str]
 """(text, terminator): terminator is ``"\\n"``, ``"\\r"``, ``""`` (a line cut at the length cap,
-its rest dropped) or ``"skip"`` (marker: bytes were skipped here; text says how many)."""
+its rest dropped), ``"skip"`` (marker: bytes were skipped here; text says how many) or
+``"partial"`` (only ever last: the unterminated segment being written, sent when it is a whole
+tqdm meter, because tqdm ends a redraw with no terminator and the next ``\\r`` may be minutes
+away; the same text comes again, terminated, once the next redraw starts)."""
 
 # CSI (ESC [ params intermediates final), OSC (ESC ] ... BEL/ST), and two-byte ESC sequences.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
 _SPLIT = re.compile(r"([\r\n])")
 _TERMS = re.compile(rb"[\r\n]")
+_METER_END = re.compile(rb"%\|[^\r\n]*\][ ]*$")
 _READ_CHUNK = 4 << 20
 
 
@@ -190,6 +194,8 @@ class LogTail:
             dropped += self._read_to(size, segs)
         except OSError as exc:
             problems.append(f"cannot read {name}: {_why(exc)}")
+        if self._partial and not self._dropping and _METER_END.search(self._partial):
+            segs.append((strip_escapes(_decode(self._partial)), "partial"))
         return TailRead(
             segments=tuple(segs),
             head_segments=tuple(head),

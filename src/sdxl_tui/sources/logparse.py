@@ -1,0 +1,740 @@
+"""Turn the segments of sd-scripts' console log into facts: progress, config, phases, errors.
+
+Why a streaming parser: the log is read incrementally (``LogTail``), often starting in the
+middle of a big file, so every rule here works one segment at a time and keeps only bounded
+state: the last N display lines, a downsampled ``avr_loss`` series with its exact last value,
+the last traceback. The formats are REF §1 (console log) and §7 (faults):
+
+* RichHandler records: ``TIME|19 spaces`` + level (8) + message + right-aligned ``file.py:N``,
+  wrapped into continuation lines indented by 29 spaces (§1.2). They are joined back into one
+  message: a line that fills the message column was folded inside a word (joined directly),
+  a shorter one broke at a space (joined with a space), an indented or empty continuation is a
+  new line of a multi-line message (joined with a newline).
+* tqdm bars redraw with ``\\r`` and no newline (§1.7): every redraw of one bar collapses into
+  one display line; the ``steps`` bar gives step, total, elapsed, rate and ``avr_loss``.
+* plain prints: the "running training" block (§1.5), ``epoch N/M``, ``saving checkpoint:``.
+* tracebacks, CUDA/host OOM, ``KeyboardInterrupt``, argparse errors, dataset errors (§1.4, §7).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from sdxl_tui.model import LogLine, ScalarPoint, TrainConfig
+
+__all__ = ["LogParser", "LogFacts", "SaveEvent", "parse_tqdm", "TqdmBar", "parse_interval"]
+
+_INDENT = 29  # 19 (time) + 1 + 8 (level) + 1
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_RECORD = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) *"
+    r" (?P<msg>.*?)(?: +(?P<src>[^\s:]+:\d+))? *$"
+)
+_TQDM = re.compile(
+    r"^(?:(?P<desc>.*?): *)?(?P<pct>\d+)%\|(?P<bar>[^|]*)\| *(?P<n>\d+)/(?P<total>\d+|\?) *"
+    r"\[(?P<elapsed>[\d:]+)(?:<(?P<remaining>[\d:?]+))?, *(?P<rate>[^,\]]*?)(?P<postfix>(?:, *[^\]]*)?)\]"
+)
+_TQDM_HINT = re.compile(r"\d%\|")
+_EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
+_OVERRIDE = re.compile(r"^override steps\. steps for (\d+) epochs is .*?[:：]\s*(\d+)")
+_BLOCK_VALUE = re.compile(r"(?:[:：]| =)\s*([0-9][0-9.,\s]*?)\s*$")
+_SAVE = re.compile(r"^saving checkpoint: (.+?)\s*$")
+_REMOVE = re.compile(r"^removing old checkpoint: (.+?)\s*$")
+_SAMPLE = re.compile(r"generating sample images at step[^:]*:\s*(\d+)")
+_STATE_AT = re.compile(r"saving state at (epoch|step) (\d+)|saving last state")
+_TRAIN_STATE = re.compile(r"save train state to (.+?) at epoch (\d+) step (\d+)")
+_LORA = re.compile(r"create LoRA network\. base dim \(rank\): (\d+), alpha: ([\d.eE+-]+)")
+_OPTIM = re.compile(r"^use (.+?) optimizer \|")
+_RESOLUTION = re.compile(r"resolution: \((\d+), (\d+)\)")
+_BATCH = re.compile(r"^\s*batch_size: (\d+)", re.M)
+_UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.*)$")
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(?::|$)")
+_OUTPUT_NAME = re.compile(r"^(?P<name>.+?)(?:-step\d{8}|-\d{6})?\.(?:safetensors|ckpt|pt)$")
+
+_BLOCK_LABELS = {
+    "num train images * repeats": "num_train_images",
+    "num reg images": "num_reg_images",
+    "num batches per epoch": "num_batches_per_epoch",
+    "num epochs": "num_epochs",
+    "batch size per device": "batch_size",
+    "gradient accumulation steps": "gradient_accumulation_steps",
+    "total optimization steps": "total_steps",
+}
+
+
+def parse_interval(text: str | None) -> float | None:
+    """``mm:ss`` / ``h:mm:ss`` (tqdm's format_interval) to seconds; ``?`` and junk to None."""
+    if not text or "?" in text:
+        return None
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        return None
+    secs = 0
+    for p in parts:
+        secs = secs * 60 + p
+    return float(secs)
+
+
+def _num(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TqdmBar:
+    """One tqdm redraw, parsed."""
+
+    desc: str
+    n: int
+    total: int | None
+    elapsed: float | None
+    remaining: float | None
+    seconds_per_it: float | None  # None for ``?it/s``
+    postfix: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    end: int = 0  # index in the text just after the closing ``]``
+
+
+def parse_tqdm(text: str) -> TqdmBar | None:
+    """Parse a tqdm meter line (``steps:  44%|███| 4/9 [01:24<01:45, 21.06s/it, avr_loss=1.1]``)."""
+    if "%|" not in text:
+        return None
+    m = _TQDM.match(text.strip(" "))
+    if m is None:
+        return None
+    rate = m.group("rate").strip()
+    spi: float | None = None
+    if rate.endswith("s/it"):
+        spi = _num(rate[:-4])
+    elif rate.endswith("it/s"):
+        v = _num(rate[:-4])
+        spi = 1.0 / v if v else None
+    postfix: dict[str, str] = {}
+    pf = m.group("postfix")
+    if pf:
+        for item in pf.split(","):
+            if "=" in item:
+                k, _, v = item.partition("=")
+                postfix[k.strip()] = v.strip()
+    total = m.group("total")
+    lead = len(text) - len(text.lstrip(" "))
+    return TqdmBar(
+        desc=(m.group("desc") or "").strip(),
+        n=int(m.group("n")),
+        total=int(total) if total.isdigit() else None,
+        elapsed=parse_interval(m.group("elapsed")),
+        remaining=parse_interval(m.group("remaining")),
+        seconds_per_it=spi,
+        postfix=MappingProxyType(postfix),
+        end=lead + m.end(),
+    )
+
+
+def _cells(s: str) -> int:
+    """Terminal cells of ``s`` (CJK wide characters take two), as rich counts them."""
+    if s.isascii():
+        return len(s)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveEvent:
+    """A save the log announced."""
+
+    kind: str  # "checkpoint" | "state" | "removed" | "removed_state"
+    path: str | None
+    step: int | None  # the steps bar's count when the line appeared
+    epoch: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogFacts:
+    """Everything the log says, as of the segments fed so far."""
+
+    phase: str | None = None  # loading|caching|training|sampling|saving|finished
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    tqdm_elapsed: float | None = None  # seconds (tqdm's elapsed excludes sampling/saving pauses)
+    tqdm_remaining: float | None = None
+    tqdm_rate: float | None = None  # seconds per optimizer step
+    avr_loss: float | None = None
+    avr_loss_points: tuple[ScalarPoint, ...] = ()  # by step, bounded (min/max downsampled)
+    avr_loss_count: int = 0  # steps with an avr_loss (exact)
+    postfix: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    config: TrainConfig = field(default_factory=TrainConfig)
+    saves: tuple[SaveEvent, ...] = ()  # checkpoints/states in order (bounded)
+    model_saved: bool = False
+    sample_step: int | None = None  # last "generating sample images at step"
+    caching: tuple[int, int] | None = None  # latent caching bar (n, total) while caching
+    traceback: str | None = None  # the last exception line
+    traceback_lines: tuple[str, ...] = ()  # the last traceback (bounded)
+    keyboard_interrupt: bool = False
+    oom: str | None = None  # CUDA out of memory line
+    host_oom: str | None = None  # DataLoader worker killed / SIGKILL
+    nan_step: int | None = None  # same as first_nan_step (kept for the agreed name)
+    first_nan_step: int | None = None  # first step whose avr_loss is nan
+    nan_in_latents: bool = False
+    unrecognized_args: tuple[str, ...] = ()
+    no_data: bool = False
+    invalid_config: bool = False
+    errors: tuple[str, ...] = ()  # ERROR/CRITICAL records (bounded)
+    warnings: tuple[str, ...] = ()  # distinct warnings, oldest first (bounded)
+    last_record_time: str | None = None  # "YYYY-MM-DD HH:MM:SS" of the newest timestamped record
+    lines: tuple[LogLine, ...] = ()  # the last N display lines, tqdm redraws collapsed
+    line_count: int = 0  # logical lines so far (numbers run 0..line_count-1)
+    segments: int = 0  # segments fed so far
+    mid_file: bool = False  # the parser saw a skip marker (started inside a big file)
+
+
+class _Points:
+    """Bounded by-step series: exact last, min/max-preserving buckets of doubling width."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max(16, max_points)
+        self.kept: list[ScalarPoint] = []
+        self.pend: list[ScalarPoint] = []
+        self.width = 1
+        self.count = 0
+
+    def add(self, p: ScalarPoint) -> None:
+        self.count += 1
+        self.pend.append(p)
+        if len(self.pend) >= self.width:
+            self.kept.extend(self.pend if self.width == 1 else _minmax(self.pend))
+            self.pend = []
+            if len(self.kept) > self.max_points:
+                self.kept = [q for i in range(0, len(self.kept), 4) for q in _minmax(self.kept[i : i + 4])]
+                self.width *= 2
+
+    def points(self, extra: ScalarPoint | None) -> tuple[ScalarPoint, ...]:
+        pts = self.kept + (_minmax(self.pend) if len(self.pend) > 2 else self.pend)
+        if extra is not None:
+            pts.append(extra)
+        return tuple(pts)
+
+
+def _rank(v: float, high: bool) -> float:
+    if v != v:  # NaN is an extreme worth keeping
+        return math.inf if high else -math.inf
+    return v
+
+
+def _minmax(chunk: list[ScalarPoint]) -> list[ScalarPoint]:
+    lo = min(range(len(chunk)), key=lambda k: _rank(chunk[k].value, False))
+    hi = max(range(len(chunk)), key=lambda k: _rank(chunk[k].value, True))
+    if lo == hi:
+        return [chunk[lo]]
+    return [chunk[min(lo, hi)], chunk[max(lo, hi)]]
+
+
+class LogParser:
+    """Feed segments (``(text, terminator)`` from ``LogTail``); read ``facts`` any time.
+
+    Args:
+        max_lines: display lines kept (the log pane's scrollback).
+        max_points: display budget of the ``avr_loss`` series (count and last stay exact).
+    """
+
+    def __init__(self, *, max_lines: int = 5000, max_points: int = 4000) -> None:
+        self._lines: deque[LogLine] = deque(maxlen=max(1, max_lines))
+        self._line_no = 0
+        self._open: LogLine | None = None  # the progress line being redrawn
+        self._open_desc: str | None = None
+        # RichHandler record being joined
+        self._rec_level: str | None = None
+        self._rec_parts: list[str] = []
+        self._rec_width = 0  # message column width in cells
+        self._rec_prev_full = False
+        self._rec_line: int | None = None
+        self._resume: tuple[str, list[str], int, bool, int | None] | None = None
+        self._resume_extra = 0
+        # traceback
+        self._in_tb = False
+        self._tb: list[str] = []
+        self._loss = _Points(max_points)
+        self._loss_step: int | None = None
+        self._loss_value: float | None = None
+        self._cfg: dict[str, Any] = {}
+        self._saw_te_lora = False
+        self._saw_unet_lora = False
+        self._caching_armed = False
+        self._saves: deque[SaveEvent] = deque(maxlen=500)
+        self._errors: deque[str] = deque(maxlen=50)
+        self._warnings: dict[str, None] = {}
+        self._segments = 0
+        self._f: dict[str, Any] = {
+            "phase": None, "epoch": None, "epochs": None, "step": None, "total_steps": None,
+            "tqdm_elapsed": None, "tqdm_remaining": None, "tqdm_rate": None, "postfix": MappingProxyType({}),
+            "model_saved": False, "sample_step": None, "caching": None, "traceback": None,
+            "traceback_lines": (), "keyboard_interrupt": False, "oom": None, "host_oom": None,
+            "first_nan_step": None, "nan_in_latents": False, "unrecognized_args": (), "no_data": False,
+            "invalid_config": False, "last_record_time": None, "mid_file": False,
+        }
+        self._facts: LogFacts | None = None
+
+    # -- public -------------------------------------------------------------------------------
+
+    def feed(self, segments: Iterable[tuple[str, str]]) -> None:
+        """Consume segments in file order (they may start in the middle of a file)."""
+        self._facts = None
+        for text, term in segments:
+            self._segments += 1
+            if term == "skip":
+                self._end_record()
+                self._end_traceback()
+                self._close_open()
+                self._f["mid_file"] = True
+                self._emit(text, "skip")
+                continue
+            if term == "\r" or term == "partial":
+                # "partial": the meter being drawn right now; it comes again with its "\r"
+                if text and (term == "\r" or _TQDM_HINT.search(text)):
+                    self._bar_or_text(text, redraw=True)
+                continue
+            self._line(text, term)
+        # rich writes a whole record at once, so it is complete by now; should the next feed
+        # start with more of its continuation lines after all, it is resumed
+        self._end_record(resumable=True)
+
+    @property
+    def facts(self) -> LogFacts:
+        if self._facts is None:
+            self._facts = self._build()
+        return self._facts
+
+    # -- lines --------------------------------------------------------------------------------
+
+    def _emit(self, text: str, kind: str, level: str | None = None) -> LogLine:
+        line = LogLine(self._line_no, text, kind, level)
+        self._line_no += 1
+        self._lines.append(line)
+        return line
+
+    def _close_open(self) -> None:
+        if self._open is not None:
+            self._lines.append(self._open)
+            self._open = None
+            self._open_desc = None
+
+    def _bar_or_text(self, text: str, *, redraw: bool) -> None:
+        bar = parse_tqdm(text) if _TQDM_HINT.search(text) else None
+        if bar is None:
+            if redraw:  # a \r-terminated non-bar (cleared bar, spaces): show as text if any
+                if text.strip():
+                    self._line(text, "\r")
+            return
+        self._end_record()
+        self._on_bar(bar)
+        shown = text[: bar.end].strip()
+        if self._open is not None and self._open_desc == bar.desc:
+            self._open = LogLine(self._open.number, shown, "progress")
+        else:
+            self._close_open()
+            self._open = LogLine(self._line_no, shown, "progress")
+            self._open_desc = bar.desc
+            self._line_no += 1
+        rest = text[bar.end :]
+        if rest.strip():  # a log record written right after the bar, on its line (§1.3)
+            self._close_open()
+            self._line(rest.lstrip(" ") if not _RECORD.match(rest) else rest, "\n")
+        elif not redraw:
+            self._close_open()
+
+    def _line(self, text: str, term: str) -> None:
+        """A ``\\n``-terminated segment (or text that must be shown as a line)."""
+        if "%|" in text and _TQDM_HINT.search(text):
+            bar = parse_tqdm(text)
+            if bar is not None:
+                self._bar_or_text(text, redraw=False)
+                return
+        # continuation of a RichHandler record?
+        resume, self._resume = self._resume, None
+        if (
+            resume is not None
+            and self._rec_level is None
+            and text.startswith(" " * _INDENT)
+            and self._line_no - 1 - self._resume_extra == resume[4]
+            and len(self._lines) > self._resume_extra
+        ):
+            for _ in range(self._resume_extra):  # the multi-line tail is rebuilt at its end
+                self._lines.pop()
+                self._line_no -= 1
+            self._rec_level, self._rec_parts, self._rec_width, self._rec_prev_full, self._rec_line = resume
+        if self._rec_level is not None and text.startswith(" " * _INDENT) and not _RECORD.match(text):
+            self._continue_record(text)
+            return
+        if self._rec_level is not None and self._in_tb is False and not text.strip():
+            # an empty physical line ends a record
+            self._end_record()
+            return
+        self._end_record()
+        m = _RECORD.match(text) if len(text) > _INDENT and text[20:21] != " " else None
+        if m is not None:
+            self._close_open()
+            self._start_record(m, text)
+            return
+        stripped = text.rstrip()
+        if not stripped:
+            return  # blank lines carry nothing for the pane
+        self._close_open()
+        self._plain(stripped)
+
+    # -- RichHandler records -------------------------------------------------------------------
+
+    def _start_record(self, m: re.Match[str], text: str) -> None:
+        self._end_traceback()
+        t = m.group("time")
+        if t.strip():
+            self._f["last_record_time"] = t
+        self._rec_level = m.group("level")
+        msg = m.group("msg").rstrip()
+        src = m.group("src") or ""
+        width = _cells(text.rstrip("\n"))
+        self._rec_width = max(1, width - _INDENT - (len(src) + 1 if src else 0))
+        self._rec_parts = [msg]
+        self._rec_prev_full = self._folded(msg)
+        self._rec_line = self._line_no
+        self._emit(msg, "record", self._rec_level)
+
+    def _folded(self, chunk: str) -> bool:
+        """Did rich fold a word at the end of ``chunk`` (so the next line continues it)?
+
+        rich moves a word that does not fit to the next line and folds only words longer
+        than the column, so a folded chunk fills the column and holds one word (leading
+        indentation of a multi-line message counts as part of it). A CJK character that
+        does not fit in the last cell leaves the column one cell short.
+        """
+        core = chunk.strip(" ")
+        if not core or " " in core:
+            return False
+        cells = _cells(chunk)
+        return cells >= self._rec_width or (not chunk.isascii() and cells >= self._rec_width - 1)
+
+    def _continue_record(self, text: str) -> None:
+        body = text[_INDENT:].rstrip()
+        if not body:
+            self._rec_parts.append("\n")
+            self._rec_prev_full = False
+        elif self._rec_prev_full:
+            self._rec_parts.append(body)  # the rest of a folded word
+        elif body.startswith(" "):
+            self._rec_parts.append("\n" + body)  # next line of a multi-line message
+        else:
+            self._rec_parts.append(" " + body)  # wrapped at a space
+        if body:
+            self._rec_prev_full = self._folded(body)
+        # update the record's display line in place (it is the newest line)
+        msg = "".join(self._rec_parts).strip("\n")
+        if self._lines and self._lines[-1].number == self._rec_line:
+            # multi-line messages get their other lines when the record ends
+            self._lines[-1] = LogLine(self._rec_line, msg.split("\n", 1)[0], "record", self._rec_level)
+
+    def _end_record(self, *, resumable: bool = False) -> None:
+        if self._rec_level is None:
+            return
+        self._resume = (
+            (self._rec_level, list(self._rec_parts), self._rec_width, self._rec_prev_full, self._rec_line)
+            if resumable
+            else None
+        )
+        level = self._rec_level
+        msg = "".join(self._rec_parts).strip("\n")
+        self._rec_level = None
+        self._rec_parts = []
+        extra_lines = 0
+        if "\n" in msg and self._lines and self._lines[-1].number == self._rec_line:
+            first, *more = msg.split("\n")
+            self._lines[-1] = LogLine(self._lines[-1].number, first, "record", level)
+            for extra in more:
+                if extra.strip():
+                    self._emit(extra, "record", level)
+                    extra_lines += 1
+        if self._resume is not None:
+            self._resume_extra = extra_lines
+        self._on_record(level, msg)
+
+    # -- tracebacks ----------------------------------------------------------------------------
+
+    def _end_traceback(self) -> None:
+        if self._in_tb:
+            self._in_tb = False
+            self._f["traceback_lines"] = tuple(self._tb[-60:])
+
+    def _plain(self, line: str) -> None:
+        """A line that is neither a record nor a bar: prints, tracebacks, stderr noise."""
+        kind = "text"
+        if line.startswith("Traceback (most recent call last):"):
+            if not self._in_tb:
+                self._tb = []
+            self._in_tb = True
+            kind = "traceback"
+            self._tb.append(line)
+        elif self._in_tb:
+            kind = "traceback"
+            self._tb.append(line)
+            if len(self._tb) > 400:
+                del self._tb[1:200]
+            if not line[:1].isspace() and _EXC_LINE.match(line) and not line.startswith(
+                ("During handling", "The above exception")
+            ):
+                self._f["traceback"] = line
+                self._f["traceback_lines"] = tuple(self._tb[-60:])
+                if line.split(":", 1)[0].endswith("KeyboardInterrupt"):
+                    self._f["keyboard_interrupt"] = True
+                self._in_tb = False
+        elif _EXC_LINE.match(line) and ("Error:" in line or "Exception:" in line) and "Warning" not in line:
+            # an exception line seen without its traceback header (tail window)
+            kind = "traceback"
+            if line.split(":", 1)[0].rsplit(".", 1)[-1].endswith(("Error", "Exception")):
+                self._f["traceback"] = line
+        elif line.strip() == "KeyboardInterrupt":
+            self._f["keyboard_interrupt"] = True
+            self._f["traceback"] = line.strip()
+            kind = "traceback"
+        self._emit(line, kind)
+        self._scan_faults(line)
+        if kind == "text":
+            self._on_print(line)
+
+    def _scan_faults(self, line: str) -> None:
+        if "CUDA out of memory" in line or "OutOfMemoryError" in line:
+            self._f["oom"] = line.strip()
+        if "is killed by signal: Killed" in line or "<Signals.SIGKILL: 9>" in line:
+            self._f["host_oom"] = line.strip()
+        m = _UNRECOGNIZED.search(line)
+        if m:
+            self._f["unrecognized_args"] = tuple(m.group(1).split())
+        if "NaN found in latents" in line:
+            self._f["nan_in_latents"] = True
+        if "Warning:" in line and _EXC_LINE.match(line.lstrip()):
+            self._warn(line.strip())
+
+    def _warn(self, msg: str) -> None:
+        if msg in self._warnings:
+            return
+        self._warnings[msg] = None
+        if len(self._warnings) > 50:
+            del self._warnings[next(iter(self._warnings))]
+
+    # -- meaning ------------------------------------------------------------------------------
+
+    def _set_phase(self, phase: str) -> None:
+        if self._f["model_saved"] and phase != "finished":
+            return
+        self._f["phase"] = phase
+
+    def _on_bar(self, bar: TqdmBar) -> None:
+        f = self._f
+        if bar.desc == "steps":
+            self._caching_armed = False
+            f["caching"] = None
+            self._set_phase("training")
+            f["step"] = bar.n
+            if bar.total is not None:
+                f["total_steps"] = bar.total
+            f["tqdm_elapsed"] = bar.elapsed
+            f["tqdm_remaining"] = bar.remaining
+            if bar.seconds_per_it is not None:
+                f["tqdm_rate"] = bar.seconds_per_it
+            if bar.postfix:
+                f["postfix"] = bar.postfix
+                raw = bar.postfix.get("avr_loss")
+                if raw is not None:
+                    v = _num(raw)
+                    if v is not None:
+                        self._avr(bar.n, v)
+        elif bar.desc == "" and self._caching_armed:
+            if bar.total is not None:
+                f["caching"] = (bar.n, bar.total)
+            if f["phase"] in (None, "loading"):
+                self._set_phase("caching")
+        elif bar.desc == "" and f["phase"] in ("saving",):
+            pass
+
+    def _avr(self, step: int, value: float) -> None:
+        if self._loss_step is not None and step != self._loss_step and self._loss_value is not None:
+            self._loss.add(ScalarPoint(self._loss_step, self._loss_value))
+        self._loss_step = step
+        self._loss_value = value
+        if value != value and self._f["first_nan_step"] is None:
+            self._f["first_nan_step"] = step
+
+    def _on_record(self, level: str, msg: str) -> None:
+        f = self._f
+        flat = msg.replace("\n", " ")
+        if level in ("ERROR", "CRITICAL"):
+            self._errors.append(flat)
+            if flat.startswith("No data found"):
+                f["no_data"] = True
+            if flat.startswith("Invalid user config"):
+                f["invalid_config"] = True
+        elif level == "WARNING":
+            self._warn(flat)
+        if f["phase"] is None:
+            self._set_phase("loading")
+        if flat == "model saved.":
+            f["model_saved"] = True
+            self._set_phase("finished")
+            return
+        if flat.startswith(("caching latents", "caching Text Encoder outputs", "caching text encoder outputs")):
+            self._caching_armed = True
+            if f["phase"] in (None, "loading"):
+                self._set_phase("caching")
+            return
+        m = _SAMPLE.search(flat)
+        if m:
+            f["sample_step"] = int(m.group(1))
+            self._set_phase("sampling")
+            return
+        m = _STATE_AT.search(flat)
+        if m:
+            self._set_phase("saving")
+            return
+        m = _TRAIN_STATE.search(flat)
+        if m:
+            self._saves.append(SaveEvent("state", m.group(1).rsplit("/", 1)[0] if m.group(1).endswith("train_state.json") else m.group(1),
+                                         int(m.group(3)), int(m.group(2))))
+            return
+        if flat.startswith("removing old state: "):
+            self._saves.append(SaveEvent("removed_state", flat[len("removing old state: "):].strip(), f["step"], f["epoch"]))
+            return
+        m = _LORA.search(flat)
+        if m:
+            self._cfg["network_dim"] = int(m.group(1))
+            self._cfg["network_alpha"] = float(m.group(2))
+            return
+        if flat.startswith("Enable "):
+            if "xformers" in flat:
+                self._cfg["attention"] = "xformers"
+            elif "SDPA" in flat:
+                self._cfg["attention"] = "sdpa"
+            elif "memory efficient attention" in flat:
+                self._cfg["attention"] = "mem_eff_attn"
+            return
+        m = _OPTIM.search(flat)
+        if m:
+            self._cfg["optimizer"] = m.group(1)
+            return
+        if flat.startswith("enable LoRA for text encoder"):
+            self._saw_te_lora = True
+        elif flat.startswith("enable LoRA for U-Net"):
+            self._saw_unet_lora = True
+        elif flat.startswith("[Dataset ") and "resolution:" in msg:
+            m = _RESOLUTION.search(msg)
+            if m:
+                self._cfg.setdefault("resolution", f"{m.group(1)}x{m.group(2)}")
+            m = _BATCH.search(msg)
+            if m:
+                self._cfg.setdefault("batch_size", int(m.group(1)))
+
+    def _on_print(self, line: str) -> None:
+        f = self._f
+        if f["phase"] is None:
+            self._set_phase("loading")
+        m = _EPOCH.match(line)
+        if m:
+            f["epoch"], f["epochs"] = int(m.group(1)), int(m.group(2))
+            return
+        m = _SAVE.match(line)
+        if m:
+            path = m.group(1)
+            self._saves.append(SaveEvent("checkpoint", path, f["step"], f["epoch"]))
+            n = _OUTPUT_NAME.match(path.replace("\\", "/").rsplit("/", 1)[-1])
+            if n:
+                self._cfg["output_name"] = n.group("name")
+            self._set_phase("saving")
+            return
+        m = _REMOVE.match(line)
+        if m:
+            self._saves.append(SaveEvent("removed", m.group(1), f["step"], f["epoch"]))
+            return
+        if line.startswith("running training"):
+            if f["model_saved"]:  # a new run appended to the same log
+                f["model_saved"] = False
+                f["phase"] = "loading"
+            return
+        if line.startswith("  ") and " / " in line:
+            label = line.strip().split(" / ", 1)[0].strip()
+            key = _BLOCK_LABELS.get(label)
+            if key:
+                m = _BLOCK_VALUE.search(line)
+                if m:
+                    raw = m.group(1).replace(" ", "")
+                    try:
+                        self._cfg[key] = int(raw.split(",")[0])
+                    except ValueError:
+                        pass
+                    if key == "total_steps":
+                        f["total_steps"] = f["total_steps"] or self._cfg[key]
+                    if key == "num_epochs" and f["epochs"] is None:
+                        f["epochs"] = self._cfg[key]
+            return
+        m = _OVERRIDE.match(line)
+        if m:
+            self._cfg["total_steps"] = int(m.group(2))
+            return
+
+    # -- facts --------------------------------------------------------------------------------
+
+    def _build(self) -> LogFacts:
+        f = self._f
+        cfg = dict(self._cfg)
+        if self._saw_unet_lora:
+            cfg["network_train_unet_only"] = not self._saw_te_lora
+        config = TrainConfig(**{k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__})
+        extra = None
+        if self._loss_step is not None and self._loss_value is not None:
+            extra = ScalarPoint(self._loss_step, self._loss_value)
+        lines = tuple(self._lines)
+        if self._open is not None:
+            lines = (*lines, self._open)
+        first_nan = f["first_nan_step"]
+        return LogFacts(
+            phase=f["phase"],
+            epoch=f["epoch"],
+            epochs=f["epochs"],
+            step=f["step"],
+            total_steps=f["total_steps"] if f["total_steps"] is not None else cfg.get("total_steps"),
+            tqdm_elapsed=f["tqdm_elapsed"],
+            tqdm_remaining=f["tqdm_remaining"],
+            tqdm_rate=f["tqdm_rate"],
+            avr_loss=self._loss_value,
+            avr_loss_points=self._loss.points(extra),
+            avr_loss_count=self._loss.count + (1 if extra is not None else 0),
+            postfix=f["postfix"],
+            config=config,
+            saves=tuple(self._saves),
+            model_saved=f["model_saved"],
+            sample_step=f["sample_step"],
+            caching=f["caching"],
+            traceback=f["traceback"],
+            traceback_lines=tuple(self._tb[-60:]) if self._in_tb else f["traceback_lines"],
+            keyboard_interrupt=f["keyboard_interrupt"],
+            oom=f["oom"],
+            host_oom=f["host_oom"],
+            nan_step=first_nan,
+            first_nan_step=first_nan,
+            nan_in_latents=f["nan_in_latents"],
+            unrecognized_args=f["unrecognized_args"],
+            no_data=f["no_data"],
+            invalid_config=f["invalid_config"],
+            errors=tuple(self._errors),
+            warnings=tuple(self._warnings),
+            last_record_time=f["last_record_time"],
+            lines=lines,
+            line_count=self._line_no,
+            segments=self._segments,
+            mid_file=f["mid_file"],
+        )
+
