@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Iterator

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.proctools import Procs, procs  # noqa: F401  (fixture)
+from tests.helpers.proctools import Procs
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +41,18 @@ def build_tiny_sdxl(folder: Path) -> None:
     addition embedding, cross-attention width = 32 + 32 of the two text encoders), saved
     as a diffusers folder. Weights are random but seeded."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
 
     torch.manual_seed(0)
     tok_dir = folder.parent / "tokenizer_src"
@@ -136,6 +146,29 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     bad = root / "other_arch.safetensors"
     write_kohya_lora(bad, {**KOHYA_MODULES, "lora_unet_input_blocks_7_1_transformer_blocks_0_attn1_to_q": (64, 64)})
     yield {"root": root, "base": base, "run": run, "lora": lora, "bad": bad}
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Processes of this test, ended by PID afterwards: ours, and the evaluation runner and
+    evaluation processes named by the watched run directories' status files."""
+    import psutil
+
+    p = Procs()
+    try:
+        yield p
+    finally:
+        for d in p.run_dirs:
+            folder = d / ".sdxl-tui" / "evals"
+            for f in [*folder.glob("*.json"), folder / "runner.info"]:
+                try:
+                    data = json.loads(f.read_text())
+                    proc = psutil.Process(int(data["pid"]))
+                    if abs(proc.create_time() - float(data["create_time"])) < 0.05:
+                        proc.kill()
+                except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+                    continue
+        p.cleanup()
 
 
 def _env() -> dict[str, str]:
@@ -241,6 +274,7 @@ def test_clear_messages_without_torch_work(tiny: dict[str, Path], capsys: pytest
             "from sdxl_tui.evaluator import main\n"
             f"sys.exit(main(['--checkpoint', {str(tiny['lora'])!r}, '--base-model', {str(tiny['base'])!r},"
             f" '--output-dir', {str(tiny['root'] / 'e2')!r}, '--device', 'cpu']))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+                          timeout=120, check=False)
     assert done.returncode == 2
     assert "pip install 'sdxl-tui[eval]'" in done.stderr and "Traceback" not in done.stderr

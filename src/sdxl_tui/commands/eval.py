@@ -187,16 +187,16 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         return _print_status(run_dir, args.json)
 
-    plan_kw = dict(
-        command=args.command,
-        builtin=True if args.builtin else None,
-        base_model=args.base_model,
-        num_samples=args.num_samples,
-        resolution=args.resolution,
-        device=args.device,
-        prompts=args.prompts,
-        extra_args=_extra_args(args),
-    )
+    plan_kw: dict[str, object] = {
+        "command": args.command,
+        "builtin": True if args.builtin else None,
+        "base_model": args.base_model,
+        "num_samples": args.num_samples,
+        "resolution": args.resolution,
+        "device": args.device,
+        "prompts": args.prompts,
+        "extra_args": _extra_args(args),
+    }
     try:
         if args.compare:
             checkpoints = ev.parse_selection(run_dir, args.compare)

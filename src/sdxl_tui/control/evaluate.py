@@ -1178,9 +1178,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--poll", type=float, default=DEFAULT_POLL)
     r.add_argument("--no-fork", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not args.no_fork and hasattr(os, "fork"):
-        if os.fork() > 0:
-            os._exit(0)  # the launcher reaps this at once; the child is re-parented to init
+    if not args.no_fork and hasattr(os, "fork") and os.fork() > 0:
+        os._exit(0)  # the launcher reaps this at once; the child is re-parented to init
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return run_queue(args.run_dir, poll_interval=args.poll)

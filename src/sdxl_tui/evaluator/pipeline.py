@@ -20,8 +20,8 @@ import warnings
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-import torch  # noqa: F401  (ImportError -> "install the [eval] extra")
-import diffusers  # noqa: F401
+import diffusers  # noqa: F401  (ImportError -> "install the [eval] extra")
+import torch
 
 from sdxl_tui.evaluator.cli import EvaluatorError
 from sdxl_tui.evaluator.prompts import PromptSpec, resolve_prompts
@@ -48,8 +48,6 @@ def versions() -> dict[str, str]:
 
 def pick_device(requested: str) -> Any:
     """A torch device for ``requested``; a clear error when it is not there."""
-    import torch
-
     name = requested.strip().lower()
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -71,8 +69,6 @@ def pick_device(requested: str) -> Any:
 
 
 def pick_dtype(choice: str, device: Any) -> Any:
-    import torch
-
     if choice == "auto":
         return torch.float32 if device.type == "cpu" else torch.float16
     return getattr(torch, choice)
@@ -161,15 +157,13 @@ class _CapturedWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.messages.append(record.getMessage())
-        except Exception:  # noqa: BLE001
-            pass
+        except (TypeError, ValueError):  # a bad %-format in someone's log call
+            self.messages.append(str(record.msg))
 
 
 def render(pipe: Any, spec: PromptSpec, *, seed: int, steps: int, guidance: float, size: tuple[int, int],
            negative: str) -> Any:
     """One image; the generator lives on the CPU so a seed gives the same noise on any device."""
-    import torch
-
     generator = torch.Generator(device="cpu").manual_seed(seed)
     width, height = size
     result = pipe(
@@ -198,7 +192,6 @@ def evaluate(args: argparse.Namespace) -> None:
     Raises:
         EvaluatorError: device, base model or LoRA problems, as one explained line.
     """
-    import torch
     from diffusers.utils import logging as diffusers_logging
 
     from sdxl_tui.render.sheet import contact_sheet
