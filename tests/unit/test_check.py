@@ -303,9 +303,10 @@ p.parse_args()
 """
 
 
-def test_check_launch_uses_the_checkouts_own_options(card_dir: Path) -> None:
+def test_check_launch_uses_the_checkouts_own_options(card_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sdxl_tui.control.launch_config import LaunchConfig
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(card_dir / "cache"))
     sd = card_dir / "sd-scripts"
     sd.mkdir()
     # the trainer runs in the checkout: relative image folders would resolve there
@@ -343,3 +344,14 @@ def test_cli_check_raw_command_and_exit_codes(card_dir: Path, capsys: pytest.Cap
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and data["exit_code"] == 0 and data["facts"]["gpu_free_gb"] == 20.0
     assert main(["check", str(card_dir / "nothing-here")]) == 2
+
+
+def test_simulated_trainer_launch_checks_options_only(tmp_path: Path) -> None:
+    from sdxl_tui.control.launch_config import LaunchConfig
+
+    sim = LaunchConfig(prefix=(sys.executable, "-m", "sdxl_tui", "simulate"), script="", output_dir=str(tmp_path),
+                       args={"network_dim": 4, "max_train_epochs": 2, "pretrained_model_name_or_path": "nowhere"})
+    report = check_launch(sim, gpu=False)
+    assert triples(report) == {("note", "simulated-trainer", None)} and report.exit_code == 0
+    bad = LaunchConfig(prefix=sim.prefix, script="", output_dir=str(tmp_path), args={"batch_size": 2})
+    assert check_launch(bad, gpu=False).codes("error") == ["unknown-option"]

@@ -186,8 +186,15 @@ _FAKE_TRAINER = textwrap.dedent(
 
 def test_table_from_a_checkouts_help(tmp_path: Path) -> None:
     (tmp_path / "sdxl_train_network.py").write_text(_FAKE_TRAINER)
-    table, note = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, timeout=30)
-    assert note is None
+    cache = tmp_path / "cache"
+    table, note = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, timeout=30, cache_dir=cache)
+    assert note is None and "(cached)" not in table.source
+    again, _ = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, cache_dir=cache)
+    assert again.source.endswith("(cached)") and again.options == table.options
+    # a changed script is a different checkout state: asked again
+    (tmp_path / "sdxl_train_network.py").write_text(_FAKE_TRAINER.replace("brand_new_option", "renamed_option"))
+    changed, _ = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, cache_dir=cache)
+    assert changed.by_dest("renamed_option") is not None and changed.by_dest("brand_new_option") is None
     assert table.by_dest("brand_new_option") is not None and table.by_dest("brand_new_option").kind == "flag"
     assert table.by_dest("clip_skip") is None  # this checkout has no clip_skip
     dim = table.by_dest("network_dim")
@@ -201,10 +208,11 @@ def test_table_from_a_checkouts_help(tmp_path: Path) -> None:
 
 
 def test_checkout_failures_fall_back_with_a_note(tmp_path: Path) -> None:
-    table, note = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable)
+    table, note = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, use_cache=False)
     assert note and "not found" in note and len(table.options) == 196
     (tmp_path / "sdxl_train_network.py").write_text("import sys\nsys.exit('ImportError: no module named torch')\n")
-    table, note = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, timeout=30)
+    table, note = load_table_from_checkout(tmp_path, SDXL_SCRIPT, python=sys.executable, timeout=30,
+                                           cache_dir=tmp_path / "cache")
     assert note and "exited 1" in note and "torch" in note and len(table.options) == 196
 
 

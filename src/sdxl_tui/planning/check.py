@@ -223,6 +223,12 @@ def _required_modules(values: Mapping[str, Any]) -> dict[str, str]:
     return need
 
 
+def _is_simulator(prefix: Sequence[str]) -> bool:
+    """``python -m sdxl_tui simulate`` / ``sdxl-tui simulate``: a test or demo launch."""
+    names = [os.path.basename(p) for p in prefix]
+    return "simulate" in names and any(n in ("sdxl_tui", "sdxl-tui") for n in names)
+
+
 # ------------------------------------------------------------------------ the core
 
 
@@ -253,7 +259,7 @@ def _core(
 
     # --- which script, which option table -------------------------------------------
     script_name = os.path.basename(inp.script) if inp.script else SDXL_SCRIPT
-    if inp.script is None:
+    if inp.script is None and not _is_simulator(inp.prefix):
         add(Finding("note", "script-assumed", f"no trainer script in the command; assuming {SDXL_SCRIPT}",
                     "put the script name before the options", None))
     elif script_name not in KNOWN_SCRIPTS:
@@ -322,6 +328,15 @@ def _core(
         return dest in explicit
 
     sdxl_script = script_name == SDXL_SCRIPT
+
+    if _is_simulator(inp.prefix):
+        add(Finding("note", "simulated-trainer",
+                    "the prefix runs sdxl-tui's simulated trainer: only the options are checked "
+                    "(no base model, dataset, environment, VRAM or disk checks)", "", None))
+        findings.sort(key=lambda f: f.rank)
+        facts["simulated"] = True
+        return CheckReport(findings=tuple(findings), facts=MappingProxyType(facts),
+                           argv=(*inp.prefix, *([inp.script] if inp.script else []), *inp.options))
 
     # --- base model -------------------------------------------------------------------
     base = values.get("pretrained_model_name_or_path")
@@ -739,6 +754,8 @@ def check_launch(
     script_tok: str | None
     if script and rest and os.path.basename(rest[0]) == os.path.basename(script):
         script_tok, options = rest[0], rest[1:]
+    elif not script and argv[: len(prefix)] == prefix:
+        script_tok, options = None, rest
     else:
         _, script_tok, options = split_command(argv)
     extra: list[Finding] = []

@@ -326,12 +326,59 @@ def interpreter_from_prefix(prefix: Sequence[str]) -> str | None:
     return None
 
 
+#: files whose change can change a trainer's option list (the cache key includes their mtimes)
+_PARSER_FILES = (
+    "train_network.py",
+    "sdxl_train_network.py",
+    "library/train_util.py",
+    "library/sdxl_train_util.py",
+    "library/config_util.py",
+    "library/deepspeed_utils.py",
+    "library/custom_train_functions.py",
+    "library/sai_model_spec.py",
+    "library/utils.py",
+)
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/sdxl-tui/options`` (``~/.cache/sdxl-tui/options``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sdxl-tui" / "options"
+
+
+def _cache_key(checkout: Path, script: str, exe: str) -> str:
+    import hashlib
+
+    parts = [str(checkout.resolve()), script, exe]
+    for rel in (script, *_PARSER_FILES):
+        try:
+            st = (checkout / rel).stat()
+        except OSError:
+            continue
+        parts.append(f"{rel}:{st.st_mtime_ns}:{st.st_size}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _table_to_json(table: OptionTable) -> dict[str, Any]:
+    return {
+        "script": table.script,
+        "source": table.source,
+        "options": [
+            {"options": list(s.options), "dest": s.dest, "kind": s.kind, "type": s.type,
+             "choices": list(s.choices) if s.choices is not None else None, "nargs": s.nargs, "default": s.default}
+            for s in table.options
+        ],
+    }
+
+
 def load_table_from_checkout(
     sd_scripts_dir: str | os.PathLike[str],
     script: str = SDXL_SCRIPT,
     *,
     python: str | None = None,
     timeout: float = 180.0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
 ) -> tuple[OptionTable, str | None]:
     """The option table of the user's own checkout, from ``<python> <script> --help``.
 
@@ -351,6 +398,21 @@ def load_table_from_checkout(
     if not path.is_file():
         return fallback, f"{path} not found; using the {fallback.source}"
     exe = python or sys.executable
+    cache_file: Path | None = None
+    if use_cache:
+        cache_file = Path(cache_dir or default_cache_dir()) / f"{_cache_key(Path(sd_scripts_dir), base, exe)}.json"
+        try:
+            data = json.loads(cache_file.read_text("utf-8"))
+            cached = OptionTable(
+                script=base,
+                options=tuple(_spec_from_json(o) for o in data["options"]),
+                allow_abbrev=True,
+                source=str(data.get("source", "help")) + " (cached)",
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        else:
+            return cached, None
     try:
         proc = subprocess.run(
             [exe, base, "--help"],
@@ -374,6 +436,14 @@ def load_table_from_checkout(
     except ValueError:
         return fallback, f"{base} --help printed no option list; using the {fallback.source}"
     table = OptionTable(table.script, table.options, True, f"{base} --help in {sd_scripts_dir}")
+    if cache_file is not None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(_table_to_json(table)), "utf-8")
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
     return table, None
 
 
@@ -663,6 +733,7 @@ __all__ = [
     "ParsedArgs",
     "check_config_value",
     "convert",
+    "default_cache_dir",
     "int_or_float",
     "interpreter_from_prefix",
     "load_packaged_table",
