@@ -355,3 +355,28 @@ def test_simulated_trainer_launch_checks_options_only(tmp_path: Path) -> None:
     assert triples(report) == {("note", "simulated-trainer", None)} and report.exit_code == 0
     bad = LaunchConfig(prefix=sim.prefix, script="", output_dir=str(tmp_path), args={"batch_size": 2})
     assert check_launch(bad, gpu=False).codes("error") == ["unknown-option"]
+
+
+REAL_INPUTS = Path("/work/shared/real-sdxl-run-inputs")
+
+
+@pytest.mark.skipif(not REAL_INPUTS.is_dir(), reason="the shared real-run inputs are not on this machine")
+def test_the_real_runs_command_checks_without_errors(tmp_path: Path) -> None:
+    """cmd.txt ran to completion with the unmodified trainer: no error may be reported for it."""
+    line = (REAL_INPUTS / "cmd.txt").read_text().splitlines()
+    cmd = next(text for text in line if text.startswith("nohup"))
+    out = tmp_path / "run"
+    tokens = cmd.replace("$OUT", str(out)).split()
+    base = write_safetensors(tmp_path / "sdxl_random_base.safetensors", SDXL_KEYS)
+    ds = tmp_path / "dataset.toml"
+    ds.write_text((REAL_INPUTS / "dataset.toml").read_text().replace("/tmp/data/img", str(REAL_INPUTS / "dataset-images")))
+    tokens = [str(base) if t == "/tmp/models/sdxl_random_base.safetensors" else str(ds) if t == "/tmp/runs/dataset.toml"
+              else t for t in tokens]
+    report = run_check(tokens, tmp_path)
+    assert report.errors == (), format_report(report)
+    # it trained at 128 px on purpose (a CPU run): that is the one thing that is "not as meant" for SDXL
+    assert report.codes("warning") == ["dataset-resolution"]
+    # 6 images, batch 1, accumulation 2 -> 3 steps per epoch x 3 epochs = 9 (ss_max_train_steps = 9)
+    assert report.facts["steps_per_epoch"] == 3 and report.facts["total_steps"] == 9
+    # the real files: 3 x 21,585,180 bytes (dim 4, U-Net only, fp16)
+    assert report.facts["checkpoint_bytes"] == 21_585_180 and report.facts["checkpoint_files"] == 3

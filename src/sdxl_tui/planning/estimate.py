@@ -162,6 +162,8 @@ def human_bytes(n: float) -> str:
 
 def human_seconds(s: float) -> str:
     s = round(s)
+    if s < 60:
+        return f"{s} s"
     h, rem = divmod(s, 3600)
     m, _ = divmod(rem, 60)
     return f"{h} h {m:02d} min" if h else f"{m} min"
