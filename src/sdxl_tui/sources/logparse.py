@@ -22,7 +22,7 @@ import math
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -42,6 +42,8 @@ _TQDM = re.compile(
     r"\[(?P<elapsed>[\d:]+)(?:<(?P<remaining>[\d:?]+))?, *(?P<rate>[^,\]]*?)(?P<postfix>(?:, *[^\]]*)?)\]"
 )
 _TQDM_HINT = re.compile(r"\d%\|")
+# (desc, n, avr_loss) of each meter line, for a run of redraws in one pass
+_METER = re.compile(r"^ *(?:([^\n]*?): *)?\d+%\|[^|\n]*\| *(\d+)/[^\n\[]*\[[^\]\n]*?(?:avr_loss=([^,\]\s]+)[^\]\n]*)?\]", re.M)
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
 _OVERRIDE = re.compile(r"^override steps\. steps for (\d+) epochs is .*?[:：]\s*(\d+)")
 _BLOCK_VALUE = re.compile(r"(?:[:：]| =)\s*([0-9][0-9.,\s]*?)\s*$")
@@ -217,6 +219,38 @@ class _Points:
                 self.kept = [q for i in range(0, len(self.kept), 4) for q in _minmax(self.kept[i : i + 4])]
                 self.width *= 2
 
+    def add_many(self, steps: list[int], values: list[float]) -> None:
+        """Add a batch: buckets are widened first, then reduced with C-level min/max."""
+        n = len(steps)
+        self.count += n
+        while len(self.kept) + 2 * (len(self.pend) + n) // self.width > self.max_points:
+            self.kept = [q for i in range(0, len(self.kept), 4) for q in _minmax(self.kept[i : i + 4])]
+            self.width *= 2
+        i = 0
+        if self.pend:  # fill the open bucket first
+            take = min(n, self.width - len(self.pend))
+            for k in range(take):
+                self.add(ScalarPoint(steps[k], values[k]))
+            i = take
+            self.count -= take
+        w = self.width
+        while i + w <= n and w > 2:
+            vals = values[i : i + w]
+            total = sum(vals)
+            if total != total:
+                self.kept.extend(_minmax([ScalarPoint(steps[k], values[k]) for k in range(i, i + w)]))
+            else:
+                lo = i + vals.index(min(vals))
+                hi = i + vals.index(max(vals))
+                a, b = (lo, hi) if lo <= hi else (hi, lo)
+                self.kept.append(ScalarPoint(steps[a], values[a]))
+                if b != a:
+                    self.kept.append(ScalarPoint(steps[b], values[b]))
+            i += w
+        for k in range(i, n):
+            self.add(ScalarPoint(steps[k], values[k]))
+        self.count -= n - i
+
     def points(self, extra: ScalarPoint | None) -> tuple[ScalarPoint, ...]:
         pts = self.kept + (_minmax(self.pend) if len(self.pend) > 2 else self.pend)
         if extra is not None:
@@ -288,7 +322,20 @@ class LogParser:
     def feed(self, segments: Iterable[tuple[str, str]]) -> None:
         """Consume segments in file order (they may start in the middle of a file)."""
         self._facts = None
-        for text, term in segments:
+        segs = segments if isinstance(segments, (list, tuple)) else list(segments)
+        i = 0
+        n = len(segs)
+        while i < n:
+            text, term = segs[i]
+            if term in ("\r", "partial") and i + 1 < n and segs[i + 1][1] in ("\r", "partial"):
+                j = i + 1
+                while j < n and segs[j][1] in ("\r", "partial"):
+                    j += 1
+                if self._bar_run(segs, i, j):
+                    self._segments += j - i
+                    i = j
+                    continue
+            i += 1
             self._segments += 1
             if term == "skip":
                 self._end_record()
@@ -306,6 +353,30 @@ class LogParser:
         # rich writes a whole record at once, so it is complete by now; should the next feed
         # start with more of its continuation lines after all, it is resumed
         self._end_record(resumable=True)
+
+    def _bar_run(self, segs: Sequence[tuple[str, str]], i: int, j: int) -> bool:
+        """Consume segs[i:j], consecutive redraws of one bar, in a few C-level passes.
+
+        A 4 MB tail window is mostly tqdm redraws (two or more per step); only the last
+        redraw matters for the display and the meter, and ``avr_loss`` needs the last value
+        per step, which one ``findall`` over the joined texts yields. False: not one bar.
+        """
+        texts = [t for t, _ in segs[i:j] if t]
+        if len(texts) < 2:
+            return False
+        joined = "\n".join(texts)
+        found = _METER.findall(joined)
+        if len(found) != len(texts):
+            return False
+        desc = found[0][0]
+        if any(d != desc for d, _, _ in found):
+            return False
+        if desc == "steps":
+            per_step = {int(n_): loss for _, n_, loss in found if loss}
+            if per_step:
+                self._avr_many(per_step)
+        self._bar_or_text(texts[-1], redraw=True)
+        return True
 
     @property
     def facts(self) -> LogFacts:
@@ -561,6 +632,28 @@ class LogParser:
                 self._set_phase("caching")
         elif bar.desc == "" and f["phase"] in ("saving",):
             pass
+
+    def _avr_many(self, per_step: dict[int, str]) -> None:
+        """Several steps' last ``avr_loss`` at once (steps in order of appearance)."""
+        steps = list(per_step)
+        if self._loss_step is not None and self._loss_value is not None and steps[0] != self._loss_step:
+            self._loss.add(ScalarPoint(self._loss_step, self._loss_value))
+        values = [_num(v) for v in per_step.values()]
+        if any(v is None for v in values):
+            for st, v in zip(steps, values):
+                if v is not None:
+                    self._avr(st, v)
+            return
+        vals: list[float] = values  # type: ignore[assignment]
+        if len(steps) > 1:
+            self._loss.add_many(steps[:-1], vals[:-1])
+        self._loss_step = steps[-1]
+        self._loss_value = vals[-1]
+        if self._f["first_nan_step"] is None:
+            for st, v in zip(steps, vals):
+                if v != v:
+                    self._f["first_nan_step"] = st
+                    break
 
     def _avr(self, step: int, value: float) -> None:
         if self._loss_step is not None and step != self._loss_step and self._loss_value is not None:

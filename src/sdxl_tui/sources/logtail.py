@@ -311,11 +311,11 @@ class LogTail:
         parts = _SPLIT.split(text)
         # parts: [t0, term0, t1, term1, ..., tn, ""] (data ends with a terminator)
         cap = self.max_line_bytes
-        out = []
-        for i in range(0, len(parts) - 1, 2):
-            t = parts[i]
+        texts = parts[0:-1:2]
+        out = list(zip(texts, parts[1::2]))
+        if texts and max(map(len, texts)) > cap:
             # a line over the cap inside one read: keep its start, marked as cut
-            out.append((t, parts[i + 1]) if len(t) <= cap else (t[:cap], ""))
+            out = [(t, term) if len(t) <= cap else (t[:cap], "") for t, term in out]
         return out
 
 
