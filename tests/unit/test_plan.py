@@ -204,3 +204,31 @@ def test_cli_plan_writes_and_checks(sd15: Path, capsys: pytest.CaptureFixture[st
     rc = main(["plan", "--from", str(TRIALS), "--dataset", str(sd15 / "data"), "--base-model", "x",
                "--output-dir", str(out), "--no-gpu"])
     assert rc == 2 and "--vram" in capsys.readouterr().err
+
+
+def test_optuna_study_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna's API at its boundary: load_study(study_name=, storage=) -> direction, trials."""
+    import types
+
+    FrozenTrial = namedtuple("FrozenTrial", "number state value params")
+    study = types.SimpleNamespace(
+        direction="StudyDirection.MINIMIZE",
+        trials=[
+            FrozenTrial(0, "TrialState.COMPLETE", 0.12, {"learning_rate": 1e-4, "network_dim": 32}),
+            FrozenTrial(1, "TrialState.COMPLETE", 0.09, {"learning_rate": 3e-4, "network_dim": 64}),
+            FrozenTrial(2, "TrialState.PRUNED", None, {"learning_rate": 9e-4, "network_dim": 8}),
+            FrozenTrial(3, "TrialState.FAIL", 0.01, {"learning_rate": 1e-3, "network_dim": 4}),
+        ],
+    )
+    seen = {}
+
+    def load_study(*, study_name: str, storage: str) -> object:
+        seen.update(study_name=study_name, storage=storage)
+        return study
+
+    monkeypatch.setitem(sys.modules, "optuna", types.SimpleNamespace(load_study=load_study))
+    trials, minimize = load_optuna_trials("sqlite:///luca.db", "sd15")
+    assert seen == {"study_name": "sd15", "storage": "sqlite:///luca.db"} and minimize
+    assert [t.name for t in trials] == ["trial_0000", "trial_0001"]
+    pick = pick_best(trials, minimize=minimize)
+    assert pick.trial.name == "trial_0001" and pick.field == "value" and pick.trial.params["network_dim"] == 64
