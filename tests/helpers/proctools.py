@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 HELPERS = Path(__file__).resolve().parent
 PY = sys.executable
@@ -133,8 +132,8 @@ class Procs:
                 pass
 
 
-@pytest.fixture
-def procs() -> Iterator[Procs]:
+def managed_procs() -> Iterator[Procs]:
+    """Body of each test module's ``procs`` fixture: ``yield from managed_procs()``."""
     p = Procs()
     try:
         yield p

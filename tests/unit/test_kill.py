@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -25,7 +26,7 @@ from sdxl_tui.control.kill import (
 from sdxl_tui.control.launch import launch
 from sdxl_tui.control.launch_config import LaunchConfig
 from sdxl_tui.sources.procs import find_trainer
-from tests.helpers.proctools import (  # noqa: F401 - fixture
+from tests.helpers.proctools import (
     FAKE_ACCELERATE,
     FAKE_TRAINER,
     PY,
@@ -34,10 +35,16 @@ from tests.helpers.proctools import (  # noqa: F401 - fixture
     alive,
     checkpoint_written,
     conda_argv,
-    procs,
+    managed_procs,
     trainer_argv,
     wait_until,
 )
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Processes started by a test, all ended by PID afterwards."""
+    yield from managed_procs()
 
 FAST = {"timeouts": (3.0, 3.0), "kill_wait": 3.0}
 
@@ -80,6 +87,7 @@ def test_kill_accelerate_tree_escalates_when_sigint_is_ignored(procs: Procs, tmp
     out = tmp_path / "run"
     procs.spawn(accelerate_argv(out, "--ignore_sigint"))
     tree = _tree(out)
+    wait_until(out.is_dir, 10)  # it ignores SIGINT from then on
     ids = _ids(tree)
     result = execute_kill(plan_kill(out), timeouts=(0.5, 3.0), kill_wait=3.0)
     assert result.ok
@@ -113,7 +121,7 @@ def test_recorded_pid_reused_by_unrelated_process_is_refused(procs: Procs, tmp_p
     time.sleep(0.2)
     assert alive(sleeper.pid, ctime)
     # the CLI says so and exits 3
-    cli = subprocess.run([PY, "-m", "sdxl_tui", "kill", str(tmp_path), "--yes"], capture_output=True, text=True)
+    cli = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "kill", str(tmp_path), "--yes"], capture_output=True, text=True)
     assert cli.returncode == 3
     assert f"{sleeper.pid}" in cli.stdout and "another process" in cli.stdout
     assert alive(sleeper.pid, ctime)
@@ -150,13 +158,13 @@ def test_other_users_processes_are_never_signalled(procs: Procs, tmp_path: Path)
 def test_cli_kill_needs_confirmation(procs: Procs, tmp_path: Path) -> None:
     procs.spawn(trainer_argv(tmp_path))
     tree = _tree(tmp_path)
-    cli = subprocess.run([PY, "-m", "sdxl_tui", "kill", str(tmp_path)], capture_output=True, text=True,
+    cli = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "kill", str(tmp_path)], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL)
     assert cli.returncode == 2
     assert "--yes" in cli.stderr
     assert f"{tree.trainer.pid}" in cli.stdout and "trainer" in cli.stdout
     assert alive(tree.trainer.pid)
-    cli = subprocess.run([PY, "-m", "sdxl_tui", "kill", str(tmp_path), "--yes", "--timeout-int", "3"],
+    cli = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "kill", str(tmp_path), "--yes", "--timeout-int", "3"],
                          capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     assert "exited after SIGINT" in cli.stdout
@@ -241,7 +249,7 @@ def test_stop_after_checkpoint_can_be_cancelled(procs: Procs, tmp_path: Path) ->
     assert started.ok, started.message
     again = start_stop_after_checkpoint(out, poll=0.1)
     assert not again.ok and "already waiting" in again.message
-    cli = subprocess.run([PY, "-m", "sdxl_tui", "kill", str(out), "--cancel"], capture_output=True, text=True)
+    cli = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "kill", str(out), "--cancel"], capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     assert "cancelled" in cli.stdout
     status = watcher_status(out)

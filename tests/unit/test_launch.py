@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -15,7 +16,7 @@ import pytest
 from sdxl_tui.control.launch import launch, log_rotations, plan_launch, rotate_logs
 from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
 from sdxl_tui.sources.procs import ProcessWatcher, find_trainer, read_run_record
-from tests.helpers.proctools import (  # noqa: F401 - fixture
+from tests.helpers.proctools import (
     FAKE_CONDA,
     FAKE_TRAINER,
     HELPERS,
@@ -23,10 +24,16 @@ from tests.helpers.proctools import (  # noqa: F401 - fixture
     Procs,
     alive,
     checkpoint_written,
-    procs,
+    managed_procs,
     trainer_argv,
     wait_until,
 )
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Processes started by a test, all ended by PID afterwards."""
+    yield from managed_procs()
 
 
 def _cfg(out: Path, **args: object) -> LaunchConfig:
@@ -178,23 +185,23 @@ def test_run_survives_the_starter_being_killed_and_its_session_hanging_up(procs:
 
 def test_cli_start_dry_run_and_confirmation(tmp_path: Path) -> None:
     write_launch_config(_cfg(tmp_path), tmp_path / "sdxl-tui.toml")
-    dry = subprocess.run([PY, "-m", "sdxl_tui", "start", str(tmp_path), "--dry-run", "--no-check"],
+    dry = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "start", str(tmp_path), "--dry-run", "--no-check"],
                          capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
     assert "fake_train_network.py --save_every 0.5 --output_dir" in dry.stdout
     assert "PYTHONUNBUFFERED=1" in dry.stdout and "nothing started" in dry.stdout
-    ask = subprocess.run([PY, "-m", "sdxl_tui", "start", str(tmp_path), "--no-check"], capture_output=True,
+    ask = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "start", str(tmp_path), "--no-check"], capture_output=True,
                          text=True, stdin=subprocess.DEVNULL)
     assert ask.returncode == 2 and "--yes" in ask.stderr
     assert read_run_record(tmp_path) is None
-    missing = subprocess.run([PY, "-m", "sdxl_tui", "start", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    missing = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "start", str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no launch config" in missing.stderr
 
 
 def test_cli_start_refuses_on_preflight_errors(tmp_path: Path) -> None:
     # the fake trainer's options are not sd-scripts options: the preflight check must object
     write_launch_config(_cfg(tmp_path), tmp_path / "sdxl-tui.toml")
-    res = subprocess.run([PY, "-m", "sdxl_tui", "start", str(tmp_path), "--yes"], capture_output=True, text=True)
+    res = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "start", str(tmp_path), "--yes"], capture_output=True, text=True)
     if "preflight check not available" in res.stdout:
         pytest.skip("planning/check.py not in this build")
     assert res.returncode == 2 and "--force" in res.stderr

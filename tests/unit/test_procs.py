@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,16 +27,22 @@ from sdxl_tui.sources.procs import (
     script_span,
     trainer_output_dir,
 )
-from tests.helpers.proctools import (  # noqa: F401 - fixture
+from tests.helpers.proctools import (
     FAKE_TRAINER,
     PY,
     Procs,
     accelerate_argv,
     conda_argv,
-    procs,
+    managed_procs,
     trainer_argv,
     wait_until,
 )
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Processes started by a test, all ended by PID afterwards."""
+    yield from managed_procs()
 
 # --------------------------------------------------------------------------- pure command lines
 
@@ -129,7 +136,7 @@ def test_conda_chain_roles_and_decoy(procs: Procs, tmp_path: Path) -> None:
     conda = procs.spawn(conda_argv(out, "--workers", "1"))
     decoy = procs.spawn(trainer_argv(decoy_out))
     tree = _wait_tree(out, 1)
-    assert [lp.pid for lp in tree.launchers][0] == conda.pid
+    assert tree.launchers[0].pid == conda.pid
     assert len(tree.launchers) == 2  # conda (python) -> bash tmp script
     assert os.path.basename(tree.launchers[1].cmdline[0]) == "bash"
     assert tree.trainer.cmdline[1] == FAKE_TRAINER
@@ -233,6 +240,7 @@ def test_access_denied_and_unreadable_cmdlines_are_skipped(tmp_path: Path) -> No
     assert tree is not None and tree.trainer.alive is False
 
 
+@pytest.mark.slow
 def test_sample_cost_with_300_processes(procs: Procs, tmp_path: Path) -> None:
     """Measure ms per sample on a box with ~300 more processes (reported, loosely bounded)."""
     have = len(psutil.pids())
@@ -252,8 +260,9 @@ def test_sample_cost_with_300_processes(procs: Procs, tmp_path: Path) -> None:
 
 
 def test_module_imports_no_textual() -> None:
-    out = subprocess.run([sys.executable, "-c", "import sys, sdxl_tui.sources.procs, sdxl_tui.control.kill, "
-                          "sdxl_tui.control.launch; print('textual' in sys.modules)"],
+    code = ("import sys, sdxl_tui.sources.procs, sdxl_tui.control.kill, sdxl_tui.control.launch; "
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -38,6 +38,11 @@ from types import ModuleType
 from typing import Any
 
 from sdxl_tui.model import ProcessTree, ProcInfo
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from sdxl_tui.sources.procs import (
     STATE_DIR,
     discover,
@@ -513,8 +518,6 @@ def run_saves_state(run_dir: str | os.PathLike[str], trees: Sequence[ProcessTree
         cfg = option_value(args, "--config_file", len("--config"))
         if cfg:
             try:
-                import tomllib
-
                 path = cfg if cfg.endswith(".toml") else cfg + ".toml"
                 with open(path, "rb") as fh:
                     data = tomllib.load(fh)

@@ -198,7 +198,7 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
         raise LaunchConfigError(f"{where}: [launch] env must be a table of NAME = \"value\"")
     env: dict[str, str] = {}
     for key, value in env_raw.items():
-        if isinstance(value, Mapping) or isinstance(value, list):
+        if isinstance(value, (Mapping, list)):
             raise LaunchConfigError(f"{where}: [launch.env] {key} must be a string or number")
         scalar = _check_scalar(f"[launch.env] {key}", value)
         env[str(key)] = ("1" if scalar else "0") if isinstance(scalar, bool) else str(scalar)

@@ -22,8 +22,8 @@ from typing import Any
 
 from sdxl_tui.control.kill import (
     CheckpointWaiter,
-    execute_kill,
     complete_checkpoints,
+    execute_kill,
     plan_kill,
     run_saves_state,
     watch_path,
@@ -120,4 +120,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "Path"]
+__all__ = ["Path", "main"]

@@ -42,7 +42,7 @@ from sdxl_tui.model import ProcessTree, ProcInfo
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 #: Folder under the output directory where sdxl-tui keeps its own files.
 STATE_DIR = ".sdxl-tui"
@@ -62,7 +62,7 @@ _CREATE_TIME_TOLERANCE = 0.05
 def _psutil(module: ModuleType | None) -> Any:
     if module is not None:
         return module
-    import psutil
+    import psutil  # type: ignore[import-untyped, unused-ignore]
 
     return psutil
 
