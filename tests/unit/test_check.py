@@ -380,3 +380,7 @@ def test_the_real_runs_command_checks_without_errors(tmp_path: Path) -> None:
     assert report.facts["steps_per_epoch"] == 3 and report.facts["total_steps"] == 9
     # the real files: 3 x 21,585,180 bytes (dim 4, U-Net only, fp16)
     assert report.facts["checkpoint_bytes"] == 21_585_180 and report.facts["checkpoint_files"] == 3
+
+
+def test_v2_flag_on_sdxl(card_dir: Path) -> None:
+    assert run_check([*CLEAN, "--v2"], card_dir).codes("error") == ["v2-sdxl"]

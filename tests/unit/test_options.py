@@ -219,3 +219,11 @@ def test_checkout_failures_fall_back_with_a_note(tmp_path: Path) -> None:
 def test_help_parser_rejects_non_help_text() -> None:
     with pytest.raises(ValueError):
         table_from_help("Traceback (most recent call last):\n  boom\n", SDXL_SCRIPT)
+
+
+def test_python_command_from_prefix() -> None:
+    from sdxl_tui.planning.options import python_command_from_prefix
+
+    conda = ["conda", "run", "--no-capture-output", "-n", "kohya_ss", "python"]
+    assert python_command_from_prefix(["nohup", *conda]) == conda
+    assert python_command_from_prefix(["accelerate", "launch", "--num_cpu_threads_per_process", "1"]) is None

@@ -48,9 +48,9 @@ from sdxl_tui.planning.options import (
     SDXL_SCRIPT,
     OptionTable,
     check_config_value,
-    interpreter_from_prefix,
     load_packaged_table,
     load_table_from_checkout,
+    python_command_from_prefix,
     resolve_argv,
 )
 
@@ -250,8 +250,6 @@ def _core(
     inspect_environment: bool,
     gpu: Any,
     disk_usage: Callable[[str], Any],
-    config_values: Mapping[str, Any] | None = None,
-    config_path: str | None = None,
 ) -> CheckReport:
     findings: list[Finding] = []
     facts: dict[str, Any] = {}
@@ -270,7 +268,7 @@ def _core(
     table_script = script_name if script_name in KNOWN_SCRIPTS else SDXL_SCRIPT
     if table is None:
         if sd_scripts_dir is not None:
-            python = interpreter_from_prefix(inp.prefix)
+            python = python_command_from_prefix(inp.prefix)
             table, why = load_table_from_checkout(sd_scripts_dir, table_script, python=python)
             if why:
                 add(Finding("note", "options-fallback", why, "pass --sd-scripts DIR pointing at a working checkout",
@@ -287,9 +285,9 @@ def _core(
     values: dict[str, Any] = table.defaults()
     explicit: set[str] = set()
 
-    cfg_path_text = parsed.values.get("config_file") or config_path
-    cfg: dict[str, Any] = dict(config_values or {})
-    if cfg_path_text and config_values is None:
+    cfg_path_text = parsed.values.get("config_file")
+    cfg: dict[str, Any] = {}
+    if cfg_path_text:
         cfg_path = _resolve(str(cfg_path_text), inp.cwd)
         assert cfg_path is not None
         if cfg_path.suffix != ".toml":
@@ -382,6 +380,9 @@ def _core(
     facts["sdxl"] = sdxl
 
     # --- SDXL rules -------------------------------------------------------------------
+    if sdxl and values.get("v2"):
+        add(Finding("error", "v2-sdxl", "--v2 is for SD 2.x; SDXL training asserts `v2 cannot be enabled in SDXL training`",
+                    "remove --v2", "--v2"))
     if sdxl and given("clip_skip"):
         add(Finding("warning", "clip-skip-sdxl",
                     f"--clip_skip {values.get('clip_skip')} has no effect on SDXL (sd-scripts warns "

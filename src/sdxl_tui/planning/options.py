@@ -326,6 +326,18 @@ def interpreter_from_prefix(prefix: Sequence[str]) -> str | None:
     return None
 
 
+def python_command_from_prefix(prefix: Sequence[str]) -> list[str] | None:
+    """The command that runs Python in the trainer's environment, from a launch prefix.
+
+    A plain interpreter, or a wrapper that ends in one (``conda run -n env python``, ``nohup
+    python``): the whole prefix. ``accelerate launch`` and anything else: None.
+    """
+    parts = [p for p in prefix if p not in ("nohup", "exec")]
+    if parts and re.search(r"python[\d.]*(\.exe)?$", os.path.basename(parts[-1])):
+        return parts
+    return None
+
+
 #: files whose change can change a trainer's option list (the cache key includes their mtimes)
 _PARSER_FILES = (
     "train_network.py",
@@ -375,7 +387,7 @@ def load_table_from_checkout(
     sd_scripts_dir: str | os.PathLike[str],
     script: str = SDXL_SCRIPT,
     *,
-    python: str | None = None,
+    python: str | Sequence[str] | None = None,
     timeout: float = 180.0,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
@@ -397,7 +409,8 @@ def load_table_from_checkout(
     path = Path(sd_scripts_dir) / base
     if not path.is_file():
         return fallback, f"{path} not found; using the {fallback.source}"
-    exe = python or sys.executable
+    command = [python] if isinstance(python, str) else list(python or [sys.executable])
+    exe = " ".join(command)
     cache_file: Path | None = None
     if use_cache:
         cache_file = Path(cache_dir or default_cache_dir()) / f"{_cache_key(Path(sd_scripts_dir), base, exe)}.json"
@@ -415,7 +428,7 @@ def load_table_from_checkout(
             return cached, None
     try:
         proc = subprocess.run(
-            [exe, base, "--help"],
+            [*command, base, "--help"],
             cwd=str(sd_scripts_dir),
             capture_output=True,
             check=False,
@@ -739,6 +752,7 @@ __all__ = [
     "load_packaged_table",
     "load_table_from_checkout",
     "packaged_data",
+    "python_command_from_prefix",
     "resolve_argv",
     "suggest",
     "table_from_help",
