@@ -53,6 +53,7 @@ from sdxl_tui.model import (
     ProcessTree,
     RunSnapshot,
     RunState,
+    ScalarPoint,
     Series,
     TrainConfig,
 )
@@ -521,6 +522,10 @@ class RunReader:
         clock: "now" (injected in tests: no sleeps).
         settings: :class:`sdxl_tui.config.Settings` (stall factor, GPU temperature, intervals).
         launch_file: an explicit launch config TOML (default ``RUN_DIR/sdxl-tui.toml``).
+        log_tail_bytes, log_head_bytes: how much of a big log the first refresh parses (its
+            end, and its start for the ``running training`` block); the middle is skipped.
+            Later refreshes read only appended bytes. ``read_run`` uses a smaller tail: a
+            one-shot status needs the latest facts, not a long log pane.
 
     Not thread-safe: one reader belongs to one worker thread.
     """
@@ -536,7 +541,11 @@ class RunReader:
         clock: Callable[[], float] = time.time,
         settings: Any = None,
         launch_file: str | os.PathLike[str] | None = None,
+        log_tail_bytes: int = 1 << 20,
+        log_head_bytes: int = 256 << 10,
     ) -> None:
+        self._log_tail_bytes = log_tail_bytes
+        self._log_head_bytes = log_head_bytes
         self.run_dir = os.path.abspath(os.path.expanduser(os.fspath(run_dir)))
         self._explicit_log = os.fspath(log_path) if log_path is not None else None
         self._explicit_logs_dir = os.fspath(logs_dir) if logs_dir is not None else None
@@ -584,6 +593,7 @@ class RunReader:
         self._launch_log: str | None = None
         self._record_argv: tuple[str, ...] = ()
         self._log_problems: list[str] = []
+        self._loss_cache: dict[tuple[str, float, int], float] = {}
 
     # -- sub-readers --------------------------------------------------------------------
 
@@ -615,7 +625,8 @@ class RunReader:
         if logtail is None or logparse is None:
             return None, ["log reader not available (sources/logtail.py, logparse.py missing)"]
         if self._tail is None or path != self._log_file:
-            self._tail = logtail.LogTail(path)
+            self._tail = logtail.LogTail(path, initial_tail_bytes=self._log_tail_bytes,
+                                         head_bytes=self._log_head_bytes)
             self._parser = logparse.LogParser()
             self._log_file = path
         read = self._tail.read()
@@ -733,6 +744,22 @@ class RunReader:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _with_loss(self, c: Checkpoint, series: Mapping[str, Series]) -> Checkpoint:
+        if c.step is None or c.loss_at_save is not None:
+            return c
+        key = (c.path, c.mtime, c.step)
+        value = self._loss_cache.get(key)
+        if value is None:
+            value = loss_at(series, c.step)
+            if value is None:
+                return c
+            last = series.get("loss/average") or series.get("loss/current")
+            if last is not None and last.last is not None and last.last.step > c.step:
+                if len(self._loss_cache) > 4096:
+                    self._loss_cache.clear()
+                self._loss_cache[key] = value
+        return replace(c, loss_at_save=value)
+
     def refresh(self) -> RunSnapshot:
         """Read what changed and return the run as it is now. Never raises for I/O trouble."""
         now = self._clock()
@@ -834,6 +861,9 @@ class RunReader:
             step = loss_series.last.step
         epoch = getattr(facts, "epoch", None)
         epochs = getattr(facts, "epochs", None) or config.num_epochs
+        if epoch is None and step is not None and config.steps_per_epoch:
+            # the "epoch N/M" line is outside the part of a big log that was read
+            epoch = min(epochs or 10**9, max(1, math.ceil(step / config.steps_per_epoch)))
         if epoch is None:
             saved = [c for c in checkpoints if c.complete and c.epoch is not None]
             if saved:
@@ -898,8 +928,8 @@ class RunReader:
         )
         state, reason = decide_state(inputs)
 
-        # loss at save time
-        checkpoints = tuple(_with_loss(c, series) for c in checkpoints)
+        # loss at save time (cached once the series has passed the checkpoint's step)
+        checkpoints = tuple(self._with_loss(c, series) for c in checkpoints)
         done = {c.name for c in checkpoints if c.complete}
         ext = ".safetensors"
         named = [c for c in checkpoints if c.complete]
@@ -981,28 +1011,25 @@ def _first_nan(series: Series | None) -> int | None:
     return series.last.step
 
 
+def _step_of(p: ScalarPoint) -> int:
+    return p.step
+
+
 def loss_at(series: Mapping[str, Series], step: int) -> float | None:
     """``loss/average`` (else ``loss/current``) at ``step``, or at the last point before it."""
     for tag in ("loss/average", "loss/current"):
         s = series.get(tag)
         if s is None or not s.points:
             continue
-        steps = [p.step for p in s.points]
-        i = bisect_right(steps, step)
+        i = bisect_right(s.points, step, key=_step_of)
         if i:
             return s.points[i - 1].value
     return None
 
 
-def _with_loss(c: Checkpoint, series: Mapping[str, Series]) -> Checkpoint:
-    if c.step is None or c.loss_at_save is not None:
-        return c
-    value = loss_at(series, c.step)
-    return c if value is None else replace(c, loss_at_save=value)
-
-
 def read_run(run_dir: str | os.PathLike[str], **kw: Any) -> RunSnapshot:
     """One-shot snapshot (``sdxl-tui status``); releases NVML before returning."""
+    kw.setdefault("log_tail_bytes", 256 << 10)
     reader = RunReader(run_dir, **kw)
     try:
         return reader.refresh()
