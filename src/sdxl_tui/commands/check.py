@@ -139,8 +139,11 @@ def run(args: argparse.Namespace) -> int:
     from sdxl_tui.planning.environment import UnknownEnvironment
 
     first = Path(os.path.expanduser(tokens[0]))
-    file_mode = first.exists() and (first.is_dir() or first.suffix.lower() == ".toml") and (
-        len(tokens) == 1 or _reparse_trailing(args, tokens[1:]))
+    file_mode = first.exists() and (first.is_dir() or first.suffix.lower() == ".toml")
+    if file_mode and len(tokens) > 1 and not _reparse_trailing(args, tokens[1:]):
+        print(f"sdxl-tui check: unexpected arguments after {tokens[0]}: {' '.join(tokens[1:])} "
+              "(a raw command line goes after `--`)", file=sys.stderr)
+        return 2
     environment = UnknownEnvironment("not inspected (--no-env)") if args.no_env else None
     gpu = _gpu_arg(args)
     try:
@@ -160,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 except LaunchConfigError as exc:
                     print(f"sdxl-tui check: {exc}", file=sys.stderr)
                     return 2
-                report = check_launch(launch, sd_scripts_dir=args.sd_scripts, environment=environment, gpu=gpu,
-                                      inspect_environment=not args.no_env or environment is not None)
+                report = check_launch(launch, sd_scripts_dir=args.sd_scripts, environment=environment, gpu=gpu)
             else:
                 report = check_config_file(path, script=args.script or "sdxl_train_network.py",
                                            environment=environment, gpu=gpu, sd_scripts_dir=args.sd_scripts,
