@@ -384,3 +384,15 @@ def test_the_real_runs_command_checks_without_errors(tmp_path: Path) -> None:
 
 def test_v2_flag_on_sdxl(card_dir: Path) -> None:
     assert run_check([*CLEAN, "--v2"], card_dir).codes("error") == ["v2-sdxl"]
+
+
+def test_cli_check_dataset_toml_alone(card_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sdxl_tui.cli import main
+
+    assert main(["check", str(card_dir / "ds.toml")]) == 0
+    capsys.readouterr()
+    (card_dir / "bad.toml").write_text("[[datasets]]\nresolution = 512\nbatch_szie = 2\n"
+                                       "[[datasets.subsets]]\nimage_dir = \"train/10_luca\"\n")
+    assert main(["check", str(card_dir / "bad.toml")]) == 2
+    out = capsys.readouterr().out
+    assert "[dataset-key-rejected]" in out and "batch_size" in out and "[dataset-resolution]" in out

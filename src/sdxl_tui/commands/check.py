@@ -14,6 +14,8 @@ Check an sd-scripts LoRA launch before it runs, and say how to fix each problem.
 What it takes:
   sdxl-tui check RUN_DIR | sdxl-tui.toml     a launch config (or the run folder holding one)
   sdxl-tui check CONFIG.toml                 an sd-scripts --config_file TOML (and its dataset TOML)
+  sdxl-tui check DATASET.toml                a dataset TOML alone (relative folders: from --cwd,
+                                             else --sd-scripts, else the TOML's folder)
   sdxl-tui check -- python train_network.py --dataset_config ds.toml ...
                                              a raw command line, exactly as you would run it
 
@@ -95,7 +97,8 @@ def _gpu_arg(args: argparse.Namespace) -> object:
     return False if args.no_gpu else None
 
 
-def _is_launch_toml(path: Path) -> bool:
+def _toml_kind(path: Path) -> str:
+    """"launch" (sdxl-tui.toml), "dataset" (a dataset TOML) or "config" (an sd-scripts config)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -104,8 +107,12 @@ def _is_launch_toml(path: Path) -> bool:
     try:
         data = tomllib.loads(path.read_text("utf-8", errors="replace"))
     except (OSError, tomllib.TOMLDecodeError):
-        return False
-    return isinstance(data.get("launch"), dict)
+        return "config"
+    if isinstance(data.get("launch"), dict):
+        return "launch"
+    if isinstance(data.get("datasets"), list):
+        return "dataset"
+    return "config"
 
 
 def _reparse_trailing(args: argparse.Namespace, extra: list[str]) -> bool:
@@ -155,7 +162,13 @@ def run(args: argparse.Namespace) -> int:
                     print(f"sdxl-tui check: {first} holds no sdxl-tui.toml; give the launch config or "
                           "the sd-scripts config TOML", file=sys.stderr)
                     return 2
-            if _is_launch_toml(path):
+            kind = _toml_kind(path)
+            if kind == "dataset":
+                from sdxl_tui.planning.check import check_dataset_config
+
+                report = check_dataset_config(path, sdxl=(args.script or "sdxl_train_network.py").startswith("sdxl"),
+                                              cwd=args.cwd or args.sd_scripts)
+            elif kind == "launch":
                 from sdxl_tui.control.launch_config import LaunchConfigError, load_launch_config
 
                 try:

@@ -59,6 +59,7 @@ __all__ = [
     "Finding",
     "check_argv",
     "check_config_file",
+    "check_dataset_config",
     "check_launch",
     "format_report",
     "split_command",
@@ -714,6 +715,32 @@ def check_config_file(
     return check_argv(argv, environment=environment, gpu=gpu, sd_scripts_dir=sd_scripts_dir,
                       cwd=cwd if cwd is not None else (sd_scripts_dir or p.resolve().parent),
                       inspect_environment=inspect_environment, disk_usage=disk_usage)
+
+
+def check_dataset_config(
+    path: str | os.PathLike[str],
+    *,
+    sdxl: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+) -> CheckReport:
+    """Check a dataset TOML on its own (schema, folders, images, captions, SDXL rules).
+
+    Relative folders resolve against ``cwd`` (the trainer's working directory), by default
+    the TOML's own folder.
+    """
+    p = Path(path).resolve()
+    ds = validate_dataset_config(p, sdxl=sdxl, cwd=cwd if cwd is not None else p.parent)
+    facts: dict[str, Any] = {"dataset_config": str(p), "sdxl": sdxl}
+    if ds.datasets:
+        facts["train_images_with_repeats"] = ds.train_images_with_repeats
+        facts["batches_per_epoch"] = ds.batches
+        facts["datasets"] = [
+            {"resolution": list(d.resolution) if d.resolution else None, "batch_size": d.batch_size,
+             "enable_bucket": d.enable_bucket, "images": [s.images for s in d.subsets]}
+            for d in ds.datasets
+        ]
+    findings = tuple(sorted(ds.findings, key=lambda f: f.rank))
+    return CheckReport(findings=findings, facts=MappingProxyType(facts))
 
 
 def load_launch(path: str | os.PathLike[str]) -> Any:
