@@ -861,9 +861,11 @@ class RunReader:
             step = loss_series.last.step
         epoch = getattr(facts, "epoch", None)
         epochs = getattr(facts, "epochs", None) or config.num_epochs
-        if epoch is None and step is not None and config.steps_per_epoch:
-            # the "epoch N/M" line is outside the part of a big log that was read
-            epoch = min(epochs or 10**9, max(1, math.ceil(step / config.steps_per_epoch)))
+        if step is not None and config.steps_per_epoch:
+            # The "epoch N/M" line may lie in the skipped middle of a big log (or stdout is
+            # block-buffered, REF §1.3): the step says at least which epoch it is in.
+            by_step = min(epochs or 10**9, max(1, math.ceil(step / config.steps_per_epoch)))
+            epoch = by_step if epoch is None else max(epoch, by_step)
         if epoch is None:
             saved = [c for c in checkpoints if c.complete and c.epoch is not None]
             if saved:
