@@ -58,5 +58,5 @@ def test_generate_big_run_small(tmp_path: Path) -> None:
     assert data.rstrip(b"\n").rsplit(b"\n", 1)[-1].startswith(b"\rsteps: 100%")
     assert any(m == "model saved." for m in record_messages(data[-5000:]))
     # times advance like a long night, not like the machine that generated it
-    times = re.findall(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ", data, re.M)
+    times = re.findall(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ", data, re.MULTILINE)
     assert len(set(times)) > 3

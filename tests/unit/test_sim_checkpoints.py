@@ -33,7 +33,7 @@ def test_save_last_n_epochs_removes_old_files_and_prints_it(tmp_path: Path) -> N
     assert run_simulated(out, args) == 0
     assert _names(out) == ["r-000005.safetensors", "r-000006.safetensors", "r.safetensors"]
     log = (out / "training.log").read_text("utf-8")
-    removed = re.findall(r"^removing old checkpoint: (.+)$", log, re.M)
+    removed = re.findall(r"^removing old checkpoint: (.+)$", log, re.MULTILINE)
     assert [Path(p).name for p in removed] == [f"r-{e:06d}.safetensors" for e in (1, 2, 3, 4)]
 
 

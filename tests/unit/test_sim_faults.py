@@ -3,6 +3,7 @@ and the real argparse failure for unknown options."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ def _log(out: Path) -> str:
 
 
 def _tb(out: Path) -> dict[str, list[tuple[int, float]]]:
-    return scalar_points(sorted(out.glob("logs/*/network_train/events.*"))[0])
+    return scalar_points(min(out.glob("logs/*/network_train/events.*")))
 
 
 def test_oom_traceback_at_step_and_nothing_after(tmp_path: Path) -> None:
@@ -33,7 +34,7 @@ def test_oom_traceback_at_step_and_nothing_after(tmp_path: Path) -> None:
         r"^torch\.OutOfMemoryError: CUDA out of memory\. Tried to allocate [\d.]+ GiB\. GPU 0 has a total capacity of "
         r"[\d.]+ GiB of which [\d.]+ MiB is free\. .*PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True",
         text,
-        re.M,
+        re.MULTILINE,
     )
     assert '  File "/home/user/sd-scripts/train_network.py", line ' in text
     assert "model saved." not in text
@@ -48,7 +49,7 @@ def test_crash_traceback_exit_1(tmp_path: Path) -> None:
     assert run_simulated(out, [*BASE, "--sim-fault", "crash", "--sim-fault-step", "2", *FAST]) == 1
     text = _log(out)
     assert "Traceback (most recent call last):" in text
-    assert re.search(r"^RuntimeError: CUDA error: an illegal memory access was encountered$", text, re.M)
+    assert re.search(r"^RuntimeError: CUDA error: an illegal memory access was encountered$", text, re.MULTILINE)
     assert not list(out.glob("*.safetensors"))
 
 
@@ -58,9 +59,9 @@ def test_hang_stops_progress_then_resumes_when_bounded(tmp_path: Path) -> None:
     args = [*BASE, "--logging_dir", str(out / "logs"), "--sim-fault", "hang", "--sim-fault-step", "3", "--sim-hang-seconds", "0.5", *FAST]
     assert run_simulated(out, args) == 0
     assert time.monotonic() - t0 >= 0.5
-    events = [e for e in read_events(sorted(out.glob("logs/*/network_train/events.*"))[0]) if e.scalars]
+    events = [e for e in read_events(min(out.glob("logs/*/network_train/events.*"))) if e.scalars]
     cur = [(e.step, e.wall_time) for e in events if e.scalars[0][0] == "loss/current"]
-    gaps = [(s1, t1 - t0_) for (_, t0_), (s1, t1) in zip(cur, cur[1:])]
+    gaps = [(s1, t1 - t0_) for (_, t0_), (s1, t1) in itertools.pairwise(cur)]
     big = [s for s, gap in gaps if gap >= 0.45]
     assert big == [3]  # the pause sits right before the first micro-batch of step 3
     assert (out / "f.safetensors").exists()

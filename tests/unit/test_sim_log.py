@@ -14,8 +14,8 @@ from sdxl_tui.sim import run_simulated
 from tests.oracles import (
     POSTFIX_NUM_RE,
     QUOTED,
-    RECORD_MESSAGES,
     REAL_RUN,
+    RECORD_MESSAGES,
     RICH_CONT_RE,
     RICH_FIRST_RE,
     TQDM_RE,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_layout_matches_real(real_shape: Path) -> None:
 
 
 def test_log_prefix_has_no_separator(both_parts: Path) -> None:
-    ev = sorted(both_parts.glob("logs/*/network_train/events.out.tfevents.*"))[0]
+    ev = min(both_parts.glob("logs/*/network_train/events.out.tfevents.*"))
     assert re.fullmatch(r"luca_\d{14}", ev.parent.parent.name)
 
 
@@ -116,7 +117,7 @@ def test_epoch_average_is_last_average_of_epoch(real_shape: Path) -> None:
 
 
 def test_both_parts_lr_tags_and_k_points_per_step(both_parts: Path) -> None:
-    pts = scalar_points(sorted(both_parts.glob("logs/*/network_train/events.*"))[0])
+    pts = scalar_points(min(both_parts.glob("logs/*/network_train/events.*")))
     assert list(pts) == ["loss/current", "loss/average", "lr/textencoder", "lr/unet", "lr/group1", "loss/epoch_average"]
     steps = [s for s, _ in pts["loss/current"]]
     # 7 batches/epoch, accumulation 3 -> 3 optimizer steps per epoch (3+3+1 micro-batches)
@@ -129,7 +130,7 @@ def test_both_parts_lr_tags_and_k_points_per_step(both_parts: Path) -> None:
     assert dict(pts["lr/group1"]) == unet
     # cosine with 2 restarts: the LR climbs back up after the first cycle's minimum
     vals = [unet[s] for s in range(3, 13)]
-    assert min(vals) < vals[-1] or any(b > a for a, b in zip(vals, vals[1:]))
+    assert min(vals) < vals[-1] or any(b > a for a, b in itertools.pairwise(vals))
 
 
 def test_tbparse_reads_the_same_scalars(real_shape: Path) -> None:
@@ -149,7 +150,7 @@ def test_nan_fault_is_nan_in_tensorboard(tmp_path: Path) -> None:
     args = ["--max_train_epochs", "2", "--gradient_accumulation_steps", "2", "--logging_dir", str(out / "logs"),
             "--sim-batches-per-epoch", "6", "--sim-fault", "nan", "--sim-fault-step", "2", *FAST]
     assert run_simulated(out, args) == 0
-    pts = scalar_points(sorted(out.glob("logs/*/network_train/events.*"))[0])
+    pts = scalar_points(min(out.glob("logs/*/network_train/events.*")))
     cur = pts["loss/current"]
     first_nan = next(s for s, v in cur if math.isnan(v))
     assert first_nan == 2

@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_simulated", "simulate_command", "start_simulated", "demo_args"]
+__all__ = ["demo_args", "run_simulated", "simulate_command", "start_simulated"]
 
 
 def _with_output_dir(output_dir: str | os.PathLike[str], args: list[str]) -> list[str]:
@@ -78,7 +78,7 @@ def start_simulated(
     """Start the simulator like ``nohup ... > OUT/training.log 2>&1 &`` (new session)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "training.log", "wb")
+    log = open(out / "training.log", "wb")  # noqa: SIM115 - handed to the child, closed here after
     try:
         popen_kwargs.setdefault("start_new_session", True)
         popen_kwargs.setdefault("stdin", subprocess.DEVNULL)

@@ -95,7 +95,6 @@ def _stretch_log(path: Path, target: int) -> None:
     tmp = path.with_suffix(".log.tmp")
     with open(tmp, "wb") as f:
         f.write(head)
-        for _ in range(reps):
-            f.write(middle)
+        f.writelines(middle for _ in range(reps))
         f.write(tail)
     os.replace(tmp, path)

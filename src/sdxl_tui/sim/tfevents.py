@@ -97,7 +97,7 @@ def scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
 def event_file_name(wall_time: float, hostname: str | None = None, pid: int | None = None) -> str:
     """``events.out.tfevents.<10-digit time>.<hostname>.<pid>.0`` like tensorboard's writer."""
     host = hostname or socket.gethostname()
-    return "events.out.tfevents.%010d.%s.%s.%s" % (wall_time, host, os.getpid() if pid is None else pid, 0)
+    return f"events.out.tfevents.{int(wall_time):010d}.{host}.{os.getpid() if pid is None else pid}.0"
 
 
 class EventWriter:
@@ -115,7 +115,7 @@ class EventWriter:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / event_file_name(now, hostname, pid)
-        self._f: IO[bytes] = open(self.path, "ab")
+        self._f: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - kept open like SummaryWriter's
         self._f.write(frame(file_version_event(now)))
         self._f.flush()
 

@@ -26,7 +26,12 @@ from pathlib import Path
 
 from sdxl_tui.sim import lorafile, tracebacks
 from sdxl_tui.sim.console import SD_SCRIPTS_DIR, SimConsole
-from sdxl_tui.sim.dataset import DatasetGroup, dataset_info_text, datasets_metadata, load_dataset_group
+from sdxl_tui.sim.dataset import (
+    DatasetGroup,
+    dataset_info_text,
+    datasets_metadata,
+    load_dataset_group,
+)
 from sdxl_tui.sim.options import SimOptions
 from sdxl_tui.sim.png import png_bytes
 from sdxl_tui.sim.progress import Bar
@@ -792,4 +797,4 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
-__all__ = ["SimulatedTrainer", "Hooks", "LossRecorder", "lr_lambda", "SD_SCRIPTS_DIR"]
+__all__ = ["SD_SCRIPTS_DIR", "Hooks", "LossRecorder", "SimulatedTrainer", "lr_lambda"]
