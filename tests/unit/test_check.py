@@ -396,3 +396,13 @@ def test_cli_check_dataset_toml_alone(card_dir: Path, capsys: pytest.CaptureFixt
     assert main(["check", str(card_dir / "bad.toml")]) == 2
     out = capsys.readouterr().out
     assert "[dataset-key-rejected]" in out and "batch_size" in out and "[dataset-resolution]" in out
+
+
+def test_modules_each_optimizer_needs() -> None:
+    from sdxl_tui.planning.check import _required_modules
+
+    assert set(_required_modules({"optimizer_type": "AdamW8bit", "xformers": True})) == {"bitsandbytes", "xformers"}
+    assert set(_required_modules({"optimizer_type": "prodigyplus.ProdigyPlusScheduleFree"})) == {"prodigyplus"}
+    assert set(_required_modules({"optimizer_type": "DAdaptAdam", "logging_dir": "logs"})) == {"dadaptation",
+                                                                                              "tensorboard"}
+    assert set(_required_modules({"optimizer_type": "AdamW", "sdpa": True})) == set()

@@ -204,16 +204,19 @@ def _required_modules(values: Mapping[str, Any]) -> dict[str, str]:
     need: dict[str, str] = {}
     opt = str(values.get("optimizer_type") or "")
     low = opt.lower()
-    if values.get("use_8bit_adam") or "8bit" in low or low.startswith("paged"):
+    why = f"--optimizer_type {opt}"
+    if "." in opt:  # a full class path such as "prodigyplus.ProdigyPlusScheduleFree": its package
+        need[opt.split(".", 1)[0]] = why
+    elif values.get("use_8bit_adam") or "8bit" in low or low.startswith("paged"):
         need["bitsandbytes"] = f"--optimizer_type {opt or 'AdamW8bit'} (8-bit optimizers come from bitsandbytes)"
-    if low.startswith("dadapt"):
-        need["dadaptation"] = f"--optimizer_type {opt}"
-    if low == "prodigy":
-        need["prodigyopt"] = f"--optimizer_type {opt}"
-    if low in ("lion",) or values.get("use_lion_optimizer"):
+    elif low.startswith("dadapt"):
+        need["dadaptation"] = why
+    elif low == "prodigy":
+        need["prodigyopt"] = why
+    elif low == "lion" or values.get("use_lion_optimizer"):
         need["lion_pytorch"] = f"--optimizer_type {opt or 'Lion'}"
-    if "schedulefree" in low:
-        need["schedulefree"] = f"--optimizer_type {opt}"
+    elif "schedulefree" in low:
+        need["schedulefree"] = why
     if values.get("xformers"):
         need["xformers"] = "--xformers"
     log_with = values.get("log_with")
