@@ -248,6 +248,26 @@ def test_one_at_a_time_second_is_queued(tmp_path: Path, procs: Procs) -> None:
     assert table["luca_sdxl_v1-000006.safetensors"] == "done"
 
 
+def test_one_evaluation_per_gpu_across_run_dirs(tmp_path: Path, procs: Procs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))  # the runners inherit it
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    run_a = procs.watch_dir(make_run(tmp_path / "a"))
+    run_b = procs.watch_dir(make_run(tmp_path / "b"))
+    hold = run_a / "release"
+    _start(run_a, 6, "--hold-file", str(hold), device="cuda:0")
+    wait_until(lambda: ev.eval_record(run_a, "luca_sdxl_v1-000006").status == "running", 20)
+    _start(run_b, 6, device="cuda")  # cuda == cuda:0: waits for the GPU
+    _start(run_b, 8, device="cpu")  # not behind it in another directory's queue... but behind run_b's own
+    rec = wait_until(lambda: (r := ev.eval_record(run_b, "luca_sdxl_v1-000006")) and r.note and r, 20)
+    assert rec.status == "queued" and "waiting for cuda" in rec.note
+    hold.touch()
+    b = ev.wait_for(run_b, "luca_sdxl_v1-000006", timeout=30)
+    a = ev.eval_record(run_a, "luca_sdxl_v1-000006")
+    assert a.status == b.status == "done" and b.started_at >= a.ended_at and b.note is None
+    assert ev.wait_for(run_b, "luca_sdxl_v1-000008", timeout=30).status == "done"
+
+
 def test_after_training_waits_for_the_trainer(tmp_path: Path, procs: Procs) -> None:
     run = procs.watch_dir(make_run(tmp_path))
     trainer = procs.spawn(trainer_argv(run, "--save_every", "1000"))

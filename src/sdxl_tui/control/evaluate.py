@@ -11,8 +11,9 @@ the best epoch (usually 6-10) means looking at images side by side. Here an eval
 2. :func:`start_eval` - writes the status file ``OUTPUT_DIR/.sdxl-tui/evals/<stem>.json``
    as ``queued`` and makes sure the *queue runner* is alive: a small detached process
    (``python -m sdxl_tui.control.evaluate runner DIR``, new session, stdin /dev/null) that
-   survives the dashboard closing. It runs queued evaluations one at a time (one
-   evaluation per GPU: the run directory's queue is serial), holds ``after-training`` ones
+   survives the dashboard closing. It runs queued evaluations one at a time (the run
+   directory's queue is serial, and a per-user lock per GPU - ``cuda`` = ``cuda:0`` - keeps
+   a second run directory's evaluation queued while one uses that GPU), holds ``after-training`` ones
    until the trainer is gone, starts each in its own session with its output appended to
    ``<output_dir>/eval.log``, records pid + create_time while it runs and exit code at the
    end, and exits when the queue is empty.
@@ -809,8 +810,70 @@ def _has_pending(run_dir: str) -> bool:
     return any(j.status == "waiting" for j in compare_jobs(run_dir))
 
 
-def _run_job(run_dir: str, path: str) -> None:
+def device_lock_path(device: str) -> str | None:
+    """The per-user lock file of a GPU (``cuda`` means ``cuda:0``); None for the CPU.
+
+    Why: two evaluations on one GPU (from two run directories) would both run out of memory;
+    the runner holding a job takes this lock for the job's lifetime, across run directories.
+    """
+    name = device.strip().lower() or "cuda"
+    if name == "cpu":
+        return None
+    if name == "cuda":
+        name = "cuda:0"
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), f"sdxl-tui-{os.getuid()}"
+    )
+    return os.path.join(base, "sdxl-tui-locks", re.sub(r"[^\w.-]+", "_", name) + ".lock")
+
+
+def _acquire_device(run_dir: str, path: str, device: str, poll_interval: float) -> Any:
+    """Wait (the job stays queued, with a note) until the device is free; the open lock file,
+    or None if the job was cancelled meanwhile or the device needs no lock."""
+    import fcntl
+
+    lock_path = device_lock_path(device)
+    if lock_path is None:
+        return None
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    fh = open(lock_path, "a+")  # noqa: SIM115 - held while the evaluation runs
+    noted = False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if noted:
+                with _status_lock(run_dir):
+                    _update(path, note=None)
+            return fh
+        except OSError:
+            pass
+        with _status_lock(run_dir):
+            data = _read_json(path) or {}
+            if data.get("status") != "queued":
+                fh.close()
+                return False
+            if not noted:
+                _update(path, note=f"waiting for {device}: another evaluation is using it")
+                noted = True
+        time.sleep(poll_interval)
+
+
+def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> None:
     """Run one queued evaluation to its end and record it (called in the runner)."""
+    data = _read_json(path)
+    if not data or data.get("status") != "queued":
+        return
+    device_lock = _acquire_device(run_dir, path, str(data.get("device") or ""), poll_interval)
+    if device_lock is False:
+        return
+    try:
+        _run_locked(run_dir, path)
+    finally:
+        if device_lock is not None:
+            device_lock.close()
+
+
+def _run_locked(run_dir: str, path: str) -> None:
     with _status_lock(run_dir):
         data = _read_json(path)
         if not data or data.get("status") != "queued":
@@ -890,7 +953,7 @@ def run_queue(run_dir: str, *, poll_interval: float = DEFAULT_POLL) -> int:
             trainer = training_pid(run_dir)
             job = _next_job(run_dir, trainer is not None)
             if job is not None:
-                _run_job(run_dir, job)
+                _run_job(run_dir, job, poll_interval)
                 continue
             for cj in compare_jobs(run_dir):
                 if cj.status == "waiting" and _compare_ready(run_dir, cj):
