@@ -327,6 +327,10 @@ def test_incremental_refresh_sees_new_steps_of_the_real_log(tmp_path: Path) -> N
     assert first.state is RunState.TRAINING and first.progress.step == 6 and first.progress.epoch == 2
     assert first.progress.total_steps == 9 and first.progress.eta_seconds is not None
     assert first.series["loss/average"].source == "log"
+    # only the log: output name and save spacing come from its "saving checkpoint:" lines
+    assert first.config.output_name == "tiny_lora" and first.config.save_every_n_epochs == 1
+    assert first.progress.next_checkpoint == "tiny_lora-000002.safetensors"
+    assert first.progress.next_checkpoint_eta_seconds is not None
     with open(run / "training.log", "ab") as f:
         f.write(data[cut:])
     os.utime(run / "training.log", (NOW, NOW))

@@ -487,6 +487,34 @@ def infer_save_every(checkpoints: Sequence[Checkpoint]) -> tuple[int | None, int
     return spacing(epochs), spacing(steps)
 
 
+def _logged_saves(saves: Sequence[Any]) -> list[tuple[str, CheckpointKind, int]]:
+    """(output name, kind, number) of the epoch/step checkpoints the log announced."""
+    from sdxl_tui.sources.checkpoints import classify_name
+
+    out: list[tuple[str, CheckpointKind, int]] = []
+    for ev in saves:
+        path = getattr(ev, "path", None)
+        if getattr(ev, "kind", None) != "checkpoint" or not path:
+            continue
+        stem = os.path.splitext(os.path.basename(str(path)))[0]
+        kind, name, number = classify_name(stem)
+        if kind is not None and number is not None:
+            out.append((name, kind, number))
+    return out
+
+
+def _spacing_of_logged(logged: Sequence[tuple[str, CheckpointKind, int]]) -> tuple[int | None, int | None]:
+    def spacing(xs: list[int]) -> int | None:
+        xs = sorted(set(xs))
+        if not xs:
+            return None
+        gaps = [b - a for a, b in zip(xs, xs[1:])]
+        return min(gaps) if gaps else xs[0]
+
+    return (spacing([n for _, k, n in logged if k is CheckpointKind.EPOCH]),
+            spacing([n for _, k, n in logged if k is CheckpointKind.STEP]))
+
+
 # =============================================================================================
 # the reader
 
@@ -834,8 +862,13 @@ class RunReader:
         config = merge_config(log_cfg, md_cfg, opt_cfg)
         if config.output_name is None and scan.output_name:
             config = replace(config, output_name=scan.output_name)
+        logged = _logged_saves(getattr(facts, "saves", ()) or ())
+        if config.output_name is None and logged:
+            config = replace(config, output_name=logged[-1][0])
         if config.save_every_n_epochs is None and config.save_every_n_steps is None:
             every_e, every_s = infer_save_every(checkpoints)
+            if every_e is None and every_s is None and logged:
+                every_e, every_s = _spacing_of_logged(logged)
             config = replace(config, save_every_n_epochs=every_e, save_every_n_steps=every_s)
         if self._scanner.output_name is None and config.output_name:
             self._scanner.output_name = config.output_name
