@@ -232,3 +232,8 @@ def test_optuna_study_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [t.name for t in trials] == ["trial_0000", "trial_0001"]
     pick = pick_best(trials, minimize=minimize)
     assert pick.trial.name == "trial_0001" and pick.field == "value" and pick.trial.params["network_dim"] == 64
+
+
+def test_a_single_unscored_trial_is_used_as_is() -> None:
+    pick = pick_best(load_trials(TRIALS / "trial_0031"))
+    assert pick.trial.name == "trial_0031" and pick.field == "" and "only trial" in pick.describe()

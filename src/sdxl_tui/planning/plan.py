@@ -107,12 +107,17 @@ class Pick:
     skipped: tuple[str, ...] = ()
 
     @property
-    def value(self) -> float:
-        return self.trial.metrics[self.field]
+    def value(self) -> float | None:
+        return self.trial.metrics.get(self.field)
 
     def describe(self) -> str:
+        if not self.field:
+            return f"the only trial: {self.trial.name} (no score needed)"
         how = "lowest" if self.minimize else "highest"
         text = f"best trial: {self.trial.name} ({how} `{self.field}` = {self.value:g} of {len(self.ranked)} trials)"
+        if len(self.ranked) > 1:
+            runner = self.ranked[1]
+            text += f"; next: {runner.name} ({runner.metrics[self.field]:g})"
         others = sorted({k for t in self.ranked for k in t.metrics} - {self.field})
         if others:
             text += f"; other fields: {', '.join(others)} (choose with --metric)"
@@ -315,6 +320,10 @@ def pick_best(trials: Sequence[Trial], field: str | None = None, *, minimize: bo
     """
     scored = [t for t in trials if t.metrics]
     skipped = tuple(t.name for t in trials if not t.metrics)
+    if len(trials) == 1 and field is None:
+        only = trials[0]
+        if not only.metrics:
+            return Pick(only, "", False, (only,))
     if not scored:
         raise PlanError("no trial records a score or loss (result.json, metrics.json, score.txt …)")
     if field is None:
