@@ -197,16 +197,16 @@ def test_checkpoint_waiter_waits_for_file_and_state(tmp_path: Path) -> None:
     _safetensors(tmp_path / "r-000002.safetensors", 10, truncate=3)
     assert w.poll() is None
     _safetensors(tmp_path / "r-000002.safetensors", 10)
-    assert w.poll() is None  # just completed: not yet settled
-    now[0] = 2.0
-    assert w.poll() is None  # settled, but the -state folder is missing
+    assert w.poll() is None  # complete, but the -state folder is missing
     state = tmp_path / "r-000002-state"
     state.mkdir()
     _safetensors(state / "model.safetensors", 10)
     (state / "train_state.json").write_text('{"current_epoch": 2, "current_step": 20}')
-    assert w.poll() is None
-    now[0] = 3.5
+    assert w.poll() is None  # state folder just appeared: not settled yet
+    now[0] = 1.5
     assert w.poll() == "r-000002.safetensors"
+    # without state, a complete safetensors file counts at once
+    assert CheckpointWaiter(tmp_path, baseline=["r-000001.safetensors"]).poll() == "r-000002.safetensors"
 
 
 @pytest.mark.slow
@@ -226,6 +226,7 @@ def test_stop_after_checkpoint_leaves_exactly_one_more_complete_checkpoint(procs
     assert watcher_pid is not None
     status = wait_until(lambda: (s := watcher_status(out)) and s["state"] not in ("waiting", "stopping") and s, 30)
     assert status["state"] == "done", status
+    assert len(status["new_checkpoints"]) == 1, status
     after = complete_checkpoints(out)
     assert len(after) == len(before) + 1
     assert set(before) < set(after)
@@ -310,6 +311,7 @@ def test_stop_after_checkpoint_with_the_simulator_under_conda(procs: Procs, tmp_
     status = wait_until(lambda: (s := watcher_status(out)) and s["state"] not in ("waiting", "stopping") and s, 30)
     assert status["state"] == "done", status
     assert status["saves_state"] is True
+    assert len(status["new_checkpoints"]) == 1, status
     after = complete_checkpoints(out)
     assert len(after) == len(before) + 1, (before, after)
     assert sorted(p.name for p in out.glob("*.safetensors")) == after

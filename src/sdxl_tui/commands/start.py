@@ -36,7 +36,8 @@ exit status:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", metavar="DIR",
-                        help="run (output) directory holding sdxl-tui.toml; default: the launch config's output_dir")
+                        help="run (output) directory holding sdxl-tui.toml "
+                             "(default: the current directory, or --launch FILE)")
     parser.add_argument("--launch", metavar="FILE", help="launch config TOML (default: DIR/sdxl-tui.toml)")
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--force", action="store_true", help="start even when the preflight check finds errors")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             explicit = load_settings().get("launch.file")
         except Exception:  # noqa: BLE001 - a broken settings file must not hide the real error
             explicit = None
-    path = find_launch_config(args.dir, explicit)
+    path = find_launch_config(args.dir or ".", explicit)
     if path is None:
         where = os.path.join(args.dir, DEFAULT_NAME) if args.dir else DEFAULT_NAME
         _err(f"no launch config: {where} does not exist; pass --launch FILE (see README: launch config)")

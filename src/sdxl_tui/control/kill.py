@@ -541,7 +541,7 @@ class CheckpointWaiter:
     """Decides when the *next* checkpoint after the baseline is completely on disk.
 
     A new weights file counts when its safetensors header promises exactly its size (other
-    formats: when its size stopped changing) and it stayed unchanged for ``settle`` seconds;
+    formats: when its size and mtime stayed unchanged for ``settle`` seconds);
     when the run saves state, its ``<stem>-state`` folder must also hold a parseable
     ``train_state.json``, complete safetensors files and be unchanged for ``settle`` seconds.
     """
@@ -565,23 +565,33 @@ class CheckpointWaiter:
         return now - prev[1] >= self.settle
 
     def poll(self) -> str | None:
-        """The name of the first new, complete checkpoint, or None yet."""
+        """The name of the first new, complete checkpoint, or None yet.
+
+        Every new file (and its state folder) is checked on every poll, so the file and the
+        state folder settle in parallel and the stop follows the save by about
+        ``settle + poll`` seconds.
+        """
         files = list_checkpoints(self.run_dir)
+        ready: list[str] = []
         for name in sorted(n for n in files if n not in self.baseline):
-            size_mtime = files[name]
             path = self.run_dir / name
-            if name.endswith(".safetensors") and safetensors_complete(path) is not True:
-                self._seen.pop(name, None)
-                continue
-            if not self._stable(name, size_mtime):
-                continue
+            if name.endswith(".safetensors"):
+                # exact: the header promises the size, and safetensors writes in place
+                ok = safetensors_complete(path) is True
+            else:
+                ok = self._stable(name, files[name])
             if self.saves_state:
                 stem = name.rsplit(".", 1)[0]
                 sig = _state_signature(self.run_dir / f"{stem}-state")
-                if sig is None or not self._stable(stem + "-state", sig):
-                    continue
-            return name
-        return None
+                state_ok = sig is not None and self._stable(stem + "-state", sig)
+                ok = ok and state_ok
+            if ok:
+                ready.append(name)
+        return ready[0] if ready else None
+
+    def new_checkpoints(self) -> list[str]:
+        """Every weights file that is not in the baseline (complete or not)."""
+        return sorted(n for n in list_checkpoints(self.run_dir) if n not in self.baseline)
 
 
 # --------------------------------------------------------------------------- watcher control

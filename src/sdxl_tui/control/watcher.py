@@ -104,10 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(path, record)
         plan = plan_kill(run_dir)
         result = execute_kill(plan, start=args.signal, timeouts=(args.timeout_int, args.timeout_term))
-        record.update(state="done" if result.ok else "incomplete", ended_at=time.time(),
-                      message=f"stopped after {name}" if result.ok else
-                      f"stopped after {name}, but {len(result.survivors)} process(es) survived",
-                      result=result.to_json(), refusals=[r.reason for r in plan.refusals])
+        new = waiter.new_checkpoints()
+        message = f"stopped after {name}"
+        if len(new) > 1:
+            message += f" (files written meanwhile: {', '.join(n for n in new if n != name)})"
+        if not result.ok:
+            message += f", but {len(result.survivors)} process(es) survived"
+        record.update(state="done" if result.ok else "incomplete", ended_at=time.time(), message=message,
+                      new_checkpoints=new, result=result.to_json(), refusals=[r.reason for r in plan.refusals])
         write_json_atomic(path, record)
         return 0 if result.ok else 1
     except _Cancelled:
