@@ -91,3 +91,22 @@ def test_invalid_choice_is_an_argparse_error(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_simulated(out, ["--mixed_precision", "fp32", *FAST]) == 2
     assert "argument --mixed_precision: invalid choice: 'fp32'" in _log(out)
+
+
+def test_log_with_tensorboard_without_logging_dir_is_a_value_error(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_simulated(out, ["--log_with", "tensorboard", *FAST]) == 1
+    text = _log(out)
+    assert text.rstrip("\n").endswith(
+        "ValueError: logging_dir is required when log_with is tensorboard / Tensorboardを使う場合、logging_dirを指定してください"
+    )
+    assert not out.joinpath("logs").exists()
+
+
+def test_missing_output_dir_is_refused(tmp_path: Path) -> None:
+    from sdxl_tui.sim.console import SimConsole
+    from sdxl_tui.sim.runner import run_argv
+
+    with open(tmp_path / "log", "wb") as f:
+        assert run_argv(["--max_train_epochs", "1", *FAST], SimConsole(f), in_process=True) == 2
+    assert b"--output_dir is required" in (tmp_path / "log").read_bytes()

@@ -187,3 +187,23 @@ def test_nan_postfix(tmp_path: Path) -> None:
     first = values.index("nan")
     assert first > 0 and all(v == "nan" for v in values[first:])
     assert (out / "last.safetensors").exists()  # training continues and saves on NaN
+
+
+def test_console_log_simple_and_file(tmp_path: Path) -> None:
+    out = tmp_path / "simple"
+    args = ["--max_train_epochs", "1", "--sim-batches-per-epoch", "2", "--clip_skip", "2", "--console_log_simple", *FAST]
+    assert run_simulated(out, args, unbuffered=True) == 0
+    lines = log_lines((out / "training.log").read_bytes())
+    # the argument warning predates setup_logging: still a RichHandler record
+    assert any(RICH_FIRST_RE.match(ln) and "WARNING" in ln for ln in lines)
+    assert "model saved." in lines and "prepare images." in lines
+    assert not any(RICH_FIRST_RE.match(ln) and "model saved." in ln for ln in lines)
+
+    out2 = tmp_path / "file"
+    console_file = tmp_path / "console.log"
+    args2 = ["--max_train_epochs", "1", "--sim-batches-per-epoch", "2", "--console_log_file", str(console_file),
+             "--console_log_level", "WARNING", *FAST]
+    assert run_simulated(out2, args2) == 0
+    text = console_file.read_text("utf-8")
+    assert "no regularization images / 正則化画像が見つかりませんでした" in text and "model saved." not in text
+    assert "model saved." not in (out2 / "training.log").read_bytes().decode()

@@ -225,8 +225,34 @@ class SimConsole:
         rec.msecs = (rec.created - int(rec.created)) * 1000
         return rec
 
+    def setup_logging(self, level: str | None, log_file: str | None, simple: bool) -> None:
+        """``setup_logging(args, reset=True)``: --console_log_level/_file/_simple.
+
+        Records before this call (config loading, argument warnings) always went through the
+        import-time RichHandler; after it, a FileHandler (file truncated), a plain stdout
+        StreamHandler, or a fresh RichHandler on stderr.
+        """
+        self.level = getattr(logging, level or "INFO", logging.INFO)
+        if log_file:
+            self._log_file = open(log_file, "w", encoding="utf-8")  # noqa: SIM115 - like FileHandler
+            self._mode = "file"
+        elif simple:
+            self._mode = "simple"
+        else:
+            self._mode = "rich"
+
     def log(self, key: str, msg: str, level: int = logging.INFO) -> None:
-        """A RichHandler record from the main process."""
+        """A record from the main process, through the handler sd-scripts installed."""
+        mode = getattr(self, "_mode", "rich")
+        if level < getattr(self, "level", logging.INFO):
+            return
+        if mode == "simple":
+            self.out(msg + "\n")
+            return
+        if mode == "file":
+            self._log_file.write(msg + "\n")
+            self._log_file.flush()
+            return
         self.handler.handle(self.record(key, msg, level))
         if self._file is not None:
             self._file.flush()

@@ -29,5 +29,8 @@ def run_argv(argv: list[str], console: SimConsole, *, in_process: bool, hooks: H
     else:
         sim, rest = split_args(argv)
         args = parse_trainer_args(rest)
+    if not args.output_dir:
+        console.err("sdxl-tui simulate: --output_dir is required (it is what process discovery looks for)\n")
+        return 2
     trainer = SimulatedTrainer(args, sim, console, hooks)
     return trainer.run()

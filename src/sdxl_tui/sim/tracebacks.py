@@ -94,3 +94,15 @@ def crash_traceback() -> str:
 
 def keyboard_interrupt_traceback(during_step: bool = True) -> str:
     return _render(_FORWARD if during_step else _SLEEPING, "KeyboardInterrupt")
+
+
+def logging_dir_traceback() -> str:
+    """``--log_with tensorboard`` without ``--logging_dir`` (train_util.prepare_accelerator)."""
+    frames = [
+        (f"{SD}/train_network.py", 590, "train", "accelerator = train_util.prepare_accelerator(args)"),
+        (f"{SD}/library/train_util.py", 5550, "prepare_accelerator", "raise ValueError("),
+    ]
+    return _render(
+        frames,
+        "ValueError: logging_dir is required when log_with is tensorboard / Tensorboardを使う場合、logging_dirを指定してください",
+    )

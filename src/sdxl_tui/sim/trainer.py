@@ -178,6 +178,9 @@ class SimulatedTrainer:
             self.log("settings", f"Loading settings from {a.config_file if a.config_file.endswith('.toml') else a.config_file + '.toml'}...")
         if a.clip_skip is not None:
             self.log("clip_skip", "clip_skip will be unexpected / SDXL学習ではclip_skipは動作しません", logging.WARNING)
+        self.c.setup_logging(a.console_log_level, a.console_log_file, a.console_log_simple)
+        if a.log_with in ("tensorboard", "all") and not a.logging_dir:
+            raise SimulatedFault("config", tracebacks.logging_dir_traceback())
         if a.tokenizer_cache_dir:
             for name in ("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"):
                 self.log("load_tokenizer", f"load tokenizer from cache: {os.path.join(a.tokenizer_cache_dir, name)}")
