@@ -105,3 +105,20 @@ def test_console_script_path_end_to_end() -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["state"] == "finished"
     assert "tbparse" not in out.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_with_tiny_sizes(tmp_path: Path) -> None:
+    """The benchmark runs end to end (tiny sizes, no tbparse, no 1 GB run); figures not asserted."""
+    bench = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_reader.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--workdir", str(tmp_path), "--repeat", "1", "--log-mb", "0.3",
+         "--scalars", "2000", "--checkpoints", "3", "--skip-tbparse", "--skip-rss", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "sdxl-tui status --json (cold process, median)" in out.stdout
+    assert "refresh after 100 new steps (median)" in out.stdout
+    figures = json.loads(out.stdout[out.stdout.index("{"):])
+    assert figures["status_state"] == "finished"
+    assert figures["refresh_last_step"] > 0
