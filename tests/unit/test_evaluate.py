@@ -365,6 +365,9 @@ def test_cli_eval_wait_status_and_training_choice(tmp_path: Path, procs: Procs, 
     assert main(["eval", str(run), "8", "--command", cmd, "--base-model", "/b", "--num-samples", "2", "--wait"]) == 0
     out = capsys.readouterr().out
     assert "image 2/2" in out and "evaluation done: 2 images" in out
+    assert main(["eval", str(run), "8", "--show", "--halfblock"]) == 0
+    shown = capsys.readouterr().out
+    assert str(run / "eval_epoch8" / "00_42.png") in shown and "\u2580" in shown
     assert main(["eval", str(run), "--status", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     (only,) = data["evaluations"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from sdxl_tui.render import halfblock, protocols, sheet
+from sdxl_tui.render import halfblock, protocols, sheet, show
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -165,8 +166,34 @@ def test_contact_sheet_and_grid(tmp_path: Path) -> None:
     assert grid.getpixel((150 + 48, 40 + 48)) == sheet.MISSING
 
 
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_print_image_uses_the_protocol_on_a_terminal_and_half_blocks_elsewhere(tmp_path: Path) -> None:
+    path = _png(tmp_path / "e.png", [[RED, GREEN], [BLUE, WHITE]])
+    tty = _Tty()
+    assert show.print_image(path, file=tty, max_cols=10, max_rows=5, env={"KITTY_WINDOW_ID": "1"}) == "kitty"
+    assert tty.getvalue().startswith("\x1b_Ga=T,f=100")
+    tmux = _Tty()
+    assert show.print_image(path, file=tmux, max_cols=10, max_rows=5,
+                            env={"TMUX": "x", "LC_TERMINAL": "iTerm2"}) == "iterm2"
+    assert tmux.getvalue().startswith("\x1bPtmux;\x1b\x1b]1337;File=")
+    pipe = io.StringIO()
+    assert show.print_image(path, file=pipe, max_cols=2, max_rows=1, env={"KITTY_WINDOW_ID": "1"}) == "halfblock"
+    assert pipe.getvalue() == halfblock.UPPER_HALF * 2 + "\n" and "\x1b" not in pipe.getvalue()
+    forced = _Tty()
+    assert show.print_image(path, file=forced, max_cols=2, max_rows=1, halfblock=True,
+                            env={"KITTY_WINDOW_ID": "1"}) == "halfblock"
+    # coloured (Rich picks the colour depth the environment announces) and no image escape
+    assert "\x1b[" in forced.getvalue() and "\x1b_G" not in forced.getvalue()
+    assert forced.getvalue().count(halfblock.UPPER_HALF) == 2
+
+
 def test_render_imports_no_textual() -> None:
-    code = ("import sys, sdxl_tui.render.halfblock, sdxl_tui.render.protocols, sdxl_tui.render.sheet\n"
+    code = ("import sys, sdxl_tui.render.halfblock, sdxl_tui.render.protocols, sdxl_tui.render.sheet,"
+            " sdxl_tui.render.show\n"
             "print([m for m in ('textual', 'torch', 'PIL') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

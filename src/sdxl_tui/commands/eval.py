@@ -90,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_argument("--rerun", action="store_true", help="with --compare: evaluate again even if results exist")
     actions.add_argument("--cancel", action="store_true", help="cancel CHECKPOINT's queued or running evaluation")
     actions.add_argument("--dry-run", action="store_true", help="print the command that would run and exit")
+    actions.add_argument("--show", action="store_true",
+                         help="list CHECKPOINT's result images and show its contact sheet (or the --compare grid)"
+                              " in the terminal: kitty/iTerm2 inline images where detected, half blocks otherwise")
+    actions.add_argument("--halfblock", action="store_true", help="with --show: always use half blocks")
     parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML")
 
 
@@ -161,6 +165,35 @@ def _follow(run_dir: str, name: str, log_path: str, offset: int = 0) -> int:
         time.sleep(0.25)
 
 
+def _show(path: str, halfblock: bool) -> None:
+    from sdxl_tui.render.show import print_image
+
+    try:
+        print_image(path, halfblock=halfblock)
+    except OSError as exc:
+        print(f"sdxl-tui eval: cannot show {path}: {exc}", file=sys.stderr)
+
+
+def _show_results(run_dir: str, checkpoint: str, halfblock: bool) -> int:
+    """List an evaluation's images (with prompts from the manifest) and show the contact sheet."""
+    from sdxl_tui.control import evaluate as ev
+
+    rec = ev.eval_record(run_dir, os.path.basename(checkpoint))
+    folder = rec.output_dir if rec else ev.default_output_dir(run_dir, checkpoint)
+    images = ev.result_images(folder)
+    if not images:
+        return _err(f"no evaluation images in {folder}" + (f" (status {rec.status})" if rec else ""))
+    manifest = ev.read_manifest(folder) or {}
+    prompts = {str(e.get("file")): e for e in manifest.get("prompts") or [] if isinstance(e, dict)}
+    for path in images:
+        entry = prompts.get(os.path.basename(path))
+        extra = f"  seed {entry.get('seed')}: {entry.get('prompt')}" if entry else ""
+        print(f"{path}{extra}")
+    sheet = os.path.join(folder, "contact_sheet.png")
+    _show(sheet if os.path.isfile(sheet) else images[0], halfblock)
+    return 0
+
+
 def _choose_when(args: argparse.Namespace, trainer: int | None) -> str | None:
     if args.queue:
         return "after-training"
@@ -206,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
                 return _err(f"training is running (pid {trainer}): pass --now or --queue")
             print("comparing: " + ", ".join(os.path.basename(c) for c in checkpoints), flush=True)
             path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun, **plan_kw)
-            print(path)
+            print(path, flush=True)
+            if args.show:
+                _show(path, args.halfblock)
             return 0
         if not args.checkpoint:
             return _err("CHECKPOINT is required (or --status / --compare)")
@@ -217,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
                 return _err(f"no evaluation of {os.path.basename(checkpoint)}")
             print(f"{rec.name}: {rec.status} ({rec.note or ''})")
             return 0
+        if args.show and not args.wait:
+            return _show_results(run_dir, checkpoint, args.halfblock)
         plan = ev.plan_eval(run_dir, checkpoint, settings=settings, output_dir=args.output_dir, **plan_kw)
     except ev.EvalError as exc:
         return _err(str(exc))
@@ -241,5 +278,8 @@ def run(args: argparse.Namespace) -> int:
     state = "queued until training ends" if when == "after-training" else rec.status
     print(f"evaluation of {plan.name}: {state}; output {plan.output_dir}; log {plan.log_path}", flush=True)
     if args.wait:
-        return _follow(run_dir, plan.name, plan.log_path, log_offset)
+        code = _follow(run_dir, plan.name, plan.log_path, log_offset)
+        if args.show:
+            _show_results(run_dir, checkpoint, args.halfblock)
+        return code
     return 0
