@@ -65,6 +65,9 @@ def css_path() -> str:
 #: Actions that change the run; ``--readonly`` removes them (nvitop's read-only mode).
 DESTRUCTIVE = frozenset({"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint"})
 
+#: Actions whose availability depends on the run (greyed out when they cannot apply).
+GATED = frozenset({"start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images"})
+
 _SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "information"}
 
 #: Command palette entries: (title, help, action).
@@ -138,6 +141,7 @@ class SdxlTuiApp(App[int]):
         self._hook_notes: tuple[str, ...] = ()
         self._own_gpu = False
         self._pending_log: list[LogLinesAdded] = []
+        self._gates: tuple[object, ...] = ()
         self.set_reactive(SdxlTuiApp.readonly, bool(settings.get("ui.readonly", False)))
         self.theme = str(settings.get("ui.theme", "textual-dark"))
         #: Written to the terminal for each new alert (tests read it; headless never writes).
@@ -192,6 +196,14 @@ class SdxlTuiApp(App[int]):
         if self._live():
             super().refresh_bindings()
 
+    def _refresh_gates(self) -> None:
+        """Refresh the footer only when an action's availability changed: a refresh rebuilds
+        the footer, far too costly to do for every snapshot."""
+        gates = (self.readonly, tuple(self.why_not(a) for a in sorted(GATED)))
+        if gates != self._gates:
+            self._gates = gates
+            self.refresh_bindings()
+
     def on_snapshot_updated(self, message: SnapshotUpdated) -> None:
         if not self._live():
             return
@@ -208,7 +220,7 @@ class SdxlTuiApp(App[int]):
             self.post_message(AlertsRaised(tuple(fresh), initial=self._first_snapshot))
         self._first_snapshot = False
         self.sub_title = f"{run_name(snap)} · {snap.state.value}"
-        self.refresh_bindings()
+        self._refresh_gates()
 
     def on_gpu_sampled(self, message: GpuSampled) -> None:
         self.gpu_status = message.status
@@ -303,7 +315,7 @@ class SdxlTuiApp(App[int]):
         path = table.selected_path
         if path != self.selected_checkpoint:
             self.selected_checkpoint = path
-            self.refresh_bindings()
+            self._refresh_gates()
 
     def selected(self) -> Any:
         snap = self.snapshot
@@ -343,9 +355,23 @@ class SdxlTuiApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in DESTRUCTIVE and self.readonly:
             return False  # removed, not just greyed
-        if action in ("start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images"):
+        if action in GATED:
             return True if self.why_not(action) is None else None
         return True
+
+    async def run_action(self, action: Any, default_namespace: Any = None) -> bool:
+        """A greyed-out key still answers: it says why it cannot run now (never ignored)."""
+        if (
+            isinstance(action, str)
+            and action in GATED
+            and default_namespace in (None, self)
+            and not (action in DESTRUCTIVE and self.readonly)
+        ):
+            reason = self.why_not(action)
+            if reason is not None:
+                self.notify(f"not now: {reason}", severity="warning", timeout=4)
+                return True
+        return await super().run_action(action, default_namespace)
 
     def _refuse(self, action: str) -> bool:
         reason = self.why_not(action)

@@ -12,14 +12,14 @@ from sdxl_tui.model import Checkpoint, CheckpointStatus, RunSnapshot
 
 COLUMNS = (
     ("name", "name"),
+    ("status", "status"),
     ("epoch", "ep"),
     ("step", "step"),
-    ("size", "size"),
-    ("age", "age"),
     ("loss", "loss"),
+    ("age", "age"),
+    ("size", "size"),
     ("state", "resume"),
     ("eval", "eval"),
-    ("status", "status"),
 )
 
 _STATUS_STYLE = {
@@ -39,14 +39,14 @@ def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
             break
     return (
         name,
+        status,
         "--" if ckpt.epoch is None else str(ckpt.epoch),
         "--" if ckpt.step is None else str(ckpt.step),
-        format_bytes(ckpt.size),
-        format_duration(max(0.0, now - ckpt.mtime)),
         "--" if ckpt.loss_at_save is None else format_value(ckpt.loss_at_save),
+        format_duration(max(0.0, now - ckpt.mtime)),
+        format_bytes(ckpt.size),
         "yes" if ckpt.state_dir else "no",
         ckpt.evaluation or "--",
-        status,
     )
 
 

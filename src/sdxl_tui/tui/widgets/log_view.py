@@ -41,8 +41,8 @@ class LogView(ScrollView, can_focus=True):
 
     BINDINGS = [
         Binding("end", "follow", "Follow tail", show=False, id="log-follow"),
-        Binding("n", "find_next", "Next match", show=False, id="log-next-match"),
-        Binding("N", "find_previous", "Previous match", show=False, id="log-previous-match"),
+        Binding("n", "find_next", "Older match", show=False, id="log-next-match"),
+        Binding("N", "find_previous", "Newer match", show=False, id="log-previous-match"),
     ]
 
     unseen: reactive[int] = reactive(0)
@@ -125,23 +125,23 @@ class LogView(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     # -- search --------------------------------------------------------------------------
-    def find(self, query: str, *, backwards: bool = False, from_current: bool = False) -> bool:
-        """Move to the next (or previous) line containing ``query`` (case-insensitive)."""
+    def find(self, query: str, *, newer: bool = False, restart: bool = False) -> bool:
+        """Move to the next older (or ``newer``) line containing ``query``, case-insensitive.
+
+        A new search starts from the newest line and goes up: in a log tail the latest
+        occurrence is the one wanted. Wraps around at either end.
+        """
         self.query = query
+        if restart:
+            self.match_index = None
         if not query or not self.lines:
             self.match_index = None
             self.refresh()
             return False
         q = query.lower()
         n = len(self.lines)
-        if self.match_index is None:
-            start = n - 1 if backwards else 0
-            if not backwards and self.following:
-                start = n - 1
-                backwards = True
-        else:
-            start = self.match_index + (0 if from_current else (-1 if backwards else 1))
-        step = -1 if backwards else 1
+        step = 1 if newer else -1
+        start = (n - 1) if self.match_index is None else self.match_index + step
         for k in range(n):
             i = (start + step * k) % n
             if q in self.lines[i].text.lower():
@@ -155,12 +155,14 @@ class LogView(ScrollView, can_focus=True):
         return False
 
     def action_find_next(self) -> None:
+        """``n``: the next older match."""
         if self.query:
             self.find(self.query)
 
     def action_find_previous(self) -> None:
+        """``N``: the next newer match."""
         if self.query:
-            self.find(self.query, backwards=True)
+            self.find(self.query, newer=True)
 
     # -- rendering -----------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
@@ -201,7 +203,7 @@ class LogPane(Vertical):
     def compose(self) -> ComposeResult:
         yield LogView(id="log-view")
         yield Label("", id="log-marker")
-        yield Input(placeholder="search the log (enter: next, shift+enter: previous, esc: close)", id="log-search")
+        yield Input(placeholder="search the log (newest first; enter: older match, esc: close, then n / N)", id="log-search")
 
     def on_mount(self) -> None:
         self.query_one("#log-marker", Label).display = False
@@ -233,12 +235,10 @@ class LogPane(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         view = self.view
-        found = view.find(event.value, from_current=view.query != event.value and view.match_index is not None)
+        found = view.find(event.value, restart=view.query != event.value)
         if not found:
             self.app.notify(f"not found in the log: {event.value!r}", severity="warning", timeout=3)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        view = self.view
-        view.match_index = None
-        view.find(event.value)
+        self.view.find(event.value, restart=True)

@@ -86,7 +86,8 @@ class LossChart(Widget):
         self._cache: Text | None = None
 
     def watch_snapshot(self, old: RunSnapshot | None, new: RunSnapshot | None) -> None:
-        self.refresh()
+        if self._key() != self._cache_key:  # redraw only when a series grew
+            self.refresh()
 
     def watch_options(self) -> None:
         self.refresh()
@@ -208,7 +209,16 @@ class LossChart(Widget):
                 else:
                     label = ""
                 out.append(f"{label:>{axis_w - 1}}┤" if label else " " * (axis_w - 1) + "│", style="dim")
-            for ch, color in row:
-                out.append(ch, style=COLORS.get(color, "") if color is not None else "")
+            run: list[str] = []
+            run_color: int | None = None
+            for ch, color in row:  # one span per colour run, not per cell
+                c = run_color if ch == " " else color
+                if c != run_color and run:
+                    out.append("".join(run), style=COLORS.get(run_color, "") if run_color is not None else "")
+                    run = []
+                run_color = c
+                run.append(ch)
+            if run:
+                out.append("".join(run), style=COLORS.get(run_color, "") if run_color is not None else "")
             if r != len(rows) - 1:
                 out.append("\n")

@@ -1,0 +1,269 @@
+"""Pilot tests of the dashboard against scripted snapshots (fast: no files, no processes).
+
+Each test drives the real App through ``run_test`` and asserts on what was posted
+(``message_hook``), on widget state and on the screen text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import settings, wait_for
+from screen_text import screen_text
+from stub_reader import StubReader, checkpoint, oom_alert, snapshot
+from textual.message import Message
+
+from sdxl_tui.model import CheckpointStatus, LogLine, RunState
+from sdxl_tui.tui.app import SdxlTuiApp, make_app
+from sdxl_tui.tui.messages import AlertsRaised, LogLinesAdded, SnapshotUpdated
+from sdxl_tui.tui.screens.chart import ChartScreen
+from sdxl_tui.tui.screens.confirm import ConfirmScreen
+from sdxl_tui.tui.screens.help import HelpScreen
+from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
+from sdxl_tui.tui.widgets.log_view import LogView
+
+
+def app_for(reader: StubReader, **overrides: object) -> SdxlTuiApp:
+    return make_app(settings(**overrides), "/runs/luca/sdxl_v1", reader=reader, watch=False, environ={})
+
+
+def binding_state(app: SdxlTuiApp, action: str) -> bool | None:
+    return app.check_action(action, ())
+
+
+async def test_first_snapshot_fills_every_pane() -> None:
+    seen: list[Message] = []
+    app = app_for(StubReader([snapshot()]))
+    async with app.run_test(size=(160, 48), message_hook=seen.append) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "luca_sdxl_v1" in text and "TRAINING" in text
+        assert "done ~" in text  # the finish clock
+        assert "600/1200" in text
+        assert "luca_sdxl_v1-000004" in text  # a checkpoint row
+        assert "RTX 4090" in text and "trainer 17.0" in text
+        assert "line 39" in text  # the log tail
+        assert any(isinstance(m, SnapshotUpdated) for m in seen)
+        assert any(isinstance(m, LogLinesAdded) for m in seen)
+
+
+async def test_actions_grey_out_with_the_trainer_state() -> None:
+    reader = StubReader([snapshot(alive=True)])
+    app = app_for(reader)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        assert binding_state(app, "kill_run") is True
+        assert binding_state(app, "stop_after_checkpoint") is True
+        assert binding_state(app, "start_run") is None  # greyed: a trainer is alive
+        assert binding_state(app, "evaluate_checkpoint") is True  # first row selected, complete
+        reader.push(snapshot(alive=False, state=RunState.FINISHED, step=1200,
+                             checkpoints=[checkpoint("/runs/luca/sdxl_v1", 2, status=CheckpointStatus.WRITING)]))
+        assert await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.state is RunState.FINISHED)
+        await pilot.pause()
+        assert binding_state(app, "kill_run") is None
+        assert binding_state(app, "start_run") is True
+        assert binding_state(app, "evaluate_checkpoint") is None  # only a "writing" checkpoint
+        assert binding_state(app, "show_images") is None
+        # A greyed key is not silently ignored: it says why.
+        await pilot.press("k")
+        await pilot.pause()
+        assert any("no live trainer" in n.message for n in app._notifications)
+
+
+async def test_readonly_removes_destructive_actions() -> None:
+    app = app_for(StubReader([snapshot(alive=True)]), ui__readonly=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        for action in ("start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint"):
+            assert binding_state(app, action) is False
+        assert binding_state(app, "toggle_chart") is True
+        assert await wait_for(pilot, lambda: "Chart" in screen_text(app).splitlines()[-1])
+        footer = screen_text(app).splitlines()[-1]
+        assert "Kill" not in footer and "Start" not in footer and "Chart" in footer
+        await pilot.press("k")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_keymap_rebinds_and_help_shows_the_new_key() -> None:
+    app = app_for(StubReader([snapshot()]), ui__keymap={"toggle-chart": "g"})
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("c")
+        await pilot.pause()
+        assert not isinstance(app.screen, ChartScreen)
+        await pilot.press("g")
+        await pilot.pause()
+        assert isinstance(app.screen, ChartScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        rows = {row[2]: row[0] for row in app.screen.rows}
+        assert rows["toggle-chart"] == "g"
+        assert rows["kill-run"] == "k"
+        assert "toggle-chart" in screen_text(app)
+
+
+async def test_chart_controls() -> None:
+    app = app_for(StubReader([snapshot(step=900)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ChartScreen)
+        assert "smoothing 0.600" in screen_text(app)
+        await pilot.press("right_square_bracket", "l", "w", "o")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "smoothing 0.650" in text and "log-Y on" in text and "wall clock" in text and "outliers shown" in text
+        assert "lr/unet" in text  # the learning-rate curve
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.chart_options.smoothing == 0.65 and app.chart_options.log_y
+
+
+async def test_alert_notifies_rings_and_runs_the_hook_once(tmp_path: Path) -> None:
+    out = tmp_path / "hook.jsonl"
+    hook = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + '\\n')"]
+    reader = StubReader([snapshot()])
+    seen: list[Message] = []
+    app = make_app(settings(alerts__hook=hook), "/runs/luca/sdxl_v1", reader=reader, watch=False, environ={"TMUX": "/tmp/tmux-0/default,1,0"})
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        reader.push(snapshot(state=RunState.FAILED, alive=False, alerts=[oom_alert()]))
+        assert await wait_for(pilot, lambda: any(isinstance(m, AlertsRaised) for m in seen))
+        reader.push(snapshot(state=RunState.FAILED, alive=False, alerts=[oom_alert()], taken_at=1_790_000_100.0))
+        assert await wait_for(pilot, lambda: out.exists() and out.read_text().strip() != "", timeout=20)
+        await pilot.pause(0.5)
+        raised = [m for m in seen if isinstance(m, AlertsRaised)]
+        assert len(raised) == 1 and raised[0].alerts[0].kind == "oom" and not raised[0].initial
+        written = "".join(app.terminal_writes)
+        assert "\a" in written
+        assert "\x1bPtmux;\x1b\x1b]9;" in written  # OSC 9 wrapped for tmux passthrough
+        assert "777;notify;" in written
+        assert any("CUDA out of memory" in n.message for n in app._notifications)
+        lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0]["kind"] == "oom" and lines[0]["run_dir"] == "/runs/luca/sdxl_v1"
+        assert "Alerts (1)" in screen_text(app)
+
+
+async def test_alerts_present_at_open_are_shown_but_not_rung() -> None:
+    app = app_for(StubReader([snapshot(alerts=[oom_alert()])]))
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        assert await wait_for(pilot, lambda: any(isinstance(m, AlertsRaised) for m in seen))
+        await pilot.pause()
+        assert app.terminal_writes == []
+        assert any("CUDA out of memory" in n.message for n in app._notifications)
+
+
+def _lines(start: int, n: int, text: str = "line {}") -> tuple[LogLine, ...]:
+    return tuple(LogLine(i, text.format(i)) for i in range(start, start + n))
+
+
+async def test_log_follows_pauses_with_marker_and_collapses_tqdm() -> None:
+    app = app_for(StubReader([snapshot(lines=0)]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        view = app.query_one(LogView)
+        view.add_lines(_lines(0, 200))
+        for k in range(1, 50):  # a tqdm bar redrawn 49 times is one line
+            view.add_lines((LogLine(200, f"steps: {k}%|", "progress"),))
+        await pilot.pause()
+        assert len(view.lines) == 201 and view.lines[-1].text == "steps: 49%|"
+        assert view.following and view.scroll_y == view.max_scroll_y
+        view.focus()
+        await pilot.press("pageup")
+        await pilot.pause()
+        assert not view.following
+        view.add_lines(_lines(201, 7))
+        await pilot.pause()
+        assert view.unseen == 7
+        assert "7 new lines" in screen_text(app)
+        assert view.scroll_y < view.max_scroll_y  # stayed where the user was reading
+        await pilot.press("end")
+        await pilot.pause()
+        assert view.following and view.unseen == 0
+        assert "new lines" not in screen_text(app)
+
+
+async def test_log_search_next_previous() -> None:
+    app = app_for(StubReader([snapshot(lines=0)]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        view = app.query_one(LogView)
+        view.add_lines(tuple(LogLine(i, f"{'saving checkpoint' if i in (10, 50, 90) else 'step'} {i}") for i in range(120)))
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"saving")
+        await pilot.pause()
+        assert view.match_index == 90  # the newest match first
+        await pilot.press("enter")
+        await pilot.pause()
+        assert view.match_index == 50  # enter: the next older one
+        view.focus()
+        await pilot.press("n")
+        assert view.match_index == 10
+        await pilot.press("n")
+        assert view.match_index == 90  # wraps around
+        await pilot.press("N")
+        assert view.match_index == 10
+        assert "saving" in screen_text(app)
+
+
+async def test_checkpoint_rows_diff_by_key_and_show_writing() -> None:
+    run = "/runs/luca/sdxl_v1"
+    reader = StubReader([snapshot(checkpoints=[checkpoint(run, 2)])])
+    app = app_for(reader)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        table = app.query_one(CheckpointTable)
+        assert table.row_count == 1
+        reader.push(snapshot(checkpoints=[checkpoint(run, 2), checkpoint(run, 4, status=CheckpointStatus.WRITING, age=1)]))
+        assert await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.pause()
+        assert "writing" in screen_text(app)
+        reader.push(snapshot(checkpoints=[checkpoint(run, 2), checkpoint(run, 4, age=2)]))
+        assert await wait_for(pilot, lambda: "writing" not in screen_text(app))
+        assert table.row_count == 2
+
+
+async def test_kill_with_no_process_found_shows_a_dialog_not_a_signal() -> None:
+    # The snapshot claims pid 4242 lives, but control/kill finds no trainer for the
+    # directory: the dialog says so and offers nothing to confirm.
+    app = app_for(StubReader([snapshot(alive=True)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("k")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) or bool(app._notifications))
+        if isinstance(app.screen, ConfirmScreen):
+            assert await wait_for(pilot, lambda: "nothing to kill" in screen_text(app).lower())
+            await pilot.press("escape")
+            await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_quit_is_immediate_and_stops_the_feeds() -> None:
+    reader = StubReader([snapshot()])
+    app = app_for(reader)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.feeds.stopping.is_set()
+    assert app.return_value == 0
+
+
+async def test_command_palette_offers_run_commands() -> None:
+    app = app_for(StubReader([snapshot(alive=True)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "run: kill" in titles and "checkpoint: evaluate" in titles
+        assert "run: start (unavailable)" in titles
