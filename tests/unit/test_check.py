@@ -16,6 +16,7 @@ from sdxl_tui.planning.check import (
     check_argv,
     check_config_file,
     check_launch,
+    fact_lines,
     format_report,
     split_command,
 )
@@ -123,6 +124,9 @@ def test_card_command_with_its_suggestions_yields_exactly_the_reference_problems
     assert report.facts["steps_per_epoch"] == 25 and report.facts["total_steps"] == 300
     assert report.facts["checkpoint_files"] == 6  # epochs 2,4,6,8,10 + the final file
     assert report.facts["base_model_kind"] == "sdxl"
+    lines = fact_lines(report)
+    assert any(line.endswith("12 epochs = 300 steps") for line in lines)
+    assert any(line.startswith("disk: 6 x 456.5 MB LoRA files") for line in lines)
 
 
 def test_card_command_alone_parses_like_the_reference(card_dir: Path) -> None:

@@ -61,6 +61,7 @@ __all__ = [
     "check_config_file",
     "check_dataset_config",
     "check_launch",
+    "fact_lines",
     "format_report",
     "split_command",
 ]
@@ -820,14 +821,12 @@ def check_launch(
 # ------------------------------------------------------------------------ rendering
 
 
-def format_report(report: CheckReport, *, verbose: bool = False) -> str:
-    """Plain-text report: findings with their fixes, then the facts, then the verdict."""
-    lines: list[str] = []
-    labels = {"error": "ERROR  ", "warning": "WARNING", "note": "note   "}
-    for f in report.findings:
-        lines.append(f"{labels[f.severity]} [{f.code}] {f.message}")
-        if f.fix:
-            lines.append(f"        fix: {f.fix}")
+def fact_lines(report: CheckReport) -> list[str]:
+    """The report's facts as short lines: script, base model, steps, time, VRAM, disk.
+
+    For views that show findings their own way (the dashboard's start dialog) and still want
+    the numbers a user weighs before an overnight run.
+    """
     facts = report.facts
     summary: list[str] = []
     if "script" in facts:
@@ -841,6 +840,9 @@ def format_report(report: CheckReport, *, verbose: bool = False) -> str:
             f"{facts['batches_per_epoch']} batches = {facts['steps_per_epoch']} steps/epoch x {facts['epochs']} "
             f"epochs = {facts['total_steps']} steps"
         )
+    elif "batches_per_epoch" in facts:
+        summary.append(f"dataset: {facts.get('train_images_with_repeats')} images x repeats -> "
+                       f"{facts['batches_per_epoch']} batches per epoch")
     if "time_estimate" in facts:
         summary.append(f"time: {facts['time_estimate']}")
     if "vram_estimate_gb" in facts:
@@ -855,6 +857,18 @@ def format_report(report: CheckReport, *, verbose: bool = False) -> str:
             + f" = {est.human_bytes(facts['disk_needed_bytes'])}"
             + (f", {est.human_bytes(free_b)} free" if free_b is not None else "")
         )
+    return summary
+
+
+def format_report(report: CheckReport, *, verbose: bool = False) -> str:
+    """Plain-text report: findings with their fixes, then the facts, then the verdict."""
+    lines: list[str] = []
+    labels = {"error": "ERROR  ", "warning": "WARNING", "note": "note   "}
+    for f in report.findings:
+        lines.append(f"{labels[f.severity]} [{f.code}] {f.message}")
+        if f.fix:
+            lines.append(f"        fix: {f.fix}")
+    summary = fact_lines(report)
     if summary:
         if lines:
             lines.append("")
