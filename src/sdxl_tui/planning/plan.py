@@ -536,7 +536,7 @@ def make_plan(
 
     # dataset
     source, source_path = _load_dataset_source(dataset)
-    ds = _sdxl_dataset(source, source_path, batch)
+    ds = _sdxl_dataset(source, source_path, batch, sd_scripts_dir)
     sd15_res = params.get("resolution")
     if sd15_res is None:
         for d in source.get("datasets", []) if isinstance(source.get("datasets"), list) else []:
@@ -584,8 +584,16 @@ def make_plan(
                 launch=launch, rows=tuple(rows), notes=tuple(notes))
 
 
-def _sdxl_dataset(source: Mapping[str, Any], source_path: Path | None, batch: int) -> dict[str, Any]:
-    """The SD1.5 dataset rewritten for SDXL: 1024, bucketing, batch size; subsets kept."""
+def _sdxl_dataset(
+    source: Mapping[str, Any], source_path: Path | None, batch: int, sd_scripts_dir: str | None = None
+) -> dict[str, Any]:
+    """The SD1.5 dataset rewritten for SDXL: 1024, bucketing, batch size; subsets kept.
+
+    Relative image folders are made absolute when they exist beside the SD1.5 TOML or in the
+    sd-scripts checkout (where the SD1.5 run resolved them), so the new files work from anywhere.
+    """
+    bases = [b for b in (source_path.parent if source_path else None, Path(sd_scripts_dir) if sd_scripts_dir else None)
+             if b is not None]
     general = dict(source.get("general") or {}) if isinstance(source.get("general"), Mapping) else {}
     for key in ("resolution", "batch_size", "enable_bucket", "bucket_reso_steps", "min_bucket_reso", "max_bucket_reso"):
         general.pop(key, None)
@@ -603,10 +611,12 @@ def _sdxl_dataset(source: Mapping[str, Any], source_path: Path | None, batch: in
                 continue
             ns = dict(s)
             img = ns.get("image_dir")
-            if isinstance(img, str) and not os.path.isabs(os.path.expanduser(img)) and source_path is not None:
-                cand = (source_path.parent / img).resolve()
-                if cand.is_dir():
-                    ns["image_dir"] = str(cand)
+            if isinstance(img, str) and not os.path.isabs(os.path.expanduser(img)):
+                for b in bases:
+                    cand = (b / img).resolve()
+                    if cand.is_dir():
+                        ns["image_dir"] = str(cand)
+                        break
             subsets.append(ns)
         nd["subsets"] = subsets
         datasets.append(nd)
