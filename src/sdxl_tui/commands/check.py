@@ -38,12 +38,16 @@ rules (codes as printed):
   unknown-option            an option the script does not have, with did-you-mean (--batch_size,
                             --lowvram, --medvram, --text_encoder_lr1/2 ...)                              error
   ambiguous-option, bad-value, missing-value, flag-with-value, stray-argument   argparse would reject  error
+  repeated-option           an option given twice (the last wins)                                     warning
   config-key-unknown        --config_file key that is no option (sd-scripts ignores it silently)       warning
   config-value-type         --config_file value of the wrong type/choice (no argparse conversion)      error
+  config-file-missing, config-file-invalid, dataset-config-missing, dataset-config-invalid             error
   clip-skip-sdxl            --clip_skip does nothing on SDXL                                          warning
+  v2-sdxl                   --v2 with SDXL (sd-scripts asserts)                                       error
   fp16-vae                  --mixed_precision fp16 without --no_half_vae (NaN latents -> NaN loss)    warning
   bucket-without-bucketing  bucket options while bucketing is off                                     warning
   cli-fallback-ignored      a command-line dataset option the dataset TOML overrides                  note
+  option-ignored            --train_data_dir/--reg_data_dir/--in_json next to --dataset_config        warning
   dataset-key-rejected      a dataset TOML key sd-scripts rejects ("extra keys not allowed")          error
   dataset-key-type, dataset-empty, dataset-no-image-dir, dataset-mixed-modes                          error
   dataset-no-resolution     no resolution in the dataset TOML nor --resolution                        error
@@ -60,7 +64,10 @@ rules (codes as printed):
   vram                      estimated peak VRAM above what the GPU has free                           warning
   gpu-unknown               no NVML: the VRAM estimate is shown, not compared                          note
   warmup-too-long           --lr_warmup_steps not below the total steps                              warning
-  text-encoder-lr-single, redundant-option, abbreviated-option, options-fallback                      note
+  base-model-unknown        the base model's kind cannot be read (not safetensors, hub id)            note
+  text-encoder-lr-single, redundant-option, abbreviated-option, options-fallback, script-assumed,
+  steps-by-max-train-steps, no-sd-scripts-dir, simulated-trainer                                       note
+  script-unknown            a script other than (sdxl_)train_network.py                               warning
 
 exit status:
   0  clean (notes only)
