@@ -227,6 +227,7 @@ def test_stop_after_checkpoint_leaves_exactly_one_more_complete_checkpoint(procs
     status = wait_until(lambda: (s := watcher_status(out)) and s["state"] not in ("waiting", "stopping") and s, 30)
     assert status["state"] == "done", status
     assert len(status["new_checkpoints"]) == 1, status
+    assert status["baseline"] == before
     after = complete_checkpoints(out)
     assert len(after) == len(before) + 1
     assert set(before) < set(after)
@@ -312,6 +313,7 @@ def test_stop_after_checkpoint_with_the_simulator_under_conda(procs: Procs, tmp_
     assert status["state"] == "done", status
     assert status["saves_state"] is True
     assert len(status["new_checkpoints"]) == 1, status
+    assert status["baseline"] == before
     after = complete_checkpoints(out)
     assert len(after) == len(before) + 1, (before, after)
     assert sorted(p.name for p in out.glob("*.safetensors")) == after

@@ -667,7 +667,9 @@ def start_stop_after_checkpoint(
         return WatchResult(False, f"no live trainer writes to {target}: nothing to stop")
     (Path(target) / STATE_DIR).mkdir(parents=True, exist_ok=True)
     token = f"{time.time():.6f}-{os.getpid()}"
+    baseline = complete_checkpoints(target)  # what the user sees when asking: "the next" is after these
     cmd = [python or sys.executable, "-m", WATCHER_MODULE, "--run-dir", target, "--token", token,
+           "--baseline", json.dumps(baseline),
            "--signal", start, "--timeout-int", str(timeouts[0]), "--timeout-term", str(timeouts[1]),
            "--poll", str(poll), "--settle", str(settle)]
     log = Path(target) / STATE_DIR / "watcher.log"

@@ -13,6 +13,7 @@ its own first, it stops waiting.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdxl_tui.control.watcher")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--token", default="")
+    parser.add_argument("--baseline", help="JSON list of the complete checkpoints when the stop was asked for")
     parser.add_argument("--signal", default="INT")
     parser.add_argument("--timeout-int", type=float, default=10.0)
     parser.add_argument("--timeout-term", type=float, default=10.0)
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = os.path.realpath(args.run_dir)
     path = watch_path(run_dir)
     found = discover(run_dir)
-    baseline = complete_checkpoints(run_dir)
+    baseline = json.loads(args.baseline) if args.baseline else complete_checkpoints(run_dir)
     saves_state = run_saves_state(run_dir, found.trees)
     record: dict[str, Any] = {
         "token": args.token,
