@@ -252,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         results["big_status_rss_mb"] = rss / 1e6
 
     rows = [
-        ("generated run", f"{results['log_bytes'] / 1e6:.0f} MB log, {results['status_scalars']} scalars "
-                          f"({results['event_bytes'] / 1e6:.1f} MB events), {args.checkpoints} checkpoints", ""),
+        ("generated run", (f"{results['log_bytes'] / 1e6:.0f} MB log, {results['status_scalars']} scalars "
+                          f"({results['event_bytes'] / 1e6:.1f} MB events), {args.checkpoints} checkpoints"), ""),
         ("sdxl-tui status --json (cold process, median)", _s(results["status_median_s"]), "<= 0.6 s"),  # type: ignore[arg-type]
         ("  its CPU time (user+sys, median)", _s(results["status_cpu_median_s"]), ""),  # type: ignore[arg-type]
     ]

@@ -119,7 +119,7 @@ def test_stall_message_and_key_follow_the_step() -> None:
 
 def test_disk_forecast_against_free_space() -> None:
     cks = (ckpt("luca-000002.safetensors", 100, 2, size=200_000_000),)
-    base = dict(state=RunState.TRAINING, config=CARD, options=CARD_OPTS, checkpoints=cks, remaining_saves=5)
+    base = {"state": RunState.TRAINING, "config": CARD, "options": CARD_OPTS, "checkpoints": cks, "remaining_saves": 5}
     assert derive_alerts(AlertInputs(**base, disk_free=10_000_000_000)) == ()
     (a,) = derive_alerts(AlertInputs(**base, disk_free=600_000_000))
     assert a.kind == "disk" and a.severity is Severity.ERROR

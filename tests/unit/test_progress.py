@@ -75,7 +75,7 @@ def test_huge_step_schedule_is_bounded() -> None:
 def test_median_rate_from_event_wall_times_ignores_pauses_and_micro_batches() -> None:
     pts = []
     t = 1000.0
-    for step in range(0, 11):
+    for step in range(11):
         pts.append(ScalarPoint(step, 1.0, t))  # two micro-batches per step
         pts.append(ScalarPoint(step, 1.0, t + 0.5))
         t += 2.0 if step != 5 else 300.0  # a 5-minute save after step 5

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import struct
-import json
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def test_missing_and_waiting() -> None:
 
 
 def test_live_phases_follow_the_log_while_the_process_lives() -> None:
-    base = dict(has_output=True, has_log=True, alive=True, pid=42, last_write_at=NOW - 1, seconds_per_step=2.0)
+    base = {"has_output": True, "has_log": True, "alive": True, "pid": 42, "last_write_at": NOW - 1, "seconds_per_step": 2.0}
     for phase, want in [("loading", RunState.LOADING), ("caching", RunState.CACHING),
                         ("training", RunState.TRAINING), ("sampling", RunState.SAMPLING),
                         ("saving", RunState.SAVING), (None, RunState.LOADING)]:
@@ -55,14 +55,14 @@ def test_finished_beats_everything_once_model_saved() -> None:
     state, reason = st(has_output=True, model_saved=True, alive=False, final_name="x.safetensors")
     assert state is RunState.FINISHED and "model saved." in reason
     # a complete final file finishes a run only when it is not visibly still training
-    live = dict(has_output=True, has_log=True, alive=True, phase="training", final_complete=True,
-                last_write_at=NOW, step=10, total_steps=100)
+    live = {"has_output": True, "has_log": True, "alive": True, "phase": "training", "final_complete": True,
+                "last_write_at": NOW, "step": 10, "total_steps": 100}
     assert st(**live)[0] is RunState.TRAINING
     assert st(**{**live, "alive": False})[0] is RunState.FINISHED
 
 
 def test_failed_on_error_lines() -> None:
-    gone = dict(has_output=True, has_log=True, alive=False, pid=7, step=37)
+    gone = {"has_output": True, "has_log": True, "alive": False, "pid": 7, "step": 37}
     state, reason = st(oom="torch.OutOfMemoryError: CUDA out of memory.", **gone)
     assert state is RunState.FAILED and "CUDA out of memory at step 37" in reason
     state, reason = st(traceback="RuntimeError: boom", **gone)
@@ -88,8 +88,8 @@ def test_interrupted_without_final_and_without_error() -> None:
 
 
 def test_stalled_when_alive_but_silent_for_stall_factor_step_times() -> None:
-    base = dict(has_output=True, has_log=True, alive=True, phase="training", seconds_per_step=20.0,
-                stall_factor=10.0, step=5)
+    base = {"has_output": True, "has_log": True, "alive": True, "phase": "training", "seconds_per_step": 20.0,
+                "stall_factor": 10.0, "step": 5}
     assert st(last_write_at=NOW - 199, **base)[0] is RunState.TRAINING
     state, reason = st(last_write_at=NOW - 201, **base)
     assert state is RunState.STALLED and "3 min" in reason and "20.0 s/step" in reason
@@ -102,8 +102,8 @@ def test_stalled_when_alive_but_silent_for_stall_factor_step_times() -> None:
 
 
 def test_without_process_info_liveness_comes_from_the_log_age() -> None:
-    base = dict(has_output=True, has_log=True, process_known=False, alive=None, phase="training",
-                seconds_per_step=2.0)
+    base = {"has_output": True, "has_log": True, "process_known": False, "alive": None, "phase": "training",
+                "seconds_per_step": 2.0}
     state, reason = st(last_write_at=NOW - 5, **base)
     assert state is RunState.TRAINING and "no process info" in reason
     state, reason = st(last_write_at=NOW - 3600, **base)
@@ -341,7 +341,7 @@ def test_incremental_refresh_sees_new_steps_of_the_real_log(tmp_path: Path) -> N
 
 
 def test_launch_config_supplies_the_command_line_options(tmp_path: Path) -> None:
-    run, rc = _sim(tmp_path, "--sim-fault", "oom", "--sim-fault-step", "2")
+    run, _rc = _sim(tmp_path, "--sim-fault", "oom", "--sim-fault-step", "2")
     (run / "sdxl-tui.toml").write_text(
         '[launch]\nprefix = ["python"]\nscript = "sdxl_train_network.py"\n'
         f'output_dir = "{run}"\n'

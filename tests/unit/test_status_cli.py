@@ -101,7 +101,7 @@ def test_gpu_alerts_through_the_nvml_boundary() -> None:
 @needs_real
 def test_console_script_path_end_to_end() -> None:
     out = subprocess.run([sys.executable, "-m", "sdxl_tui", "status", str(REAL), "--json", "--no-gpu"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["state"] == "finished"
     assert "tbparse" not in out.stderr
@@ -114,7 +114,7 @@ def test_benchmark_smoke_with_tiny_sizes(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(bench), "--workdir", str(tmp_path), "--repeat", "1", "--log-mb", "0.3",
          "--scalars", "2000", "--checkpoints", "3", "--skip-tbparse", "--skip-rss", "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "sdxl-tui status --json (cold process, median)" in out.stdout

@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Union
 
 from sdxl_tui.model import (
     Alert,
@@ -35,7 +34,7 @@ from sdxl_tui.model import (
 )
 
 #: Trainer options by dest name: ``True`` for a flag, a tuple of strings for values.
-Options = Mapping[str, Union[bool, tuple[str, ...]]]
+Options = Mapping[str, bool | tuple[str, ...]]
 
 #: Throttle reasons that mean the GPU is slowed by heat or power hardware, not by idling.
 _BAD_THROTTLE = ("thermal", "hw_slowdown", "hw_thermal", "hw_power_brake", "sw_thermal")
@@ -334,20 +333,27 @@ _WRONG_OPTIONS = {
 }
 
 
+def _planning_suggest(option: str) -> str | None:
+    """planning/options.py's ``suggest(option)`` when it offers one (optional helper)."""
+    try:
+        from sdxl_tui.planning import options as planning_options
+
+        suggest = getattr(planning_options, "suggest", None)
+        found = suggest(option) if suggest is not None else None
+    except Exception:  # noqa: BLE001 - an optional helper must never break alerts
+        return None
+    if not found:
+        return None
+    return found if isinstance(found, str) else ", ".join(map(str, found))
+
+
 def suggest_option(option: str) -> str | None:
     """Did-you-mean for an unknown trainer option (planning/options.py's ``suggest`` when present)."""
     if option in _WRONG_OPTIONS:
         return _WRONG_OPTIONS[option]
-    try:  # engineer E's option table, optional
-        from sdxl_tui.planning import options as planning_options  # type: ignore[attr-defined]
-
-        suggest = getattr(planning_options, "suggest", None)
-        if suggest is not None:
-            found = suggest(option)
-            if found:
-                return found if isinstance(found, str) else ", ".join(map(str, found))
-    except Exception:  # noqa: BLE001 - an optional helper must never break alerts
-        pass
+    found = _planning_suggest(option)
+    if found:
+        return found
     close = difflib.get_close_matches(option, _known_options(), n=2, cutoff=0.75)
     return f"did you mean {' or '.join(close)}?" if close else None
 

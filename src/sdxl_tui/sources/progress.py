@@ -15,6 +15,7 @@ The "honest ETA" is::
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ def steps_per_second_from_points(points: Sequence[ScalarPoint], *, window: int =
             last_wall[p.step] = p.wall_time
     steps = sorted(last_wall)
     deltas: list[float] = []
-    for a, b in zip(steps, steps[1:]):
+    for a, b in itertools.pairwise(steps):
         dt = last_wall[b] - last_wall[a]
         if dt > 0 and b > a:
             deltas.append(dt / (b - a))
@@ -255,7 +256,7 @@ def format_duration(seconds: float | None) -> str:
     """``3725`` -> ``"1:02:05"``; ``None`` -> ``"?"`` (for the status text and the UI)."""
     if seconds is None or math.isnan(seconds):
         return "?"
-    s = int(round(max(0.0, seconds)))
+    s = round(max(0.0, seconds))
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     if h >= 24:

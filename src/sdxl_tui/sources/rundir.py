@@ -30,6 +30,7 @@ State precedence (first match wins; :func:`decide_state`):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -68,7 +69,7 @@ from sdxl_tui.sources.progress import (
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 __all__ = [
     "LOG_NAME",
@@ -380,7 +381,8 @@ def _resolution_from_metadata(md: Mapping[str, str]) -> str | None:
 
 def _batch_from_metadata(md: Mapping[str, str]) -> int | None:
     if md.get("ss_batch_size_per_device"):
-        return _num(md["ss_batch_size_per_device"], int)
+        value: int | None = _num(md["ss_batch_size_per_device"], int)
+        return value
     datasets = md.get("ss_datasets")
     if datasets:
         try:
@@ -481,7 +483,7 @@ def infer_save_every(checkpoints: Sequence[Checkpoint]) -> tuple[int | None, int
             return None
         if len(xs) == 1:
             return xs[0]
-        gaps = [b - a for a, b in zip(xs, xs[1:]) if b > a]
+        gaps = [b - a for a, b in itertools.pairwise(xs) if b > a]
         return min(gaps) if gaps else None
 
     return spacing(epochs), spacing(steps)
@@ -508,7 +510,7 @@ def _spacing_of_logged(logged: Sequence[tuple[str, CheckpointKind, int]]) -> tup
         xs = sorted(set(xs))
         if not xs:
             return None
-        gaps = [b - a for a, b in zip(xs, xs[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(xs)]
         return min(gaps) if gaps else xs[0]
 
     return (spacing([n for _, k, n in logged if k is CheckpointKind.EPOCH]),
@@ -766,11 +768,12 @@ class RunReader:
 
     def close(self) -> None:
         """Release NVML (the only resource held between refreshes)."""
-        if self._gpu is not None and self._gpu_arg is None:
-            try:
-                self._gpu.close()
-            except Exception:  # noqa: BLE001
-                pass
+        if self._gpu is None or self._gpu_arg is not None:
+            return  # an injected monitor belongs to the caller
+        try:
+            self._gpu.close()
+        except Exception as exc:  # noqa: BLE001 - closing must never raise at exit
+            self._log_problems.append(f"NVML shutdown failed: {exc}")
 
     def _with_loss(self, c: Checkpoint, series: Mapping[str, Series]) -> Checkpoint:
         if c.step is None or c.loss_at_save is not None:
@@ -875,7 +878,8 @@ class RunReader:
 
         # TensorBoard
         events = self._event_reader(config.logging_dir)
-        update = events.refresh() if readable else None
+        if readable:
+            events.refresh()
         problems.extend(events.problems)
         series: dict[str, Series] = dict(events.series)
         if facts is not None and not any(t.startswith("loss/") for t in series):
