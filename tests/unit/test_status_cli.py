@@ -98,6 +98,7 @@ def test_gpu_alerts_through_the_nvml_boundary() -> None:
     assert not [a for a in no_driver.alerts if a.kind.startswith("gpu")]
 
 
+@pytest.mark.slow
 @needs_real
 def test_console_script_path_end_to_end() -> None:
     out = subprocess.run([sys.executable, "-m", "sdxl_tui", "status", str(REAL), "--json", "--no-gpu"],
