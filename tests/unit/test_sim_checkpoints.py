@@ -110,3 +110,26 @@ def test_step_samples_use_step_number(tmp_path: Path) -> None:
     assert run_simulated(out, args) == 0
     names = _names(out / "sample", "*.png")
     assert [n[:9] for n in names] == ["000003_00", "000006_00"]
+
+
+def test_resume_from_state_restarts_steps_and_continues_epochs(tmp_path: Path) -> None:
+    from tests.oracles import scalar_points
+
+    out = tmp_path / "out"
+    common = ["--output_name", "rs", "--max_train_epochs", "4", "--save_every_n_epochs", "1",
+              "--sim-batches-per-epoch", "3", "--logging_dir", str(out / "logs"), *FAST]
+    assert run_simulated(out, [*common, "--save_state", "--log_prefix", "a"]) == 0
+    state = out / "rs-000002-state"
+    assert json.loads((state / "train_state.json").read_text()) == {"current_epoch": 2, "current_step": 6}
+    first_log = (out / "training.log").read_bytes()
+    (out / "first.log").write_bytes(first_log)
+    assert run_simulated(out, [*common, "--resume", str(state), "--log_prefix", "b"]) == 0
+    text = (out / "training.log").read_bytes().decode()
+    assert re.findall(r"\nepoch (\d+)/4\n", text) == ["3", "4"]
+    msgs = [squash(m) for m in record_messages(text.encode())]
+    assert any(m.startswith(squash("resume training from local state:")) for m in msgs)
+    second = scalar_points(next((out / "logs").glob("b*/network_train/events.*")))
+    assert second["loss/current"][0][0] == 1  # global_step restarted at 0 (not 6) after --resume
+    assert [s for s, _ in second["loss/epoch_average"]] == [3, 4]
+    md = read_safetensors_header(out / "rs.safetensors").metadata
+    assert (md["ss_epoch"], md["ss_steps"]) == ("4", "6")

@@ -94,6 +94,10 @@ SRC: dict[str, tuple[str, int]] = {
     "scaler_saved": ("accelerate/checkpointing.py", 156),
     "random_saved": ("accelerate/checkpointing.py", 181),
     "model_saved": ("train_network.py", 1729),  # seen
+    "resume": ("library/train_util.py", 4781),
+    "load_state": ("accelerate/accelerator.py", 3301),
+    "load_state_part": ("accelerate/checkpointing.py", 221),
+    "load_train_state": ("train_network.py", 966),
 }
 
 

@@ -115,7 +115,7 @@ class EventWriter:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / event_file_name(now, hostname, pid)
-        self._f: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - kept open like SummaryWriter's
+        self._f: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - kept open like SummaryWriter's
         self._f.write(frame(file_version_event(now)))
         self._f.flush()
 

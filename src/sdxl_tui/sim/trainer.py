@@ -226,6 +226,10 @@ class SimulatedTrainer:
         warm = a.lr_warmup_steps or 0
         self.warmup = int(warm * self.max_train_steps) if isinstance(warm, float) else int(warm)
 
+        self.epoch_to_start = 0
+        self.lr_offset = 0  # a resumed scheduler continues from its saved step count
+        if a.resume:
+            self._resume(a.resume)
         self.c.print("running training / 学習開始")
         self.c.print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {group.num_train_images}")
         self.c.print("  num validation images * repeats / 学習画像の数×繰り返し回数: 0")
@@ -241,6 +245,10 @@ class SimulatedTrainer:
         if a.logging_dir and a.log_with in (None, "tensorboard", "all"):
             tb_dir = os.path.join(a.logging_dir, (a.log_prefix or "") + self.logging_ts, a.log_tracker_name or "network_train")
             self.tb = EventWriter(tb_dir, wall_time=self.h.now(), hostname=sim.hostname)
+        self.lr_descriptions = self._lr_tags()
+        if a.sample_at_first:
+            self._sample(epoch=0, steps=0)
+        if self.tb is not None:
             self.tb.log({}, step=0)  # accelerator.log({}, step=0): writes nothing, flushes
 
         dtype = {"fp16": "torch.float16", "bf16": "torch.bfloat16"}.get(a.mixed_precision or "no", "torch.float32")
@@ -255,9 +263,6 @@ class SimulatedTrainer:
         self.bar = self.new_bar(self.max_train_steps, desc="steps", smoothing=0)
         if sim.fault in ("oom", "crash", "hang") and sim.fault_step <= 0:
             self._fault(sim.fault)
-        self.lr_descriptions = self._lr_tags()
-        if a.sample_at_first:
-            self._sample(epoch=0, steps=0)
         self.recorder = LossRecorder()
         self._loop()
         self._finish()
@@ -396,7 +401,7 @@ class SimulatedTrainer:
         n_workers = min(a.max_data_loader_n_workers if a.max_data_loader_n_workers is not None else 8, os.cpu_count() or 1)
         micro_seconds = sim.step_seconds / self.accum
         nan_from = sim.fault_step if sim.fault == "nan" else None
-        for epoch in range(self.num_train_epochs):
+        for epoch in range(self.epoch_to_start, self.num_train_epochs):
             self.c.print(f"\nepoch {epoch + 1}/{self.num_train_epochs}\n")
             self.metadata["ss_epoch"] = str(epoch + 1)
             forked = not a.persistent_data_loader_workers or epoch == 0
@@ -431,7 +436,7 @@ class SimulatedTrainer:
                 if self.tb is not None:
                     logs = {"loss/current": loss, "loss/average": avr}
                     for tag, which in self.lr_descriptions:
-                        logs[tag] = self._lr(which, self.global_step)
+                        logs[tag] = self._lr(which, self.global_step + self.lr_offset)
                     self.tb.log(logs, step=self.global_step, wall_time=self.h.now())
                 if self.global_step >= self.max_train_steps:
                     break
@@ -458,17 +463,17 @@ class SimulatedTrainer:
         a = self.args
         assert self.bar is not None
         self._sample(epoch=None, steps=self.global_step)
+        self.bar.unpause()
         if a.save_every_n_steps is not None and self.global_step % a.save_every_n_steps == 0:
             name = f"{a.output_name or 'at'}-step{self.global_step:08d}{self.ext}"
             self._save_model(name, self.global_step, epoch)
+            if a.save_state:
+                self._save_state_step()
             if a.save_last_n_steps is not None:
                 r = self.global_step - a.save_last_n_steps - 1
                 r -= r % a.save_every_n_steps
                 if r >= 0:
                     self._remove_model(f"{a.output_name or 'at'}-step{r:08d}{self.ext}")
-            if a.save_state:
-                self._save_state_step()
-            self.bar.unpause()
 
     def _finish(self) -> None:
         a = self.args
@@ -484,6 +489,30 @@ class SimulatedTrainer:
         self._save_model(name, self.global_step, self.num_train_epochs)
         self.c.flush_stdout()  # in the real run the final "saving checkpoint" precedes "model saved."
         self.log("model_saved", "model saved.")
+
+    def _resume(self, state_dir: str) -> None:
+        """``--resume DIR``: accelerate loads the state; only the epoch counter moves on.
+
+        Without ``--skip_until_initial_step`` sd-scripts restarts ``global_step`` at 0, so the
+        bar and the TensorBoard steps start from 0 again in a new timestamped log directory.
+        """
+        self.log("resume", f"resume training from local state: {state_dir}")
+        self.log("load_state", f"Loading states from {state_dir}")
+        for what, name in (("model", "model.safetensors"), ("optimizer", "optimizer.bin"), ("scheduler", "scheduler.bin")):
+            self.log("load_state_part", f"All {what} weights loaded successfully" if what == "model" else f"All {what} states loaded successfully")
+        try:
+            with open(os.path.join(state_dir, "train_state.json"), encoding="utf-8") as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            state = {}
+        self.log("load_train_state", f"load train state from {state_dir}/train_state.json: {state}")
+        steps_from_state = int(state.get("current_step", 0) or 0)
+        if self.args.initial_epoch is not None:
+            steps_from_state = (self.args.initial_epoch - 1) * self.steps_per_epoch
+        elif self.args.initial_step is not None:
+            steps_from_state = self.args.initial_step
+        self.epoch_to_start = steps_from_state // self.steps_per_epoch if steps_from_state > 0 else 0
+        self.lr_offset = int(state.get("current_step", 0) or 0)
 
     def _hang(self) -> None:
         """Process alive, no output, no progress (a deadlocked NCCL call or a stuck loader)."""
