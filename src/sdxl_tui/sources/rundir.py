@@ -42,7 +42,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -620,6 +619,7 @@ class RunReader:
         self._event_roots: tuple[str, ...] = ()
         self._dir_id: tuple[int, int] | None = None
         self._launch_options: dict[str, bool | tuple[str, ...]] | None = None
+        self._launch_sig: tuple[str, int, int] | None = None
         self._launch_log: str | None = None
         self._record_argv: tuple[str, ...] = ()
         self._log_problems: list[str] = []
@@ -742,17 +742,25 @@ class RunReader:
             self._gpu_status = GpuStatus(available=False, reason=f"GPU query failed: {exc}")
 
     def _launch(self) -> None:
-        """Options and log path from the launch config (read once)."""
-        if self._launch_options is not None:
-            return
-        self._launch_options = {}
+        """Options and log path from the launch config (re-read only when its file changes)."""
         mod = _try_import("sdxl_tui.control.launch_config")
         if mod is None:
+            self._launch_options = {}
             return
         try:
             path = mod.find_launch_config(self.run_dir, self._launch_file)
-            if path is None or not Path(path).is_file():
-                return
+            st = os.stat(path) if path is not None else None
+        except OSError:
+            path, st = None, None
+        sig = None if st is None else (str(path), st.st_mtime_ns, st.st_size)
+        if self._launch_options is not None and sig == self._launch_sig:
+            return
+        self._launch_sig = sig
+        self._launch_options = {}
+        self._launch_log = None
+        if path is None or st is None:
+            return
+        try:
             cfg = mod.load_launch_config(path)
         except Exception as exc:  # noqa: BLE001 - a bad launch file is a note, not a crash
             self._log_problems.append(f"launch config not readable: {exc}")
