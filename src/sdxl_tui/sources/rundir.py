@@ -841,14 +841,14 @@ class RunReader:
         # what the trainer was told: live cmdline > run record argv > launch config
         options: dict[str, bool | tuple[str, ...]] = dict(self._launch_options or {})
         script: str | None = None
+        record = getattr(getattr(self._procs, "last_discovery", None), "record", None) if self._procs else None
         argv: Sequence[str] = tree.trainer.cmdline if tree is not None else self._record_argv
         if argv:
-            cwd = None
-            options.update(options_from_argv(argv, cwd=cwd))
+            cwd = record.get("cwd") if isinstance(record, Mapping) else None
+            options.update(options_from_argv(argv, cwd=cwd if isinstance(cwd, str) else None))
             script = next((os.path.basename(a) for a in argv if a.endswith(".py")), None)
 
         # the log
-        record = getattr(getattr(self._procs, "last_discovery", None), "record", None) if self._procs else None
         log_path = self._log_candidate(record if isinstance(record, Mapping) else None)
         facts, log_problems = self._read_log(log_path) if readable else (None, [])
         problems.extend(log_problems)
