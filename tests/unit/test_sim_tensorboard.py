@@ -158,3 +158,16 @@ def test_nan_fault_is_nan_in_tensorboard(tmp_path: Path) -> None:
     assert after and all(math.isnan(v) for v in after)
     assert all(math.isnan(v) for _, v in pts["loss/epoch_average"])
     assert all(not math.isnan(v) for s, v in cur if s < 2)
+
+
+def test_crc32c_implementations_agree_with_oracle() -> None:
+    import os as _os
+
+    from sdxl_tui.sim.tfevents import crc32c, crc32c_py, masked_crc32c
+    from tests.oracles import crc32c_bitwise, masked
+
+    assert crc32c_bitwise(b"123456789") == 0xE3069283  # the CRC-32C check value
+    for n in (0, 1, 8, 37, 300):
+        data = _os.urandom(n)
+        assert crc32c_py(data) == crc32c(data) == crc32c_bitwise(data)
+        assert masked_crc32c(data) == masked(crc32c_bitwise(data))
