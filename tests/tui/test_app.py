@@ -267,3 +267,24 @@ async def test_command_palette_offers_run_commands() -> None:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "run: kill" in titles and "checkpoint: evaluate" in titles
         assert "run: start (unavailable)" in titles
+
+
+async def test_inotify_events_wake_the_reader(tmp_path: Path) -> None:
+    reader = StubReader([snapshot(run_dir=str(tmp_path))])
+    app = make_app(settings(refresh__log_interval=30.0), tmp_path, reader=reader, environ={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.watch_mode == "inotify", timeout=10)
+        before = reader.calls
+        (tmp_path / "training.log").write_text("steps: 1%\n")
+        # with a 30 s idle interval only the event can explain a refresh this soon
+        assert await wait_for(pilot, lambda: reader.calls > before, timeout=5)
+        assert "inotify" in screen_text(app)
+
+
+async def test_force_polling_still_refreshes(tmp_path: Path) -> None:
+    reader = StubReader([snapshot(run_dir=str(tmp_path))])
+    app = make_app(settings(refresh__force_polling=True, refresh__log_interval=0.1), tmp_path, reader=reader, environ={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.watch_mode.startswith("polling"), timeout=10)
+        calls = reader.calls
+        assert await wait_for(pilot, lambda: reader.calls >= calls + 5, timeout=10)
