@@ -83,6 +83,7 @@ def test_kill_conda_tree_leaves_nothing_and_spares_the_decoy(procs: Procs, tmp_p
     assert last["ok"] is True
 
 
+@pytest.mark.slow
 def test_kill_accelerate_tree_escalates_when_sigint_is_ignored(procs: Procs, tmp_path: Path) -> None:
     out = tmp_path / "run"
     procs.spawn(accelerate_argv(out, "--ignore_sigint"))
@@ -105,6 +106,7 @@ def test_signal_kill_starts_at_sigkill(procs: Procs, tmp_path: Path) -> None:
     assert {o.after for o in result.outcomes} == {"SIGKILL"}
 
 
+@pytest.mark.slow
 def test_recorded_pid_reused_by_unrelated_process_is_refused(procs: Procs, tmp_path: Path) -> None:
     sleeper = procs.spawn(["sleep", "60"])
     ctime = psutil.Process(sleeper.pid).create_time()

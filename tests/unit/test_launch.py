@@ -183,6 +183,7 @@ def test_run_survives_the_starter_being_killed_and_its_session_hanging_up(procs:
     assert again is not None and again.recorded and again.trainer.pid == tree.trainer.pid
 
 
+@pytest.mark.slow
 def test_cli_start_dry_run_and_confirmation(tmp_path: Path) -> None:
     write_launch_config(_cfg(tmp_path), tmp_path / "sdxl-tui.toml")
     dry = subprocess.run(check=False, args=[PY, "-m", "sdxl_tui", "start", str(tmp_path), "--dry-run", "--no-check"],
