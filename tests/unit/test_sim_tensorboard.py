@@ -171,3 +171,17 @@ def test_crc32c_implementations_agree_with_oracle() -> None:
         data = _os.urandom(n)
         assert crc32c_py(data) == crc32c(data) == crc32c_bitwise(data)
         assert masked_crc32c(data) == masked(crc32c_bitwise(data))
+
+
+def test_scale_weight_norms_tags_and_postfix(tmp_path: Path) -> None:
+    from tests.oracles import TQDM_RE, segments
+
+    out = tmp_path / "out"
+    args = ["--max_train_epochs", "1", "--scale_weight_norms", "1.0", "--network_train_unet_only",
+            "--logging_dir", str(out / "logs"), "--sim-batches-per-epoch", "3", *FAST]
+    assert run_simulated(out, args) == 0
+    pts = scalar_points(next(out.glob("logs/*/network_train/events.*")))
+    assert list(pts)[:5] == ["loss/current", "loss/average", "max_norm/keys_scaled", "max_norm/max_key_norm", "norm/avg_key_norm"]
+    bars = [t for t, _ in segments((out / "training.log").read_bytes()) if t.startswith("steps:")]
+    post = [m["postfix"] for m in (TQDM_RE.match(b.rstrip()) for b in bars) if m and m["postfix"]]
+    assert post and all(re.match(r"^Average key norm=[\d.e-]+, Keys Scaled=\d+, avr_loss=[\d.e-]+$", p) for p in post)

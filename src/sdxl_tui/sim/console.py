@@ -68,6 +68,7 @@ SRC: dict[str, tuple[str, int]] = {
     "enable_te": ("networks/lora.py", 1086),
     "enable_unet": ("networks/lora.py", 1089),  # seen
     "use_optimizer": ("library/train_util.py", 5096),  # seen
+    "te_not_needed": ("train_network.py", 1325),
     "unet_dtype": ("train_network.py", 1347),  # seen
     "te_dtype": ("train_network.py", 1353),  # seen
     "epoch_incremented": ("library/train_util.py", 784),  # seen (DataLoader workers)

@@ -256,8 +256,11 @@ class SimulatedTrainer:
             unet_dtype = "torch.float8_e4m3fn"
         else:
             unet_dtype = dtype
+        te_deleted = bool(a.cache_text_encoder_outputs and self.unet_only)
+        if te_deleted:
+            self.log("te_not_needed", "text_encoder is not needed for training. deleting to save memory.")
         self.log("unet_dtype", f"unet dtype: {unet_dtype}, device: cuda:0")
-        for i in range(2):
+        for i in range(0 if te_deleted else 2):
             self.log("te_dtype", f"text_encoder [{i}] dtype: {dtype}, device: cuda:0")
 
         self.bar = self.new_bar(self.max_train_steps, desc="steps", smoothing=0)
@@ -432,9 +435,17 @@ class SimulatedTrainer:
                     self._step_end(epoch)
                 self.recorder.add(epoch=epoch, step=step, loss=loss)
                 avr = self.recorder.moving_average
-                self.bar.set_postfix(avr_loss=avr)
+                norms: dict[str, float] = {}
+                if a.scale_weight_norms:
+                    keys_scaled = self.rng.randint(0, 12)
+                    mean_norm = a.scale_weight_norms * (0.55 + 0.1 * self.rng.random())
+                    max_norm = a.scale_weight_norms * (0.95 + 0.05 * self.rng.random())
+                    self.bar.set_postfix(**{"Keys Scaled": keys_scaled, "Average key norm": mean_norm, "avr_loss": avr})
+                    norms = {"max_norm/keys_scaled": keys_scaled, "max_norm/max_key_norm": max_norm, "norm/avg_key_norm": mean_norm}
+                else:
+                    self.bar.set_postfix(avr_loss=avr)
                 if self.tb is not None:
-                    logs = {"loss/current": loss, "loss/average": avr}
+                    logs = {"loss/current": loss, "loss/average": avr, **norms}
                     for tag, which in self.lr_descriptions:
                         logs[tag] = self._lr(which, self.global_step + self.lr_offset)
                     self.tb.log(logs, step=self.global_step, wall_time=self.h.now())
