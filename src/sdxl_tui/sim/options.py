@@ -99,21 +99,6 @@ def build_sim_parser() -> argparse.ArgumentParser:
     return p
 
 
-SIM_HELP = """\
-simulation options (everything else is an sd-scripts sdxl_train_network.py option):
-  --sim-step-seconds S       seconds per optimizer step (0 = as fast as possible; default 0.5)
-  --sim-startup-seconds S    time spent loading/caching before training (default 1.0)
-  --sim-batches-per-epoch N  dataloader batches per epoch (default: count the images of
-                             --dataset_config, else 8)
-  --sim-fault {oom,nan,hang,crash}
-                             inject a failure at --sim-fault-step N (default 1)
-  --sim-hang-seconds S       end a simulated hang after S seconds (default 0 = never)
-  --sim-real-size            write LoRA tensors with the real SDXL shapes (big files)
-  --sim-seed N               seed of the simulated loss curve (default 42)
-  --sim-hostname NAME        host name used in the event file name (default: this host)
-"""
-
-
 def split_args(argv: list[str]) -> tuple[SimOptions, list[str]]:
     """Separate ``--sim-*`` options from the trainer's; raises SystemExit(2) on bad sim values."""
     ns, rest = build_sim_parser().parse_known_args(argv)

@@ -23,6 +23,7 @@ from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sdxl_tui.sim import lorafile, tracebacks
 from sdxl_tui.sim.console import SD_SCRIPTS_DIR, SimConsole
@@ -80,7 +81,7 @@ def lr_lambda(name: str, step: int, total: int, warmup: int, cycles: int = 1, po
     if name == "polynomial":
         if step > total:
             return 0.0
-        return max(0.0, (1 - progress) ** power)
+        return max(0.0, float((1 - progress) ** power))
     return 1.0
 
 
@@ -798,19 +799,19 @@ class SimulatedTrainer:
             (sample_dir / fname).write_bytes(png_bytes(max(8, w // 16), max(8, h // 16), i + steps))
 
 
-def _read_prompts(path: str) -> list[dict[str, object]] | None:
+def _read_prompts(path: str) -> list[dict[str, Any]] | None:
     """Prompt lines with sd-scripts' ``--n --w --h --d --l --s --ss`` options (.txt only)."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = [ln.strip() for ln in f]
     except OSError:
         return None
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     for line in lines:
         if not line or line.startswith("#"):
             continue
         parts = line.split(" --")
-        d: dict[str, object] = {"prompt": parts[0].strip()}
+        d: dict[str, Any] = {"prompt": parts[0].strip()}
         for part in parts[1:]:
             key, _, val = part.partition(" ")
             val = val.strip()
