@@ -87,6 +87,16 @@ def test_interrupted_without_final_and_without_error() -> None:
     assert state is RunState.INTERRUPTED
 
 
+def test_not_found_process_with_fresh_log_is_live_briefly_unless_the_log_ended_in_a_traceback() -> None:
+    base = {"has_output": True, "has_log": True, "process_known": True, "alive": None, "phase": "training",
+                "seconds_per_step": 20.0, "step": 116}
+    state, reason = st(last_write_at=NOW - 5, **base)
+    assert state is RunState.TRAINING and "trainer process not found" in reason
+    assert st(last_write_at=NOW - 90, **base)[0] is RunState.INTERRUPTED  # 60 s grace, not 200 s
+    state, reason = st(last_write_at=NOW - 5, traceback="KeyboardInterrupt", keyboard_interrupt=True, **base)
+    assert state is RunState.INTERRUPTED and "SIGINT" in reason
+
+
 def test_stalled_when_alive_but_silent_for_stall_factor_step_times() -> None:
     base = {"has_output": True, "has_log": True, "alive": True, "phase": "training", "seconds_per_step": 20.0,
                 "stall_factor": 10.0, "step": 5}

@@ -85,6 +85,8 @@ LOG_NAME = "training.log"
 MIN_STALL_SECONDS = 120.0
 #: Without a step time, a live-looking run is presumed stopped after this much silence.
 DEFAULT_SILENCE_SECONDS = 600.0
+#: A fresh log with no trainer process found counts as live for at most this long.
+NOT_FOUND_GRACE_SECONDS = 60.0
 _PHASE_STATES = {
     "loading": RunState.LOADING,
     "caching": RunState.CACHING,
@@ -175,9 +177,13 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         elif s.exit_code is not None:
             how = f"{pid} exited with status {s.exit_code}"
     else:
-        fresh = age is not None and age < threshold
+        # Not found. Without process information the log's age is all there is; with it, a
+        # fresh log still counts for a short while (a trainer in another PID namespace, a
+        # scan racing a restart), never for a whole stall threshold.
+        window = threshold if not s.process_known else min(threshold, NOT_FOUND_GRACE_SECONDS)
+        fresh = age is not None and age < window
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
-        live = fresh
+        live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
         how = f"{who}; log written {_ago(age)} ago" if age is not None else who
 
     # 2. finished
