@@ -123,3 +123,15 @@ def test_benchmark_smoke_with_tiny_sizes(tmp_path: Path) -> None:
     figures = json.loads(out.stdout[out.stdout.index("{"):])
     assert figures["status_state"] == "finished"
     assert figures["refresh_last_step"] > 0
+
+
+@needs_real
+def test_log_and_logs_options_point_outside_the_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["status", str(tmp_path), "--log", str(REAL / "training.log"), "--logs", str(REAL / "logs"),
+               "--json", "--no-gpu", "--no-procs"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["state"] == "finished" and data["step"] == 9 and data["checkpoints"] == []
+    assert data["log_path"] == str(REAL / "training.log")
+    assert data["series"]["loss/current"]["count"] == 18 and data["loss"]["source"] == "tensorboard"
+    assert data["config"]["num_batches_per_epoch"] == 6  # from the log's "running training" block
