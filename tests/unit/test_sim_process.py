@@ -134,3 +134,20 @@ def test_oom_exit_1_in_a_real_process(tmp_path: Path, procs: list) -> None:
     procs.append(p)
     assert p.wait(timeout=60) == 1
     assert "torch.OutOfMemoryError: CUDA out of memory." in _log(out)
+
+
+def test_dataloader_workers_are_real_children_with_the_same_cmdline(tmp_path: Path, procs: list) -> None:
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "out"
+    p = start_simulated(out, [*RUN, "--sim-step-seconds", "0.3", "--max_data_loader_n_workers", "2"], env=_env(True))
+    procs.append(p)
+    _wait(lambda: "epoch is incremented" in _log(out))
+    parent = psutil.Process(p.pid)
+    _wait(lambda: len(parent.children()) == min(2, os.cpu_count() or 1))
+    kids = parent.children()
+    assert all(k.cmdline() == parent.cmdline() for k in kids)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == -signal.SIGTERM
+    # orphaned workers notice their parent is gone and leave, like DataLoader's watchdog
+    _, alive = psutil.wait_procs(kids, timeout=5)
+    assert not alive

@@ -32,5 +32,7 @@ def run_argv(argv: list[str], console: SimConsole, *, in_process: bool, hooks: H
     if not args.output_dir:
         console.err("sdxl-tui simulate: --output_dir is required (it is what process discovery looks for)\n")
         return 2
+    if hooks is None and not in_process:
+        hooks = Hooks(fork_workers=True)
     trainer = SimulatedTrainer(args, sim, console, hooks)
     return trainer.run()

@@ -37,6 +37,7 @@ from sdxl_tui.sim.options import SimOptions
 from sdxl_tui.sim.png import png_bytes
 from sdxl_tui.sim.progress import Bar
 from sdxl_tui.sim.tfevents import EventWriter
+from sdxl_tui.sim.workers import DataLoaderWorkers
 
 SD_SCRIPTS_COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
 TE_MODULES = 264
@@ -58,6 +59,7 @@ class Hooks:
 
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    fork_workers: bool = False  # real DataLoader-worker child processes (subprocess mode)
 
 
 # -- learning rate schedules (diffusers/transformers get_scheduler shapes) -----------------------
@@ -122,6 +124,7 @@ class SimulatedTrainer:
         self.rng = random.Random(sim.seed)
         self.bar: Bar | None = None
         self.tb: EventWriter | None = None
+        self.workers = DataLoaderWorkers()
         self.global_step = 0
         self.output_dir = Path(args.output_dir or ".")
         self.ext = "." + (args.save_model_as or "safetensors")
@@ -164,6 +167,7 @@ class SimulatedTrainer:
 
     def _exit_cleanup(self) -> None:
         """Interpreter exit: stdout is flushed, then tqdm's ``__del__`` closes the steps bar."""
+        self.workers.stop()
         self.c.flush_stdout()
         if self.bar is not None:
             self.bar.close()
@@ -411,7 +415,10 @@ class SimulatedTrainer:
             forked = not a.persistent_data_loader_workers or epoch == 0
             if n_workers > 0:
                 if forked:
-                    self.c.flush_all()  # multiprocessing flushes stdout/stderr before fork
+                    if self.h.fork_workers:
+                        self.workers.spawn(n_workers, self.c.flush_all)
+                    else:
+                        self.c.flush_all()  # multiprocessing flushes stdout/stderr before fork
                 for w in range(n_workers):
                     current = 0 if forked and not a.persistent_data_loader_workers else epoch
                     self.c.worker_log(w, "epoch_incremented", f"epoch is incremented. current_epoch: {current}, epoch: {epoch + 1}", forked=forked)
@@ -452,6 +459,8 @@ class SimulatedTrainer:
                     self.tb.log(logs, step=self.global_step, wall_time=self.h.now())
                 if self.global_step >= self.max_train_steps:
                     break
+            if not a.persistent_data_loader_workers:
+                self.workers.stop()  # the epoch's iterator is exhausted: workers shut down
             if self.tb is not None:
                 self.tb.log({"loss/epoch_average": self.recorder.moving_average}, step=epoch + 1, wall_time=self.h.now())
             if a.save_every_n_epochs is not None:
