@@ -177,6 +177,7 @@ class Plot:
     xs: Sequence[float]
     ys: Sequence[float]
     color: int = 0
+    connect: bool = True  # False: dots only (raw points under a smoothed curve)
 
 
 def plot(
@@ -220,7 +221,7 @@ def plot(
             if dot is None:
                 prev = None
                 continue
-            if prev is None:
+            if prev is None or not s.connect:
                 canvas.set(dot[0], dot[1], s.color)
             else:
                 canvas.line(prev[0], prev[1], dot[0], dot[1], s.color)

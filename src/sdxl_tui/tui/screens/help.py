@@ -25,12 +25,14 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, expand=True, show_edge=False, pad_edge=False)
-        table.add_column("key", style="bold")
-        table.add_column("action")
-        table.add_column("id (ui.keymap)", style="dim")
-        table.add_column("now", style="dim")
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("action", ratio=1)
+        table.add_column("id (ui.keymap)", style="dim", no_wrap=True)
         for key, desc, binding_id, note in self.rows:
-            table.add_row(key, desc, binding_id, note)
+            action = Text(desc)
+            if note != "ok":
+                action.append(f"  (not now: {note})", style="dim italic")
+            table.add_row(key, action, binding_id)
         with VerticalScroll(id="help-body"):
             yield Static(Text("sdxl-tui keys", style="bold"), id="help-title")
             yield Static(table, id="help-table")

@@ -151,7 +151,7 @@ class LossChart(Widget):
             if idx == 0:
                 ys = ema_debiased(ys, opts.smoothing if self.full else max(opts.smoothing, 0.6))
             dx, dy = downsample_minmax(xs, ys, buckets)
-            plots.append(Plot(dx, dy, idx))
+            plots.append(Plot(dx, dy, idx, connect=idx != RAW_COLOR))
             all_y.extend(dy if idx != RAW_COLOR or not opts.clip_outliers else [])
             if dx:
                 x_lo, x_hi = min(x_lo, dx[0]), max(x_hi, dx[-1])

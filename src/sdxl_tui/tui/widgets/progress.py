@@ -84,7 +84,7 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
             text.append(short_checkpoint(p.next_checkpoint, snapshot.config.output_name))
             if p.next_checkpoint_eta_seconds is not None:
                 text.append(f" in {format_duration(p.next_checkpoint_eta_seconds)}")
-    if p.seconds_per_step:
+    if p.seconds_per_step and p.seconds_per_step >= 0.01:
         text.append(f"  {p.seconds_per_step:.2f}s/step", style="dim")
     if readonly:
         text.append("  [read-only]", style="dim italic")
