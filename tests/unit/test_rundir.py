@@ -452,3 +452,37 @@ def test_sigterm_killed_process_is_interrupted(sim_proc) -> None:  # type: ignor
     assert snap.state is RunState.INTERRUPTED, snap.state_reason
     assert "no final checkpoint" in snap.state_reason
     assert _alert(snap, "interrupted").severity.value == "warning"
+    # the process that is gone is still reported, not alive (exit status unknown without a record)
+    assert snap.process is not None and snap.process.pid == proc.pid and not snap.process.alive
+
+
+def _run_with_record(tmp_path: Path, **ended: object) -> Path:
+    """A run cut mid-training whose run record (as control/launch writes it) says how it ended."""
+    run = tmp_path / "run"
+    (run / ".sdxl-tui").mkdir(parents=True)
+    data = (REAL / "training.log").read_bytes()
+    (run / "training.log").write_bytes(data[: data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")])
+    record = {"pid": 4_000_000,  # above the usual pid_max: no such process "create_time": 1.0, "argv": ["python", "sdxl_train_network.py", "--output_dir", str(run)],
+              "cwd": str(run), "started_at": NOW - 100, "log": str(run / "training.log"), "ended_at": NOW - 10, **ended}
+    (run / ".sdxl-tui" / "run.json").write_text(json.dumps(record))
+    return run
+
+
+def test_run_record_exit_status_makes_failed_and_is_reported(tmp_path: Path) -> None:
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run = _run_with_record(tmp_path, exit_code=1, signal=None)
+    snap = RunReader(run, gpu=False, procs=ProcessWatcher(run), clock=lambda: NOW).refresh()
+    assert snap.state is RunState.FAILED and "status 1" in snap.state_reason
+    assert snap.process is not None and not snap.process.alive and snap.process.trainer.exit_code == 1
+    assert snap.process.recorded
+
+
+def test_run_record_sigkill_is_interrupted_with_a_host_oom_hint(tmp_path: Path) -> None:
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run = _run_with_record(tmp_path, exit_code=None, signal=9)
+    snap = RunReader(run, gpu=False, procs=ProcessWatcher(run), clock=lambda: NOW).refresh()
+    assert snap.state is RunState.INTERRUPTED and "SIGKILL" in snap.state_reason
+    assert _alert(snap, "host_oom").severity.value == "error"
+    assert _alert(snap, "interrupted")

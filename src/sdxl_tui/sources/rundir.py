@@ -51,6 +51,7 @@ from sdxl_tui.model import (
     GpuStatus,
     LogLine,
     ProcessTree,
+    ProcInfo,
     RunSnapshot,
     RunState,
     ScalarPoint,
@@ -789,6 +790,26 @@ class RunReader:
         except Exception as exc:  # noqa: BLE001 - closing must never raise at exit
             self._log_problems.append(f"NVML shutdown failed: {exc}")
 
+    def _ended_tree(self, record: Any) -> ProcessTree | None:
+        """The trainer that is gone, with its exit status when known (run record, watcher)."""
+        ex = self._exit
+        pid = getattr(ex, "pid", None)
+        if ex is None or not isinstance(pid, int):
+            return None
+        rec = record if isinstance(record, Mapping) and record.get("pid") == pid else {}
+        create = rec.get("create_time")
+        argv = rec.get("argv")
+        status = getattr(ex, "description", None) or "exited"
+        info = ProcInfo(
+            pid=pid,
+            create_time=float(create) if isinstance(create, (int, float)) else 0.0,
+            cmdline=tuple(str(a) for a in argv) if isinstance(argv, list) else (),
+            alive=False,
+            status=str(status),
+            exit_code=getattr(ex, "exit_code", None),
+        )
+        return ProcessTree(trainer=info, recorded=bool(rec))
+
     def _with_loss(self, c: Checkpoint, series: Mapping[str, Series]) -> Checkpoint:
         if c.step is None or c.loss_at_save is not None:
             return c
@@ -1040,7 +1061,7 @@ class RunReader:
             states=scan.states,
             samples=scan.samples,
             evaluations=scan.evaluations,
-            process=tree,
+            process=tree if tree is not None else self._ended_tree(record),
             gpu=self._gpu_status,
             alerts=alerts,
             log_path=self._log_file if log_mtime is not None else None,
