@@ -1,0 +1,83 @@
+"""End to end: the installed ``sdxl-tui`` inside tmux against a live simulated run.
+
+Reads the screen the way a person would (``tmux capture-pane``), quits with ``q`` and checks
+that the trainer is still running. Every process started here is ended by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SCRIPT = Path(sys.executable).parent / "sdxl-tui"
+
+
+def tmux(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10)
+
+
+def capture(session: str) -> str:
+    return tmux("capture-pane", "-p", "-t", session).stdout
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None or not SCRIPT.exists(), reason="needs tmux and the installed console script")
+def test_dashboard_in_tmux_shows_progress_and_quit_leaves_the_trainer(tmp_path: Path) -> None:
+    from sdxl_tui.sim import start_simulated
+
+    run_dir = tmp_path / "luca_sdxl_v1"
+    sim = start_simulated(run_dir, [
+        "--output_name", "luca_sdxl_v1", "--max_train_epochs", "50", "--save_every_n_epochs", "1",
+        "--sim-step-seconds", "0.15", "--sim-startup-seconds", "0.3", "--sim-batches-per-epoch", "4",
+        "--logging_dir", str(run_dir / "logs"), "--log_with", "tensorboard",
+    ])
+    session = f"sdxl-tui-e2e-{os.getpid()}"
+    env_cmd = f"TERM=xterm-256color {SCRIPT} {run_dir} --no-gpu"
+    pane_pid = None
+    try:
+        made = tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", env_cmd)
+        assert made.returncode == 0, made.stderr
+        pane_pid = int(tmux("display-message", "-p", "-t", session, "#{pane_pid}").stdout.strip())
+        deadline = time.monotonic() + 60
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = capture(session)
+            if "luca_sdxl_v1-000001" in screen and "TRAINING" in screen and "step" in screen:
+                break
+            time.sleep(0.5)
+        assert "luca_sdxl_v1-000001" in screen, screen
+        assert "TRAINING" in screen, screen
+        first = screen
+        time.sleep(2.0)
+        assert capture(session) != first  # live: the screen keeps changing
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and pid_alive(pane_pid):
+            time.sleep(0.2)
+        assert not pid_alive(pane_pid), "sdxl-tui did not quit"
+        assert sim.poll() is None, "quitting sdxl-tui must leave the trainer running"
+    finally:
+        tmux("kill-session", "-t", session)
+        if pane_pid is not None and pid_alive(pane_pid):
+            os.kill(pane_pid, signal.SIGKILL)
+        if sim.poll() is None:
+            os.killpg(sim.pid, signal.SIGKILL)
+            sim.wait(timeout=10)
