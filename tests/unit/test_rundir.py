@@ -462,7 +462,9 @@ def _run_with_record(tmp_path: Path, **ended: object) -> Path:
     (run / ".sdxl-tui").mkdir(parents=True)
     data = (REAL / "training.log").read_bytes()
     (run / "training.log").write_bytes(data[: data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")])
-    record = {"pid": 2**22 + 12345,  # above the largest possible pid_max (2**22): never a live pid "create_time": 1.0, "argv": ["python", "sdxl_train_network.py", "--output_dir", str(run)],
+    # pid above the largest possible pid_max (2**22): never a live process
+    record = {"pid": 2**22 + 12345, "create_time": 1.0,
+              "argv": ["python", "sdxl_train_network.py", "--output_dir", str(run)],
               "cwd": str(run), "started_at": NOW - 100, "log": str(run / "training.log"), "ended_at": NOW - 10, **ended}
     (run / ".sdxl-tui" / "run.json").write_text(json.dumps(record))
     return run
