@@ -168,3 +168,22 @@ def test_file_is_written_in_place_not_renamed(tmp_path: Path) -> None:
         t.join()
     final = (out / "slow.safetensors").stat().st_size
     assert any(0 < s < final for s in sizes), "never saw a half-written file"
+
+
+@pytest.mark.parametrize(("extra", "dtype"), [([], "F32"), (["--save_precision", "bf16"], "BF16"), (["--save_precision", "float"], "F32"), (["--full_fp16"], "F16")])
+def test_tensor_dtype_follows_save_precision(tmp_path: Path, extra: list[str], dtype: str) -> None:
+    out = tmp_path / "out"
+    args = ["--max_train_epochs", "1", "--network_train_unet_only", "--sim-batches-per-epoch", "1", *extra, *FAST]
+    assert run_simulated(out, args) == 0
+    h = read_safetensors_header(out / "last.safetensors")
+    check_safetensors_layout(h)
+    assert {t["dtype"] for t in h.tensors.values()} == {dtype}
+
+
+def test_ckpt_format_has_no_safetensors_header(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--output_name", "c", "--max_train_epochs", "2", "--save_every_n_epochs", "1", "--save_model_as", "ckpt",
+            "--sim-batches-per-epoch", "1", *FAST]
+    assert run_simulated(out, args) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "training.log") == ["c-000001.ckpt", "c.ckpt"]
+    assert (out / "c.ckpt").read_bytes()[:4] == b"PK\x03\x04"

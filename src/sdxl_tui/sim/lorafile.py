@@ -4,7 +4,7 @@ Module names are generated from the SDXL architecture (original SGM U-Net naming
 ViT-L and OpenCLIP bigG text encoders), which yields the 722 U-Net modules and the 264
 text-encoder modules sd-scripts reports. The header is serialised like safetensors 0.4.5:
 8-byte little-endian length, compact JSON with ``__metadata__`` first, tensors ordered by
-dtype (descending) then name, padded with spaces to a multiple of 8. Tensors are F16; by
+dtype (descending) then name, padded with spaces to a multiple of 8. Tensors are F16, BF16 or F32 (``--save_precision``); by
 default their feature sizes are divided by 64 (ranks are real) so files stay small; the
 real shapes are available for realism. Files are written in place, in chunks, like
 ``serialize_to_file`` (no temp file), so a reader can meet a half-written file.
@@ -98,53 +98,82 @@ def _tensor_specs(rank: int, unet: bool, text_encoders: bool, real_size: bool) -
     return specs
 
 
-def _nbytes(shape: list[int]) -> int:
-    n = 2
+_ITEMSIZE = {"F16": 2, "BF16": 2, "F32": 4}
+
+
+def dtype_for(save_precision: str | None, full_fp16: bool = False, full_bf16: bool = False) -> str:
+    """Tensor dtype of a saved LoRA: ``--save_precision``, else the network's own dtype."""
+    if save_precision == "fp16":
+        return "F16"
+    if save_precision == "bf16":
+        return "BF16"
+    if save_precision == "float":
+        return "F32"
+    if full_fp16:
+        return "F16"
+    if full_bf16:
+        return "BF16"
+    return "F32"  # LoRA parameters are float32 under mixed precision
+
+
+def _nbytes(shape: list[int], dtype: str = "F16") -> int:
+    n = _ITEMSIZE[dtype]
     for d in shape:
         n *= d
     return n
 
 
-def build_header(specs: list[tuple[str, list[int]]], metadata: Mapping[str, str] | None) -> bytes:
+def build_header(specs: list[tuple[str, list[int]]], metadata: Mapping[str, str] | None, dtype: str = "F16") -> bytes:
     """The JSON header exactly as safetensors serialises it (padded to a multiple of 8)."""
     parts: list[str] = []
     if metadata is not None:
         parts.append('"__metadata__":' + json.dumps(dict(metadata), separators=(",", ":"), ensure_ascii=False))
-    parts.append(_tensor_json(tuple((n, tuple(s)) for n, s in specs)))
+    parts.append(_tensor_json(tuple((n, tuple(s)) for n, s in specs), dtype))
     raw = ("{" + ",".join(p for p in parts if p) + "}").encode("utf-8")
     raw += b" " * ((8 - len(raw) % 8) % 8)
     return raw
 
 
 @functools.lru_cache(maxsize=8)
-def _tensor_json(specs: tuple[tuple[str, tuple[int, ...]], ...]) -> str:
-    """The tensor entries of the header (one dtype, F16: ordered by name)."""
+def _tensor_json(specs: tuple[tuple[str, tuple[int, ...]], ...], dtype: str = "F16") -> str:
+    """The tensor entries of the header (one dtype for all: ordered by name)."""
     parts = []
     offset = 0
     for name, shape in sorted(specs, key=lambda s: s[0]):
-        end = offset + _nbytes(list(shape))
+        end = offset + _nbytes(list(shape), dtype)
         dims = ",".join(str(d) for d in shape)
-        parts.append(f'{json.dumps(name)}:{{"dtype":"F16","shape":[{dims}],"data_offsets":[{offset},{end}]}}')
+        parts.append(f'{json.dumps(name)}:{{"dtype":"{dtype}","shape":[{dims}],"data_offsets":[{offset},{end}]}}')
         offset = end
     return ",".join(parts)
 
 
 @functools.lru_cache(maxsize=1)
-def _pool_bytes(size: int = 1 << 14) -> bytes:
+def _pool_bytes(dtype: str = "F16", size: int = 1 << 14) -> bytes:
     rng = random.Random(1234)
-    return struct.pack(f"<{size}e", *(rng.gauss(0.0, 0.02) for _ in range(size)))
+    vals = [rng.gauss(0.0, 0.02) for _ in range(size)]
+    return _pack(vals, dtype)
+
+
+def _pack(vals: list[float], dtype: str) -> bytes:
+    if dtype == "F16":
+        return struct.pack(f"<{len(vals)}e", *vals)
+    f32 = struct.pack(f"<{len(vals)}f", *vals)
+    if dtype == "F32":
+        return f32
+    return b"".join(f32[i + 2 : i + 4] for i in range(0, len(f32), 4))  # BF16: upper half
 
 
 class _Pool:
     """Plausible F16 weights (small values) from a seed, produced fast by slicing one pool."""
 
-    def __init__(self, seed: int) -> None:
-        self.data = _pool_bytes()
+    def __init__(self, seed: int, dtype: str = "F16") -> None:
+        self.data = _pool_bytes(dtype)
+        self.step = _ITEMSIZE[dtype]
 
     def take(self, nbytes: int, start: int) -> bytes:
         d = self.data
         start %= len(d) - 1
-        start -= start % 2
+        start -= start % self.step
         out = bytearray()
         while len(out) < nbytes:
             chunk = d[start : start + nbytes - len(out)]
@@ -153,31 +182,33 @@ class _Pool:
         return bytes(out)
 
 
-def tensor_data(specs: list[tuple[str, list[int]]], alpha: float, seed: int) -> Iterator[bytes]:
+def tensor_data(specs: list[tuple[str, list[int]]], alpha: float, seed: int, dtype: str = "F16") -> Iterator[bytes]:
     """Tensor bytes in header order."""
-    pool = _Pool(seed)
-    alpha_b = struct.pack("<e", alpha)
+    pool = _Pool(seed, dtype)
+    alpha_b = _pack([alpha], dtype)
     pos = seed * 7919
     for name, shape in sorted(specs, key=lambda s: s[0]):
         if name.endswith(".alpha"):
             yield alpha_b
         else:
-            n = _nbytes(shape)
+            n = _nbytes(shape, dtype)
             yield pool.take(n, pos)
             pos += n * 3 + 2
 
 
-def sshs_hashes(specs: list[tuple[str, list[int]]], metadata: Mapping[str, str], alpha: float, seed: int) -> tuple[str, str]:
+def sshs_hashes(
+    specs: list[tuple[str, list[int]]], metadata: Mapping[str, str], alpha: float, seed: int, dtype: str = "F16"
+) -> tuple[str, str]:
     """``(sshs_model_hash, sshs_legacy_hash)`` the way ``precalculate_safetensors_hashes`` does.
 
     Computed on an in-memory file holding only the ``ss_*`` metadata: SHA-256 of the bytes
     after the header, and the first 8 hex digits of SHA-256 over 64 KiB at offset 1 MiB.
     """
     ss = {k: v for k, v in metadata.items() if k.startswith("ss_")}
-    header = build_header(specs, ss)
+    header = build_header(specs, ss, dtype)
     model = hashlib.sha256()
     prefix = bytearray(struct.pack("<Q", len(header)) + header)
-    for chunk in tensor_data(specs, alpha, seed):
+    for chunk in tensor_data(specs, alpha, seed, dtype):
         model.update(chunk)
         if len(prefix) < 0x110000:
             prefix += chunk
@@ -195,10 +226,11 @@ def write_lora(
     seconds: float = 0.0,
     chunk: int = 256 * 1024,
     sleep: Callable[[float], None] = time.sleep,
+    dtype: str = "F16",
 ) -> int:
     """Write the file in place, in chunks spread over ``seconds``; returns its size."""
-    header = build_header(specs, metadata)
-    total = 8 + len(header) + sum(_nbytes(s) for _, s in specs)
+    header = build_header(specs, metadata, dtype)
+    total = 8 + len(header) + sum(_nbytes(s, dtype) for _, s in specs)
     nchunks = max(1, total // chunk)
     pause = seconds / nchunks if seconds > 0 else 0.0
     written = 0
@@ -207,7 +239,7 @@ def write_lora(
         f.write(header)
         f.flush()
         pending = bytearray()
-        for data in tensor_data(specs, alpha, seed):
+        for data in tensor_data(specs, alpha, seed, dtype):
             pending += data
             if len(pending) >= chunk:
                 f.write(pending)

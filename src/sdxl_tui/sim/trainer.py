@@ -690,13 +690,21 @@ class SimulatedTrainer:
         specs = self._specs()
         alpha = float(self.args.network_alpha if self.args.network_alpha is not None else 1.0)
         seed = self.sim.seed * 1000003 + steps
-        model_hash, legacy = lorafile.sshs_hashes(specs, md, alpha, seed)
+        dtype = lorafile.dtype_for(self.args.save_precision, bool(self.args.full_fp16), bool(self.args.full_bf16))
+        if self.ext != ".safetensors":
+            # .ckpt/.pt: a plain torch.save(state_dict) zip, no metadata
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04" + hashlib.sha256(str(seed).encode()).digest() * 64)
+            return
+        model_hash, legacy = lorafile.sshs_hashes(specs, md, alpha, seed, dtype)
         md["sshs_model_hash"] = model_hash
         md["sshs_legacy_hash"] = legacy
         order = list(md)
         random.Random(self.session_id).shuffle(order)  # a Rust HashMap: no defined order
         md = {k: md[k] for k in order}
-        lorafile.write_lora(path, specs, md, alpha=alpha, seed=seed, seconds=self.sim.step_seconds * 0.5, sleep=self.h.sleep)
+        lorafile.write_lora(
+            path, specs, md, alpha=alpha, seed=seed, seconds=self.sim.step_seconds * 0.5, sleep=self.h.sleep, dtype=dtype
+        )
 
     def _remove_model(self, name: str) -> None:
         path = self.output_dir / name
