@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -449,3 +450,79 @@ def test_refresh_after_growth_reads_only_new_bytes(tmp_path: Path) -> None:
     up = r.refresh()
     assert up.bytes_read == len(extra) and up.records == 200
     assert first.bytes_read == f.stat().st_size - len(extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulator-written runs (sdxl_tui.sim writes the real TensorBoard layout and tags)
+# ---------------------------------------------------------------------------------------------
+
+SIM_ARGS = ["--output_name", "luca", "--network_dim", "8", "--network_alpha", "4", "--max_train_epochs", "2",
+            "--gradient_accumulation_steps", "2", "--train_batch_size", "4", "--log_with", "tensorboard",
+            "--sim-step-seconds", "0", "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "6"]
+
+
+def _sim(run: Path, *extra: str) -> int:
+    from sdxl_tui.sim import run_simulated
+
+    return run_simulated(run, [*SIM_ARGS, "--logging_dir", str(run / "logs"), *extra])
+
+
+@pytest.mark.parametrize("fault", [None, "nan", "oom"])
+def test_sim_runs_match_tbparse(tmp_path: Path, fault: str | None) -> None:
+    run = tmp_path / "run"
+    _sim(run, *(["--sim-fault", fault, "--sim-fault-step", "3"] if fault else []))
+    before = _snapshot(run)
+    r = EventReader([run / "logs"])
+    up = r.refresh()
+    assert up.problems == () and up.pending_bytes == 0
+    ours, oracle = _ours(r), _tb(run / "logs")
+    assert set(ours) == set(oracle) and "loss/current" in ours
+    for tag in oracle:
+        assert len(ours[tag]) == len(oracle[tag]), tag
+        assert all(a[0] == b[0] and _same(a[1], b[1]) for a, b in zip(ours[tag], oracle[tag])), tag
+    if fault == "nan":
+        assert math.isnan(up.series["loss/average"].last_value or 0.0)
+    assert _snapshot(run) == before
+
+
+def test_sim_restart_into_the_same_logging_dir_is_stitched(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _sim(run)
+    (first,) = list((run / "logs").iterdir())
+    first.rename(first.with_name("20200101000000"))  # the first launch, long before
+    r = EventReader([run / "logs"])
+    end = r.refresh().series["loss/current"].last
+    assert end is not None
+    _sim(run)  # launched again: a new timestamped run dir, global_step from 0 again
+    up = r.refresh()
+    cur = up.series["loss/current"]
+    steps = [p.step for p in cur.points]
+    assert steps == sorted(steps) and cur.count == 2 * (len(steps) // 2)
+    assert up.resume_steps == (end.step,)
+    assert len(up.files) == 2
+
+
+@pytest.mark.slow
+def test_live_sim_process_read_while_writing(tmp_path: Path) -> None:
+    """A real trainer-like process writes while we refresh: every refresh is consistent."""
+    from sdxl_tui.sim import start_simulated
+
+    run = tmp_path / "run"
+    args = [*SIM_ARGS, "--logging_dir", str(run / "logs")]
+    args[args.index("--sim-step-seconds") + 1] = "0.05"
+    proc = start_simulated(run, args)
+    try:
+        r = EventReader([run / "logs"])
+        counts = []
+        while proc.poll() is None:
+            up = r.refresh()
+            assert up.problems == ()
+            counts.append(sum(s.count for s in up.series.values()))
+            time.sleep(0.05)
+        r.refresh()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    assert counts == sorted(counts) and len(counts) > 2
+    assert _ours(r) == _tb(run / "logs")  # no NaN in this run: exact equality

@@ -345,3 +345,61 @@ def test_garbage_and_binary_do_not_raise() -> None:
             (" " * 29 + "orphan continuation", "\n"), ("steps: 12%|", "\r"), ("[… 1 MiB …]", "skip")])
     f = p.facts
     assert f.step is None and f.traceback is None and f.line_count >= 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulator-written logs (sdxl_tui.sim renders rich records and tqdm bars like the real run)
+# ---------------------------------------------------------------------------------------------
+
+SIM_ARGS = ["--output_name", "luca", "--network_dim", "8", "--network_alpha", "4", "--max_train_epochs", "2",
+            "--gradient_accumulation_steps", "2", "--train_batch_size", "4", "--log_with", "tensorboard",
+            "--sim-step-seconds", "0", "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "6",
+            "--save_every_n_epochs", "1"]
+
+
+def _sim_facts(tmp_path: Path, *extra: str) -> tuple[int, object]:
+    from sdxl_tui.sim import run_simulated
+
+    run = tmp_path / "run"
+    rc = run_simulated(run, [*SIM_ARGS, "--logging_dir", str(run / "logs"), *extra])
+    p = LogParser()
+    r = LogTail(run / "training.log").read()
+    assert r.problems == ()
+    p.feed(r.segments)
+    return rc, p.facts
+
+
+def test_sim_finished_run(tmp_path: Path) -> None:
+    rc, f = _sim_facts(tmp_path)
+    assert rc == 0
+    assert (f.phase, f.model_saved, f.step, f.total_steps, f.epoch, f.epochs) == ("finished", True, 6, 6, 2, 2)
+    assert f.traceback is None and f.oom is None and f.first_nan_step is None
+    assert f.config.network_dim == 8 and f.config.network_alpha == 4.0 and f.config.gradient_accumulation_steps == 2
+    assert f.config.batch_size == 4 and f.config.output_name == "luca"
+    assert [s.path.rsplit("/", 1)[-1] for s in f.saves if s.kind == "checkpoint"] == ["luca-000001.safetensors", "luca.safetensors"]
+    assert f.avr_loss_count == 7 and f.avr_loss == f.avr_loss_points[-1].value
+
+
+def test_sim_oom(tmp_path: Path) -> None:
+    rc, f = _sim_facts(tmp_path, "--sim-fault", "oom", "--sim-fault-step", "3")
+    assert rc == 1
+    assert f.oom is not None and "CUDA out of memory" in f.oom and f.traceback == f.oom
+    assert not f.model_saved and f.step == 2
+
+
+def test_sim_crash(tmp_path: Path) -> None:
+    rc, f = _sim_facts(tmp_path, "--sim-fault", "crash", "--sim-fault-step", "2")
+    assert rc == 1 and f.oom is None
+    assert f.traceback is not None and f.traceback.startswith("RuntimeError: CUDA error")
+    assert f.traceback_lines[0].startswith("Traceback (most recent call last):")
+
+
+def test_sim_nan(tmp_path: Path) -> None:
+    rc, f = _sim_facts(tmp_path, "--sim-fault", "nan", "--sim-fault-step", "3")
+    assert rc == 0 and f.first_nan_step == 3 and math.isnan(f.avr_loss or 0.0) and f.model_saved
+
+
+def test_sim_bad_arguments(tmp_path: Path) -> None:
+    rc, f = _sim_facts(tmp_path, "--batch_size", "2", "--lowvram")
+    assert rc == 2 and f.unrecognized_args == ("--batch_size", "2", "--lowvram")
+    assert f.step is None

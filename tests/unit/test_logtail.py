@@ -243,3 +243,31 @@ def test_real_log_read_in_random_pieces_equals_one_read(tmp_path: Path) -> None:
     assert tuple(got) == whole.segments
     assert ("running training / 学習開始", "\n") in got
     assert sum(1 for s in got if s[1] == "\r") > 30
+
+
+@pytest.mark.slow
+def test_live_sim_process_tailed_while_writing(tmp_path: Path) -> None:
+    """Tail the log of a real simulated trainer process while it writes; nothing is lost."""
+    from sdxl_tui.sim import start_simulated
+
+    run = tmp_path / "run"
+    args = ["--output_name", "luca", "--max_train_epochs", "2", "--gradient_accumulation_steps", "2",
+            "--sim-step-seconds", "0.03", "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "6",
+            "--logging_dir", str(run / "logs")]
+    proc = start_simulated(run, args)
+    got: list[tuple[str, str]] = []
+    t = LogTail(run / "training.log")
+    try:
+        while proc.poll() is None:
+            r = t.read()
+            assert r.problems == () and not r.truncated and not r.rotated
+            got.extend(s for s in r.segments if s[1] != "partial")
+            time.sleep(0.02)
+        got.extend(s for s in t.read().segments if s[1] != "partial")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    whole = LogTail(run / "training.log").read().segments
+    assert tuple(got) == tuple(s for s in whole if s[1] != "partial")
+    assert any(s[0].startswith("steps:") for s in got)
