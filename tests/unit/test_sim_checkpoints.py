@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from sdxl_tui.sim import run_simulated
 from tests.oracles import read_safetensors_header, record_messages, squash
 
@@ -95,6 +97,10 @@ def test_samples_have_real_names(tmp_path: Path) -> None:
     ]
     for n in names:
         assert (out / "sample" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pil = pytest.importorskip("PIL.Image")
+    with pil.open(out / "sample" / names[0]) as im:  # an independent decoder
+        im.load()
+        assert im.size == (512, 768)  # --w 512 --h 768 of the first prompt
     msgs = [squash(m) for m in record_messages((out / "training.log").read_bytes())]
     headers = [m for m in msgs if m.startswith(squash("generating sample images at step / サンプル画像生成 ステップ:"))]
     assert [h.rsplit(":", 1)[1] for h in headers] == ["0", "4", "8"]

@@ -813,7 +813,7 @@ class SimulatedTrainer:
             seed_suffix = "" if seed is None else f"_{seed}"
             prefix = "" if a.output_name is None else a.output_name + "_"
             fname = f"{prefix}{num_suffix}_{i:02d}_{ts}{seed_suffix}.png"
-            (sample_dir / fname).write_bytes(png_bytes(max(8, w // 16), max(8, h // 16), i + steps))
+            (sample_dir / fname).write_bytes(png_bytes(w, h, i + steps))
 
 
 def _read_prompts(path: str) -> list[dict[str, Any]] | None:
