@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 DESCRIPTION = """\
 Evaluate CHECKPOINT of the run directory DIR: run the configured evaluation command (an argv
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         return _print_status(run_dir, args.json)
 
-    plan_kw: dict[str, object] = {
+    plan_kw: dict[str, Any] = {
         "command": args.command,
         "builtin": True if args.builtin else None,
         "base_model": args.base_model,

@@ -723,9 +723,9 @@ def start_eval(
         )
     if spawn_runner:
         ensure_runner(plan.run_dir, poll_interval=poll_interval)
-    rec = eval_record(plan.run_dir, plan.name)
-    assert rec is not None
-    return rec
+    result = eval_record(plan.run_dir, plan.name)
+    assert result is not None
+    return result
 
 
 def cancel_eval(run_dir: str | os.PathLike[str], name: str, *, timeout: float = 10.0) -> EvalRecord | None:
@@ -741,13 +741,13 @@ def cancel_eval(run_dir: str | os.PathLike[str], name: str, *, timeout: float = 
             _update(path, status="failed", note="cancelled before it started", ended_at=time.time())
             return eval_record(run_dir, name)
     pid, ctime = data.get("pid"), data.get("create_time")
-    if data.get("status") == "running" and _alive(pid, ctime):
-        _signal_group(int(pid), signal.SIGTERM)
+    if data.get("status") == "running" and isinstance(pid, int) and _alive(pid, ctime):
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid, ctime):
             time.sleep(0.05)
         if _alive(pid, ctime):
-            _signal_group(int(pid), signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)
         with _status_lock(run_dir):
             _update(path, note="cancelled")
     return eval_record(run_dir, name)

@@ -50,8 +50,10 @@ def _load(source: Any) -> Image:
     if isinstance(source, (str, os.PathLike)):
         with PILImage.open(source) as img:
             img.load()
-            return img.convert("RGBA").copy()
-    return source.convert("RGBA")
+            converted: Image = img.convert("RGBA")
+            return converted
+    rgba: Image = source.convert("RGBA")
+    return rgba
 
 
 def _flatten(rgba: tuple[int, ...], background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -81,7 +83,7 @@ def halfblock_pixels(
         # BOX averages when shrinking (a 1024 px sample); NEAREST keeps flat blocks when growing
         grow = cols > img.size[0] or pixel_rows > img.size[1]
         img = img.resize((cols, pixel_rows), PILImage.Resampling.NEAREST if grow else PILImage.Resampling.BOX)
-    access = img.load()
+    access: Any = img.load()
     cells: list[list[tuple[tuple[int, int, int], tuple[int, int, int] | None]]] = []
     for y in range(0, pixel_rows, 2):
         row = []
