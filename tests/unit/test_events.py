@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sdxl_tui.model import ScalarPoint
 from sdxl_tui.sources.events import (
     EventReader,
     _crc32c_py,
@@ -23,7 +24,6 @@ from sdxl_tui.sources.events import (
     downsample_minmax,
     masked_crc32c,
 )
-from sdxl_tui.model import ScalarPoint
 
 REAL_RUN = Path("/work/shared/real-sdxl-run")
 REAL_LOGS = REAL_RUN / "logs"
@@ -351,7 +351,7 @@ def test_permission_denied_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
                 pytest.skip("running as root without setpriv")
             argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
                     "-dac_override,-dac_read_search", *argv]
-        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        out = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=60)
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith("0 ") and "Permission denied" in out.stdout
     finally:
@@ -367,12 +367,12 @@ def test_restarts_are_stitched_in_time_order(tmp_path: Path) -> None:
     # written out of order on purpose: the later timestamp dir is created first
     d2 = _run_dir(tmp_path, "luca20261128230000")
     (d2 / "events.out.tfevents.1795910000.vm.2.0").write_bytes(
-        _header() + _records(range(0, 4), ("loss/current",), value=lambda s, i: 10.0 + s)
+        _header() + _records(range(4), ("loss/current",), value=lambda s, i: 10.0 + s)
         + _event(3, "loss/epoch_average", 0.3, 1795911000.0)
     )
     d1 = _run_dir(tmp_path, "luca20261128210000")
     (d1 / "events.out.tfevents.1795900000.vm.1.0").write_bytes(
-        _header() + _records(range(0, 6), ("loss/current",), value=lambda s, i: float(s))
+        _header() + _records(range(6), ("loss/current",), value=lambda s, i: float(s))
         + _event(1, "loss/epoch_average", 0.1, 1795901000.0)
         + _event(2, "loss/epoch_average", 0.2, 1795901001.0)
     )
@@ -389,7 +389,7 @@ def test_restarts_are_stitched_in_time_order(tmp_path: Path) -> None:
 
 def test_continued_steps_after_resume_are_not_offset(tmp_path: Path) -> None:
     d1 = _run_dir(tmp_path, "20261128210000")
-    (d1 / "events.out.tfevents.1795900000.vm.1.0").write_bytes(_header() + _records(range(0, 5), ("loss/current",)))
+    (d1 / "events.out.tfevents.1795900000.vm.1.0").write_bytes(_header() + _records(range(5), ("loss/current",)))
     d2 = _run_dir(tmp_path, "20261128220000")
     (d2 / "events.out.tfevents.1795910000.vm.1.0").write_bytes(_header() + _records(range(5, 8), ("loss/current",)))
     r = EventReader([tmp_path / "logs"])

@@ -38,13 +38,13 @@ from types import MappingProxyType
 from sdxl_tui.model import ScalarPoint, Series
 
 __all__ = [
+    "DecodedEvent",
     "EventReader",
     "EventsUpdate",
     "crc32c",
-    "masked_crc32c",
     "decode_event",
-    "DecodedEvent",
     "downsample_minmax",
+    "masked_crc32c",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -98,13 +98,13 @@ def _load_crc32c() -> Callable[..., int] | None:
                     loader.exec_module(mod)
                     fn: Callable[..., int] = mod.crc32c
                     return fn
-    except Exception:  # pragma: no cover - depends on the environment
+    except Exception:  # noqa: BLE001, S110 - any failure means: try the plain import  # pragma: no cover
         pass
     try:  # pragma: no cover - depends on the environment
         from crc32c import crc32c as fn2
 
-        return fn2  # type: ignore[no-any-return]
-    except Exception:  # pragma: no cover - depends on the environment
+        return fn2
+    except Exception:  # noqa: BLE001 - not installed or broken: pure-Python fallback  # pragma: no cover
         return None
 
 
@@ -358,7 +358,7 @@ def downsample_minmax(points: Sequence[ScalarPoint], group: int) -> list[ScalarP
 
 def _key(v: float, high: bool = False) -> float:
     # NaN must survive downsampling (it is the point of a NaN alert): rank it as an extreme.
-    if v != v:
+    if v != v:  # noqa: PLR0124 - NaN test, hot path
         return float("inf") if high else float("-inf")
     return v
 
@@ -366,8 +366,19 @@ def _key(v: float, high: bool = False) -> float:
 class _Acc:
     """One tag's series: exact count/last, bounded display points."""
 
-    __slots__ = ("tag", "max_points", "count", "last", "width", "kept", "pend", "dirty", "compacted",
-                 "new", "plugin")
+    __slots__ = (
+        "compacted",
+        "count",
+        "dirty",
+        "kept",
+        "last",
+        "max_points",
+        "new",
+        "pend",
+        "plugin",
+        "tag",
+        "width",
+    )
 
     def __init__(self, tag: str, max_points: int) -> None:
         self.tag = tag
@@ -405,7 +416,7 @@ class _Acc:
                 # A whole bucket inside the arrays: min/max in C, objects only for the two kept.
                 vals = values[i:j]
                 total = sum(vals)
-                if total != total:  # NaN (or inf - inf) inside: rank NaN as an extreme
+                if total != total:  # noqa: PLR0124 - NaN (or inf - inf) inside: rank NaN as an extreme
                     pts = [ScalarPoint(steps[k], values[k], walls[k]) for k in range(i, j)]
                     kept.extend(downsample_minmax(pts, width))
                 else:
@@ -653,17 +664,17 @@ class EventReader:
         records = 0
         pending = 0
         for key, _t, path in discovered:
-            fs = self._files.get(path)
-            if fs is None:
-                fs = self._files[path] = _FileState(path, key)
-            n_bytes, n_rec = self._read_file(fs, problems)
+            state = self._files.get(path)
+            if state is None:
+                state = self._files[path] = _FileState(path, key)
+            n_bytes, n_rec = self._read_file(state, problems)
             bytes_read += n_bytes
             records += n_rec
-            pending += fs.pending
+            pending += state.pending
         for path in list(self._files):
             if path not in {p for _k, _t, p in discovered}:
-                st = self._files[path]
-                if st.offset and not os.path.exists(path):
+                gone = self._files[path]
+                if gone.offset and not os.path.exists(path):
                     problems.append(f"event file removed (its points are kept): {path}")
                     # forget it so a recreated file is read from 0 as a new file
                     del self._files[path]

@@ -29,7 +29,7 @@ from typing import Any
 
 from sdxl_tui.model import LogLine, ScalarPoint, TrainConfig
 
-__all__ = ["LogParser", "LogFacts", "SaveEvent", "parse_tqdm", "TqdmBar", "parse_interval"]
+__all__ = ["LogFacts", "LogParser", "SaveEvent", "TqdmBar", "parse_interval", "parse_tqdm"]
 
 _INDENT = 29  # 19 (time) + 1 + 8 (level) + 1
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,7 +43,7 @@ _TQDM = re.compile(
 )
 _TQDM_HINT = re.compile(r"\d%\|")
 # (desc, n, avr_loss) of each meter line, for a run of redraws in one pass
-_METER = re.compile(r"^ *(?:([^\n]*?): *)?\d+%\|[^|\n]*\| *(\d+)/[^\n\[]*\[[^\]\n]*?(?:avr_loss=([^,\]\s]+)[^\]\n]*)?\]", re.M)
+_METER = re.compile(r"^ *(?:([^\n]*?): *)?\d+%\|[^|\n]*\| *(\d+)/[^\n\[]*\[[^\]\n]*?(?:avr_loss=([^,\]\s]+)[^\]\n]*)?\]", re.MULTILINE)
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
 _OVERRIDE = re.compile(r"^override steps\. steps for (\d+) epochs is .*?[:：]\s*(\d+)")
 _BLOCK_VALUE = re.compile(r"(?:[:：]| =)\s*([0-9][0-9.,\s]*?)\s*$")
@@ -55,7 +55,7 @@ _TRAIN_STATE = re.compile(r"save train state to (.+?) at epoch (\d+) step (\d+)"
 _LORA = re.compile(r"create LoRA network\. base dim \(rank\): (\d+), alpha: ([\d.eE+-]+)")
 _OPTIM = re.compile(r"^use (.+?) optimizer \|")
 _RESOLUTION = re.compile(r"resolution: \((\d+), (\d+)\)")
-_BATCH = re.compile(r"^\s*batch_size: (\d+)", re.M)
+_BATCH = re.compile(r"^\s*batch_size: (\d+)", re.MULTILINE)
 _UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.*)$")
 _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(?::|$)")
 _OUTPUT_NAME = re.compile(r"^(?P<name>.+?)(?:-step\d{8}|-\d{6})?\.(?:safetensors|ckpt|pt)$")
@@ -125,8 +125,8 @@ def parse_tqdm(text: str) -> TqdmBar | None:
     if pf:
         for item in pf.split(","):
             if "=" in item:
-                k, _, v = item.partition("=")
-                postfix[k.strip()] = v.strip()
+                key, _, val = item.partition("=")
+                postfix[key.strip()] = val.strip()
     total = m.group("total")
     lead = len(text) - len(text.lstrip(" "))
     return TqdmBar(
@@ -237,7 +237,7 @@ class _Points:
         while i + w <= n and w > 2:
             vals = values[i : i + w]
             total = sum(vals)
-            if total != total:
+            if total != total:  # noqa: PLR0124 - NaN test
                 self.kept.extend(_minmax([ScalarPoint(steps[k], values[k]) for k in range(i, i + w)]))
             else:
                 lo = i + vals.index(min(vals))
@@ -259,7 +259,7 @@ class _Points:
 
 
 def _rank(v: float, high: bool) -> float:
-    if v != v:  # NaN is an extreme worth keeping
+    if v != v:  # noqa: PLR0124 - NaN is an extreme worth keeping
         return math.inf if high else -math.inf
     return v
 
@@ -401,9 +401,8 @@ class LogParser:
     def _bar_or_text(self, text: str, *, redraw: bool) -> None:
         bar = parse_tqdm(text) if _TQDM_HINT.search(text) else None
         if bar is None:
-            if redraw:  # a \r-terminated non-bar (cleared bar, spaces): show as text if any
-                if text.strip():
-                    self._line(text, "\r")
+            if redraw and text.strip():  # a \r-terminated non-bar (not a cleared bar): show it
+                self._line(text, "\r")
             return
         self._end_record()
         self._on_bar(bar)
@@ -651,7 +650,7 @@ class LogParser:
         self._loss_value = vals[-1]
         if self._f["first_nan_step"] is None:
             for st, v in zip(steps, vals):
-                if v != v:
+                if v != v:  # noqa: PLR0124 - NaN test
                     self._f["first_nan_step"] = st
                     break
 
@@ -660,7 +659,7 @@ class LogParser:
             self._loss.add(ScalarPoint(self._loss_step, self._loss_value))
         self._loss_step = step
         self._loss_value = value
-        if value != value and self._f["first_nan_step"] is None:
+        if value != value and self._f["first_nan_step"] is None:  # noqa: PLR0124 - NaN test
             self._f["first_nan_step"] = step
 
     def _on_record(self, level: str, msg: str) -> None:

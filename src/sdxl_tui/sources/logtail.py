@@ -27,7 +27,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LogTail", "TailRead", "Segment", "strip_escapes"]
+__all__ = ["LogTail", "Segment", "TailRead", "strip_escapes"]
 
 Segment = tuple[str, str]
 """(text, terminator): terminator is ``"\\n"``, ``"\\r"``, ``""`` (a line cut at the length cap,
@@ -117,7 +117,7 @@ class LogTail:
     def __del__(self) -> None:  # pragma: no cover - best effort
         self.close()
 
-    def __enter__(self) -> LogTail:
+    def __enter__(self) -> LogTail:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
