@@ -185,3 +185,24 @@ def test_scale_weight_norms_tags_and_postfix(tmp_path: Path) -> None:
     bars = [t for t, _ in segments((out / "training.log").read_bytes()) if t.startswith("steps:")]
     post = [m["postfix"] for m in (TQDM_RE.match(b.rstrip()) for b in bars) if m and m["postfix"]]
     assert post and all(re.match(r"^Average key norm=[\d.e-]+, Keys Scaled=\d+, avr_loss=[\d.e-]+$", p) for p in post)
+
+
+def test_validation_split_tags_bars_and_counts(tmp_path: Path) -> None:
+    from tests.oracles import TQDM_RE, segments
+
+    out = tmp_path / "out"
+    args = ["--max_train_epochs", "2", "--validation_split", "0.25", "--validate_every_n_steps", "2",
+            "--logging_dir", str(out / "logs"), *FAST]
+    assert run_simulated(out, args) == 0  # 8 images (no dataset): 6 train, 2 validation
+    pts = scalar_points(next(out.glob("logs/*/network_train/events.*")))
+    assert [s for s, _ in pts["loss/validation/step_average"]] == [2, 4, 6, 8, 10, 12]
+    assert [s for s, _ in pts["loss/validation/step_divergence"]] == [2, 4, 6, 8, 10, 12]
+    assert [s for s, _ in pts["loss/validation/epoch_average"]] == [1, 2]
+    assert [s for s, _ in pts["loss/validation/epoch_divergence"]] == [1, 2]
+    data = (out / "training.log").read_bytes()
+    assert "num validation images * repeats / 学習画像の数×繰り返し回数: 2" in data.decode()
+    val = [TQDM_RE.match(t.rstrip()) for t, _ in segments(data) if "validation steps:" in t]
+    assert val and all(val)
+    assert {m["desc"] for m in val if m} == {"validation steps", "epoch validation steps"}
+    post = [m["postfix"] for m in val if m and m["postfix"]]
+    assert all(re.fullmatch(r"(val_avg_loss|val_epoch_avg_loss)=[\d.e-]+, timestep=(200|400|600|800)", p) for p in post)

@@ -51,6 +51,7 @@ class Subset:
     custom_attributes: dict[str, Any] = field(default_factory=dict)
     tag_frequency: dict[str, int] = field(default_factory=dict)
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    val_count: int = 0  # images split off for validation (validation_split)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Dataset:
     bucket_no_upscale: bool
     resize_interpolation: str | None
     subsets: list[Subset]
+    validation_split: float = 0.0
     buckets: list[tuple[tuple[int, int], int]] = field(default_factory=list)
     mean_ar_error: float = 0.0
 
@@ -74,6 +76,27 @@ class Dataset:
     @property
     def num_reg_images(self) -> int:
         return sum(s.img_count * s.num_repeats for s in self.subsets if s.is_reg)
+
+    @property
+    def num_validation_images(self) -> int:
+        return sum(s.val_count * s.num_repeats for s in self.subsets if not s.is_reg)
+
+    @property
+    def num_validation_batches(self) -> int:
+        n = self.num_validation_images
+        return math.ceil(n / self.batch_size) if n else 0
+
+    def split_validation(self) -> None:
+        """``split_train_val``: the first ceil(n * (1 - split)) images train, the rest validate."""
+        if self.validation_split <= 0:
+            return
+        for s in self.subsets:
+            if s.is_reg:
+                continue
+            train = math.ceil(s.img_count * (1 - self.validation_split))
+            s.val_count = s.img_count - train
+            s.img_count = train
+            s.sizes = s.sizes[:train]
 
     @property
     def num_batches(self) -> int:
@@ -98,6 +121,14 @@ class DatasetGroup:
     @property
     def num_batches(self) -> int:
         return sum(d.num_batches for d in self.datasets)
+
+    @property
+    def num_validation_images(self) -> int:
+        return sum(d.num_validation_images for d in self.datasets)
+
+    @property
+    def num_validation_batches(self) -> int:
+        return sum(d.num_validation_batches for d in self.datasets)
 
 
 def _png_size(path: str) -> tuple[int, int] | None:
@@ -193,7 +224,7 @@ def _make_buckets(ds: Dataset) -> None:
     ds.mean_ar_error = sum(errors) / len(errors) if errors else 0.0
 
 
-_SUBSET_KEYS = set(Subset.__dataclass_fields__) - {"img_count", "tag_frequency", "sizes"}
+_SUBSET_KEYS = set(Subset.__dataclass_fields__) - {"img_count", "tag_frequency", "sizes", "val_count"}
 
 
 def load_dataset_group(args: Namespace) -> DatasetGroup:
@@ -244,6 +275,7 @@ def _from_config(cfg: dict[str, Any], args: Namespace) -> DatasetGroup:
         "color_aug": args.color_aug,
         "flip_aug": args.flip_aug,
         "random_crop": args.random_crop,
+        "validation_split": args.validation_split,
     }
     cli = {k: v for k, v in cli.items() if v is not None}
     for dcfg in cfg.get("datasets", []) or [{}]:
@@ -266,7 +298,9 @@ def _from_config(cfg: dict[str, Any], args: Namespace) -> DatasetGroup:
             bucket_no_upscale=bool(_pick("bucket_no_upscale", dcfg, general, cli, default=False)),
             resize_interpolation=_pick("resize_interpolation", dcfg, general),
             subsets=subsets,
+            validation_split=float(_pick("validation_split", dcfg, general, cli, default=0.0) or 0.0),
         )
+        ds.split_validation()
         _make_buckets(ds)
         datasets.append(ds)
     return DatasetGroup(datasets, from_config=True)
@@ -307,7 +341,9 @@ def _from_dirs(args: Namespace) -> DatasetGroup:
         bucket_no_upscale=args.bucket_no_upscale,
         resize_interpolation=args.resize_interpolation,
         subsets=subsets or [Subset(image_dir="img", img_count=DEFAULT_IMAGES)],
+        validation_split=float(args.validation_split or 0.0),
     )
+    ds.split_validation()
     _make_buckets(ds)
     return DatasetGroup([ds], from_config=False)
 

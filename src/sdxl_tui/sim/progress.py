@@ -185,6 +185,16 @@ class Bar:
         if refresh:
             self.refresh()
 
+    def set_postfix_ordered(self, items: list[tuple[str, object]], refresh: bool = True) -> None:
+        """``set_postfix(ordered_dict)``: keys keep their order (no sorting)."""
+        parts = []
+        for key, v in items:
+            sv = format_num(v) if isinstance(v, Number) else str(v)  # type: ignore[arg-type]
+            parts.append(key + "=" + sv.strip())
+        self.postfix = ", ".join(parts)
+        if refresh:
+            self.refresh()
+
     def update(self, n: int = 1) -> bool:
         if self.closed:
             return False

@@ -125,6 +125,8 @@ class SimulatedTrainer:
         self.bar: Bar | None = None
         self.tb: EventWriter | None = None
         self.workers = DataLoaderWorkers()
+        self._val_bars: dict[bool, Bar] = {}
+        self._val_recorders: dict[bool, LossRecorder] = {}
         self.global_step = 0
         self.output_dir = Path(args.output_dir or ".")
         self.ext = "." + (args.save_model_as or "safetensors")
@@ -171,6 +173,8 @@ class SimulatedTrainer:
         self.c.flush_stdout()
         if self.bar is not None:
             self.bar.close()
+        for bar in self._val_bars.values():
+            bar.close()
         if self.tb is not None:
             self.tb.close()
 
@@ -237,7 +241,7 @@ class SimulatedTrainer:
             self._resume(a.resume)
         self.c.print("running training / 学習開始")
         self.c.print(f"  num train images * repeats / 学習画像の数×繰り返し回数: {group.num_train_images}")
-        self.c.print("  num validation images * repeats / 学習画像の数×繰り返し回数: 0")
+        self.c.print(f"  num validation images * repeats / 学習画像の数×繰り返し回数: {group.num_validation_images}")
         self.c.print(f"  num reg images / 正則化画像の数: {group.num_reg_images}")
         self.c.print(f"  num batches per epoch / 1epochのバッチ数: {self.batches}")
         self.c.print(f"  num epochs / epoch数: {self.num_train_epochs}")
@@ -291,6 +295,14 @@ class SimulatedTrainer:
             self.log("train_images", f"{ds.num_train_images} train images with repeats.")
             self.log("reg_images", f"{ds.num_reg_images} reg images with repeats.")
             if ds.num_reg_images == 0:
+                self.log("no_reg", "no regularization images / 正則化画像が見つかりませんでした", logging.WARNING)
+            if ds.num_validation_images:
+                self.log("prepare_images", "prepare images.")
+                for s in ds.subsets:
+                    if s.val_count:
+                        self.log("found_directory", f"found directory {s.image_dir} contains {s.img_count + s.val_count} image files")
+                self.log("train_images", f"{ds.num_validation_images} validation images with repeats.")
+                self.log("reg_images", "0 reg images with repeats.")
                 self.log("no_reg", "no regularization images / 正則化画像が見つかりませんでした", logging.WARNING)
         for i, ds in enumerate(group.datasets):
             self.log("dataset_info", dataset_info_text(ds, i))
@@ -457,10 +469,14 @@ class SimulatedTrainer:
                     for tag, which in self.lr_descriptions:
                         logs[tag] = self._lr(which, self.global_step + self.lr_offset)
                     self.tb.log(logs, step=self.global_step, wall_time=self.h.now())
+                if sync and a.validate_every_n_steps and self.global_step % a.validate_every_n_steps == 0:
+                    self._validate(epoch, per_epoch=False)
                 if self.global_step >= self.max_train_steps:
                     break
             if not a.persistent_data_loader_workers:
                 self.workers.stop()  # the epoch's iterator is exhausted: workers shut down
+            if a.validate_every_n_epochs is None or (epoch + 1) % a.validate_every_n_epochs == 0:
+                self._validate(epoch, per_epoch=True)
             if self.tb is not None:
                 self.tb.log({"loss/epoch_average": self.recorder.moving_average}, step=epoch + 1, wall_time=self.h.now())
             if a.save_every_n_epochs is not None:
@@ -510,6 +526,47 @@ class SimulatedTrainer:
         self._save_model(name, self.global_step, self.num_train_epochs)
         self.c.flush_stdout()  # in the real run the final "saving checkpoint" precedes "model saved."
         self.log("model_saved", "model saved.")
+
+    def _validate(self, epoch: int, *, per_epoch: bool) -> None:
+        """Validation over the split-off images at 4 fixed timesteps (200, 400, 600, 800).
+
+        The bar is never closed explicitly: CPython closes it (final redraw + newline) when the
+        variable holding it is rebound to the next validation bar, or at exit.
+        """
+        a = self.args
+        val_batches = self.group.num_validation_batches
+        if not val_batches:
+            return
+        assert self.bar is not None
+        steps = min(a.max_validation_steps, val_batches) if a.max_validation_steps is not None else val_batches
+        timesteps = [200, 400, 600, 800]
+        desc = "epoch validation steps" if per_epoch else "validation steps"
+        key = "val_epoch_avg_loss" if per_epoch else "val_avg_loss"
+        bar = self.new_bar(steps * len(timesteps), desc=desc, smoothing=0, position=1)
+        previous = self._val_bars.get(per_epoch)
+        self._val_bars[per_epoch] = bar
+        if previous is not None:
+            previous.close()
+        recorder = self._val_recorders.setdefault(per_epoch, LossRecorder())
+        i = 0
+        for _ in range(steps):
+            for t in timesteps:
+                self.sleep(self.sim.step_seconds * 0.2 / self.accum)
+                loss = self._loss(self.global_step / max(1, self.max_train_steps)) * (1.05 + t / 4000)
+                recorder.add(epoch=epoch, step=i, loss=loss)
+                bar.update(1)
+                bar.set_postfix_ordered([(key, recorder.moving_average), ("timestep", t)])
+                i += 1
+        if self.tb is not None:
+            avg = recorder.moving_average
+            div = avg - self.recorder.moving_average
+            if per_epoch:
+                logs = {"loss/validation/epoch_average": avg, "loss/validation/epoch_divergence": div}
+                self.tb.log(logs, step=epoch + 1, wall_time=self.h.now())
+            else:
+                logs = {"loss/validation/step_average": avg, "loss/validation/step_divergence": div}
+                self.tb.log(logs, step=self.global_step, wall_time=self.h.now())
+        self.bar.unpause()
 
     def _resume(self, state_dir: str) -> None:
         """``--resume DIR``: accelerate loads the state; only the epoch counter moves on.
@@ -567,7 +624,7 @@ class SimulatedTrainer:
             "ss_text_encoder_lr": te_lr,
             "ss_unet_lr": a.unet_lr,
             "ss_num_train_images": self.group.num_train_images,
-            "ss_num_validation_images": 0,
+            "ss_num_validation_images": self.group.num_validation_images,
             "ss_num_reg_images": self.group.num_reg_images,
             "ss_num_batches_per_epoch": self.batches,
             "ss_num_epochs": self.num_train_epochs,
