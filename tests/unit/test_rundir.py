@@ -488,3 +488,23 @@ def test_run_record_sigkill_is_interrupted_with_a_host_oom_hint(tmp_path: Path) 
     assert snap.state is RunState.INTERRUPTED and "SIGKILL" in snap.state_reason
     assert _alert(snap, "host_oom").severity.value == "error"
     assert _alert(snap, "interrupted")
+
+
+def test_half_written_event_record_and_non_utf8_log_are_read_without_error(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (ev_src,) = REAL.rglob("events.out.tfevents.*")
+    ev = run / ev_src.relative_to(REAL)
+    ev.parent.mkdir(parents=True)
+    data = ev_src.read_bytes()
+    ev.write_bytes(data[:-7])  # the last record cut inside its data
+    log = (REAL / "training.log").read_bytes()
+    (run / "training.log").write_bytes(b"\xff\xfe garbage \x80\n" + log[:2000] + b"\xc3\n")
+    reader = RunReader(run, gpu=False, procs=False, clock=lambda: NOW)
+    snap = reader.refresh()
+    assert snap.series["loss/epoch_average"].count == 2  # the cut record is waiting, not lost
+    assert any(ln.text.startswith("\ufffd") for ln in snap.log_lines)
+    with open(ev, "ab") as f:
+        f.write(data[-7:])  # the writer finishes the record
+    snap = reader.refresh()
+    assert snap.series["loss/epoch_average"].count == 3
+    assert {t: s.count for t, s in snap.series.items()}["loss/current"] == 18
