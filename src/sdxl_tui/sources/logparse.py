@@ -42,8 +42,8 @@ _TQDM = re.compile(
     r"\[(?P<elapsed>[\d:]+)(?:<(?P<remaining>[\d:?]+))?, *(?P<rate>[^,\]]*?)(?P<postfix>(?:, *[^\]]*)?)\]"
 )
 _TQDM_HINT = re.compile(r"\d%\|")
-# (desc, n, avr_loss) of each meter line, for a run of redraws in one pass
-_METER = re.compile(r"^ *(?:([^\n]*?): *)?\d+%\|[^|\n]*\| *(\d+)/[^\n\[]*\[[^\]\n]*?(?:avr_loss=([^,\]\s]+)[^\]\n]*)?\]", re.MULTILINE)
+# (n, avr_loss) of each "steps" meter line, for a run of redraws in one pass
+_AVR = re.compile(r"\| *(\d+)/\d+ \[[^\]\n]*?avr_loss=([^,\]\n]+)")
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
 _OVERRIDE = re.compile(r"^override steps\. steps for (\d+) epochs is .*?[:：]\s*(\d+)")
 _BLOCK_VALUE = re.compile(r"(?:[:：]| =)\s*([0-9][0-9.,\s]*?)\s*$")
@@ -359,22 +359,24 @@ class LogParser:
 
         A 4 MB tail window is mostly tqdm redraws (two or more per step); only the last
         redraw matters for the display and the meter, and ``avr_loss`` needs the last value
-        per step, which one ``findall`` over the joined texts yields. False: not one bar.
+        per step, which one ``findall`` over the joined texts yields. On a very long run of
+        redraws (a big file's first read) the older history is sampled (every k-th redraw,
+        at most ~4000) and the last 2000 redraws are read in full: the chart's history stays
+        representative, the newest values stay exact. False: not one bar.
         """
         texts = [t for t, _ in segs[i:j] if t]
         if len(texts) < 2:
             return False
         joined = "\n".join(texts)
-        found = _METER.findall(joined)
-        if len(found) != len(texts):
+        if joined.count("%|") != len(texts):
             return False
-        desc = found[0][0]
-        if any(d != desc for d, _, _ in found):
-            return False
-        if desc == "steps":
-            per_step = {int(n_): loss for _, n_, loss in found if loss}
+        if joined.count("steps:") == len(texts):
+            if len(texts) > 6000:
+                stride = -(-(len(texts) - 2000) // 4000)
+                joined = "\n".join(texts[: -2000 : stride] + texts[-2000:])
+            per_step = dict(_AVR.findall(joined))
             if per_step:
-                self._avr_many(per_step)
+                self._avr_many({int(k): v for k, v in per_step.items()})
         self._bar_or_text(texts[-1], redraw=True)
         return True
 
