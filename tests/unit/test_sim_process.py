@@ -100,6 +100,11 @@ def test_hang_keeps_process_alive_without_output(tmp_path: Path, procs: list) ->
     assert p.poll() is None
     assert (out / "training.log").stat().st_size == size
     assert "| 3/80 [" not in _log(out)
+    # Ctrl-C on a hung trainer: the traceback shows where it waits (the DataLoader queue)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=10) == -signal.SIGINT
+    text = _log(out)
+    assert "torch/utils/data/dataloader.py" in text and re.search(r"^KeyboardInterrupt$", text, re.M)
 
 
 def test_buffered_stdout_in_a_real_process(tmp_path: Path, procs: list) -> None:

@@ -125,6 +125,8 @@ class SimulatedTrainer:
         self.bar: Bar | None = None
         self.tb: EventWriter | None = None
         self.workers = DataLoaderWorkers()
+        self._hanging = False
+        self.current_epoch = 0
         self._val_bars: dict[bool, Bar] = {}
         self._val_recorders: dict[bool, LossRecorder] = {}
         self.global_step = 0
@@ -161,7 +163,7 @@ class SimulatedTrainer:
             self._exit_cleanup()
             return 1
         except KeyboardInterrupt:
-            self.c.err(tracebacks.keyboard_interrupt_traceback(during_step=self.bar is not None))
+            self.c.err(tracebacks.keyboard_interrupt_traceback(during_step=self.bar is not None and not self._hanging))
             self._exit_cleanup()
             raise
         self._exit_cleanup()
@@ -424,6 +426,7 @@ class SimulatedTrainer:
         for epoch in range(self.epoch_to_start, self.num_train_epochs):
             self.c.print(f"\nepoch {epoch + 1}/{self.num_train_epochs}\n")
             self.metadata["ss_epoch"] = str(epoch + 1)
+            self.current_epoch = epoch + 1
             forked = not a.persistent_data_loader_workers or epoch == 0
             if n_workers > 0:
                 if forked:
@@ -594,8 +597,10 @@ class SimulatedTrainer:
 
     def _hang(self) -> None:
         """Process alive, no output, no progress (a deadlocked NCCL call or a stuck loader)."""
+        self._hanging = True
         if self.sim.hang_seconds > 0:
             self.sleep(self.sim.hang_seconds)
+            self._hanging = False
             return
         while True:
             self.h.sleep(3600)
@@ -811,7 +816,7 @@ class SimulatedTrainer:
         self.log("state_empty", "")
         self.log("saving_state", f"saving state at step {step}")
         name = a.output_name or "at"
-        self._write_state(self.output_dir / f"{name}-step{step:08d}-state", int(self.metadata.get("ss_epoch", "1")), step)
+        self._write_state(self.output_dir / f"{name}-step{step:08d}-state", self.current_epoch, step)
         last_n = a.save_last_n_steps_state or a.save_last_n_steps
         if last_n is not None:
             r = step - last_n - 1
