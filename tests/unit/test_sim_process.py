@@ -104,7 +104,7 @@ def test_hang_keeps_process_alive_without_output(tmp_path: Path, procs: list) ->
     p.send_signal(signal.SIGINT)
     assert p.wait(timeout=10) == -signal.SIGINT
     text = _log(out)
-    assert "torch/utils/data/dataloader.py" in text and re.search(r"^KeyboardInterrupt$", text, re.M)
+    assert "torch/utils/data/dataloader.py" in text and re.search(r"^KeyboardInterrupt$", text, re.MULTILINE)
 
 
 def test_buffered_stdout_in_a_real_process(tmp_path: Path, procs: list) -> None:
