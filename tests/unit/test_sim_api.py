@@ -60,3 +60,12 @@ def test_generate_big_run_small(tmp_path: Path) -> None:
     # times advance like a long night, not like the machine that generated it
     times = re.findall(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ", data, re.MULTILINE)
     assert len(set(times)) > 3
+
+
+def test_cli_hands_every_token_to_the_simulator() -> None:
+    from sdxl_tui.cli import build_parser
+
+    argv = ["--output_dir", "/x", "--network_dim", "8", "--batch_size", "2", "--sim-step-seconds", "0", "positional"]
+    ns = build_parser().parse_args(["simulate", *argv])
+    assert ns.trainer_args == argv
+    assert ns._module == "sdxl_tui.commands.simulate"
