@@ -322,21 +322,38 @@ def test_parser_starting_mid_file_from_a_tail_window(tmp_path: Path) -> None:
     assert p.facts.model_saved and p.facts.phase == "finished"
 
 
-def test_memory_is_bounded_lines_and_loss_points() -> None:
+def test_memory_is_bounded_lines_and_loss_points(tmp_path: Path) -> None:
+    """Followed live (a refresh every 1000 steps): exact count, bounded points, spike kept."""
     p = LogParser(max_lines=100, max_points=64)
-    chunks = [_training_prelude(total=20000, epochs=1)]
-    for n in range(1, 20001):
-        chunks.append(bar(n, 20000, f"{math.sin(n / 300):.4f}" if n != 7777 else "9.5"))
-        if n % 50 == 0:
-            chunks.append(f"\nsome print line {n}\n")
-    feed_text("".join(chunks), p)
-    f = p.facts
-    assert len(f.lines) <= 101 and f.line_count > 400
-    assert f.avr_loss_count == 20000 and f.avr_loss_points[-1].step == 20000
-    assert len(f.avr_loss_points) <= 64 + 8
-    assert any(q.value == 9.5 for q in f.avr_loss_points)  # the spike survives
-    steps = [q.step for q in f.avr_loss_points]
+    f = tmp_path / "training.log"
+    f.write_text(_training_prelude(total=20000, epochs=1))
+    tail = LogTail(f)
+    p.feed(tail.read().segments)
+    for start in range(1, 20001, 1000):
+        chunks = []
+        for n in range(start, start + 1000):
+            chunks.append(bar(n, 20000, f"{math.sin(n / 300):.4f}" if n != 7777 else "9.5"))
+            if n % 50 == 0:
+                chunks.append(f"\nsome print line {n}\n")
+        with open(f, "a") as fh:
+            fh.write("".join(chunks))
+        p.feed(tail.read().segments)
+    facts = p.facts
+    assert len(facts.lines) <= 101 and facts.line_count > 400
+    assert facts.avr_loss_count == 20000 and facts.avr_loss_points[-1].step == 20000
+    assert len(facts.avr_loss_points) <= 64 + 8
+    assert any(q.value == 9.5 for q in facts.avr_loss_points)  # the spike survives
+    steps = [q.step for q in facts.avr_loss_points]
     assert steps == sorted(steps)
+
+
+def test_big_first_read_samples_old_history_keeps_the_newest_exact() -> None:
+    chunks = [_training_prelude(total=20000, epochs=1)]
+    chunks += [bar(n, 20000, f"{n / 1e5:.5f}") for n in range(1, 20001)]
+    f = feed_text("".join(chunks)).facts
+    assert f.step == 20000 and f.avr_loss == 0.2
+    assert 4000 < f.avr_loss_count < 20000  # sampled history
+    assert f.avr_loss_points[-1].step == 20000 and len(f.avr_loss_points) <= 4000 + 8
 
 
 def test_garbage_and_binary_do_not_raise() -> None:

@@ -325,13 +325,25 @@ class LogParser:
         segs = segments if isinstance(segments, (list, tuple)) else list(segments)
         i = 0
         n = len(segs)
+        # A big first read: sample the avr_loss history of all but the last 2000 redraws.
+        stride, sample_until = 1, 0
+        redraws = sum(1 for _, t in segs if t == "\r")
+        if redraws > 6000:
+            stride = -(-(redraws - 2000) // 4000)
+            left = 2000
+            for k in range(n - 1, -1, -1):
+                if segs[k][1] == "\r":
+                    left -= 1
+                    if left == 0:
+                        sample_until = k
+                        break
         while i < n:
             text, term = segs[i]
             if term in ("\r", "partial") and i + 1 < n and segs[i + 1][1] in ("\r", "partial"):
                 j = i + 1
                 while j < n and segs[j][1] in ("\r", "partial"):
                     j += 1
-                if self._bar_run(segs, i, j):
+                if self._bar_run(segs, i, j, stride if j <= sample_until else 1):
                     self._segments += j - i
                     i = j
                     continue
@@ -354,7 +366,7 @@ class LogParser:
         # start with more of its continuation lines after all, it is resumed
         self._end_record(resumable=True)
 
-    def _bar_run(self, segs: Sequence[tuple[str, str]], i: int, j: int) -> bool:
+    def _bar_run(self, segs: Sequence[tuple[str, str]], i: int, j: int, stride: int = 1) -> bool:
         """Consume segs[i:j], consecutive redraws of one bar, in a few C-level passes.
 
         A 4 MB tail window is mostly tqdm redraws (two or more per step); only the last
@@ -362,7 +374,8 @@ class LogParser:
         per step, which one ``findall`` over the joined texts yields. On a very long run of
         redraws (a big file's first read) the older history is sampled (every k-th redraw,
         at most ~4000) and the last 2000 redraws are read in full: the chart's history stays
-        representative, the newest values stay exact. False: not one bar.
+        representative, the newest values stay exact (``stride`` comes from ``feed``, which
+        knows how many redraws the whole read holds). False: not one bar.
         """
         texts = [t for t, _ in segs[i:j] if t]
         if len(texts) < 2:
@@ -371,9 +384,11 @@ class LogParser:
         if joined.count("%|") != len(texts):
             return False
         if joined.count("steps:") == len(texts):
-            if len(texts) > 6000:
-                stride = -(-(len(texts) - 2000) // 4000)
-                joined = "\n".join(texts[: -2000 : stride] + texts[-2000:])
+            if stride > 1:
+                joined = "\n".join(texts[::stride] + texts[-1:])
+            elif len(texts) > 6000:
+                step = -(-(len(texts) - 2000) // 4000)
+                joined = "\n".join(texts[: -2000 : step] + texts[-2000:])
             per_step = dict(_AVR.findall(joined))
             if per_step:
                 self._avr_many({int(k): v for k, v in per_step.items()})
