@@ -71,6 +71,13 @@ def eval_pids(run_dir: Path) -> dict[int, float]:
     return ids
 
 
+@pytest.fixture(autouse=True)
+def private_gpu_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPU locks are per user and machine: give each test its own, so that concurrent test
+    runs (or a real evaluation) never make a test wait. Runners inherit the variable."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+
+
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:
     """Procs that also ends evaluation processes and queue runners of registered run dirs."""
@@ -248,8 +255,7 @@ def test_one_at_a_time_second_is_queued(tmp_path: Path, procs: Procs) -> None:
     assert table["luca_sdxl_v1-000006.safetensors"] == "done"
 
 
-def test_one_evaluation_per_gpu_across_run_dirs(tmp_path: Path, procs: Procs, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))  # the runners inherit it
+def test_one_evaluation_per_gpu_across_run_dirs(tmp_path: Path, procs: Procs) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     run_a = procs.watch_dir(make_run(tmp_path / "a"))
