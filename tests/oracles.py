@@ -279,16 +279,20 @@ class Record:
 def parse_records(lines: list[str]) -> list[Record]:
     """Group physical lines (``\\n``-split, bars removed) into RichHandler records."""
     records: list[Record] = []
+    in_record = False
     for line in lines:
         m = RICH_FIRST_RE.match(line)
         if m:
             t = m.group("time")
             records.append(Record(None if t.strip() == "" else t, m.group("level").strip(), m.group("msg").rstrip(), m.group("src"), [line]))
+            in_record = True
             continue
         c = RICH_CONT_RE.match(line)
-        if c and records and records[-1].lines[-1] is not None:
+        if c and in_record:
             records[-1].lines.append(line)
             records[-1].message += "\n" + c.group("msg").rstrip()
+        else:
+            in_record = False
     return records
 
 
