@@ -110,3 +110,11 @@ def test_missing_output_dir_is_refused(tmp_path: Path) -> None:
     with open(tmp_path / "log", "wb") as f:
         assert run_argv(["--max_train_epochs", "1", *FAST], SimConsole(f), in_process=True) == 2
     assert b"--output_dir is required" in (tmp_path / "log").read_bytes()
+
+
+def test_constant_scheduler_with_warmup_is_a_value_error(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_simulated(out, ["--lr_scheduler", "constant", "--lr_warmup_steps", "100", *FAST]) == 1
+    text = _log(out)
+    assert text.rstrip("\n").endswith("ValueError: SchedulerType.CONSTANT does not require `num_warmup_steps`. Set None or 0.")
+    assert "running training" not in text

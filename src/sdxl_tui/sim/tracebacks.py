@@ -106,3 +106,13 @@ def logging_dir_traceback() -> str:
         frames,
         "ValueError: logging_dir is required when log_with is tensorboard / Tensorboardを使う場合、logging_dirを指定してください",
     )
+
+
+def warmup_traceback(name: str) -> str:
+    """``--lr_scheduler constant`` with ``--lr_warmup_steps`` (train_util.get_scheduler_fix)."""
+    frames = [
+        (f"{SD}/train_network.py", 765, "train", "lr_scheduler = train_util.get_scheduler_fix(args, optimizer, accelerator.num_processes)"),
+        (f"{SD}/library/train_util.py", 5273, "get_scheduler_fix", "return wrap_check_needless_num_warmup_steps(schedule_func(optimizer, **lr_scheduler_kwargs))"),
+        (f"{SD}/library/train_util.py", 5221, "wrap_check_needless_num_warmup_steps", "raise ValueError(f\"{name} does not require `num_warmup_steps`. Set None or 0.\")"),
+    ]
+    return _render(frames, f"ValueError: {name} does not require `num_warmup_steps`. Set None or 0.")

@@ -236,6 +236,8 @@ class SimulatedTrainer:
             a.save_every_n_epochs = math.floor(self.num_train_epochs / a.save_n_epoch_ratio) or 1
         warm = a.lr_warmup_steps or 0
         self.warmup = int(warm * self.max_train_steps) if isinstance(warm, float) else int(warm)
+        if (a.lr_scheduler or "constant") == "constant" and self.warmup != 0:
+            raise SimulatedFault("config", tracebacks.warmup_traceback("SchedulerType.CONSTANT"))
 
         self.epoch_to_start = 0
         self.lr_offset = 0  # a resumed scheduler continues from its saved step count
