@@ -206,3 +206,16 @@ def test_validation_split_tags_bars_and_counts(tmp_path: Path) -> None:
     assert {m["desc"] for m in val if m} == {"validation steps", "epoch validation steps"}
     post = [m["postfix"] for m in val if m and m["postfix"]]
     assert all(re.fullmatch(r"(val_avg_loss|val_epoch_avg_loss)=[\d.e-]+, timestep=(200|400|600|800)", p) for p in post)
+
+
+def test_lr_schedule_shapes() -> None:
+    from sdxl_tui.sim.trainer import lr_lambda
+
+    assert [lr_lambda("constant", s, 10, 0) for s in (0, 5, 10)] == [1.0, 1.0, 1.0]
+    assert [lr_lambda("constant_with_warmup", s, 10, 4) for s in (0, 2, 4, 9)] == [0.0, 0.5, 1.0, 1.0]
+    assert [lr_lambda("linear", s, 10, 2) for s in (1, 2, 6, 10)] == [0.5, 1.0, 0.5, 0.0]
+    assert lr_lambda("cosine", 6, 10, 2) == pytest.approx(0.5) and lr_lambda("cosine", 10, 10, 2) == pytest.approx(0.0)
+    # two restarts: back to the peak half-way through
+    assert lr_lambda("cosine_with_restarts", 6, 10, 2, cycles=2) == pytest.approx(1.0)
+    assert lr_lambda("cosine_with_restarts", 4, 10, 2, cycles=2) == pytest.approx(0.5)
+    assert lr_lambda("polynomial", 6, 10, 2, power=2.0) == pytest.approx(0.25)
