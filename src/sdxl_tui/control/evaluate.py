@@ -606,8 +606,11 @@ def _record(path: str, data: Mapping[str, Any]) -> EvalRecord:
         status, note = "failed", f"unknown status {status!r}"
     pid, ctime = data.get("pid"), data.get("create_time")
     if status == "running" and not _alive(pid, ctime):
-        # The runner records the end; a dead process without one means the runner died too.
-        status, note = "failed", "the evaluation process is gone without a recorded end (runner killed?)"
+        # The runner records the end a moment after the process exits; a dead process
+        # without a recorded end *and* without a live runner means the runner died too.
+        run_dir = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+        if runner_pid(run_dir) is None:
+            status, note = "failed", "the evaluation process is gone without a recorded end (runner killed?)"
     out = str(data.get("output_dir") or "")
     return EvalRecord(
         name=name,
