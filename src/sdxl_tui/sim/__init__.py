@@ -32,6 +32,11 @@ Python API:
   demo. It writes its small dataset (PNG + captions) and prompt file to ``OUT-inputs/``.
 - ``sdxl_tui.sim.bulk.generate_big_run(run_dir, *, log_bytes, scalars, checkpoints)``: a
   finished-looking big run for benchmarks, as fast as possible.
+
+Not simulated (known differences): multi-GPU/``accelerate launch`` process chains, wandb,
+``--log_config`` hparams sub-runs, ``--cache_latents_to_disk`` ``.npz`` files beside the
+images, LoRA+/block-wise/DAdapt/Prodigy LR tags, ``--skip_until_initial_step``. Source line
+numbers of records that do not appear in the real sample run are plausible, not verified.
 """
 
 from __future__ import annotations
