@@ -526,3 +526,31 @@ def test_live_sim_process_read_while_writing(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     assert counts == sorted(counts) and len(counts) > 2
     assert _ours(r) == _tb(run / "logs")  # no NaN in this run: exact equality
+
+
+@pytest.mark.slow
+def test_long_periodic_file_with_corruption_inside_matches_expectation(tmp_path: Path) -> None:
+    """Block decoding: varint widths change (1, 2, 3 bytes), an epoch tag breaks the pattern,
+    and one record in the middle has a bad data CRC: it alone is skipped and reported."""
+    d = _run_dir(tmp_path)
+    recs = [_header()]
+    expected: dict[str, list[tuple[int, float]]] = {"loss/current": [], "lr/unet": [], "loss/epoch_average": []}
+    bad_at = None
+    for s in range(0, 20000):
+        for i, tag in enumerate(("loss/current", "lr/unet")):
+            v = struct.unpack("<f", struct.pack("<f", 1.0 / (1 + s) + i))[0]
+            rec = _event(s, tag, v, 1795900900.0 + s + i * 0.001)
+            if s == 12345 and i == 0:
+                rec = rec[:-1] + bytes([rec[-1] ^ 0x55])  # corrupt the data CRC
+                bad_at = s
+            else:
+                expected[tag].append((s, v))
+            recs.append(rec)
+        if s % 5000 == 4999:
+            recs.append(_event(s // 5000 + 1, "loss/epoch_average", 0.5, 1795900900.0 + s))
+            expected["loss/epoch_average"].append((s // 5000 + 1, 0.5))
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(b"".join(recs))
+    r = EventReader([tmp_path / "logs"], max_points=100_000)
+    up = r.refresh()
+    assert bad_at is not None and len(up.problems) == 1 and "data CRC" in up.problems[0]
+    assert _ours(r) == expected
