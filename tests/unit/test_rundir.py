@@ -508,3 +508,39 @@ def test_half_written_event_record_and_non_utf8_log_are_read_without_error(tmp_p
     snap = reader.refresh()
     assert snap.series["loss/epoch_average"].count == 3
     assert {t: s.count for t, s in snap.series.items()}["loss/current"] == 18
+
+
+def test_an_exception_the_live_trainer_survives_is_an_alert_not_the_state(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from sdxl_tui.config import Settings
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run = tmp_path / "run"
+    run.mkdir()
+    helper = Path(__file__).resolve().parents[1] / "helpers" / "fake_train_network.py"
+    proc = subprocess.Popen([sys.executable, str(helper), "--output_dir", str(run), "--save_every", "1000"],
+                            start_new_session=True)
+    try:
+        data = (REAL / "training.log").read_bytes()
+        first = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000001")
+        second = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")
+        tb = (b"\nTraceback (most recent call last):\n  File \"/x/train_util.py\", line 1, in f\n"
+              b"    g()\nRuntimeError: transient worker hiccup\n")
+        (run / "training.log").write_bytes(data[:first] + tb)
+        reader = RunReader(run, gpu=False, procs=ProcessWatcher(run),
+                           settings=Settings().replace(refresh__process_interval=0))
+        snap = reader.refresh()
+        assert snap.process is not None and snap.process.pid == proc.pid
+        assert snap.state is RunState.FAILED and "still exiting" in snap.state_reason
+        with open(run / "training.log", "ab") as f:
+            f.write(data[first:second])  # ... and it trains on
+        snap = reader.refresh()
+        assert snap.state is RunState.TRAINING and snap.progress.step == 6
+        crash = _alert(snap, "crash")
+        assert crash.severity.value == "warning" and "transient worker hiccup" in crash.message
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -631,6 +631,7 @@ class RunReader:
         self._record_argv: tuple[str, ...] = ()
         self._log_problems: list[str] = []
         self._loss_cache: dict[tuple[str, float, int], float] = {}
+        self._tb_seen: tuple[str, int | None] | None = None
 
     # -- sub-readers --------------------------------------------------------------------
 
@@ -974,6 +975,14 @@ class RunReader:
         if nan_step is None:
             nan_step = _first_nan(series.get("loss/current"))
 
+        # An exception the live trainer survived (its step moved on since we first saw the
+        # line) does not end the run: it stays an alert, not the state.
+        if traceback is not None and (self._tb_seen is None or self._tb_seen[0] != traceback):
+            self._tb_seen = (traceback, step)
+        survived = (
+            alive is True and traceback is not None and self._tb_seen is not None
+            and self._tb_seen[1] is not None and step is not None and step > self._tb_seen[1]
+        )
         inputs = StateInputs(
             now=now,
             exists=True,
@@ -986,8 +995,8 @@ class RunReader:
             model_saved=bool(getattr(facts, "model_saved", False)),
             final_complete=final is not None and final.complete,
             final_name=final.name if final is not None else None,
-            traceback=traceback,
-            keyboard_interrupt=ki,
+            traceback=None if survived else traceback,
+            keyboard_interrupt=ki and not survived,
             oom=oom,
             host_oom=host_oom,
             unrecognized_args=bad_args,
