@@ -135,3 +135,23 @@ def test_log_and_logs_options_point_outside_the_directory(tmp_path: Path, capsys
     assert data["log_path"] == str(REAL / "training.log")
     assert data["series"]["loss/current"]["count"] == 18 and data["loss"]["source"] == "tensorboard"
     assert data["config"]["num_batches_per_epoch"] == 6  # from the log's "running training" block
+
+
+def test_text_lists_one_remedy_per_line_for_a_simulated_oom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sdxl_tui.commands.status import _split_fix
+    from sdxl_tui.sim import run_simulated
+
+    run = tmp_path / "run"
+    rc = run_simulated(run, ["--output_name", "luca", "--max_train_epochs", "1", "--gradient_accumulation_steps", "2",
+                             "--train_batch_size", "4", "--logging_dir", str(run / "logs"), "--sim-step-seconds", "0",
+                             "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "8",
+                             "--sim-fault", "oom", "--sim-fault-step", "2"])
+    assert rc == 1
+    assert main(["status", str(run), "--no-gpu", "--no-procs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("state       failed: CUDA out of memory at step 1")
+    i = next(n for n, ln in enumerate(lines) if ln.startswith("  ERROR   oom: CUDA out of memory"))
+    assert lines[i + 1] == ("          fix: set --train_batch_size 2 and --gradient_accumulation_steps 4 "
+                            "(effective batch 8 -> 8 unchanged)")
+    assert lines[i + 2] == "               add --gradient_checkpointing (missing)"
+    assert _split_fix("a; b (c; d); e") == ["a", "b (c; d)", "e"]

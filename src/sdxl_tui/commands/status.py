@@ -128,6 +128,23 @@ def _clock(ts: float | None, now: float) -> str:
     return time.strftime("%H:%M" if same_day else "%a %H:%M", lt)
 
 
+def _split_fix(fix: str) -> list[str]:
+    """Split "a; b (c; d); e" at top-level "; " only: one remedy per line."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(fix):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == ";" and depth == 0 and fix[i + 1 : i + 2] == " ":
+            parts.append(fix[start:i].strip())
+            start = i + 2
+    parts.append(fix[start:].strip())
+    return [p for p in parts if p]
+
+
 def format_status(snap: Any) -> str:
     """The short human summary (a dozen lines plus one per checkpoint and alert)."""
     from sdxl_tui.sources.progress import format_duration
@@ -234,5 +251,7 @@ def format_status(snap: Any) -> str:
         for a in snap.alerts:
             out.append(f"  {a.severity.value.upper():<7} {a.kind}: {a.message}")
             if a.fix:
-                out.append(f"          fix: {a.fix}")
+                parts = _split_fix(a.fix)
+                out.append(f"          fix: {parts[0]}")
+                out.extend(f"               {part}" for part in parts[1:])
     return "\n".join(out) + "\n"
