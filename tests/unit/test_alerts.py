@@ -156,3 +156,11 @@ def test_host_oom_from_sigkill() -> None:
                                      options={"max_data_loader_n_workers": ("8",)})
                          )[:1]
     assert a.kind == "host_oom" and "--max_data_loader_n_workers 8 -> 2" in a.fix
+
+
+def test_disk_forecast_uses_the_measured_state_dir_size() -> None:
+    cks = (ckpt("luca-000002.safetensors", 100, 2, size=200_000_000),)
+    inp = AlertInputs(state=RunState.TRAINING, config=CARD, options={**CARD_OPTS, "save_state": True},
+                      checkpoints=cks, remaining_saves=5, state_dir_size=1_000_000_000, disk_free=5_000_000_000)
+    (a,) = derive_alerts(inp)
+    assert "5 more saves x 1.2 GB = 6.0 GB needed" in a.message

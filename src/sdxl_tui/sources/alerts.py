@@ -67,6 +67,7 @@ class AlertInputs:
     checkpoints: tuple[Checkpoint, ...] = ()
     states: tuple[StateDir, ...] = ()
     remaining_saves: int = 0
+    state_dir_size: int | None = None  # bytes of the newest complete -state dir, when measured
     disk_free: int | None = None
     gpu: GpuStatus = field(default_factory=lambda: GpuStatus(available=False))
     gpu_temp_warn: int = 85
@@ -477,7 +478,9 @@ def disk_alert(inp: AlertInputs) -> Alert | None:
 
 
 def _state_size_guess(inp: AlertInputs, per_save: int) -> int:
-    """A ``-state`` dir holds weights + optimizer (about 3x the LoRA in fp32) unless measured."""
+    """The newest ``-state`` dir's size, else a guess: weights + optimizer, about 3x the LoRA."""
+    if inp.state_dir_size:
+        return inp.state_dir_size
     return per_save * 3
 
 

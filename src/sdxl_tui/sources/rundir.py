@@ -56,6 +56,7 @@ from sdxl_tui.model import (
     RunState,
     ScalarPoint,
     Series,
+    StateDir,
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, Options, derive_alerts
@@ -632,6 +633,7 @@ class RunReader:
         self._log_problems: list[str] = []
         self._loss_cache: dict[tuple[str, float, int], float] = {}
         self._tb_seen: tuple[str, int | None] | None = None
+        self._state_size_cache: tuple[tuple[str, int], int] | None = None
 
     # -- sub-readers --------------------------------------------------------------------
 
@@ -790,6 +792,32 @@ class RunReader:
             self._gpu.close()
         except Exception as exc:  # noqa: BLE001 - closing must never raise at exit
             self._log_problems.append(f"NVML shutdown failed: {exc}")
+
+    def _state_size(self, states: Sequence[StateDir]) -> int | None:
+        """Bytes in the newest complete ``-state`` dir (one level; cached by path and mtime)."""
+        done = [s for s in states if s.complete]
+        if not done:
+            return None
+        newest = max(done, key=lambda s: (s.step or -1, s.epoch or -1))
+        try:
+            key = (newest.path, os.stat(newest.path).st_mtime_ns)
+        except OSError:
+            return None
+        if self._state_size_cache is not None and self._state_size_cache[0] == key:
+            return self._state_size_cache[1]
+        total = 0
+        try:
+            with os.scandir(newest.path) as it:
+                for e in it:
+                    try:
+                        if e.is_file():
+                            total += e.stat().st_size
+                    except OSError:
+                        continue
+        except OSError:
+            return None
+        self._state_size_cache = (key, total)
+        return total
 
     def _ended_tree(self, record: Any) -> ProcessTree | None:
         """The trainer that is gone, with its exit status when known (run record, watcher)."""
@@ -1050,7 +1078,7 @@ class RunReader:
             traceback=traceback, keyboard_interrupt=ki, nan_step=nan_step, unrecognized_args=bad_args,
             exit_code=exit_code, exit_signal=exit_signal, process=tree,
             process_known=self._procs_arg is not False, checkpoints=checkpoints, states=scan.states,
-            remaining_saves=remaining, disk_free=disk_free, gpu=self._gpu_status,
+            remaining_saves=remaining, state_dir_size=self._state_size(scan.states), disk_free=disk_free, gpu=self._gpu_status,
             gpu_temp_warn=self._temp_warn, problems=tuple(dict.fromkeys(problems)),
             log_name=os.path.basename(self._log_file or LOG_NAME),
         ))
