@@ -536,7 +536,7 @@ def test_long_periodic_file_with_corruption_inside_matches_expectation(tmp_path:
     recs = [_header()]
     expected: dict[str, list[tuple[int, float]]] = {"loss/current": [], "lr/unet": [], "loss/epoch_average": []}
     bad_at = None
-    for s in range(0, 20000):
+    for s in range(20000):
         for i, tag in enumerate(("loss/current", "lr/unet")):
             v = struct.unpack("<f", struct.pack("<f", 1.0 / (1 + s) + i))[0]
             rec = _event(s, tag, v, 1795900900.0 + s + i * 0.001)

@@ -978,51 +978,61 @@ class EventReader:
         count = min((n - pos) // group, max(64, _BLOCK_RECORDS // period))
         if count < 8:
             return None
-        fmt = "<" + "".join(f"12s{sh[1]}s4s" for sh in pat)
-        rows = list(struct.iter_unpack(fmt, memoryview(buf)[pos : pos + count * group]))
-        cols = list(zip(*rows))
+        chunk = buf[pos : pos + count * group]
+        # 1. every byte that must be the same in each group (headers, layout, tag prefixes),
+        #    checked with one strided slice per byte offset
         valid = count
-        for k, sh in enumerate(pat):  # framing: the same header bytes at every group
-            col = cols[3 * k]
-            if col.count(sh[0]) != valid:
-                valid = min(valid, next(i for i, h in enumerate(col) if h != sh[0]))
+        base = 0
+        for _hdr, length, ks, mid in pat:
+            fixed = list(enumerate(_hdr))
+            fixed.append((12, 0x09))
+            q = 12 + 9
+            if ks:
+                fixed.append((q, 0x10))
+                q += 1 + ks
+            fixed.extend((q + i, c) for i, c in enumerate(mid))
+            fixed.append((q + len(mid), 0x15))
+            for off, byte in fixed:
+                col = chunk[base + off :: group]
+                if col.count(byte) != len(col):  # first mismatch = length of the matching run
+                    valid = min(valid, len(col) - len(col.lstrip(_BYTES[byte])))
+            base += 16 + length
         if valid < 8:
             return None
-        decoded = []
-        for k, (_hdr, length, ks, mid) in enumerate(pat):
-            datas = cols[3 * k + 1][:valid]
-            inner = "<Bd" + ("B" + "B" * ks if ks else "") + f"{len(mid)}sBf"
-            parts = list(zip(*struct.iter_unpack(inner, b"".join(datas))))
-            checks = [(parts[0], 9), (parts[-2], 0x15), (parts[-3], mid)]
-            if ks:
-                checks.append((parts[2], 0x10))
-            for col, want in checks:
-                if col.count(want) != len(col):
-                    valid = min(valid, next(i for i, x in enumerate(col) if x != want))
+        chunk = chunk[: valid * group]
+        # 2. data and stored CRC of each record; 3. wall, step bytes and value
+        fmt1 = "<" + "".join(f"12x{sh[1]}s4s" for sh in pat)
+        fmt2 = "<" + "".join(
+            "13xd" + ("x" + "B" * sh[2] if sh[2] else "") + f"{len(sh[3])}xxf4x" for sh in pat
+        )
+        cols1 = list(zip(*struct.iter_unpack(fmt1, chunk)))
+        cols2 = list(zip(*struct.iter_unpack(fmt2, chunk)))
+        for k in range(period):
+            datas = cols1[2 * k]
             computed = _masked_all(list(map(crc32c, datas)))
-            stored = b"".join(cols[3 * k + 2][: len(datas)])
+            stored = b"".join(cols1[2 * k + 1])
             if computed != stored:
                 valid = min(valid, next(i for i in range(len(datas)) if computed[4 * i : 4 * i + 4] != stored[4 * i : 4 * i + 4]))
-            decoded.append(parts)
         if valid < 8:
             return None
         last_wall = 0.0
+        c = 0
         for k, (_hdr, _length, ks, _mid) in enumerate(pat):
-            parts = decoded[k]
-            walls = parts[1][:valid]
-            values = parts[-1][:valid]
+            walls = cols2[c][:valid]
+            sb = [cols2[c + 1 + i][:valid] for i in range(ks)]
+            values = cols2[c + 1 + ks][:valid]
+            c += 2 + ks
             if ks == 0:
                 steps: list[int] = [0] * valid
             elif ks == 1:
-                steps = list(parts[3][:valid])
+                steps = list(sb[0])
             elif ks == 2:
-                steps = [(a & 127) | (b << 7) for a, b in zip(parts[3][:valid], parts[4][:valid])]
+                steps = [(a & 127) | (b << 7) for a, b in zip(sb[0], sb[1])]
             elif ks == 3:
-                steps = [(a & 127) | ((b & 127) << 7) | (c << 14)
-                         for a, b, c in zip(parts[3][:valid], parts[4][:valid], parts[5][:valid])]
+                steps = [(a & 127) | ((b & 127) << 7) | (c3 << 14) for a, b, c3 in zip(sb[0], sb[1], sb[2])]
             else:
-                steps = [(a & 127) | ((b & 127) << 7) | ((c & 127) << 14) | (d << 21)
-                         for a, b, c, d in zip(parts[3][:valid], parts[4][:valid], parts[5][:valid], parts[6][:valid])]
+                steps = [(a & 127) | ((b & 127) << 7) | ((c3 & 127) << 14) | (d << 21)
+                         for a, b, c3, d in zip(sb[0], sb[1], sb[2], sb[3])]
             tag = tags[k]
             sink = by_tag.get(tag) or sink_for(tag, steps[0])
             off = sink[3]
@@ -1064,6 +1074,7 @@ class EventReader:
 
 
 _LANES: dict[int, tuple[int, int, int, int, int]] = {}
+_BYTES = [bytes([i]) for i in range(256)]
 
 
 def _masked_all(crcs: list[int]) -> bytes:
