@@ -342,7 +342,21 @@ def _mid_tag(mid: bytes) -> str | None:
 
 def downsample_minmax(points: Sequence[ScalarPoint], group: int) -> list[ScalarPoint]:
     """Keep the min and the max (in their original order) of each run of ``group`` points."""
+    vals = [p.value for p in points]
+    total = sum(vals)
     out: list[ScalarPoint] = []
+    if total == total:  # noqa: PLR0124 - no NaN anywhere: C-level min/max per group
+        for i in range(0, len(points), group):
+            cv = vals[i : i + group]
+            lo = cv.index(min(cv))
+            hi = cv.index(max(cv))
+            if lo == hi:
+                out.append(points[i + lo])
+            elif lo < hi:
+                out.extend((points[i + lo], points[i + hi]))
+            else:
+                out.extend((points[i + hi], points[i + lo]))
+        return out
     for i in range(0, len(points), group):
         chunk = points[i : i + group]
         lo = min(range(len(chunk)), key=lambda k: _key(chunk[k].value))
@@ -409,14 +423,15 @@ class _Acc:
         new = self.new
         # Only the last max_points raw points can be "new points" worth keeping as objects.
         keep_new_from = max(0, n - mp)
+        whole = sum(values)
+        nan_free = whole == whole  # noqa: PLR0124 - one NaN test for the whole batch
         i = 0
         while i < n:
             j = min(n, i + width - len(pend))
             if not pend and j - i == width and width > 2 and j <= keep_new_from:
                 # A whole bucket inside the arrays: min/max in C, objects only for the two kept.
                 vals = values[i:j]
-                total = sum(vals)
-                if total != total:  # noqa: PLR0124 - NaN (or inf - inf) inside: rank NaN as an extreme
+                if not nan_free and sum(vals) != sum(vals):  # NaN (or inf - inf) inside
                     pts = [ScalarPoint(steps[k], values[k], walls[k]) for k in range(i, j)]
                     kept.extend(downsample_minmax(pts, width))
                 else:
