@@ -57,6 +57,10 @@ from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name
 _W = TypeVar("_W", bound=Widget)
 
 
+def _alert_signature(alerts: tuple[Alert, ...]) -> tuple[tuple[str, str, str | None], ...]:
+    return tuple((a.key or a.kind, a.message, a.fix) for a in alerts)
+
+
 def css_path() -> str:
     """The stylesheet inside the installed package (works from a wheel, not only editable)."""
     return str(resources.files("sdxl_tui") / "styles" / "app.tcss")
@@ -105,7 +109,7 @@ class SdxlTuiApp(App[int]):
 
     snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
     """The latest snapshot from the run reader."""
-    gpu_status: reactive[GpuStatus | None] = reactive(None, always_update=True)
+    gpu_status: reactive[GpuStatus | None] = reactive(None)
     """The latest GPU sample (own sampler, else the snapshot's)."""
     trainer_pids: reactive[tuple[int, ...]] = reactive(())
     alerts: reactive[tuple[Alert, ...]] = reactive(())
@@ -211,9 +215,10 @@ class SdxlTuiApp(App[int]):
         self.snapshot = snap
         proc = snap.process
         self.trainer_pids = tuple(p.pid for p in proc.all() if p.alive) if proc is not None and proc.alive else ()
-        if not self._own_gpu or self.gpu_status is None:
+        if (not self._own_gpu or self.gpu_status is None) and snap.gpu != self.gpu_status:
             self.gpu_status = snap.gpu
-        self.alerts = snap.alerts
+        if _alert_signature(snap.alerts) != _alert_signature(self.alerts):
+            self.alerts = snap.alerts
         self._sync_selection()
         fresh = self.tracker.new(snap.alerts)
         if fresh:
@@ -223,7 +228,8 @@ class SdxlTuiApp(App[int]):
         self._refresh_gates()
 
     def on_gpu_sampled(self, message: GpuSampled) -> None:
-        self.gpu_status = message.status
+        if message.status != self.gpu_status:
+            self.gpu_status = message.status
 
     def main_query(self, selector: type[_W]) -> _W | None:
         """The widget on the dashboard screen, even while a chart or dialog is on top."""

@@ -41,6 +41,9 @@ REMOTE_FSTYPES = frozenset(
 
 Post = Callable[[Message], Any]
 
+#: watchdog event types that reading produces (the reader itself would wake the reader).
+_READ_EVENTS = frozenset({"opened", "closed_no_write"})
+
 
 class Reader(Protocol):
     def refresh(self) -> RunSnapshot: ...
@@ -135,7 +138,8 @@ class DirectoryWatcher:
 
             class _Wake(FileSystemEventHandler):
                 def on_any_event(self, event: Any) -> None:  # observer thread: set a flag only
-                    if not event.is_directory or event.event_type != "opened":
+                    # Our own reads open and close files: those events must not wake us.
+                    if event.event_type not in _READ_EVENTS:
                         wake.set()
 
             for path in wanted:
@@ -189,6 +193,25 @@ class LogDelta:
         return fresh, reset
 
 
+def snapshot_signature(s: RunSnapshot) -> tuple[object, ...]:
+    """What the screen shows of a snapshot, minus "now": equal signatures need no repaint.
+
+    ETAs are left out (they tick with the clock); the heartbeat repaints them.
+    """
+    p = s.progress
+    return (
+        s.state, s.state_reason, s.config,
+        (p.epoch, p.epochs, p.step, p.total_steps, p.elapsed_seconds, p.next_checkpoint, p.seconds_per_step),
+        s.checkpoints, s.states, s.samples, s.evaluations, s.process,
+        tuple((g.index, g.memory_used, g.utilization, g.temperature, g.power_draw) for g in s.gpu.gpus),
+        s.gpu.available, s.gpu.reason,
+        tuple((a.key or a.kind, a.message, a.fix) for a in s.alerts),
+        s.log_line_count, s.log_lines[-1] if s.log_lines else None,
+        tuple((tag, x.count) for tag, x in s.series.items()),
+        s.resume_steps, s.problems,
+    )
+
+
 class Feeds:
     """The loops the App runs in thread workers; ``stop()`` ends them all at once."""
 
@@ -199,17 +222,24 @@ class Feeds:
         run_dir: str,
         logs_dir: str | None = None,
         interval: float = 0.25,
-        min_gap: float = 0.1,
+        busy_gap: float = 0.5,
         force_polling: bool = False,
         gpu_factory: Callable[[], GpuSampler | None] | None = None,
         gpu_interval: float = 1.0,
         watch: bool = True,
+        heartbeat: float = 1.0,
     ) -> None:
         self.reader_factory = reader_factory
         self.run_dir = run_dir
         self.logs_dir = logs_dir
         self.interval = max(0.02, interval)
-        self.min_gap = min(max(0.0, min_gap), self.interval)
+        #: Least time between two event-driven refreshes: a run writing 10 steps a second
+        #: is read (and repainted) at most 1/busy_gap times a second, while a change after
+        #: a quiet moment is read immediately.
+        self.busy_gap = max(0.0, busy_gap)
+        #: With inotify working, the listing is re-read this often even without events
+        #: (process death, the clock for stalls); events bring the next read forward.
+        self.idle_interval = max(self.interval, 1.0)
         self.gpu_factory = gpu_factory
         self.gpu_interval = max(0.1, gpu_interval)
         self.wake = threading.Event()
@@ -217,6 +247,9 @@ class Feeds:
         self.watcher = DirectoryWatcher(self.wake, force_polling=force_polling) if watch else None
         self.trainer_pids: tuple[int, ...] = ()
         self.refreshes = 0
+        self.posted = 0
+        #: An unchanged snapshot is still posted this often (ages, ETAs, "now").
+        self.heartbeat = heartbeat
 
     def stop(self) -> None:
         """End every loop now (quit must be immediate) and stop watching."""
@@ -244,6 +277,9 @@ class Feeds:
         delta = LogDelta()
         snap: RunSnapshot | None = None
         last_sync = 0.0
+        last_post = 0.0
+        last_signature: tuple[object, ...] | None = None
+        last_event_refresh = 0.0
         while not (self.stopping.is_set() or is_cancelled()):
             self.wake.clear()
             started = time.monotonic()
@@ -263,15 +299,25 @@ class Feeds:
                 else:
                     self.trainer_pids = ()
                 lines, reset = delta.update(snap)
-                post(SnapshotUpdated(snap, time.monotonic() - started))
+                signature = snapshot_signature(snap)
+                now = time.monotonic()
+                if signature != last_signature or now - last_post >= self.heartbeat:
+                    last_signature, last_post = signature, now
+                    self.posted += 1
+                    post(SnapshotUpdated(snap, now - started))
                 if lines or reset:
                     post(LogLinesAdded(lines, reset))
             if self.stopping.is_set():
                 break
-            self.wake.wait(max(0.0, started + self.interval - time.monotonic()))
-            gap = started + self.min_gap - time.monotonic()
-            if gap > 0:
-                self.stopping.wait(gap)
+            idle = self.idle_interval if (self.watcher is not None and self.watcher.mode == "inotify") else self.interval
+            woken = self.wake.wait(max(0.0, started + idle - time.monotonic()))
+            if woken and not self.stopping.is_set():
+                # An isolated change is read at once; a stream of events (a run writing
+                # ten steps a second) is read at most once per busy_gap.
+                gap = (last_event_refresh + self.busy_gap) - time.monotonic()
+                if gap > 0:
+                    self.stopping.wait(gap)
+                last_event_refresh = time.monotonic()
 
     def run_gpu(self, post: Post, is_cancelled: Callable[[], bool] = lambda: False) -> None:
         """Sample the GPUs every ``gpu_interval`` seconds until stopped."""

@@ -41,8 +41,16 @@ class AlertsPane(Static):
     alerts: reactive[tuple[Alert, ...]] = reactive(())
     notes: reactive[tuple[str, ...]] = reactive(())
 
+    _last: str = ""
+
+    def _show(self) -> None:
+        text = alerts_text(self.alerts, self.notes)
+        if text.markup != self._last:
+            self._last = text.markup
+            self.update(text)
+
     def watch_alerts(self) -> None:
-        self.update(alerts_text(self.alerts, self.notes))
+        self._show()
 
     def watch_notes(self) -> None:
-        self.update(alerts_text(self.alerts, self.notes))
+        self._show()

@@ -63,6 +63,15 @@ class LogView(ScrollView, can_focus=True):
         self._width = 0
         self.query = ""
         self.match_index: int | None = None  # index into self.lines
+        #: Rendered lines by (line number, text, match state, x offset, width): scrolling by
+        #: one line on append re-renders only the new line.
+        self._strips: dict[tuple[object, ...], Strip] = {}
+        self._base_style: Style | None = None
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base_style = None
+        self._strips.clear()
 
     # -- data ---------------------------------------------------------------------------
     def add_lines(self, lines: tuple[LogLine, ...], reset: bool = False) -> None:
@@ -169,15 +178,24 @@ class LogView(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.scrollable_content_region.width
+        if self._base_style is None:
+            self._base_style = self.rich_style
+        widget_style = self._base_style
         if index >= len(self.lines):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, widget_style)
         line = self.lines[index]
+        q = self.query.lower()
+        key = (line.number, line.text, index == self.match_index, q, scroll_x, width)
+        cached = self._strips.get(key)
+        if cached is not None:
+            return cached
+        if len(self._strips) > 4 * max(50, self.size.height):
+            self._strips.clear()
         base = _LEVEL_STYLE.get(line.level or "") or _KIND_STYLE.get(line.kind) or Style()
         if index == self.match_index:
             base = base + _CURRENT
         text = line.text
         segments: list[Segment] = []
-        q = self.query.lower()
         if q and q in text.lower():
             low = text.lower()
             pos = 0
@@ -191,8 +209,10 @@ class LogView(ScrollView, can_focus=True):
                 pos = hit + len(q)
         else:
             segments.append(Segment(text, base))
-        strip = Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
-        return strip.apply_style(self.rich_style)
+        strip = Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width, widget_style)
+        strip = strip.apply_style(widget_style)
+        self._strips[key] = strip
+        return strip
 
 
 class LogPane(Vertical):

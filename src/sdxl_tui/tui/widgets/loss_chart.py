@@ -7,6 +7,7 @@ series out of the snapshot, asks for a canvas of its own size and paints it with
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -84,10 +85,27 @@ class LossChart(Widget):
         self.full = full
         self._cache_key: tuple[object, ...] | None = None
         self._cache: Text | None = None
+        self._drawn_at = 0.0
+        self._pending = False
+
+    #: Seconds between redraws while points keep arriving (a run at 10 steps/s would
+    #: otherwise redraw the whole chart four times a second).
+    min_redraw = 1.0
 
     def watch_snapshot(self, old: RunSnapshot | None, new: RunSnapshot | None) -> None:
-        if self._key() != self._cache_key:  # redraw only when a series grew
+        if self._key() == self._cache_key:  # redraw only when a series grew
+            return
+        now = time.monotonic()
+        wait = self._drawn_at + self.min_redraw - now
+        if wait <= 0 or self._cache is None:
             self.refresh()
+        elif not self._pending:
+            self._pending = True
+            self.set_timer(wait, self._deferred)
+
+    def _deferred(self) -> None:
+        self._pending = False
+        self.refresh()
 
     def watch_options(self) -> None:
         self.refresh()
@@ -105,6 +123,7 @@ class LossChart(Widget):
         if key != self._cache_key or self._cache is None:
             self._cache = self._draw()
             self._cache_key = key
+            self._drawn_at = time.monotonic()
         return self._cache
 
     def _draw(self) -> Text:
