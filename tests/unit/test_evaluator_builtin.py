@@ -278,3 +278,16 @@ def test_clear_messages_without_torch_work(tiny: dict[str, Path], capsys: pytest
                           timeout=120, check=False)
     assert done.returncode == 2
     assert "pip install 'sdxl-tui[eval]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_single_file_base_offline_without_config_dir_says_what_to_do(tiny: dict[str, Path]) -> None:
+    # A single-file base needs SDXL configs; offline and without --config-dir that is one line.
+    single = tiny["root"] / "sd_xl_base_1.0.safetensors"
+    write_kohya_lora(single, {"lora_unet_x": (4, 4)})  # any safetensors: it fails before the weights matter
+    argv = [sys.executable, "-m", "sdxl_tui.evaluator", "--checkpoint", str(tiny["lora"]), "--base-model",
+            str(single), "--output-dir", str(tiny["root"] / "e3"), "--device", "cpu", "--resolution", "64"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=240, check=False)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("sdxl-tui evaluator: error:") and "--config-dir" in last
+    assert "Traceback" not in done.stderr
