@@ -554,3 +554,14 @@ def test_long_periodic_file_with_corruption_inside_matches_expectation(tmp_path:
     up = r.refresh()
     assert bad_at is not None and len(up.problems) == 1 and "data CRC" in up.problems[0]
     assert _ours(r) == expected
+
+
+def test_run_dir_as_root_skips_samples_and_state_dirs(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(_header() + _records(range(2)))
+    for junk in ("sample", "luca-000002-state", ".sdxl-tui", "eval_epoch2"):
+        (tmp_path / junk).mkdir()
+        (tmp_path / junk / "events.out.tfevents.1795900999.vm.9.0").write_bytes(_header() + _records(range(9)))
+    up = EventReader([tmp_path]).refresh()
+    assert up.files == (str(d / "events.out.tfevents.1795900900.vm.1.0"),)
+    assert up.series["loss/current"].count == 2

@@ -270,3 +270,10 @@ def test_live_sim_process_tailed_while_writing(tmp_path: Path) -> None:
     whole = LogTail(run / "training.log").read().segments
     assert tuple(got) == tuple(s for s in whole if s[1] != "partial")
     assert any(s[0].startswith("steps:") for s in got)
+
+
+def test_fifo_in_place_of_the_log_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "training.log"
+    os.mkfifo(fifo)
+    r = LogTail(fifo).read()
+    assert r.problems == ("cannot read training.log: not a regular file",)

@@ -483,6 +483,9 @@ class _Acc:
 
 _EVENT_NAME = "events.out.tfevents."
 _RUN_DIR = re.compile(r"(\d{14})$")
+# directories of a run that never hold event files: samples, resumable states, our own
+# control files, evaluations, VCS/caches
+_PRUNE = re.compile(r"^(?:sample|\.sdxl-tui|\.git|__pycache__|eval_.*|.*-state)$")
 _FILE_TIME = re.compile(r"events\.out\.tfevents\.(\d+)")
 _CHUNK = 8 << 20
 _BLOCK_MIN_BYTES = 4096  # below this the plain loop is as fast as setting up a block
@@ -629,6 +632,8 @@ class EventReader:
         for e in entries:
             try:
                 if e.is_dir():
+                    if _PRUNE.search(e.name):  # sd-scripts never logs there; they can be big
+                        continue
                     self._walk(root, e.path, found, problems, depth + 1, seen)
                 elif _EVENT_NAME in e.name and e.is_file():
                     real = os.path.realpath(e.path)

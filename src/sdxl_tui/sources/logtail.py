@@ -145,6 +145,8 @@ class LogTail:
             return self._problem(f"cannot read {name}: {_why(exc)}")
         if stat.S_ISDIR(st.st_mode):
             return self._problem(f"cannot read {name}: it is a directory")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            return self._problem(f"cannot read {name}: not a regular file")
         ident = (st.st_dev, st.st_ino)
         if self._ident is not None and ident != self._ident:
             # rotated or replaced: the rest of the old file first, then the new one from 0
