@@ -80,15 +80,19 @@ def run(args: argparse.Namespace) -> int:
 
     from sdxl_tui.sources.rundir import read_run
 
-    snap = read_run(
-        run_dir,
-        log_path=args.log,
-        logs_dir=args.logs_dir,
-        gpu=False if args.no_gpu else None,
-        procs=False if args.no_procs else None,
-        settings=settings,
-        launch_file=getattr(args, "launch", None),
-    )
+    try:
+        snap = read_run(
+            run_dir,
+            log_path=args.log,
+            logs_dir=args.logs_dir,
+            gpu=False if args.no_gpu else None,
+            procs=False if args.no_procs else None,
+            settings=settings,
+            launch_file=getattr(args, "launch", None),
+        )
+    except OSError as exc:  # the readers report I/O trouble as problems; this is a last resort
+        _err(f"cannot read {args.dir}: {exc.strerror or exc}")
+        return 1
     if args.json:
         from sdxl_tui.sources.snapshot_json import snapshot_to_json
 
