@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import struct
 import sys
 import time
@@ -303,6 +304,29 @@ def test_failures_are_recorded(tmp_path: Path, procs: Procs) -> None:
     ev.start_eval(plan, poll_interval=0.1)
     rec = ev.wait_for(run, plan.name, timeout=30)
     assert rec.status == "failed" and rec.exit_code == 127 and "cannot start" in (rec.note or "")
+
+
+def test_relative_template_paths_are_the_callers(tmp_path: Path, procs: Procs, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = procs.watch_dir(make_run(tmp_path))
+    scripts = tmp_path / "scripts" / "evaluation"
+    scripts.mkdir(parents=True)
+    shutil.copy(FAKE_EVAL, scripts / "evaluate_single_checkpoint.py")
+    monkeypatch.chdir(tmp_path)
+    plan = ev.plan_eval(run, run / "luca_sdxl_v1-000002.safetensors", check_training=False, num_samples=1,
+                        command=f"{shlex.quote(PY)} scripts/evaluation/evaluate_single_checkpoint.py --checkpoint {{checkpoint}}"
+                                " --output-dir {output_dir} --num-samples {num_samples}")
+    assert plan.cwd == str(tmp_path) and not plan.warnings
+    ev.start_eval(plan, poll_interval=0.1)
+    rec = ev.wait_for(run, plan.name, timeout=30)
+    assert rec.status == "done" and len(rec.images) == 1
+
+
+def test_incomplete_checkpoint_is_a_warning(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    ck = run / "luca_sdxl_v1-000010.safetensors"
+    ck.write_bytes(ck.read_bytes()[:-8])  # still being written
+    plan = ev.plan_eval(run, ck, command="x {checkpoint}", check_training=False)
+    assert any("incomplete" in w for w in plan.warnings)
 
 
 def test_cancel_queued_and_running(tmp_path: Path, procs: Procs) -> None:

@@ -111,6 +111,7 @@ class EvalPlan:
     training_pid: int | None = None  # a trainer is alive for this run: ask "now" or "after-training"
     warnings: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=_empty)
+    cwd: str = ""  # working directory of the evaluation (the caller's; relative template paths)
 
     @property
     def command_line(self) -> str:
@@ -221,6 +222,18 @@ def _metadata(path: str) -> Mapping[str, str]:
         return read_safetensors_header(path).metadata
     except Exception:  # noqa: BLE001 - a torch file or unreadable header just has no metadata
         return MappingProxyType({})
+
+
+def _header_state(path: str) -> str | None:
+    """``ok`` / ``short`` / ``bad`` for a safetensors file (None for other formats)."""
+    if not path.endswith(".safetensors"):
+        return None
+    try:
+        from sdxl_tui.sources.checkpoints import read_safetensors_header
+
+        return read_safetensors_header(path).state
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def checkpoint_epoch(path: str) -> int | None:
@@ -504,6 +517,13 @@ def plan_eval(
         warnings.append(f"base model not found: {values['base_model']}")
     if not builtin and "{checkpoint}" not in " ".join(template):
         warnings.append("the template has no {checkpoint}: every evaluation will run the same command")
+    header = _header_state(checkpoint)
+    if header and header != "ok":
+        warnings.append(f"{os.path.basename(checkpoint)} looks incomplete ({header}): still being written?")
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = run_dir
     return EvalPlan(
         run_dir=run_dir,
         checkpoint=checkpoint,
@@ -517,6 +537,7 @@ def plan_eval(
         values=MappingProxyType(values),
         training_pid=training_pid(run_dir) if check_training else None,
         warnings=tuple(warnings),
+        cwd=cwd,
     )
 
 
@@ -722,6 +743,7 @@ def start_eval(
                 "log": plan.log_path,
                 "note": None,
                 "env": dict(plan.env),
+                "cwd": plan.cwd or plan.run_dir,
             },
         )
     if spawn_runner:
@@ -899,8 +921,10 @@ def _run_locked(run_dir: str, path: str) -> None:
         log.write(f"# sdxl-tui eval {stamp}: {shlex.join(argv)}\n".encode())
         log.flush()
         try:
+            cwd = str(data.get("cwd") or run_dir)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True, env=env, cwd=run_dir)
+                                    start_new_session=True, close_fds=True, env=env,
+                                    cwd=cwd if os.path.isdir(cwd) else run_dir)
         except OSError as exc:
             log.write(f"# cannot start: {exc}\n".encode())
             log.close()
