@@ -71,17 +71,17 @@ async def _latency(run_dir: Path, samples: int) -> list[float]:
                 if time.perf_counter() - t0 > 5:
                     break
             results.append(time.perf_counter() - t0)
-            await pilot.pause(0.6)  # isolated changes (a stream is read at most every 0.5 s)
+            await pilot.pause(1.1)  # isolated changes (a stream is read at most once a second)
     return results
 
 
 # ----------------------------------------------------------------------- watch cost
 def _child_watch(run_dir: str, seconds: float) -> None:
     """Run the dashboard headless for ``seconds`` (the measured process)."""
+    from sdxl_tui.commands.tui import build_app
     from sdxl_tui.config import Settings
-    from sdxl_tui.tui.app import make_app
 
-    app = make_app(Settings(), run_dir, gpu=False)
+    app = build_app(Settings(), run_dir, no_gpu=True)
 
     def stop() -> None:
         app.feeds.stop()
@@ -148,10 +148,10 @@ def _child_first_frame(run_dir: str) -> None:
     import psutil
 
     started = psutil.Process().create_time()
+    from sdxl_tui.commands.tui import build_app  # exactly what `sdxl-tui DIR` does
     from sdxl_tui.config import Settings
-    from sdxl_tui.tui.app import make_app
 
-    app = make_app(Settings(), run_dir, gpu=False)
+    app = build_app(Settings(), run_dir, no_gpu=True)
     result: list[float] = []
 
     def check() -> None:

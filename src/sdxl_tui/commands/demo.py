@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         + ("It is kept when you quit." if keep else "Quitting ends it and deletes the directory.")
     )
     try:
-        from sdxl_tui.tui.app import make_app
+        from sdxl_tui.commands.tui import build_app
 
-        app = make_app(settings, run_dir, notice=notice)
+        app = build_app(settings, run_dir, notice=notice)
         result = app.run()
     finally:
         if not args.keep:

@@ -132,6 +132,30 @@ def looks_like_run(path: str) -> bool:
     )
 
 
+def build_app(
+    settings: Any,
+    run_dir: str,
+    *,
+    log_path: str | None = None,
+    logs_dir: str | None = None,
+    no_gpu: bool = False,
+    notice: str | None = None,
+) -> Any:
+    """The dashboard as the CLI builds it: the run's first read starts before Textual loads."""
+    from sdxl_tui.tui.prefetch import prefetch_run
+
+    reader = prefetch_run(
+        run_dir, log_path=log_path, logs_dir=logs_dir, gpu=False if no_gpu else None,
+        settings=settings, launch_file=settings.get("launch.file"),
+    )
+    from sdxl_tui.tui.app import make_app
+
+    return make_app(
+        settings, run_dir, reader=reader, log_path=log_path, logs_dir=logs_dir,
+        launch_file=settings.get("launch.file"), notice=notice,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.config import ConfigError, load_settings
 
@@ -160,16 +184,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"sdxl-tui: not a directory: {run_dir}", file=sys.stderr)
         return 2
     notice = None if os.path.isdir(run_dir) else f"{run_dir} does not exist yet; waiting for the trainer to create it"
-    from sdxl_tui.tui.app import make_app
-
-    app = make_app(
-        settings,
-        run_dir,
-        log_path=args.log,
-        logs_dir=args.logs_dir,
-        launch_file=settings.get("launch.file"),
-        gpu=False if args.no_gpu else None,
-        notice=notice,
-    )
+    app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()
     return int(result or 0)

@@ -156,48 +156,46 @@ def do_stop_after_checkpoint(run_dir: str, settings: Settings, *, cancel: bool =
 # -------------------------------------------------------------------------- evaluate
 def plan_evaluation(run_dir: str, checkpoint: str, settings: Settings, *, trainer_alive: bool) -> Proposal:
     """Plan the evaluation of one checkpoint; offer "now" or "after training" while training."""
+    from sdxl_tui.control.evaluate import EvalError, plan_eval
+
     try:
-        from sdxl_tui.control import evaluate
-    except ImportError as exc:
-        raise ActionUnavailable(f"evaluation is not available in this build ({exc})") from None
-    plan_eval = getattr(evaluate, "plan_eval")
-    try:
-        plan = plan_eval(checkpoint, settings=settings, run_dir=run_dir)
-    except TypeError:
-        plan = plan_eval(checkpoint, settings)
-    describe = getattr(plan, "describe", None)
-    body_lines: list[str]
-    if callable(describe):
-        d = describe()
-        body_lines = list(d) if isinstance(d, (list, tuple)) else [str(d)]
-    else:
-        argv = getattr(plan, "argv", None)
-        body_lines = [f"checkpoint: {checkpoint}"]
-        if argv:
-            body_lines += ["command:", "  " + shlex.join(str(a) for a in argv)]
-        out = getattr(plan, "output_dir", None)
-        if out:
-            body_lines.append(f"output: {out}")
-    refusal = getattr(plan, "refusal", None) or getattr(plan, "error", None)
-    if refusal:
-        body_lines += ["", f"REFUSED: {refusal}"]
-        return Proposal("Evaluate checkpoint?", "\n".join(body_lines), False, plan=plan)
-    if trainer_alive:
-        body_lines += ["", "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
-                       "queueing starts the evaluation when the training ends."]
-        choices = (("after-training", "Queue until training ends", "primary"), ("now", "Run now", "warning"))
+        plan = plan_eval(run_dir, checkpoint, settings=settings)
+    except EvalError as exc:
+        raise ActionUnavailable(f"cannot evaluate: {exc}") from None
+    lines = [
+        f"checkpoint: {plan.checkpoint}",
+        f"output:     {plan.output_dir}",
+        f"device:     {plan.device}" + ("   (built-in evaluator)" if plan.builtin else ""),
+        "",
+        "command:",
+        "  " + plan.command_line,
+    ]
+    if plan.warnings:
+        lines += ["", "warnings:"] + [f"  {w}" for w in plan.warnings]
+    training = trainer_alive or plan.training_pid is not None
+    if training:
+        lines += ["", "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
+                  "queueing starts the evaluation when the training ends."]
+        choices: tuple[tuple[str, str, str], ...] = (
+            ("after-training", "Queue until training ends", "primary"),
+            ("now", "Run now", "warning"),
+        )
     else:
         choices = (("now", "Evaluate", "primary"),)
-    return Proposal("Evaluate checkpoint?", "\n".join(body_lines), True, plan=plan, choices=choices)
+    lines += ["", "The evaluation runs detached: quitting sdxl-tui does not stop it."]
+    return Proposal("Evaluate checkpoint?", "\n".join(lines), True, plan=plan, choices=choices)
 
 
 def do_evaluation(plan: Any, when: str) -> tuple[bool, str]:
-    from sdxl_tui.control.evaluate import start_eval
+    from sdxl_tui.control.evaluate import EvalError, start_eval
 
-    result = start_eval(plan, when=when)
-    ok = bool(getattr(result, "ok", True))
-    message = getattr(result, "message", None) or (f"evaluation {'queued' if when != 'now' else 'started'}")
-    return ok, str(message)
+    try:
+        record = start_eval(plan, when=when)
+    except EvalError as exc:
+        return False, str(exc)
+    status = getattr(record, "status", "queued")
+    where = "when the training ends" if when == "after-training" else "now"
+    return True, f"evaluation of {plan.name} {status} ({where}); images in {plan.output_dir}"
 
 
 def images_for(snapshot: Any, checkpoint_path: str) -> list[str]:

@@ -222,7 +222,7 @@ class Feeds:
         run_dir: str,
         logs_dir: str | None = None,
         interval: float = 0.25,
-        busy_gap: float = 0.5,
+        busy_gap: float = 1.0,
         force_polling: bool = False,
         gpu_factory: Callable[[], GpuSampler | None] | None = None,
         gpu_interval: float = 1.0,
