@@ -384,6 +384,27 @@ def test_compare_grid_rows_are_checkpoints(tmp_path: Path, procs: Procs) -> None
     assert done.status == "done" and Path(done.grid_path).is_file()
 
 
+def test_builtin_comparison_pins_the_same_prompts_for_every_row(tmp_path: Path, procs: Procs) -> None:
+    tags = json.dumps({"5_luca": {"luca": 9, "3d render": 7, "boy": 1}})
+    run = procs.watch_dir(make_run(tmp_path, epochs=(6, 8), final=False))
+    for e in (6, 8):
+        write_lora(run / f"luca_sdxl_v1-{e:06d}.safetensors", {"ss_epoch": str(e), "ss_tag_frequency": tags})
+    job = ev.start_compare(run, ev.parse_selection(run, "6-8"), settings=Settings(), num_samples=3,
+                           base_model=str(tmp_path / "missing_base.safetensors"), device="cpu", poll_interval=0.1)
+    assert job.started == ("luca_sdxl_v1-000006", "luca_sdxl_v1-000008")
+    argvs = [ev.eval_record(run, n).argv for n in job.started]
+    prompt_files = {a[a.index("--prompts") + 1] for a in argvs}
+    assert len(prompt_files) == 1
+    lines = Path(prompt_files.pop()).read_text().splitlines()[1:]
+    assert lines[0] == "luca, 3d render, boy" and len(lines) == 3
+    # the built-in evaluator refuses the missing base in its light preflight (no torch import)
+    done = wait_until(lambda: (j := ev.compare_job(run, job.label)) and j.status != "waiting" and j, 60)
+    assert done.status == "failed" and "no evaluation images" in (done.error or "")
+    rec = ev.eval_record(run, "luca_sdxl_v1-000006")
+    assert rec.status == "failed" and rec.exit_code == 2
+    assert "base model not found" in "\n".join(ev.log_tail(rec, 5))
+
+
 # --------------------------------------------------------------------------- CLI
 
 
