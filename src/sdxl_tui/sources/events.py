@@ -29,7 +29,6 @@ import os
 import re
 import stat
 import struct
-from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,7 +406,7 @@ class _Acc:
         self.new: list[ScalarPoint] = []  # new raw points this refresh (bounded)
         self.plugin: str | None = None
 
-    def add_arrays(self, steps: array[int], values: array[float], walls: array[float]) -> None:
+    def add_arrays(self, steps: Sequence[int], values: Sequence[float], walls: Sequence[float]) -> None:
         n = len(steps)
         if not n:
             return
@@ -800,7 +799,9 @@ class EventReader:
         run = self._runs.get(fs.run_key)
         if run is None:
             run = self._runs[fs.run_key] = _RunState(fs.run_key)
-        batch: dict[str, tuple[array[int], array[float], array[float]]] = {}
+        # per-tag columns of this chunk: plain lists (extending a list from the tuples the
+        # block decoder yields copies pointers; an array would convert every value)
+        batch: dict[str, tuple[list[int], list[float], list[float]]] = {}
         # mid+tag bytes -> (append step, append value, append wall, step offset)
         sinks: dict[bytes, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]] = {}
         by_tag: dict[str, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]] = {}
@@ -811,7 +812,8 @@ class EventReader:
             s = by_tag.get(tag)
             if s is None:
                 off = self._offset_for(run, tag, step)
-                arrs = batch[tag] = (array("q"), array("d"), array("d"))
+                arrs: tuple[list[int], list[float], list[float]] = ([], [], [])
+                batch[tag] = arrs
                 s = by_tag[tag] = (arrs[0].append, arrs[1].append, arrs[2].append, off)
             return s
 
@@ -961,7 +963,7 @@ class EventReader:
         buf: bytes,
         pos: int,
         run: _RunState,
-        batch: dict[str, tuple[array[int], array[float], array[float]]],
+        batch: dict[str, tuple[list[int], list[float], list[float]]],
         by_tag: dict[str, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]],
         sink_for: Callable[[str, int], tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]],
     ) -> tuple[int, int, float] | None:
@@ -1037,13 +1039,18 @@ class EventReader:
             return None
         last_wall = 0.0
         c = 0
+        prev_sb: list[tuple[int, ...]] | None = None
+        prev_steps: list[int] = []
+        steps: list[int]
         for k, (_hdr, _length, ks, _mid) in enumerate(pat):
             walls = cols2[c][:valid]
             sb = [cols2[c + 1 + i][:valid] for i in range(ks)]
             values = cols2[c + 1 + ks][:valid]
             c += 2 + ks
-            if ks == 0:
-                steps: list[int] = [0] * valid
+            if sb == prev_sb:  # the tags of one step share its step bytes: decode once
+                steps = prev_steps
+            elif ks == 0:
+                steps = [0] * valid
             elif ks == 1:
                 steps = list(sb[0])
             elif ks == 2:
@@ -1053,6 +1060,7 @@ class EventReader:
             else:
                 steps = [(a & 127) | ((b & 127) << 7) | ((c3 & 127) << 14) | (d << 21)
                          for a, b, c3, d in zip(sb[0], sb[1], sb[2], sb[3])]
+            prev_sb, prev_steps = sb, steps
             tag = tags[k]
             sink = by_tag.get(tag) or sink_for(tag, steps[0])
             off = sink[3]
