@@ -354,6 +354,19 @@ def test_stale_running_record_reads_as_failed(tmp_path: Path) -> None:
     assert rec.status == "failed" and "gone" in rec.note
 
 
+def test_killed_runner_leaves_an_honest_status(tmp_path: Path, procs: Procs) -> None:
+    run = procs.watch_dir(make_run(tmp_path))
+    _start(run, 4, "--hold-file", str(tmp_path / "never"))
+    rec = wait_until(lambda: (r := ev.eval_record(run, "luca_sdxl_v1-000004")) and r.status == "running" and r, 20)
+    runner = psutil.Process(ev.runner_pid(run))
+    runner.kill()
+    wait_until(lambda: ev.runner_pid(run) is None, 10)
+    assert ev.eval_record(run, "luca_sdxl_v1-000004").status == "running"  # the evaluation itself lives on
+    psutil.Process(rec.pid).kill()
+    final = wait_until(lambda: (r := ev.eval_record(run, "luca_sdxl_v1-000004")) and r.status != "running" and r, 10)
+    assert final.status == "failed" and "without a recorded end" in final.note
+
+
 # --------------------------------------------------------------------------- comparison grid
 
 

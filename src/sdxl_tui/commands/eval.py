@@ -32,7 +32,9 @@ examples:
       'conda run -n kohya_ss python /path/evaluate_single_checkpoint.py --checkpoint {checkpoint}
        --base-model {base_model} --output-dir {output_dir} --num-samples 16 --device cuda
        --resolution 1024'
-  sdxl-tui eval RUN --compare 6-10                 # grid: rows = epochs 6..10, cols = prompts
+  sdxl-tui eval RUN --compare 6-10 --show         # grid: rows = epochs 6..10, cols = prompts,
+                                                   # saved as RUN/compare_epochs_6-10.png
+  sdxl-tui eval RUN 8 --show                       # list images, show the contact sheet
   sdxl-tui eval RUN --status                       # queued / running / done / failed
 
 template placeholders (replaced inside each argv element, never through a shell;
@@ -40,8 +42,9 @@ template placeholders (replaced inside each argv element, never through a shell;
   {checkpoint} {base_model} {output_dir} {epoch} {num_samples} {resolution} {device}
   {prompts} {run_dir} {name}
   The config's eval.command is an argv list (TOML array); --command is one string split
-  with shell rules (shlex) into an argv list. Settings: eval.base_model, eval.num_samples,
-  eval.resolution, eval.device, eval.prompts.
+  with shell rules (shlex) into an argv list. Relative paths in it are relative to the
+  directory sdxl-tui was started from. Settings: eval.command, eval.base_model,
+  eval.num_samples, eval.resolution, eval.device, eval.prompts.
 
 built-in evaluator (--builtin; the default when no template is configured): needs the
 extra `pip install 'sdxl-tui[eval]'` (torch, diffusers, transformers, peft, safetensors,
@@ -52,7 +55,9 @@ and tokenizers) when the Hugging Face hub is not reachable.
 training running: an evaluation started while the trainer uses the GPU asks whether to
 run now or queue until training ends (--now / --queue answer in advance; without a
 terminal the default is an error asking for one of them). The queue is kept in
-DIR/.sdxl-tui/evals/ and run by a detached runner, so it survives closing the dashboard.
+DIR/.sdxl-tui/evals/ and run by a detached runner, so it survives closing the dashboard;
+one evaluation runs per GPU at a time (also across run directories), the rest wait queued.
+Output of each evaluation: DIR/eval_epoch{N}/eval.log.
 
 exit status: 0 started (or, with --wait, the evaluation succeeded); the evaluation's own
 exit status with --wait; 1 a failed evaluation or comparison; 2 bad usage, missing files,
@@ -239,7 +244,12 @@ def run(args: argparse.Namespace) -> int:
             if when is None:
                 return _err(f"training is running (pid {trainer}): pass --now or --queue")
             print("comparing: " + ", ".join(os.path.basename(c) for c in checkpoints), flush=True)
-            path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun, **plan_kw)
+            try:
+                path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun,
+                                       **plan_kw)
+            except ev.EvalError as exc:
+                print(f"sdxl-tui eval: {exc}", file=sys.stderr)
+                return 1
             print(path, flush=True)
             if args.show:
                 _show(path, args.halfblock)

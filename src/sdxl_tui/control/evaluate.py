@@ -626,12 +626,14 @@ def _record(path: str, data: Mapping[str, Any]) -> EvalRecord:
     if status not in STATUSES:
         status, note = "failed", f"unknown status {status!r}"
     pid, ctime = data.get("pid"), data.get("create_time")
-    if status == "running" and not _alive(pid, ctime):
-        # The runner records the end a moment after the process exits; a dead process
-        # without a recorded end *and* without a live runner means the runner died too.
-        run_dir = os.path.dirname(os.path.dirname(os.path.dirname(path)))
-        if runner_pid(run_dir) is None:
-            status, note = "failed", "the evaluation process is gone without a recorded end (runner killed?)"
+    # The runner records the end a moment after the process exits; a dead process without a
+    # recorded end *and* without its live runner means the runner died too.
+    if (
+        status == "running"
+        and not _alive(pid, ctime)
+        and not _alive(data.get("runner_pid"), data.get("runner_create_time"))
+    ):
+        status, note = "failed", "the evaluation process is gone without a recorded end (runner killed?)"
     out = str(data.get("output_dir") or "")
     return EvalRecord(
         name=name,
@@ -883,6 +885,9 @@ def _acquire_device(run_dir: str, path: str, device: str, poll_interval: float) 
         time.sleep(poll_interval)
 
 
+_RUNNER_CREATE_TIME: float | None = None  # set by run_queue: identifies this runner in status files
+
+
 def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> None:
     """Run one queued evaluation to its end and record it (called in the runner)."""
     data = _read_json(path)
@@ -936,7 +941,8 @@ def _run_locked(run_dir: str, path: str) -> None:
             import psutil
 
             ctime = psutil.Process(proc.pid).create_time()
-        _update(path, status="running", pid=proc.pid, create_time=ctime, started_at=started)
+        _update(path, status="running", pid=proc.pid, create_time=ctime, started_at=started,
+                runner_pid=os.getpid(), runner_create_time=_RUNNER_CREATE_TIME)
     code = proc.wait()
     ended = time.time()
     with contextlib.suppress(OSError):
@@ -966,10 +972,11 @@ def run_queue(run_dir: str, *, poll_interval: float = DEFAULT_POLL) -> int:
     lock_path = os.path.join(evals_dir(run_dir), RUNNER_LOCK)
     info_path = os.path.join(evals_dir(run_dir), RUNNER_INFO)
     me: dict[str, Any] = {"pid": os.getpid(), "create_time": None, "started_at": time.time()}
+    global _RUNNER_CREATE_TIME
     with contextlib.suppress(Exception):
         import psutil
 
-        me["create_time"] = psutil.Process().create_time()
+        me["create_time"] = _RUNNER_CREATE_TIME = psutil.Process().create_time()
     with open(lock_path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
