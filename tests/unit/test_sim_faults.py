@@ -56,14 +56,16 @@ def test_crash_traceback_exit_1(tmp_path: Path) -> None:
 def test_hang_stops_progress_then_resumes_when_bounded(tmp_path: Path) -> None:
     out = tmp_path / "out"
     t0 = time.monotonic()
-    args = [*BASE, "--logging_dir", str(out / "logs"), "--sim-fault", "hang", "--sim-fault-step", "3", "--sim-hang-seconds", "0.5", *FAST]
+    args = [*BASE, "--logging_dir", str(out / "logs"), "--sim-fault", "hang", "--sim-fault-step", "3", "--sim-hang-seconds", "1.0", *FAST]
     assert run_simulated(out, args) == 0
-    assert time.monotonic() - t0 >= 0.5
+    assert time.monotonic() - t0 >= 1.0
     events = [e for e in read_events(min(out.glob("logs/*/network_train/events.*"))) if e.scalars]
     cur = [(e.step, e.wall_time) for e in events if e.scalars[0][0] == "loss/current"]
     gaps = [(s1, t1 - t0_) for (_, t0_), (s1, t1) in itertools.pairwise(cur)]
-    big = [s for s, gap in gaps if gap >= 0.45]
-    assert big == [3]  # the pause sits right before the first micro-batch of step 3
+    # The pause sits right before the first micro-batch of step 3. Other gaps (a checkpoint
+    # save) can also be long on a loaded machine, so assert on the longest one.
+    step, gap = max(gaps, key=lambda g: g[1])
+    assert step == 3 and gap >= 0.95
     assert (out / "f.safetensors").exists()
 
 
