@@ -17,7 +17,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tui"))
 
-FROZEN = 1_795_000_000.0
+from make_fixture import FROZEN  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
+#: The frozen "now" of every snapshot test (2026-11-19 06:13:20 UTC).
+FROZEN = 1_795_000_000.0
 RUN = HERE / "fixture_run"
 
 ARGS = [

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FROZEN
+from make_fixture import FROZEN
 from fakes.fake_nvml import FakeDevice, FakeNVML
 
 from sdxl_tui.config import Settings
@@ -32,7 +32,14 @@ async def loaded(pilot: Any) -> None:
             break
         await pilot.pause(0.05)
     app.clear_notifications()  # toasts time out on the wall clock
+    app.feeds.stop()  # no more heartbeats: the frame no longer depends on timing
     await pilot.pause(0.3)
+    from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
+
+    table = app.query_one(CheckpointTable)
+    table._clear_caches()  # rows drawn after cell updates are split into different spans
+    table.refresh()
+    await pilot.pause(0.1)
     await pilot.wait_for_scheduled_animations()
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from conftest import settings, wait_for
+from tui_helpers import settings, wait_for
 from screen_text import screen_text
 from stub_reader import StubReader, checkpoint, oom_alert, snapshot
 from textual.message import Message
@@ -272,7 +272,7 @@ async def test_command_palette_offers_run_commands() -> None:
 async def test_inotify_events_wake_the_reader(tmp_path: Path) -> None:
     reader = StubReader([snapshot(run_dir=str(tmp_path))])
     app = make_app(settings(refresh__log_interval=30.0), tmp_path, reader=reader, environ={})
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         assert await wait_for(pilot, lambda: app.watch_mode == "inotify", timeout=10)
         before = reader.calls
         (tmp_path / "training.log").write_text("steps: 1%\n")

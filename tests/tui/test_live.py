@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FROZEN, LiveSims, make_finished_run, settings, wait_for
+from tui_helpers import FROZEN, LiveSims, make_finished_run, settings, wait_for
 from screen_text import screen_text
 from textual.message import Message
 
@@ -132,3 +132,41 @@ async def test_hang_raises_a_stall_alert_that_rings(live_sims: LiveSims) -> None
         assert "\a" in "".join(app.terminal_writes)  # a new alert while watching: the bell
         assert app.snapshot is not None and app.snapshot.state.value == "stalled"
     assert proc.poll() is None
+
+
+async def test_evaluate_dialog_shows_the_command_from_the_template(finished_run: Path) -> None:
+    s = settings(eval__command=["echo", "{checkpoint}", "{output_dir}"])
+    app = make_app(s, finished_run, gpu=False, clock=lambda: FROZEN, environ={})
+    async with app.run_test(size=(140, 45)) as pilot:
+        assert await wait_for(pilot, lambda: app.selected_checkpoint is not None)
+        assert app.check_action("evaluate_checkpoint", ()) is True
+        await pilot.press("e")
+        assert await wait_for(pilot, lambda: "Evaluate checkpoint?" in screen_text(app), timeout=15)
+        text = screen_text(app)
+        assert "echo " in text and "luca_sdxl_v1-000002.safetensors" in text
+        assert "Queue until training ends" not in text  # no trainer: only "Evaluate"
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert "Evaluate checkpoint?" not in screen_text(app)
+    assert not (finished_run / ".sdxl-tui" / "evals").exists()  # cancelled: nothing queued
+
+
+async def test_images_screen_renders_the_checkpoint_samples(finished_run: Path, tmp_path: Path) -> None:
+    from sdxl_tui.sim.png import png_bytes
+    from sdxl_tui.tui.screens.images import ImageScreen
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / "sample").mkdir(exist_ok=True)
+    (run_dir / "sample" / "luca_sdxl_v1_e000002_00_20261119061000_42.png").write_bytes(png_bytes(64, 64, 3))
+    app = make_app(settings(), run_dir, gpu=False, clock=lambda: FROZEN, environ={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None and bool(app.snapshot.samples))
+        assert await wait_for(pilot, lambda: app.selected_checkpoint is not None and app.selected_checkpoint.endswith("-000002.safetensors"))
+        await pilot.press("i")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ImageScreen))
+        assert await wait_for(pilot, lambda: "▀" in screen_text(app), timeout=15)  # half blocks
+        assert "[1/1]" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ImageScreen)

@@ -279,7 +279,7 @@ class Feeds:
         last_sync = 0.0
         last_post = 0.0
         last_signature: tuple[object, ...] | None = None
-        last_event_refresh = 0.0
+        last_change = 0.0
         while not (self.stopping.is_set() or is_cancelled()):
             self.wake.clear()
             started = time.monotonic()
@@ -301,7 +301,10 @@ class Feeds:
                 lines, reset = delta.update(snap)
                 signature = snapshot_signature(snap)
                 now = time.monotonic()
-                if signature != last_signature or now - last_post >= self.heartbeat:
+                changed = signature != last_signature
+                if changed:
+                    last_change = started
+                if changed or now - last_post >= self.heartbeat:
                     last_signature, last_post = signature, now
                     self.posted += 1
                     post(SnapshotUpdated(snap, now - started))
@@ -312,12 +315,13 @@ class Feeds:
             idle = self.idle_interval if (self.watcher is not None and self.watcher.mode == "inotify") else self.interval
             woken = self.wake.wait(max(0.0, started + idle - time.monotonic()))
             if woken and not self.stopping.is_set():
-                # An isolated change is read at once; a stream of events (a run writing
-                # ten steps a second) is read at most once per busy_gap.
-                gap = (last_event_refresh + self.busy_gap) - time.monotonic()
+                # An isolated change is read at once (after a few ms that merge the write's
+                # modify and close events); a stream of changes (a run writing ten steps a
+                # second) is read at most once per busy_gap.
+                self.stopping.wait(0.01)
+                gap = (last_change + self.busy_gap) - time.monotonic()
                 if gap > 0:
                     self.stopping.wait(gap)
-                last_event_refresh = time.monotonic()
 
     def run_gpu(self, post: Post, is_cancelled: Callable[[], bool] = lambda: False) -> None:
         """Sample the GPUs every ``gpu_interval`` seconds until stopped."""

@@ -67,10 +67,10 @@ class ImageScreen(Screen[None]):
         path = self.images[self.index]
         title.update(f"{self.title_text}  [{self.index + 1}/{len(self.images)}]  {os.path.basename(path)}")
         view = self.query_one("#image-view", Static)
-        self._render(path, max(8, view.size.width), max(4, view.size.height))
+        self._render_image(path, max(8, view.size.width), max(4, view.size.height))
 
     @work(thread=True, exclusive=True, group="image-render")
-    def _render(self, path: str, cols: int, rows: int) -> None:
+    def _render_image(self, path: str, cols: int, rows: int) -> None:
         try:
             from sdxl_tui.render.halfblock import render_halfblock
 

@@ -58,6 +58,7 @@ class GpuPanel(Widget):
         self._vram: dict[int, deque[float]] = {}
         self._util: dict[int, deque[float]] = {}
         self._last_taken: float | None = None
+        self._lines = 0
 
     def watch_status(self, status: GpuStatus | None) -> None:
         if status is not None and status.available and status.taken_at != self._last_taken:
@@ -67,7 +68,9 @@ class GpuPanel(Widget):
                     self._vram.setdefault(g.index, deque(maxlen=HISTORY)).append(100.0 * g.memory_used / g.memory_total)
                 if g.utilization is not None:
                     self._util.setdefault(g.index, deque(maxlen=HISTORY)).append(float(g.utilization))
-        self.refresh()
+        lines = len(self.render().plain.splitlines())
+        self.refresh(layout=lines != self._lines)  # re-layout only when the height changes
+        self._lines = lines
 
     def render(self) -> Text:
         status = self.status

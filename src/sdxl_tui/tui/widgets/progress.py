@@ -65,25 +65,26 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
     if snapshot is None:
         return Text("reading the run…", style="dim")
     p = snapshot.progress
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")
     text.append(run_name(snapshot), style="bold")
     text.append("  ")
     text.append(f" {snapshot.state.value.upper()} ", style=f"reverse {STATE_STYLE.get(snapshot.state, '')}")
     if snapshot.state_reason and snapshot.state in (RunState.FAILED, RunState.STALLED, RunState.INTERRUPTED, RunState.MISSING):
         text.append(f" {snapshot.state_reason}", style="italic")
-    text.append("  elapsed ", style="dim")
-    text.append(format_duration(p.elapsed_seconds))
     if not snapshot.state.is_over:
+        # what the user came for first: when it will be done and when the next file lands
         text.append("  ETA ", style="dim")
         text.append(format_duration(p.eta_seconds))
         clock = finish_clock(p.eta_at, snapshot.taken_at)
         if clock:
-            text.append(f" ({clock})", style="bold")
+            text.append(f" {clock}", style="bold")
         if p.next_checkpoint:
             text.append("  next ", style="dim")
             text.append(short_checkpoint(p.next_checkpoint, snapshot.config.output_name))
             if p.next_checkpoint_eta_seconds is not None:
                 text.append(f" in {format_duration(p.next_checkpoint_eta_seconds)}")
+    text.append("  elapsed ", style="dim")
+    text.append(format_duration(p.elapsed_seconds))
     if p.seconds_per_step and p.seconds_per_step >= 0.01:
         text.append(f"  {p.seconds_per_step:.2f}s/step", style="dim")
     if readonly:
