@@ -745,3 +745,80 @@ def test_scan_while_the_simulator_writes_in_place(tmp_path: Path) -> None:
     final = one(scanner.scan(), target.name)
     assert final.status is CheckpointStatus.COMPLETE and final.size == size
     assert final.metadata["ss_steps"] == "3"
+
+
+# --------------------------------------------------------------------------- header fast path
+
+
+def _full_parse(raw: bytes, size: int):
+    """The verdict of the full JSON parse (the fast path switched off)."""
+    from sdxl_tui.sources import checkpoints as ck
+
+    saved = ck._fast_header
+    ck._fast_header = lambda text: None
+    try:
+        return ck._parse_header(raw, size, len(raw))
+    finally:
+        ck._fast_header = saved
+
+
+def _entry(name: str, start: int, end: int, shape: str = "[4,10]") -> str:
+    return f'"{name}":{{"dtype":"F16","shape":{shape},"data_offsets":[{start},{end}]}}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the usual layout: metadata first, compact entries, space padding
+        '{"__metadata__":{"ss_epoch":"3","n":5},' + _entry("a.alpha", 0, 2, "[]") + "," + _entry("b", 2, 82) + "}   ",
+        # no metadata; metadata only; empty object; metadata null
+        "{" + _entry("a", 0, 8) + "}",
+        '{"__metadata__":{"x":"y"}}',
+        "{}",
+        '{"__metadata__":null,' + _entry("a", 0, 8) + "}",
+        # largest end not in the last entry
+        '{"__metadata__":{},' + _entry("a", 8, 100) + "," + _entry("b", 0, 8) + "}",
+        # the full parser's cases: bad offsets, negative, reversed, floats, duplicate names,
+        # escapes, whitespace, other key order, a tensor named __metadata__, extra keys
+        '{"__metadata__":{},' + _entry("a", 8, 4) + "}",
+        '{"__metadata__":{},' + _entry("a", -1, 4) + "}",
+        '{"__metadata__":{},"a":{"dtype":"F16","shape":[4],"data_offsets":[0.5,4]}}',
+        '{"__metadata__":{},' + _entry("a", 0, 4) + "," + _entry("a", 0, 400) + "}",
+        '{"__metadata__":{},' + _entry('a\\"b', 0, 4) + "}",
+        '{"__metadata__": {}, ' + _entry("a", 0, 4) + "}",
+        '{"__metadata__":{},"a":{"shape":[4],"dtype":"F16","data_offsets":[0,4]}}',
+        '{"__metadata__":{},' + _entry("__metadata__", 0, 4) + "}",
+        '{"__metadata__":{},"a":{"dtype":"F16","shape":[4],"data_offsets":[0,4],"x":1}}',
+        '{"__metadata__":[1],' + _entry("a", 0, 4) + "}",
+        # broken JSON the fast path must not accept
+        '{"__metadata__":{},' + _entry("a", 0, 4) + "," + _entry("b", 4, 8)[:-1] + "}",
+        '{"__metadata__":{},' + _entry("a", 0, 4) + _entry("b", 4, 8) + "}",
+        '{"__metadata__":{},' + _entry("a", 0, 4) + ",}",
+        '{"__metadata__":{},' + _entry("a", 0, 4).replace("[4,10]", "[4,,10]") + "}",
+        '{"__metadata__":{},' + _entry("a", 0, 4).replace("[0,4]", "[00,4]") + "}",
+        '{"__metadata__":{},' + _entry("a\x01", 0, 4) + "}",
+        '{"__metadata__":{},' + _entry("a", 0, 4) + "}}",
+        '{"__metadata__":{},' + _entry("a", 0, 4),
+        '{"__metadata__":{"x":"y",' + _entry("a", 0, 4) + "}",
+    ],
+)
+def test_header_fast_path_gives_the_full_parse_verdict(text: str) -> None:
+    from sdxl_tui.sources.checkpoints import _parse_header
+
+    raw = text.encode()
+    for data_len in (0, 8, 82, 100, 400, 1000):
+        size = 8 + len(raw) + data_len
+        assert _parse_header(raw, size, len(raw)) == _full_parse(raw, size), (text, data_len)
+
+
+@needs_real
+def test_header_fast_path_taken_on_real_files_and_equal_to_the_full_parse() -> None:
+    from sdxl_tui.sources.checkpoints import _fast_header, _parse_header
+
+    for path in sorted(REAL_RUN.glob("*.safetensors")):
+        data = path.read_bytes()
+        n = int.from_bytes(data[:8], "little")
+        raw = data[8 : 8 + n]
+        assert _fast_header(raw.decode()) is not None
+        for size in (len(data), len(data) - 1, len(data) + 1):
+            assert _parse_header(raw, size, n) == _full_parse(raw, size)

@@ -565,3 +565,72 @@ def test_run_dir_as_root_skips_samples_and_state_dirs(tmp_path: Path) -> None:
     up = EventReader([tmp_path]).refresh()
     assert up.files == (str(d / "events.out.tfevents.1795900900.vm.1.0"),)
     assert up.series["loss/current"].count == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# First read in a forked child (prefetch) and lazily built new points
+# ---------------------------------------------------------------------------------------------
+
+
+def _update_fields(up) -> tuple:
+    # not bytes_read: after a prefetch the parent reads a partly written last record again
+    return (dict(up.series), {t: up.new_points[t] for t in up.new_points}, up.files, up.resume_steps,
+            up.problems, up.compacted, up.records, up.pending_bytes, up.last_wall_time, up.reset)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_prefetch_in_a_child_gives_exactly_the_in_process_read(tmp_path: Path) -> None:
+    """Same update (series, new points, problems, counts) and same later refreshes, including a
+    bad CRC, a restart stitched across two run dirs and a record still being written."""
+    d1 = _run_dir(tmp_path, "20261128212101")
+    d2 = _run_dir(tmp_path, "20261128222101")
+    first = _header() + _records(range(3000), ("loss/current", "lr/unet", "lr/textencoder"))
+    bad = bytearray(_records(range(3000, 3001)))
+    bad[-1] ^= 0x55  # one bad data CRC
+    (d1 / "events.out.tfevents.1795900900.vm.1.0").write_bytes(first + bytes(bad) + _records(range(3001, 4000)))
+    second = _header() + _records(range(0, 2000))  # resumed without skipping: stitched
+    partial = _records(range(2000, 2001))
+    f2 = d2 / "events.out.tfevents.1795904500.vm.2.0"
+    f2.write_bytes(second + partial[:-7])
+    plain = EventReader([tmp_path / "logs"], max_points=300)
+    forked = EventReader([tmp_path / "logs"], max_points=300)
+    assert forked.prefetch(min_bytes=0) is True
+    assert forked.prefetch(min_bytes=0) is False  # one child at a time
+    a, b = plain.refresh(), forked.refresh()
+    assert _update_fields(a) == _update_fields(b)
+    assert a.bytes_read <= b.bytes_read <= a.bytes_read + len(partial)
+    assert a.problems and "data CRC" in a.problems[0] and a.resume_steps == b.resume_steps != ()
+    assert forked.prefetch(min_bytes=0) is False  # only for a first read
+    with open(f2, "ab") as fh:
+        fh.write(partial[-7:] + _records(range(2001, 2100)))
+    assert _update_fields(plain.refresh()) == _update_fields(forked.refresh())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_prefetch_skipped_for_small_files_and_closed_child_is_reaped(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    (d / "events.out.tfevents.1795900900.vm.1.0").write_bytes(_header() + _records(range(100)))
+    r = EventReader([tmp_path / "logs"])
+    assert r.prefetch() is False  # below the default size: not worth a process
+    assert r.prefetch(min_bytes=0) is True
+    r.close()  # never adopted: the child is stopped and reaped, the reader reads itself
+    r.close()
+    up = r.refresh()
+    assert up.series["loss/current"].count == 100 and up.records == 201  # header + 2 tags
+
+
+def test_new_points_are_the_newest_raw_points_built_on_demand(tmp_path: Path) -> None:
+    d = _run_dir(tmp_path)
+    f = d / "events.out.tfevents.1795900900.vm.1.0"
+    n = 30000  # more than one chunk of columns per tag, more than max_points
+    f.write_bytes(_header() + _records(range(n), ("loss/current",)))
+    r = EventReader([tmp_path / "logs"], max_points=500)
+    up = r.refresh()
+    assert len(up.new_points) == 1 and "loss/current" in up.new_points and "x" not in up.new_points
+    pts = up.new_points["loss/current"]
+    assert pts is up.new_points["loss/current"]  # built once
+    assert [p.step for p in pts] == list(range(n - 500, n))
+    assert pts[-1] == up.series["loss/current"].last
+    with pytest.raises(KeyError):
+        up.new_points["lr/unet"]
+    assert r.refresh().new_points == {}

@@ -59,9 +59,19 @@ def _err(message: str) -> None:
     print(f"sdxl-tui status: {message}", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> int:
-    from sdxl_tui.config import ConfigError, load_settings
+def _prefetch_events(run_dir: str, logs_dir: str | None) -> Any:
+    """An ``EventReader`` for the default roots, its first read started in a child process."""
+    try:
+        from sdxl_tui.sources.events import EventReader
 
+        reader = EventReader([logs_dir if logs_dir else run_dir])
+        reader.prefetch()
+    except Exception:  # noqa: BLE001 - an optimisation only: read_run reads them anyway
+        return None
+    return reader
+
+
+def run(args: argparse.Namespace) -> int:
     run_dir = os.path.abspath(os.path.expanduser(args.dir))
     if not os.path.exists(run_dir):
         _err(f"no such directory: {args.dir}")
@@ -72,27 +82,37 @@ def run(args: argparse.Namespace) -> int:
     if not os.access(run_dir, os.R_OK | os.X_OK):
         _err(f"cannot read {args.dir}: permission denied")
         return 1
+    # Start decoding the event files on the second core before anything heavy is imported:
+    # it is most of a cold status and needs nothing else (see EventReader.prefetch).
+    events = _prefetch_events(run_dir, args.logs_dir)
     try:
-        settings = load_settings(config_path=args.config)
-    except ConfigError as exc:
-        _err(str(exc))
-        return 2
+        from sdxl_tui.config import ConfigError, load_settings
 
-    from sdxl_tui.sources.rundir import read_run
+        try:
+            settings = load_settings(config_path=args.config)
+        except ConfigError as exc:
+            _err(str(exc))
+            return 2
 
-    try:
-        snap = read_run(
-            run_dir,
-            log_path=args.log,
-            logs_dir=args.logs_dir,
-            gpu=False if args.no_gpu else None,
-            procs=False if args.no_procs else None,
-            settings=settings,
-            launch_file=getattr(args, "launch", None),
-        )
-    except OSError as exc:  # the readers report I/O trouble as problems; this is a last resort
-        _err(f"cannot read {args.dir}: {exc.strerror or exc}")
-        return 1
+        from sdxl_tui.sources.rundir import read_run
+
+        try:
+            snap = read_run(
+                run_dir,
+                log_path=args.log,
+                logs_dir=args.logs_dir,
+                gpu=False if args.no_gpu else None,
+                procs=False if args.no_procs else None,
+                settings=settings,
+                launch_file=getattr(args, "launch", None),
+                event_reader=events,
+            )
+        except OSError as exc:  # the readers report I/O trouble as problems; this is a last resort
+            _err(f"cannot read {args.dir}: {exc.strerror or exc}")
+            return 1
+    finally:
+        if events is not None:
+            events.close()
     if args.json:
         from sdxl_tui.sources.snapshot_json import snapshot_to_json
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import re
 import stat
@@ -148,6 +149,79 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     return _parse_header(raw, size, n)
 
 
+_INT = r"(?:0|[1-9][0-9]*)"
+# the value tokens of the entries, each followed by '"' (see _fast_header)
+_SHAPE = re.compile(r":\[(?:" + _INT + r"(?:," + _INT + r")*)?\],")
+_OFFSETS = re.compile(r'(?::\[' + _INT + r"," + _INT + r'\]\},")*')
+_ENTRY_LITERALS = ((2, ":{"), (3, "dtype"), (4, ":"), (6, ","), (7, "shape"), (9, "data_offsets"))
+_MD_PREFIX = '{"__metadata__":'
+_DECODER = json.JSONDecoder()
+
+
+def _fast_header(text: str) -> tuple[dict[str, Any], int, int] | None:
+    """(raw metadata, largest data_offsets end, tensor count) of a header in the usual layout.
+
+    Why: a LoRA header is ~300 KB of tensor entries around a few KB of ``__metadata__``, and
+    building 2,000 dicts only to read two integers from each is most of a checkpoint scan.
+    Only the metadata object goes through ``json``. The entries are checked as a whole with C-
+    level string operations: with no backslash in them every ``"`` opens or closes a string,
+    so splitting on it gives ten tokens per entry at fixed places
+    (``,"NAME":{"dtype":"DT","shape":[…],"data_offsets":[A,B]}``); the literal tokens are
+    compared with strided slices, the shape and offset tokens are matched as one string by a
+    strict pattern, and the offsets are read from that string. Together that proves the text
+    is valid JSON of exactly this shape. Anything else (another layout, whitespace, escaped
+    names, duplicate keys, invalid offsets) returns None and the full parser decides, so the
+    verdict and the problem text are the same either way.
+    """
+    if text.startswith(_MD_PREFIX):
+        try:
+            md, pos = _DECODER.raw_decode(text, len(_MD_PREFIX))
+        except ValueError:
+            return None
+        if not isinstance(md, dict):
+            return None
+        rest = text[pos:]
+    elif text.startswith('{"'):
+        md, rest = {}, "," + text[1:]
+    else:
+        return None
+    body = len(rest.rstrip(" \t\n\r")) - 1  # the entries end where the closing brace is
+    if body < 0 or rest[body] != "}":
+        return None
+    entries = rest[:body]
+    if not entries:
+        return md, 0, 0
+    if "\\" in entries:  # escapes: the full parser
+        return None
+    toks = (entries + ',"').split('"')
+    n = (len(toks) - 2) // 10
+    if len(toks) != 10 * n + 2 or toks[0] != "," or toks[-1] != "":
+        return None
+    for k, literal in _ENTRY_LITERALS:
+        if toks[k::10].count(literal) != n:
+            return None
+    names = toks[1:-1:10]
+    unique = set(names)
+    if len(unique) != n or "__metadata__" in unique:
+        return None
+    # strings may hold no control characters: names checked at once, dtypes and shapes
+    # (a handful of distinct values) one by one
+    if not "".join(names).isprintable():
+        return None
+    if not all(d.isprintable() for d in set(toks[5::10])):
+        return None
+    if not all(_SHAPE.fullmatch(sh) for sh in set(toks[8::10])):
+        return None
+    offsets = '"'.join(toks[10::10]) + '"'
+    if not _OFFSETS.fullmatch(offsets):
+        return None
+    nums = _DECODER.decode("[" + offsets.replace(":[", "").replace(']},"', ",")[:-1] + "]")
+    starts, ends = nums[0::2], nums[1::2]
+    if not all(map(operator.le, starts, ends)):
+        return None
+    return md, max(ends), n
+
+
 def _parse_header(raw: bytes, size: int, n: int) -> SafetensorsHeader:
     try:
         text = raw.decode("utf-8")
@@ -155,6 +229,10 @@ def _parse_header(raw: bytes, size: int, n: int) -> SafetensorsHeader:
         return SafetensorsHeader(
             "bad", size, header_length=n, problem=f"header is not UTF-8 (byte {exc.start})"
         )
+    fast = _fast_header(text)
+    if fast is not None:
+        raw_md, data_end, count = fast
+        return _verdict(size, n, raw_md or {}, data_end, count)
     try:
         obj = json.loads(text)
     except ValueError as exc:
@@ -168,9 +246,6 @@ def _parse_header(raw: bytes, size: int, n: int) -> SafetensorsHeader:
         return SafetensorsHeader(
             "bad", size, header_length=n, problem="__metadata__ is not an object"
         )
-    metadata = MappingProxyType(
-        {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw_md.items()}
-    )
     data_end = 0
     for name, info in obj.items():
         offsets = info.get("data_offsets") if isinstance(info, dict) else None
@@ -183,17 +258,28 @@ def _parse_header(raw: bytes, size: int, n: int) -> SafetensorsHeader:
             return SafetensorsHeader(
                 "bad",
                 size,
-                metadata=metadata,
+                metadata=_metadata(raw_md),
                 header_length=n,
                 problem=f"tensor {name!r} has invalid data_offsets",
             )
         data_end = max(data_end, offsets[1])
+    return _verdict(size, n, raw_md, data_end, len(obj))
+
+
+def _metadata(raw_md: dict[str, Any]) -> Mapping[str, str]:
+    return MappingProxyType(
+        {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw_md.items()}
+    )
+
+
+def _verdict(size: int, n: int, raw_md: dict[str, Any], data_end: int, count: int) -> SafetensorsHeader:
+    """ok / short / bad from the size the header promises (``8 + N + largest end``)."""
     expected = 8 + n + data_end
     common: dict[str, Any] = {
-        "metadata": metadata,
+        "metadata": _metadata(raw_md),
         "header_length": n,
         "expected_size": expected,
-        "tensor_count": len(obj),
+        "tensor_count": count,
     }
     if size < expected:
         return SafetensorsHeader(

@@ -25,14 +25,16 @@ steps are therefore "stitched" steps; they equal TensorBoard's raw steps for a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from sdxl_tui.model import ScalarPoint, Series
 
@@ -386,7 +388,8 @@ class _Acc:
         "kept",
         "last",
         "max_points",
-        "new",
+        "new_cols",
+        "new_n",
         "pend",
         "plugin",
         "tag",
@@ -403,8 +406,18 @@ class _Acc:
         self.pend: list[ScalarPoint] = []  # raw points of the open bucket
         self.dirty = False
         self.compacted = False
-        self.new: list[ScalarPoint] = []  # new raw points this refresh (bounded)
+        # the raw columns of this refresh's newest points (at most max_points in all); turned
+        # into ScalarPoint objects only if a consumer asks for them (see _NewPoints)
+        self.new_cols: list[tuple[Sequence[int], Sequence[float], Sequence[float]]] = []
+        self.new_n = 0
         self.plugin: str | None = None
+
+    def take_new(self) -> list[tuple[Sequence[int], Sequence[float], Sequence[float]]]:
+        """This refresh's newest raw columns (bounded); forgets them."""
+        cols = self.new_cols
+        self.new_cols = []
+        self.new_n = 0
+        return cols
 
     def add_arrays(self, steps: Sequence[int], values: Sequence[float], walls: Sequence[float]) -> None:
         n = len(steps)
@@ -413,52 +426,63 @@ class _Acc:
         self.count += n
         self.dirty = True
         mp = self.max_points
-        # Widen the buckets first so a big batch never materialises more than the budget.
+        # newest raw points: keep references to (the tails of) the columns, never more than
+        # max_points in all (the columns are never changed after they are handed over)
+        if n > mp:
+            steps_t, values_t, walls_t = steps[n - mp :], values[n - mp :], walls[n - mp :]
+        else:
+            steps_t, values_t, walls_t = steps, values, walls
+        cols = self.new_cols
+        cols.append((steps_t, values_t, walls_t))
+        self.new_n += len(steps_t)
+        while self.new_n - len(cols[0][0]) >= mp:
+            self.new_n -= len(cols.pop(0)[0])
+        # Widen the buckets first so a big batch never materialises more than the budget:
+        # afterwards every bucket this batch completes fits (<= 2 points each), so no
+        # compaction is needed midway.
         while len(self.kept) + 2 * (len(self.pend) + n) // self.width > mp:
             self._compact()
         width = self.width
-        pend = self.pend
         kept = self.kept
-        new = self.new
-        # Only the last max_points raw points can be "new points" worth keeping as objects.
-        keep_new_from = max(0, n - mp)
-        whole = sum(values)
-        nan_free = whole == whole  # noqa: PLR0124 - one NaN test for the whole batch
+        pend = self.pend
         i = 0
-        while i < n:
-            j = min(n, i + width - len(pend))
-            if not pend and j - i == width and width > 2 and j <= keep_new_from:
-                # A whole bucket inside the arrays: min/max in C, objects only for the two kept.
-                vals = values[i:j]
-                if not nan_free and sum(vals) != sum(vals):  # NaN (or inf - inf) inside
-                    pts = [ScalarPoint(steps[k], values[k], walls[k]) for k in range(i, j)]
-                    kept.extend(downsample_minmax(pts, width))
-                else:
-                    lo = i + vals.index(min(vals))
-                    hi = i + vals.index(max(vals))
+        if pend:  # fill the open bucket first
+            i = min(n, width - len(pend))
+            pend.extend(map(ScalarPoint, steps[:i], values[:i], walls[:i]))
+            if len(pend) >= width:
+                kept.extend(pend if width == 1 else downsample_minmax(pend, width))
+                pend.clear()
+        m = (n - i) // width  # whole buckets inside the arrays
+        end = i + m * width
+        if m and width == 1:
+            kept.extend(map(ScalarPoint, steps[i:end], values[i:end], walls[i:end]))
+        elif m:
+            vals = values[i:end]
+            whole = sum(vals)
+            if whole == whole:  # noqa: PLR0124 - no NaN: min/max of every bucket in C
+                groups = list(zip(*[iter(vals)] * width))
+                los = list(map(tuple.index, groups, map(min, groups)))
+                his = list(map(tuple.index, groups, map(max, groups)))
+                base = i
+                for lo, hi in zip(los, his):
+                    a = base + lo
                     if lo == hi:
-                        kept.append(ScalarPoint(steps[lo], values[lo], walls[lo]))
+                        kept.append(ScalarPoint(steps[a], values[a], walls[a]))
                     else:
-                        a, b = (lo, hi) if lo < hi else (hi, lo)
+                        b = base + hi
+                        if b < a:
+                            a, b = b, a
                         kept.append(ScalarPoint(steps[a], values[a], walls[a]))
                         kept.append(ScalarPoint(steps[b], values[b], walls[b]))
-            else:
-                for k in range(i, j):
-                    p = ScalarPoint(steps[k], values[k], walls[k])
-                    pend.append(p)
-                    if k >= keep_new_from:
-                        new.append(p)
-                if len(pend) >= width:
-                    kept.extend(pend if width == 1 else downsample_minmax(pend, width))
-                    pend.clear()
-            i = j
-            if len(kept) > mp:
-                self._compact()
-                width = self.width
-                kept = self.kept
+                    base += width
+            else:  # NaN (or inf - inf) inside: the object path ranks NaN as an extreme
+                pts = list(map(ScalarPoint, steps[i:end], values[i:end], walls[i:end]))
+                kept.extend(downsample_minmax(pts, width))
+        if end < n:
+            pend.extend(map(ScalarPoint, steps[end:], values[end:], walls[end:]))
+        if len(kept) > mp:  # pragma: no cover - guarded by the widening above
+            self._compact()
         self.last = ScalarPoint(steps[n - 1], values[n - 1], walls[n - 1])
-        if len(new) > mp:
-            del new[: len(new) - mp]
 
     def _compact(self) -> None:
         """Halve the display points: min/max of each 4 kept points, buckets twice as wide."""
@@ -512,6 +536,45 @@ class _RunState:
     marked: bool = False  # its start was recorded in resume_steps
 
 
+class _NewPoints(Mapping[str, tuple[ScalarPoint, ...]]):
+    """tag -> the newest raw points of one refresh, built from their columns when first read.
+
+    Why lazy: a cold read of 200,000 scalars would otherwise build 4,000 ``ScalarPoint``
+    objects per tag that a one-shot reader (``sdxl-tui status``) never looks at. Read-only;
+    the columns it holds are never changed after the refresh.
+    """
+
+    __slots__ = ("_cols", "_done", "_max")
+
+    def __init__(self, cols: dict[str, list[tuple[Sequence[int], Sequence[float], Sequence[float]]]],
+                 max_points: int) -> None:
+        self._cols = cols
+        self._done: dict[str, tuple[ScalarPoint, ...]] = {}
+        self._max = max(8, max_points)
+
+    def __getitem__(self, tag: str) -> tuple[ScalarPoint, ...]:
+        pts = self._done.get(tag)
+        if pts is None:
+            parts = self._cols[tag]  # KeyError for an unknown tag
+            out: list[ScalarPoint] = []
+            for st, va, wa in parts:
+                out.extend(map(ScalarPoint, st, va, wa))
+            pts = self._done[tag] = tuple(out[-self._max :])
+        return pts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self._cols
+
+    def __repr__(self) -> str:
+        return f"_NewPoints({dict(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class EventsUpdate:
     """What one ``EventReader.refresh`` found.
@@ -552,6 +615,7 @@ class EventReader:
             roots = [roots]
         self.roots: tuple[str, ...] = tuple(os.fspath(r) for r in roots)
         self.max_points = max_points
+        self._child: tuple[int, int] | None = None  # (pid, read fd) of a prefetch child
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -567,6 +631,10 @@ class EventReader:
         self._hdr_len: dict[bytes, int] = {}
         self._mid_tags: dict[bytes, str | None] = {}
         self._nonscalar: set[str] = set()
+
+    def __del__(self) -> None:
+        if getattr(self, "_child", None) is not None:
+            self.close()
 
     # -- public state -------------------------------------------------------------------------
 
@@ -659,9 +727,177 @@ class EventReader:
 
     # -- reading ------------------------------------------------------------------------------
 
+    # -- first read in a forked child ----------------------------------------------------
+
+    def prefetch(self, *, min_bytes: int = 2 << 20) -> bool:
+        """Start the first read in a forked child process; the next ``refresh`` adopts it.
+
+        Why: decoding 200,000 records is most of a cold ``sdxl-tui status``, and it does not
+        depend on anything else the status reads (log, checkpoint headers, process table,
+        NVML), so on a machine with two cores it can run beside them. The child reads exactly
+        what ``refresh`` would (every CRC checked), then sends back only the bounded state
+        (counts, last points, display points, offsets); the parent's ``refresh`` adopts it and
+        then reads whatever was appended meanwhile, as any later refresh would. If the child
+        fails in any way, ``refresh`` simply reads everything itself.
+
+        Only for single-threaded callers (``fork``); does nothing on a later read, without
+        ``os.fork``, on one CPU, or when the event files hold fewer than ``min_bytes``.
+        Returns whether a child was started.
+        """
+        if self._child is not None or self._files or self._acc or not hasattr(os, "fork"):
+            return False
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        if cpus < 2:
+            return False
+        total = 0
+        for _key, _t, path in self._discover([]):
+            try:
+                total += os.stat(path).st_size
+            except OSError:
+                continue
+        if total < min_bytes:
+            return False
+        import pickle
+
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return False
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
+            code = 1
+            try:
+                os.close(r)
+                problems: list[str] = []
+                counts = self._read_all(problems)
+                data = pickle.dumps((self._export(), problems, counts), protocol=pickle.HIGHEST_PROTOCOL)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view) :]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        self._child = (pid, r)
+        return True
+
+    def close(self) -> None:
+        """Stop and reap a prefetch child that was never adopted (idempotent)."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        pid, fd = child
+        import signal
+
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+
+    def _adopt(self) -> tuple[list[str], tuple[bool, int, int, int]] | None:
+        """Take over the prefetch child's state; None when it failed (then read normally)."""
+        child, self._child = self._child, None
+        if child is None:
+            return None
+        pid, fd = child
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError:
+            chunks = []
+        finally:
+            os.close(fd)
+        try:
+            _pid, status = os.waitpid(pid, 0)
+        except OSError:
+            status = -1
+        if status != 0 or not chunks:
+            return None
+        import pickle
+
+        try:
+            state, problems, counts = pickle.loads(b"".join(chunks))
+            self._import(state)
+        except Exception:  # noqa: BLE001 - anything odd: forget it and read in-process
+            self._reset_state()
+            return None
+        return list(problems), tuple(counts)
+
+    def _export(self) -> dict[str, object]:
+        """The reader's state as plain data (lists of numbers instead of point objects)."""
+        accs = []
+        for acc in self._acc.values():
+            cols = acc.take_new()
+            accs.append((
+                acc.tag, acc.count, _flat([acc.last] if acc.last is not None else []), acc.width,
+                _flat(acc.kept), _flat(acc.pend), acc.dirty, acc.compacted, acc.plugin,
+                ([x for c in cols for x in c[0]], [x for c in cols for x in c[1]], [x for c in cols for x in c[2]]),
+            ))
+        return {
+            "files": [(f.path, f.run_key, f.dev, f.ino, f.offset, f.size, f.records, f.pending)
+                      for f in self._files.values()],
+            "runs": [(r.key, r.offsets, r.ordinal, r.marked) for r in self._runs.values()],
+            "accs": accs,
+            "resume": self._resume,
+            "problems": self._problems,
+            "last_wall": self._last_wall,
+            "nonscalar": self._nonscalar,
+            "hdr_len": self._hdr_len,
+            "mid_tags": self._mid_tags,
+        }
+
+    def _import(self, state: dict[str, Any]) -> None:
+        self._reset_state()
+        for path, run_key, dev, ino, offset, size, records, pending in state["files"]:
+            self._files[path] = _FileState(path, tuple(run_key), dev, ino, offset, size, records, pending)
+        for key, offsets, ordinal, marked in state["runs"]:
+            self._runs[tuple(key)] = _RunState(tuple(key), dict(offsets), ordinal, marked)
+        for tag, count, last, width, kept, pend, dirty, compacted, plugin, new in state["accs"]:
+            acc = self._acc[tag] = _Acc(tag, self.max_points)
+            acc.count = count
+            acc.last = _points(last)[0] if last[0] else None
+            acc.width = width
+            acc.kept = _points(kept)
+            acc.pend = _points(pend)
+            acc.dirty = dirty
+            acc.compacted = compacted
+            acc.plugin = plugin
+            if new[0]:
+                acc.new_cols = [new]
+                acc.new_n = len(new[0])
+        self._resume = list(state["resume"])
+        self._problems = list(state["problems"])
+        self._last_wall = state["last_wall"]
+        self._nonscalar = set(state["nonscalar"])
+        self._hdr_len = dict(state["hdr_len"])
+        self._mid_tags = dict(state["mid_tags"])
+
     def refresh(self) -> EventsUpdate:
         """Read whatever was appended since the last call. Never raises for file problems."""
         problems: list[str] = []
+        adopted = self._adopt() if self._child is not None else None
+        if adopted is not None:
+            problems.extend(adopted[0])
+        reset, bytes_read, records, pending = self._read_all(problems)
+        if adopted is not None:
+            reset = reset or adopted[1][0]
+            bytes_read += adopted[1][1]
+            records += adopted[1][2]
+        return self._finish(problems, reset, bytes_read, records, pending)
+
+    def _read_all(self, problems: list[str]) -> tuple[bool, int, int, int]:
+        """Read every file from its saved offset: (reset, bytes read, records, pending bytes)."""
         reset = False
         discovered = self._discover(problems)
         # Files that shrank or were replaced: start over from scratch (rare; keeps series exact).
@@ -699,23 +935,26 @@ class EventReader:
                     problems.append(f"event file removed (its points are kept): {path}")
                     # forget it so a recreated file is read from 0 as a new file
                     del self._files[path]
-        new_points: dict[str, tuple[ScalarPoint, ...]] = {}
+        return reset, bytes_read, records, pending
+
+    def _finish(self, problems: list[str], reset: bool, bytes_read: int, records: int,
+                pending: int) -> EventsUpdate:
+        new_cols: dict[str, list[tuple[Sequence[int], Sequence[float], Sequence[float]]]] = {}
         compacted: set[str] = set()
         for tag, acc in self._acc.items():
             if not acc.dirty:
                 continue
             self._series[tag] = acc.series("tensorboard")
-            if acc.new:
-                new_points[tag] = tuple(acc.new)
+            if acc.new_n:
+                new_cols[tag] = acc.take_new()
             if acc.compacted:
                 compacted.add(tag)
             acc.dirty = False
             acc.compacted = False
-            acc.new = []
         self._problems.extend(problems)
         del self._problems[:-100]
         return EventsUpdate(
-            new_points=MappingProxyType(new_points),
+            new_points=_NewPoints(new_cols, self.max_points),
             series=MappingProxyType(dict(self._series)),
             files=self.files,
             resume_steps=self.resume_steps,
@@ -1099,6 +1338,14 @@ class EventReader:
             run.marked = True
             self._resume.append(step + off)
         return off
+
+
+def _flat(points: Sequence[ScalarPoint]) -> tuple[list[int], list[float], list[float]]:
+    return [p.step for p in points], [p.value for p in points], [p.wall_time for p in points]
+
+
+def _points(cols: tuple[list[int], list[float], list[float]]) -> list[ScalarPoint]:
+    return list(map(ScalarPoint, *cols))
 
 
 _LANES: dict[int, tuple[int, int, int, int, int]] = {}

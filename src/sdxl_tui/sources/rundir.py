@@ -563,6 +563,9 @@ class RunReader:
             end, and its start for the ``running training`` block); the middle is skipped.
             Later refreshes read only appended bytes. ``read_run`` uses a smaller tail: a
             one-shot status needs the latest facts, not a long log pane.
+        event_reader: an ``EventReader`` made (and maybe prefetching) by the caller, for the
+            event roots it guessed (``logs_dir``, else the run directory); replaced (and
+            closed) if the run's ``--logging_dir`` adds another root.
 
     Not thread-safe: one reader belongs to one worker thread.
     """
@@ -580,6 +583,7 @@ class RunReader:
         launch_file: str | os.PathLike[str] | None = None,
         log_tail_bytes: int = 1 << 20,
         log_head_bytes: int = 256 << 10,
+        event_reader: Any = None,
     ) -> None:
         self._log_tail_bytes = log_tail_bytes
         self._log_head_bytes = log_head_bytes
@@ -604,6 +608,11 @@ class RunReader:
         self._gpu_status = GpuStatus(available=False, reason="GPU monitoring disabled (--no-gpu)"
                                      if gpu is False else "not sampled yet")
         self._reset_readers()
+        if event_reader is not None:
+            # a reader started early (``EventReader.prefetch`` before the heavy imports); it
+            # is used if its roots are the ones this reader settles on, else closed
+            self._events = event_reader
+            self._event_roots = tuple(event_reader.roots)
 
     # -------------------------------------------------------------------------- helpers
 
@@ -618,6 +627,10 @@ class RunReader:
     def _reset_readers(self) -> None:
         """Forget everything read so far (the directory vanished or was replaced)."""
         from sdxl_tui.sources.checkpoints import CheckpointScanner
+
+        old_events = getattr(self, "_events", None)
+        if old_events is not None:
+            old_events.close()
 
         self._scanner = CheckpointScanner(self.run_dir, clock=self._clock)
         self._tail: Any = None
@@ -701,9 +714,30 @@ class RunReader:
         if self._events is None or key != self._event_roots:
             from sdxl_tui.sources.events import EventReader
 
+            if self._events is not None:
+                self._events.close()  # e.g. a prefetch for other roots: stop it
             self._events = EventReader(roots)
             self._event_roots = key
         return self._events
+
+    def prefetch_events(self) -> bool:
+        """Start the first event read in a forked child (see ``EventReader.prefetch``).
+
+        For one-shot, single-threaded callers (``read_run``): the records are decoded on the
+        second core while this process reads the log, the checkpoint headers, the process
+        table and NVML. The roots are guessed before the log is read (the run directory, or
+        ``logs_dir``); if the log then names a ``--logging_dir`` outside the run directory,
+        the prefetch is dropped and the files are read in-process as usual.
+        """
+        if self._events is not None:
+            prefetch = getattr(self._events, "prefetch", None)
+            return bool(prefetch()) if prefetch is not None else False
+        if not os.path.isdir(self.run_dir):
+            return False
+        if not os.access(self.run_dir, os.R_OK | os.X_OK):
+            return False
+        reader = self._event_reader(None)
+        return bool(reader.prefetch())
 
     def _sample_procs(self, now: float) -> None:
         if self._procs_arg is False:
@@ -785,7 +819,9 @@ class RunReader:
     # -------------------------------------------------------------------------- refresh
 
     def close(self) -> None:
-        """Release NVML (the only resource held between refreshes)."""
+        """Release NVML (the only resource held between refreshes) and any prefetch child."""
+        if self._events is not None:
+            self._events.close()
         if self._gpu is None or self._gpu_arg is not None:
             return  # an injected monitor belongs to the caller
         try:
@@ -1143,6 +1179,7 @@ def read_run(run_dir: str | os.PathLike[str], **kw: Any) -> RunSnapshot:
     kw.setdefault("log_tail_bytes", 256 << 10)
     reader = RunReader(run_dir, **kw)
     try:
+        reader.prefetch_events()
         return reader.refresh()
     finally:
         reader.close()
