@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import json
 import subprocess
@@ -240,3 +241,28 @@ def test_probe_script_prints_json_without_a_gpu() -> None:
     report = json.loads(out.stdout)
     assert set(report) >= {"monitor", "raw"}
     assert isinstance(report["monitor"]["available"], bool)
+
+
+def test_missing_driver_library_found_without_importing_the_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No libnvidia-ml: the same reason as NVML's LibraryNotFound, pynvml never imported, and
+    the check is retried like any failed initialisation (a driver may be installed later)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the dlopen check is Linux-only")
+    calls: list[str] = []
+
+    def no_lib(name: str, *a: object, **k: object) -> object:
+        calls.append(name)
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_lib)
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    now = [1000.0]
+    monitor = GpuMonitor(clock=lambda: now[0])
+    status = monitor.sample()
+    assert not status.available
+    assert status.reason == "no NVIDIA driver: NVML library (libnvidia-ml.so.1) not found"
+    assert "pynvml" not in sys.modules and calls == ["libnvidia-ml.so.1"]
+    assert monitor.sample().reason == status.reason and len(calls) == 1  # within the retry pause
+    now[0] += 31
+    monitor.sample()
+    assert len(calls) == 2

@@ -266,3 +266,25 @@ def test_module_imports_no_textual() -> None:
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+
+def test_scan_without_a_trainer_does_not_import_psutil(tmp_path) -> None:
+    """/proc is read directly; psutil is imported only for a trainer found (or an odd error)."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        import pytest
+
+        pytest.skip("the /proc scan is Linux-only")
+    code = (
+        "import sys\n"
+        "from sdxl_tui.sources.procs import ProcessWatcher, _boot_time, _LAZY_PSUTIL\n"
+        f"w = ProcessWatcher({str(tmp_path)!r})\n"
+        "assert w.sample() is None and w.last_discovery.scanned > 1\n"
+        "assert 'psutil' not in sys.modules, 'psutil imported'\n"
+        "b = _boot_time(_LAZY_PSUTIL)\n"
+        "import psutil\n"
+        "assert b == psutil.boot_time(), (b, psutil.boot_time())\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -14,6 +14,7 @@ loop cannot make it recurse.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import operator
@@ -152,7 +153,7 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
 _INT = r"(?:0|[1-9][0-9]*)"
 # the value tokens of the entries, each followed by '"' (see _fast_header)
 _SHAPE = re.compile(r":\[(?:" + _INT + r"(?:," + _INT + r")*)?\],")
-_OFFSETS = re.compile(r'(?::\[' + _INT + r"," + _INT + r'\]\},")*')
+_CONTROL = bytes(range(32))
 _ENTRY_LITERALS = ((2, ":{"), (3, "dtype"), (4, ":"), (6, ","), (7, "shape"), (9, "data_offsets"))
 _MD_PREFIX = '{"__metadata__":'
 _DECODER = json.JSONDecoder()
@@ -204,19 +205,30 @@ def _fast_header(text: str) -> tuple[dict[str, Any], int, int] | None:
     unique = set(names)
     if len(unique) != n or "__metadata__" in unique:
         return None
-    # strings may hold no control characters: names checked at once, dtypes and shapes
-    # (a handful of distinct values) one by one
-    if not "".join(names).isprintable():
+    # strings may hold no control characters (in UTF-8 they are single bytes): names checked
+    # at once, dtypes and shapes (a handful of distinct values) one by one
+    joined = "".join(names).encode()
+    if len(joined.translate(None, _CONTROL)) != len(joined):
         return None
     if not all(d.isprintable() for d in set(toks[5::10])):
         return None
     if not all(_SHAPE.fullmatch(sh) for sh in set(toks[8::10])):
         return None
+    # offsets: every token is ':[' X ']},' (its boundaries are checked by counting), so
+    # turning each into '[X],' gives one JSON array whose n elements must all be [int, int]
     offsets = '"'.join(toks[10::10]) + '"'
-    if not _OFFSETS.fullmatch(offsets):
+    if not offsets.startswith(":[") or offsets.count(']},":[') != n - 1 or not offsets.endswith(']},"'):
         return None
-    nums = _DECODER.decode("[" + offsets.replace(":[", "").replace(']},"', ",")[:-1] + "]")
-    starts, ends = nums[0::2], nums[1::2]
+    try:
+        pairs = _DECODER.decode("[" + offsets.replace(":[", "[").replace(']},"', "],")[:-1] + "]")
+    except ValueError:
+        return None
+    if len(pairs) != n or set(map(len, pairs)) != {2}:
+        return None
+    flat = list(itertools.chain.from_iterable(pairs))
+    if set(map(type, flat)) != {int} or min(flat) < 0:
+        return None
+    starts, ends = flat[0::2], flat[1::2]
     if not all(map(operator.le, starts, ends)):
         return None
     return md, max(ends), n

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
@@ -58,6 +60,31 @@ _NA_ERRORS = (
     "NVMLError_InvalidArgument",
     "NVMLError_NoData",
 )
+
+def _nvml_library_missing() -> str | None:
+    """The "no driver" reason when libnvidia-ml cannot be loaded on Linux, else None.
+
+    Why: without a driver, importing the ``pynvml`` bindings (a large module) costs tens of
+    milliseconds of a cold ``sdxl-tui status`` only for ``nvmlInit`` to fail at its first
+    ``dlopen``. Trying that ``dlopen`` first costs a fraction of a millisecond and gives the
+    same answer (retried later like any failed initialisation). Missing bindings still give
+    their own reason: this check runs only when the module can be found.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if importlib.util.find_spec("pynvml") is None:
+            return None  # the import below reports the missing bindings
+    except (ImportError, ValueError):
+        return None
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return _INIT_REASONS["NVMLError_LibraryNotFound"]
+    return None
+
 
 _INIT_REASONS: Mapping[str, str] = MappingProxyType(
     {
@@ -190,6 +217,10 @@ class GpuMonitor:
             return self._last_reason
         self._last_attempt = now
         if self._nvml is None:
+            missing = _nvml_library_missing()
+            if missing is not None:
+                self._last_reason = missing
+                return missing
             try:
                 self._nvml = importlib.import_module("pynvml")
                 self._errors = _errors_of(self._nvml)

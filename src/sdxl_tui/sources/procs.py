@@ -59,12 +59,42 @@ _OPTS_WITH_VALUE = frozenset({"-X", "-W", "-Q"})
 _CREATE_TIME_TOLERANCE = 0.05
 
 
+class _LazyPsutil:
+    """``psutil``, imported on first attribute access.
+
+    Why: on Linux a scan reads /proc itself (``_scan_proc``) and needs psutil only for a
+    trainer it found (``Process`` for CPU/RSS/user) or an unusual error, so a status of a
+    run with no live trainer never pays for importing psutil (tens of milliseconds).
+    """
+
+    __name__ = "psutil"
+
+    def __getattr__(self, name: str) -> Any:
+        import psutil  # type: ignore[import-untyped, unused-ignore]
+
+        return getattr(psutil, name)
+
+
+_LAZY_PSUTIL = _LazyPsutil()
+
+
 def _psutil(module: ModuleType | None) -> Any:
     if module is not None:
         return module
-    import psutil  # type: ignore[import-untyped, unused-ignore]
+    return _LAZY_PSUTIL
 
-    return psutil
+
+def _boot_time(ps: Any) -> float:
+    """psutil's boot time (the ``btime`` line of /proc/stat), read without importing it."""
+    if ps is _LAZY_PSUTIL:
+        try:
+            with open("/proc/stat", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"btime"):
+                        return float(line.strip().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return float(ps.boot_time())
 
 
 # --------------------------------------------------------------------------- command lines
@@ -358,7 +388,7 @@ def _scan_proc(ps: Any) -> dict[int, _Row] | None:
     global _CLOCK_TICKS
     try:
         names = os.listdir("/proc")
-        boot = float(ps.boot_time())
+        boot = _boot_time(ps)
         if _CLOCK_TICKS is None:
             _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
