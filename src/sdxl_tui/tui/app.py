@@ -107,18 +107,20 @@ class SdxlTuiApp(App[int]):
         Binding("q", "quit", "Quit", tooltip="Quit (the training keeps running)", id="quit"),
     ]
 
-    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    # App reactives never repaint the screen themselves (repaint=False): a plain reactive on
+    # the App would redraw every widget for each snapshot; the bound widgets repaint alone.
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
     """The latest snapshot from the run reader."""
-    gpu_status: reactive[GpuStatus | None] = reactive(None)
+    gpu_status: reactive[GpuStatus | None] = reactive(None, repaint=False)
     """The latest GPU sample (own sampler, else the snapshot's)."""
-    trainer_pids: reactive[tuple[int, ...]] = reactive(())
-    alerts: reactive[tuple[Alert, ...]] = reactive(())
-    selected_checkpoint: reactive[str | None] = reactive(None)
+    trainer_pids: reactive[tuple[int, ...]] = reactive((), repaint=False)
+    alerts: reactive[tuple[Alert, ...]] = reactive((), repaint=False)
+    selected_checkpoint: reactive[str | None] = reactive(None, repaint=False)
     """Path of the checkpoint under the table cursor."""
-    watch_mode: reactive[str] = reactive("")
-    stop_armed: reactive[bool] = reactive(False)
+    watch_mode: reactive[str] = reactive("", repaint=False)
+    stop_armed: reactive[bool] = reactive(False, repaint=False)
     """A stop-after-checkpoint watcher is waiting."""
-    readonly: reactive[bool] = reactive(False)
+    readonly: reactive[bool] = reactive(False, repaint=False)
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
 class CheckpointTable(DataTable[object]):
     """Checkpoints in save order; the cursor row is the target of ``e`` and ``i``."""
 
-    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)

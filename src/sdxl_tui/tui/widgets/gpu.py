@@ -50,7 +50,7 @@ def _na(v: object, fmt: str) -> str:
 class GpuPanel(Widget):
     """Renders the latest :class:`GpuStatus`; keeps its own history of the samples it saw."""
 
-    status: reactive[GpuStatus | None] = reactive(None, always_update=True)
+    status: reactive[GpuStatus | None] = reactive(None, always_update=True, repaint=False)
     trainer_pids: reactive[tuple[int, ...]] = reactive(())
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:

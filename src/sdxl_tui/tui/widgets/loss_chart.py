@@ -77,7 +77,7 @@ def _last(s: Series | None) -> str:
 class LossChart(Widget):
     """Braille chart of smoothed ``loss/current``, ``loss/average`` and optionally the LR."""
 
-    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
     options: reactive[ChartOptions] = reactive(ChartOptions, always_update=True)
 
     def __init__(self, *, full: bool = False, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
@@ -88,9 +88,10 @@ class LossChart(Widget):
         self._drawn_at = 0.0
         self._pending = False
 
-    #: Seconds between redraws while points keep arriving (a run at 10 steps/s would
-    #: otherwise redraw the whole chart four times a second).
-    min_redraw = 1.0
+    #: Least seconds between redraws. The feed already reads a busy run at most once a
+    #: second, so the chart redraws in the same frame as the rest; raise it to thin out
+    #: redraws further (a deferred redraw costs a frame of its own).
+    min_redraw = 0.0
 
     def watch_snapshot(self, old: RunSnapshot | None, new: RunSnapshot | None) -> None:
         if self._key() == self._cache_key:  # redraw only when a series grew

@@ -97,7 +97,7 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
 class RunHeader(Static):
     """Run name, state, elapsed, ETA with the finish clock, next checkpoint."""
 
-    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
     watch_mode: reactive[str] = reactive("")
     readonly: reactive[bool] = reactive(False)
 
@@ -147,7 +147,7 @@ class Meter(Widget):
 class ProgressPanel(Widget):
     """Epoch and step progress bars with counts."""
 
-    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
     _state: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
