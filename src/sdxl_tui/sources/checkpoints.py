@@ -181,19 +181,21 @@ def _fast_header(text: str) -> tuple[dict[str, Any], int, int] | None:
             return None
         if not isinstance(md, dict):
             return None
-        rest = text[pos:]
+        lead = ""
     elif text.startswith('{"'):
-        md, rest = {}, "," + text[1:]
+        md, pos, lead = {}, 1, ","
     else:
         return None
-    body = len(rest.rstrip(" \t\n\r")) - 1  # the entries end where the closing brace is
-    if body < 0 or rest[body] != "}":
+    end = len(text) - 1  # the entries end where the closing brace is (then only padding)
+    while end >= pos and text[end] in " \t\n\r":
+        end -= 1
+    if end < pos or text[end] != "}":
         return None
-    entries = rest[:body]
-    if not entries:
+    if end == pos:
         return md, 0, 0
-    if "\\" in entries:  # escapes: the full parser
+    if text.find("\\", pos, end) >= 0:  # escapes: the full parser
         return None
+    entries = lead + text[pos:end]
     toks = (entries + ',"').split('"')
     n = (len(toks) - 2) // 10
     if len(toks) != 10 * n + 2 or toks[0] != "," or toks[-1] != "":
