@@ -378,8 +378,60 @@ def _key(v: float, high: bool = False) -> float:
     return v
 
 
+def _select(vals: Sequence[float], start: int, end: int, group: int) -> list[int]:
+    """Indices (ascending) of the min and the max of each run of ``group`` values in
+    ``vals[start:end]`` (the last run may be shorter): what ``downsample_minmax`` keeps.
+
+    The first index of an extreme wins ties; NaN ranks as an extreme (it is the point of a
+    NaN alert). Without NaN the work is C-level: the runs as tuples, ``min``/``max`` and
+    ``tuple.index`` mapped over them.
+    """
+    out: list[int] = []
+    if end <= start:
+        return out
+    chunk = vals[start:end]
+    total = sum(chunk)
+    if total == total:  # noqa: PLR0124 - no NaN anywhere
+        whole = (end - start) // group * group
+        groups: list[tuple[float, ...]] = list(zip(*[iter(chunk)] * group)) if group > 1 else []
+        if group > 1:
+            if whole < len(chunk):
+                groups.append(tuple(chunk[whole:]))
+            los = map(tuple.index, groups, map(min, groups))
+            his = map(tuple.index, groups, map(max, groups))
+            base = start
+            append = out.append
+            for lo, hi in zip(los, his):
+                if lo == hi:
+                    append(base + lo)
+                elif lo < hi:
+                    append(base + lo)
+                    append(base + hi)
+                else:
+                    append(base + hi)
+                    append(base + lo)
+                base += group
+            return out
+        return list(range(start, end))
+    for i in range(start, end, group):
+        j = min(end, i + group)
+        lo = min(range(i, j), key=lambda k: _key(vals[k]))
+        hi = max(range(i, j), key=lambda k: _key(vals[k], high=True))
+        if lo == hi:
+            out.append(lo)
+        else:
+            out.extend((lo, hi) if lo < hi else (hi, lo))
+    return out
+
+
 class _Acc:
-    """One tag's series: exact count/last, bounded display points."""
+    """One tag's series: exact count/last, bounded display points.
+
+    The display points are kept as columns (steps, values, wall times) and turned into
+    ``ScalarPoint`` objects only when a ``Series`` is built, once per kept point (a prefix
+    cache, rebuilt after a compaction), so points that later compactions drop are never
+    built at all.
+    """
 
     __slots__ = (
         "compacted",
@@ -392,6 +444,7 @@ class _Acc:
         "new_n",
         "pend",
         "plugin",
+        "pts",
         "tag",
         "width",
     )
@@ -402,8 +455,10 @@ class _Acc:
         self.count = 0
         self.last: ScalarPoint | None = None
         self.width = 1  # raw points per bucket
-        self.kept: list[ScalarPoint] = []  # bucketed (min/max) points
-        self.pend: list[ScalarPoint] = []  # raw points of the open bucket
+        # bucketed (min/max) points and the raw points of the open bucket, as columns
+        self.kept: tuple[list[int], list[float], list[float]] = ([], [], [])
+        self.pend: tuple[list[int], list[float], list[float]] = ([], [], [])
+        self.pts: list[ScalarPoint] = []  # ScalarPoints of the first len(pts) kept points
         self.dirty = False
         self.compacted = False
         # the raw columns of this refresh's newest points (at most max_points in all); turned
@@ -418,6 +473,13 @@ class _Acc:
         self.new_cols = []
         self.new_n = 0
         return cols
+
+    def _keep(self, steps: Sequence[int], values: Sequence[float], walls: Sequence[float],
+              idx: list[int]) -> None:
+        ks, kv, kw = self.kept
+        ks.extend(map(steps.__getitem__, idx))
+        kv.extend(map(values.__getitem__, idx))
+        kw.extend(map(walls.__getitem__, idx))
 
     def add_arrays(self, steps: Sequence[int], values: Sequence[float], walls: Sequence[float]) -> None:
         n = len(steps)
@@ -440,58 +502,53 @@ class _Acc:
         # Widen the buckets first so a big batch never materialises more than the budget:
         # afterwards every bucket this batch completes fits (<= 2 points each), so no
         # compaction is needed midway.
-        while len(self.kept) + 2 * (len(self.pend) + n) // self.width > mp:
+        while len(self.kept[0]) + 2 * (len(self.pend[0]) + n) // self.width > mp:
             self._compact()
         width = self.width
-        kept = self.kept
-        pend = self.pend
+        ps, pv, pw = self.pend
         i = 0
-        if pend:  # fill the open bucket first
-            i = min(n, width - len(pend))
-            pend.extend(map(ScalarPoint, steps[:i], values[:i], walls[:i]))
-            if len(pend) >= width:
-                kept.extend(pend if width == 1 else downsample_minmax(pend, width))
-                pend.clear()
-        m = (n - i) // width  # whole buckets inside the arrays
-        end = i + m * width
-        if m and width == 1:
-            kept.extend(map(ScalarPoint, steps[i:end], values[i:end], walls[i:end]))
-        elif m:
-            vals = values[i:end]
-            whole = sum(vals)
-            if whole == whole:  # noqa: PLR0124 - no NaN: min/max of every bucket in C
-                groups = list(zip(*[iter(vals)] * width))
-                los = list(map(tuple.index, groups, map(min, groups)))
-                his = list(map(tuple.index, groups, map(max, groups)))
-                base = i
-                for lo, hi in zip(los, his):
-                    a = base + lo
-                    if lo == hi:
-                        kept.append(ScalarPoint(steps[a], values[a], walls[a]))
-                    else:
-                        b = base + hi
-                        if b < a:
-                            a, b = b, a
-                        kept.append(ScalarPoint(steps[a], values[a], walls[a]))
-                        kept.append(ScalarPoint(steps[b], values[b], walls[b]))
-                    base += width
-            else:  # NaN (or inf - inf) inside: the object path ranks NaN as an extreme
-                pts = list(map(ScalarPoint, steps[i:end], values[i:end], walls[i:end]))
-                kept.extend(downsample_minmax(pts, width))
+        if ps:  # fill the open bucket first
+            i = min(n, width - len(ps))
+            ps.extend(steps[:i])
+            pv.extend(values[:i])
+            pw.extend(walls[:i])
+            if len(ps) >= width:
+                self._keep(ps, pv, pw, _select(pv, 0, len(pv), width))
+                self.pend = ([], [], [])
+        end = i + (n - i) // width * width  # whole buckets inside the arrays
+        if end > i:
+            self._keep(steps, values, walls, _select(values, i, end, width))
         if end < n:
-            pend.extend(map(ScalarPoint, steps[end:], values[end:], walls[end:]))
-        if len(kept) > mp:  # pragma: no cover - guarded by the widening above
+            ps, pv, pw = self.pend
+            ps.extend(steps[end:])
+            pv.extend(values[end:])
+            pw.extend(walls[end:])
+        if len(self.kept[0]) > mp:  # pragma: no cover - guarded by the widening above
             self._compact()
         self.last = ScalarPoint(steps[n - 1], values[n - 1], walls[n - 1])
 
     def _compact(self) -> None:
         """Halve the display points: min/max of each 4 kept points, buckets twice as wide."""
-        self.kept = downsample_minmax(self.kept, 4)
+        ks, kv, kw = self.kept
+        idx = _select(kv, 0, len(kv), 4)
+        self.kept = ([], [], [])
+        self._keep(ks, kv, kw, idx)
+        self.pts = []
         self.width *= 2
         self.compacted = True
 
+    def points(self) -> list[ScalarPoint]:
+        """The display points: kept (built once each), then the open bucket's raw points."""
+        ks, kv, kw = self.kept
+        pts = self.pts
+        done = len(pts)
+        if done < len(ks):
+            pts.extend(map(ScalarPoint, ks[done:], kv[done:], kw[done:]))
+        ps, pv, pw = self.pend
+        return pts + list(map(ScalarPoint, ps, pv, pw))
+
     def series(self, source: str) -> Series:
-        pts = self.kept + self.pend
+        pts = self.points()
         last = self.last
         if last is not None and (
             not pts or (pts[-1].step, pts[-1].wall_time) != (last.step, last.wall_time)
@@ -841,7 +898,7 @@ class EventReader:
             cols = acc.take_new()
             accs.append((
                 acc.tag, acc.count, _flat([acc.last] if acc.last is not None else []), acc.width,
-                _flat(acc.kept), _flat(acc.pend), acc.dirty, acc.compacted, acc.plugin,
+                acc.kept, acc.pend, acc.dirty, acc.compacted, acc.plugin,
                 ([x for c in cols for x in c[0]], [x for c in cols for x in c[1]], [x for c in cols for x in c[2]]),
             ))
         return {
@@ -868,8 +925,8 @@ class EventReader:
             acc.count = count
             acc.last = _points(last)[0] if last[0] else None
             acc.width = width
-            acc.kept = _points(kept)
-            acc.pend = _points(pend)
+            acc.kept = (list(kept[0]), list(kept[1]), list(kept[2]))
+            acc.pend = (list(pend[0]), list(pend[1]), list(pend[2]))
             acc.dirty = dirty
             acc.compacted = compacted
             acc.plugin = plugin
