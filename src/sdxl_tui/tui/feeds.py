@@ -222,7 +222,7 @@ class Feeds:
         run_dir: str,
         logs_dir: str | None = None,
         interval: float = 0.25,
-        busy_gap: float = 1.0,
+        busy_gap: float = 2.0,
         force_polling: bool = False,
         gpu_factory: Callable[[], GpuSampler | None] | None = None,
         gpu_interval: float = 1.0,
@@ -234,7 +234,7 @@ class Feeds:
         self.logs_dir = logs_dir
         self.interval = max(0.02, interval)
         #: Least time between two event-driven refreshes: a run writing 10 steps a second
-        #: is read (and repainted) at most 1/busy_gap times a second, while a change after
+        #: is read (and repainted) once per busy_gap (2 s), while a change after
         #: a quiet moment is read immediately.
         self.busy_gap = max(0.0, busy_gap)
         #: With inotify working, the listing is re-read this often even without events

@@ -88,8 +88,8 @@ class LossChart(Widget):
         self._drawn_at = 0.0
         self._pending = False
 
-    #: Least seconds between redraws. The feed already reads a busy run at most once a
-    #: second, so the chart redraws in the same frame as the rest; raise it to thin out
+    #: Least seconds between redraws. The feed already reads a busy run at most every
+    #: two seconds, so the chart redraws in the same frame as the rest; raise it to thin out
     #: redraws further (a deferred redraw costs a frame of its own).
     min_redraw = 0.0
 
