@@ -152,9 +152,9 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
 
 _INT = r"(?:0|[1-9][0-9]*)"
 # the value tokens of the entries, each followed by '"' (see _fast_header)
-_SHAPE = re.compile(r":\[(?:" + _INT + r"(?:," + _INT + r")*)?\],")
+_SHAPE = re.compile(rb":\[(?:" + _INT.encode() + rb"(?:," + _INT.encode() + rb")*)?\],")
 _CONTROL = bytes(range(32))
-_ENTRY_LITERALS = ((2, ":{"), (3, "dtype"), (4, ":"), (6, ","), (7, "shape"), (9, "data_offsets"))
+_ENTRY_LITERALS = ((2, b":{"), (3, b"dtype"), (4, b":"), (6, b","), (7, b"shape"), (9, b"data_offsets"))
 _MD_PREFIX = '{"__metadata__":'
 _DECODER = json.JSONDecoder()
 
@@ -169,7 +169,7 @@ def _fast_header(text: str) -> tuple[dict[str, Any], int, int] | None:
     so splitting on it gives ten tokens per entry at fixed places
     (``,"NAME":{"dtype":"DT","shape":[…],"data_offsets":[A,B]}``); the literal tokens are
     compared with strided slices, the shape and offset tokens are matched as one string by a
-    strict pattern, and the offsets are read from that string. Together that proves the text
+    strict pattern, and the offsets are read from them as one JSON array. Together that proves the text
     is valid JSON of exactly this shape. Anything else (another layout, whitespace, escaped
     names, duplicate keys, invalid offsets) returns None and the full parser decides, so the
     verdict and the problem text are the same either way.
@@ -195,34 +195,34 @@ def _fast_header(text: str) -> tuple[dict[str, Any], int, int] | None:
         return md, 0, 0
     if text.find("\\", pos, end) >= 0:  # escapes: the full parser
         return None
-    entries = lead + text[pos:end]
-    toks = (entries + ',"').split('"')
+    # the entries as UTF-8 bytes (splitting bytes is about twice as fast as splitting text)
+    toks = (lead + text[pos:end] + ',"').encode().split(b'"')
     n = (len(toks) - 2) // 10
-    if len(toks) != 10 * n + 2 or toks[0] != "," or toks[-1] != "":
+    if len(toks) != 10 * n + 2 or toks[0] != b"," or toks[-1] != b"":
         return None
     for k, literal in _ENTRY_LITERALS:
         if toks[k::10].count(literal) != n:
             return None
     names = toks[1:-1:10]
     unique = set(names)
-    if len(unique) != n or "__metadata__" in unique:
+    if len(unique) != n or b"__metadata__" in unique:
         return None
     # strings may hold no control characters (in UTF-8 they are single bytes): names checked
     # at once, dtypes and shapes (a handful of distinct values) one by one
-    joined = "".join(names).encode()
+    joined = b"".join(names)
     if len(joined.translate(None, _CONTROL)) != len(joined):
         return None
-    if not all(d.isprintable() for d in set(toks[5::10])):
+    if not all(d.decode().isprintable() for d in set(toks[5::10])):
         return None
     if not all(_SHAPE.fullmatch(sh) for sh in set(toks[8::10])):
         return None
     # offsets: every token is ':[' X ']},' (its boundaries are checked by counting), so
     # turning each into '[X],' gives one JSON array whose n elements must all be [int, int]
-    offsets = '"'.join(toks[10::10]) + '"'
-    if not offsets.startswith(":[") or offsets.count(']},":[') != n - 1 or not offsets.endswith(']},"'):
+    offsets = b'"'.join(toks[10::10]) + b'"'
+    if not offsets.startswith(b":[") or offsets.count(b']},":[') != n - 1 or not offsets.endswith(b']},"'):
         return None
     try:
-        pairs = _DECODER.decode("[" + offsets.replace(":[", "[").replace(']},"', "],")[:-1] + "]")
+        pairs = _DECODER.decode("[" + offsets.replace(b":[", b"[").replace(b']},"', b"],")[:-1].decode() + "]")
     except ValueError:
         return None
     if len(pairs) != n or set(map(len, pairs)) != {2}:
