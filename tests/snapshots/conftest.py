@@ -17,7 +17,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tui"))
 
-from make_fixture import FROZEN  # noqa: E402
+from make_fixture import FROZEN
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from make_fixture import FROZEN
 from fakes.fake_nvml import FakeDevice, FakeNVML
+from make_fixture import FROZEN
 
 from sdxl_tui.config import Settings
 from sdxl_tui.sources.gpu import GpuMonitor

@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from tui_helpers import settings, wait_for
 from screen_text import screen_text
 from stub_reader import StubReader, checkpoint, oom_alert, snapshot
 from textual.message import Message
+from tui_helpers import settings, wait_for
 
 from sdxl_tui.model import CheckpointStatus, LogLine, RunState
 from sdxl_tui.tui.app import SdxlTuiApp, make_app

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_helpers import FROZEN, LiveSims, make_finished_run, settings, wait_for
 from screen_text import screen_text
 from textual.message import Message
+from tui_helpers import FROZEN, LiveSims, make_finished_run, settings, wait_for
 
 from sdxl_tui.model import CheckpointStatus
 from sdxl_tui.tui.app import SdxlTuiApp, make_app

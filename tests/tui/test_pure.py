@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from sdxl_tui import notify
-from sdxl_tui.charting import Canvas, Plot, downsample_minmax, ema_debiased, format_duration, plot, y_range
+from sdxl_tui.charting import (
+    Canvas,
+    Plot,
+    downsample_minmax,
+    ema_debiased,
+    format_duration,
+    plot,
+    y_range,
+)
 from sdxl_tui.model import Alert, LogLine, RunSnapshot, RunState, Severity
 
 ALERT = Alert("nan", Severity.ERROR, "loss is NaN since step 412", fix="lower the learning rate", key="nan:412", step=412)

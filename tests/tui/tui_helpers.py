@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from sdxl_tui.config import Settings  # noqa: E402
+from sdxl_tui.config import Settings
 
 FROZEN = 1_795_000_000.0  # 2026-11-19 06:13:20 UTC: every snapshot test sees this "now"
 

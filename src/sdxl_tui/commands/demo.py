@@ -49,14 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _end(proc: object) -> None:
     """Stop our own simulator (by its pid, it is in its own session)."""
     pid = getattr(proc, "pid", None)
-    if pid is None or getattr(proc, "poll")() is not None:  # type: ignore[operator]
+    if pid is None or proc.poll() is not None:  # type: ignore[operator]
         return
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     try:
-        getattr(proc, "wait")(timeout=5)  # type: ignore[operator]
+        proc.wait(timeout=5)  # type: ignore[operator]
     except Exception:
         try:
             os.killpg(pid, signal.SIGKILL)

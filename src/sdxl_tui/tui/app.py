@@ -597,7 +597,7 @@ def make_app(
     run_dir = os.path.abspath(os.fspath(run_dir))
     if reader is not None:
         ready = reader
-        reader_factory = lambda: ready  # noqa: E731
+        reader_factory = lambda: ready
     elif reader_factory is None:
 
         def reader_factory() -> Reader:
@@ -611,7 +611,7 @@ def make_app(
     gpu_factory: Callable[[], GpuSampler | None] | None = None
     if gpu_sampler is not None:
         ready_gpu = gpu_sampler
-        gpu_factory = lambda: ready_gpu  # noqa: E731
+        gpu_factory = lambda: ready_gpu
     feeds = Feeds(
         reader_factory,
         run_dir=run_dir,

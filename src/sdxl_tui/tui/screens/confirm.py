@@ -57,7 +57,7 @@ def kill_body(processes: list[dict[str, object]], refusals: list[str], notes: li
     lines.append(f"{'PID':>7}  {'USER':<10} {'ROLE':<9} COMMAND")
     for p in processes:
         cmd = str(p.get("cmdline", ""))
-        lines.append(f"{p.get('pid', '?')!s:>7}  {str(p.get('user') or '?'):<10} {str(p.get('role') or ''):<9} {cmd}")
+        lines.append(f"{p.get('pid', '?')!s:>7}  {p.get('user') or '?'!s:<10} {p.get('role') or ''!s:<9} {cmd}")
     if refusals:
         lines += ["", "Refused:"] + [f"  {r}" for r in refusals]
     if notes:

@@ -43,8 +43,7 @@ def short_checkpoint(name: str, output_name: str | None) -> str:
     """``luca_sdxl_v1-000006.safetensors`` -> ``-000006`` (the run name is already shown)."""
     stem = os.path.basename(name)
     for ext in (".safetensors", ".ckpt", ".pt"):
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
+        stem = stem.removesuffix(ext)
     if output_name and stem.startswith(output_name) and stem != output_name:
         stem = stem[len(output_name):]
     return stem
