@@ -288,3 +288,15 @@ async def test_force_polling_still_refreshes(tmp_path: Path) -> None:
         assert await wait_for(pilot, lambda: app.watch_mode.startswith("polling"), timeout=10)
         calls = reader.calls
         assert await wait_for(pilot, lambda: reader.calls >= calls + 5, timeout=10)
+
+
+async def test_theme_from_settings_and_unknown_theme_is_reported() -> None:
+    app = app_for(StubReader([snapshot()]), ui__theme="nord")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.theme == "nord"
+    bad = app_for(StubReader([snapshot()]), ui__theme="no-such-theme")
+    async with bad.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert bad.theme == "textual-dark"
+        assert any("no-such-theme" in n.message for n in bad._notifications)

@@ -149,7 +149,12 @@ class SdxlTuiApp(App[int]):
         self._pending_log: list[LogLinesAdded] = []
         self._gates: tuple[object, ...] = ()
         self.set_reactive(SdxlTuiApp.readonly, bool(settings.get("ui.readonly", False)))
-        self.theme = str(settings.get("ui.theme", "textual-dark"))
+        theme = str(settings.get("ui.theme", "textual-dark"))
+        self._bad_theme: str | None = None
+        if theme in self.available_themes:
+            self.theme = theme
+        else:  # a typo in the config must not stop the dashboard
+            self._bad_theme = theme
         #: Written to the terminal for each new alert (tests read it; headless never writes).
         self.terminal_writes: list[str] = []
 
@@ -179,6 +184,9 @@ class SdxlTuiApp(App[int]):
         self.query_one(GpuPanel).border_title = "GPU"
         if self.notice:
             self.notify(self.notice, title="sdxl-tui", timeout=8)
+        if self._bad_theme:
+            self.notify(f"unknown theme {self._bad_theme!r}; themes: {', '.join(sorted(self.available_themes))}",
+                        title="ui.theme", severity="warning", timeout=10)
         self.run_worker(self._reader_thread, thread=True, name="run-reader", group="feeds", exit_on_error=False)
         if self.feeds.gpu_factory is not None:
             self._own_gpu = True
