@@ -37,10 +37,10 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
   x   stop the training after its next complete checkpoint (again: cancel) [stop-after-checkpoint]
   i   sample/evaluation images of the selected checkpoint                 [show-images]
   c   full loss chart ([ ] smoothing, l log-Y, o outliers, w step/wall, r LR) [toggle-chart]
-  /   search the log (enter next, n / N next / previous, esc close)       [search-log]
+  /   search the log, newest match first (enter or n: older, N: newer)   [search-log]
   ?   every key as bound now                                              [help]
   q   quit (the training keeps running)                                   [quit]
-  ctrl+p command palette ("run: kill", "checkpoint: evaluate", ...); end: follow the log.
+  ctrl+p command palette ("run: kill", "checkpoint: evaluate", ...); end: follow the log again.
   Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);
   --readonly removes start, kill, stop-after-checkpoint and evaluate."""
 
