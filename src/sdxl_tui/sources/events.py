@@ -817,8 +817,6 @@ class EventReader:
                 continue
         if total < min_bytes:
             return False
-        import pickle
-
         r, w = os.pipe()
         try:
             pid = os.fork()
@@ -829,6 +827,8 @@ class EventReader:
         if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
             code = 1
             try:
+                import pickle
+
                 os.close(r)
                 problems: list[str] = []
                 counts = self._read_all(problems)
@@ -1319,18 +1319,25 @@ class EventReader:
             return None
         chunk = chunk[: valid * group]
         # 2. data and stored CRC of each record; 3. wall, step bytes and value
-        fmt1 = "<" + "".join(f"12x{sh[1]}s4s" for sh in pat)
+        fmt1 = "<" + "".join(f"12x{sh[1]}s4x" for sh in pat)
         fmt2 = "<" + "".join(
             "13xd" + ("x" + "B" * sh[2] if sh[2] else "") + f"{len(sh[3])}xxf4x" for sh in pat
         )
         cols1 = list(zip(*struct.iter_unpack(fmt1, chunk)))
         cols2 = list(zip(*struct.iter_unpack(fmt2, chunk)))
-        for k in range(period):
-            datas = cols1[2 * k]
+        base = 0
+        for k, sh in enumerate(pat):
+            datas = cols1[k]
             computed = _masked_all(list(map(crc32c, datas)))
-            stored = b"".join(cols1[2 * k + 1])
-            if computed != stored:
-                valid = min(valid, next(i for i in range(len(datas)) if computed[4 * i : 4 * i + 4] != stored[4 * i : 4 * i + 4]))
+            # the stored CRCs, compared byte lane by byte lane with strided slices of the
+            # chunk (each lane holds one byte of every record's CRC)
+            at = base + 12 + sh[1]
+            for j in range(4):
+                mine = computed[j::4]
+                theirs = chunk[at + j :: group]
+                if mine != theirs:
+                    valid = min(valid, next(i for i in range(len(mine)) if mine[i] != theirs[i]))
+            base += 16 + sh[1]
         if valid < 8:
             return None
         last_wall = 0.0

@@ -976,6 +976,10 @@ class RunReader:
         if self._scanner.output_name is None and config.output_name:
             self._scanner.output_name = config.output_name
 
+        # GPUs (only needs the process tree): sampled before the event files, which may
+        # still be decoding in a prefetch child (read_run)
+        self._sample_gpu(now)
+
         # TensorBoard
         events = self._event_reader(config.logging_dir)
         if readable:
@@ -1105,7 +1109,6 @@ class RunReader:
             disk_free = shutil.disk_usage(self.run_dir).free
         except OSError:
             pass
-        self._sample_gpu(now)
         remaining = count_upcoming_saves(config, step=step or 0, total_steps=total, done=done) if total else 0
         alerts = derive_alerts(AlertInputs(
             state=state, config=config, options=options, script=script, now=now, step=step,
