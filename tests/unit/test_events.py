@@ -634,3 +634,19 @@ def test_new_points_are_the_newest_raw_points_built_on_demand(tmp_path: Path) ->
     with pytest.raises(KeyError):
         up.new_points["lr/unet"]
     assert r.refresh().new_points == {}
+
+
+def test_points_builder_makes_the_same_frozen_points_as_the_constructor() -> None:
+    import dataclasses
+    import pickle
+
+    from sdxl_tui.sources.events import _build_points
+
+    pts = _build_points([1, 2, 3], [0.5, float("nan"), -1.0], [10.0, 11.0, 12.0])
+    ref = [ScalarPoint(1, 0.5, 10.0), ScalarPoint(2, float("nan"), 11.0), ScalarPoint(3, -1.0, 12.0)]
+    assert [(p.step, p.wall_time) for p in pts] == [(p.step, p.wall_time) for p in ref]
+    assert pts[0] == ref[0] and pts[2] == ref[2] and hash(pts[0]) == hash(ref[0])
+    assert math.isnan(pts[1].value) and type(pts[0]) is ScalarPoint
+    assert pickle.loads(pickle.dumps(pts[2])) == ref[2] and dataclasses.replace(pts[2], step=4).step == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pts[0].step = 9  # type: ignore[misc]

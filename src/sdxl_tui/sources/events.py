@@ -378,6 +378,50 @@ def _key(v: float, high: bool = False) -> float:
     return v
 
 
+def _make_points_builder() -> Callable[[Iterable[int], Iterable[float], Iterable[float]], list[ScalarPoint]]:
+    """A function building ``ScalarPoint`` objects from columns, faster than the constructor.
+
+    Why: a cold read ends by building ~16,000 display points, and the frozen dataclass's
+    ``__init__`` goes through ``object.__setattr__`` three times per point. Setting the three
+    slots through their descriptors does exactly what that ``__init__`` does, in about 60%
+    of the time. Used only while ``ScalarPoint`` is the plain three-field slotted dataclass
+    it is today (checked here); anything else falls back to the constructor.
+    """
+    import dataclasses
+
+    def plain(steps: Iterable[int], values: Iterable[float], walls: Iterable[float]) -> list[ScalarPoint]:
+        return list(map(ScalarPoint, steps, values, walls))
+
+    try:
+        names = [f.name for f in dataclasses.fields(ScalarPoint)]
+        slots = getattr(ScalarPoint, "__slots__", ())
+        if names != ["step", "value", "wall_time"] or tuple(slots) != ("step", "value", "wall_time"):
+            return plain
+        new = ScalarPoint.__new__
+        set_step = ScalarPoint.step.__set__  # type: ignore[attr-defined]
+        set_value = ScalarPoint.value.__set__  # type: ignore[attr-defined]
+        set_wall = ScalarPoint.wall_time.__set__  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # pragma: no cover - a changed model
+        return plain
+
+    def fast(steps: Iterable[int], values: Iterable[float], walls: Iterable[float]) -> list[ScalarPoint]:
+        out = []
+        append = out.append
+        cls = ScalarPoint
+        for s, v, w in zip(steps, values, walls):
+            p = new(cls)
+            set_step(p, s)
+            set_value(p, v)
+            set_wall(p, w)
+            append(p)
+        return out
+
+    return fast
+
+
+_build_points = _make_points_builder()
+
+
 def _select(vals: Sequence[float], start: int, end: int, group: int) -> list[int]:
     """Indices (ascending) of the min and the max of each run of ``group`` values in
     ``vals[start:end]`` (the last run may be shorter): what ``downsample_minmax`` keeps.
@@ -543,9 +587,9 @@ class _Acc:
         pts = self.pts
         done = len(pts)
         if done < len(ks):
-            pts.extend(map(ScalarPoint, ks[done:], kv[done:], kw[done:]))
+            pts.extend(_build_points(ks[done:], kv[done:], kw[done:]))
         ps, pv, pw = self.pend
-        return pts + list(map(ScalarPoint, ps, pv, pw))
+        return pts + _build_points(ps, pv, pw)
 
     def series(self, source: str) -> Series:
         pts = self.points()
@@ -615,7 +659,7 @@ class _NewPoints(Mapping[str, tuple[ScalarPoint, ...]]):
             parts = self._cols[tag]  # KeyError for an unknown tag
             out: list[ScalarPoint] = []
             for st, va, wa in parts:
-                out.extend(map(ScalarPoint, st, va, wa))
+                out.extend(_build_points(st, va, wa))
             pts = self._done[tag] = tuple(out[-self._max :])
         return pts
 
