@@ -604,6 +604,8 @@ def test_prefetch_in_a_child_gives_exactly_the_in_process_read(tmp_path: Path) -
     with open(f2, "ab") as fh:
         fh.write(partial[-7:] + _records(range(2001, 2100)))
     assert _update_fields(plain.refresh()) == _update_fields(forked.refresh())
+    forked.close()  # reaps the child if it was still exiting when adopted
+    assert forked._child is None and forked._exiting is None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -717,6 +717,7 @@ class EventReader:
         self.roots: tuple[str, ...] = tuple(os.fspath(r) for r in roots)
         self.max_points = max_points
         self._child: tuple[int, int] | None = None  # (pid, read fd) of a prefetch child
+        self._exiting: int | None = None  # an adopted child not reaped yet
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -734,7 +735,7 @@ class EventReader:
         self._nonscalar: set[str] = set()
 
     def __del__(self) -> None:
-        if getattr(self, "_child", None) is not None:
+        if getattr(self, "_child", None) is not None or getattr(self, "_exiting", None) is not None:
             self.close()
 
     # -- public state -------------------------------------------------------------------------
@@ -877,9 +878,11 @@ class EventReader:
                 problems: list[str] = []
                 counts = self._read_all(problems)
                 data = pickle.dumps((self._export(), problems, counts), protocol=pickle.HIGHEST_PROTOCOL)
-                view = memoryview(data)
+                view = memoryview(_U64.pack(len(data)) + data)  # length first: complete or not
                 while view:
                     view = view[os.write(w, view) :]
+                # end of data for the parent now, not after this process's memory is torn down
+                os.close(w)
                 code = 0
             finally:
                 os._exit(code)
@@ -888,7 +891,11 @@ class EventReader:
         return True
 
     def close(self) -> None:
-        """Stop and reap a prefetch child that was never adopted (idempotent)."""
+        """Stop and reap a prefetch child (idempotent); one that was adopted is only reaped."""
+        exiting, self._exiting = self._exiting, None
+        if exiting is not None:
+            with contextlib.suppress(OSError):
+                os.waitpid(exiting, 0)
         child, self._child = self._child, None
         if child is None:
             return
@@ -919,16 +926,28 @@ class EventReader:
             chunks = []
         finally:
             os.close(fd)
+        # The child closed its end once everything was written; it may still be exiting:
+        # don't wait for that here (close() reaps it), the length prefix says the data is whole.
         try:
-            _pid, status = os.waitpid(pid, 0)
+            done, status = os.waitpid(pid, os.WNOHANG)
         except OSError:
-            status = -1
-        if status != 0 or not chunks:
+            done, status = pid, -1
+        if not done:
+            self._exiting = pid
+        elif status != 0:
+            return None
+        data = b"".join(chunks)
+        if len(data) < 8 or _U64.unpack_from(data)[0] != len(data) - 8:
+            if done:
+                return None
+            with contextlib.suppress(OSError):  # incomplete: it failed; reap it now
+                os.waitpid(pid, 0)
+            self._exiting = None
             return None
         import pickle
 
         try:
-            state, problems, counts = pickle.loads(b"".join(chunks))
+            state, problems, counts = pickle.loads(memoryview(data)[8:])
             self._import(state)
         except Exception:  # noqa: BLE001 - anything odd: forget it and read in-process
             self._reset_state()
