@@ -588,7 +588,7 @@ def test_prefetch_in_a_child_gives_exactly_the_in_process_read(tmp_path: Path) -
     bad = bytearray(_records(range(3000, 3001)))
     bad[-1] ^= 0x55  # one bad data CRC
     (d1 / "events.out.tfevents.1795900900.vm.1.0").write_bytes(first + bytes(bad) + _records(range(3001, 4000)))
-    second = _header() + _records(range(0, 2000))  # resumed without skipping: stitched
+    second = _header() + _records(range(2000))  # resumed without skipping: stitched
     partial = _records(range(2000, 2001))
     f2 = d2 / "events.out.tfevents.1795904500.vm.2.0"
     f2.write_bytes(second + partial[:-7])

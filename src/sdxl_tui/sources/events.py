@@ -398,14 +398,15 @@ def _make_points_builder() -> Callable[[Iterable[int], Iterable[float], Iterable
         if names != ["step", "value", "wall_time"] or tuple(slots) != ("step", "value", "wall_time"):
             return plain
         new = ScalarPoint.__new__
-        set_step = ScalarPoint.step.__set__  # type: ignore[attr-defined]
-        set_value = ScalarPoint.value.__set__  # type: ignore[attr-defined]
-        set_wall = ScalarPoint.wall_time.__set__  # type: ignore[attr-defined]
+        members = vars(ScalarPoint)  # the slots' member descriptors
+        set_step = members["step"].__set__
+        set_value = members["value"].__set__
+        set_wall = members["wall_time"].__set__
     except (AttributeError, TypeError):  # pragma: no cover - a changed model
         return plain
 
     def fast(steps: Iterable[int], values: Iterable[float], walls: Iterable[float]) -> list[ScalarPoint]:
-        out = []
+        out: list[ScalarPoint] = []
         append = out.append
         cls = ScalarPoint
         for s, v, w in zip(steps, values, walls):

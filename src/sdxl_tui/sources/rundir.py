@@ -609,10 +609,7 @@ class RunReader:
                                      if gpu is False else "not sampled yet")
         self._reset_readers()
         if event_reader is not None:
-            # a reader started early (``EventReader.prefetch`` before the heavy imports); it
-            # is used if its roots are the ones this reader settles on, else closed
-            self._events = event_reader
-            self._event_roots = tuple(event_reader.roots)
+            self._use_event_reader(event_reader)
 
     # -------------------------------------------------------------------------- helpers
 
@@ -647,6 +644,12 @@ class RunReader:
         self._loss_cache: dict[tuple[str, float, int], float] = {}
         self._tb_seen: tuple[str, int | None] | None = None
         self._state_size_cache: tuple[tuple[str, int], int] | None = None
+
+    def _use_event_reader(self, reader: Any) -> None:
+        """A reader started early (``EventReader.prefetch`` before the heavy imports); used
+        if its roots are the ones this reader settles on, else closed and replaced."""
+        self._events = reader
+        self._event_roots = tuple(reader.roots)
 
     # -- sub-readers --------------------------------------------------------------------
 
