@@ -155,3 +155,45 @@ def test_text_lists_one_remedy_per_line_for_a_simulated_oom(tmp_path: Path, caps
                             "(effective batch 8 -> 8 unchanged)")
     assert lines[i + 2] == "               add --gradient_checkpointing (missing)"
     assert _split_fix("a; b (c; d); e") == ["a", "b (c; d)", "e"]
+
+
+@needs_real
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("logs", [False, True])
+def test_status_json_same_with_the_event_prefetch_child(
+    logs: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The prefetch child (forced on for these small files) changes nothing in the output,
+    with the default roots and with --logs; the child is reaped before status returns."""
+    import os
+
+    from sdxl_tui.sources import events
+
+    argv = ["status", str(REAL), "--json", "--no-gpu", "--no-procs"]
+    if logs:
+        argv += ["--logs", str(REAL / "logs")]
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    started: list[bool] = []
+    real_prefetch = events.EventReader.prefetch
+
+    pids: list[int] = []
+
+    def forced(self: events.EventReader, *, min_bytes: int = 0) -> bool:
+        started.append(real_prefetch(self, min_bytes=0))
+        if self._child is not None:
+            pids.append(self._child[0])
+        return started[-1]
+
+    monkeypatch.setattr(events.EventReader, "prefetch", forced)
+    assert main(argv) == 0
+    forked = json.loads(capsys.readouterr().out)
+    assert started and started[0] is True
+    for data in (plain, forked):
+        data.pop("taken_at")
+        for alert in data["alerts"]:
+            alert.pop("at", None)
+    assert forked == plain
+    assert len(pids) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)  # already reaped: no child left behind
