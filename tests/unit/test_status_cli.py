@@ -181,7 +181,7 @@ def test_status_json_same_with_the_event_prefetch_child(
 
     def forced(self: events.EventReader, *, min_bytes: int = 0) -> bool:
         started.append(real_prefetch(self, min_bytes=0))
-        if self._child is not None:
+        if self._child is not None and self._child[0] not in pids:
             pids.append(self._child[0])
         return started[-1]
 
