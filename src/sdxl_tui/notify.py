@@ -25,6 +25,9 @@ BEL = "\a"
 ESC = "\x1b"
 ST = ESC + "\\"
 
+#: Default seconds a hook may run (``alerts.hook_timeout``) before it is killed.
+HOOK_TIMEOUT = 30.0
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -115,7 +118,7 @@ class HookResult:
 
 
 def run_hook(
-    argv: Sequence[str], payload: str, *, timeout: float = 30.0, cwd: str | None = None
+    argv: Sequence[str], payload: str, *, timeout: float = HOOK_TIMEOUT, cwd: str | None = None
 ) -> HookResult:
     """Run the user's hook once with the alert JSON on stdin.
 

@@ -300,3 +300,24 @@ async def test_theme_from_settings_and_unknown_theme_is_reported() -> None:
         await pilot.pause()
         assert bad.theme == "textual-dark"
         assert any("no-such-theme" in n.message for n in bad._notifications)
+
+
+async def test_busy_interval_setting_spaces_streamed_refreshes() -> None:
+    app = app_for(StubReader([snapshot()]), refresh__busy_interval=0.7)
+    assert app.feeds.busy_gap == 0.7
+    assert app_for(StubReader([snapshot()])).feeds.busy_gap == 2.0  # the default is unchanged
+
+
+async def test_hook_timeout_setting_stops_a_hung_hook() -> None:
+    from sdxl_tui.tui.messages import HookFinished
+
+    hook = [sys.executable, "-c", "import time; time.sleep(30)"]
+    seen: list[Message] = []
+    reader = StubReader([snapshot()])
+    app = app_for(reader, alerts__hook=hook, alerts__hook_timeout=0.5)
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        reader.push(snapshot(state=RunState.FAILED, alive=False, alerts=[oom_alert()]))  # a new alert: the hook runs
+        assert await wait_for(pilot, lambda: any(isinstance(m, HookFinished) for m in seen), timeout=10)
+        done = next(m for m in seen if isinstance(m, HookFinished))
+        assert not done.ok and "timed out after 0.5s" in done.detail

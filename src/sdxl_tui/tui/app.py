@@ -301,9 +301,10 @@ class SdxlTuiApp(App[int]):
 
     def _run_hook(self, argv: tuple[str, ...], payload: str) -> None:
         """A daemon thread per hook run: a slow hook never delays quitting."""
+        timeout = float(self.settings.get("alerts.hook_timeout", notify.HOOK_TIMEOUT))
 
         def target() -> None:
-            result = notify.run_hook(argv, payload)
+            result = notify.run_hook(argv, payload, timeout=timeout)
             self.post_message(HookFinished(result.ok, result.error or "ok"))
 
         threading.Thread(target=target, name="alert-hook", daemon=True).start()
@@ -625,6 +626,7 @@ def make_app(
         run_dir=run_dir,
         logs_dir=logs_dir,
         interval=float(settings.get("refresh.log_interval", 0.25)),
+        busy_gap=float(settings.get("refresh.busy_interval", 2.0)),
         force_polling=bool(settings.get("refresh.force_polling", False)),
         gpu_factory=gpu_factory,
         gpu_interval=float(settings.get("refresh.gpu_interval", 1.0)),

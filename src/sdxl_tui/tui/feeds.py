@@ -233,9 +233,9 @@ class Feeds:
         self.run_dir = run_dir
         self.logs_dir = logs_dir
         self.interval = max(0.02, interval)
-        #: Least time between two event-driven refreshes: a run writing 10 steps a second
-        #: is read (and repainted) once per busy_gap (2 s), while a change after
-        #: a quiet moment is read immediately.
+        #: Least time between two event-driven refreshes (``refresh.busy_interval``): a run
+        #: writing 10 steps a second is read (and repainted) once per busy_gap, while a
+        #: change after a quiet moment is read immediately.
         self.busy_gap = max(0.0, busy_gap)
         #: With inotify working, the listing is re-read this often even without events
         #: (process death, the clock for stalls); events bring the next read forward.
