@@ -625,9 +625,7 @@ class RunReader:
         """Forget everything read so far (the directory vanished or was replaced)."""
         from sdxl_tui.sources.checkpoints import CheckpointScanner
 
-        old_events = getattr(self, "_events", None)
-        if old_events is not None:
-            old_events.close()
+        _close_events(getattr(self, "_events", None))
 
         self._scanner = CheckpointScanner(self.run_dir, clock=self._clock)
         self._tail: Any = None
@@ -717,8 +715,7 @@ class RunReader:
         if self._events is None or key != self._event_roots:
             from sdxl_tui.sources.events import EventReader
 
-            if self._events is not None:
-                self._events.close()  # e.g. a prefetch for other roots: stop it
+            _close_events(self._events)  # e.g. a prefetch for other roots: stop it
             self._events = EventReader(roots)
             self._event_roots = key
         return self._events
@@ -823,8 +820,7 @@ class RunReader:
 
     def close(self) -> None:
         """Release NVML (the only resource held between refreshes) and any prefetch child."""
-        if self._events is not None:
-            self._events.close()
+        _close_events(self._events)
         if self._gpu is None or self._gpu_arg is not None:
             return  # an injected monitor belongs to the caller
         try:
@@ -1178,6 +1174,13 @@ def loss_at(series: Mapping[str, Series], step: int) -> float | None:
         if i:
             return s.points[i - 1].value
     return None
+
+
+def _close_events(reader: Any) -> None:
+    """Stop an event reader's prefetch child, if it has one (readers may be injected)."""
+    close = getattr(reader, "close", None)
+    if close is not None:
+        close()
 
 
 def read_run(run_dir: str | os.PathLike[str], **kw: Any) -> RunSnapshot:
