@@ -776,6 +776,9 @@ def _entry(name: str, start: int, end: int, shape: str = "[4,10]") -> str:
         '{"__metadata__":{"x":"y"}}',
         "{}",
         '{"__metadata__":null,' + _entry("a", 0, 8) + "}",
+        # non-ASCII names and metadata (UTF-8), other padding characters
+        '{"__metadata__":{"t":"caf\u00e9 \u2603"},' + _entry("l\u00e9\u2603.alpha", 0, 2) + "," + _entry("b", 2, 82) + "}\n\t ",
+        '{"__metadata__":{"t":"\u00e9"},' + _entry("\u00e9", 0, 2) + "," + _entry("\u00e9", 2, 82) + "}",
         # largest end not in the last entry
         '{"__metadata__":{},' + _entry("a", 8, 100) + "," + _entry("b", 0, 8) + "}",
         # the full parser's cases: bad offsets, negative, reversed, floats, duplicate names,
