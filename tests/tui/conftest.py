@@ -9,4 +9,4 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from tui_helpers import finished_run, live_sims  # noqa: F401  (fixtures)
+from tui_helpers import finished_run, live_sims, procs  # noqa: F401  (fixtures)

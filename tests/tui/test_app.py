@@ -89,13 +89,13 @@ async def test_readonly_removes_destructive_actions() -> None:
 
 
 async def test_keymap_rebinds_and_help_shows_the_new_key() -> None:
-    app = app_for(StubReader([snapshot()]), ui__keymap={"toggle-chart": "g"})
+    app = app_for(StubReader([snapshot()]), ui__keymap={"toggle-chart": "v"})
     async with app.run_test(size=(120, 40)) as pilot:
         assert await wait_for(pilot, lambda: app.snapshot is not None)
         await pilot.press("c")
         await pilot.pause()
         assert not isinstance(app.screen, ChartScreen)
-        await pilot.press("g")
+        await pilot.press("v")
         await pilot.pause()
         assert isinstance(app.screen, ChartScreen)
         await pilot.press("escape")
@@ -104,7 +104,7 @@ async def test_keymap_rebinds_and_help_shows_the_new_key() -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         rows = {row[2]: row[0] for row in app.screen.rows}
-        assert rows["toggle-chart"] == "g"
+        assert rows["toggle-chart"] == "v"
         assert rows["kill-run"] == "k"
         assert "toggle-chart" in screen_text(app)
 
@@ -321,3 +321,37 @@ async def test_hook_timeout_setting_stops_a_hung_hook() -> None:
         assert await wait_for(pilot, lambda: any(isinstance(m, HookFinished) for m in seen), timeout=10)
         done = next(m for m in seen if isinstance(m, HookFinished))
         assert not done.ok and "timed out after 0.5s" in done.detail
+
+
+async def test_compare_key_greys_out_below_two_checkpoints_and_is_in_help_and_palette() -> None:
+    run = "/runs/luca/sdxl_v1"
+    reader = StubReader([snapshot(checkpoints=[checkpoint(run, 2), checkpoint(run, 4, status=CheckpointStatus.WRITING)])])
+    app = app_for(reader)
+    async with app.run_test(size=(160, 40)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        assert binding_state(app, "compare_checkpoints") is None  # one complete checkpoint
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "checkpoint: compare (unavailable)" in titles
+        await pilot.press("g")
+        await pilot.pause()
+        assert any("at least 2 complete checkpoints" in n.message for n in app._notifications)
+        reader.push(snapshot(checkpoints=[checkpoint(run, 2), checkpoint(run, 4)]))
+        assert await wait_for(pilot, lambda: binding_state(app, "compare_checkpoints") is True)
+        assert "checkpoint: compare" in [c.title for c in app.get_system_commands(app.screen)]
+        assert await wait_for(pilot, lambda: "g Grid" in screen_text(app).splitlines()[-1])
+        await pilot.press("question_mark")
+        await pilot.pause()
+        rows = {row[2]: row for row in app.screen.rows}  # type: ignore[attr-defined]
+        assert rows["compare-checkpoints"][0] == "g" and rows["compare-checkpoints"][3] == "ok"
+
+
+async def test_readonly_removes_the_compare_key() -> None:
+    app = app_for(StubReader([snapshot()]), ui__readonly=True)
+    async with app.run_test(size=(160, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        assert binding_state(app, "compare_checkpoints") is False
+        assert "checkpoint: compare" not in " ".join(c.title for c in app.get_system_commands(app.screen))
+        assert "compare-checkpoints" not in [row[2] for row in app.help_rows()]
+        await pilot.press("g")
+        await pilot.pause()
+        assert not app.screen.is_modal

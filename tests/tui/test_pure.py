@@ -164,3 +164,20 @@ def test_remote_filesystems_are_detected(tmp_path: Path) -> None:
     assert is_remote(nfs / "lora" / "luca" / "sdxl_v1", str(mounts)) == "nfs4"
     assert is_remote(sshfs / "run", str(mounts)) == "fuse.sshfs"
     assert is_remote(tmp_path / "local", str(mounts)) is None
+
+
+# ----------------------------------------------------------------------- compare default
+def test_default_compare_selection() -> None:
+    from stub_reader import checkpoint, snapshot
+
+    from sdxl_tui.model import CheckpointStatus
+    from sdxl_tui.tui.actions import compare_choices, default_compare_selection
+
+    run = "/r"
+    all_done = snapshot(checkpoints=[checkpoint(run, e) for e in (2, 4, 6, 8, 10, 12)])
+    assert default_compare_selection(all_done) == "6-10"
+    writing = snapshot(checkpoints=[*(checkpoint(run, e) for e in (4, 6, 8)), checkpoint(run, 10, status=CheckpointStatus.WRITING)])
+    assert default_compare_selection(writing) == "6,8"  # a range would pick up the file being written
+    early = snapshot(checkpoints=[checkpoint(run, e) for e in (1, 2, 3)])
+    assert default_compare_selection(early) == "1,2,3"
+    assert compare_choices(early) == "complete checkpoints: epochs 1, 2, 3"

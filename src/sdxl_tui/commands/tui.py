@@ -35,14 +35,17 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
   e   evaluate the selected checkpoint (now, or queued until training ends) [evaluate-checkpoint]
   k   kill the training, after a confirmation naming pid, user, command  [kill-run]
   x   stop the training after its next complete checkpoint (again: cancel) [stop-after-checkpoint]
+  g   comparison grid: same prompts and seeds over several checkpoints     [compare-checkpoints]
+      (asks which: 6-10, 6,8,10 or names; default the epochs 6-10), then shows the grid
   i   sample/evaluation images of the selected checkpoint                 [show-images]
   c   full loss chart ([ ] smoothing, l log-Y, o outliers, w step/wall, r LR) [toggle-chart]
   /   search the log, newest match first (enter or n: older, N: newer)   [search-log]
   ?   every key as bound now                                              [help]
   q   quit (the training keeps running)                                   [quit]
-  ctrl+p command palette ("run: kill", "checkpoint: evaluate", ...); end: follow the log again.
+  ctrl+p command palette ("run: kill", "checkpoint: evaluate", "checkpoint: compare", ...);
+  end: follow the log again.
   Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);
-  --readonly removes start, kill, stop-after-checkpoint and evaluate."""
+  --readonly removes start, kill, stop-after-checkpoint, evaluate and compare."""
 
 
 def _epilog() -> str:
@@ -62,7 +65,7 @@ configuration:
     log_interval = 0.25
     [ui]
     theme = "nord"
-    keymap = {{ kill-run = "ctrl+k", toggle-chart = "g" }}
+    keymap = {{ kill-run = "ctrl+k", toggle-chart = "v" }}
     [alerts]
     hook = ["/home/me/bin/alert-to-phone", "--quiet"]   # argv list; alert JSON on stdin
     [eval]
@@ -87,7 +90,7 @@ EPILOG = _epilog()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", nargs="?", help="the run directory (default: the current directory)")
-    parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop and eval (ui.readonly)")
+    parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop, eval and compare (ui.readonly)")
     parser.add_argument("--config", metavar="FILE", help="settings TOML (default: the XDG location)")
     parser.add_argument("--log", metavar="FILE", help="the console log (default: DIR/training.log)")
     parser.add_argument("--logs", metavar="DIR", dest="logs_dir", help="TensorBoard directory (default: DIR and the trainer's --logging_dir)")

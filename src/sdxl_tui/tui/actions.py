@@ -212,3 +212,107 @@ def images_for(snapshot: Any, checkpoint_path: str) -> list[str]:
         if (ckpt.epoch is not None and s.epoch == ckpt.epoch) or (ckpt.step is not None and s.epoch is None and s.step == ckpt.step):
             images.append(s.path)
     return images
+
+
+# ------------------------------------------------------------------- comparison grid
+#: The epochs the card compares by default (issue 7: "for example epochs 6 to 10").
+DEFAULT_COMPARE_EPOCHS = (6, 10)
+
+
+def _short_range(epochs: list[int]) -> str:
+    return ",".join(str(e) for e in epochs)
+
+
+def default_compare_selection(snapshot: Any, epochs: tuple[int, int] = DEFAULT_COMPARE_EPOCHS) -> str:
+    """What the compare dialog proposes: the epoch checkpoints 6-10 when at least two of them
+    are complete, else every complete epoch checkpoint, else every complete checkpoint.
+
+    A range is written as ``6-10`` only when every epoch file in it is complete (a range also
+    picks up a file still being written); otherwise the complete ones are listed ``6,8``.
+    """
+    from sdxl_tui.model import CheckpointKind
+
+    ckpts = tuple(getattr(snapshot, "checkpoints", ()) or ())
+    epoch_files = [c for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None]
+    lo, hi = epochs
+    in_range = [c for c in epoch_files if lo <= c.epoch <= hi]
+    done_in_range = sorted({c.epoch for c in in_range if c.complete})
+    if len(done_in_range) >= 2:
+        if all(c.complete for c in in_range):
+            return f"{lo}-{hi}"
+        return _short_range(done_in_range)
+    done = sorted({c.epoch for c in epoch_files if c.complete})
+    if len(done) >= 2:
+        return _short_range(done)
+    return ",".join(c.name for c in ckpts if c.complete)
+
+
+def complete_checkpoint_count(snapshot: Any) -> int:
+    return sum(1 for c in (getattr(snapshot, "checkpoints", ()) or ()) if c.complete)
+
+
+def compare_choices(snapshot: Any) -> str:
+    """One line naming what can be compared (shown under the selection input)."""
+    from sdxl_tui.model import CheckpointKind
+
+    ckpts = [c for c in (getattr(snapshot, "checkpoints", ()) or ()) if c.complete]
+    epochs = sorted({c.epoch for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None})
+    others = [c.name for c in ckpts if not (c.kind is CheckpointKind.EPOCH and c.epoch is not None)]
+    parts = []
+    if epochs:
+        parts.append("epochs " + ", ".join(map(str, epochs)))
+    if others:
+        parts.append("files " + ", ".join(others))
+    return "complete checkpoints: " + ("; ".join(parts) if parts else "none")
+
+
+@dataclass(frozen=True)
+class CompareStarted:
+    """A comparison job as queued (what the progress notifications follow)."""
+
+    label: str
+    names: tuple[str, ...]
+    started: tuple[str, ...]  # evaluations queued for this grid (the others were reused)
+    grid_path: str
+
+
+def do_compare(run_dir: str, selection: str, settings: Settings, when: str = "now") -> CompareStarted:
+    """Resolve ``selection`` ("6-10", "6,8,10", file names) and queue the comparison.
+
+    Raises:
+        ActionUnavailable: the selection matches too few checkpoints, or planning failed.
+    """
+    from sdxl_tui.control.evaluate import EvalError, parse_selection, start_compare
+
+    try:
+        paths = parse_selection(run_dir, selection)
+        if len(paths) < 2:
+            raise ActionUnavailable(f"a comparison needs at least 2 checkpoints; {selection!r} selects {len(paths)}")
+        job = start_compare(run_dir, paths, settings=settings, when=when)
+    except EvalError as exc:
+        raise ActionUnavailable(f"cannot compare: {exc}") from None
+    return CompareStarted(job.label, tuple(job.names), tuple(job.started), job.grid_path)
+
+
+@dataclass(frozen=True)
+class CompareProgress:
+    status: str  # waiting | done | failed | missing
+    done: int  # evaluations of this job that ended
+    total: int
+    grid_path: str
+    error: str | None = None
+
+
+def compare_progress(run_dir: str, job: CompareStarted) -> CompareProgress:
+    """Where a comparison stands: its status file and its evaluations' records."""
+    from sdxl_tui.control.evaluate import compare_job, eval_record
+
+    current = compare_job(run_dir, job.label)
+    if current is None:
+        return CompareProgress("missing", 0, len(job.started), job.grid_path, "the comparison job disappeared")
+    ended = 0
+    for name in job.started:
+        rec = eval_record(run_dir, name)
+        if rec is not None and rec.status in ("done", "failed"):
+            ended += 1
+    return CompareProgress(current.status, ended, len(job.started), current.grid_path or job.grid_path, current.error)

@@ -44,6 +44,7 @@ from sdxl_tui.tui.messages import (
     WatchModeChanged,
 )
 from sdxl_tui.tui.screens.chart import ChartScreen
+from sdxl_tui.tui.screens.compare import CompareScreen
 from sdxl_tui.tui.screens.confirm import ConfirmScreen
 from sdxl_tui.tui.screens.help import HelpScreen
 from sdxl_tui.tui.screens.images import ImageScreen
@@ -67,10 +68,10 @@ def css_path() -> str:
 
 
 #: Actions that change the run; ``--readonly`` removes them (nvitop's read-only mode).
-DESTRUCTIVE = frozenset({"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint"})
+DESTRUCTIVE = frozenset({"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint", "compare_checkpoints"})
 
 #: Actions whose availability depends on the run (greyed out when they cannot apply).
-GATED = frozenset({"start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images"})
+GATED = frozenset({"start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images", "compare_checkpoints"})
 
 _SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "information"}
 
@@ -80,6 +81,7 @@ PALETTE = (
     ("run: kill", "stop the training process tree (asks first)", "kill_run"),
     ("run: stop after next checkpoint", "let the trainer save its next checkpoint, then stop it", "stop_after_checkpoint"),
     ("checkpoint: evaluate", "evaluate the selected checkpoint", "evaluate_checkpoint"),
+    ("checkpoint: compare", "comparison grid: same prompts and seeds over several checkpoints (e.g. epochs 6-10)", "compare_checkpoints"),
     ("checkpoint: show images", "sample and evaluation images of the selected checkpoint", "show_images"),
     ("view: loss chart", "full chart with smoothing, log-Y, LR and resume points", "toggle_chart"),
     ("log: search", "search the training log", "search_log"),
@@ -100,6 +102,7 @@ class SdxlTuiApp(App[int]):
         Binding("e", "evaluate_checkpoint", "Eval", tooltip="Evaluate the selected checkpoint", id="evaluate-checkpoint"),
         Binding("k", "kill_run", "Kill", tooltip="Kill the training (asks first)", id="kill-run"),
         Binding("x", "stop_after_checkpoint", "Stop@ckpt", tooltip="Stop after the next checkpoint", id="stop-after-checkpoint"),
+        Binding("g", "compare_checkpoints", "Grid", tooltip="Comparison grid of several checkpoints (same prompts and seeds)", id="compare-checkpoints"),
         Binding("i", "show_images", "Images", tooltip="Images of the selected checkpoint", id="show-images"),
         Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
         Binding("slash", "search_log", "Search", tooltip="Search the log", id="search-log"),
@@ -142,6 +145,8 @@ class SdxlTuiApp(App[int]):
         self.environ = dict(os.environ if environ is None else environ)
         self.actions_enabled = actions_enabled
         self.chart_options = ChartOptions()
+        #: Seconds between two looks at a comparison job's status files.
+        self.compare_poll = 0.5
         self.tracker = notify.AlertTracker()
         self._first_snapshot = True
         self._hook_notes: tuple[str, ...] = ()
@@ -361,6 +366,11 @@ class SdxlTuiApp(App[int]):
         elif action in ("kill_run", "stop_after_checkpoint"):
             if not self.trainer_alive:
                 return "no live trainer for this run"
+        elif action == "compare_checkpoints":
+            if snap is None:
+                return "the run is still being read"
+            if actions.complete_checkpoint_count(snap) < 2:
+                return "a comparison needs at least 2 complete checkpoints"
         elif action in ("evaluate_checkpoint", "show_images"):
             ckpt = self.selected()
             if ckpt is None:
@@ -482,6 +492,10 @@ class SdxlTuiApp(App[int]):
             assert ckpt is not None
             self._eval_flow(ckpt.path)
 
+    def action_compare_checkpoints(self) -> None:
+        if not self._refuse("compare_checkpoints"):
+            self._compare_flow()
+
     async def _propose(self, proposal: actions.Proposal) -> str | None:
         buttons = [*proposal.choices, ("cancel", "Cancel" if proposal.allowed else "Close", "default")]
         return await self.push_screen_wait(ConfirmScreen(proposal.title, proposal.body, list(buttons)))
@@ -570,6 +584,49 @@ class SdxlTuiApp(App[int]):
             ok, text = False, f"{type(exc).__name__}: {exc}"
         self._finished("evaluate", ok, text)
         self.feeds.wake.set()
+
+
+    @work(exclusive=True, group="compare", exit_on_error=False)
+    async def _compare_flow(self) -> None:
+        """Dialog -> queue (thread) -> progress notifications -> the grid on the image screen.
+
+        The evaluations and the grid are built by the detached queue runner: quitting the
+        dashboard does not stop them; this worker only follows the status files.
+        """
+        snap = self.snapshot
+        screen = CompareScreen(actions.default_compare_selection(snap), actions.compare_choices(snap),
+                               training=self.trainer_alive)
+        answer = await self.push_screen_wait(screen)
+        if answer is None:
+            return
+        selection, when = answer
+        try:
+            job = await self._blocking(actions.do_compare, self.run_dir, selection, self.settings, when)
+        except Exception as exc:
+            self._finished("compare", False, str(exc))
+            return
+        reused = len(job.names) - len(job.started)
+        self.notify(
+            f"{len(job.names)} checkpoints: {len(job.started)} evaluations queued"
+            + (f", {reused} reused" if reused else "") + f"\ngrid: {job.grid_path}",
+            title=f"compare {job.label}", timeout=8,
+        )
+        self.feeds.wake.set()
+        last = -1
+        while True:
+            progress = await self._blocking(actions.compare_progress, self.run_dir, job)
+            if progress.status == "done":
+                self._finished("compare", True, f"grid saved: {progress.grid_path}")
+                self.push_screen(ImageScreen(f"compare {job.label}", [progress.grid_path]))
+                return
+            if progress.status in ("failed", "missing"):
+                self._finished("compare", False, f"comparison {job.label} failed: {progress.error}")
+                return
+            if progress.done != last and progress.total:
+                last = progress.done
+                if progress.done:
+                    self.notify(f"{progress.done}/{progress.total} evaluations done", title=f"compare {job.label}", timeout=6)
+            await asyncio.sleep(self.compare_poll)
 
 
 def make_app(
