@@ -49,8 +49,13 @@ exit status:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full parser; every subcommand module contributes its own options."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; every subcommand module contributes its own options.
+
+    With ``only``, just that subcommand's module is imported and its options added (the
+    others are listed by name and help alone), so ``sdxl-tui status`` does not pay for
+    importing eight command modules before it starts reading.
+    """
     parser = argparse.ArgumentParser(
         prog="sdxl-tui",
         description=(
@@ -64,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sdxl-tui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, module_name) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         cmd_parser = sub.add_parser(
             name,
@@ -89,7 +97,8 @@ def _normalise(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    first = args_list[0]
+    parser = build_parser(first if first in COMMANDS else None)
     args = parser.parse_args(args_list)
     module = importlib.import_module(args._module)
     try:
