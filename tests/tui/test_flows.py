@@ -108,3 +108,106 @@ async def test_compare_typed_list_and_a_bad_selection(tmp_path: Path, procs: obj
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ImageScreen)
+
+
+# ---------------------------------------------------------------------------- kill, stop
+LONG_EPOCHS = [
+    "--output_name", "long", "--max_train_epochs", "50", "--save_every_n_epochs", "1",
+    "--sim-step-seconds", "0.1", "--sim-startup-seconds", "0.2", "--sim-batches-per-epoch", "2000",
+]
+
+
+async def _press_button(pilot: object, app: object, button_id: str) -> None:
+    from textual.widgets import Button
+
+    assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)  # type: ignore[attr-defined]
+                          and bool(app.screen.query(f"#{button_id}")), timeout=20)  # type: ignore[attr-defined]
+    app.screen.query_one(f"#{button_id}", Button).press()  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def test_kill_confirm_ends_the_live_simulator_tree(live_sims: LiveSims, procs: object) -> None:
+    import psutil
+
+    run_dir, proc = live_sims.start("victim", LONG_EPOCHS)
+    procs.watch_dir(run_dir)  # type: ignore[attr-defined]
+    app = make_app(settings(kill__sigint_timeout=3.0, kill__sigterm_timeout=3.0), run_dir, gpu=False, environ={})
+    async with app.run_test(size=(140, 45)) as pilot:
+        assert await wait_for(pilot, lambda: app.trainer_alive, timeout=30)
+        tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        await pilot.press("k")
+        assert await wait_for(pilot, lambda: str(proc.pid) in screen_text(app), timeout=15)
+        await _press_button(pilot, app, "kill")
+        assert await wait_for(pilot, lambda: any(n.message.startswith("killed:") for n in app._notifications), timeout=20), \
+            [n.message for n in app._notifications]
+        assert await wait_for(pilot, lambda: not app.trainer_alive, timeout=15)  # the dashboard saw it end
+        assert app.check_action("kill_run", ()) is None
+    assert proc.wait(timeout=5) is not None
+    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+async def test_stop_after_checkpoint_arms_then_cancels_the_watcher(live_sims: LiveSims, procs: object) -> None:
+    from sdxl_tui.control.kill import watcher_status
+
+    run_dir, proc = live_sims.start("stopper", LONG_EPOCHS)
+    procs.watch_dir(run_dir)  # type: ignore[attr-defined]
+    app = make_app(settings(), run_dir, gpu=False, environ={})
+    async with app.run_test(size=(140, 45)) as pilot:
+        assert await wait_for(pilot, lambda: app.trainer_alive, timeout=30)
+        assert watcher_status(run_dir) is None
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: "Stop after the next checkpoint?" in screen_text(app), timeout=15)
+        await _press_button(pilot, app, "arm")
+        assert await wait_for(pilot, lambda: bool((watcher_status(run_dir) or {}).get("alive")), timeout=15)
+        assert await wait_for(pilot, lambda: app.stop_armed)
+        await pilot.press("x")  # again: offers to cancel
+        assert await wait_for(pilot, lambda: "is armed" in screen_text(app), timeout=15)
+        await _press_button(pilot, app, "disarm")
+        assert await wait_for(pilot, lambda: not (watcher_status(run_dir) or {}).get("alive"), timeout=15)
+        assert await wait_for(pilot, lambda: not app.stop_armed)
+    assert proc.poll() is None, "cancelling the stop leaves the training running"
+
+
+# -------------------------------------------------------------------------------- start
+async def test_start_shows_preflight_and_argv_then_starts_the_simulator(tmp_path: Path, procs: object) -> None:
+    import psutil
+
+    from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
+    from sdxl_tui.sources.procs import read_run_record
+
+    run_dir = tmp_path / "fresh"
+    run_dir.mkdir()
+    procs.watch_dir(run_dir)  # type: ignore[attr-defined]
+    # the simulator's own pacing options go in the prefix: the preflight check knows only sd-scripts options
+    cfg = LaunchConfig(
+        prefix=(PY, "-m", "sdxl_tui", "simulate", "--sim-batches-per-epoch", "500", "--sim-step-seconds", "0.1",
+                "--sim-startup-seconds", "0.2"),
+        script="", output_dir=str(run_dir),
+        args={"output_name": "started", "max_train_epochs": 20, "save_every_n_epochs": 1, "network_dim": 4},
+    )
+    write_launch_config(cfg, run_dir / "sdxl-tui.toml")
+    app = make_app(settings(), run_dir, gpu=False, environ={})
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            assert await wait_for(pilot, lambda: app.snapshot is not None and app.check_action("start_run", ()) is True)
+            await pilot.press("s")
+            assert await wait_for(pilot, lambda: "Start training?" in screen_text(app), timeout=20)
+            body = app.screen.body  # type: ignore[attr-defined]
+            assert "-m sdxl_tui simulate --sim-batches-per-epoch 500" in body and f"--output_dir {run_dir}" in body
+            assert "plan:\n  script: sdxl_train_network.py" in body  # the check's fact lines
+            assert "preflight check:" in body and "simulated-trainer" in body
+            assert "simulate" in screen_text(app)
+            await _press_button(pilot, app, "start")
+            assert await wait_for(pilot, lambda: app.trainer_alive, timeout=30), [n.message for n in app._notifications]
+            assert app.check_action("start_run", ()) is None and app.check_action("kill_run", ()) is True
+            record = read_run_record(run_dir)
+            assert record is not None and "simulate" in " ".join(record.get("argv") or [])
+    finally:
+        record = read_run_record(run_dir)
+        if record and isinstance(record.get("pid"), int):
+            try:
+                p = psutil.Process(record["pid"])
+                if abs(p.create_time() - float(record["create_time"])) < 0.05:
+                    p.kill()
+            except psutil.Error:
+                pass

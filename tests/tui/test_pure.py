@@ -181,3 +181,23 @@ def test_default_compare_selection() -> None:
     early = snapshot(checkpoints=[checkpoint(run, e) for e in (1, 2, 3)])
     assert default_compare_selection(early) == "1,2,3"
     assert compare_choices(early) == "complete checkpoints: epochs 1, 2, 3"
+
+
+def test_start_dialog_fact_lines_from_the_check_report() -> None:
+    from types import MappingProxyType
+
+    from sdxl_tui.planning.check import CheckReport
+    from sdxl_tui.tui.actions import start_facts
+
+    facts = {
+        "train_images_with_repeats": 100, "batch_size": 2, "gradient_accumulation_steps": 2, "effective_batch": 4,
+        "batches_per_epoch": 50, "steps_per_epoch": 25, "epochs": 12, "total_steps": 300,
+        "time_estimate": "~2 h 10 min", "vram_estimate_gb": 19.5, "gpu_free_gb": 23.1, "gpu": "RTX 4090",
+        "checkpoint_files": 12, "checkpoint_bytes": 200_000_000, "disk_needed_bytes": 2_400_000_000,
+        "disk_free_bytes": 50_000_000_000,
+    }
+    lines = start_facts(CheckReport(findings=(), facts=MappingProxyType(facts)))
+    text = "\n".join(lines)
+    assert "= 300 steps" in text and "time: ~2 h 10 min" in text
+    assert "VRAM: ~19.5 GiB estimated, 23.1 GiB free on RTX 4090" in text and text.count("disk: 12 x") == 1
+    assert start_facts(None) == []

@@ -59,6 +59,9 @@ def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None)
         lines.append(f"  rotates {a} -> {b}")
     if plan.warnings:
         lines += ["", "warnings:"] + [f"  {w}" for w in plan.warnings]
+    facts = start_facts(report)
+    if facts:
+        lines += ["", "plan:"] + [f"  {line}" for line in facts]
     findings = list(getattr(report, "findings", ()) or ())
     if findings:
         lines += ["", "preflight check:"]
@@ -84,6 +87,18 @@ def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None)
         plan=cfg,
         choices=(("start", "Start training", "success"),) if allowed else (),
     )
+
+
+def start_facts(report: Any) -> list[str]:
+    """The check report's facts a user weighs before an overnight run (steps, time, VRAM, disk)."""
+    if report is None:
+        return []
+    try:
+        from sdxl_tui.planning.check import fact_lines
+
+        return list(fact_lines(report))
+    except Exception:  # a report without facts (or an older check module): just no plan lines
+        return []
 
 
 def do_start(cfg: Any) -> tuple[bool, str]:
