@@ -9,9 +9,13 @@ the last traceback. The formats are REF §1 (console log) and §7 (faults):
   wrapped into continuation lines indented by 29 spaces (§1.2). They are joined back into one
   message: a line that fills the message column was folded inside a word (joined directly),
   a shorter one broke at a space (joined with a space), an indented or empty continuation is a
-  new line of a multi-line message (joined with a newline).
+  new line of a multi-line message (joined with a newline). An empty record
+  (``logger.info("")``) gives no display line. A record may start after blanks on its physical
+  line (the spaces that cleared a ``leave=False`` bar, or tqdm's padding after a bar, §1.3/§1.7).
 * tqdm bars redraw with ``\\r`` and no newline (§1.7): every redraw of one bar collapses into
-  one display line; the ``steps`` bar gives step, total, elapsed, rate and ``avr_loss``.
+  one display line; the ``steps`` bar gives step, total, elapsed, rate and ``avr_loss``. A
+  nested bar (position 1: ``\\n``, ``\\r…``, ``\\x1b[A``) ends each redraw with a newline; its
+  redraws collapse too, and the spaces that clear it leave no line.
 * plain prints: the "running training" block (§1.5), ``epoch N/M``, ``saving checkpoint:``.
 * tracebacks, CUDA/host OOM, ``KeyboardInterrupt``, argparse errors, dataset errors (§1.4, §7).
 """
@@ -42,6 +46,9 @@ _TQDM = re.compile(
     r"\[(?P<elapsed>[\d:]+)(?:<(?P<remaining>[\d:?]+))?, *(?P<rate>[^,\]]*?)(?P<postfix>(?:, *[^\]]*)?)\]"
 )
 _TQDM_HINT = re.compile(r"\d%\|")
+# a record that does not start the physical line: after a cleared bar's spaces or tqdm's padding
+_LATE_RECORD = re.compile(r" +(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d |(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) )")
+_SRC_ONLY = re.compile(r"[^\s:]+:\d+")
 # (n, avr_loss) of each "steps" meter line, for a run of redraws in one pass
 _AVR = re.compile(r"\| *(\d+)/\d+ \[[^\]\n]*?avr_loss=([^,\]\n]+)")
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
@@ -285,6 +292,9 @@ class LogParser:
         self._line_no = 0
         self._open: LogLine | None = None  # the progress line being redrawn
         self._open_desc: str | None = None
+        self._open_n = 0  # its bar's count and total
+        self._open_total: int | None = None
+        self._open_ended = False  # its last redraw ended with a newline (closed or nested bar)
         # RichHandler record being joined
         self._rec_level: str | None = None
         self._rec_parts: list[str] = []
@@ -414,6 +424,7 @@ class LogParser:
             self._lines.append(self._open)
             self._open = None
             self._open_desc = None
+            self._open_ended = False
 
     def _bar_or_text(self, text: str, *, redraw: bool) -> None:
         bar = parse_tqdm(text) if _TQDM_HINT.search(text) else None
@@ -424,19 +435,30 @@ class LogParser:
         self._end_record()
         self._on_bar(bar)
         shown = text[: bar.end].strip()
-        if self._open is not None and self._open_desc == bar.desc:
+        if (
+            self._open is not None
+            and self._open_desc == bar.desc
+            # after a newline-ended redraw, only more of the same bar (a nested bar's next
+            # redraw: same total, count not going back) updates the line; a new bar starts at 0
+            and (not self._open_ended or (bar.total == self._open_total and bar.n >= self._open_n))
+        ):
             self._open = LogLine(self._open.number, shown, "progress")
         else:
             self._close_open()
             self._open = LogLine(self._line_no, shown, "progress")
             self._open_desc = bar.desc
             self._line_no += 1
+        self._open_n = bar.n
+        self._open_total = bar.total
         rest = text[bar.end :]
         if rest.strip():  # a log record written right after the bar, on its line (§1.3)
             self._close_open()
-            self._line(rest.lstrip(" ") if not _RECORD.match(rest) else rest, "\n")
-        elif not redraw:
-            self._close_open()
+            self._line(rest if self._find_record(rest) is not None else rest.lstrip(" "), "\n")
+        else:
+            # A newline after a redraw: the bar closed (leave=True), or a nested bar moved down
+            # for its next redraw (\n, \r..., cursor-up). The line stays open until something
+            # else is shown; only a redraw of the same bar may still update it.
+            self._open_ended = not redraw
 
     def _line(self, text: str, term: str) -> None:
         """A ``\\n``-terminated segment (or text that must be shown as a line)."""
@@ -445,11 +467,13 @@ class LogParser:
             if bar is not None:
                 self._bar_or_text(text, redraw=False)
                 return
+        found = self._find_record(text)
         # continuation of a RichHandler record?
         resume, self._resume = self._resume, None
         if (
             resume is not None
             and self._rec_level is None
+            and found is None
             and text.startswith(" " * _INDENT)
             and self._line_no - 1 - self._resume_extra == resume[4]
             and len(self._lines) > self._resume_extra
@@ -458,7 +482,7 @@ class LogParser:
                 self._lines.pop()
                 self._line_no -= 1
             self._rec_level, self._rec_parts, self._rec_width, self._rec_prev_full, self._rec_line = resume
-        if self._rec_level is not None and text.startswith(" " * _INDENT) and not _RECORD.match(text):
+        if self._rec_level is not None and found is None and text.startswith(" " * _INDENT):
             self._continue_record(text)
             return
         if self._rec_level is not None and self._in_tb is False and not text.strip():
@@ -466,10 +490,10 @@ class LogParser:
             self._end_record()
             return
         self._end_record()
-        m = _RECORD.match(text) if len(text) > _INDENT and text[20:21] != " " else None
-        if m is not None:
+        if found is not None:
             self._close_open()
-            self._start_record(m, text)
+            m, at = found
+            self._start_record(m, text[at:] if at else text)
             return
         stripped = text.rstrip()
         if not stripped:
@@ -479,14 +503,48 @@ class LogParser:
 
     # -- RichHandler records -------------------------------------------------------------------
 
+    @staticmethod
+    def _find_record(text: str) -> tuple[re.Match[str], int] | None:
+        """The RichHandler record in ``text`` and where it starts, or None.
+
+        Usually at column 0. It starts later when it shares its physical line with blanks: the
+        spaces that cleared a ``leave=False`` bar (``\\r`` + spaces + ``\\x1b[A``, REF §1.7) or
+        tqdm's padding after the last redraw of a bar (§1.3). Such a late record must show its
+        source column (every RichHandler record does), so that indented text is not taken for one.
+        """
+        if len(text) > _INDENT and text[20:21] != " ":
+            m = _RECORD.match(text)
+            if m is not None:
+                return m, 0
+        if text[:1] != " " or len(text) <= _INDENT:
+            return None
+        late = _LATE_RECORD.match(text)
+        if late is None:
+            return None
+        k = len(text) - len(text.lstrip(" "))
+        at = k if text[k].isdigit() else k - 20  # a timestamp, or a level after the blank time
+        if at <= 0:
+            return None
+        m = _RECORD.match(text[at:])
+        if m is None or not (m.group("src") or _SRC_ONLY.fullmatch(m.group("msg").strip())):
+            return None
+        return m, at
+
     def _start_record(self, m: re.Match[str], text: str) -> None:
         self._end_traceback()
         t = m.group("time")
         if t.strip():
             self._f["last_record_time"] = t
-        self._rec_level = m.group("level")
         msg = m.group("msg").rstrip()
         src = m.group("src") or ""
+        if not src and _SRC_ONLY.fullmatch(msg):
+            # an empty record (logger.info("")): the regex took its source column for the message
+            msg, src = "", msg
+        if not msg:
+            # nothing to show (sd-scripts logs one before "generating sample images", §1.9)
+            self._on_record(m.group("level"), "")
+            return
+        self._rec_level = m.group("level")
         width = _cells(text.rstrip("\n"))
         self._rec_width = max(1, width - _INDENT - (len(src) + 1 if src else 0))
         self._rec_parts = [msg]
