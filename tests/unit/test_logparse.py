@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -420,3 +421,209 @@ def test_sim_bad_arguments(tmp_path: Path) -> None:
     rc, f = _sim_facts(tmp_path, "--batch_size", "2", "--lowvram")
     assert rc == 2 and f.unrecognized_args == ("--batch_size", "2", "--lowvram")
     assert f.step is None
+
+
+# ---------------------------------------------------------------------------------------------
+# display lines: empty records, records after a cleared bar, nested bars (REF §1.3, §1.7-§1.9)
+# ---------------------------------------------------------------------------------------------
+
+
+def meter(n: int, total: int = 20) -> str:
+    """A per-image sampling meter (no description), as tqdm renders it (10 cells)."""
+    pct = 100 * n // total
+    cells = "█" * (10 * n // total)
+    return f"{pct:3d}%|{cells:<10}| {n}/{total} [00:0{n // 10}<00:02,  8.32it/s]"
+
+
+def nested_bar(total: int = 20, redraws: tuple[int, ...] | None = None) -> str:
+    """A leave=False bar at position 1: each redraw is \\n, \\r + meter, cursor-up; close clears it
+    with spaces (\\n, \\r + spaces, cursor-up) and the next write follows on that line."""
+    shown = redraws if redraws is not None else tuple(range(total + 1))
+    out = "".join(f"\n\r{meter(n, total)}\x1b[A" for n in shown)
+    return out + "\n\r" + " " * len(meter(shown[-1], total)) + "\x1b[A"
+
+
+def _sample_block(first_time: str | None = "2026-11-28 22:41:07") -> str:
+    return (
+        rec([""], "train_util.py:6177", time=first_time)
+        + rec(["generating sample images at step", "/ サンプル画像生成 ステップ: 100"], "train_util.py:6178", time=None)
+        + rec(["prompt: luca, a boy with dark", "hair, smiling, outdoors"], "train_util.py:6355", time=None)
+        + rec(["seed: 42"], "train_util.py:6363", time=None)
+    )
+
+
+def _no_junk(lines: tuple) -> None:  # type: ignore[type-arg]
+    """No raw record text, no lone source column, no blank line; only prints and the later
+    lines of multi-line messages keep their indentation."""
+    for line in lines:
+        assert line.text == line.text.strip() or (line.kind in ("text", "record") and line.text[:1] == " "), line
+        assert not re.fullmatch(r"\S+\.py:\d+", line.text.strip()), line
+        assert "INFO     " not in line.text and not line.text.lstrip().startswith("2026-"), line
+        assert line.text.strip(), f"blank display line {line}"
+
+
+def test_empty_record_gives_no_display_line() -> None:
+    p = feed_text(_training_prelude() + bar(3, 9, "1.09") + "\n" + rec([""], "train_util.py:6177")
+                  + rec(["generating sample images at step: 3"], "train_util.py:6178", time=None))
+    f = p.facts
+    assert not any("train_util.py" in line.text for line in f.lines)
+    assert f.lines[-1].text == "generating sample images at step: 3" and f.lines[-2].kind == "progress"
+    assert f.lines[-1].number == f.lines[-2].number + 1 and f.line_count == f.lines[-1].number + 1
+    assert f.last_record_time == "2026-11-28 21:22:51" and f.phase == "sampling"
+    # blank time column too, and the empty record written on the bar's line (§1.3)
+    f = feed_text(_training_prelude() + bar(4, 9, "1.08") + "   " + rec([""], "train_util.py:6177", time=None)
+                  + rec(["saving state at epoch 1"], "train_network.py:1601", time=None)).facts
+    assert [line.text for line in f.lines[-2:]] == [bar(4, 9, "1.08")[1:], "saving state at epoch 1"]
+    assert f.phase == "saving"
+    _no_junk(f.lines)
+
+
+def test_record_after_a_cleared_nested_bar_is_recognised_and_joined() -> None:
+    for time in ("2026-11-28 22:41:20", None):
+        text = (_training_prelude() + bar(100, 600, "0.122") + "\n" + _sample_block() + nested_bar()
+                + rec(["prompt: luca, riding a vespa", "along the coast"], "train_util.py:6355", time=time)
+                + rec(["negative_prompt: lowres"], "train_util.py:6356", time=None))
+        f = feed_text(text).facts
+        texts = [line.text for line in f.lines]
+        assert "prompt: luca, riding a vespa along the coast" in texts, texts[-6:]
+        assert "along the coast" not in texts
+        i = texts.index("prompt: luca, riding a vespa along the coast")
+        assert f.lines[i].kind == "record" and f.lines[i].level == "INFO"
+        assert texts[i + 1] == "negative_prompt: lowres"
+        assert f.last_record_time == (time or "2026-11-28 22:41:07")
+        _no_junk(f.lines)
+
+
+def test_record_after_tqdm_padding_on_the_bar_line() -> None:
+    # a shorter redraw is padded with spaces; a record (blank time) follows on the same line
+    text = (_training_prelude() + bar(5, 9, "1.05") + " " * 7
+            + rec(["epoch is incremented.", "current_epoch: 0, epoch: 1"], "train_util.py:784", time=None))
+    f = feed_text(text).facts
+    assert f.lines[-1].text == "epoch is incremented. current_epoch: 0, epoch: 1" and f.lines[-1].kind == "record"
+    assert f.lines[-2].kind == "progress" and "5/9" in f.lines[-2].text
+    # indented plain text is not taken for a record
+    f = feed_text("  INFO     not a record\n" + " " * 40 + "INFO     nor this one, no source column\n").facts
+    assert [line.kind for line in f.lines] == ["text", "text"]
+
+
+def test_nested_bar_redraws_collapse_into_one_line() -> None:
+    text = _training_prelude() + bar(100, 600, "0.122") + "\n" + _sample_block() + nested_bar()
+    f = feed_text(text).facts
+    progress = [line for line in f.lines if line.kind == "progress"]
+    sample = [line for line in progress if "/20 " in line.text]
+    assert len(sample) == 1 and sample[0].text == meter(20).strip()
+    assert f.lines[-1] is not None and f.lines[-1].number == sample[0].number  # still the newest line
+    assert progress[-2].text.startswith("steps:") and "100/600" in progress[-2].text
+    _no_junk(f.lines)
+    assert f.step == 100 and f.phase == "sampling"  # facts as before
+    # two images: one line each; training goes on in a new steps line
+    text += (rec(["prompt: luca, riding a vespa"], "train_util.py:6355", time=None) + nested_bar(redraws=(0, 7, 15))
+             + "\nepoch 3/12\n\n" + bar(101, 600, "0.121"))
+    f = feed_text(text).facts
+    texts = [line.text for line in f.lines]
+    assert texts[-5:] == [meter(20).strip(), "prompt: luca, riding a vespa", meter(15).strip(), "epoch 3/12",
+                          bar(101, 600, "0.121")[1:]]
+    _no_junk(f.lines)
+
+
+def test_nested_bar_fed_one_write_at_a_time_updates_its_line() -> None:
+    import tempfile
+
+    text = _training_prelude() + bar(100, 600, "0.122") + "\n" + _sample_block() + nested_bar(redraws=(0, 4, 8, 12, 16, 20))
+    whole = feed_text(text).facts
+    p = LogParser()
+    numbers: set[int] = set()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "training.log"
+        path.write_bytes(b"")
+        tail = LogTail(path)
+        for piece in text.split("\x1b[A"):
+            with open(path, "ab") as fh:
+                fh.write((piece + "\x1b[A").encode())
+            p.feed(tail.read().segments)
+            if p.facts.lines and p.facts.lines[-1].kind == "progress" and "/20 " in p.facts.lines[-1].text:
+                numbers.add(p.facts.lines[-1].number)
+        tail.close()
+    assert len(numbers) == 1  # every redraw replaced the same (last) line
+    assert [(x.number, x.text) for x in p.facts.lines] == [(x.number, x.text) for x in whole.lines]
+
+
+def test_a_new_bar_with_the_same_description_gets_its_own_line() -> None:
+    closed = "\r  0%|          | 0/6 [00:00<?, ?it/s]\r100%|██████████| 6/6 [00:00<00:00, 62.1it/s]\n"
+    f = feed_text(closed + closed.replace("/6", "/4").replace("6/", "4/")).facts
+    assert [line.text.split("|")[-1].split(" [")[0].strip() for line in f.lines] == ["6/6", "4/4"]
+    f = feed_text(closed + closed).facts
+    assert len(f.lines) == 2
+    # a closed (leave=True) steps bar then its final redraw again (exit): one line
+    f = feed_text(bar(9, 9, "1.05") + "\n" + bar(9, 9, "1.05") + "\n").facts
+    assert len(f.lines) == 1
+
+
+def _fake_clock_demo(run: Path, *extra: str) -> Path:
+    """The demo run (2 epochs: one sampling of 2 images) on a fake clock: every tqdm redraw of
+    the sampling bars is written, without sleeping."""
+    from sdxl_tui.sim import demo_args
+    from sdxl_tui.sim.bulk import _FakeClock
+    from sdxl_tui.sim.console import SimConsole
+    from sdxl_tui.sim.runner import run_argv
+    from sdxl_tui.sim.trainer import Hooks
+
+    run.mkdir(parents=True, exist_ok=True)
+    clock = _FakeClock(1_795_000_000.0, 1.0)
+    args = [*demo_args(run), "--sim-step-seconds", "1.6", "--sim-startup-seconds", "5", "--max_train_epochs", "2", *extra]
+    with open(run / "training.log", "wb") as f:
+        console = SimConsole(f, clock=clock.now)
+        assert run_argv(args, console, in_process=True, hooks=Hooks(now=clock.now, sleep=clock.sleep)) == 0
+        console.flush_stdout()
+    return run / "training.log"
+
+
+def test_sim_demo_sampling_display_lines(tmp_path: Path) -> None:
+    from sdxl_tui.sim import demo_args, run_simulated
+
+    run = tmp_path / "run"
+    assert run_simulated(run, [*demo_args(run), "--sim-step-seconds", "0", "--sim-startup-seconds", "0",
+                               "--max_train_epochs", "2"]) == 0
+    raw = (run / "training.log").read_text("utf-8")
+    assert "INFO                                      train_util.py:6177" in raw  # the empty record
+    assert re.search(r"\r {20,}\x1b\[A(?:\d{4}-| {20})", raw)  # a record right after a cleared bar (§1.7)
+    f = feed_text(raw).facts
+    _no_junk(f.lines)
+    texts = [line.text for line in f.lines]
+    assert texts.count("prompt: luca, riding a vespa along the coast") == 1
+    i = texts.index("generating sample images at step / サンプル画像生成 ステップ: 100")
+    assert texts[i - 1].startswith("steps:") or texts[i - 1].startswith("saving checkpoint:")
+    assert f.phase == "finished" and f.sample_step == 100
+
+
+def test_sim_demo_nested_sampling_bar_is_one_line_per_image(tmp_path: Path) -> None:
+    log = _fake_clock_demo(tmp_path / "run")
+    raw = log.read_text("utf-8")
+    assert raw.count("\x1b[A") > 40  # every redraw of both images was written
+    for f in (feed_text(raw).facts, _fed_in_refreshes(log)):
+        texts = [line.text for line in f.lines]
+        start = texts.index("generating sample images at step / サンプル画像生成 ステップ: 100")
+        sample = [line for line in f.lines[start:] if line.kind == "progress" and "/20 " in line.text]
+        assert [line.text.split("| ")[1].split(" ")[0] for line in sample] == ["20/20", "20/20"]
+        assert texts[start + 1].startswith("prompt: luca, a boy") and texts[start + 9] == sample[0].text
+        assert "prompt: luca, riding a vespa along the coast" in texts
+        _no_junk(f.lines)
+        assert f.model_saved and f.step == 100
+
+
+def _fed_in_refreshes(log: Path):  # type: ignore[no-untyped-def]
+    """Replay ``log`` as it was written, in 4 KiB pieces, reading after each (live tailing)."""
+    import tempfile
+
+    data = log.read_bytes()
+    p = LogParser()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "training.log"
+        path.write_bytes(b"")
+        tail = LogTail(path)
+        for k in range(0, len(data), 4096):
+            with open(path, "ab") as fh:
+                fh.write(data[k : k + 4096])
+            p.feed(tail.read().segments)
+        tail.close()
+    return p.facts
