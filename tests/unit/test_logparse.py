@@ -584,7 +584,7 @@ def test_sim_demo_sampling_display_lines(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert run_simulated(run, [*demo_args(run), "--sim-step-seconds", "0", "--sim-startup-seconds", "0",
                                "--max_train_epochs", "2"]) == 0
-    raw = (run / "training.log").read_text("utf-8")
+    raw = (run / "training.log").read_bytes().decode("utf-8")  # keep the \r
     assert "INFO                                      train_util.py:6177" in raw  # the empty record
     assert re.search(r"\r {20,}\x1b\[A(?:\d{4}-| {20})", raw)  # a record right after a cleared bar (§1.7)
     f = feed_text(raw).facts
@@ -598,7 +598,7 @@ def test_sim_demo_sampling_display_lines(tmp_path: Path) -> None:
 
 def test_sim_demo_nested_sampling_bar_is_one_line_per_image(tmp_path: Path) -> None:
     log = _fake_clock_demo(tmp_path / "run")
-    raw = log.read_text("utf-8")
+    raw = log.read_bytes().decode("utf-8")  # keep the \r
     assert raw.count("\x1b[A") > 40  # every redraw of both images was written
     for f in (feed_text(raw).facts, _fed_in_refreshes(log)):
         texts = [line.text for line in f.lines]
