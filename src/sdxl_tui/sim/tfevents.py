@@ -18,37 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-_TABLE = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
-    _TABLE.append(_c)
-_TABLE_T = tuple(_TABLE)
-
-
-def crc32c_py(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum TFRecord uses (pure Python, table-driven)."""
-    crc = 0xFFFFFFFF
-    t = _TABLE_T
-    for b in data:
-        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-try:  # optional speed-up (the ``crc32c`` package); same values as crc32c_py
-    import crc32c as _crc32c_mod
-
-    def crc32c(data: bytes) -> int:
-        return int(_crc32c_mod.crc32c(data))
-
-except ImportError:  # pragma: no cover - depends on the environment
-    crc32c = crc32c_py
-
-
-def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+# One CRC32C for the whole project: the reader's (C extension when installed, else a
+# table-driven pure-Python fallback). tests/oracles.py checks it independently, bit by bit.
+from sdxl_tui.sources.events import _crc32c_py as crc32c_py
+from sdxl_tui.sources.events import crc32c, masked_crc32c  # noqa: F401 (re-exported)
 
 
 def frame(payload: bytes) -> bytes:
