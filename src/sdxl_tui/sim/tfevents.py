@@ -21,7 +21,9 @@ from typing import IO
 # One CRC32C for the whole project: the reader's (C extension when installed, else a
 # table-driven pure-Python fallback). tests/oracles.py checks it independently, bit by bit.
 from sdxl_tui.sources.events import _crc32c_py as crc32c_py
-from sdxl_tui.sources.events import crc32c, masked_crc32c  # noqa: F401 (re-exported)
+from sdxl_tui.sources.events import crc32c, masked_crc32c
+
+__all__ = ["EventWriter", "crc32c", "crc32c_py", "frame", "masked_crc32c"]
 
 
 def frame(payload: bytes) -> bytes:
