@@ -132,13 +132,23 @@ class Canvas:
             self._color[cy][cx] = color
 
     def line(self, x0: int, y0: int, x1: int, y1: int, color: int) -> None:
-        """Bresenham line between two dots."""
+        """Bresenham line between two dots.
+
+        The dot setting is inlined (locals, no method call per dot): a chart redraw sets a
+        few thousand dots and this loop was most of its cost.
+        """
         dx, dy = abs(x1 - x0), -abs(y1 - y0)
         sx = 1 if x0 < x1 else -1
         sy = 1 if y0 < y1 else -1
         err = dx + dy
-        for _ in range(self.dots_x + self.dots_y + 2):
-            self.set(x0, y0, color)
+        bits, colors, dots = self._bits, self._color, _DOTS
+        max_x, max_y = self.width * 2, self.height * 4
+        for _ in range(max_x + max_y + 2):
+            if 0 <= x0 < max_x and 0 <= y0 < max_y:
+                cy = y0 >> 2
+                cx = x0 >> 1
+                bits[cy][cx] |= dots[y0 & 3][x0 & 1]
+                colors[cy][cx] = color
             if x0 == x1 and y0 == y1:
                 break
             e2 = 2 * err

@@ -170,3 +170,30 @@ async def test_images_screen_renders_the_checkpoint_samples(finished_run: Path, 
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ImageScreen)
+
+
+async def test_a_continuous_stream_pauses_inotify_and_a_quiet_run_resumes_it(live_sims: LiveSims) -> None:
+    import os
+    import signal
+
+    run_dir, proc = live_sims.start("stream", LIVE_ARGS)
+    # idle re-reads every 5 s: only an inotify event explains a read within 3 s at the end
+    app = make_app(settings(refresh__busy_interval=0.5, refresh__log_interval=5.0), run_dir, gpu=False, environ={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        watcher = app.feeds.watcher
+        assert watcher is not None
+        assert await wait_for(pilot, lambda: app.watch_mode == "inotify", timeout=20)
+        # the simulator writes every 0.12 s: events buy nothing, the feed polls every busy_gap
+        assert await wait_for(pilot, lambda: watcher.paused, timeout=20)
+        seen = app.feeds.refreshes
+        await pilot.pause(2.0)
+        assert 2 <= app.feeds.refreshes - seen <= 6  # about one read per 0.5 s, not one per event
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # quiet again: watched again, so an isolated change is read at once
+        assert await wait_for(pilot, lambda: not watcher.paused, timeout=20)
+        assert watcher.mode == "inotify"
+        before = app.feeds.refreshes
+        with (run_dir / "training.log").open("a") as fh:
+            fh.write("after the stream\n")
+        assert await wait_for(pilot, lambda: app.feeds.refreshes > before, timeout=3)

@@ -227,6 +227,8 @@ class SdxlTuiApp(App[int]):
         if not self._live():
             return
         snap = message.snapshot
+        if message.lines or message.reset:
+            self._add_log(LogLinesAdded(message.lines, message.reset))
         self.snapshot = snap
         proc = snap.process
         self.trainer_pids = tuple(p.pid for p in proc.all() if p.alive) if proc is not None and proc.alive else ()
@@ -254,6 +256,9 @@ class SdxlTuiApp(App[int]):
             return None
 
     def on_log_lines_added(self, message: LogLinesAdded) -> None:
+        self._add_log(message)
+
+    def _add_log(self, message: LogLinesAdded) -> None:
         view = self.main_query(LogView)
         if view is None or not view.is_mounted:
             self._pending_log.append(message)

@@ -95,6 +95,7 @@ class DirectoryWatcher:
         self._observer: Any = None
         self._watched: set[str] = set()
         self._failed: str | None = None
+        self._paused = False
         self.mode = "polling"
 
     def sync(self, paths: Iterable[str | None]) -> str | None:
@@ -104,7 +105,7 @@ class DirectoryWatcher:
                 self.mode = "polling (forced)"
                 return self.mode
             return None
-        if self._failed is not None:
+        if self._failed is not None or self._paused:
             return None
         wanted = []
         for raw in paths:
@@ -155,6 +156,35 @@ class DirectoryWatcher:
             self.mode = new_mode
             return new_mode
         return None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop receiving events while the run writes continuously.
+
+        A run writing ten steps a second makes tens of inotify events a second, each one
+        decoded and dispatched in Python by watchdog's threads, although the reader is then
+        paced by ``busy_gap`` anyway: while busy the events buy nothing but CPU. The feed
+        polls meanwhile and :meth:`resume` watches again once a read finds nothing new.
+        """
+        if self._paused or self._observer is None or self.mode != "inotify":
+            return
+        try:
+            self._observer.unschedule_all()
+        except Exception:  # an observer that cannot unschedule keeps running: no harm
+            return
+        self._paused = True
+
+    def resume(self) -> None:
+        """Watch the paused paths again (the caller re-reads after this: nothing is missed)."""
+        if not self._paused:
+            return
+        self._paused = False
+        paths = sorted(self._watched)
+        self._watched.clear()
+        self.sync(paths)
 
     def stop(self) -> None:
         """Stop the observer thread without waiting for it (it is a daemon)."""
@@ -280,6 +310,7 @@ class Feeds:
         last_post = 0.0
         last_signature: tuple[object, ...] | None = None
         last_change = 0.0
+        changed_before = False
         while not (self.stopping.is_set() or is_cancelled()):
             self.wake.clear()
             started = time.monotonic()
@@ -304,14 +335,26 @@ class Feeds:
                 changed = signature != last_signature
                 if changed:
                     last_change = started
+                watcher = self.watcher
+                if watcher is not None:
+                    if changed and changed_before:
+                        watcher.pause()  # a stream of writes: poll every busy_gap instead
+                    elif not changed and watcher.paused:
+                        watcher.resume()
+                        last_sync = time.monotonic()
+                changed_before = changed
                 if changed or now - last_post >= self.heartbeat:
                     last_signature, last_post = signature, now
                     self.posted += 1
-                    post(SnapshotUpdated(snap, now - started))
-                if lines or reset:
+                    post(SnapshotUpdated(snap, now - started, lines, reset))  # one message, one frame
+                elif lines or reset:
                     post(LogLinesAdded(lines, reset))
             if self.stopping.is_set():
                 break
+            if self.watcher is not None and self.watcher.paused:
+                # busy: no events, read again once busy_gap has passed since the last change
+                self.stopping.wait(max(0.0, max(started, last_change) + self.busy_gap - time.monotonic()))
+                continue
             idle = self.idle_interval if (self.watcher is not None and self.watcher.mode == "inotify") else self.interval
             woken = self.wake.wait(max(0.0, started + idle - time.monotonic()))
             if woken and not self.stopping.is_set():

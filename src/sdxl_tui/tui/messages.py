@@ -15,16 +15,31 @@ from sdxl_tui.model import Alert, GpuStatus, LogLine, RunSnapshot
 
 
 class SnapshotUpdated(Message):
-    """The run reader produced a new snapshot (replaces an unprocessed older one)."""
+    """The run reader produced a new snapshot (replaces an unprocessed older one that
+    carries no log lines).
 
-    def __init__(self, snapshot: RunSnapshot, refresh_seconds: float = 0.0) -> None:
+    The log lines read with it ride along (``lines``, ``reset``: as in :class:`LogLinesAdded`)
+    so that one message means one frame: posted apart, the snapshot and its log batch were
+    painted as two frames, twice the compositor work for a run that writes all the time.
+    """
+
+    def __init__(
+        self,
+        snapshot: RunSnapshot,
+        refresh_seconds: float = 0.0,
+        lines: tuple[LogLine, ...] = (),
+        reset: bool = False,
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
         #: How long the reader's refresh took (shown in the status line, used by the benchmark).
         self.refresh_seconds = refresh_seconds
+        self.lines = lines
+        self.reset = reset
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, SnapshotUpdated)
+        # An append-style batch is never dropped: only a snapshot without lines is replaced.
+        return isinstance(message, SnapshotUpdated) and not message.lines and not message.reset
 
 
 class GpuSampled(Message):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widget import Widget
 
 from sdxl_tui.charting import (
@@ -86,26 +87,35 @@ class LossChart(Widget):
         self._cache_key: tuple[object, ...] | None = None
         self._cache: Text | None = None
         self._drawn_at = 0.0
-        self._pending = False
+        self._cache_shape: tuple[object, ...] | None = None
+        self._timer: Timer | None = None
+        #: Least seconds between two redraws caused only by series growing. The compact
+        #: chart of a run writing ten steps a second would otherwise be redrawn on every
+        #: snapshot (its redraw is most of a frame's cost); a few seconds late is invisible
+        #: at that scale. The full chart (``c``) follows every snapshot.
+        self.min_redraw = 0.0 if full else 5.0
 
-    #: Least seconds between redraws. The feed already reads a busy run at most every
-    #: two seconds, so the chart redraws in the same frame as the rest; raise it to thin out
-    #: redraws further (a deferred redraw costs a frame of its own).
-    min_redraw = 0.0
+    def _shape(self) -> tuple[object, ...]:
+        """What a growing series leaves unchanged: size, options, tags and resume points."""
+        snap = self.snapshot
+        tags = (tuple(sorted(snap.series)), snap.resume_steps) if snap is not None else None
+        return (self.size.width, self.size.height, self.options, self.full, tags)
 
     def watch_snapshot(self, old: RunSnapshot | None, new: RunSnapshot | None) -> None:
-        if self._key() == self._cache_key:  # redraw only when a series grew
+        key = self._key()
+        if key == self._cache_key:  # redraw only when a series grew
             return
-        now = time.monotonic()
-        wait = self._drawn_at + self.min_redraw - now
-        if wait <= 0 or self._cache is None:
-            self.refresh()
-        elif not self._pending:
-            self._pending = True
-            self.set_timer(wait, self._deferred)
+        wait = self._drawn_at + self.min_redraw - time.monotonic()
+        if wait <= 0 or self._cache is None or self._shape() != self._cache_shape:
+            self._redraw()
+        elif self._timer is None:
+            # a later snapshot past the wait redraws first; the timer covers a run gone quiet
+            self._timer = self.set_timer(wait + 0.5, self._redraw)
 
-    def _deferred(self) -> None:
-        self._pending = False
+    def _redraw(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         self.refresh()
 
     def watch_options(self) -> None:
@@ -124,6 +134,7 @@ class LossChart(Widget):
         if key != self._cache_key or self._cache is None:
             self._cache = self._draw()
             self._cache_key = key
+            self._cache_shape = self._shape()
             self._drawn_at = time.monotonic()
         return self._cache
 
