@@ -306,7 +306,7 @@ class Feeds:
             return
         delta = LogDelta()
         snap: RunSnapshot | None = None
-        last_sync = 0.0
+        last_sync = -1e9
         last_post = 0.0
         last_signature: tuple[object, ...] | None = None
         last_change = 0.0
@@ -314,11 +314,6 @@ class Feeds:
         while not (self.stopping.is_set() or is_cancelled()):
             self.wake.clear()
             started = time.monotonic()
-            if self.watcher is not None and started - last_sync >= 2.0:
-                last_sync = started
-                mode = self.watcher.sync(self._watch_paths(snap))
-                if mode is not None:
-                    post(WatchModeChanged(mode))
             try:
                 snap = reader.refresh()
             except Exception as exc:  # a reader bug must not kill the dashboard
@@ -351,6 +346,12 @@ class Feeds:
                     post(LogLinesAdded(lines, reset))
             if self.stopping.is_set():
                 break
+            # after the post: starting watchdog must not delay the first frame
+            if self.watcher is not None and time.monotonic() - last_sync >= 2.0:
+                last_sync = time.monotonic()
+                mode = self.watcher.sync(self._watch_paths(snap))
+                if mode is not None:
+                    post(WatchModeChanged(mode))
             if self.watcher is not None and self.watcher.paused:
                 # busy: no events, read again once busy_gap has passed since the last change
                 self.stopping.wait(max(0.0, max(started, last_change) + self.busy_gap - time.monotonic()))
