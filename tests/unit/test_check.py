@@ -410,3 +410,20 @@ def test_modules_each_optimizer_needs() -> None:
     assert set(_required_modules({"optimizer_type": "DAdaptAdam", "logging_dir": "logs"})) == {"dadaptation",
                                                                                               "tensorboard"}
     assert set(_required_modules({"optimizer_type": "AdamW", "sdpa": True})) == set()
+
+
+def test_simulator_launch_accepts_its_own_sim_options(tmp_path: Path) -> None:
+    """A launch that runs sdxl-tui's simulator may carry --sim-* knobs (tests, demos):
+    they are the simulator's, not unknown trainer options; a typo among the trainer's
+    options is still caught."""
+
+    base = [sys.executable, "-m", "sdxl_tui", "simulate", "--output_dir", str(tmp_path)]
+    clean = check_argv([*base, "--max_train_epochs", "2", "--sim-step-seconds", "0.1",
+                        "--sim-fault", "oom", "--sim-real-size"], gpu=False)
+    assert clean.exit_code == 0, [(f.code, f.message) for f in clean.findings]
+    assert any(f.code == "simulated-trainer" for f in clean.findings)
+    typo = check_argv([*base, "--sim-step-seconds", "0.1", "--lowvram"], gpu=False)
+    assert typo.exit_code == 2
+    assert [f.subject for f in typo.findings if f.code == "unknown-option"] == ["--lowvram"]
+    bad = check_argv([*base, "--sim-fault", "bogus"], gpu=False)
+    assert bad.exit_code == 2 and any(f.code == "bad-value" for f in bad.findings)

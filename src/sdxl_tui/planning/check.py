@@ -128,6 +128,10 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]
     for i, tok in enumerate(tokens):
         if tok.endswith(".py") and not tok.startswith("-"):
             return tokens[:i], tok, tokens[i + 1 :]
+        # sdxl-tui's simulated trainer stands where the script would: `python -m sdxl_tui
+        # simulate ...` or `sdxl-tui simulate ...`; everything before it is the prefix.
+        if tok == "simulate" and i > 0 and os.path.basename(tokens[i - 1]) in ("sdxl_tui", "sdxl-tui"):
+            return tokens[: i + 1], None, tokens[i + 1 :]
     return [], None, tokens
 
 
@@ -284,7 +288,19 @@ def _core(
     facts["options_source"] = table.source
 
     # --- options ---------------------------------------------------------------------
-    parsed = resolve_argv(inp.options, table)
+    options = list(inp.options)
+    if _is_simulator(inp.prefix):
+        # The simulator takes its own --sim-* knobs beside the trainer's options; the
+        # trainer's table must not call them unknown.
+        from sdxl_tui.sim.options import split_args
+
+        try:
+            _, options = split_args(options)
+        except SystemExit:
+            add(Finding("error", "bad-value", "a --sim-* option has a bad value",
+                        "see `sdxl-tui simulate --help`", None))
+            options = [o for o in options if not o.startswith("--sim-")]
+    parsed = resolve_argv(options, table)
     for p in parsed.problems:
         add(Finding(p.severity, p.code, p.message, p.fix, p.option))
     values: dict[str, Any] = table.defaults()
