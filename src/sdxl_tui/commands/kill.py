@@ -56,6 +56,7 @@ def _err(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.kill import (
         cancel_stop_after_checkpoint,
         execute_kill,
@@ -98,14 +99,11 @@ def run(args: argparse.Namespace) -> int:
     what = ("stop these after the next complete checkpoint" if args.after_checkpoint
             else f"send SIG{args.signal} (then escalate) to these {len(plan.targets)} process(es)")
     if not args.yes:
-        if not sys.stdin.isatty():
+        answer = confirm(f"{what.capitalize()}?")
+        if answer is None:
             _err("stdin is not a terminal, so nobody can confirm: pass --yes")
             return 2
-        try:
-            answer = input(f"\n{what.capitalize()}? [y/N] ").strip().lower()
-        except EOFError:
-            answer = ""
-        if answer not in ("y", "yes"):
+        if not answer:
             print("nothing signalled")
             return 1
     if args.after_checkpoint:

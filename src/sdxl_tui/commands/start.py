@@ -50,6 +50,7 @@ def _err(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.launch import launch, plan_launch, preflight, report_has_errors
     from sdxl_tui.control.launch_config import (
         DEFAULT_NAME,
@@ -116,14 +117,11 @@ def run(args: argparse.Namespace) -> int:
         print("\ndry run: nothing started")
         return 0
     if not args.yes:
-        if not sys.stdin.isatty():
+        answer = confirm("Start this run?")
+        if answer is None:
             _err("stdin is not a terminal, so nobody can confirm: pass --yes to start without asking")
             return 2
-        try:
-            answer = input("\nStart this run? [y/N] ").strip().lower()
-        except EOFError:
-            answer = ""
-        if answer not in ("y", "yes"):
+        if not answer:
             print("not started")
             return 1
     result = launch(cfg)
