@@ -145,3 +145,25 @@ def checkpoint_written(run_dir: Path, n: int = 1) -> Callable[[], bool]:
     from sdxl_tui.control.kill import complete_checkpoints
 
     return lambda: len(complete_checkpoints(run_dir)) >= n
+
+
+def end_recorded_evaluations(run_dir: Path) -> None:
+    """End the evaluations and the queue runner that ``run_dir`` recorded under
+    ``.sdxl-tui/evals`` (identity-checked by create time, never by name)."""
+    from sdxl_tui.control.evaluate import RUNNER_INFO
+
+    folder = run_dir / ".sdxl-tui" / "evals"
+    for f in [*folder.glob("*.json"), folder / RUNNER_INFO]:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        pid, ctime = data.get("pid"), data.get("create_time")
+        if not isinstance(pid, int) or not ctime:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - ctime) < 0.05:
+                proc.kill()
+        except psutil.Error:
+            pass

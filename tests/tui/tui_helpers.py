@@ -116,40 +116,16 @@ async def wait_for(pilot: object, predicate: Callable[[], bool], timeout: float 
     return predicate()
 
 
-def eval_pids(run_dir: Path) -> dict[int, float]:
-    """(pid, create_time) of the evaluations and the queue runner a run directory recorded."""
-    import json
-
-    ids: dict[int, float] = {}
-    folder = run_dir / ".sdxl-tui" / "evals"
-    for f in [*folder.glob("*.json"), folder / "runner.info"]:
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data.get("pid"), int) and data.get("create_time"):
-            ids[data["pid"]] = data["create_time"]
-    return ids
-
-
 @pytest.fixture
 def procs() -> Iterator[object]:
     """``tests.helpers.proctools.Procs`` that also ends the evaluations and queue runners of
     its registered run directories (identity-checked by create time, never by name)."""
-    import psutil
-
-    from tests.helpers.proctools import Procs
+    from tests.helpers.proctools import Procs, end_recorded_evaluations
 
     p = Procs()
     try:
         yield p
     finally:
         for d in p.run_dirs:
-            for pid, ctime in eval_pids(d).items():
-                try:
-                    proc = psutil.Process(pid)
-                    if abs(proc.create_time() - ctime) < 0.05:
-                        proc.kill()
-                except psutil.Error:
-                    pass
+            end_recorded_evaluations(d)
         p.cleanup()

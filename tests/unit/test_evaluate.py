@@ -23,7 +23,7 @@ import pytest
 
 from sdxl_tui.config import Settings
 from sdxl_tui.control import evaluate as ev
-from tests.helpers.proctools import Procs, trainer_argv, wait_until
+from tests.helpers.proctools import Procs, end_recorded_evaluations, trainer_argv, wait_until
 
 FAKE_EVAL = str(Path(__file__).resolve().parents[1] / "helpers" / "fake_eval.py")
 PY = sys.executable
@@ -59,19 +59,6 @@ def settings_with(**values: object) -> Settings:
     return Settings().replace(**{k.replace(".", "__"): v for k, v in values.items()})
 
 
-def eval_pids(run_dir: Path) -> dict[int, float]:
-    ids: dict[int, float] = {}
-    folder = run_dir / ".sdxl-tui" / "evals"
-    for f in list(folder.glob("*.json")) + [folder / ev.RUNNER_INFO]:
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data.get("pid"), int) and data.get("create_time"):
-            ids[data["pid"]] = data["create_time"]
-    return ids
-
-
 @pytest.fixture(autouse=True)
 def private_gpu_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """GPU locks are per user and machine: give each test its own, so that concurrent test
@@ -88,13 +75,7 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
     finally:
         for d in p.run_dirs:
             (d / "release").touch(exist_ok=True)  # let held fake evaluations finish
-            for pid, ctime in eval_pids(d).items():
-                try:
-                    proc = psutil.Process(pid)
-                    if abs(proc.create_time() - ctime) < 0.05:
-                        proc.kill()
-                except psutil.Error:
-                    pass
+            end_recorded_evaluations(d)
         p.cleanup()
 
 
