@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sdxl_tui.charting import format_bytes
+
 UNET_MODULES = 722
 UNET_IN_OUT = 2_659_840
 TE_MODULES = 264
@@ -153,11 +155,8 @@ def steps_per_epoch(batches: int, gradient_accumulation_steps: int) -> int:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    """Decimal units (``456.3 MB``), the same text the dashboard's checkpoint table shows."""
+    return format_bytes(n)
 
 
 def human_seconds(s: float) -> str:
