@@ -106,6 +106,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("launch.file", None, _as_opt_path, "launch config TOML (default: DIR/sdxl-tui.toml)"),
     Spec("kill.sigint_timeout", 10.0, float, "seconds to wait after SIGINT"),
     Spec("kill.sigterm_timeout", 10.0, float, "seconds to wait after SIGTERM before SIGKILL"),
+    Spec("report.on_end", False, _as_bool, "when a run started by `sdxl-tui start` ends, write OUTPUT_DIR/.sdxl-tui/report.html and report.md"),
 )
 
 _SPEC_BY_NAME = {s.name: s for s in SPECS}

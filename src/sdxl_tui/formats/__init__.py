@@ -1,0 +1,1 @@
+"""File formats of the trainer and of sdxl-tui: the one home of each format fact."""
