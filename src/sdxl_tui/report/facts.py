@@ -88,7 +88,8 @@ def glance_rows(d: ReportData) -> list[tuple[str, str]]:
         sessions = f" in {t.sessions} sessions" if t.sessions > 1 else ""
         rows.append(("training time", f"{format_duration(t.total('training'))}{sessions}"))
     if p.seconds_per_step:
-        rows.append(("speed", f"{p.seconds_per_step:.2f} s/step"))
+        spp = p.seconds_per_step
+        rows.append(("speed", f"{spp:.2f} s/step" if spp >= 0.5 else f"{1 / spp:.1f} steps/s"))
     for label, tag in (("loss (average)", "loss/average"), ("loss (current)", "loss/current")):
         series = s.series.get(tag)
         if series is not None and series.last is not None:

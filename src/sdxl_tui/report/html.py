@@ -37,14 +37,15 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _table(t: Table) -> str:
+def _table(t: Table, cls: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in t.headers)
     body = []
     for i, row in enumerate(t.rows):
         mark = t.marks[i] if i < len(t.marks) else ""
         cls = f' class="{_e(mark)}"' if mark else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>")
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+    attr = f' class="{cls}"' if cls else ""
+    return (f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -92,7 +93,7 @@ def _timeline(d: ReportData) -> str:
     totals = phase_rows(d)
     parts = [_phase_bar(d)]
     if totals:
-        parts.append(_table(Table(("phase", "total", "times"), tuple(totals))))
+        parts.append(_table(Table(("phase", "total", "times"), tuple(totals)), "narrow"))
     events = event_rows(d)
     if events:
         parts.append("<h3>Events</h3>" + _table(Table(("time", "kind", "what"), tuple(events))))
@@ -197,7 +198,7 @@ def _command(d: ReportData) -> str:
         parts.append(f"<p>The process ended with {_e(how)} at {_e(clock(d.run_end.ended_at))}.</p>")
     rows = config_rows(d.snapshot.config)
     if rows:
-        parts.append(_table(Table(("setting", "value"), tuple(rows))))
+        parts.append(_table(Table(("setting", "value"), tuple(rows)), "narrow"))
     return _section("command", "Command and configuration", "".join(parts))
 
 

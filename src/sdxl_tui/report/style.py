@@ -47,6 +47,7 @@ dl.glance dd { margin: 0; font-variant-numeric: tabular-nums; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--border); vertical-align: top; }
 th { color: var(--muted); font-weight: 600; }
+table.narrow { width: auto; min-width: 40%; }
 tr.best td { font-weight: 600; }
 tr.best td:first-child::after { content: "  lowest loss"; color: var(--ok); font-size: 0.8rem; }
 .scroll { overflow-x: auto; }
