@@ -27,7 +27,13 @@ from sdxl_tui.report.facts import (
     phase_rows,
 )
 from sdxl_tui.report.gather import ReportData
-from sdxl_tui.report.images import Budget, InlineImage, comparison_grids, evaluation_sheets, latest_samples
+from sdxl_tui.report.images import (
+    Budget,
+    InlineImage,
+    comparison_grids,
+    evaluation_sheets,
+    latest_samples,
+)
 from sdxl_tui.report.style import CSS
 
 __all__ = ["render_html"]

@@ -69,9 +69,9 @@ def _loss_lines(d: ReportData) -> list[str]:
             finite = [v for v in smooth if math.isfinite(v)]
             if not finite:
                 return []
-            return [f"`{sparkline(smooth)}`",
-                    f"{tag} (smoothed {DEFAULT_SMOOTHING:g}) over steps {s.points[0].step}-{s.points[-1].step}: "
-                    f"min {loss_text(min(finite))}, max {loss_text(max(finite))}, last {loss_text(finite[-1])}", ""]
+            summary = (f"{tag} (smoothed {DEFAULT_SMOOTHING:g}) over steps {s.points[0].step}-{s.points[-1].step}: "
+                       f"min {loss_text(min(finite))}, max {loss_text(max(finite))}, last {loss_text(finite[-1])}")
+            return [f"`{sparkline(smooth)}`", summary, ""]
     return []
 
 
