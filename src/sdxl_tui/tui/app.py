@@ -106,7 +106,7 @@ class SdxlTuiApp(App[int]):
         Binding("g", "compare_checkpoints", "Grid", tooltip="Comparison grid of several checkpoints (same prompts and seeds)", id="compare-checkpoints"),
         Binding("i", "show_images", "Images", tooltip="Images of the selected checkpoint", id="show-images"),
         Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
-        Binding("R", "morning_report", "Report", tooltip="Write the morning report (one HTML file) and show its path", id="morning-report"),
+        Binding("R", "morning_report", "Report", tooltip="Write the morning report (one HTML file) and show its path", id="morning-report", show=False),
         Binding("slash", "search_log", "Search", tooltip="Search the log", id="search-log"),
         Binding("question_mark", "help", "Help", tooltip="All keys", id="help"),
         Binding("q", "quit", "Quit", tooltip="Quit (the training keeps running)", id="quit"),
