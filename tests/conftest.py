@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from tests.realrun import INPUTS, materialize
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +20,19 @@ def _unbuffered_simulator_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     or their own subprocess environment).
     """
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real sd-scripts run directory, rebuilt from ``tests/fixtures/real-sdxl-run``.
+
+    Session-scoped and shared: tests that use it must not write into it (several assert that
+    reading it writes nothing).
+    """
+    return materialize(tmp_path_factory.mktemp("real-sdxl-run"))
+
+
+@pytest.fixture(scope="session")
+def real_inputs() -> Path:
+    """The real run's launch line, dataset TOML and images."""
+    return INPUTS

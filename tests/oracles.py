@@ -306,9 +306,7 @@ def log_lines(data: bytes) -> list[str]:
 
 # -- the real run's launch line ---------------------------------------------------------------
 
-SHARED = Path(__import__("os").environ.get("SDXL_TUI_SHARED", "/work/shared"))
-REAL_RUN = SHARED / "real-sdxl-run"
-REAL_INPUTS = SHARED / "real-sdxl-run-inputs"
+REAL_INPUTS = Path(__file__).parent / "fixtures" / "real-sdxl-run-inputs"
 
 
 def real_launch_args(out_dir: str | Path, dataset_config: str | Path) -> list[str]:
@@ -327,7 +325,7 @@ def real_launch_args(out_dir: str | Path, dataset_config: str | Path) -> list[st
 
 
 def real_dataset_config(tmp: Path) -> Path:
-    """The real run's dataset TOML, pointed at the real images in shared/."""
+    """The real run's dataset TOML, pointed at the real images stored with the tests."""
     text = (REAL_INPUTS / "dataset.toml").read_text()
     text = text.replace('"/tmp/data/img"', '"' + str(REAL_INPUTS / "dataset-images") + '"')
     path = tmp / "dataset.toml"

@@ -361,19 +361,17 @@ def test_simulated_trainer_launch_checks_options_only(tmp_path: Path) -> None:
     assert check_launch(bad, gpu=False).codes("error") == ["unknown-option"]
 
 
-REAL_INPUTS = Path("/work/shared/real-sdxl-run-inputs")
 
 
-@pytest.mark.skipif(not REAL_INPUTS.is_dir(), reason="the shared real-run inputs are not on this machine")
-def test_the_real_runs_command_checks_without_errors(tmp_path: Path) -> None:
+def test_the_real_runs_command_checks_without_errors(tmp_path: Path, real_inputs: Path) -> None:
     """cmd.txt ran to completion with the unmodified trainer: no error may be reported for it."""
-    line = (REAL_INPUTS / "cmd.txt").read_text().splitlines()
+    line = (real_inputs / "cmd.txt").read_text().splitlines()
     cmd = next(text for text in line if text.startswith("nohup"))
     out = tmp_path / "run"
     tokens = cmd.replace("$OUT", str(out)).split()
     base = write_safetensors(tmp_path / "sdxl_random_base.safetensors", SDXL_KEYS)
     ds = tmp_path / "dataset.toml"
-    ds.write_text((REAL_INPUTS / "dataset.toml").read_text().replace("/tmp/data/img", str(REAL_INPUTS / "dataset-images")))
+    ds.write_text((real_inputs / "dataset.toml").read_text().replace("/tmp/data/img", str(real_inputs / "dataset-images")))
     tokens = [str(base) if t == "/tmp/models/sdxl_random_base.safetensors" else str(ds) if t == "/tmp/runs/dataset.toml"
               else t for t in tokens]
     report = run_check(tokens, tmp_path)

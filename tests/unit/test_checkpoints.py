@@ -24,10 +24,13 @@ from sdxl_tui.sources.checkpoints import (
     read_safetensors_header,
 )
 
-REAL_RUN = Path("/work/shared/real-sdxl-run")
-REAL_FILE = REAL_RUN / "tiny_lora-000001.safetensors"
 REAL_SIZE = 21_585_180
-needs_real = pytest.mark.skipif(not REAL_FILE.exists(), reason="real run not available")
+
+
+@pytest.fixture
+def real_file(real_run: Path) -> Path:
+    """The real run's first epoch checkpoint (header + sparse data, real size)."""
+    return real_run / "tiny_lora-000001.safetensors"
 
 
 class Clock:
@@ -83,9 +86,8 @@ def one(scan_result, name: str):  # type: ignore[no-untyped-def]
 # ----------------------------------------------------------------------------- real run
 
 
-@needs_real
-def test_real_run_three_complete_checkpoints() -> None:
-    scan = CheckpointScanner(REAL_RUN).scan()
+def test_real_run_three_complete_checkpoints(real_run: Path) -> None:
+    scan = CheckpointScanner(real_run).scan()
     assert [c.name for c in scan.checkpoints] == [
         "tiny_lora-000001.safetensors",
         "tiny_lora-000002.safetensors",
@@ -113,9 +115,8 @@ def test_real_run_three_complete_checkpoints() -> None:
     assert scan.states == () and scan.samples == () and scan.evaluations == ()
 
 
-@needs_real
-def test_real_header_is_read_without_tensor_data() -> None:
-    h = read_safetensors_header(REAL_FILE)
+def test_real_header_is_read_without_tensor_data(real_file: Path) -> None:
+    h = read_safetensors_header(real_file)
     assert h.state == "ok"
     assert h.header_length == 305_008
     assert h.expected_size == REAL_SIZE == h.file_size
@@ -123,10 +124,9 @@ def test_real_header_is_read_without_tensor_data() -> None:
     assert h.metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
 
 
-@needs_real
-def test_rescan_of_unchanged_checkpoints_reads_no_header(tmp_path: Path) -> None:
+def test_rescan_of_unchanged_checkpoints_reads_no_header(tmp_path: Path, real_file: Path) -> None:
     for i in range(1, 21):
-        (tmp_path / f"tiny_lora-{i:06d}.safetensors").symlink_to(REAL_FILE)
+        (tmp_path / f"tiny_lora-{i:06d}.safetensors").symlink_to(real_file)
     scanner = CheckpointScanner(tmp_path)
     first = scanner.scan()
     assert scanner.header_reads == 20
@@ -139,9 +139,8 @@ def test_rescan_of_unchanged_checkpoints_reads_no_header(tmp_path: Path) -> None
     assert elapsed < 0.05, elapsed
 
 
-@needs_real
-def test_half_written_real_file_is_writing_then_corrupt(tmp_path: Path) -> None:
-    real = REAL_FILE.read_bytes()[:400_000]
+def test_half_written_real_file_is_writing_then_corrupt(tmp_path: Path, real_file: Path) -> None:
+    real = real_file.read_bytes()[:400_000]
     target = tmp_path / "tiny_lora-000001.safetensors"
     target.write_bytes(real[:350_000])
     now = target.stat().st_mtime + 1.0
@@ -166,10 +165,9 @@ def test_half_written_real_file_is_writing_then_corrupt(tmp_path: Path) -> None:
     assert c.problem == f"truncated: 400000 of {REAL_SIZE} bytes"
 
 
-@needs_real
-def test_header_incomplete(tmp_path: Path) -> None:
+def test_header_incomplete(tmp_path: Path, real_file: Path) -> None:
     target = tmp_path / "tiny_lora-000002.safetensors"
-    target.write_bytes(REAL_FILE.read_bytes()[:1000])
+    target.write_bytes(real_file.read_bytes()[:1000])
     clock = Clock(target.stat().st_mtime + 2)
     scanner = CheckpointScanner(tmp_path, clock=clock)
     c = one(scanner.scan(), target.name)
@@ -653,15 +651,14 @@ def test_replaced_file_is_reread(tmp_path: Path) -> None:
     assert one(scanner.scan(), f.name).step == 5
 
 
-@needs_real
-def test_scan_never_writes(tmp_path: Path) -> None:
+def test_scan_never_writes(tmp_path: Path, real_run: Path) -> None:
     def listing(root: Path) -> dict[str, tuple[int, int]]:
         return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
-    before = listing(REAL_RUN)
-    CheckpointScanner(REAL_RUN).scan()
-    assert listing(REAL_RUN) == before
-    assert not (REAL_RUN / ".sdxl-tui").exists()
+    before = listing(real_run)
+    CheckpointScanner(real_run).scan()
+    assert listing(real_run) == before
+    assert not (real_run / ".sdxl-tui").exists()
 
 
 def test_metadata_mapping_is_read_only(tmp_path: Path) -> None:
@@ -814,11 +811,10 @@ def test_header_fast_path_gives_the_full_parse_verdict(text: str) -> None:
         assert _parse_header(raw, size, len(raw)) == _full_parse(raw, size), (text, data_len)
 
 
-@needs_real
-def test_header_fast_path_taken_on_real_files_and_equal_to_the_full_parse() -> None:
+def test_header_fast_path_taken_on_real_files_and_equal_to_the_full_parse(real_run: Path) -> None:
     from sdxl_tui.sources.checkpoints import _fast_header, _parse_header
 
-    for path in sorted(REAL_RUN.glob("*.safetensors")):
+    for path in sorted(real_run.glob("*.safetensors")):
         data = path.read_bytes()
         n = int.from_bytes(data[:8], "little")
         raw = data[8 : 8 + n]

@@ -24,9 +24,9 @@ from sdxl_tui.sources.events import (
     downsample_minmax,
     masked_crc32c,
 )
+from tests.realrun import STORED
 
-REAL_RUN = Path("/work/shared/real-sdxl-run")
-REAL_LOGS = REAL_RUN / "logs"
+REAL_LOGS = STORED / "logs"
 
 # ---------------------------------------------------------------------------------------------
 # A small event-file writer (tensorboard's generated protos + our own framing).
@@ -135,7 +135,6 @@ def test_decode_event_simple_and_tensor_scalars() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_LOGS.exists(), reason="real run not available")
 def test_real_run_matches_tbparse() -> None:
     before = _snapshot(REAL_LOGS)
     reader = EventReader([REAL_LOGS])

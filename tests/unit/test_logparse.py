@@ -12,7 +12,6 @@ import pytest
 from sdxl_tui.sources.logparse import LogParser, parse_interval, parse_tqdm
 from sdxl_tui.sources.logtail import LogTail
 
-REAL_LOG = Path("/work/shared/real-sdxl-run/training.log")
 W = 80
 
 
@@ -76,10 +75,9 @@ def test_parse_tqdm_variants() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_LOG.exists(), reason="real run not available")
-def test_real_log_facts() -> None:
+def test_real_log_facts(real_run: Path) -> None:
     p = LogParser()
-    p.feed(LogTail(REAL_LOG).read().segments)
+    p.feed(LogTail((real_run / "training.log")).read().segments)
     f = p.facts
     assert (f.phase, f.epoch, f.epochs, f.step, f.total_steps) == ("finished", 3, 3, 9, 9)
     assert f.model_saved and f.traceback is None and f.oom is None and not f.mid_file
@@ -115,11 +113,10 @@ def test_real_log_facts() -> None:
     assert sum(1 for ln in f.lines if ln.level == "WARNING") == 1
 
 
-@pytest.mark.skipif(not REAL_LOG.exists(), reason="real run not available")
-def test_real_log_fed_in_random_pieces_gives_the_same_facts(tmp_path: Path) -> None:
+def test_real_log_fed_in_random_pieces_gives_the_same_facts(tmp_path: Path, real_run: Path) -> None:
     whole = LogParser()
-    whole.feed(LogTail(REAL_LOG).read().segments)
-    data = REAL_LOG.read_bytes()
+    whole.feed(LogTail((real_run / "training.log")).read().segments)
+    data = (real_run / "training.log").read_bytes()
     p = tmp_path / "training.log"
     p.write_bytes(b"")
     tail = LogTail(p)

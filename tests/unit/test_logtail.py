@@ -14,7 +14,6 @@ import pytest
 
 from sdxl_tui.sources.logtail import LogTail, strip_escapes
 
-REAL_LOG = Path("/work/shared/real-sdxl-run/training.log")
 
 
 def _append(p: Path, data: bytes) -> None:
@@ -219,13 +218,12 @@ def test_burst_far_bigger_than_a_refresh_is_skipped(tmp_path: Path) -> None:
     assert r.skipped_bytes > 0 and r.segments[0][1] == "skip" and r.segments[-1] == ("latest", "\n")
 
 
-@pytest.mark.skipif(not REAL_LOG.exists(), reason="real run not available")
-def test_real_log_read_in_random_pieces_equals_one_read(tmp_path: Path) -> None:
-    data = REAL_LOG.read_bytes()
-    before = (REAL_LOG.stat().st_size, REAL_LOG.stat().st_mtime_ns)
-    whole = LogTail(REAL_LOG).read()
+def test_real_log_read_in_random_pieces_equals_one_read(tmp_path: Path, real_run: Path) -> None:
+    data = (real_run / "training.log").read_bytes()
+    before = ((real_run / "training.log").stat().st_size, (real_run / "training.log").stat().st_mtime_ns)
+    whole = LogTail((real_run / "training.log")).read()
     assert whole.pending_bytes == 0 and whole.problems == ()
-    assert (REAL_LOG.stat().st_size, REAL_LOG.stat().st_mtime_ns) == before
+    assert ((real_run / "training.log").stat().st_size, (real_run / "training.log").stat().st_mtime_ns) == before
     p = tmp_path / "training.log"
     p.write_bytes(b"")
     t = LogTail(p)

@@ -21,8 +21,8 @@ from sdxl_tui.sources.rundir import (
     options_from_argv,
     read_run,
 )
+from tests.realrun import STORED, materialize
 
-REAL = Path("/work/shared/real-sdxl-run")
 NOW = 2_000_000_000.0
 
 
@@ -144,10 +144,9 @@ def test_merge_config_first_layer_wins_and_spacing_inference() -> None:
 # ------------------------------------------------------------------ the real sd-scripts run
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real run not present")
-def test_real_run_reads_finished_with_three_checkpoints_and_writes_nothing() -> None:
-    before = {p: p.stat().st_mtime_ns for p in REAL.rglob("*")}
-    snap = read_run(REAL, gpu=False, procs=False)
+def test_real_run_reads_finished_with_three_checkpoints_and_writes_nothing(real_run: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in real_run.rglob("*")}
+    snap = read_run(real_run, gpu=False, procs=False)
     assert snap.state is RunState.FINISHED
     assert snap.progress.step == 9 and snap.progress.total_steps == 9 and snap.progress.epochs == 3
     assert [(c.name, c.kind, c.epoch, c.step, c.status) for c in snap.checkpoints] == [
@@ -162,16 +161,15 @@ def test_real_run_reads_finished_with_three_checkpoints_and_writes_nothing() -> 
     assert cfg.steps_per_epoch == 3
     assert snap.progress.eta_seconds is None
     assert [a.kind for a in snap.alerts if a.kind != "reader"] == ["finished"]
-    assert {p: p.stat().st_mtime_ns for p in REAL.rglob("*")} == before  # nothing written
+    assert {p: p.stat().st_mtime_ns for p in real_run.rglob("*")} == before  # nothing written
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL.is_dir(), reason="real run not present")
-def test_real_run_series_and_loss_at_save_equal_tbparse() -> None:
+def test_real_run_series_and_loss_at_save_equal_tbparse(real_run: Path) -> None:
     """tbparse is the oracle (about 1 s to import pandas, hence slow)."""
-    snap = read_run(REAL, gpu=False, procs=False)
+    snap = read_run(real_run, gpu=False, procs=False)
     # loss at save time = loss/average at the checkpoint's ss_steps (last point at that step)
-    tb = _tbparse_scalars(REAL)
+    tb = _tbparse_scalars(real_run)
     avg = [(s, v) for s, v in tb["loss/average"]]
     for c in snap.checkpoints:
         want = [v for s, v in avg if s <= c.step][-1]
@@ -215,16 +213,7 @@ def test_missing_at_start_then_created_then_deleted_and_recreated(tmp_path: Path
 
 
 def _copy_real(dst: Path) -> None:
-    for p in REAL.rglob("*"):
-        target = dst / p.relative_to(REAL)
-        if p.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(p, target)  # fast; the reader never writes, removing the link is harmless
-            except OSError:
-                shutil.copyfile(p, target)
+    materialize(dst)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
@@ -327,10 +316,10 @@ def test_sim_nan_reports_the_first_nan_step_and_finishes(tmp_path: Path) -> None
     assert snap.checkpoints[-1].name == "luca.safetensors" and snap.checkpoints[-1].complete
 
 
-def test_incremental_refresh_sees_new_steps_of_the_real_log(tmp_path: Path) -> None:
+def test_incremental_refresh_sees_new_steps_of_the_real_log(tmp_path: Path, real_run: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    data = (REAL / "training.log").read_bytes()
+    data = (real_run / "training.log").read_bytes()
     cut = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")
     (run / "training.log").write_bytes(data[:cut])
     clock = [NOW]
@@ -460,7 +449,7 @@ def _run_with_record(tmp_path: Path, **ended: object) -> Path:
     """A run cut mid-training whose run record (as control/launch writes it) says how it ended."""
     run = tmp_path / "run"
     (run / ".sdxl-tui").mkdir(parents=True)
-    data = (REAL / "training.log").read_bytes()
+    data = (STORED / "training.log").read_bytes()
     (run / "training.log").write_bytes(data[: data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")])
     # pid above the largest possible pid_max (2**22): never a live process
     record = {"pid": 2**22 + 12345, "create_time": 1.0,
@@ -490,14 +479,14 @@ def test_run_record_sigkill_is_interrupted_with_a_host_oom_hint(tmp_path: Path) 
     assert _alert(snap, "interrupted")
 
 
-def test_half_written_event_record_and_non_utf8_log_are_read_without_error(tmp_path: Path) -> None:
+def test_half_written_event_record_and_non_utf8_log_are_read_without_error(tmp_path: Path, real_run: Path) -> None:
     run = tmp_path / "run"
-    (ev_src,) = REAL.rglob("events.out.tfevents.*")
-    ev = run / ev_src.relative_to(REAL)
+    (ev_src,) = real_run.rglob("events.out.tfevents.*")
+    ev = run / ev_src.relative_to(real_run)
     ev.parent.mkdir(parents=True)
     data = ev_src.read_bytes()
     ev.write_bytes(data[:-7])  # the last record cut inside its data
-    log = (REAL / "training.log").read_bytes()
+    log = (real_run / "training.log").read_bytes()
     (run / "training.log").write_bytes(b"\xff\xfe garbage \x80\n" + log[:2000] + b"\xc3\n")
     reader = RunReader(run, gpu=False, procs=False, clock=lambda: NOW)
     snap = reader.refresh()
@@ -510,7 +499,7 @@ def test_half_written_event_record_and_non_utf8_log_are_read_without_error(tmp_p
     assert {t: s.count for t, s in snap.series.items()}["loss/current"] == 18
 
 
-def test_an_exception_the_live_trainer_survives_is_an_alert_not_the_state(tmp_path: Path) -> None:
+def test_an_exception_the_live_trainer_survives_is_an_alert_not_the_state(tmp_path: Path, real_run: Path) -> None:
     import signal
     import subprocess
     import sys
@@ -524,7 +513,7 @@ def test_an_exception_the_live_trainer_survives_is_an_alert_not_the_state(tmp_pa
     proc = subprocess.Popen([sys.executable, str(helper), "--output_dir", str(run), "--save_every", "1000"],
                             start_new_session=True)
     try:
-        data = (REAL / "training.log").read_bytes()
+        data = (real_run / "training.log").read_bytes()
         first = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000001")
         second = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")
         tb = (b"\nTraceback (most recent call last):\n  File \"/x/train_util.py\", line 1, in f\n"

@@ -14,7 +14,6 @@ from sdxl_tui.sim import run_simulated
 from tests.oracles import (
     POSTFIX_NUM_RE,
     QUOTED,
-    REAL_RUN,
     RECORD_MESSAGES,
     RICH_CONT_RE,
     RICH_FIRST_RE,
@@ -45,8 +44,8 @@ def real_shape(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def real_log() -> bytes:
-    return (REAL_RUN / "training.log").read_bytes()
+def real_log(real_run: Path) -> bytes:
+    return (real_run / "training.log").read_bytes()
 
 
 def _check_rich_layout(data: bytes) -> int:

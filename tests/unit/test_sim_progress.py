@@ -8,7 +8,7 @@ import re
 import pytest
 
 from sdxl_tui.sim.progress import Bar, format_meter, format_num
-from tests.oracles import REAL_RUN, TQDM_RE, segments
+from tests.oracles import TQDM_RE, segments
 
 
 @pytest.mark.parametrize(
@@ -33,9 +33,9 @@ def test_format_num(value, text) -> None:
     assert format_num(value) == text
 
 
-def test_real_bars_parse_and_rerender() -> None:
+def test_real_bars_parse_and_rerender(real_run: Path) -> None:
     """Every bar segment of the real log re-renders identically from its own numbers."""
-    data = (REAL_RUN / "training.log").read_bytes()
+    data = (real_run / "training.log").read_bytes()
     seen = 0
     for text, _term in segments(data):
         m = TQDM_RE.match(text.rstrip(" "))

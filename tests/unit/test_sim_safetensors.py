@@ -12,7 +12,6 @@ import pytest
 from sdxl_tui.sim import run_simulated
 from tests.oracles import (
     LORA_TENSOR_RE,
-    REAL_RUN,
     check_safetensors_layout,
     read_safetensors_header,
     real_dataset_config,
@@ -31,13 +30,13 @@ def real_shape(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_same_files_as_real_run(real_shape: Path) -> None:
+def test_same_files_as_real_run(real_shape: Path, real_run: Path) -> None:
     names = sorted(p.name for p in real_shape.glob("*.safetensors"))
-    assert names == sorted(p.name for p in REAL_RUN.glob("*.safetensors"))
+    assert names == sorted(p.name for p in real_run.glob("*.safetensors"))
 
 
-def test_header_layout_and_tensors_equal_real_in_names(real_shape: Path) -> None:
-    real = read_safetensors_header(REAL_RUN / "tiny_lora.safetensors")
+def test_header_layout_and_tensors_equal_real_in_names(real_shape: Path, real_run: Path) -> None:
+    real = read_safetensors_header(real_run / "tiny_lora.safetensors")
     for f in real_shape.glob("*.safetensors"):
         h = read_safetensors_header(f)
         check_safetensors_layout(h)
@@ -53,27 +52,27 @@ def test_header_layout_and_tensors_equal_real_in_names(real_shape: Path) -> None
                 assert t["shape"][1] == rt[1] == 4
 
 
-def test_real_size_option_gives_real_shapes_and_header_length(tmp_path: Path) -> None:
+def test_real_size_option_gives_real_shapes_and_header_length(tmp_path: Path, real_run: Path) -> None:
     out = tmp_path / "out"
     args = real_launch_args(out, real_dataset_config(tmp_path)) + FAST + ["--sim-real-size", "--max_train_epochs", "1"]
     assert run_simulated(out, args) == 0
     h = read_safetensors_header(out / "tiny_lora.safetensors")
-    real = read_safetensors_header(REAL_RUN / "tiny_lora.safetensors")
+    real = read_safetensors_header(real_run / "tiny_lora.safetensors")
     check_safetensors_layout(h)
     assert {k: v["shape"] for k, v in h.tensors.items()} == {k: v["shape"] for k, v in real.tensors.items()}
     assert h.file_size - 8 - h.length == real.file_size - 8 - real.length  # same tensor bytes
 
 
-def test_metadata_keys_equal_real(real_shape: Path) -> None:
-    real = read_safetensors_header(REAL_RUN / "tiny_lora.safetensors").metadata
+def test_metadata_keys_equal_real(real_shape: Path, real_run: Path) -> None:
+    real = read_safetensors_header(real_run / "tiny_lora.safetensors").metadata
     assert len(real) == 80
     for f in real_shape.glob("*.safetensors"):
         md = read_safetensors_header(f).metadata
         assert set(md) == set(real), set(md) ^ set(real)
 
 
-def test_metadata_values_formatted_like_real(real_shape: Path) -> None:
-    real = read_safetensors_header(REAL_RUN / "tiny_lora.safetensors").metadata
+def test_metadata_values_formatted_like_real(real_shape: Path, real_run: Path) -> None:
+    real = read_safetensors_header(real_run / "tiny_lora.safetensors").metadata
     md = read_safetensors_header(real_shape / "tiny_lora.safetensors").metadata
     same = [
         "ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_optimizer",
@@ -100,13 +99,13 @@ def test_metadata_values_formatted_like_real(real_shape: Path) -> None:
     assert list(json.loads(md["ss_dataset_dirs"]).values()) == list(json.loads(real["ss_dataset_dirs"]).values())
 
 
-def test_epoch_steps_and_started_at_across_saves(real_shape: Path) -> None:
+def test_epoch_steps_and_started_at_across_saves(real_shape: Path, real_run: Path) -> None:
     got = {}
     for f in sorted(real_shape.glob("*.safetensors")):
         md = read_safetensors_header(f).metadata
         got[f.name] = (md["ss_epoch"], md["ss_steps"], md["ss_training_started_at"])
     real = {}
-    for f in sorted(REAL_RUN.glob("*.safetensors")):
+    for f in sorted(real_run.glob("*.safetensors")):
         md = read_safetensors_header(f).metadata
         real[f.name] = (md["ss_epoch"], md["ss_steps"])
     assert {k: v[:2] for k, v in got.items()} == real == {

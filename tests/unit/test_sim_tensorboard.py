@@ -13,7 +13,6 @@ import pytest
 from sdxl_tui.sim import run_simulated
 from tests.oracles import (
     EVENT_FILE_RE,
-    REAL_RUN,
     FramingError,
     read_events,
     read_tfrecords,
@@ -53,9 +52,9 @@ def both_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_layout_matches_real(real_shape: Path) -> None:
+def test_layout_matches_real(real_shape: Path, real_run: Path) -> None:
     ev = _event_file(real_shape)
-    real = _event_file(REAL_RUN)
+    real = _event_file(real_run)
     assert re.fullmatch(r"\d{14}", ev.parent.parent.name)
     assert ev.parent.name == real.parent.name == "network_train"
     m = EVENT_FILE_RE.match(ev.name)
@@ -68,9 +67,9 @@ def test_log_prefix_has_no_separator(both_parts: Path) -> None:
     assert re.fullmatch(r"luca_\d{14}", ev.parent.parent.name)
 
 
-def test_framing_crc_and_first_event_like_real(real_shape: Path) -> None:
+def test_framing_crc_and_first_event_like_real(real_shape: Path, real_run: Path) -> None:
     mine = read_events(_event_file(real_shape))
-    real = read_events(_event_file(REAL_RUN))
+    real = read_events(_event_file(real_run))
     assert mine[0].file_version == real[0].file_version == "brain.Event:2"
     assert mine[0].writer == real[0].writer
     assert mine[0].field_numbers == real[0].field_numbers
@@ -88,9 +87,9 @@ def test_corrupted_crc_is_detected_by_oracle(real_shape: Path, tmp_path: Path) -
         read_tfrecords(bad)
 
 
-def test_tags_steps_and_accumulation_points_equal_real(real_shape: Path) -> None:
+def test_tags_steps_and_accumulation_points_equal_real(real_shape: Path, real_run: Path) -> None:
     mine = scalar_points(_event_file(real_shape))
-    real = scalar_points(_event_file(REAL_RUN))
+    real = scalar_points(_event_file(real_run))
     assert list(mine) == list(real) == ["loss/current", "loss/average", "lr/unet", "lr/group0", "loss/epoch_average"]
     for tag in real:
         assert [s for s, _ in mine[tag]] == [s for s, _ in real[tag]], tag
@@ -98,9 +97,9 @@ def test_tags_steps_and_accumulation_points_equal_real(real_shape: Path) -> None
     assert [s for s, _ in mine["loss/epoch_average"]] == [1, 2, 3]
 
 
-def test_lr_schedule_values_equal_real(real_shape: Path) -> None:
+def test_lr_schedule_values_equal_real(real_shape: Path, real_run: Path) -> None:
     mine = scalar_points(_event_file(real_shape))
-    real = scalar_points(_event_file(REAL_RUN))
+    real = scalar_points(_event_file(real_run))
     for tag in ("lr/unet", "lr/group0"):
         assert [v for _, v in mine[tag]] == pytest.approx([v for _, v in real[tag]], rel=1e-6, abs=1e-12)
 

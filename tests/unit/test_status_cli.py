@@ -15,8 +15,6 @@ from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.sources.rundir import RunReader
 from tests.fakes import fake_nvml as fk
 
-REAL = Path("/work/shared/real-sdxl-run")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real run not present")
 
 #: The issue's minimum schema (README "status --json").
 REQUIRED = {"state", "epoch", "epochs", "step", "total_steps", "eta_seconds", "loss", "checkpoints",
@@ -24,9 +22,8 @@ REQUIRED = {"state", "epoch", "epochs", "step", "total_steps", "eta_seconds", "l
             "problems"}
 
 
-@needs_real
-def test_status_text_on_the_real_run(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["status", str(REAL), "--no-gpu", "--no-procs"]) == 0
+def test_status_text_on_the_real_run(capsys: pytest.CaptureFixture[str], real_run: Path) -> None:
+    assert main(["status", str(real_run), "--no-gpu", "--no-procs"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith("state       finished:")
     assert "step 9/9 (100.0%)" in out
@@ -34,9 +31,8 @@ def test_status_text_on_the_real_run(capsys: pytest.CaptureFixture[str]) -> None
     assert "INFO    finished: training finished at step 9" in out
 
 
-@needs_real
-def test_status_json_schema_on_the_real_run(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["status", str(REAL), "--json", "--no-gpu", "--no-procs"]) == 0
+def test_status_json_schema_on_the_real_run(capsys: pytest.CaptureFixture[str], real_run: Path) -> None:
+    assert main(["status", str(real_run), "--json", "--no-gpu", "--no-procs"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert REQUIRED <= set(data)
     assert data["schema"] == 1
@@ -84,24 +80,22 @@ def test_help_documents_exit_codes_and_schema(capsys: pytest.CaptureFixture[str]
         assert text in out
 
 
-@needs_real
-def test_gpu_alerts_through_the_nvml_boundary() -> None:
-    reader = RunReader(REAL, gpu=GpuMonitor(nvml=fk.hot_gpu()), procs=False)
+def test_gpu_alerts_through_the_nvml_boundary(real_run: Path) -> None:
+    reader = RunReader(real_run, gpu=GpuMonitor(nvml=fk.hot_gpu()), procs=False)
     snap = reader.refresh()
     assert snap.state is RunState.FINISHED
     assert snap.gpu.available and snap.gpu.gpus[0].temperature == 89
     kinds = {a.kind: a for a in snap.alerts}
     assert "89 C" in kinds["gpu_heat"].message and "slowdown at 90 C" in kinds["gpu_heat"].message
     assert "hw_thermal_slowdown" in kinds["gpu_throttle"].message
-    no_driver = RunReader(REAL, gpu=GpuMonitor(nvml=fk.driver_not_loaded()), procs=False).refresh()
+    no_driver = RunReader(real_run, gpu=GpuMonitor(nvml=fk.driver_not_loaded()), procs=False).refresh()
     assert not no_driver.gpu.available and no_driver.gpu.reason
     assert not [a for a in no_driver.alerts if a.kind.startswith("gpu")]
 
 
 @pytest.mark.slow
-@needs_real
-def test_console_script_path_end_to_end() -> None:
-    out = subprocess.run([sys.executable, "-m", "sdxl_tui", "status", str(REAL), "--json", "--no-gpu"],
+def test_console_script_path_end_to_end(real_run: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "sdxl_tui", "status", str(real_run), "--json", "--no-gpu"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["state"] == "finished"
@@ -125,14 +119,13 @@ def test_benchmark_smoke_with_tiny_sizes(tmp_path: Path) -> None:
     assert figures["refresh_last_step"] > 0
 
 
-@needs_real
-def test_log_and_logs_options_point_outside_the_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["status", str(tmp_path), "--log", str(REAL / "training.log"), "--logs", str(REAL / "logs"),
+def test_log_and_logs_options_point_outside_the_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str], real_run: Path) -> None:
+    rc = main(["status", str(tmp_path), "--log", str(real_run / "training.log"), "--logs", str(real_run / "logs"),
                "--json", "--no-gpu", "--no-procs"])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     assert data["state"] == "finished" and data["step"] == 9 and data["checkpoints"] == []
-    assert data["log_path"] == str(REAL / "training.log")
+    assert data["log_path"] == str(real_run / "training.log")
     assert data["series"]["loss/current"]["count"] == 18 and data["loss"]["source"] == "tensorboard"
     assert data["config"]["num_batches_per_epoch"] == 6  # from the log's "running training" block
 
@@ -157,21 +150,18 @@ def test_text_lists_one_remedy_per_line_for_a_simulated_oom(tmp_path: Path, caps
     assert _split_fix("a; b (c; d); e") == ["a", "b (c; d)", "e"]
 
 
-@needs_real
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("logs", [False, True])
-def test_status_json_same_with_the_event_prefetch_child(
-    logs: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_json_same_with_the_event_prefetch_child(logs: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], real_run: Path) -> None:
     """The prefetch child (forced on for these small files) changes nothing in the output,
     with the default roots and with --logs; the child is reaped before status returns."""
     import os
 
     from sdxl_tui.sources import events
 
-    argv = ["status", str(REAL), "--json", "--no-gpu", "--no-procs"]
+    argv = ["status", str(real_run), "--json", "--no-gpu", "--no-procs"]
     if logs:
-        argv += ["--logs", str(REAL / "logs")]
+        argv += ["--logs", str(real_run / "logs")]
     assert main(argv) == 0
     plain = json.loads(capsys.readouterr().out)
     started: list[bool] = []
