@@ -8,6 +8,8 @@ import io
 import json
 import os
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,33 @@ def test_settings_report_on_end_is_documented() -> None:
     assert env_var("report.on_end") == "SDXL_TUI_REPORT_ON_END"
     assert load_settings(environ={"SDXL_TUI_REPORT_ON_END": "1", "XDG_CONFIG_HOME": "/nonexistent"})["report.on_end"] is True
     assert json.dumps(load_settings(environ={"XDG_CONFIG_HOME": "/nonexistent"})["report.on_end"]) == "false"
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """The stored real run was logged on a machine in UTC: read its record times there too."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_report_of_the_real_sd_scripts_run(real_run: Path, utc: None) -> None:
+    data = collect(real_run, gpu=False, procs=False)
+    md = render_markdown(data)
+    assert "- **wall time**: 3m31s (21:21:01 to 21:24:32)" in md
+    assert "| loading | 29s |  |" in md and "| caching | 26s |  |" in md
+    assert "- 21:21:55 training: training started at step 0" in md
+    # four significant digits tell epoch 2 (1.052) from the final one (1.054)
+    assert "| **tiny_lora-000002.safetensors** (best) | epoch | 2 | 6 | 1.052 |" in md
+    assert "| tiny_lora.safetensors | final | 3 | 9 | 1.054 |" in md
+    html = render_html(data)
+    parser = check_html(html)
+    assert external_references(html, parser) == []
