@@ -296,7 +296,8 @@ def build_timeline(inp: TimelineInputs) -> Timeline:
     events = _after_final_save(events, inp.checkpoints)
     if sessions:
         phases.extend(_tail_phases(sessions[-1].last.wall_time, inp, events, sample_times))
-    events.sort(key=lambda e: (e.at, _ORDER.get(e.kind, 99)))
+    # log records are cut to the second: within one second, the kind order decides
+    events.sort(key=lambda e: (int(e.at), _ORDER.get(e.kind, 99), e.at))
     start, end = _span(inp, events, phases)
     return Timeline(events=tuple(events), phases=tuple(phases), start=start, end=end, sessions=len(sessions))
 
