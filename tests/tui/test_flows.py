@@ -172,7 +172,7 @@ async def test_stop_after_checkpoint_arms_then_cancels_the_watcher(live_sims: Li
 async def test_start_shows_preflight_and_argv_then_starts_the_simulator(tmp_path: Path, procs: object) -> None:
     import psutil
 
-    from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
+    from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
     from sdxl_tui.sources.procs import read_run_record
 
     run_dir = tmp_path / "fresh"

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from sdxl_tui.control.launch import launch, log_rotations, plan_launch, rotate_logs
-from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
 from sdxl_tui.sources.procs import ProcessWatcher, find_trainer, read_run_record
 from tests.helpers.proctools import (
     FAKE_CONDA,
@@ -159,7 +159,7 @@ def test_run_survives_the_starter_being_killed_and_its_session_hanging_up(procs:
     script = textwrap.dedent(f"""
         import time
         from sdxl_tui.control.launch import launch
-        from sdxl_tui.control.launch_config import load_launch_config
+        from sdxl_tui.formats.launch_config import load_launch_config
         res = launch(load_launch_config({str(launch_file)!r}))
         print("started", res.ok, flush=True)
         time.sleep(60)

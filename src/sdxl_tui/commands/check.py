@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 report = check_dataset_config(path, sdxl=(args.script or "sdxl_train_network.py").startswith("sdxl"),
                                               cwd=args.cwd or args.sd_scripts)
             elif kind == "launch":
-                from sdxl_tui.control.launch_config import LaunchConfigError, load_launch_config
+                from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
 
                 try:
                     launch = load_launch_config(path)

@@ -52,7 +52,7 @@ def _err(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.launch import launch, plan_launch, preflight, report_has_errors
-    from sdxl_tui.control.launch_config import (
+    from sdxl_tui.formats.launch_config import (
         DEFAULT_NAME,
         LaunchConfigError,
         find_launch_config,

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from sdxl_tui.control.launch_config import LaunchConfig
+from sdxl_tui.formats.launch_config import LaunchConfig
 from sdxl_tui.model import ProcessTree
 from sdxl_tui.sources.procs import (
     RECORD_NAME,

@@ -28,6 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from sdxl_tui.humanize import format_bytes, format_duration_words
 from sdxl_tui.planning import estimate as est
 from sdxl_tui.planning.basemodel import (
     ModelKind,
@@ -571,7 +572,7 @@ def _core(
         if sdxl:
             facts["seconds_per_step_estimate"] = round(sps, 2)
             facts["time_estimate_seconds"] = round(sps * total)
-            facts["time_estimate"] = (f"about {est.human_seconds(sps * total)} (estimate for an RTX 3090/4090-class "
+            facts["time_estimate"] = (f"about {format_duration_words(sps * total)} (estimate for an RTX 3090/4090-class "
                                       "GPU; the dashboard shows the measured rate once it runs)")
         warm = values.get("lr_warmup_steps") or 0
         if isinstance(warm, (int, float)) and warm >= 1 and warm >= total:
@@ -622,17 +623,17 @@ def _core(
                 free = None
             if free is not None:
                 facts["disk_free_bytes"] = free
-                what = f"{files} LoRA files of {est.human_bytes(file_bytes)}" + (
+                what = f"{files} LoRA files of {format_bytes(file_bytes)}" + (
                     f" and {states} state folders" if states else "")
                 if need_bytes > free:
                     add(Finding("error", "disk-space",
-                                f"the run writes {est.human_bytes(need_bytes)} ({what}) but only "
-                                f"{est.human_bytes(free)} is free under {where}; a save fails mid-run",
+                                f"the run writes {format_bytes(need_bytes)} ({what}) but only "
+                                f"{format_bytes(free)} is free under {where}; a save fails mid-run",
                                 "free space, use --save_last_n_epochs N, or save less often", str(where)))
                 elif need_bytes > 0.8 * free:
                     add(Finding("warning", "disk-space",
-                                f"the run writes {est.human_bytes(need_bytes)} ({what}), {need_bytes * 100 // free}% "
-                                f"of the {est.human_bytes(free)} free under {where}",
+                                f"the run writes {format_bytes(need_bytes)} ({what}), {need_bytes * 100 // free}% "
+                                f"of the {format_bytes(free)} free under {where}",
                                 "free space or keep fewer checkpoints (--save_last_n_epochs)", str(where)))
 
     # --- VRAM -------------------------------------------------------------------------
@@ -769,7 +770,7 @@ def load_launch(path: str | os.PathLike[str]) -> Any:
     Raises:
         LaunchConfigError: missing, unreadable or malformed file.
     """
-    from sdxl_tui.control.launch_config import load_launch_config
+    from sdxl_tui.formats.launch_config import load_launch_config
 
     return load_launch_config(path)
 
@@ -868,10 +869,10 @@ def fact_lines(report: CheckReport) -> list[str]:
     if "disk_needed_bytes" in facts:
         free_b = facts.get("disk_free_bytes")
         summary.append(
-            f"disk: {facts['checkpoint_files']} x {est.human_bytes(facts['checkpoint_bytes'])} LoRA files"
+            f"disk: {facts['checkpoint_files']} x {format_bytes(facts['checkpoint_bytes'])} LoRA files"
             + (f" + {facts['state_dirs']} state folders" if facts.get("state_dirs") else "")
-            + f" = {est.human_bytes(facts['disk_needed_bytes'])}"
-            + (f", {est.human_bytes(free_b)} free" if free_b is not None else "")
+            + f" = {format_bytes(facts['disk_needed_bytes'])}"
+            + (f", {format_bytes(free_b)} free" if free_b is not None else "")
         )
     return summary
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+from sdxl_tui.humanize import format_bytes
 from sdxl_tui.model import (
     Alert,
     Checkpoint,
@@ -89,14 +90,6 @@ def _value(options: Options, name: str) -> str | None:
     if isinstance(value, tuple) and value:
         return value[0]
     return None
-
-
-def _fmt_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _last_complete(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
@@ -459,7 +452,7 @@ def disk_alert(inp: AlertInputs) -> Alert | None:
     severity = Severity.ERROR if need > inp.disk_free else Severity.WARNING
     keep = max(1, int(inp.disk_free // max(1, per_save + state_size)) - 1)
     every = inp.config.save_every_n_epochs or _value(inp.options, "save_every_n_epochs")
-    fix = f"free {_fmt_size(need - inp.disk_free * 0.9)} or more"
+    fix = f"free {format_bytes(need - inp.disk_free * 0.9)} or more"
     if every:
         fix += f", or keep only the last {keep} with --save_last_n_epochs {keep} (restart needed)"
     if state_size:
@@ -468,8 +461,8 @@ def disk_alert(inp: AlertInputs) -> Alert | None:
         kind="disk",
         severity=severity,
         message=(
-            f"{inp.remaining_saves} more saves x {_fmt_size(per_save + state_size)} = {_fmt_size(need)} "
-            f"needed, {_fmt_size(inp.disk_free)} free"
+            f"{inp.remaining_saves} more saves x {format_bytes(per_save + state_size)} = {format_bytes(need)} "
+            f"needed, {format_bytes(inp.disk_free)} free"
         ),
         fix=fix,
         key="disk",
@@ -529,7 +522,7 @@ def finished_alert(inp: AlertInputs) -> Alert | None:
     if inp.state is not RunState.FINISHED:
         return None
     final = [c for c in inp.checkpoints if c.kind is CheckpointKind.FINAL and c.complete]
-    what = f": {final[-1].name} ({_fmt_size(final[-1].size)})" if final else ""
+    what = f": {final[-1].name} ({format_bytes(final[-1].size)})" if final else ""
     return Alert(
         kind="finished",
         severity=Severity.INFO,

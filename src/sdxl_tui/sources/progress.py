@@ -250,16 +250,3 @@ def compute_progress(
         next_checkpoint_eta_seconds=next_eta,
         started_at=started_at,
     )
-
-
-def format_duration(seconds: float | None) -> str:
-    """``3725`` -> ``"1:02:05"``; ``None`` -> ``"?"`` (for the status text and the UI)."""
-    if seconds is None or math.isnan(seconds):
-        return "?"
-    s = round(max(0.0, seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h >= 24:
-        d, h = divmod(h, 24)
-        return f"{d}d {h:d}:{m:02d}:{sec:02d}"
-    return f"{h:d}:{m:02d}:{sec:02d}" if h else f"{m:d}:{sec:02d}"

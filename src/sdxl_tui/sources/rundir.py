@@ -45,6 +45,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.humanize import format_ago
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -139,16 +140,6 @@ def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
     return DEFAULT_SILENCE_SECONDS
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _signame(sig: int | None) -> str:
     import signal
 
@@ -186,7 +177,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         fresh = age is not None and age < window
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
-        how = f"{who}; log written {_ago(age)} ago" if age is not None else who
+        how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
     # 2. finished
     if s.model_saved:
@@ -228,7 +219,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         phase_state = RunState.LOADING
     if phase_state in (RunState.TRAINING, RunState.SAMPLING, RunState.SAVING) and age is not None and age >= threshold:
         usual = f" (usual {s.seconds_per_step:.1f} s/step)" if s.seconds_per_step else ""
-        return RunState.STALLED, f"nothing written for {_ago(age)}{usual}{_at(s.step)}; {how}"
+        return RunState.STALLED, f"nothing written for {format_ago(age)}{usual}{_at(s.step)}; {how}"
     if not s.has_log:
         return phase_state, f"{how}; no log yet"
     return phase_state, how
@@ -787,7 +778,7 @@ class RunReader:
 
     def _launch(self) -> None:
         """Options and log path from the launch config (re-read only when its file changes)."""
-        mod = _try_import("sdxl_tui.control.launch_config")
+        mod = _try_import("sdxl_tui.formats.launch_config")
         if mod is None:
             self._launch_options = {}
             return
