@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shlex
@@ -47,9 +46,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-STATE_DIR = ".sdxl-tui"
-EVALS_DIR = "evals"
-COMPARE_DIR = "compare"
+from sdxl_tui.formats import statedir
+from sdxl_tui.formats.statedir import read_json, write_json_atomic
+
 RUNNER_LOCK = "runner.lock"  # flock only; never replaced
 RUNNER_INFO = "runner.info"  # pid + create_time of the live runner (not *.json: the scanner reads those)
 RUNNER_LOG = "runner.log"
@@ -195,16 +194,12 @@ class CompareJob:
 # --------------------------------------------------------------------------- paths, names
 
 
-def state_dir(run_dir: str | os.PathLike[str]) -> str:
-    return os.path.join(os.fspath(run_dir), STATE_DIR)
-
-
 def evals_dir(run_dir: str | os.PathLike[str]) -> str:
-    return os.path.join(state_dir(run_dir), EVALS_DIR)
+    return os.fspath(statedir.evals_dir(run_dir))
 
 
 def compare_dir(run_dir: str | os.PathLike[str]) -> str:
-    return os.path.join(state_dir(run_dir), COMPARE_DIR)
+    return os.fspath(statedir.state_dir(run_dir) / statedir.COMPARE_DIR)
 
 
 def epoch_from_name(stem: str) -> int | None:
@@ -544,24 +539,6 @@ def plan_eval(
 # --------------------------------------------------------------------------- status files
 
 
-def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(dict(data), fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 @contextlib.contextmanager
 def _status_lock(run_dir: str) -> Iterator[None]:
     """Serialise read-modify-write of status files between the UI, CLI and runner."""
@@ -577,9 +554,9 @@ def _status_lock(run_dir: str) -> Iterator[None]:
 
 
 def _update(path: str, **changes: Any) -> dict[str, Any]:
-    data = _read_json(path) or {}
+    data = read_json(path) or {}
     data.update(changes)
-    _write_json(path, data)
+    write_json_atomic(path, data)
     return data
 
 
@@ -602,7 +579,7 @@ def result_images(output_dir: str) -> tuple[str, ...]:
 
 def read_manifest(output_dir: str) -> dict[str, Any] | None:
     """The built-in evaluator's ``manifest.json`` in ``output_dir`` (None if absent)."""
-    return _read_json(os.path.join(output_dir, "manifest.json"))
+    return read_json(os.path.join(output_dir, "manifest.json"))
 
 
 def _alive(pid: int | None, create_time: float | None) -> bool:
@@ -666,7 +643,7 @@ def eval_status(run_dir: str | os.PathLike[str]) -> tuple[EvalRecord, ...]:
         return ()
     records = []
     for path in paths:
-        data = _read_json(path)
+        data = read_json(path)
         if data is not None:
             records.append(_record(path, data))
     order = {"running": 0, "queued": 1, "done": 2, "failed": 2}
@@ -678,7 +655,7 @@ def eval_status(run_dir: str | os.PathLike[str]) -> tuple[EvalRecord, ...]:
 def eval_record(run_dir: str | os.PathLike[str], name: str) -> EvalRecord | None:
     """The record of one checkpoint (by file stem), or None."""
     path = os.path.join(evals_dir(run_dir), Path(name).stem + ".json")
-    data = _read_json(path)
+    data = read_json(path)
     return _record(path, data) if data is not None else None
 
 
@@ -722,12 +699,12 @@ def start_eval(
         raise EvalError(f"when must be one of {', '.join(WHEN)}, not {when!r}")
     path = plan.status_path
     with _status_lock(plan.run_dir):
-        existing = _read_json(path)
+        existing = read_json(path)
         if existing is not None:
             rec = _record(path, existing)
             if rec.active:
                 raise EvalError(f"{plan.name} already has an evaluation {rec.status} (pid {rec.pid or '-'})")
-        _write_json(
+        write_json_atomic(
             path,
             {
                 "checkpoint": plan.checkpoint,
@@ -761,7 +738,7 @@ def cancel_eval(run_dir: str | os.PathLike[str], name: str, *, timeout: float = 
     run_dir = os.path.abspath(os.fspath(run_dir))
     path = os.path.join(evals_dir(run_dir), Path(name).stem + ".json")
     with _status_lock(run_dir):
-        data = _read_json(path)
+        data = read_json(path)
         if data is None:
             return None
         if data.get("status") == "queued":
@@ -789,7 +766,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def runner_pid(run_dir: str | os.PathLike[str]) -> int | None:
     """The live queue runner's pid (from its lock file, identity-checked), else None."""
-    data = _read_json(os.path.join(evals_dir(run_dir), RUNNER_INFO))
+    data = read_json(os.path.join(evals_dir(run_dir), RUNNER_INFO))
     if not data:
         return None
     pid, ctime = data.get("pid"), data.get("create_time")
@@ -875,7 +852,7 @@ def _acquire_device(run_dir: str, path: str, device: str, poll_interval: float) 
         except OSError:
             pass
         with _status_lock(run_dir):
-            data = _read_json(path) or {}
+            data = read_json(path) or {}
             if data.get("status") != "queued":
                 fh.close()
                 return False
@@ -890,7 +867,7 @@ _RUNNER_CREATE_TIME: float | None = None  # set by run_queue: identifies this ru
 
 def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> None:
     """Run one queued evaluation to its end and record it (called in the runner)."""
-    data = _read_json(path)
+    data = read_json(path)
     if not data or data.get("status") != "queued":
         return
     device_lock = _acquire_device(run_dir, path, str(data.get("device") or ""), poll_interval)
@@ -905,7 +882,7 @@ def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> No
 
 def _run_locked(run_dir: str, path: str) -> None:
     with _status_lock(run_dir):
-        data = _read_json(path)
+        data = read_json(path)
         if not data or data.get("status") != "queued":
             return
         argv = [str(a) for a in data.get("argv") or []]
@@ -949,7 +926,7 @@ def _run_locked(run_dir: str, path: str) -> None:
         log.write(f"# exit status {code} after {ended - started:.1f} s\n".encode())
     log.close()
     with _status_lock(run_dir):
-        current = _read_json(path) or {}
+        current = read_json(path) or {}
         note = current.get("note")
         if code < 0:
             note = note or f"killed by signal {-code}"
@@ -982,7 +959,7 @@ def run_queue(run_dir: str, *, poll_interval: float = DEFAULT_POLL) -> int:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0  # another runner owns the queue
-        _write_json(info_path, me)
+        write_json_atomic(info_path, me)
         while True:
             trainer = training_pid(run_dir)
             job = _next_job(run_dir, trainer is not None)
@@ -1004,7 +981,7 @@ def run_queue(run_dir: str, *, poll_interval: float = DEFAULT_POLL) -> int:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return 0
-            _write_json(info_path, me)
+            write_json_atomic(info_path, me)
 
 
 def wait_for(run_dir: str | os.PathLike[str], name: str, *, timeout: float | None = None,
@@ -1116,7 +1093,7 @@ def compare_jobs(run_dir: str | os.PathLike[str]) -> tuple[CompareJob, ...]:
         return ()
     jobs = []
     for path in paths:
-        data = _read_json(path)
+        data = read_json(path)
         if data is not None:
             jobs.append(_compare_job(path, data))
     return tuple(jobs)
@@ -1136,7 +1113,7 @@ def _finish_compare(run_dir: str, job: CompareJob) -> CompareJob:
         _update(job.job_path, status="done", grid=path, ended_at=time.time(), error=None)
     except (EvalError, OSError) as exc:
         _update(job.job_path, status="failed", ended_at=time.time(), error=str(exc))
-    data = _read_json(job.job_path) or {}
+    data = read_json(job.job_path) or {}
     return _compare_job(job.job_path, data)
 
 
@@ -1192,7 +1169,7 @@ def start_compare(
         plans.append(plan)
         dirs.append(plan.output_dir)
     job_path = os.path.join(compare_dir(run_dir), label + ".json")
-    _write_json(
+    write_json_atomic(
         job_path,
         {
             "checkpoints": checkpoints,
@@ -1207,7 +1184,7 @@ def start_compare(
     for plan in plans:
         start_eval(plan, when=when, poll_interval=poll_interval, spawn_runner=False)
     ensure_runner(run_dir, poll_interval=poll_interval)
-    return _compare_job(job_path, _read_json(job_path) or {})
+    return _compare_job(job_path, read_json(job_path) or {})
 
 
 def _shared_prompts(run_dir: str, label: str, first_checkpoint: str, plan: EvalPlan) -> str:
@@ -1225,7 +1202,7 @@ def _shared_prompts(run_dir: str, label: str, first_checkpoint: str, plan: EvalP
 
 def compare_job(run_dir: str | os.PathLike[str], label: str) -> CompareJob | None:
     path = os.path.join(compare_dir(run_dir), label + ".json")
-    data = _read_json(path)
+    data = read_json(path)
     return _compare_job(path, data) if data is not None else None
 
 

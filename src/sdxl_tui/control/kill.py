@@ -39,24 +39,20 @@ from typing import Any
 
 from sdxl_tui.model import ProcessTree, ProcInfo
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-from sdxl_tui.sources.procs import (
+from sdxl_tui.formats.cmdline import options_from_argv, script_span
+from sdxl_tui.formats.statedir import (
+    LAST_KILL_NAME,
     STATE_DIR,
-    discover,
-    option_value,
-    same_time,
-    script_span,
-    trainer_output_dir,
+    WATCH_NAME,
+    WATCHER_LOG_NAME,
+    read_json,
+    write_json_atomic,
 )
+from sdxl_tui.sources.procs import discover, same_time
 
 #: Signal steps in order; ``--signal`` picks where to start.
 STEPS = ("INT", "TERM", "KILL")
 WATCHER_MODULE = "sdxl_tui.control.watcher"
-WATCH_NAME = "stop-after-checkpoint.json"
-LAST_KILL_NAME = "last-kill.json"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 
 
@@ -202,7 +198,7 @@ def plan_kill(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | No
     notes = list(found.notes)
     if found.record_state == "mismatch" and found.record:
         rec = found.record
-        refusals.append(Refusal(int(rec.get("pid") or 0), "recorded pid now belongs to another process "
+        refusals.append(Refusal(rec.pid or 0, "recorded pid now belongs to another process "
                                 "(create time or command line differ): left alone"))
     trees: list[ProcessTree] = []
     seen: set[int] = set()
@@ -417,8 +413,6 @@ def execute_kill(
     result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time())
     if write_record and plan.targets:
         try:
-            from sdxl_tui.control.supervisor import write_json_atomic
-
             write_json_atomic(Path(plan.run_dir) / STATE_DIR / LAST_KILL_NAME, result.to_json())
         except OSError:
             pass
@@ -512,25 +506,8 @@ def run_saves_state(run_dir: str | os.PathLike[str], trees: Sequence[ProcessTree
         span = script_span(cmd)
         if span is None:
             continue
-        args = cmd[span[1]:]
-        if any(a == "--save_state" or a.startswith("--save_state=") for a in args):
+        if options_from_argv(cmd).get("save_state") is True:
             return True
-        cfg = option_value(args, "--config_file", len("--config"))
-        if cfg:
-            try:
-                path = cfg if cfg.endswith(".toml") else cfg + ".toml"
-                with open(path, "rb") as fh:
-                    data = tomllib.load(fh)
-                stack = [data]
-                while stack:
-                    table = stack.pop()
-                    for k, v in table.items():
-                        if isinstance(v, dict):
-                            stack.append(v)
-                        elif k == "save_state" and v is True:
-                            return True
-            except (OSError, ValueError):
-                pass
     try:
         return any(e.is_dir() and e.name.endswith("-state") for e in os.scandir(run_dir))
     except OSError:
@@ -601,19 +578,11 @@ def watch_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / STATE_DIR / WATCH_NAME
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def watcher_status(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> dict[str, Any] | None:
     """The stop-after-checkpoint record plus ``alive`` (its watcher process verified by pid,
     create time and command line), or None when there has never been one."""
     ps = _psutil(psutil_module)
-    data = _read_json(watch_path(run_dir))
+    data = read_json(watch_path(run_dir))
     if data is None:
         return None
     data["alive"] = _watcher_alive(ps, data, run_dir)
@@ -672,7 +641,7 @@ def start_stop_after_checkpoint(
            "--baseline", json.dumps(baseline),
            "--signal", start, "--timeout-int", str(timeouts[0]), "--timeout-term", str(timeouts[1]),
            "--poll", str(poll), "--settle", str(settle)]
-    log = Path(target) / STATE_DIR / "watcher.log"
+    log = Path(target) / STATE_DIR / WATCHER_LOG_NAME
     with open(log, "ab") as err:
         starter = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                    start_new_session=True, close_fds=True, cwd=target)
@@ -682,7 +651,7 @@ def start_stop_after_checkpoint(
         pass
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        data = _read_json(watch_path(target))
+        data = read_json(watch_path(target))
         if data and data.get("token") == token:
             if data.get("state") == "failed":
                 return WatchResult(False, f"the watcher failed: {data.get('message')}", data.get("pid"), data)
@@ -697,7 +666,7 @@ def cancel_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, psutil_modu
     """Stop the watcher (after checking it is ours: pid, create time, command line)."""
     ps = _psutil(psutil_module)
     target = os.path.realpath(os.fspath(run_dir))
-    data = _read_json(watch_path(target))
+    data = read_json(watch_path(target))
     if data is None:
         return WatchResult(False, "no stop-after-checkpoint watcher was started for this directory")
     if not _watcher_alive(ps, data, target):
@@ -717,11 +686,7 @@ def cancel_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, psutil_modu
             pass
         if not _watcher_alive(ps, data, target):
             return WatchResult(True, f"cancelled: watcher pid {pid} stopped; the run continues", pid,
-                               _read_json(watch_path(target)))
+                               read_json(watch_path(target)))
         time.sleep(0.05)
     return WatchResult(False, f"watcher pid {pid} did not stop within {wait_seconds:.0f} s", pid, data)
 
-
-def trainer_dir_of(cmdline: Sequence[str], cwd: str | None = None) -> str | None:
-    """Convenience re-export for the UI: the output dir a trainer command line writes to."""
-    return trainer_output_dir(cmdline, cwd)

@@ -43,17 +43,15 @@ from sdxl_tui.planning.environment import (
     environment_for_prefix,
 )
 from sdxl_tui.planning.findings import Finding, exit_code_for
-from sdxl_tui.planning.options import (
+from sdxl_tui.formats.cmdline import python_command_from_prefix
+from sdxl_tui.formats.optiontable import (
     KNOWN_SCRIPTS,
     SD1_SCRIPT,
     SDXL_SCRIPT,
     OptionTable,
-    check_config_value,
     load_packaged_table,
-    load_table_from_checkout,
-    python_command_from_prefix,
-    resolve_argv,
 )
+from sdxl_tui.planning.options import check_config_value, load_table_from_checkout, resolve_argv
 
 __all__ = [
     "CheckReport",

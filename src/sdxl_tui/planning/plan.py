@@ -36,8 +36,8 @@ from typing import Any
 
 from sdxl_tui.formats import toml
 from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.optiontable import SDXL_SCRIPT, load_packaged_table
 from sdxl_tui.planning.dataset import folder_dataset
-from sdxl_tui.planning.options import SDXL_SCRIPT, load_packaged_table
 
 RESULT_FILES = ("result.json", "results.json", "metrics.json", "score.json", "trial.json")
 TEXT_RESULTS = {"score.txt": "score", "loss.txt": "loss"}

@@ -1,7 +1,7 @@
 """Command-line parsing for the simulator: the real trainer's options plus ``--sim-*`` ones.
 
 The trainer's parser is rebuilt from the option table that ships with sdxl-tui
-(``data/sd_scripts_options.json``, extracted from sd-scripts v0.10.1), so a launch line for
+(:mod:`sdxl_tui.formats.optiontable`, extracted from sd-scripts v0.10.1), so a launch line for
 ``sdxl_train_network.py`` parses here exactly as it would there: same names, types, choices,
 ``allow_abbrev`` prefixes and the same ``usage: ... error: unrecognized arguments: ...``
 message with exit status 2. Simulation options are split off first so they never leak into
@@ -11,12 +11,12 @@ that usage text.
 from __future__ import annotations
 
 import argparse
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-SCRIPT = "sdxl_train_network.py"
+from sdxl_tui.formats import toml
+from sdxl_tui.formats.optiontable import SDXL_SCRIPT, int_or_float, load_packaged_table
 
 FAULTS = ("oom", "nan", "hang", "crash")
 
@@ -36,51 +36,32 @@ class SimOptions:
     hostname: str | None = None
 
 
-def _int_or_float(value: str) -> int | float:
-    """sd-scripts' ``int_or_float``: ``"10%"`` -> 0.1, values below 1 -> ratio, else int."""
-    if value.endswith("%"):
-        return float(value[:-1]) / 100.0
-    f = float(value)
-    if f < 1:
-        return f
-    return int(f)
-
-
-_TYPES: dict[str, Any] = {
+_TYPES: dict[str, Callable[[str], Any]] = {
     "str": str,
     "int": int,
     "float": float,
     "Path": str,
-    "int_or_float": _int_or_float,
+    "int_or_float": int_or_float,
 }
 
 
-def load_option_table(script: str = SCRIPT) -> dict[str, Any]:
-    """The real option table of ``script`` (dict with ``allow_abbrev`` and ``options``)."""
-    text = resources.files("sdxl_tui").joinpath("data/sd_scripts_options.json").read_text("utf-8")
-    table: dict[str, Any] = json.loads(text)["scripts"][script]
-    return table
-
-
-def build_trainer_parser(script: str = SCRIPT) -> argparse.ArgumentParser:
+def build_trainer_parser(script: str = SDXL_SCRIPT) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` equivalent to the real trainer's (prog, options, abbreviations)."""
-    table = load_option_table(script)
-    parser = argparse.ArgumentParser(prog=script, allow_abbrev=bool(table.get("allow_abbrev", True)))
-    for opt in table["options"]:
-        names = opt["options"]
-        kw: dict[str, Any] = {"dest": opt["dest"], "default": opt.get("default")}
-        if opt["kind"] == "flag":
-            parser.add_argument(*names, action="store_true", **kw)
+    table = load_packaged_table(script)
+    parser = argparse.ArgumentParser(prog=table.script, allow_abbrev=table.allow_abbrev)
+    for spec in table.options:
+        kw: dict[str, Any] = {"dest": spec.dest, "default": spec.default}
+        if spec.kind == "flag":
+            parser.add_argument(*spec.options, action="store_true", **kw)
             continue
-        kw["type"] = _TYPES.get(opt.get("type") or "str", str)
-        if opt.get("nargs"):
-            kw["nargs"] = opt["nargs"]
-        if opt.get("choices") is not None:
-            choices = opt["choices"]
-            if kw["type"] in (int, float):
-                choices = [c if c is None else kw["type"](c) for c in choices]
-            kw["choices"] = choices
-        parser.add_argument(*names, **kw)
+        convert = _TYPES.get(spec.type or "str", str)
+        kw["type"] = convert
+        if spec.nargs:
+            kw["nargs"] = spec.nargs
+        if spec.choices is not None:
+            kw["choices"] = [c if c is None or convert not in (int, float) else convert(c)
+                             for c in spec.choices]
+        parser.add_argument(*spec.options, **kw)
     return parser
 
 
@@ -134,12 +115,7 @@ def _apply_config_file(
 ) -> argparse.Namespace:
     path = args.config_file if args.config_file.endswith(".toml") else args.config_file + ".toml"
     try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = toml.load(path)
     except OSError:
         return args
     flat: dict[str, Any] = {}

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.statedir import evals_dir
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -802,7 +803,7 @@ class CheckpointScanner:
                 images=images,
             )
 
-        status_dir = os.path.join(self.run_dir, ".sdxl-tui", "evals")
+        status_dir = os.fspath(evals_dir(self.run_dir))
         try:
             with os.scandir(status_dir) as it:
                 status_files = sorted(e.path for e in it if e.name.endswith(".json"))
