@@ -47,6 +47,15 @@ from types import MappingProxyType
 from typing import Any
 
 from sdxl_tui.formats import statedir
+from sdxl_tui.formats.names import (
+    IMAGE_SUFFIXES,
+    WEIGHT_SUFFIXES,
+    classify_name,
+    epoch_from_name,
+    eval_dir_name,
+)
+from sdxl_tui.formats.safetensors import read_header, read_metadata
+from sdxl_tui.model import CheckpointKind
 from sdxl_tui.formats.statedir import read_json, write_json_atomic
 
 RUNNER_LOCK = "runner.lock"  # flock only; never replaced
@@ -57,8 +66,6 @@ MODULE = "sdxl_tui.control.evaluate"
 STATUSES = ("queued", "running", "done", "failed")
 WHEN = ("now", "after-training")
 DEFAULT_POLL = 5.0
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 NOT_RESULT_IMAGES = ("contact_sheet.png",)
 
 #: Placeholders a template may use (``{{`` / ``}}`` give literal braces).
@@ -78,8 +85,6 @@ PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
 )
 
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-_EPOCH_RE = re.compile(r".+-(\d{6,})")
-_STEP_RE = re.compile(r".+-step(\d{8,})")
 
 
 class EvalError(ValueError):
@@ -202,32 +207,13 @@ def compare_dir(run_dir: str | os.PathLike[str]) -> str:
     return os.fspath(statedir.state_dir(run_dir) / statedir.COMPARE_DIR)
 
 
-def epoch_from_name(stem: str) -> int | None:
-    """``luca_sdxl_v1-000008`` -> 8 (sd-scripts' epoch file name, REF §3.1); None otherwise."""
-    if _STEP_RE.fullmatch(stem):
-        return None
-    m = _EPOCH_RE.fullmatch(stem)
-    return int(m.group(1)) if m else None
-
-
-def _metadata(path: str) -> Mapping[str, str]:
-    try:
-        from sdxl_tui.sources.checkpoints import read_safetensors_header
-
-        return read_safetensors_header(path).metadata
-    except Exception:  # noqa: BLE001 - a torch file or unreadable header just has no metadata
-        return MappingProxyType({})
-
-
 def _header_state(path: str) -> str | None:
     """``ok`` / ``short`` / ``bad`` for a safetensors file (None for other formats)."""
     if not path.endswith(".safetensors"):
         return None
     try:
-        from sdxl_tui.sources.checkpoints import read_safetensors_header
-
-        return read_safetensors_header(path).state
-    except Exception:  # noqa: BLE001
+        return read_header(path).state
+    except OSError:
         return None
 
 
@@ -238,12 +224,12 @@ def checkpoint_epoch(path: str) -> int | None:
     epoch = epoch_from_name(stem)
     if epoch is not None:
         return epoch
-    raw = _metadata(path).get("ss_epoch") if path.endswith(".safetensors") else None
+    raw = read_metadata(path).get("ss_epoch") if path.endswith(".safetensors") else None
     try:
         value = int(str(raw)) if raw is not None else None
     except ValueError:
         return None
-    if value is not None and _STEP_RE.fullmatch(stem):
+    if value is not None and classify_name(stem)[0] is CheckpointKind.STEP:
         value += 1
     return value
 
@@ -252,8 +238,7 @@ def default_output_dir(run_dir: str | os.PathLike[str], checkpoint: str) -> str:
     """``OUTPUT_DIR/eval_epoch{N}`` for epoch files (the card's layout), ``eval_<stem>`` otherwise."""
     stem = Path(checkpoint).stem
     epoch = epoch_from_name(stem)
-    name = f"eval_epoch{epoch}" if epoch is not None else f"eval_{stem}"
-    return os.path.join(os.path.abspath(os.fspath(run_dir)), name)
+    return os.path.join(os.path.abspath(os.fspath(run_dir)), eval_dir_name(stem, epoch))
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[str]:
@@ -280,7 +265,7 @@ def resolve_checkpoint(run_dir: str | os.PathLike[str], spec: str) -> str:
             if epoch_from_name(Path(path).stem) == epoch:
                 return os.path.abspath(path)
         for path in files:  # the final file carries ss_epoch = the last epoch
-            if not _STEP_RE.fullmatch(Path(path).stem) and checkpoint_epoch(path) == epoch:
+            if classify_name(Path(path).stem)[0] is not CheckpointKind.STEP and checkpoint_epoch(path) == epoch:
                 return os.path.abspath(path)
         have = sorted({e for e in (epoch_from_name(Path(p).stem) for p in files) if e is not None})
         raise EvalError(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import signal as _signal
-import struct
 import subprocess
 import sys
 import time
@@ -40,6 +39,8 @@ from typing import Any
 from sdxl_tui.model import ProcessTree, ProcInfo
 
 from sdxl_tui.formats.cmdline import options_from_argv, script_span
+from sdxl_tui.formats.names import WEIGHT_SUFFIXES
+from sdxl_tui.formats.safetensors import is_complete
 from sdxl_tui.formats.statedir import (
     LAST_KILL_NAME,
     STATE_DIR,
@@ -53,7 +54,6 @@ from sdxl_tui.sources.procs import discover, same_time
 #: Signal steps in order; ``--signal`` picks where to start.
 STEPS = ("INT", "TERM", "KILL")
 WATCHER_MODULE = "sdxl_tui.control.watcher"
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 
 
 def _psutil(module: ModuleType | None) -> Any:
@@ -422,37 +422,6 @@ def execute_kill(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def safetensors_complete(path: str | os.PathLike[str]) -> bool | None:
-    """True when the file is as long as its header promises, False when shorter (still
-    being written or truncated), None when the header cannot be read at all yet."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                return None
-            (n,) = struct.unpack("<Q", head)
-            if n > 100 * 1024 * 1024:
-                return None
-            raw = fh.read(n)
-            if len(raw) < n:
-                return False
-            size = os.fstat(fh.fileno()).st_size
-    except OSError:
-        return None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    end = 0
-    for key, value in header.items() if isinstance(header, dict) else ():
-        if key == "__metadata__" or not isinstance(value, dict):
-            continue
-        offsets = value.get("data_offsets")
-        if isinstance(offsets, list) and len(offsets) == 2:
-            end = max(end, int(offsets[1]))
-    return size == 8 + n + end
-
-
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
     """Weights files directly in the run directory: name -> (size, mtime_ns)."""
     out: dict[str, tuple[int, int]] = {}
@@ -461,7 +430,7 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> dict[str, tuple[int, in
     except OSError:
         return out
     for entry in entries:
-        if entry.name.endswith(CHECKPOINT_SUFFIXES) and not entry.name.startswith("."):
+        if entry.name.endswith(WEIGHT_SUFFIXES) and not entry.name.startswith("."):
             try:
                 st = entry.stat()
             except OSError:
@@ -476,7 +445,7 @@ def complete_checkpoints(run_dir: str | os.PathLike[str]) -> list[str]:
     right now is not among them, so it counts as "the next checkpoint")."""
     names = []
     for name in sorted(list_checkpoints(run_dir)):
-        if name.endswith(".safetensors") and safetensors_complete(Path(run_dir) / name) is not True:
+        if name.endswith(".safetensors") and is_complete(Path(run_dir) / name) is not True:
             continue
         names.append(name)
     return names
@@ -490,7 +459,7 @@ def _state_signature(state_dir: Path) -> tuple[Any, ...] | None:
         sig = []
         for e in entries:
             st = e.stat()
-            if e.name.endswith(".safetensors") and safetensors_complete(e.path) is not True:
+            if e.name.endswith(".safetensors") and is_complete(e.path) is not True:
                 return None
             sig.append((e.name, st.st_size, st.st_mtime_ns))
         return tuple(sig)
@@ -554,7 +523,7 @@ class CheckpointWaiter:
             path = self.run_dir / name
             if name.endswith(".safetensors"):
                 # exact: the header promises the size, and safetensors writes in place
-                ok = safetensors_complete(path) is True
+                ok = is_complete(path) is True
             else:
                 ok = self._stable(name, files[name])
             if self.saves_state:

@@ -33,12 +33,11 @@ from types import MappingProxyType
 from typing import Any
 
 from sdxl_tui.formats import toml
+from sdxl_tui.formats.names import LOG_NAME
 
 #: File name looked up in the run directory when no ``--launch FILE`` is given.
 DEFAULT_NAME = "sdxl-tui.toml"
 
-#: Name of the console log the trainer's stdout and stderr go to.
-LOG_NAME = "training.log"
 
 _LAUNCH_KEYS = ("prefix", "sd_scripts_dir", "script", "config_file", "output_dir", "env")
 

@@ -20,6 +20,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from sdxl_tui.formats.names import epoch_file_name, final_file_name, step_file_name
 from sdxl_tui.model import CheckpointKind, Progress, ScalarPoint, TrainConfig
 
 #: A pause longer than this between two steps is not a save: it is a stop, a hang, a resume.
@@ -40,21 +41,6 @@ def epoch_end_step(epoch: int, steps_per_epoch: int, total_steps: int | None) ->
     """Global step at the end of 1-based ``epoch`` (the last epoch may be cut short)."""
     step = epoch * steps_per_epoch
     return min(step, total_steps) if total_steps else step
-
-
-def epoch_file_name(output_name: str | None, epoch: int, ext: str = ".safetensors") -> str:
-    """REF §3.1 ``EPOCH_FILE_NAME``."""
-    return f"{output_name or 'epoch'}-{epoch:06d}{ext}"
-
-
-def step_file_name(output_name: str | None, step: int, ext: str = ".safetensors") -> str:
-    """REF §3.1 ``STEP_FILE_NAME``."""
-    return f"{output_name or 'at'}-step{step:08d}{ext}"
-
-
-def final_file_name(output_name: str | None, ext: str = ".safetensors") -> str:
-    """REF §3.1 ``DEFAULT_LAST_OUTPUT_NAME``: the end-of-training file."""
-    return f"{output_name or 'last'}{ext}"
 
 
 def upcoming_saves(

@@ -49,6 +49,7 @@ from sdxl_tui.formats.cmdline import (
     options_from_mapping,
     script_name,
 )
+from sdxl_tui.formats.names import LOG_NAME, classify_name
 from sdxl_tui.formats.statedir import RunRecord
 from sdxl_tui.humanize import format_ago
 from sdxl_tui.model import (
@@ -74,7 +75,6 @@ from sdxl_tui.sources.progress import (
 )
 
 __all__ = [
-    "LOG_NAME",
     "RunReader",
     "StateInputs",
     "decide_state",
@@ -82,7 +82,6 @@ __all__ = [
     "read_run",
 ]
 
-LOG_NAME = "training.log"
 #: A stall needs at least this long without any write, whatever the step time.
 MIN_STALL_SECONDS = 120.0
 #: Without a step time, a live-looking run is presumed stopped after this much silence.
@@ -390,8 +389,6 @@ def infer_save_every(checkpoints: Sequence[Checkpoint]) -> tuple[int | None, int
 
 def _logged_saves(saves: Sequence[Any]) -> list[tuple[str, CheckpointKind, int]]:
     """(output name, kind, number) of the epoch/step checkpoints the log announced."""
-    from sdxl_tui.sources.checkpoints import classify_name
-
     out: list[tuple[str, CheckpointKind, int]] = []
     for ev in saves:
         path = getattr(ev, "path", None)
