@@ -16,18 +16,13 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from sdxl_tui.formats import toml
 from sdxl_tui.humanize import format_bytes, format_duration_words
 from sdxl_tui.planning import estimate as est
 from sdxl_tui.planning.basemodel import (
@@ -313,11 +308,11 @@ def _core(
         if cfg_path.suffix != ".toml":
             cfg_path = cfg_path.with_name(cfg_path.name + ".toml")
         try:
-            cfg = _flatten_config(tomllib.loads(cfg_path.read_text("utf-8", errors="replace")))
+            cfg = _flatten_config(toml.load(cfg_path))
         except FileNotFoundError:
             add(Finding("error", "config-file-missing", f"--config_file {cfg_path} not found; sd-scripts exits 1",
                         "fix the path (sd-scripts appends .toml when it is missing)", str(cfg_path)))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, toml.TOMLDecodeError) as exc:
             add(Finding("error", "config-file-invalid", f"{cfg_path} does not parse: {exc}",
                         "fix the TOML syntax", str(cfg_path)))
         facts["config_file"] = str(cfg_path)

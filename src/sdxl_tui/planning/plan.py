@@ -28,13 +28,13 @@ import json
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdxl_tui.formats import toml
+from sdxl_tui.formats.dataset import load_dataset_file
 from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
 from sdxl_tui.formats.optiontable import SDXL_SCRIPT, load_packaged_table
 from sdxl_tui.planning.dataset import folder_dataset
@@ -374,16 +374,8 @@ def _load_dataset_source(dataset: str | os.PathLike[str]) -> tuple[dict[str, Any
         return folder_dataset(p), None
     if not p.is_file():
         raise PlanError(f"dataset {p} does not exist (give the SD1.5 dataset TOML or the image folder)")
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text("utf-8"))
-        else:
-            data = tomllib.loads(p.read_text("utf-8"))
+        data = load_dataset_file(p)
     except (OSError, ValueError) as exc:
         raise PlanError(f"cannot read the dataset {p}: {exc}") from exc
     return data, p
