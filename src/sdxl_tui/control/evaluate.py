@@ -55,8 +55,9 @@ from sdxl_tui.formats.names import (
     eval_dir_name,
 )
 from sdxl_tui.formats.safetensors import read_header, read_metadata
-from sdxl_tui.model import CheckpointKind
 from sdxl_tui.formats.statedir import read_json, write_json_atomic
+from sdxl_tui.model import CheckpointKind
+from sdxl_tui.sources.procs import find_trainer
 
 RUNNER_LOCK = "runner.lock"  # flock only; never replaced
 RUNNER_INFO = "runner.info"  # pid + create_time of the live runner (not *.json: the scanner reads those)
@@ -389,33 +390,8 @@ def _setting(settings: Any, name: str, default: Any = None) -> Any:
 
 def training_pid(run_dir: str | os.PathLike[str]) -> int | None:
     """The trainer's pid when a training process writes to ``run_dir``, else None."""
-    try:
-        from sdxl_tui.sources.procs import find_trainer
-    except ImportError:  # pragma: no cover - procs.py is part of the package
-        return _scan_trainer(run_dir)
-    try:
-        tree = find_trainer(run_dir)
-    except Exception:  # noqa: BLE001 - a psutil hiccup must not stop a queue
-        return _scan_trainer(run_dir)
+    tree = find_trainer(run_dir)
     return tree.pid if tree is not None and tree.alive else None
-
-
-def _scan_trainer(run_dir: str | os.PathLike[str]) -> int | None:
-    """Fallback: any process whose command line has ``--output_dir <run_dir>``."""
-    import psutil
-
-    target = os.path.realpath(os.fspath(run_dir))
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        for i, tok in enumerate(cmd):
-            val = None
-            if tok == "--output_dir" and i + 1 < len(cmd):
-                val = cmd[i + 1]
-            elif tok.startswith("--output_dir="):
-                val = tok.split("=", 1)[1]
-            if val and os.path.realpath(val) == target:
-                return int(proc.info["pid"])
-    return None
 
 
 def plan_eval(

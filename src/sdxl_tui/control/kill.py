@@ -36,8 +36,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sdxl_tui.model import ProcessTree, ProcInfo
-
 from sdxl_tui.formats.cmdline import options_from_argv, script_span
 from sdxl_tui.formats.names import WEIGHT_SUFFIXES
 from sdxl_tui.formats.safetensors import is_complete
@@ -49,6 +47,7 @@ from sdxl_tui.formats.statedir import (
     read_json,
     write_json_atomic,
 )
+from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.procs import discover, same_time
 
 #: Signal steps in order; ``--signal`` picks where to start.

@@ -32,13 +32,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any
 
-from sdxl_tui.formats.launch_config import LaunchConfig
-from sdxl_tui.model import ProcessTree
-from sdxl_tui.formats.cmdline import SUPERVISOR_MODULE
 from sdxl_tui.formats import statedir
+from sdxl_tui.formats.cmdline import SUPERVISOR_MODULE
+from sdxl_tui.formats.launch_config import LaunchConfig
 from sdxl_tui.formats.statedir import LOCK_NAME, RECORD_NAME, RunRecord, read_run_record
+from sdxl_tui.model import ProcessTree
+from sdxl_tui.planning.check import CheckReport, check_launch
 from sdxl_tui.sources.procs import discover
 
 
@@ -258,26 +258,17 @@ def launch(cfg: LaunchConfig, *, python: str | None = None, wait_seconds: float 
         os.close(lock_fd)  # closing the descriptor releases the flock
 
 
-def preflight(cfg: LaunchConfig) -> tuple[Any | None, str | None]:
-    """Run the preflight check (``planning/check.py``) if it is available.
+def preflight(cfg: LaunchConfig) -> tuple[CheckReport | None, str | None]:
+    """Run the preflight check (``planning/check.py``).
 
-    Returns ``(report, None)``, or ``(None, note)`` when the check cannot run: it lives in
-    another module that may be missing from this build.
+    Returns ``(report, None)``, or ``(None, note)`` when the check itself failed to run (a
+    bug there must not block a start silently; the note says why).
     """
     try:
-        from sdxl_tui.planning.check import check_launch
-    except ImportError as exc:
-        return None, f"preflight check not available ({exc}); skipped"
-    try:
         return check_launch(cfg), None
-    except Exception as exc:  # noqa: BLE001 - a broken check must not block a start silently
+    except Exception as exc:  # noqa: BLE001 - see above
         return None, f"preflight check failed to run: {type(exc).__name__}: {exc}"
 
 
-def report_has_errors(report: Any) -> bool:
-    if report is None:
-        return False
-    code = getattr(report, "exit_code", None)
-    if code is not None:
-        return bool(code >= 2)
-    return any(getattr(f, "severity", "") == "error" for f in getattr(report, "findings", ()))
+def report_has_errors(report: CheckReport | None) -> bool:
+    return report is not None and report.exit_code >= 2

@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sdxl_tui.evaluator.errors import EvaluatorError
+
 EXIT_USAGE = 2
 INSTALL_HINT = "install the evaluator with: pip install 'sdxl-tui[eval]'  (CPU-only torch: pip install 'torch==<version>' from your local wheel first)"
 
@@ -35,10 +37,6 @@ without the *.safetensors files.
 
 exit status: 0 all images written; 2 bad input or environment (message on stderr); 1 other failures.
 """
-
-
-class EvaluatorError(Exception):
-    """A problem the user can fix; its message is printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

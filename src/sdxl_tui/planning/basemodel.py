@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sdxl_tui.formats.safetensors import read_header
 
+
 @dataclass(frozen=True, slots=True)
 class ModelKind:
     """What a base model is, and how we know."""

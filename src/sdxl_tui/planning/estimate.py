@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
 UNET_MODULES = 722
 UNET_IN_OUT = 2_659_840
 TE_MODULES = 264

@@ -17,7 +17,13 @@ from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdxl_tui.formats.dataset import as_resolution, is_image, load_dataset_file, lookup, repeats_folder
+from sdxl_tui.formats.dataset import (
+    as_resolution,
+    is_image,
+    load_dataset_file,
+    lookup,
+    repeats_folder,
+)
 
 DEFAULT_IMAGES = 8
 

@@ -12,29 +12,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sdxl_tui.formats import toml
 from sdxl_tui.formats.optiontable import SDXL_SCRIPT, int_or_float, load_packaged_table
+from sdxl_tui.formats.simargs import SimOptions, split_args
 
-FAULTS = ("oom", "nan", "hang", "crash")
-
-
-@dataclass(frozen=True)
-class SimOptions:
-    """The simulator's own knobs (``--sim-*``); everything else is the trainer's."""
-
-    step_seconds: float = 0.5
-    startup_seconds: float = 1.0
-    batches_per_epoch: int | None = None
-    fault: str | None = None
-    fault_step: int = 1
-    hang_seconds: float = 0.0  # 0 = forever (a real hang); >0 ends the hang (in-process tests)
-    real_size: bool = False
-    seed: int = 42
-    hostname: str | None = None
-
+__all__ = ["SimOptions", "build_trainer_parser", "parse_trainer_args", "split_args"]
 
 _TYPES: dict[str, Callable[[str], Any]] = {
     "str": str,
@@ -63,38 +47,6 @@ def build_trainer_parser(script: str = SDXL_SCRIPT) -> argparse.ArgumentParser:
                              for c in spec.choices]
         parser.add_argument(*spec.options, **kw)
     return parser
-
-
-def build_sim_parser() -> argparse.ArgumentParser:
-    """Parser for the ``--sim-*`` options only (exact names, no abbreviations)."""
-    p = argparse.ArgumentParser(prog="sdxl-tui simulate", add_help=False, allow_abbrev=False)
-    p.add_argument("--sim-step-seconds", type=float, default=SimOptions.step_seconds)
-    p.add_argument("--sim-startup-seconds", type=float, default=SimOptions.startup_seconds)
-    p.add_argument("--sim-batches-per-epoch", type=int, default=None)
-    p.add_argument("--sim-fault", choices=FAULTS, default=None)
-    p.add_argument("--sim-fault-step", type=int, default=SimOptions.fault_step)
-    p.add_argument("--sim-hang-seconds", type=float, default=0.0)
-    p.add_argument("--sim-real-size", action="store_true")
-    p.add_argument("--sim-seed", type=int, default=SimOptions.seed)
-    p.add_argument("--sim-hostname", default=None)
-    return p
-
-
-def split_args(argv: list[str]) -> tuple[SimOptions, list[str]]:
-    """Separate ``--sim-*`` options from the trainer's; raises SystemExit(2) on bad sim values."""
-    ns, rest = build_sim_parser().parse_known_args(argv)
-    sim = SimOptions(
-        step_seconds=max(0.0, ns.sim_step_seconds),
-        startup_seconds=max(0.0, ns.sim_startup_seconds),
-        batches_per_epoch=ns.sim_batches_per_epoch,
-        fault=ns.sim_fault,
-        fault_step=max(0, ns.sim_fault_step),
-        hang_seconds=max(0.0, ns.sim_hang_seconds),
-        real_size=ns.sim_real_size,
-        seed=ns.sim_seed,
-        hostname=ns.sim_hostname,
-    )
-    return sim, rest
 
 
 def parse_trainer_args(argv: list[str]) -> argparse.Namespace:

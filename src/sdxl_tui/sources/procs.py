@@ -47,7 +47,6 @@ from sdxl_tui.formats.cmdline import (
 from sdxl_tui.formats.statedir import RunRecord, read_run_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 
-
 _CREATE_TIME_TOLERANCE = 0.05
 
 
