@@ -135,7 +135,7 @@ def _event_file(run_dir: Path) -> Path:
 def append_steps(run_dir: Path, reader_step: int, total: int, n: int = 100, accum: int = 2) -> int:
     """Append ``n`` optimizer steps the way sd-scripts writes them; returns the new step."""
     from sdxl_tui.sim.progress import format_meter
-    from sdxl_tui.sim.tfevents import frame, scalar_event
+    from sdxl_tui.formats.tfrecord import frame, scalar_event
 
     log = run_dir / "training.log"
     ev = _event_file(run_dir)

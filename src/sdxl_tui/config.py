@@ -14,17 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from sdxl_tui.formats import toml
 
 ENV_PREFIX = "SDXL_TUI_"
 
@@ -205,8 +201,8 @@ def load_settings(
 
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            data = toml.load(path)
+        except (OSError, toml.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         for name, raw in _flatten(data).items():
             apply(name, raw, "file")

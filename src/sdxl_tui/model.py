@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Any
 
 
-
 def _empty_map() -> Mapping[Any, Any]:
     return MappingProxyType({})
 

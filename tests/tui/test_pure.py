@@ -15,7 +15,6 @@ from sdxl_tui.charting import (
     Plot,
     downsample_minmax,
     ema_debiased,
-    format_duration,
     plot,
     y_range,
 )
@@ -119,13 +118,6 @@ def test_canvas_draws_a_line_and_markers() -> None:
     rows = canvas.rows()
     assert rows[1][0][1] == 3 and rows[0][9][1] == 3  # bottom-left to top-right
     assert any(color == 9 for row in rows for _, color in row)  # the resume marker
-
-
-def test_format_duration() -> None:
-    assert format_duration(None) == "--"
-    assert format_duration(59) == "59s"
-    assert format_duration(3725) == "1h02m"
-    assert format_duration(90000) == "1d01h"
 
 
 # ------------------------------------------------------------------------------ feeds

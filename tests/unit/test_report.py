@@ -222,3 +222,20 @@ def test_report_of_the_real_sd_scripts_run(real_run: Path, utc: None) -> None:
     html = render_html(data)
     parser = check_html(html)
     assert external_references(html, parser) == []
+
+
+def test_command_from_the_launch_config_is_labelled_as_such(finished: Path, tmp_path: Path) -> None:
+    from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for entry in os.scandir(finished):
+        (run / entry.name).symlink_to(entry.path)
+    write_launch_config(LaunchConfig(prefix=("accelerate", "launch"), sd_scripts_dir="/opt/sd scripts",
+                                     script="sdxl_train_network.py", output_dir=str(run),
+                                     args={"output_name": "luca v1"}, env={"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}),
+                        run / "sdxl-tui.toml")
+    md = render_markdown(collect(run, gpu=False, procs=False))
+    assert f"From the launch config {run / 'sdxl-tui.toml'} (what `sdxl-tui start` would run; not necessarily what ran):" in md
+    assert ("cd '/opt/sd scripts' && PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True accelerate launch "
+            "sdxl_train_network.py --output_name 'luca v1'") in md

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sdxl_tui.control.launch import launch
-from sdxl_tui.control.launch_config import LaunchConfig
 from sdxl_tui.formats.gpulog import gpu_history_path, read_gpu_history
-from sdxl_tui.sources.procs import read_run_record
+from sdxl_tui.formats.launch_config import LaunchConfig
+from sdxl_tui.formats.statedir import read_run_record
 from tests.helpers.html_check import check_html, external_references
 from tests.helpers.proctools import Procs, alive, managed_procs, wait_until
 
@@ -43,7 +43,7 @@ def test_supervisor_writes_the_report_when_the_run_ends(procs: Procs, tmp_path: 
     state = out / ".sdxl-tui"
     assert wait_until(lambda: (state / "report.md").is_file(), 120), (state / "report.log").read_text()
     record = read_run_record(out)
-    assert record is not None and record["exit_code"] == 0
+    assert record is not None and record.exit_code == 0
     text = (state / "report.html").read_text()
     parser = check_html(text)
     assert external_references(text, parser) == []
@@ -66,9 +66,10 @@ def test_no_report_without_the_setting(procs: Procs, tmp_path: Path, monkeypatch
     out = procs.watch_dir(tmp_path / "run")
     res = launch(_cfg(out, {}))
     assert res.ok, res.message
-    record = wait_until(lambda: (r := read_run_record(out)) is not None and r.get("ended_at") and r, 60)
+    record = wait_until(lambda: (r := read_run_record(out)) is not None and r.ended and r, 60)
     assert record
     # the supervisor has gone (it would have written the report before exiting)
-    assert wait_until(lambda: not alive(record["supervisor_pid"], record["supervisor_create_time"]), 60)
+    assert record.supervisor_pid is not None
+    assert wait_until(lambda: not alive(record.supervisor_pid, record.supervisor_create_time), 60)
     assert not (out / ".sdxl-tui" / "report.html").exists()
     assert gpu_history_path(out).is_file()  # the history is written either way

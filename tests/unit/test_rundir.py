@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from sdxl_tui.model import CheckpointKind, CheckpointStatus, RunState, TrainConfig
+from sdxl_tui.formats.cmdline import options_from_argv
 from sdxl_tui.sources.rundir import (
     RunReader,
     StateInputs,
     decide_state,
     infer_save_every,
     merge_config,
-    options_from_argv,
     read_run,
 )
 from tests.realrun import STORED, materialize
@@ -301,7 +301,8 @@ def test_sim_bad_arguments_are_failed_with_did_you_mean(tmp_path: Path) -> None:
     snap = read_run(run, gpu=False, procs=False)
     assert snap.state is RunState.FAILED and "unrecognized arguments" in snap.state_reason
     bad = _alert(snap, "bad_args")
-    assert "--batch_size: batch_size = N in the dataset TOML" in bad.fix and "--lowvram: no such option" in bad.fix
+    assert "--batch_size: did you mean --train_batch_size? there is no --batch_size" in bad.fix
+    assert "--lowvram: did you mean --lowram?" in bad.fix
 
 
 def test_sim_nan_reports_the_first_nan_step_and_finishes(tmp_path: Path) -> None:

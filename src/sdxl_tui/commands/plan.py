@@ -113,9 +113,9 @@ def _vram_from_nvml() -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdxl_tui.formats import toml
     from sdxl_tui.planning.plan import (
         PlanError,
-        dumps_toml,
         format_rows,
         load_optuna_trials,
         load_trials,
@@ -189,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_rows(plan.rows))
     if args.dry_run:
-        print(f"\n# {output_name}.toml\n{dumps_toml(plan.config)}")
-        print(f"# {output_name}_dataset.toml\n{dumps_toml(plan.dataset)}")
+        print(f"\n# {output_name}.toml\n{toml.dumps(plan.config)}")
+        print(f"# {output_name}_dataset.toml\n{toml.dumps(plan.dataset)}")
         print("dry run: nothing written")
         return 0
     files = write_plan(plan, args.write_to)

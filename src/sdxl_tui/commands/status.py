@@ -185,7 +185,7 @@ def _split_fix(fix: str) -> list[str]:
 
 def format_status(snap: Any) -> str:
     """The short human summary (a dozen lines plus one per checkpoint and alert)."""
-    from sdxl_tui.sources.progress import format_duration
+    from sdxl_tui.humanize import format_duration
 
     p = snap.progress
     c = snap.config

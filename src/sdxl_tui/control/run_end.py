@@ -19,10 +19,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection
-from pathlib import Path
 from typing import Protocol
 
 from sdxl_tui.formats.gpulog import GPU_HISTORY_INTERVAL, append_gpu_sample, gpu_history_path
+from sdxl_tui.formats.statedir import state_dir
 from sdxl_tui.model import GpuStatus
 
 #: The report of a finished run must not keep a supervisor alive for long.
@@ -111,7 +111,7 @@ def report_on_end(output_dir: str | None, *, python: str | None = None,
             return False
     except Exception:  # noqa: BLE001 - a broken settings file: no report, the run is unharmed
         return False
-    state = Path(output_dir) / ".sdxl-tui"
+    state = state_dir(output_dir)
     ok = True
     try:
         state.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.formats.statedir import state_dir
 from sdxl_tui.model import GpuSample, GpuStatus
 
 __all__ = [
@@ -50,7 +51,7 @@ GPU_HISTORY_MAX_BYTES = 2_000_000
 
 def gpu_history_path(output_dir: str | os.PathLike[str]) -> Path:
     """Where the history of ``output_dir`` lives (beside the run record)."""
-    return Path(output_dir) / ".sdxl-tui" / GPU_HISTORY_NAME
+    return state_dir(output_dir) / GPU_HISTORY_NAME
 
 
 @dataclass(frozen=True, slots=True)

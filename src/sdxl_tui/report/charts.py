@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sdxl_tui.charting import downsample_minmax, ema_debiased, format_value, y_range
+from sdxl_tui.charting import downsample_minmax, ema_debiased, y_range
+from sdxl_tui.humanize import format_value
 from sdxl_tui.model import Series
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 
-from sdxl_tui.charting import format_bytes, format_duration
+from sdxl_tui.humanize import format_bytes, format_duration
 from sdxl_tui.model import Checkpoint, TrainConfig
 from sdxl_tui.report.gather import ReportData
 

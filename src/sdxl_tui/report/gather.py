@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from sdxl_tui import __version__
 from sdxl_tui.config import Settings
 from sdxl_tui.formats.gpulog import gpu_history_path, read_gpu_history
+from sdxl_tui.formats.statedir import RunRecord, read_run_record
 from sdxl_tui.model import RunSnapshot
 from sdxl_tui.report.gpu import GpuSummary, summarize_gpu
 from sdxl_tui.report.logmarks import scan_log
@@ -68,8 +68,8 @@ class ReportData:
     version: str = __version__
 
 
-def _signal_name(number: Any) -> str | None:
-    if not isinstance(number, int):
+def _signal_name(number: int | None) -> str | None:
+    if number is None:
         return None
     try:
         return signal.Signals(number).name
@@ -77,33 +77,43 @@ def _signal_name(number: Any) -> str | None:
         return str(number)
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _run_end(record: Mapping[str, Any] | None) -> RunEnd | None:
-    if not record:
+def _run_end(record: RunRecord | None) -> RunEnd | None:
+    if record is None:
         return None
-    code = record.get("exit_code")
-    return RunEnd(started_at=_num(record.get("started_at")), ended_at=_num(record.get("ended_at")),
-                  exit_code=code if isinstance(code, int) else None, signal=_signal_name(record.get("signal")))
+    return RunEnd(started_at=record.started_at, ended_at=record.ended_at, exit_code=record.exit_code,
+                  signal=_signal_name(record.signal))
 
 
-def _command(record: Mapping[str, Any] | None, snap: RunSnapshot) -> CommandInfo | None:
-    argv = record.get("argv") if record else None
-    if record and isinstance(argv, list) and argv:
-        env = record.get("extra_env")
-        cwd = record.get("cwd")
-        return CommandInfo(tuple(str(a) for a in argv), "the run record of `sdxl-tui start`",
-                           cwd=cwd if isinstance(cwd, str) else None,
-                           env=MappingProxyType({str(k): str(v) for k, v in env.items()})
-                           if isinstance(env, dict) else _no_env())
+def _from_launch_config(root: str, launch_file: str | None) -> CommandInfo | None:
+    """The command the launch config describes: what ``sdxl-tui start`` would run, which may
+    differ from what ran (the file may have changed since), so it is labelled as such."""
+    from sdxl_tui.formats.launch_config import (
+        LaunchConfigError,
+        find_launch_config,
+        load_launch_config,
+    )
+
+    path = find_launch_config(root, launch_file)
+    if path is None or not path.is_file():
+        return None
+    try:
+        cfg = load_launch_config(path)
+    except (OSError, LaunchConfigError):
+        return None
+    return CommandInfo(tuple(cfg.argv()), f"the launch config {path} (what `sdxl-tui start` would run; "
+                       "not necessarily what ran)", cwd=cfg.sd_scripts_dir, env=cfg.env)
+
+
+def _command(record: RunRecord | None, snap: RunSnapshot, root: str, launch_file: str | None) -> CommandInfo | None:
+    """The exact command: the run record, else the live process, else the launch config."""
+    if record is not None and record.argv:
+        return CommandInfo(record.argv, "the run record of `sdxl-tui start`", cwd=record.cwd, env=record.extra_env)
     tree = snap.process
     if tree is not None:
         outer = tree.launchers[0] if tree.launchers else tree.trainer
         if outer.cmdline:
             return CommandInfo(tuple(outer.cmdline), "the running process")
-    return None
+    return _from_launch_config(root, launch_file)
 
 
 def collect(
@@ -119,7 +129,6 @@ def collect(
 ) -> ReportData:
     """Read ``run_dir`` once (see the module docstring); raises ``OSError`` only as a last resort."""
     from sdxl_tui.sources.events import EventReader
-    from sdxl_tui.sources.procs import read_run_record
     from sdxl_tui.sources.rundir import read_run
 
     root = os.path.abspath(os.fspath(run_dir))
@@ -143,5 +152,5 @@ def collect(
     return ReportData(
         snapshot=snap, title=title, generated_at=clock(), timeline=timeline,
         gpu=summarize_gpu(history, timeline.start, timeline.end, current),
-        command=_command(record, snap), run_end=run_end,
+        command=_command(record, snap, root, launch_file), run_end=run_end,
     )

@@ -223,7 +223,7 @@ def _session_events(sessions: Sequence[Session]) -> list[TimelineEvent]:
 
 
 def _gap(seconds: float) -> str:
-    from sdxl_tui.charting import format_duration
+    from sdxl_tui.humanize import format_duration
 
     return format_duration(seconds)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from sdxl_tui.config import Settings
+from sdxl_tui.formats.statedir import state_dir
 
 __all__ = ["default_output", "render", "write_report", "write_text_atomic"]
 
@@ -18,7 +19,7 @@ FORMATS = ("html", "md")
 
 def default_output(run_dir: str | os.PathLike[str], fmt: str = "html") -> str:
     """``DIR/.sdxl-tui/report.html`` (or ``report.md``), beside sdxl-tui's other run files."""
-    return os.path.join(os.fspath(run_dir), ".sdxl-tui", f"report.{fmt}")
+    return str(state_dir(run_dir) / f"report.{fmt}")
 
 
 def write_text_atomic(path: str, text: str) -> None:

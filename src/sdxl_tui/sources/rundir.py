@@ -35,16 +35,23 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.cmdline import (
+    OptionValues,
+    config_file_options,
+    options_from_argv,
+    options_from_mapping,
+    script_name,
+)
+from sdxl_tui.formats.names import LOG_NAME, classify_name
+from sdxl_tui.formats.statedir import RunRecord
+from sdxl_tui.humanize import format_ago
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -59,7 +66,7 @@ from sdxl_tui.model import (
     StateDir,
     TrainConfig,
 )
-from sdxl_tui.sources.alerts import AlertInputs, Options, derive_alerts
+from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.progress import (
     compute_progress,
     count_upcoming_saves,
@@ -67,22 +74,14 @@ from sdxl_tui.sources.progress import (
     steps_per_second_from_points,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
-
 __all__ = [
-    "LOG_NAME",
     "RunReader",
     "StateInputs",
     "decide_state",
     "merge_config",
-    "options_from_argv",
     "read_run",
 ]
 
-LOG_NAME = "training.log"
 #: A stall needs at least this long without any write, whatever the step time.
 MIN_STALL_SECONDS = 120.0
 #: Without a step time, a live-looking run is presumed stopped after this much silence.
@@ -139,16 +138,6 @@ def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
     return DEFAULT_SILENCE_SECONDS
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _signame(sig: int | None) -> str:
     import signal
 
@@ -186,7 +175,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         fresh = age is not None and age < window
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
-        how = f"{who}; log written {_ago(age)} ago" if age is not None else who
+        how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
     # 2. finished
     if s.model_saved:
@@ -228,7 +217,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         phase_state = RunState.LOADING
     if phase_state in (RunState.TRAINING, RunState.SAMPLING, RunState.SAVING) and age is not None and age >= threshold:
         usual = f" (usual {s.seconds_per_step:.1f} s/step)" if s.seconds_per_step else ""
-        return RunState.STALLED, f"nothing written for {_ago(age)}{usual}{_at(s.step)}; {how}"
+        return RunState.STALLED, f"nothing written for {format_ago(age)}{usual}{_at(s.step)}; {how}"
     if not s.has_log:
         return phase_state, f"{how}; no log yet"
     return phase_state, how
@@ -246,105 +235,7 @@ def _final(name: str | None) -> str:
 # what the run says about itself: command line, metadata, log block
 
 
-@lru_cache(maxsize=1)
-def _option_table() -> Mapping[str, str]:
-    """``--option`` -> dest for every sd-scripts option (for argparse-style prefixes)."""
-    try:
-        text = resources.files("sdxl_tui").joinpath("data/sd_scripts_options.json").read_text("utf-8")
-        data = json.loads(text)
-    except (OSError, ValueError):  # pragma: no cover
-        return {}
-    table: dict[str, str] = {}
-    for script in data.get("scripts", {}).values():
-        for opt in script.get("options", []):
-            for name in opt.get("options", []):
-                table[name] = opt.get("dest", name.lstrip("-"))
-    return MappingProxyType(table)
-
-
-def _dest(option: str) -> str:
-    table = _option_table()
-    if option in table:
-        return table[option]
-    matches = {d for name, d in table.items() if name.startswith(option)} if len(option) > 3 else set()
-    if len(matches) == 1:
-        return matches.pop()
-    return option.lstrip("-").replace("-", "_")
-
-
-def _script_args(argv: Sequence[str]) -> Sequence[str]:
-    try:
-        from sdxl_tui.sources.procs import script_span
-
-        span = script_span(argv)
-    except ImportError:  # pragma: no cover
-        span = None
-    if span is not None:
-        return argv[span[1]:]
-    for i, tok in enumerate(argv):
-        if tok.startswith("--"):
-            return argv[i:]
-    return ()
-
-
-def options_from_argv(argv: Sequence[str], *, cwd: str | None = None) -> dict[str, bool | tuple[str, ...]]:
-    """The trainer's options by dest name from its command line (``--config_file`` merged in).
-
-    Flags map to ``True``, options with values to a tuple of strings. As in sd-scripts, values
-    on the command line win over the ``--config_file`` TOML.
-    """
-    out: dict[str, bool | tuple[str, ...]] = {}
-    key: str | None = None
-    values: list[str] = []
-
-    def flush() -> None:
-        if key is not None:
-            out[key] = tuple(values) if values else True
-
-    for tok in _script_args(argv):
-        if tok.startswith("--") and len(tok) > 2:
-            flush()
-            name, eq, val = tok.partition("=")
-            key, values = _dest(name), ([val] if eq else [])
-        elif key is not None:
-            values.append(tok)
-    flush()
-    cfg = out.get("config_file")
-    if isinstance(cfg, tuple) and cfg:
-        path = cfg[0] if cfg[0].endswith(".toml") else cfg[0] + ".toml"
-        if cwd and not os.path.isabs(path):
-            path = os.path.join(cwd, path)
-        from_file = options_from_toml(path)
-        out = {**from_file, **out}
-    return out
-
-
-def options_from_mapping(args: Mapping[str, Any]) -> dict[str, bool | tuple[str, ...]]:
-    """Options from a launch config's ``[args]`` table or a flattened sd-scripts config TOML."""
-    out: dict[str, bool | tuple[str, ...]] = {}
-    for k, v in args.items():
-        if isinstance(v, Mapping):
-            out.update(options_from_mapping(v))
-        elif v is True:
-            out[k] = True
-        elif v is False or v is None:
-            continue
-        elif isinstance(v, (list, tuple)):
-            out[k] = tuple(str(x) for x in v)
-        else:
-            out[k] = (str(v),)
-    return out
-
-
-def options_from_toml(path: str) -> dict[str, bool | tuple[str, ...]]:
-    try:
-        with open(path, "rb") as fh:
-            return options_from_mapping(tomllib.load(fh))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def _opt(options: Options, name: str) -> str | None:
+def _opt(options: OptionValues, name: str) -> str | None:
     v = options.get(name)
     return v[0] if isinstance(v, tuple) and v else None
 
@@ -426,7 +317,7 @@ def config_from_metadata(md: Mapping[str, str]) -> TrainConfig:
     )
 
 
-def config_from_options(options: Options, script: str | None = None) -> TrainConfig:
+def config_from_options(options: OptionValues, script: str | None = None) -> TrainConfig:
     """Trainer options as a TrainConfig (what the command line or launch config asks for)."""
     if not options:
         return TrainConfig()
@@ -498,8 +389,6 @@ def infer_save_every(checkpoints: Sequence[Checkpoint]) -> tuple[int | None, int
 
 def _logged_saves(saves: Sequence[Any]) -> list[tuple[str, CheckpointKind, int]]:
     """(output name, kind, number) of the epoch/step checkpoints the log announced."""
-    from sdxl_tui.sources.checkpoints import classify_name
-
     out: list[tuple[str, CheckpointKind, int]] = []
     for ev in saves:
         path = getattr(ev, "path", None)
@@ -651,14 +540,14 @@ class RunReader:
 
     # -- sub-readers --------------------------------------------------------------------
 
-    def _log_candidate(self, record: Mapping[str, Any] | None) -> str | None:
+    def _log_candidate(self, record: RunRecord | None) -> str | None:
         if self._explicit_log:
             return self._explicit_log
         default = os.path.join(self.run_dir, LOG_NAME)
         if os.path.exists(default):
             return default
-        if record and isinstance(record.get("log"), str):
-            return str(record["log"])
+        if record is not None and record.log:
+            return record.log
         if self._launch_log:
             return self._launch_log
         try:
@@ -759,9 +648,9 @@ class RunReader:
             self._log_problems.append(f"process scan failed: {exc}")
         self._exit = getattr(self._procs, "last_exit", None)
         disc = getattr(self._procs, "last_discovery", None)
-        record = getattr(disc, "record", None) if disc is not None else None
-        if isinstance(record, Mapping) and isinstance(record.get("argv"), list):
-            self._record_argv = tuple(str(a) for a in record["argv"])
+        record = disc.record if disc is not None else None
+        if record is not None and record.argv:
+            self._record_argv = record.argv
 
     def _sample_gpu(self, now: float) -> None:
         if self._gpu_arg is False:
@@ -787,7 +676,7 @@ class RunReader:
 
     def _launch(self) -> None:
         """Options and log path from the launch config (re-read only when its file changes)."""
-        mod = _try_import("sdxl_tui.control.launch_config")
+        mod = _try_import("sdxl_tui.formats.launch_config")
         if mod is None:
             self._launch_options = {}
             return
@@ -811,7 +700,7 @@ class RunReader:
             return
         opts: dict[str, bool | tuple[str, ...]] = {}
         if cfg.config_file:
-            opts.update(options_from_toml(cfg.config_file))
+            opts.update(config_file_options(cfg.config_file))
         opts.update(options_from_mapping(cfg.args))
         self._launch_options = opts
         self._launch_log = cfg.log_path
@@ -854,25 +743,21 @@ class RunReader:
         self._state_size_cache = (key, total)
         return total
 
-    def _ended_tree(self, record: Any) -> ProcessTree | None:
+    def _ended_tree(self, record: RunRecord | None) -> ProcessTree | None:
         """The trainer that is gone, with its exit status when known (run record, watcher)."""
         ex = self._exit
-        pid = getattr(ex, "pid", None)
-        if ex is None or not isinstance(pid, int):
+        if ex is None or ex.pid is None:
             return None
-        rec = record if isinstance(record, Mapping) and record.get("pid") == pid else {}
-        create = rec.get("create_time")
-        argv = rec.get("argv")
-        status = getattr(ex, "description", None) or "exited"
+        rec = record if record is not None and record.pid == ex.pid else None
         info = ProcInfo(
-            pid=pid,
-            create_time=float(create) if isinstance(create, (int, float)) else 0.0,
-            cmdline=tuple(str(a) for a in argv) if isinstance(argv, list) else (),
+            pid=ex.pid,
+            create_time=(rec.create_time or 0.0) if rec is not None else 0.0,
+            cmdline=rec.argv if rec is not None else (),
             alive=False,
-            status=str(status),
-            exit_code=getattr(ex, "exit_code", None),
+            status=ex.description,
+            exit_code=ex.exit_code,
         )
-        return ProcessTree(trainer=info, recorded=bool(rec))
+        return ProcessTree(trainer=info, recorded=rec is not None)
 
     def _with_loss(self, c: Checkpoint, series: Mapping[str, Series]) -> Checkpoint:
         if c.step is None or c.loss_at_save is not None:
@@ -935,12 +820,11 @@ class RunReader:
         record = getattr(getattr(self._procs, "last_discovery", None), "record", None) if self._procs else None
         argv: Sequence[str] = tree.trainer.cmdline if tree is not None else self._record_argv
         if argv:
-            cwd = record.get("cwd") if isinstance(record, Mapping) else None
-            options.update(options_from_argv(argv, cwd=cwd if isinstance(cwd, str) else None))
-            script = next((os.path.basename(a) for a in argv if a.endswith(".py")), None)
+            options.update(options_from_argv(argv, cwd=record.cwd if record is not None else None))
+            script = script_name(argv)
 
         # the log
-        log_path = self._log_candidate(record if isinstance(record, Mapping) else None)
+        log_path = self._log_candidate(record)
         facts, log_problems = self._read_log(log_path) if readable else (None, [])
         problems.extend(log_problems)
         problems.extend(self._log_problems)

@@ -33,7 +33,7 @@ class Proposal:
 def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None) -> Proposal:
     """Read the launch config, plan the start and run the preflight check."""
     from sdxl_tui.control.launch import plan_launch, preflight, report_has_errors
-    from sdxl_tui.control.launch_config import (
+    from sdxl_tui.formats.launch_config import (
         LaunchConfigError,
         find_launch_config,
         load_launch_config,

@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Label, Static
 
-from sdxl_tui.charting import format_duration
+from sdxl_tui.humanize import format_duration
 from sdxl_tui.model import RunSnapshot, RunState
 
 STATE_STYLE = {
