@@ -3,7 +3,6 @@ and records a GPU history while it runs (real processes: the simulator under the
 
 from __future__ import annotations
 
-import html
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +48,7 @@ def test_supervisor_writes_the_report_when_the_run_ends(procs: Procs, tmp_path: 
     assert external_references(text, parser) == []
     assert parser.title == "night run: finished - sdxl-tui report"
     # the exact command, shell-quoted (the output name has a space), from the run record
-    assert "From the run record of `sdxl-tui start`" in html.unescape(text)
+    assert "From the run record of <code>sdxl-tui start</code>:" in text
     assert "--output_name &#x27;night run&#x27;" in text and "started by sdxl-tui start" in text
     assert "process ended (exit status 0)" in text
     md = (state / "report.md").read_text()

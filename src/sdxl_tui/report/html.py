@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 
 from sdxl_tui.report import charts
@@ -41,6 +42,11 @@ __all__ = ["render_html"]
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _prose(text: str) -> str:
+    """Escape ``text`` and show its Markdown-style `code` spans as <code> (shared sentences)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
 
 
 def _table(t: Table, cls: str = "") -> str:
@@ -167,7 +173,7 @@ def _images(d: ReportData, budget: Budget) -> str:
 
 def _gpu(d: ReportData) -> str:
     g = d.gpu
-    parts = [f'<p class="muted">{_e(g.note)}</p>']
+    parts = [f'<p class="muted">{_prose(g.note)}</p>']
     if g.devices:
         parts.insert(0, _table(gpu_table(d)))
     elif g.current is not None and g.current.gpus:
@@ -194,7 +200,7 @@ def _alerts(d: ReportData) -> str:
 def _command(d: ReportData) -> str:
     parts = []
     if d.command is not None:
-        parts.append(f"<p class=\"muted\">From {_e(d.command.source)}:</p><pre><code>{_e(d.command.shell())}</code></pre>")
+        parts.append(f'<p class="muted">From {_prose(d.command.source)}:</p><pre><code>{_e(d.command.shell())}</code></pre>')
     else:
         parts.append('<p class="muted">The exact command is not known: the run was not started with '
                      "<code>sdxl-tui start</code> and its process is gone. The configuration below is what "
