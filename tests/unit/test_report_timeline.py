@@ -164,3 +164,25 @@ def test_gpu_recorder_never_raises(tmp_path: Path) -> None:
     rec = GpuRecorder(blocker, interval=0.0, monitor=GpuMonitor(nvml=fk.two_gpus()))
     assert rec.tick() is False and rec.tick() is False  # cannot write: gives up quietly
     assert GpuStatus(available=False).gpus == ()
+
+
+def test_file_times_from_after_the_run_are_left_out() -> None:
+    pts = tuple(_series(1_000.0, range(10), pauses={}))
+    series = {"loss/current": Series("loss/current", pts, len(pts), pts[-1])}
+    copied = 1_000.0 + 86_400.0  # `cp -r` a day later: every file dated to the copy
+    ckpts = (_ckpt("a-000001.safetensors", 5, copied), _ckpt("a.safetensors", 9, copied, CheckpointKind.FINAL))
+    tl = build_timeline(TimelineInputs(scan_log(None), series, (), ckpts, (), RunState.FINISHED, copied + 60))
+    assert [e.kind for e in tl.events] == ["training"]
+    assert tl.end == pts[-1].wall_time and [p.kind for p in tl.phases] == ["training"]
+    assert tl.notes == (("2 file times left out: modified after the run ended (copied without keeping "
+                        "modification times?)"),)
+
+
+def test_sparkline_shows_the_trend_not_the_noise() -> None:
+    from sdxl_tui.report.markdown import sparkline
+
+    noisy = [10.0 - i / 100 + (1.0 if i % 2 else -1.0) for i in range(1000)]  # falling, with +-1 noise
+    line = sparkline(noisy, 10)
+    assert len(line) == 10 and line[0] == "█" and line[-1] == "▁"
+    assert list(line) == sorted(line, reverse=True)  # never up: the noise averages out
+    assert sparkline([]) == "" and sparkline([float("nan")]) == ""

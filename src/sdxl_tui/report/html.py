@@ -111,6 +111,7 @@ def _timeline(d: ReportData) -> str:
         parts.append("<h3>Events</h3>" + _table(Table(("time", "kind", "what"), tuple(events))))
         if any(r[0].startswith("~") for r in events):
             parts.append('<p class="muted">~ the time of the log record just before a line printed without one.</p>')
+    parts.extend(f'<p class="muted">{_e(n)}</p>' for n in d.timeline.notes)
     if not totals and not events:
         parts.append('<p class="muted">No timestamps yet: no log records, event files or checkpoints.</p>')
     return _section("timeline", "Timeline", "".join(parts))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from sdxl_tui.charting import downsample_minmax, ema_debiased
+from sdxl_tui.charting import ema_debiased
 from sdxl_tui.report.charts import DEFAULT_SMOOTHING
 from sdxl_tui.report.facts import (
     Table,
@@ -49,15 +49,21 @@ def _table(t: Table) -> list[str]:
 
 
 def sparkline(values: Sequence[float], width: int = 60) -> str:
-    """One line of block characters for the finite values (min/max downsampled to ``width``)."""
-    xs = [float(i) for i in range(len(values))]
-    _, ys = downsample_minmax(xs, list(values), max(1, width // 2))
-    finite = [v for v in ys if math.isfinite(v)]
+    """One line of block characters: the mean of each of ``width`` buckets of finite values.
+
+    Means, not min/max: a sparkline shows the trend, and alternating bucket extremes would
+    draw noise as a zigzag."""
+    n = len(values)
+    means: list[float] = []
+    for b in range(min(width, n)):
+        chunk = [v for v in values[b * n // min(width, n):(b + 1) * n // min(width, n)] if math.isfinite(v)]
+        means.append(sum(chunk) / len(chunk) if chunk else math.nan)
+    finite = [v for v in means if math.isfinite(v)]
     if not finite:
         return ""
     lo, hi = min(finite), max(finite)
     span = (hi - lo) or 1.0
-    return "".join(_BLOCKS[min(7, int((v - lo) / span * 8))] if math.isfinite(v) else " " for v in ys)
+    return "".join(_BLOCKS[min(7, int((v - lo) / span * 8))] if math.isfinite(v) else " " for v in means)
 
 
 def _loss_lines(d: ReportData) -> list[str]:
@@ -139,6 +145,7 @@ def render_markdown(d: ReportData) -> str:
     if phase_rows(d):
         lines += [*_table(Table(("phase", "total", "times"), tuple(phase_rows(d)))), ""]
     lines += _events(d) or ["No timestamps yet."]
+    lines += [f"\n_{n}_" for n in d.timeline.notes]
     lines += ["", "## Loss", "", *(_loss_lines(d) or ["No loss values logged yet.", ""])]
     lines += ["## Checkpoints", ""]
     lines += _table(checkpoint_table(d)) if s.checkpoints else ["No checkpoints yet."]

@@ -24,6 +24,8 @@ __all__ = ["Phase", "RunEnd", "Timeline", "TimelineEvent", "TimelineInputs", "bu
 #: A gap counts as a pause when it exceeds the usual step time by this factor and this floor.
 PAUSE_FACTOR = 10.0
 PAUSE_FLOOR_SECONDS = 20.0
+#: A file modified this long after the run's last sign of life was touched by something else.
+LATE_FILE_SECONDS = 600.0
 
 
 _KINDS = ("start", "loading", "caching", "training", "resumed", "checkpoint", "sampling", "pause",
@@ -83,6 +85,7 @@ class Timeline:
     start: float | None = None
     end: float | None = None
     sessions: int = 0
+    notes: tuple[str, ...] = ()  # why some clock was not used
 
     def total(self, kind: str) -> float:
         """Seconds spent in phases of ``kind``."""
@@ -273,9 +276,27 @@ def _span(inp: TimelineInputs, events: Sequence[TimelineEvent], phases: Sequence
     return min(times), end
 
 
+def _trusted_files(inp: TimelineInputs, sessions: Sequence[Session]) -> tuple[TimelineInputs, tuple[str, ...]]:
+    """Leave out file times from after the run's own end: a run directory copied without
+    keeping modification times (``cp -r``, ``rsync`` without ``-t``) dates its files to the copy."""
+    ends = [t for t in (inp.marks.last_at, sessions[-1].last.wall_time if sessions else None,
+                        inp.run_end.ended_at if inp.run_end else None) if t is not None]
+    if inp.state.is_live or not ends:
+        return inp, ()
+    limit = max(ends) + LATE_FILE_SECONDS
+    late = sum(1 for c in inp.checkpoints if c.mtime > limit) + sum(1 for s in inp.samples if s.mtime > limit)
+    if not late:
+        return inp, ()
+    kept = replace(inp, checkpoints=tuple(c for c in inp.checkpoints if c.mtime <= limit),
+                   samples=tuple(s for s in inp.samples if s.mtime <= limit))
+    return kept, ((f"{late} file time{'s' if late != 1 else ''} left out: modified after the run ended "
+                  "(copied without keeping modification times?)"),)
+
+
 def build_timeline(inp: TimelineInputs) -> Timeline:
     """Merge every clock into events and phases (see the module docstring)."""
     sessions = sessions_of(inp.series, inp.resume_steps)
+    inp, notes = _trusted_files(inp, sessions)
     saves = [c.mtime for c in inp.checkpoints]
     sample_times = [s.mtime for s in inp.samples] + [m.at for m in inp.marks.marks
                                                     if m.kind == "sampling" and m.at is not None]
@@ -299,7 +320,8 @@ def build_timeline(inp: TimelineInputs) -> Timeline:
     # log records are cut to the second: within one second, the kind order decides
     events.sort(key=lambda e: (int(e.at), _ORDER.get(e.kind, 99), e.at))
     start, end = _span(inp, events, phases)
-    return Timeline(events=tuple(events), phases=tuple(phases), start=start, end=end, sessions=len(sessions))
+    return Timeline(events=tuple(events), phases=tuple(phases), start=start, end=end, sessions=len(sessions),
+                    notes=notes)
 
 
 def _after_final_save(events: list[TimelineEvent], checkpoints: Sequence[Checkpoint]) -> list[TimelineEvent]:
