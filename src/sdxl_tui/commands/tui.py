@@ -116,7 +116,7 @@ def show_config(settings: Any) -> str:
 
     lines = [f"config file: {settings.config_file or '(none)'}"]
     for spec in SPECS:
-        value = settings[spec.name]
+        value = settings.value(spec.name)
         if hasattr(value, "items"):
             value = dict(value)
         lines.append(f"{spec.name:<24} = {value!r:<40} ({settings.sources[spec.name]})")
@@ -149,13 +149,13 @@ def build_app(
 
     reader = prefetch_run(
         run_dir, log_path=log_path, logs_dir=logs_dir, gpu=False if no_gpu else None,
-        settings=settings, launch_file=settings.get("launch.file"),
+        settings=settings, launch_file=settings.launch.file,
     )
     from sdxl_tui.tui.app import make_app
 
     return make_app(
         settings, run_dir, reader=reader, log_path=log_path, logs_dir=logs_dir,
-        launch_file=settings.get("launch.file"), notice=notice,
+        launch_file=settings.launch.file, notice=notice,
     )
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.config import Settings
 from sdxl_tui.formats.cmdline import (
     OptionValues,
     config_file_options,
@@ -468,7 +469,7 @@ class RunReader:
         gpu: Any = None,
         procs: Any = None,
         clock: Callable[[], float] = time.time,
-        settings: Any = None,
+        settings: Settings | None = None,
         launch_file: str | os.PathLike[str] | None = None,
         log_tail_bytes: int = 1 << 20,
         log_head_bytes: int = 256 << 10,
@@ -484,10 +485,11 @@ class RunReader:
         self._clock = clock
         self._settings = settings
         self._launch_file = os.fspath(launch_file) if launch_file is not None else None
-        self._stall_factor = float(self._setting("alerts.stall_factor", 10.0))
-        self._temp_warn = int(self._setting("alerts.gpu_temp_warn", 85))
-        self._proc_interval = float(self._setting("refresh.process_interval", 2.0))
-        self._gpu_interval = float(self._setting("refresh.gpu_interval", 1.0))
+        cfg = settings or Settings()
+        self._stall_factor = cfg.alerts.stall_factor
+        self._temp_warn = cfg.alerts.gpu_temp_warn
+        self._proc_interval = cfg.refresh.process_interval
+        self._gpu_interval = cfg.refresh.gpu_interval
         self._gpu: Any = None
         self._procs: Any = None
         self._last_proc_at: float | None = None
@@ -501,14 +503,6 @@ class RunReader:
             self._use_event_reader(event_reader)
 
     # -------------------------------------------------------------------------- helpers
-
-    def _setting(self, name: str, default: Any) -> Any:
-        if self._settings is None:
-            return default
-        try:
-            return self._settings.get(name, default)
-        except AttributeError:
-            return default
 
     def _reset_readers(self) -> None:
         """Forget everything read so far (the directory vanished or was replaced)."""

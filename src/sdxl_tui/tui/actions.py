@@ -43,7 +43,7 @@ def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None)
         load_launch_config,
     )
 
-    path = find_launch_config(run_dir, launch_file or settings.get("launch.file"))
+    path = find_launch_config(run_dir, launch_file or settings.launch.file)
     if path is None:
         raise ActionUnavailable(
             f"no launch config: put sdxl-tui.toml in {run_dir} or pass --launch FILE "
@@ -140,7 +140,7 @@ def do_kill(plan: Any, settings: Settings) -> tuple[bool, str]:
 
     result = execute_kill(
         plan,
-        timeouts=(float(settings.get("kill.sigint_timeout", 10.0)), float(settings.get("kill.sigterm_timeout", 10.0))),
+        timeouts=(settings.kill.sigint_timeout, settings.kill.sigterm_timeout),
     )
     text = "; ".join(result.describe()) or "nothing to do"
     return result.ok, ("killed: " if result.ok else "kill incomplete: ") + text
@@ -163,7 +163,7 @@ def do_stop_after_checkpoint(run_dir: str, settings: Settings, *, cancel: bool =
     else:
         result = kill.start_stop_after_checkpoint(
             run_dir,
-            timeouts=(float(settings.get("kill.sigint_timeout", 10.0)), float(settings.get("kill.sigterm_timeout", 10.0))),
+            timeouts=(settings.kill.sigint_timeout, settings.kill.sigterm_timeout),
         )
     return result.ok, result.message
 

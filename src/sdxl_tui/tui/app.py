@@ -153,8 +153,8 @@ class SdxlTuiApp(App[int]):
         self._own_gpu = False
         self._pending_log: list[LogLinesAdded] = []
         self._gates: tuple[object, ...] = ()
-        self.set_reactive(SdxlTuiApp.readonly, bool(settings.get("ui.readonly", False)))
-        theme = str(settings.get("ui.theme", "textual-dark"))
+        self.set_reactive(SdxlTuiApp.readonly, settings.ui.readonly)
+        theme = settings.ui.theme
         self._bad_theme: str | None = None
         if theme in self.available_themes:
             self.theme = theme
@@ -181,7 +181,7 @@ class SdxlTuiApp(App[int]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        keymap = self.settings.get("ui.keymap") or {}
+        keymap = self.settings.ui.keymap
         if keymap:
             self.set_keymap(dict(keymap))
         self.query_one(CheckpointTable).border_title = "checkpoints"
@@ -295,8 +295,8 @@ class SdxlTuiApp(App[int]):
                 continue
             out = notify.terminal_output(
                 alert,
-                bell=bool(self.settings.get("alerts.bell", True)),
-                desktop=bool(self.settings.get("alerts.desktop", True)),
+                bell=self.settings.alerts.bell,
+                desktop=self.settings.alerts.desktop,
                 run_name=name,
                 environ=self.environ,
             )
@@ -304,14 +304,14 @@ class SdxlTuiApp(App[int]):
                 self.terminal_writes.append(out)
                 if not self.is_headless and self._driver is not None:
                     self._driver.write(out)
-            hook = tuple(self.settings.get("alerts.hook") or ())
+            hook = self.settings.alerts.hook
             if hook:
                 payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
                 self._run_hook(hook, payload)
 
     def _run_hook(self, argv: tuple[str, ...], payload: str) -> None:
         """A daemon thread per hook run: a slow hook never delays quitting."""
-        timeout = float(self.settings.get("alerts.hook_timeout", notify.HOOK_TIMEOUT))
+        timeout = self.settings.alerts.hook_timeout
 
         def target() -> None:
             result = notify.run_hook(argv, payload, timeout=timeout)
@@ -687,11 +687,11 @@ def make_app(
         reader_factory,
         run_dir=run_dir,
         logs_dir=logs_dir,
-        interval=float(settings.get("refresh.log_interval", 0.25)),
-        busy_gap=float(settings.get("refresh.busy_interval", 2.0)),
-        force_polling=bool(settings.get("refresh.force_polling", False)),
+        interval=settings.refresh.log_interval,
+        busy_gap=settings.refresh.busy_interval,
+        force_polling=settings.refresh.force_polling,
         gpu_factory=gpu_factory,
-        gpu_interval=float(settings.get("refresh.gpu_interval", 1.0)),
+        gpu_interval=settings.refresh.gpu_interval,
         watch=watch,
     )
     return SdxlTuiApp(
