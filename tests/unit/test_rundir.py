@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_tui.model import CheckpointKind, CheckpointStatus, RunState, TrainConfig
 from sdxl_tui.formats.cmdline import options_from_argv
+from sdxl_tui.model import CheckpointKind, CheckpointStatus, RunState, TrainConfig
 from sdxl_tui.sources.rundir import (
     RunReader,
-    StateInputs,
-    decide_state,
     infer_save_every,
     merge_config,
     read_run,
 )
+from sdxl_tui.sources.state import StateInputs, decide_state
 
 REAL = Path("/work/shared/real-sdxl-run")
 NOW = 2_000_000_000.0
