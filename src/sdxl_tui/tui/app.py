@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -30,6 +30,7 @@ from textual.worker import get_current_worker
 from sdxl_tui import notify
 from sdxl_tui.config import Settings
 from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
+from sdxl_tui.sources.gpu import GpuMonitor, LatestGpu
 from sdxl_tui.tui import actions
 from sdxl_tui.tui.feeds import Feeds, GpuSampler, Reader
 from sdxl_tui.tui.messages import (
@@ -640,8 +641,8 @@ def make_app(
     *,
     reader: Reader | None = None,
     reader_factory: Callable[[], Reader] | None = None,
-    gpu: Any = None,
-    gpu_sampler: GpuSampler | None = None,
+    gpu: GpuMonitor | Literal[False] | None = None,
+    gpu_latest: LatestGpu | None = None,
     clock: Callable[[], float] = time.time,
     log_path: str | None = None,
     logs_dir: str | None = None,
@@ -659,9 +660,10 @@ def make_app(
         run_dir: the sd-scripts output directory.
         reader: a ready object with ``refresh() -> RunSnapshot`` (tests); default is
             ``sources.rundir.RunReader``, built in the feed thread.
-        gpu: handed to ``RunReader`` (a ``GpuMonitor`` with a fake NVML in tests, ``False``
-            for no GPU); the reader samples it every ``refresh.gpu_interval``.
-        gpu_sampler: an own GPU thread (``sample(pids) -> GpuStatus``), for stub readers.
+        gpu: the monitor the GPU feed samples every ``refresh.gpu_interval`` on its own thread
+            (None: a ``GpuMonitor`` on the real NVML; a fake NVML in tests; ``False``: no GPUs).
+        gpu_latest: where the GPU feed leaves each sample for the run reader (its GPU alerts);
+            the CLI makes it before the prefetching reader, which must already know it.
         clock: "now" for the reader (frozen in snapshot tests).
         watch: False disables watchdog (pure polling), e.g. for snapshot tests.
     """
@@ -675,14 +677,15 @@ def make_app(
             from sdxl_tui.sources.rundir import RunReader
 
             return RunReader(
-                run_dir, log_path=log_path, logs_dir=logs_dir, gpu=gpu, clock=clock,
-                settings=settings, launch_file=launch_file,
+                run_dir, log_path=log_path, logs_dir=logs_dir, gpu=latest if gpu is not False else None,
+                clock=clock, settings=settings, launch_file=launch_file,
             )
 
-    gpu_factory: Callable[[], GpuSampler | None] | None = None
-    if gpu_sampler is not None:
-        ready_gpu = gpu_sampler
-        gpu_factory = lambda: ready_gpu
+    latest = gpu_latest or LatestGpu()
+    gpu_factory: Callable[[], GpuSampler] | None = None
+    if gpu is not False:
+        monitor = gpu
+        gpu_factory = lambda: monitor if monitor is not None else GpuMonitor()
     feeds = Feeds(
         reader_factory,
         run_dir=run_dir,
@@ -692,6 +695,7 @@ def make_app(
         force_polling=settings.refresh.force_polling,
         gpu_factory=gpu_factory,
         gpu_interval=settings.refresh.gpu_interval,
+        gpu_latest=latest,
         watch=watch,
     )
     return SdxlTuiApp(
