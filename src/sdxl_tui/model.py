@@ -357,6 +357,9 @@ class RunSnapshot:
     # logical lines seen so far, so the UI appends only lines numbered >= what it already has.
     log_lines: tuple[LogLine, ...] = ()
     log_line_count: int = 0
+    # The reader's memory across refreshes: the last exception line and the step at which it
+    # was first seen (an exception the live trainer survives does not end the run).
+    traceback_seen: tuple[str, int | None] | None = None
 
     def loss(self, tag: str = "loss/current") -> float | None:
         s = self.series.get(tag)

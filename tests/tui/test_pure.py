@@ -205,7 +205,7 @@ def test_forked_first_read_matches_an_in_process_read_and_the_reader_carries_on(
     from sdxl_tui.tui.prefetch import ForkedFirstRead
 
     def factory() -> RunReader:
-        return RunReader(finished_run, gpu=False, clock=lambda: 1_795_000_000.0)
+        return RunReader(finished_run, clock=lambda: 1_795_000_000.0)
 
     parent = os.getpid()
     built: list[int] = []
@@ -238,7 +238,7 @@ def test_forked_first_read_falls_back_when_the_child_fails(finished_run: Path) -
     def factory() -> RunReader:
         if os.getpid() != parent:
             raise RuntimeError("the child cannot read")
-        return RunReader(finished_run, gpu=False)
+        return RunReader(finished_run)
 
     snap = ForkedFirstRead(factory).refresh()
     assert snap.checkpoints  # read here instead

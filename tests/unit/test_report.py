@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import re
 import time
@@ -190,8 +189,8 @@ def test_settings_report_on_end_is_documented() -> None:
 
     assert "report.on_end" in settings_help()
     assert env_var("report.on_end") == "SDXL_TUI_REPORT_ON_END"
-    assert load_settings(environ={"SDXL_TUI_REPORT_ON_END": "1", "XDG_CONFIG_HOME": "/nonexistent"})["report.on_end"] is True
-    assert json.dumps(load_settings(environ={"XDG_CONFIG_HOME": "/nonexistent"})["report.on_end"]) == "false"
+    assert load_settings(environ={"SDXL_TUI_REPORT_ON_END": "1", "XDG_CONFIG_HOME": "/nonexistent"}).report.on_end is True
+    assert load_settings(environ={"XDG_CONFIG_HOME": "/nonexistent"}).report.on_end is False
 
 
 @pytest.fixture

@@ -106,10 +106,8 @@ def _vram_from_nvml() -> float | None:
             monitor.close()
     except Exception:  # noqa: BLE001 - no driver is a normal state
         return None
-    gpus = getattr(status, "gpus", ()) or ()
-    if not gpus or not getattr(gpus[0], "memory_total", None):
-        return None
-    return round(gpus[0].memory_total / 1e9, 1)
+    total = status.gpus[0].memory_total if status.gpus else None
+    return round(total / 1e9, 1) if total else None
 
 
 def run(args: argparse.Namespace) -> int:

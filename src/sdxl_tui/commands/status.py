@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
                 run_dir,
                 log_path=args.log,
                 logs_dir=args.logs_dir,
-                gpu=False if args.no_gpu else None,
+                gpu=not args.no_gpu,
                 procs=False if args.no_procs else None,
                 settings=settings,
                 launch_file=getattr(args, "launch", None),

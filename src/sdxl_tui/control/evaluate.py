@@ -46,6 +46,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.config import Settings
 from sdxl_tui.formats import statedir
 from sdxl_tui.formats.names import (
     IMAGE_SUFFIXES,
@@ -378,16 +379,6 @@ def builtin_template(*, prompts: bool, extra: Sequence[str] = ()) -> tuple[str, 
     return (*argv, *extra)
 
 
-def _setting(settings: Any, name: str, default: Any = None) -> Any:
-    if settings is None:
-        return default
-    try:
-        value = settings.get(name, default) if hasattr(settings, "get") else settings[name]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
 def training_pid(run_dir: str | os.PathLike[str]) -> int | None:
     """The trainer's pid when a training process writes to ``run_dir``, else None."""
     tree = find_trainer(run_dir)
@@ -398,7 +389,7 @@ def plan_eval(
     run_dir: str | os.PathLike[str],
     checkpoint_path: str | os.PathLike[str],
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     command: str | Sequence[str] | None = None,
     builtin: bool | None = None,
     base_model: str | None = None,
@@ -430,17 +421,18 @@ def plan_eval(
         template = tuple(str(a) for a in command)
     else:
         template = ()
-    configured = tuple(_setting(settings, "eval.command", ()) or ())
+    cfg = (settings or Settings()).eval
+    configured = cfg.command
     if builtin is None:
         builtin = not template and not configured
-    prompts = prompts if prompts is not None else _setting(settings, "eval.prompts")
+    prompts = prompts if prompts is not None else cfg.prompts
     if builtin:
         template = builtin_template(prompts=bool(prompts), extra=extra_args)
     elif not template:
         template = configured
     if not template:
         raise EvalError("no evaluation command: configure eval.command, pass --command, or use the built-in evaluator")
-    base_model = base_model or _setting(settings, "eval.base_model")
+    base_model = base_model or cfg.base_model
     if builtin and not base_model:
         raise EvalError(
             "the built-in evaluator needs the SDXL base model: pass --base-model PATH or set eval.base_model"
@@ -449,13 +441,13 @@ def plan_eval(
     name = Path(checkpoint).stem
     epoch = checkpoint_epoch(checkpoint)
     out = os.path.abspath(output_dir) if output_dir else default_output_dir(run_dir, checkpoint)
-    dev = str(device or _setting(settings, "eval.device", "cuda"))
+    dev = str(device or cfg.device)
     values: dict[str, str] = {
         "checkpoint": checkpoint,
         "output_dir": out,
         "epoch": "" if epoch is None else str(epoch),
-        "num_samples": str(num_samples if num_samples is not None else _setting(settings, "eval.num_samples", 4)),
-        "resolution": str(resolution if resolution is not None else _setting(settings, "eval.resolution", 1024)),
+        "num_samples": str(num_samples if num_samples is not None else cfg.num_samples),
+        "resolution": str(resolution if resolution is not None else cfg.resolution),
         "device": dev,
         "prompts": os.path.abspath(os.path.expanduser(prompts)) if prompts else "",
         "run_dir": run_dir,
@@ -1089,7 +1081,7 @@ def start_compare(
     run_dir: str | os.PathLike[str],
     checkpoints: Sequence[str],
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     when: str = "now",
     rerun: bool = False,
     poll_interval: float = DEFAULT_POLL,
@@ -1124,7 +1116,7 @@ def start_compare(
             dirs.append(folder)
             continue
         plan = plan_eval(run_dir, ck, settings=settings, prompts=prompts_file, check_training=False, **plan_kw)
-        if plan.builtin and not (prompts_file or _setting(settings, "eval.prompts")):
+        if plan.builtin and not (prompts_file or (settings or Settings()).eval.prompts):
             prompts_file = _shared_prompts(run_dir, label, checkpoints[0], plan)
             plan = plan_eval(run_dir, ck, settings=settings, prompts=prompts_file, check_training=False, **plan_kw)
         plans.append(plan)
@@ -1171,7 +1163,7 @@ def compare_grid(
     run_dir: str | os.PathLike[str],
     checkpoints: Sequence[str],
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     wait: bool = True,
     timeout: float | None = None,
     interval: float = 0.25,

@@ -107,7 +107,7 @@ def report_on_end(output_dir: str | None, *, python: str | None = None,
     try:
         from sdxl_tui.config import load_settings
 
-        if not load_settings()["report.on_end"]:
+        if not load_settings().report.on_end:
             return False
     except Exception:  # noqa: BLE001 - a broken settings file: no report, the run is unharmed
         return False

@@ -134,7 +134,7 @@ def collect(
     root = os.path.abspath(os.fspath(run_dir))
     events = EventReader([logs_dir or root], max_points=CHART_POINTS)
     try:
-        snap = read_run(root, log_path=log_path, logs_dir=logs_dir, gpu=None if gpu else False,
+        snap = read_run(root, log_path=log_path, logs_dir=logs_dir, gpu=gpu,
                         procs=None if procs else False, settings=settings, launch_file=launch_file,
                         event_reader=events, clock=clock)
     finally:

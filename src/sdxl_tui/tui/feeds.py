@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from textual.message import Message
 
 from sdxl_tui.model import GpuStatus, LogLine, RunSnapshot
+from sdxl_tui.sources.gpu import LatestGpu
 from sdxl_tui.tui.messages import (
     GpuSampled,
     LogLinesAdded,
@@ -50,7 +51,9 @@ class Reader(Protocol):
 
 
 class GpuSampler(Protocol):
-    def sample(self, trainer_pids: Any = ()) -> GpuStatus: ...
+    def sample(self, trainer_pids: Collection[int] = ()) -> GpuStatus: ...
+
+    def close(self) -> None: ...
 
 
 def _unescape_mount(field: str) -> str:
@@ -254,8 +257,9 @@ class Feeds:
         interval: float = 0.25,
         busy_gap: float = 2.0,
         force_polling: bool = False,
-        gpu_factory: Callable[[], GpuSampler | None] | None = None,
+        gpu_factory: Callable[[], GpuSampler] | None = None,
         gpu_interval: float = 1.0,
+        gpu_latest: LatestGpu | None = None,
         watch: bool = True,
         heartbeat: float = 1.0,
     ) -> None:
@@ -272,6 +276,8 @@ class Feeds:
         self.idle_interval = max(self.interval, 1.0)
         self.gpu_factory = gpu_factory
         self.gpu_interval = max(0.1, gpu_interval)
+        #: Where each GPU sample is also left for the run reader (its GPU alerts).
+        self.gpu_latest = gpu_latest
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.watcher = DirectoryWatcher(self.wake, force_polling=force_polling) if watch else None
@@ -376,8 +382,6 @@ class Feeds:
         except Exception as exc:
             post(GpuSampled(GpuStatus(available=False, reason=f"GPU monitor failed: {exc}")))
             return
-        if gpu is None:
-            return
         try:
             while not (self.stopping.is_set() or is_cancelled()):
                 started = time.monotonic()
@@ -385,12 +389,9 @@ class Feeds:
                     status = gpu.sample(self.trainer_pids)
                 except Exception as exc:
                     status = GpuStatus(available=False, reason=f"NVML error: {exc}")
+                if self.gpu_latest is not None:
+                    self.gpu_latest.set(status)
                 post(GpuSampled(status))
                 self.stopping.wait(max(0.0, started + self.gpu_interval - time.monotonic()))
         finally:
-            close = getattr(gpu, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    pass
+            gpu.close()
