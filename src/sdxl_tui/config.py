@@ -15,7 +15,7 @@ import json
 import os
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -148,10 +148,13 @@ class Spec:
     help: str
 
 
+def _default_of(f: Field[Any]) -> Any:
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
 #: Every setting, in table order (derived from the sections above).
 SPECS: tuple[Spec, ...] = tuple(
-    Spec(f"{section}.{f.name}", f.default if f.default is not MISSING else f.default_factory(),
-         f.metadata["convert"], f.metadata["help"])
+    Spec(f"{section}.{f.name}", _default_of(f), f.metadata["convert"], f.metadata["help"])
     for section, cls in _SECTIONS
     for f in fields(cls)
 )

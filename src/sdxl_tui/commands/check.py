@@ -7,6 +7,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdxl_tui.planning.check import GpuArg
 
 DESCRIPTION = """\
 Check an sd-scripts LoRA launch before it runs, and say how to fix each problem.
@@ -94,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
-def _gpu_arg(args: argparse.Namespace) -> object:
+def _gpu_arg(args: argparse.Namespace) -> GpuArg:
     if args.gpu_free is not None:
         from sdxl_tui.model import GpuSample, GpuStatus
 

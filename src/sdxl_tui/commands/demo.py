@@ -12,6 +12,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,17 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force-polling", action="store_true", default=None, help="never use inotify")
 
 
-def _end(proc: object) -> None:
+def _end(proc: subprocess.Popen[bytes]) -> None:
     """Stop our own simulator (by its pid, it is in its own session)."""
-    pid = getattr(proc, "pid", None)
-    if pid is None or proc.poll() is not None:  # type: ignore[operator]
+    pid = proc.pid
+    if proc.poll() is not None:
         return
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     try:
-        proc.wait(timeout=5)  # type: ignore[operator]
+        proc.wait(timeout=5)
     except Exception:
         try:
             os.killpg(pid, signal.SIGKILL)

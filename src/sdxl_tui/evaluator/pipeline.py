@@ -203,7 +203,7 @@ def evaluate(args: argparse.Namespace) -> None:
     try:
         from sdxl_tui.config import load_settings
 
-        config_prompts = load_settings().get("eval.prompts")
+        config_prompts = load_settings().eval.prompts
     except Exception:  # noqa: BLE001 - a broken config must not stop an evaluation given explicit options
         config_prompts = None
     specs, origin = resolve_prompts(

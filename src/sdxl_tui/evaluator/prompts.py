@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,7 @@ def read_prompts_file(path: str | os.PathLike[str]) -> list[PromptSpec]:
     return [s for s in specs if s is not None]
 
 
-def top_tags(metadata: dict[str, str], count: int = 3) -> list[str]:
+def top_tags(metadata: Mapping[str, str], count: int = 3) -> list[str]:
     """The most frequent caption tags of the training set, from ``ss_tag_frequency``."""
     raw = metadata.get("ss_tag_frequency")
     if not raw:

@@ -403,9 +403,9 @@ def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError:
         children = []
     for child in children:
-        folder = repeats_folder(child.name)
-        if folder is not None and folder[1]:
-            subsets.append({"image_dir": str(child.resolve()), "num_repeats": folder[0], "class_tokens": folder[1]})
+        repeats = repeats_folder(child.name)
+        if repeats is not None and repeats[1]:
+            subsets.append({"image_dir": str(child.resolve()), "num_repeats": repeats[0], "class_tokens": repeats[1]})
     if not subsets:
         subsets.append({"image_dir": str(root.resolve()), "num_repeats": 1})
     for sub in subsets:

@@ -117,6 +117,7 @@ class RunReader:
         self._exit: ExitInfo | None = None
         self._record: RunRecord | None = None
         self._events: EventReader | None = None
+        self._event_roots: tuple[str, ...] = ()
         self._reset_readers()
         if event_reader is not None:
             self._events = event_reader
@@ -131,7 +132,7 @@ class RunReader:
         self._parser = LogParser()
         self._log_file: str | None = None
         self._events = None
-        self._event_roots: tuple[str, ...] = ()
+        self._event_roots = ()
         self._dir_id: tuple[int, int] | None = None
         self._launch_options: OptionValues | None = None
         self._launch_sig: tuple[str, int, int] | None = None

@@ -248,15 +248,15 @@ def default_compare_selection(snapshot: RunSnapshot, epochs: tuple[int, int] = D
     from sdxl_tui.model import CheckpointKind
 
     ckpts = snapshot.checkpoints
-    epoch_files = [c for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None]
+    epoch_files = [(c.epoch, c) for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None]
     lo, hi = epochs
-    in_range = [c for c in epoch_files if lo <= c.epoch <= hi]
-    done_in_range = sorted({c.epoch for c in in_range if c.complete})
+    in_range = [(e, c) for e, c in epoch_files if lo <= e <= hi]
+    done_in_range = sorted({e for e, c in in_range if c.complete})
     if len(done_in_range) >= 2:
-        if all(c.complete for c in in_range):
+        if all(c.complete for _, c in in_range):
             return f"{lo}-{hi}"
         return _short_range(done_in_range)
-    done = sorted({c.epoch for c in epoch_files if c.complete})
+    done = sorted({e for e, c in epoch_files if c.complete})
     if len(done) >= 2:
         return _short_range(done)
     return ",".join(c.name for c in ckpts if c.complete)

@@ -13,12 +13,14 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any, Literal, TypeVar
 
 from textual import work
+from textual.actions import ActionParseResult
 from textual.app import App, ComposeResult, SystemCommand
+from textual.dom import DOMNode
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.reactive import reactive
@@ -279,7 +281,7 @@ class SdxlTuiApp(App[int]):
         tabs = self.main_query(TabbedContent)
         if tabs is not None:
             try:
-                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"  # type: ignore[assignment]
+                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"
             except Exception:
                 pass
 
@@ -392,7 +394,12 @@ class SdxlTuiApp(App[int]):
             return True if self.why_not(action) is None else None
         return True
 
-    async def run_action(self, action: Any, default_namespace: Any = None) -> bool:
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
         """A greyed-out key still answers: it says why it cannot run now (never ignored)."""
         if (
             isinstance(action, str)
@@ -404,7 +411,7 @@ class SdxlTuiApp(App[int]):
             if reason is not None:
                 self.notify(f"not now: {reason}", severity="warning", timeout=4)
                 return True
-        return await super().run_action(action, default_namespace)
+        return await super().run_action(action, default_namespace, namespaces)
 
     def _refuse(self, action: str) -> bool:
         reason = self.why_not(action)
@@ -600,6 +607,8 @@ class SdxlTuiApp(App[int]):
         dashboard does not stop them; this worker only follows the status files.
         """
         snap = self.snapshot
+        if snap is None:
+            return
         screen = CompareScreen(actions.default_compare_selection(snap), actions.compare_choices(snap),
                                training=self.trainer_alive)
         answer = await self.push_screen_wait(screen)

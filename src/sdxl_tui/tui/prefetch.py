@@ -31,7 +31,7 @@ def _reduce_mappingproxy(m: types.MappingProxyType[Any, Any]) -> tuple[Any, ...]
 
 
 #: Snapshots hold read-only mappings (``MappingProxyType``), which pickle cannot handle alone.
-copyreg.pickle(types.MappingProxyType, _reduce_mappingproxy)  # type: ignore[arg-type]
+copyreg.pickle(types.MappingProxyType, _reduce_mappingproxy)
 
 
 class PrefetchedReader:

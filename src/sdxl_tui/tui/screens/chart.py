@@ -34,11 +34,11 @@ class ChartScreen(Screen[ChartOptions]):
         Binding("escape,c", "close", "Back", id="chart-close"),
         Binding("left_square_bracket", "smoothing(-0.05)", "Smooth -", id="chart-smoothing-down"),
         Binding("right_square_bracket", "smoothing(0.05)", "Smooth +", id="chart-smoothing-up"),
-        Binding("l", "toggle('log_y')", "Log-Y", id="chart-log-y"),
-        Binding("o", "toggle('clip_outliers')", "Outliers", id="chart-outliers"),
+        Binding("l", "toggle_option('log_y')", "Log-Y", id="chart-log-y"),
+        Binding("o", "toggle_option('clip_outliers')", "Outliers", id="chart-outliers"),
         Binding("w", "x_axis", "Step/wall", id="chart-x-axis"),
-        Binding("r", "toggle('show_lr')", "LR", id="chart-lr"),
-        Binding("a", "toggle('show_raw')", "Raw", id="chart-raw"),
+        Binding("r", "toggle_option('show_lr')", "LR", id="chart-lr"),
+        Binding("a", "toggle_option('show_raw')", "Raw", id="chart-raw"),
     ]
 
     options: reactive[ChartOptions] = reactive(ChartOptions)
@@ -75,8 +75,16 @@ class ChartScreen(Screen[ChartOptions]):
             value = 0.999 if self.options.smoothing >= 0.99 else 0.99
         self.options = replace(self.options, smoothing=value)
 
-    def action_toggle(self, field: str) -> None:
-        self.options = replace(self.options, **{field: not getattr(self.options, field)})
+    def action_toggle_option(self, name: str) -> None:
+        """Flip one of the chart's on/off options (log-Y, outliers, LR, raw)."""
+        if name == "log_y":
+            self.options = replace(self.options, log_y=not self.options.log_y)
+        elif name == "clip_outliers":
+            self.options = replace(self.options, clip_outliers=not self.options.clip_outliers)
+        elif name == "show_lr":
+            self.options = replace(self.options, show_lr=not self.options.show_lr)
+        elif name == "show_raw":
+            self.options = replace(self.options, show_raw=not self.options.show_raw)
 
     def action_x_axis(self) -> None:
         self.options = replace(self.options, x_axis="wall" if self.options.x_axis == "step" else "step")

@@ -61,7 +61,7 @@ class LogView(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.lines: deque[LogLine] = deque(maxlen=max_lines)
         self._width = 0
-        self.query = ""
+        self.search_text = ""
         self.match_index: int | None = None  # index into self.lines
         #: Rendered lines by (line number, text, match state, x offset, width): scrolling by
         #: one line on append re-renders only the new line.
@@ -140,7 +140,7 @@ class LogView(ScrollView, can_focus=True):
         A new search starts from the newest line and goes up: in a log tail the latest
         occurrence is the one wanted. Wraps around at either end.
         """
-        self.query = query
+        self.search_text = query
         if restart:
             self.match_index = None
         if not query or not self.lines:
@@ -165,13 +165,13 @@ class LogView(ScrollView, can_focus=True):
 
     def action_find_next(self) -> None:
         """``n``: the next older match."""
-        if self.query:
-            self.find(self.query)
+        if self.search_text:
+            self.find(self.search_text)
 
     def action_find_previous(self) -> None:
         """``N``: the next newer match."""
-        if self.query:
-            self.find(self.query, newer=True)
+        if self.search_text:
+            self.find(self.search_text, newer=True)
 
     # -- rendering -----------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
@@ -184,7 +184,7 @@ class LogView(ScrollView, can_focus=True):
         if index >= len(self.lines):
             return Strip.blank(width, widget_style)
         line = self.lines[index]
-        q = self.query.lower()
+        q = self.search_text.lower()
         key = (line.number, line.text, index == self.match_index, q, scroll_x, width)
         cached = self._strips.get(key)
         if cached is not None:
@@ -255,7 +255,7 @@ class LogPane(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         view = self.view
-        found = view.find(event.value, restart=view.query != event.value)
+        found = view.find(event.value, restart=view.search_text != event.value)
         if not found:
             self.app.notify(f"not found in the log: {event.value!r}", severity="warning", timeout=3)
 

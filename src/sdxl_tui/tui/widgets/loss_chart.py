@@ -155,9 +155,9 @@ class LossChart(Widget):
             legend.append("● average ", style=COLORS[1])
             legend.append(_last(average))
         lrs = lr_series(snap.series) if (self.full and opts.show_lr) else []
-        for i, s in enumerate(lrs):
-            legend.append(f"  ● {s.tag} ", style=COLORS[2 + i])
-            legend.append(_last(s))
+        for i, lr in enumerate(lrs):
+            legend.append(f"  ● {lr.tag} ", style=COLORS[2 + i])
+            legend.append(_last(lr))
         if current is None and average is None:
             legend.append(" no loss values yet", style="dim")
             return legend

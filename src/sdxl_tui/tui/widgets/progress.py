@@ -163,7 +163,7 @@ class ProgressPanel(Widget):
         p = snapshot.progress
         epochs = p.epochs or snapshot.config.num_epochs
         epoch = p.epoch
-        done_epochs = None
+        done_epochs: float | None = None
         if epochs:
             if snapshot.state is RunState.FINISHED:
                 done_epochs = epochs
