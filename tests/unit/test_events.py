@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_tui.model import ScalarPoint
 from sdxl_tui.formats.tfrecord import crc32c, decode_event, masked_crc32c
 from sdxl_tui.formats.tfrecord import crc32c_py as _crc32c_py
+from sdxl_tui.model import ScalarPoint
 from sdxl_tui.sources.events import EventReader, downsample_minmax
 
 REAL_RUN = Path("/work/shared/real-sdxl-run")

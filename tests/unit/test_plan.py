@@ -15,9 +15,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomllib
 
+from sdxl_tui.formats import toml
 from sdxl_tui.model import GpuSample, GpuStatus
 from sdxl_tui.planning.check import check_launch, format_report
-from sdxl_tui.formats import toml
 from sdxl_tui.planning.environment import KnownEnvironment
 from sdxl_tui.planning.plan import (
     PlanError,

@@ -994,7 +994,7 @@ def build_grid(
     rows: list[tuple[str, list[str | None]]] = []
     column_labels: list[str] = []
     prompt_sets = set()
-    for ck, folder in zip(checkpoints, dirs):
+    for ck, folder in zip(checkpoints, dirs, strict=False):
         manifest = read_manifest(folder)
         images: list[str | None]
         if manifest and isinstance(manifest.get("prompts"), list):

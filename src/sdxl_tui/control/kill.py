@@ -546,7 +546,9 @@ def watch_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / STATE_DIR / WATCH_NAME
 
 
-def watcher_status(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> dict[str, Any] | None:
+def watcher_status(
+    run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None
+) -> dict[str, Any] | None:
     """The stop-after-checkpoint record plus ``alive`` (its watcher process verified by pid,
     create time and command line), or None when there has never been one."""
     ps = _psutil(psutil_module)

@@ -239,7 +239,8 @@ def launch(cfg: LaunchConfig, *, python: str | None = None, wait_seconds: float 
             record = None
             time.sleep(0.05)
         if record is None:
-            return LaunchResult(False, f"the supervisor did not report within {wait_seconds:.0f} s; see {plan.log_path}",
+            return LaunchResult(False,
+                                f"the supervisor did not report within {wait_seconds:.0f} s; see {plan.log_path}",
                                 log_path=plan.log_path, record_path=plan.record_path)
         if record.error:
             return LaunchResult(False, f"could not start: {record.error}", log_path=plan.log_path,

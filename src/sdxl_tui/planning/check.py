@@ -390,111 +390,234 @@ def _core(
 
     # --- SDXL rules -------------------------------------------------------------------
     if sdxl and values.get("v2"):
-        add(Finding("error", "v2-sdxl", "--v2 is for SD 2.x; SDXL training asserts `v2 cannot be enabled in SDXL training`",
-                    "remove --v2", "--v2"))
+        add(
+            Finding(
+                "error",
+                "v2-sdxl",
+                "--v2 is for SD 2.x; SDXL training asserts `v2 cannot be enabled in SDXL training`",
+                "remove --v2",
+                "--v2",
+            )
+        )
     if sdxl and given("clip_skip"):
-        add(Finding("warning", "clip-skip-sdxl",
-                    f"--clip_skip {values.get('clip_skip')} has no effect on SDXL (sd-scripts warns "
-                    "`clip_skip will be unexpected`) but is written into the LoRA metadata",
-                    "remove --clip_skip", "--clip_skip"))
+        add(
+            Finding(
+                "warning",
+                "clip-skip-sdxl",
+                f"--clip_skip {values.get('clip_skip')} has no effect on SDXL (sd-scripts warns "
+                "`clip_skip will be unexpected`) but is written into the LoRA metadata",
+                "remove --clip_skip",
+                "--clip_skip",
+            )
+        )
     if sdxl and values.get("mixed_precision") == "fp16" and not values.get("no_half_vae"):
         vae = str(values.get("vae") or "")
         if "fp16" in vae.lower():
-            add(Finding("note", "fp16-vae", f"fp16 VAE {vae} is used without --no_half_vae",
-                        "keep it only if it is the fp16-fixed SDXL VAE", "--no_half_vae"))
+            add(
+                Finding(
+                    "note",
+                    "fp16-vae",
+                    f"fp16 VAE {vae} is used without --no_half_vae",
+                    "keep it only if it is the fp16-fixed SDXL VAE",
+                    "--no_half_vae",
+                )
+            )
         else:
-            add(Finding("warning", "fp16-vae",
-                        "--mixed_precision fp16 without --no_half_vae: the SDXL VAE runs in fp16 while caching "
-                        "latents and can produce NaNs, which are cached silently and turn the loss to NaN",
-                        "add --no_half_vae (or use --mixed_precision bf16 on a GPU that supports it)",
-                        "--no_half_vae"))
-    if sdxl and (values.get("cache_text_encoder_outputs") or values.get("cache_text_encoder_outputs_to_disk")) \
-            and not values.get("network_train_unet_only"):
-        add(Finding("error", "cache-te-needs-unet-only",
-                    "--cache_text_encoder_outputs needs --network_train_unet_only (sd-scripts asserts "
-                    "`network for Text Encoder cannot be trained with caching Text Encoder outputs`)",
-                    "add --network_train_unet_only, or drop --cache_text_encoder_outputs", "--cache_text_encoder_outputs"))
+            add(
+                Finding(
+                    "warning",
+                    "fp16-vae",
+                    "--mixed_precision fp16 without --no_half_vae: the SDXL VAE runs in fp16 while caching "
+                    "latents and can produce NaNs, which are cached silently and turn the loss to NaN",
+                    "add --no_half_vae (or use --mixed_precision bf16 on a GPU that supports it)",
+                    "--no_half_vae",
+                )
+            )
+    if (
+        sdxl
+        and (values.get("cache_text_encoder_outputs") or values.get("cache_text_encoder_outputs_to_disk"))
+        and not values.get("network_train_unet_only")
+    ):
+        add(
+            Finding(
+                "error",
+                "cache-te-needs-unet-only",
+                "--cache_text_encoder_outputs needs --network_train_unet_only (sd-scripts asserts "
+                "`network for Text Encoder cannot be trained with caching Text Encoder outputs`)",
+                "add --network_train_unet_only, or drop --cache_text_encoder_outputs",
+                "--cache_text_encoder_outputs",
+            )
+        )
     module = str(values.get("network_module") or "")
     te_lr = values.get("text_encoder_lr")
     if sdxl and te_lr not in (None, []) and module == "networks.lora" and not values.get("network_train_unet_only"):
         first = te_lr[0] if isinstance(te_lr, list) else te_lr
         extra = " (the other values are ignored)" if isinstance(te_lr, list) and len(te_lr) > 1 else ""
-        add(Finding("note", "text-encoder-lr-single",
-                    f"--text_encoder_lr {first} is used for both SDXL text encoders{extra}: networks.lora has one "
-                    "`textencoder` parameter group; --text_encoder_lr1/--text_encoder_lr2 do not exist",
-                    "nothing to do unless you wanted different rates per encoder (that needs another network module)",
-                    "--text_encoder_lr"))
+        add(
+            Finding(
+                "note",
+                "text-encoder-lr-single",
+                f"--text_encoder_lr {first} is used for both SDXL text encoders{extra}: networks.lora has one "
+                "`textencoder` parameter group; --text_encoder_lr1/--text_encoder_lr2 do not exist",
+                "nothing to do unless you wanted different rates per encoder (that needs another network module)",
+                "--text_encoder_lr",
+            )
+        )
 
     # --- redundant but harmless (REF §6.6) -------------------------------------------
     if given("cache_latents") and values.get("cache_latents_to_disk"):
-        add(Finding("note", "redundant-option", "--cache_latents is implied by --cache_latents_to_disk",
-                    "drop --cache_latents (harmless)", "--cache_latents"))
+        add(
+            Finding(
+                "note",
+                "redundant-option",
+                "--cache_latents is implied by --cache_latents_to_disk",
+                "drop --cache_latents (harmless)",
+                "--cache_latents",
+            )
+        )
     if given("save_model_as") and values.get("save_model_as") == "safetensors":
-        add(Finding("note", "redundant-option", "--save_model_as safetensors is the default",
-                    "drop it (harmless)", "--save_model_as"))
-    if given("learning_rate") and values.get("unet_lr") is not None and (
-        te_lr not in (None, []) or values.get("network_train_unet_only")
+        add(
+            Finding(
+                "note",
+                "redundant-option",
+                "--save_model_as safetensors is the default",
+                "drop it (harmless)",
+                "--save_model_as",
+            )
+        )
+    if (
+        given("learning_rate")
+        and values.get("unet_lr") is not None
+        and (te_lr not in (None, []) or values.get("network_train_unet_only"))
     ):
-        add(Finding("note", "redundant-option",
-                    "--learning_rate is only a fallback when --unet_lr and --text_encoder_lr are set",
-                    "drop --learning_rate (harmless)", "--learning_rate"))
+        add(
+            Finding(
+                "note",
+                "redundant-option",
+                "--learning_rate is only a fallback when --unet_lr and --text_encoder_lr are set",
+                "drop --learning_rate (harmless)",
+                "--learning_rate",
+            )
+        )
 
     # --- required pieces ------------------------------------------------------------
     if not values.get("network_module"):
-        add(Finding("error", "no-network-module", "no --network_module; train_network cannot import a network",
-                    "add --network_module networks.lora", None))
+        add(
+            Finding(
+                "error",
+                "no-network-module",
+                "no --network_module; train_network cannot import a network",
+                "add --network_module networks.lora",
+                None,
+            )
+        )
     out_dir = _resolve(values.get("output_dir"), inp.cwd)
     if out_dir is None:
-        add(Finding("error", "no-output-dir", "no --output_dir; the first save fails",
-                    "add --output_dir DIR", None))
+        add(Finding("error", "no-output-dir", "no --output_dir; the first save fails", "add --output_dir DIR", None))
     if values.get("log_with") in ("tensorboard", "all") and not values.get("logging_dir"):
-        add(Finding("error", "logging-dir-required",
-                    f"--log_with {values.get('log_with')} without --logging_dir raises `logging_dir is required`",
-                    "add --logging_dir OUTPUT_DIR/logs", "--logging_dir"))
+        add(
+            Finding(
+                "error",
+                "logging-dir-required",
+                f"--log_with {values.get('log_with')} without --logging_dir raises `logging_dir is required`",
+                "add --logging_dir OUTPUT_DIR/logs",
+                "--logging_dir",
+            )
+        )
 
     # --- dataset ----------------------------------------------------------------------
     ds: DatasetCheck | None = None
     dataset_config = values.get("dataset_config")
     if dataset_config:
-        ds_args = {k: v for k, v in values.items()}
+        ds_args = dict(values.items())
         ds = validate_dataset_config(str(dataset_config), sdxl=sdxl, args=ds_args, cwd=inp.cwd)
         findings.extend(ds.findings)
         for dest in ("train_data_dir", "reg_data_dir", "in_json"):
             if given(dest):
-                add(Finding("warning", "option-ignored",
-                            f"--{dest} is ignored because --dataset_config is given",
-                            f"drop --{dest} or put that folder in the dataset TOML", f"--{dest}"))
+                add(
+                    Finding(
+                        "warning",
+                        "option-ignored",
+                        f"--{dest} is ignored because --dataset_config is given",
+                        f"drop --{dest} or put that folder in the dataset TOML",
+                        f"--{dest}",
+                    )
+                )
         toml_keys = ds.explicit_keys
-        for dest, key in (("train_batch_size", "batch_size"), ("resolution", "resolution"),
-                          ("dataset_repeats", "num_repeats"), *((b, b) for b in _BUCKET_OPTIONS),
-                          ("enable_bucket", "enable_bucket"), ("caption_extension", "caption_extension")):
+        for dest, key in (
+            ("train_batch_size", "batch_size"),
+            ("resolution", "resolution"),
+            ("dataset_repeats", "num_repeats"),
+            *((b, b) for b in _BUCKET_OPTIONS),
+            ("enable_bucket", "enable_bucket"),
+            ("caption_extension", "caption_extension"),
+        ):
             if given(dest) and key in toml_keys and ds.datasets:
-                add(Finding("note", "cli-fallback-ignored",
-                            f"--{dest} is only a fallback: the dataset TOML sets {key}, which wins",
-                            f"set {key} in the dataset TOML and drop --{dest}", f"--{dest}"))
+                add(
+                    Finding(
+                        "note",
+                        "cli-fallback-ignored",
+                        f"--{dest} is only a fallback: the dataset TOML sets {key}, which wins",
+                        f"set {key} in the dataset TOML and drop --{dest}",
+                        f"--{dest}",
+                    )
+                )
         bucketing = any(d.enable_bucket for d in ds.datasets)
         used = [b for b in _BUCKET_OPTIONS if given(b)]
         if used and ds.datasets and not bucketing:
-            add(Finding("warning", "bucket-without-bucketing",
-                        f"{', '.join('--' + b for b in used)} do nothing: bucketing is off (no enable_bucket = true "
-                        "in the dataset TOML and no --enable_bucket); images are cropped to the resolution",
-                        "set enable_bucket = true in the dataset TOML ([general] or [[datasets]])", "enable_bucket"))
+            add(
+                Finding(
+                    "warning",
+                    "bucket-without-bucketing",
+                    f"{', '.join('--' + b for b in used)} do nothing: bucketing is off (no enable_bucket = true "
+                    "in the dataset TOML and no --enable_bucket); images are cropped to the resolution",
+                    "set enable_bucket = true in the dataset TOML ([general] or [[datasets]])",
+                    "enable_bucket",
+                )
+            )
     elif values.get("train_data_dir"):
         tdd = _resolve(values.get("train_data_dir"), inp.cwd)
         if tdd is not None and not tdd.is_dir():
-            add(Finding("error", "dataset-folder-missing", f"--train_data_dir {tdd} is not a folder",
-                        "fix the path", str(tdd)))
+            add(
+                Finding(
+                    "error",
+                    "dataset-folder-missing",
+                    f"--train_data_dir {tdd} is not a folder",
+                    "fix the path",
+                    str(tdd),
+                )
+            )
         if not values.get("resolution"):
-            add(Finding("error", "dataset-no-resolution", "no --resolution (and no dataset TOML)",
-                        f"add --resolution {1024 if sdxl else 512}", "--resolution"))
+            add(
+                Finding(
+                    "error",
+                    "dataset-no-resolution",
+                    "no --resolution (and no dataset TOML)",
+                    f"add --resolution {1024 if sdxl else 512}",
+                    "--resolution",
+                )
+            )
         used = [b for b in _BUCKET_OPTIONS if given(b)]
         if used and not values.get("enable_bucket"):
-            add(Finding("warning", "bucket-without-bucketing",
-                        f"{', '.join('--' + b for b in used)} do nothing without --enable_bucket",
-                        "add --enable_bucket", "--enable_bucket"))
+            add(
+                Finding(
+                    "warning",
+                    "bucket-without-bucketing",
+                    f"{', '.join('--' + b for b in used)} do nothing without --enable_bucket",
+                    "add --enable_bucket",
+                    "--enable_bucket",
+                )
+            )
     else:
-        add(Finding("error", "no-dataset", "neither --dataset_config nor --train_data_dir: no training data",
-                    "add --dataset_config DATASET.toml", None))
+        add(
+            Finding(
+                "error",
+                "no-dataset",
+                "neither --dataset_config nor --train_data_dir: no training data",
+                "add --dataset_config DATASET.toml",
+                None,
+            )
+        )
 
     # --- environment ----------------------------------------------------------------
     need = _required_modules(values)
@@ -504,16 +627,31 @@ def _core(
         unknown = [m for m, ok in answer.items() if ok is None]
         for mod, ok in answer.items():
             if ok is False:
-                add(Finding("error", "missing-module",
-                            f"{need[mod]} needs the `{mod}` module, which the trainer's environment "
-                            f"({env.description}) cannot import; the run fails after loading the models",
-                            ("use --sdpa instead of --xformers (built into torch), or install xformers"
-                             if mod == "xformers" else f"install {mod} in that environment"), mod))
+                add(
+                    Finding(
+                        "error",
+                        "missing-module",
+                        f"{need[mod]} needs the `{mod}` module, which the trainer's environment "
+                        f"({env.description}) cannot import; the run fails after loading the models",
+                        (
+                            "use --sdpa instead of --xformers (built into torch), or install xformers"
+                            if mod == "xformers"
+                            else f"install {mod} in that environment"
+                        ),
+                        mod,
+                    )
+                )
         if unknown:
             why = env.error or env.description
-            add(Finding("note", "environment-unknown",
-                        f"could not check that {', '.join(unknown)} import in the trainer's environment ({why})",
-                        f"make sure {', '.join(unknown)} are installed there", None))
+            add(
+                Finding(
+                    "note",
+                    "environment-unknown",
+                    f"could not check that {', '.join(unknown)} import in the trainer's environment ({why})",
+                    f"make sure {', '.join(unknown)} are installed there",
+                    None,
+                )
+            )
     facts["needs_modules"] = sorted(need)
 
     # --- steps and time ---------------------------------------------------------------
@@ -530,8 +668,13 @@ def _core(
         images = 0
         resolution = (1024, 1024) if sdxl else (512, 512)
         bucketing = bool(values.get("enable_bucket"))
-    facts.update(batch_size=batch_size, gradient_accumulation_steps=accum, effective_batch=batch_size * accum,
-                 train_images_with_repeats=images, resolution=list(resolution))
+    facts.update(
+        batch_size=batch_size,
+        gradient_accumulation_steps=accum,
+        effective_batch=batch_size * accum,
+        train_images_with_repeats=images,
+        resolution=list(resolution),
+    )
     epochs_opt = values.get("max_train_epochs")
     spe = est.steps_per_epoch(batches, accum) if batches else None
     if spe:
@@ -543,30 +686,57 @@ def _core(
         else:
             total = int(values.get("max_train_steps") or 1600)
             epochs = math.ceil(total / spe)
-            add(Finding("note", "steps-by-max-train-steps",
-                        f"no --max_train_epochs: training stops after --max_train_steps {total} steps "
-                        f"(about {epochs} epochs)", "set --max_train_epochs to train by epochs", "--max_train_epochs"))
+            add(
+                Finding(
+                    "note",
+                    "steps-by-max-train-steps",
+                    f"no --max_train_epochs: training stops after --max_train_steps {total} steps "
+                    f"(about {epochs} epochs)",
+                    "set --max_train_epochs to train by epochs",
+                    "--max_train_epochs",
+                )
+            )
         facts["epochs"] = epochs
         facts["total_steps"] = total
         if bucketing:
-            facts["steps_note"] = "with bucketing, batches per epoch can be a little higher (one partial batch per bucket)"
-        attention = "xformers" if values.get("xformers") else "sdpa" if values.get("sdpa") else (
-            "mem_eff_attn" if values.get("mem_eff_attn") else None)
+            facts["steps_note"] = (
+                "with bucketing, batches per epoch can be a little higher (one partial batch per bucket)"
+            )
+        attention = (
+            "xformers"
+            if values.get("xformers")
+            else "sdpa"
+            if values.get("sdpa")
+            else ("mem_eff_attn" if values.get("mem_eff_attn") else None)
+        )
         train_te = not values.get("network_train_unet_only")
-        sps = est.seconds_per_step(batch_size=batch_size, gradient_accumulation_steps=accum, resolution=resolution,
-                                   gradient_checkpointing=bool(values.get("gradient_checkpointing")),
-                                   attention=attention, train_text_encoders=train_te)
+        sps = est.seconds_per_step(
+            batch_size=batch_size,
+            gradient_accumulation_steps=accum,
+            resolution=resolution,
+            gradient_checkpointing=bool(values.get("gradient_checkpointing")),
+            attention=attention,
+            train_text_encoders=train_te,
+        )
         if sdxl:
             facts["seconds_per_step_estimate"] = round(sps, 2)
             facts["time_estimate_seconds"] = round(sps * total)
-            facts["time_estimate"] = (f"about {format_duration_words(sps * total)} (estimate for an RTX 3090/4090-class "
-                                      "GPU; the dashboard shows the measured rate once it runs)")
+            facts["time_estimate"] = (
+                f"about {format_duration_words(sps * total)} (estimate for an RTX 3090/4090-class "
+                "GPU; the dashboard shows the measured rate once it runs)"
+            )
         warm = values.get("lr_warmup_steps") or 0
         if isinstance(warm, (int, float)) and warm >= 1 and warm >= total:
-            add(Finding("warning", "warmup-too-long",
-                        f"--lr_warmup_steps {warm} is not below the {total} optimizer steps: the learning rate "
-                        "never leaves warm-up", "lower --lr_warmup_steps (it counts optimizer steps)",
-                        "--lr_warmup_steps"))
+            add(
+                Finding(
+                    "warning",
+                    "warmup-too-long",
+                    f"--lr_warmup_steps {warm} is not below the {total} optimizer steps: the learning rate "
+                    "never leaves warm-up",
+                    "lower --lr_warmup_steps (it counts optimizer steps)",
+                    "--lr_warmup_steps",
+                )
+            )
     else:
         epochs = int(epochs_opt or 0)
 
@@ -575,7 +745,9 @@ def _core(
     unet_only = bool(values.get("network_train_unet_only"))
     te_only = bool(values.get("network_train_text_encoder_only"))
     prec = values.get("save_precision")
-    bpv = 2 if prec in ("fp16", "bf16") or (prec is None and (values.get("full_fp16") or values.get("full_bf16"))) else 4
+    bpv = (
+        2 if prec in ("fp16", "bf16") or (prec is None and (values.get("full_fp16") or values.get("full_bf16"))) else 4
+    )
     file_bytes = est.lora_file_bytes(dim, unet=not te_only, text_encoders=not unet_only, bytes_per_value=bpv)
     if sdxl and epochs:
         every = values.get("save_every_n_epochs")
@@ -594,14 +766,17 @@ def _core(
         need_bytes = files * file_bytes
         states = 0
         if values.get("save_state") or values.get("save_state_on_train_end"):
-            per_state = est.state_dir_bytes(dim, unet=not te_only, text_encoders=not unet_only,
-                                            eight_bit="bitsandbytes" in need)
+            per_state = est.state_dir_bytes(
+                dim, unet=not te_only, text_encoders=not unet_only, eight_bit="bitsandbytes" in need
+            )
             if values.get("save_state"):
                 keep_s = values.get("save_last_n_epochs_state") or values.get("save_last_n_epochs")
                 states = est.kept_count(len(est.saved_epochs(epochs, every)), keep_s) + step_files
             states += 1
             need_bytes += states * per_state
-        facts.update(checkpoint_bytes=file_bytes, checkpoint_files=files, state_dirs=states, disk_needed_bytes=need_bytes)
+        facts.update(
+            checkpoint_bytes=file_bytes, checkpoint_files=files, state_dirs=states, disk_needed_bytes=need_bytes
+        )
         if out_dir is not None:
             where = _nearest_existing(out_dir)
             try:
@@ -611,27 +786,48 @@ def _core(
             if free is not None:
                 facts["disk_free_bytes"] = free
                 what = f"{files} LoRA files of {format_bytes(file_bytes)}" + (
-                    f" and {states} state folders" if states else "")
+                    f" and {states} state folders" if states else ""
+                )
                 if need_bytes > free:
-                    add(Finding("error", "disk-space",
-                                f"the run writes {format_bytes(need_bytes)} ({what}) but only "
-                                f"{format_bytes(free)} is free under {where}; a save fails mid-run",
-                                "free space, use --save_last_n_epochs N, or save less often", str(where)))
+                    add(
+                        Finding(
+                            "error",
+                            "disk-space",
+                            f"the run writes {format_bytes(need_bytes)} ({what}) but only "
+                            f"{format_bytes(free)} is free under {where}; a save fails mid-run",
+                            "free space, use --save_last_n_epochs N, or save less often",
+                            str(where),
+                        )
+                    )
                 elif need_bytes > 0.8 * free:
-                    add(Finding("warning", "disk-space",
-                                f"the run writes {format_bytes(need_bytes)} ({what}), {need_bytes * 100 // free}% "
-                                f"of the {format_bytes(free)} free under {where}",
-                                "free space or keep fewer checkpoints (--save_last_n_epochs)", str(where)))
+                    add(
+                        Finding(
+                            "warning",
+                            "disk-space",
+                            f"the run writes {format_bytes(need_bytes)} ({what}), {need_bytes * 100 // free}% "
+                            f"of the {format_bytes(free)} free under {where}",
+                            "free space or keep fewer checkpoints (--save_last_n_epochs)",
+                            str(where),
+                        )
+                    )
 
     # --- VRAM -------------------------------------------------------------------------
     if sdxl:
-        attention = "xformers" if values.get("xformers") else "sdpa" if values.get("sdpa") else (
-            "mem_eff_attn" if values.get("mem_eff_attn") else None)
+        attention = (
+            "xformers"
+            if values.get("xformers")
+            else "sdpa"
+            if values.get("sdpa")
+            else ("mem_eff_attn" if values.get("mem_eff_attn") else None)
+        )
         vram = est.estimate_vram(
-            batch_size=batch_size, resolution=resolution, dim=dim,
+            batch_size=batch_size,
+            resolution=resolution,
+            dim=dim,
             train_text_encoders=not unet_only,
             gradient_checkpointing=bool(values.get("gradient_checkpointing")),
-            attention=attention, mixed_precision=str(values.get("mixed_precision") or "no"),
+            attention=attention,
+            mixed_precision=str(values.get("mixed_precision") or "no"),
             eight_bit_optimizer="bitsandbytes" in need,
             cache_latents=bool(values.get("cache_latents") or values.get("cache_latents_to_disk")),
             cache_text_encoder_outputs=bool(values.get("cache_text_encoder_outputs")),
@@ -653,21 +849,36 @@ def _core(
             facts["gpu"] = gpu_sample.name
             facts["gpu_free_gb"] = round(free_gb, 1)
             if vram.total_gb > free_gb:
-                add(Finding("warning", "vram",
-                            f"estimated peak VRAM {vram.total_gb:.1f} GiB (a rough estimate) is more than the "
-                            f"{free_gb:.1f} GiB free on {facts['gpu']}; expect CUDA out of memory",
-                            "lower batch_size in the dataset TOML (and raise --gradient_accumulation_steps), "
-                            "add --gradient_checkpointing, --cache_latents, --xformers/--sdpa, or --fp8_base",
-                            "vram"))
+                add(
+                    Finding(
+                        "warning",
+                        "vram",
+                        f"estimated peak VRAM {vram.total_gb:.1f} GiB (a rough estimate) is more than the "
+                        f"{free_gb:.1f} GiB free on {facts['gpu']}; expect CUDA out of memory",
+                        "lower batch_size in the dataset TOML (and raise --gradient_accumulation_steps), "
+                        "add --gradient_checkpointing, --cache_latents, --xformers/--sdpa, or --fp8_base",
+                        "vram",
+                    )
+                )
         else:
             reason = status.reason if status is not None else None
-            add(Finding("note", "gpu-unknown",
-                        f"no GPU information ({reason or 'NVML not available'}); estimated peak VRAM "
-                        f"{vram.total_gb:.1f} GiB", "make sure the GPU has that much free", None))
+            add(
+                Finding(
+                    "note",
+                    "gpu-unknown",
+                    f"no GPU information ({reason or 'NVML not available'}); estimated peak VRAM "
+                    f"{vram.total_gb:.1f} GiB",
+                    "make sure the GPU has that much free",
+                    None,
+                )
+            )
 
     findings.sort(key=lambda f: f.rank)
-    return CheckReport(findings=tuple(findings), facts=MappingProxyType(facts),
-                       argv=(*inp.prefix, *([inp.script] if inp.script else []), *inp.options))
+    return CheckReport(
+        findings=tuple(findings),
+        facts=MappingProxyType(facts),
+        argv=(*inp.prefix, *([inp.script] if inp.script else []), *inp.options),
+    )
 
 
 # ------------------------------------------------------------------------ public API
@@ -699,8 +910,12 @@ def check_argv(
     base = Path(cwd) if cwd is not None else (Path(sd_scripts_dir) if sd_scripts_dir else Path.cwd())
     return _core(
         _Input(prefix, script, options, base, dict(env or {})),
-        table=table, sd_scripts_dir=sd_scripts_dir, environment=environment,
-        inspect_environment=inspect_environment, gpu=gpu, disk_usage=disk_usage,
+        table=table,
+        sd_scripts_dir=sd_scripts_dir,
+        environment=environment,
+        inspect_environment=inspect_environment,
+        gpu=gpu,
+        disk_usage=disk_usage,
     )
 
 
@@ -720,9 +935,15 @@ def check_config_file(
     """Check an sd-scripts ``--config_file`` TOML (plus its dataset TOML) as ``script`` would."""
     p = Path(path)
     argv = [*prefix, script, "--config_file", str(p.resolve()), *extra_argv]
-    return check_argv(argv, environment=environment, gpu=gpu, sd_scripts_dir=sd_scripts_dir,
-                      cwd=cwd if cwd is not None else (sd_scripts_dir or p.resolve().parent),
-                      inspect_environment=inspect_environment, disk_usage=disk_usage)
+    return check_argv(
+        argv,
+        environment=environment,
+        gpu=gpu,
+        sd_scripts_dir=sd_scripts_dir,
+        cwd=cwd if cwd is not None else (sd_scripts_dir or p.resolve().parent),
+        inspect_environment=inspect_environment,
+        disk_usage=disk_usage,
+    )
 
 
 def check_dataset_config(
@@ -743,8 +964,12 @@ def check_dataset_config(
         facts["train_images_with_repeats"] = ds.train_images_with_repeats
         facts["batches_per_epoch"] = ds.batches
         facts["datasets"] = [
-            {"resolution": list(d.resolution) if d.resolution else None, "batch_size": d.batch_size,
-             "enable_bucket": d.enable_bucket, "images": [s.images for s in d.subsets]}
+            {
+                "resolution": list(d.resolution) if d.resolution else None,
+                "batch_size": d.batch_size,
+                "enable_bucket": d.enable_bucket,
+                "images": [s.images for s in d.subsets],
+            }
             for d in ds.datasets
         ]
     findings = tuple(sorted(ds.findings, key=lambda f: f.rank))
@@ -773,7 +998,7 @@ def check_launch(
     cwd = Path(str(checkout) if checkout else launch.cwd)
     script = launch.script
     prefix = list(launch.prefix)
-    rest = argv[len(prefix):] if argv[: len(prefix)] == prefix else argv
+    rest = argv[len(prefix) :] if argv[: len(prefix)] == prefix else argv
     script_tok: str | None
     if script and rest and os.path.basename(rest[0]) == os.path.basename(script):
         script_tok, options = rest[0], rest[1:]
@@ -786,13 +1011,26 @@ def check_launch(
     if script:
         script_file = Path(script) if os.path.isabs(script) else (Path(str(checkout)) / script if checkout else None)
         if script_file is None:
-            extra.append(Finding("note", "no-sd-scripts-dir",
-                                 "the launch config has no sd_scripts_dir, so the trainer would run in "
-                                 f"{cwd} and the script's own option list cannot be read",
-                                 "set sd_scripts_dir = \"/path/to/sd-scripts\" in [launch]", None))
+            extra.append(
+                Finding(
+                    "note",
+                    "no-sd-scripts-dir",
+                    "the launch config has no sd_scripts_dir, so the trainer would run in "
+                    f"{cwd} and the script's own option list cannot be read",
+                    'set sd_scripts_dir = "/path/to/sd-scripts" in [launch]',
+                    None,
+                )
+            )
         elif not script_file.is_file():
-            extra.append(Finding("error", "script-missing", f"trainer script {script_file} does not exist",
-                                 "fix sd_scripts_dir / script in [launch]", str(script_file)))
+            extra.append(
+                Finding(
+                    "error",
+                    "script-missing",
+                    f"trainer script {script_file} does not exist",
+                    "fix sd_scripts_dir / script in [launch]",
+                    str(script_file),
+                )
+            )
         elif options_from_checkout and checkout:
             use_checkout = checkout
     env = dict(launch.env)
@@ -800,8 +1038,12 @@ def check_launch(
         environment = environment_for_prefix(prefix, cwd=str(cwd)) if prefix else UnknownEnvironment()
     report = _core(
         _Input(prefix, script_tok, options, cwd, env),
-        table=None, sd_scripts_dir=use_checkout, environment=environment,
-        inspect_environment=inspect_environment, gpu=gpu, disk_usage=disk_usage,
+        table=None,
+        sd_scripts_dir=use_checkout,
+        environment=environment,
+        inspect_environment=inspect_environment,
+        gpu=gpu,
+        disk_usage=disk_usage,
     )
     if not extra:
         return report
@@ -832,14 +1074,18 @@ def fact_lines(report: CheckReport) -> list[str]:
             f"epochs = {facts['total_steps']} steps"
         )
     elif "batches_per_epoch" in facts:
-        summary.append(f"dataset: {facts.get('train_images_with_repeats')} images x repeats -> "
-                       f"{facts['batches_per_epoch']} batches per epoch")
+        summary.append(
+            f"dataset: {facts.get('train_images_with_repeats')} images x repeats -> "
+            f"{facts['batches_per_epoch']} batches per epoch"
+        )
     if "time_estimate" in facts:
         summary.append(f"time: {facts['time_estimate']}")
     if "vram_estimate_gb" in facts:
         free = facts.get("gpu_free_gb")
-        summary.append(f"VRAM: ~{facts['vram_estimate_gb']} GiB estimated" +
-                       (f", {free} GiB free on {facts.get('gpu')}" if free is not None else ""))
+        summary.append(
+            f"VRAM: ~{facts['vram_estimate_gb']} GiB estimated"
+            + (f", {free} GiB free on {facts.get('gpu')}" if free is not None else "")
+        )
     if "disk_needed_bytes" in facts:
         free_b = facts.get("disk_free_bytes")
         summary.append(

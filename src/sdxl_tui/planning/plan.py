@@ -415,8 +415,14 @@ def make_plan(
     handled: set[str] = set()
 
     model: dict[str, Any] = {"pretrained_model_name_or_path": str(base_model)}
-    row("script", "train_network.py", SDXL_SCRIPT, "SDXL needs its own trainer (train_network.py builds an SD1.x model)")
-    row("pretrained_model_name_or_path", params.get("pretrained_model_name_or_path"), base_model, "the SDXL base checkpoint")
+    row("script", "train_network.py", SDXL_SCRIPT,
+        "SDXL needs its own trainer (train_network.py builds an SD1.x model)")
+    row(
+        "pretrained_model_name_or_path",
+        params.get("pretrained_model_name_or_path"),
+        base_model,
+        "the SDXL base checkpoint",
+    )
     handled.add("pretrained_model_name_or_path")
 
     network: dict[str, Any] = {"network_module": "networks.lora"}
@@ -436,8 +442,12 @@ def make_plan(
     row("learning_rate -> unet_lr", lr, lr, "learning rate kept, as unet_lr")
     te_lr = _round_sig(lr * TE_LR_FACTOR)
     optimizer["text_encoder_lr"] = [te_lr]
-    row("text_encoder_lr", params.get("text_encoder_lr"), te_lr,
-        f"learning rate x {TE_LR_FACTOR} (one value for both SDXL text encoders)")
+    row(
+        "text_encoder_lr",
+        params.get("text_encoder_lr"),
+        te_lr,
+        f"learning rate x {TE_LR_FACTOR} (one value for both SDXL text encoders)",
+    )
     handled.update({"learning_rate", "unet_lr", "text_encoder_lr"})
     for dest in ("optimizer_type", "lr_scheduler", "lr_scheduler_num_cycles", "lr_warmup_steps"):
         if params.get(dest) is not None:
@@ -462,12 +472,21 @@ def make_plan(
         vram_rule = f"VRAM {vram_gb:g} GB < {BIG_VRAM_GB:g} GB: batch 2 with gradient accumulation 4"
     training["gradient_accumulation_steps"] = accum
     row("batch_size (dataset TOML)", sd15_bs, batch, vram_rule)
-    row("gradient_accumulation_steps", params.get("gradient_accumulation_steps"), accum,
-        "kept" if accum == sd15_accum else vram_rule)
+    row(
+        "gradient_accumulation_steps",
+        params.get("gradient_accumulation_steps"),
+        accum,
+        "kept" if accum == sd15_accum else vram_rule,
+    )
     sd15_eff = int(sd15_bs) * sd15_accum if isinstance(sd15_bs, (int, float)) else None
-    row("effective batch (batch x accumulation)", sd15_eff, batch * accum,
-        "for reference: a smaller effective batch may want a lower learning rate" if sd15_eff and sd15_eff != batch * accum
-        else "for reference")
+    row(
+        "effective batch (batch x accumulation)",
+        sd15_eff,
+        batch * accum,
+        "for reference: a smaller effective batch may want a lower learning rate"
+        if sd15_eff and sd15_eff != batch * accum
+        else "for reference",
+    )
     handled.update({"train_batch_size", "gradient_accumulation_steps"})
 
     training["max_token_length"] = 225
@@ -476,12 +495,19 @@ def make_plan(
     row("gradient_checkpointing", params.get("gradient_checkpointing"), True, "required for SDXL memory")
     if xformers_available:
         training["xformers"] = True
-        row("attention", "xformers" if params.get("xformers") else params.get("sdpa") and "sdpa",
-            "xformers", "xformers is importable in the target environment")
+        row(
+            "attention",
+            "xformers" if params.get("xformers") else params.get("sdpa") and "sdpa",
+            "xformers",
+            "xformers is importable in the target environment",
+        )
     else:
         training["sdpa"] = True
-        why = ("xformers is not importable in the target environment" if xformers_available is False
-               else "xformers could not be confirmed in the target environment")
+        why = (
+            "xformers is not importable in the target environment"
+            if xformers_available is False
+            else "xformers could not be confirmed in the target environment"
+        )
         row("attention", "xformers" if params.get("xformers") else None, "sdpa", f"{why}: sdpa (built into torch)")
     handled.update({"max_token_length", "gradient_checkpointing", "xformers", "sdpa", "mem_eff_attn"})
     mp = str(params.get("mixed_precision") or "fp16")
@@ -491,7 +517,12 @@ def make_plan(
     row("mixed_precision", params.get("mixed_precision"), mp, "kept (fp16 unless the trial used bf16)")
     if mp == "fp16":
         training["no_half_vae"] = True
-        row("no_half_vae", params.get("no_half_vae"), True, "fp16: keep the SDXL VAE in fp32 (fp16 VAE can give NaN latents)")
+        row(
+            "no_half_vae",
+            params.get("no_half_vae"),
+            True,
+            "fp16: keep the SDXL VAE in fp32 (fp16 VAE can give NaN latents)",
+        )
     training["cache_latents_to_disk"] = True  # implies cache_latents
     row("cache_latents_to_disk", params.get("cache_latents"), True, "cached latents (saves VRAM and time)")
     seed_raw = params.get("seed")
@@ -538,14 +569,20 @@ def make_plan(
                 sd15_res = d["resolution"]
                 break
         else:
-            sd15_res = (source.get("general") or {}).get("resolution") if isinstance(source.get("general"), Mapping) else None
+            sd15_res = (
+                (source.get("general") or {}).get("resolution") if isinstance(source.get("general"), Mapping) else None
+            )
     row("resolution (dataset TOML)", sd15_res, SDXL_RESOLUTION, "SDXL trains at 1024x1024")
     sd15_steps = None
     for level in [source.get("general") or {}, *(source.get("datasets") or [])]:
         if isinstance(level, Mapping) and level.get("bucket_reso_steps") is not None:
             sd15_steps = level["bucket_reso_steps"]
-    row("enable_bucket / bucket_reso_steps", sd15_steps, "true / 64",
-        "bucketing on; SDXL needs bucket_reso_steps to be a multiple of 32")
+    row(
+        "enable_bucket / bucket_reso_steps",
+        sd15_steps,
+        "true / 64",
+        "bucketing on; SDXL needs bucket_reso_steps to be a multiple of 32",
+    )
     row("min/max_bucket_reso", None, "512 / 2048", "buckets around 1024")
     dataset_path = str(Path(out) / f"{output_name}_dataset.toml")
     dataset_section: dict[str, Any] = {"dataset_config": dataset_path}
@@ -574,8 +611,16 @@ def make_plan(
         notes.append(pick.describe())
         if pick.skipped:
             notes.append(f"skipped (no usable result): {', '.join(pick.skipped)}")
-    return Plan(trial=trial, output_dir=out, output_name=output_name, config=config, dataset=ds,
-                launch=launch, rows=tuple(rows), notes=tuple(notes))
+    return Plan(
+        trial=trial,
+        output_dir=out,
+        output_name=output_name,
+        config=config,
+        dataset=ds,
+        launch=launch,
+        rows=tuple(rows),
+        notes=tuple(notes),
+    )
 
 
 def _sdxl_dataset(
@@ -586,8 +631,11 @@ def _sdxl_dataset(
     Relative image folders are made absolute when they exist beside the SD1.5 TOML or in the
     sd-scripts checkout (where the SD1.5 run resolved them), so the new files work from anywhere.
     """
-    bases = [b for b in (source_path.parent if source_path else None, Path(sd_scripts_dir) if sd_scripts_dir else None)
-             if b is not None]
+    bases = [
+        b
+        for b in (source_path.parent if source_path else None, Path(sd_scripts_dir) if sd_scripts_dir else None)
+        if b is not None
+    ]
     general = dict(source.get("general") or {}) if isinstance(source.get("general"), Mapping) else {}
     for key in ("resolution", "batch_size", "enable_bucket", "bucket_reso_steps", "min_bucket_reso", "max_bucket_reso"):
         general.pop(key, None)
@@ -597,8 +645,14 @@ def _sdxl_dataset(
         if not isinstance(d, Mapping):
             continue
         nd = {k: v for k, v in d.items() if k != "subsets"}
-        nd.update(resolution=SDXL_RESOLUTION, batch_size=batch, enable_bucket=True, bucket_reso_steps=64,
-                  min_bucket_reso=512, max_bucket_reso=2048)
+        nd.update(
+            resolution=SDXL_RESOLUTION,
+            batch_size=batch,
+            enable_bucket=True,
+            bucket_reso_steps=64,
+            min_bucket_reso=512,
+            max_bucket_reso=2048,
+        )
         subsets = []
         for s in d.get("subsets") or []:
             if not isinstance(s, Mapping):
@@ -640,7 +694,9 @@ def write_plan(plan: Plan, out_dir: str | os.PathLike[str] | None = None) -> dic
     config["dataset"]["dataset_config"] = str(dataset_path)
     head = f"written by `sdxl-tui plan` from {plan.trial.name} ({plan.trial.path})"
     config_path.write_text(
-        toml.dumps(config, header=head + "\nsd-scripts --config_file: keys are argparse dest names; tables are only grouping"),
+        toml.dumps(
+            config, header=head + "\nsd-scripts --config_file: keys are argparse dest names; tables are only grouping"
+        ),
         "utf-8",
     )
     dataset_path.write_text(toml.dumps(plan.dataset, header=head + "\nSDXL dataset config (--dataset_config)"), "utf-8")
@@ -654,7 +710,9 @@ def write_plan(plan: Plan, out_dir: str | os.PathLike[str] | None = None) -> dic
         args=dict(plan.launch.get("args") or {}),
         env=dict(spec.get("env") or {}),
     )
-    write_launch_config(cfg, launch_path, comment=head + "\nsdxl-tui launch config: `sdxl-tui check` / `sdxl-tui start`")
+    write_launch_config(
+        cfg, launch_path, comment=head + "\nsdxl-tui launch config: `sdxl-tui check` / `sdxl-tui start`"
+    )
     return {"config": config_path, "dataset": dataset_path, "launch": launch_path}
 
 

@@ -61,7 +61,7 @@ def _flatten(rgba: tuple[int, ...], background: tuple[int, int, int]) -> tuple[i
     if a >= 255:
         return (r, g, b)
     f = a / 255.0
-    return tuple(round(c * f + bc * (1 - f)) for c, bc in zip((r, g, b), background))  # type: ignore[return-value]
+    return tuple(round(c * f + bc * (1 - f)) for c, bc in zip((r, g, b), background, strict=False))  # type: ignore[return-value]
 
 
 def halfblock_pixels(

@@ -68,7 +68,7 @@ def downsample_minmax(points: Sequence[ScalarPoint], group: int) -> list[ScalarP
     vals = [p.value for p in points]
     total = sum(vals)
     out: list[ScalarPoint] = []
-    if total == total:  # noqa: PLR0124 - no NaN anywhere: C-level min/max per group
+    if total == total:
         for i in range(0, len(points), group):
             cv = vals[i : i + group]
             lo = cv.index(min(cv))
@@ -95,7 +95,7 @@ def downsample_minmax(points: Sequence[ScalarPoint], group: int) -> list[ScalarP
 
 def _key(v: float, high: bool = False) -> float:
     # NaN must survive downsampling (it is the point of a NaN alert): rank it as an extreme.
-    if v != v:  # noqa: PLR0124 - NaN test, hot path
+    if v != v:
         return float("inf") if high else float("-inf")
     return v
 
@@ -131,7 +131,7 @@ def _make_points_builder() -> Callable[[Iterable[int], Iterable[float], Iterable
         out: list[ScalarPoint] = []
         append = out.append
         cls = ScalarPoint
-        for s, v, w in zip(steps, values, walls):
+        for s, v, w in zip(steps, values, walls, strict=False):
             p = new(cls)
             set_step(p, s)
             set_value(p, v)
@@ -158,9 +158,9 @@ def _select(vals: Sequence[float], start: int, end: int, group: int) -> list[int
         return out
     chunk = vals[start:end]
     total = sum(chunk)
-    if total == total:  # noqa: PLR0124 - no NaN anywhere
+    if total == total:
         whole = (end - start) // group * group
-        groups: list[tuple[float, ...]] = list(zip(*[iter(chunk)] * group)) if group > 1 else []
+        groups: list[tuple[float, ...]] = list(zip(*[iter(chunk)] * group, strict=False)) if group > 1 else []
         if group > 1:
             if whole < len(chunk):
                 groups.append(tuple(chunk[whole:]))
@@ -168,7 +168,7 @@ def _select(vals: Sequence[float], start: int, end: int, group: int) -> list[int
             his = map(tuple.index, groups, map(max, groups))
             base = start
             append = out.append
-            for lo, hi in zip(los, his):
+            for lo, hi in zip(los, his, strict=False):
                 if lo == hi:
                     append(base + lo)
                 elif lo < hi:
@@ -884,12 +884,16 @@ class EventReader:
         # block decoder yields copies pointers; an array would convert every value)
         batch: dict[str, tuple[list[int], list[float], list[float]]] = {}
         # mid+tag bytes -> (append step, append value, append wall, step offset)
-        sinks: dict[bytes, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]] = {}
-        by_tag: dict[str, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]] = {}
+        sinks: dict[bytes, _Sink] = {}
+        by_tag: dict[
+            str, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]
+        ] = {}
         last_wall = self._last_wall
         stopped_short = False
 
-        def sink_for(tag: str, step: int) -> tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]:
+        def sink_for(
+            tag: str, step: int
+        ) -> tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]:
             s = by_tag.get(tag)
             if s is None:
                 off = self._offset_for(run, tag, step)
@@ -1046,7 +1050,9 @@ class EventReader:
         run: _RunState,
         batch: dict[str, tuple[list[int], list[float], list[float]]],
         by_tag: dict[str, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]],
-        sink_for: Callable[[str, int], tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]],
+        sink_for: Callable[
+            [str, int], tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]
+        ],
     ) -> tuple[int, int, float] | None:
         """Decode a long run of records repeating one pattern with ``struct.iter_unpack``.
 
@@ -1105,11 +1111,9 @@ class EventReader:
         chunk = chunk[: valid * group]
         # 2. data and stored CRC of each record; 3. wall, step bytes and value
         fmt1 = "<" + "".join(f"12x{sh[1]}s4x" for sh in pat)
-        fmt2 = "<" + "".join(
-            "13xd" + ("x" + "B" * sh[2] if sh[2] else "") + f"{len(sh[3])}xxf4x" for sh in pat
-        )
-        cols1 = list(zip(*struct.iter_unpack(fmt1, chunk)))
-        cols2 = list(zip(*struct.iter_unpack(fmt2, chunk)))
+        fmt2 = "<" + "".join("13xd" + ("x" + "B" * sh[2] if sh[2] else "") + f"{len(sh[3])}xxf4x" for sh in pat)
+        cols1 = list(zip(*struct.iter_unpack(fmt1, chunk), strict=False))
+        cols2 = list(zip(*struct.iter_unpack(fmt2, chunk), strict=False))
         base = 0
         for k, sh in enumerate(pat):
             datas = cols1[k]
@@ -1142,12 +1146,15 @@ class EventReader:
             elif ks == 1:
                 steps = list(sb[0])
             elif ks == 2:
-                steps = [(a & 127) | (b << 7) for a, b in zip(sb[0], sb[1])]
+                steps = [(a & 127) | (b << 7) for a, b in zip(sb[0], sb[1], strict=False)]
             elif ks == 3:
-                steps = [(a & 127) | ((b & 127) << 7) | (c3 << 14) for a, b, c3 in zip(sb[0], sb[1], sb[2])]
+                steps = [(a & 127) | ((b & 127) << 7) | (c3 << 14)
+                         for a, b, c3 in zip(sb[0], sb[1], sb[2], strict=False)]
             else:
-                steps = [(a & 127) | ((b & 127) << 7) | ((c3 & 127) << 14) | (d << 21)
-                         for a, b, c3, d in zip(sb[0], sb[1], sb[2], sb[3])]
+                steps = [
+                    (a & 127) | ((b & 127) << 7) | ((c3 & 127) << 14) | (d << 21)
+                    for a, b, c3, d in zip(sb[0], sb[1], sb[2], sb[3], strict=False)
+                ]
             prev_sb, prev_steps = sb, steps
             tag = tags[k]
             sink = by_tag.get(tag) or sink_for(tag, steps[0])
@@ -1198,6 +1205,8 @@ def _points(cols: tuple[list[int], list[float], list[float]]) -> list[ScalarPoin
 
 
 _BYTES = [bytes([i]) for i in range(256)]
+#: Per (tag, step) key: append step, append value, append wall time, step offset of the run.
+_Sink = tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]
 
 
 def _file_time(path: str) -> float:

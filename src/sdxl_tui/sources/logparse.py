@@ -244,7 +244,7 @@ class _Points:
         while i + w <= n and w > 2:
             vals = values[i : i + w]
             total = sum(vals)
-            if total != total:  # noqa: PLR0124 - NaN test
+            if total != total:
                 self.kept.extend(_minmax([ScalarPoint(steps[k], values[k]) for k in range(i, i + w)]))
             else:
                 lo = i + vals.index(min(vals))
@@ -266,7 +266,7 @@ class _Points:
 
 
 def _rank(v: float, high: bool) -> float:
-    if v != v:  # noqa: PLR0124 - NaN is an extreme worth keeping
+    if v != v:
         return math.inf if high else -math.inf
     return v
 
@@ -714,7 +714,7 @@ class LogParser:
             self._loss.add(ScalarPoint(self._loss_step, self._loss_value))
         values = [_num(v) for v in per_step.values()]
         if any(v is None for v in values):
-            for st, v in zip(steps, values):
+            for st, v in zip(steps, values, strict=False):
                 if v is not None:
                     self._avr(st, v)
             return
@@ -724,8 +724,8 @@ class LogParser:
         self._loss_step = steps[-1]
         self._loss_value = vals[-1]
         if self._f["first_nan_step"] is None:
-            for st, v in zip(steps, vals):
-                if v != v:  # noqa: PLR0124 - NaN test
+            for st, v in zip(steps, vals, strict=False):
+                if v != v:
                     self._f["first_nan_step"] = st
                     break
 
@@ -734,7 +734,7 @@ class LogParser:
             self._loss.add(ScalarPoint(self._loss_step, self._loss_value))
         self._loss_step = step
         self._loss_value = value
-        if value != value and self._f["first_nan_step"] is None:  # noqa: PLR0124 - NaN test
+        if value != value and self._f["first_nan_step"] is None:
             self._f["first_nan_step"] = step
 
     def _on_record(self, level: str, msg: str) -> None:
@@ -770,11 +770,19 @@ class LogParser:
             return
         m = _TRAIN_STATE.search(flat)
         if m:
-            self._saves.append(SaveEvent("state", m.group(1).rsplit("/", 1)[0] if m.group(1).endswith("train_state.json") else m.group(1),
-                                         int(m.group(3)), int(m.group(2))))
+            self._saves.append(
+                SaveEvent(
+                    "state",
+                    m.group(1).rsplit("/", 1)[0] if m.group(1).endswith("train_state.json") else m.group(1),
+                    int(m.group(3)),
+                    int(m.group(2)),
+                )
+            )
             return
         if flat.startswith("removing old state: "):
-            self._saves.append(SaveEvent("removed_state", flat[len("removing old state: "):].strip(), f["step"], f["epoch"]))
+            self._saves.append(
+                SaveEvent("removed_state", flat[len("removing old state: ") :].strip(), f["step"], f["epoch"])
+            )
             return
         m = _LORA.search(flat)
         if m:
@@ -904,4 +912,3 @@ class LogParser:
             segments=self._segments,
             mid_file=f["mid_file"],
         )
-

@@ -387,10 +387,7 @@ def _check_record(record: RunRecord, rows: Mapping[int, _Row], children: Mapping
     if not same_time(row.create_time, record.create_time) or not (
         row.cmdline and cmdline_matches(row.cmdline, argv)
     ):
-        if record.ended:
-            state = "ended"
-        else:
-            state = "mismatch"
+        state = "ended" if record.ended else "mismatch"
         return state, None, (
             f"recorded pid {pid} now belongs to another process ({_short(row.cmdline) or '?'}); "
             "it is not the run sdxl-tui started and is left alone"
@@ -407,7 +404,9 @@ def _check_record(record: RunRecord, rows: Mapping[int, _Row], children: Mapping
     return "alive", row, None  # still starting (e.g. conda resolving the env)
 
 
-def find_trainers(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> tuple[ProcessTree, ...]:
+def find_trainers(
+    run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None
+) -> tuple[ProcessTree, ...]:
     """All trainer trees writing to ``run_dir`` (the recorded one first)."""
     return discover(run_dir, psutil_module=psutil_module).trees
 

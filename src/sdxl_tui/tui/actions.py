@@ -121,11 +121,11 @@ def plan_kill(run_dir: str) -> Proposal:
     for r in plan.refusals:
         lines.append(f"{'refused':<9}{r.pid:>7}  {(r.username or '?'):<10} {r.reason}")
     if plan.notes:
-        lines += [""] + list(plan.notes)
+        lines += ["", *list(plan.notes)]
     lines += ["", "sd-scripts saves nothing on interrupt: progress since the last checkpoint is lost.",
               "Prefer x (stop after the next checkpoint) to lose nothing."]
     if plan.empty:
-        lines = ["No live trainer process was found for this run; nothing to kill."] + (list(plan.notes) if plan.notes else [])
+        lines = ["No live trainer process was found for this run; nothing to kill.", *plan.notes]
     return Proposal(
         "Kill the training?",
         "\n".join(lines),
@@ -189,8 +189,11 @@ def plan_evaluation(run_dir: str, checkpoint: str, settings: Settings, *, traine
         lines += ["", "warnings:"] + [f"  {w}" for w in plan.warnings]
     training = trainer_alive or plan.training_pid is not None
     if training:
-        lines += ["", "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
-                  "queueing starts the evaluation when the training ends."]
+        lines += [
+            "",
+            "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
+            "queueing starts the evaluation when the training ends.",
+        ]
         choices: tuple[tuple[str, str, str], ...] = (
             ("after-training", "Queue until training ends", "primary"),
             ("now", "Run now", "warning"),
@@ -221,10 +224,14 @@ def images_for(snapshot: RunSnapshot, checkpoint_path: str) -> list[str]:
     images: list[str] = []
     stem = ckpt.name.rsplit(".", 1)[0]
     for ev in snapshot.evaluations:
-        if ev.checkpoint in (ckpt.name, ckpt.path, stem) or (ev.epoch is not None and ev.epoch == ckpt.epoch and ev.checkpoint is None):
+        if ev.checkpoint in (ckpt.name, ckpt.path, stem) or (
+            ev.epoch is not None and ev.epoch == ckpt.epoch and ev.checkpoint is None
+        ):
             images.extend(ev.images)
     for s in snapshot.samples:
-        if (ckpt.epoch is not None and s.epoch == ckpt.epoch) or (ckpt.step is not None and s.epoch is None and s.step == ckpt.step):
+        if (ckpt.epoch is not None and s.epoch == ckpt.epoch) or (
+            ckpt.step is not None and s.epoch is None and s.step == ckpt.step
+        ):
             images.append(s.path)
     return images
 

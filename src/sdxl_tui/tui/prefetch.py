@@ -49,7 +49,7 @@ class PrefetchedReader:
         try:
             self._reader = factory()
             self._first = self._reader.refresh()
-        except BaseException as exc:  # re-raised in the feed thread, which reports it
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the feed thread, which reports it
             self._error = exc
 
     def refresh(self) -> Any:

@@ -7,9 +7,10 @@ learning-rate curve and resume markers. The screen follows the App's snapshot wh
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -21,7 +22,8 @@ from sdxl_tui.tui.widgets.loss_chart import ChartOptions, LossChart
 def controls_text(o: ChartOptions) -> str:
     return (
         f"smoothing {o.smoothing:.3f} ([ ])   log-Y {'on' if o.log_y else 'off'} (l)   "
-        f"outliers {'clipped' if o.clip_outliers else 'shown'} (o)   x: {'step' if o.x_axis == 'step' else 'wall clock (min)'} (w)   "
+        f"outliers {'clipped' if o.clip_outliers else 'shown'} (o)   "
+        f"x: {'step' if o.x_axis == 'step' else 'wall clock (min)'} (w)   "
         f"LR {'on' if o.show_lr else 'off'} (r)   raw {'on' if o.show_raw else 'off'} (a)   "
         "resume points: dotted lines"
     )
@@ -30,7 +32,7 @@ def controls_text(o: ChartOptions) -> str:
 class ChartScreen(Screen[ChartOptions]):
     """Full-size loss and learning-rate chart."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,c", "close", "Back", id="chart-close"),
         Binding("left_square_bracket", "smoothing(-0.05)", "Smooth -", id="chart-smoothing-down"),
         Binding("right_square_bracket", "smoothing(0.05)", "Smooth +", id="chart-smoothing-up"),

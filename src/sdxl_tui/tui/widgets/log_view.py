@@ -8,12 +8,13 @@ the last shown line's replaces it instead of appending.
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.message import Message
@@ -39,7 +40,7 @@ _CURRENT = Style(bgcolor="grey30")
 class LogView(ScrollView, can_focus=True):
     """The tail of the trainer's console log."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("end", "follow", "Follow tail", show=False, id="log-follow"),
         Binding("n", "find_next", "Older match", show=False, id="log-next-match"),
         Binding("N", "find_previous", "Newer match", show=False, id="log-previous-match"),
@@ -218,12 +219,15 @@ class LogView(ScrollView, can_focus=True):
 class LogPane(Vertical):
     """The log view, its "N new lines" marker and the search box (``/``)."""
 
-    BINDINGS = [Binding("escape", "close_search", "Close search", show=False, id="log-close-search")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close_search", "Close search", show=False, id="log-close-search"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield LogView(id="log-view")
         yield Label("", id="log-marker")
-        yield Input(placeholder="search the log (newest first; enter: older match, esc: close, then n / N)", id="log-search")
+        yield Input(placeholder="search the log (newest first; enter: older match, esc: close, then n / N)",
+                    id="log-search")
 
     def on_mount(self) -> None:
         self.query_one("#log-marker", Label).display = False
@@ -240,7 +244,11 @@ class LogPane(Vertical):
         else:
             marker.display = True
             n = event.unseen
-            marker.update(f"▼ {n} new line{'s' if n != 1 else ''}  (end: follow the tail)" if n else "paused  (end: follow the tail)")
+            marker.update(
+                f"▼ {n} new line{'s' if n != 1 else ''}  (end: follow the tail)"
+                if n
+                else "paused  (end: follow the tail)"
+            )
 
     def open_search(self) -> None:
         box = self.query_one("#log-search", Input)
