@@ -220,8 +220,8 @@ def _header_state(path: str) -> str | None:
 
 
 def checkpoint_epoch(path: str) -> int | None:
-    """The epoch of a checkpoint: from its file name, else ``ss_epoch`` (REF §4.4: a step
-    save stores the 0-based index of the epoch in progress, so it is shifted to 1-based)."""
+    """The epoch of a checkpoint: from its file name, else ``ss_epoch`` (a step save
+    stores the 0-based index of the epoch in progress, so it is shifted to 1-based)."""
     stem = Path(path).stem
     epoch = epoch_from_name(stem)
     if epoch is not None:

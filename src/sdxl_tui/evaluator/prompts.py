@@ -1,8 +1,8 @@
 """Which prompts to render: a prompts file, the config, the LoRA's own captions, or defaults.
 
-Why: the same prompts and seeds must be rendered for every checkpoint so they can be
-compared, and a user without a prompts file still wants prompts that mean something for
-their LoRA — the trigger words live in the LoRA's ``ss_tag_frequency`` metadata (REF §4.5).
+Why: the same prompts and seeds must be rendered for every checkpoint so they can be compared, and a
+user without a prompts file still wants prompts that mean something for their LoRA — the trigger
+words live in the LoRA's ``ss_tag_frequency`` metadata (``train_network.py:NetworkTrainer.train``).
 Everything here is light (no torch): the safetensors header is read as JSON.
 """
 

@@ -1,8 +1,8 @@
 """Tell an SDXL checkpoint from an SD1.x/2.x one by its tensor names, without loading it.
 
-Why: ``train_network.py`` given an SDXL checkpoint fails only after minutes of loading, with
-``size mismatch`` errors (REF §6.1). A safetensors header is a few hundred KB of JSON in front
-of gigabytes of weights, so reading only the header is instant and safe.
+Why: ``train_network.py`` given an SDXL checkpoint fails only after minutes of loading, with ``size
+mismatch`` errors (``library/model_util.py`` loads SD1.x keys). A safetensors header is a few
+hundred KB of JSON in front of gigabytes of weights, so reading only the header is instant and safe.
 """
 
 from __future__ import annotations

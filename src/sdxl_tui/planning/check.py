@@ -1,10 +1,10 @@
 """Check an sd-scripts LoRA launch before it runs: options, files, environment, resources.
 
-Why: sd-scripts reveals most mistakes late: an unknown option at start, an SDXL checkpoint given
-to ``train_network.py`` after minutes of loading, a missing bitsandbytes after latent caching, a
-full disk at the fifth checkpoint, a NaN loss from an fp16 VAE hours in (REF §6). Every check
-here reads only headers, folders and the option table, so a launch is checked in milliseconds
-(plus one optional probe of the trainer's Python).
+Why: sd-scripts reveals most mistakes late: an unknown option at start, an SDXL checkpoint given to
+``train_network.py`` after minutes of loading, a missing bitsandbytes after latent caching, a full
+disk at the fifth checkpoint, a NaN loss from an fp16 VAE hours in (see sd-scripts'
+``docs/sdxl_train_network.md``). Every check here reads only headers, folders and the option table,
+so a launch is checked in milliseconds (plus one optional probe of the trainer's Python).
 
 Entry points (agreed API): :func:`check_argv` (a raw command line), :func:`check_launch` (a
 ``LaunchConfig`` or the path of a ``sdxl-tui.toml``) and :func:`check_config_file` (an
@@ -464,7 +464,7 @@ def _core(
             )
         )
 
-    # --- redundant but harmless (REF §6.6) -------------------------------------------
+    # --- redundant but harmless -----------------------------------------------------------
     if given("cache_latents") and values.get("cache_latents_to_disk"):
         add(
             Finding(

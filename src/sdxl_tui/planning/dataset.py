@@ -1,9 +1,9 @@
 """Validate an sd-scripts dataset TOML (``--dataset_config``) the way sd-scripts will.
 
-Why: sd-scripts validates the TOML with a strict voluptuous schema (unknown keys are rejected
-with ``extra keys not allowed``) and only after the process has started; missing folders,
-images and captions show up later still, or never (empty captions train silently). This
-module applies the same schema (REF §5.3), resolves each value through sd-scripts' lookup
+Why: sd-scripts validates the TOML with a strict voluptuous schema (unknown keys are rejected with
+``extra keys not allowed``) and only after the process has started; missing folders, images and
+captions show up later still, or never (empty captions train silently). This module applies the same
+schema (``library/config_util.py:ConfigSanitizer``), resolves each value through sd-scripts' lookup
 order (subset -> dataset -> [general] -> command line -> default) and looks at the folders.
 """
 

@@ -1,7 +1,7 @@
 """SD1.5 best trial -> a checked SDXL launch: the card's migration rules as code.
 
 Why: the card's "take the best trial's parameters, move them to SDXL with these rules,
-launch" is done by hand today, and its own command line shows how that goes wrong (REF §6).
+launch" is done by hand today, and its own command line shows how that goes wrong.
 :func:`make_plan` applies the rules and records each one as a row of a table
 (SD1.5 value -> SDXL value, rule); :func:`write_plan` writes the three files a run needs:
 the sd-scripts ``--config_file`` TOML (keys are argparse dest names), the SDXL dataset TOML

@@ -405,7 +405,8 @@ class SimulatedTrainer:
         return f"use {desc} | {self._optimizer_kwargs()}"
 
     def _lr_tags(self) -> list[tuple[str, str]]:
-        """(tag, which lr) in the order ``generate_step_logs`` produces them (REF §2.2)."""
+        """(tag, which lr) in the order ``generate_step_logs`` produces them
+        (``train_network.py:NetworkTrainer.generate_step_logs``)."""
         if self.unet_only:
             return [("lr/unet", "unet"), ("lr/group0", "unet")]
         if self.te_only:

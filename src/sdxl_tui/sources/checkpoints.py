@@ -1,8 +1,8 @@
 """Checkpoints, ``-state`` directories, sample images and evaluations of one run directory.
 
 Why a scanner with memory: the dashboard rescans every few seconds while a run may be writing
-a 200 MB LoRA in place (sd-scripts saves are not atomic, REF §1.8). Whether a file is complete
-can be decided from its safetensors header alone (REF §4.1: the header promises the exact file
+a 200 MB LoRA in place (sd-scripts saves are not atomic: ``safetensors.torch.save_file``). Whether a file is complete
+can be decided from its safetensors header alone (the header promises the exact file
 size), but "still being written" versus "killed mid-write" needs time: a short file that keeps
 changing is WRITING, one that stays short is CORRUPT. Parsed headers are cached by
 ``(st_ino, st_size, st_mtime_ns)``, so a rescan of unchanged files costs only ``stat`` calls.
@@ -355,7 +355,7 @@ class CheckpointScanner:
         if kind is CheckpointKind.EPOCH:
             epoch, step = number, md_steps
         elif kind is CheckpointKind.STEP:
-            # REF §4.4: a step save's ss_epoch is the 0-based index of the epoch in progress.
+            # A step save's ss_epoch is the 0-based index of the epoch in progress (train_network.py).
             epoch, step = (None if md_epoch is None else md_epoch + 1), number
         else:
             num_epochs = _int(md.get("ss_num_epochs"))

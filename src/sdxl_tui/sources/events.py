@@ -17,7 +17,7 @@ wrong is skipped (its length was verified). Both are reported in ``problems``.
 Restarts: sd-scripts writes each launch into ``<logging_dir>/<prefix><YYYYmmddHHMMSS>/
 network_train/``. Runs are read in the order of that timestamp. When a later run's steps
 restart below where the tag's series ended (``--resume`` without
-``--skip_until_initial_step`` restarts ``global_step`` at 0, REF §2.2), its steps are
+``--skip_until_initial_step`` restarts ``global_step`` at 0 in ``train_network.py:NetworkTrainer.train``), its steps are
 *offset* by the previous end so each series stays monotonic in time order; the stitched step
 where every later run began is recorded in ``resume_steps`` for the chart to mark. Series
 steps are therefore "stitched" steps; they equal TensorBoard's raw steps for a single run.

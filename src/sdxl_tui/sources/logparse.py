@@ -3,7 +3,7 @@
 Why a streaming parser: the log is read incrementally (``LogTail``), often starting in the
 middle of a big file, so every rule here works one segment at a time and keeps only bounded
 state: the last N display lines, a downsampled ``avr_loss`` series with its exact last value,
-the last traceback. The formats are REF §1 (console log) and §7 (faults):
+the last traceback. The formats (``library/utils.py:setup_logging``'s RichHandler, tqdm, faults):
 
 * RichHandler records: ``TIME|19 spaces`` + level (8) + message + right-aligned ``file.py:N``,
   wrapped into continuation lines indented by 29 spaces (§1.2). They are joined back into one
@@ -508,7 +508,7 @@ class LogParser:
         """The RichHandler record in ``text`` and where it starts, or None.
 
         Usually at column 0. It starts later when it shares its physical line with blanks: the
-        spaces that cleared a ``leave=False`` bar (``\\r`` + spaces + ``\\x1b[A``, REF §1.7) or
+        spaces that cleared a ``leave=False`` bar (``\\r`` + spaces + ``\\x1b[A``) or
         tqdm's padding after the last redraw of a bar (§1.3). Such a late record must show its
         source column (every RichHandler record does), so that indented text is not taken for one.
         """

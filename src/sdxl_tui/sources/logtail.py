@@ -1,9 +1,10 @@
 """Byte-offset tail of the trainer's console log (``training.log``).
 
-Why a hand-made tail: sd-scripts' log is a mix of RichHandler records, plain prints and tqdm
-bars that redraw with ``\\r`` and never end their line (REF §1.3, §1.7). A refresh must cost only
-what is new, so the tail keeps ``(st_dev, st_ino, offset)`` and a buffered partial segment, and
-splits on both ``\\r`` and ``\\n``. It survives what happens to log files in practice:
+Why a hand-made tail: sd-scripts' log is a mix of RichHandler records, plain prints and tqdm bars
+that redraw with ``\\r`` and never end their line (tqdm in
+``train_network.py:NetworkTrainer.train``). A refresh must cost only what is new, so the tail keeps
+``(st_dev, st_ino, offset)`` and a buffered partial segment, and splits on both ``\\r`` and ``\\n``.
+It survives what happens to log files in practice:
 
 * truncated in place (``>`` reused for a new run): size < offset, restart at 0, ``truncated``;
 * rotated or replaced (new inode): drain the rest of the old file, reopen the new one from 0,

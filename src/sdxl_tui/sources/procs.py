@@ -9,12 +9,12 @@ argparse prefix such as ``--output_d``, or ``output_dir`` inside its ``--config_
 TOML) that resolves, against the process's own working directory, to the run directory.
 
 Launchers repeat the trainer's arguments on their own command line (``accelerate launch …
-sdxl_train_network.py``, ``conda run … python train_network.py``) and DataLoader workers
-are forks with the very same command line (REF §8.3), so the trainer is the candidate that
-(a) runs the script directly under an interpreter and (b) whose parent is not itself such a
-trainer. Above it, the launcher chain is every parent that mentions a trainer script (or is
-the shell ``conda run`` writes, or our supervisor); the walk stops at anything else (an
-interactive shell, tmux, sshd, init). Below it, every descendant.
+sdxl_train_network.py``, ``conda run … python train_network.py``) and DataLoader workers are forks
+with the very same command line (``torch.utils.data.DataLoader`` forks them), so the trainer is the
+candidate that (a) runs the script directly under an interpreter and (b) whose parent is not itself
+such a trainer. Above it, the launcher chain is every parent that mentions a trainer script (or is
+the shell ``conda run`` writes, or our supervisor); the walk stops at anything else (an interactive
+shell, tmux, sshd, init). Below it, every descendant.
 
 The process sdxl-tui itself started is found through the run record
 ``OUTPUT_DIR/.sdxl-tui/run.json`` and trusted only when its (pid, create_time) and command
