@@ -133,23 +133,6 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]
     return [], None, tokens
 
 
-def _args_to_argv(args: Mapping[str, Any]) -> list[str]:
-    """``[args]`` of a launch config (dest -> value) as command-line tokens."""
-    out: list[str] = []
-    for key, value in args.items():
-        opt = "--" + key
-        if value is True:
-            out.append(opt)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, (list, tuple)):
-            out.append(opt)
-            out.extend(str(v) for v in value)
-        else:
-            out.extend([opt, str(value)])
-    return out
-
-
 def _flatten_config(data: Mapping[str, Any]) -> dict[str, Any]:
     """sd-scripts' ``read_config_from_file``: tables flattened one level, scalars kept."""
     flat: dict[str, Any] = {}

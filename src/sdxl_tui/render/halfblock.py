@@ -9,7 +9,6 @@ true colour; Rich downsamples them to 256 or 16 colours when the console has few
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.color import Color
@@ -119,8 +118,3 @@ def render_halfblock(
             )
             text.append(UPPER_HALF, style)
     return text
-
-
-def render_many(sources: Sequence[Any], max_cols: int, max_rows: int) -> list[Text]:
-    """Render several images into the same box size (thumbnails for a list)."""
-    return [render_halfblock(s, max_cols, max_rows) for s in sources]

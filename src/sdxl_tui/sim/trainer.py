@@ -115,10 +115,6 @@ class LossRecorder:
         return self.loss_total / len(self.loss_list)
 
 
-def _fmt_float(v: object) -> str:
-    return str(v)
-
-
 class SimulatedTrainer:
     """One simulated run. ``run()`` returns the exit status (raises nothing but KeyboardInterrupt)."""
 

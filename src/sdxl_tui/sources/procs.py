@@ -29,7 +29,7 @@ import os
 import signal as _signal
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
@@ -496,10 +496,6 @@ class ProcessWatcher:
 def describe_tree(tree: ProcessTree) -> list[str]:
     """Lines ``role pid user command`` for a tree, outermost launcher first."""
     return [f"{p.role:<8} {p.pid:>7} {p.username or '?':<10} {_short(p.cmdline, 200)}" for p in tree.all()]
-
-
-def iter_ids(trees: Iterable[ProcessTree]) -> set[tuple[int, float]]:
-    return {(p.pid, p.create_time) for t in trees for p in t.all()}
 
 
 __all__ = [
