@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any, ClassVar, Literal, TypeVar
 
+from rich.console import RenderableType
 from textual import work
 from textual.actions import ActionParseResult
 from textual.app import App, ComposeResult, SystemCommand
@@ -182,6 +183,7 @@ class SdxlTuiApp(App[int]):
         self._first_snapshot = True
         self._hook_notes: tuple[str, ...] = ()
         self._own_gpu = False
+        self._exiting = False
         self._pending_log: list[LogLinesAdded] = []
         self._gates: tuple[object, ...] = ()
         self.set_reactive(SdxlTuiApp.readonly, settings.ui.readonly)
@@ -244,7 +246,7 @@ class SdxlTuiApp(App[int]):
     # --------------------------------------------------------------- feed messages
     def _live(self) -> bool:
         """False while starting or shutting down (no screen to update)."""
-        return bool(self.screen_stack) and not self._exit
+        return bool(self.screen_stack) and not self._exiting
 
     def refresh_bindings(self) -> None:
         if self._live():
@@ -341,8 +343,7 @@ class SdxlTuiApp(App[int]):
             )
             if out:
                 self.terminal_writes.append(out)
-                if not self.is_headless and self._driver is not None:
-                    self._driver.write(out)
+                self._write_to_terminal(out)
             hook = self.settings.alerts.hook
             if hook:
                 payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
@@ -486,13 +487,32 @@ class SdxlTuiApp(App[int]):
     def on_unmount(self) -> None:
         self.feeds.stop()
 
+    def exit(
+        self,
+        result: Any | None = None,
+        return_code: int = 0,
+        message: RenderableType | None = None,
+    ) -> None:
+        """Leave the app; from now on feed messages are dropped (no screen to update)."""
+        self._exiting = True
+        super().exit(result, return_code, message)
+
+    def _write_to_terminal(self, text: str) -> None:
+        """Bell and OSC 9/777 notifications go to the terminal itself, in order with the frames.
+
+        Textual has no public call for raw escape sequences; its own ``App.bell`` writes through
+        the driver the same way, which is why the Textual pin has an upper bound.
+        """
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(text)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
 
     def help_rows(self) -> list[tuple[str, str, str, str]]:
         """(key, description, id, availability) for every App binding, as bound now."""
         rows = []
-        keymap = getattr(self, "_keymap", {}) or {}
+        keymap = self.settings.ui.keymap
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             if binding.action in DESTRUCTIVE and self.readonly:
