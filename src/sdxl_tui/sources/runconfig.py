@@ -20,7 +20,7 @@ from typing import Any
 from sdxl_tui.formats.cmdline import OptionValues
 from sdxl_tui.formats.names import classify_name
 from sdxl_tui.model import Checkpoint, CheckpointKind, TrainConfig
-from sdxl_tui.sources.logparse import SaveEvent
+from sdxl_tui.sources.logfacts import SaveEvent
 
 __all__ = [
     "config_from_metadata",

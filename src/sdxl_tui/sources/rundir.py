@@ -38,7 +38,8 @@ from sdxl_tui.sources.checkpoints import CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
-from sdxl_tui.sources.logparse import LogFacts, LogParser
+from sdxl_tui.sources.logfacts import LogFacts
+from sdxl_tui.sources.logparse import LogParser
 from sdxl_tui.sources.logtail import LogTail
 from sdxl_tui.sources.procs import ExitInfo, ProcessWatcher
 from sdxl_tui.sources.state import StateInputs, decide_state
