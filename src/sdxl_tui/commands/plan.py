@@ -130,15 +130,8 @@ def _vram_from_nvml() -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.formats import toml
-    from sdxl_tui.planning.plan import (
-        PlanError,
-        format_rows,
-        load_optuna_trials,
-        load_trials,
-        make_plan,
-        pick_best,
-        write_plan,
-    )
+    from sdxl_tui.planning.plan import format_rows, make_plan, write_plan
+    from sdxl_tui.planning.trials import PlanError, load_optuna_trials, load_trials, pick_best
 
     missing = [
         name
