@@ -121,7 +121,7 @@ def _watch_cost(root: Path, seconds: float) -> tuple[float, float, int]:
         c1 = sum(proc.cpu_times()[:2])
         w1 = time.monotonic()
         rate = (_step(run_dir) - steps0) / (w1 - w0)
-        return 100.0 * (c1 - c0) / (w1 - w0), rss / 1e6, int(round(rate))
+        return 100.0 * (c1 - c0) / (w1 - w0), rss / 1e6, round(rate)
     finally:
         if child is not None:
             try:
@@ -202,7 +202,7 @@ def main() -> int:
     try:
         lat = asyncio.run(_latency(_finished_run(root), 5 if args.quick else args.samples))
         lat_ms = sorted(x * 1000 for x in lat)
-        p95 = lat_ms[min(len(lat_ms) - 1, int(round(0.95 * (len(lat_ms) - 1))))]
+        p95 = lat_ms[min(len(lat_ms) - 1, round(0.95 * (len(lat_ms) - 1)))]
         cpu, rss, rate = _watch_cost(root, 5.0 if args.quick else args.watch_seconds)
         log_bytes, scalars = (3_000_000, 2_000) if args.quick else (300_000_000, 200_000)
         first, made = _first_frame(root, log_bytes, scalars)

@@ -226,7 +226,7 @@ def plot(
             canvas.vline(round((m - x0) / span_x * max_x), marker_color)
     for s in series:
         prev: tuple[int, int] | None = None
-        for x, y in zip(s.xs, s.ys):
+        for x, y in zip(s.xs, s.ys, strict=False):
             dot = to_dot(x, y)
             if dot is None:
                 prev = None

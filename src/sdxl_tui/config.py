@@ -15,7 +15,7 @@ import json
 import os
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -83,7 +83,9 @@ class RefreshSettings:
     log_interval: float = _setting(0.25, float, "seconds between log/event re-reads when idle (watchdog wakes earlier)")
     gpu_interval: float = _setting(1.0, float, "seconds between NVML samples")
     process_interval: float = _setting(2.0, float, "seconds between process-table scans")
-    busy_interval: float = _setting(2.0, float, "while the run writes continuously, re-read and repaint at most this often (seconds)")
+    busy_interval: float = _setting(
+        2.0, float, "while the run writes continuously, re-read and repaint at most this often (seconds)"
+    )
     force_polling: bool = _setting(False, _as_bool, "never use inotify; poll the directory (NFS/SSHFS)")
 
 
@@ -93,7 +95,7 @@ class UiSettings:
     readonly: bool = _setting(False, _as_bool, "remove the start, kill and eval actions")
     keymap: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
-        metadata={"convert": _as_mapping, "help": "binding id -> keys, e.g. {kill-run = \"ctrl+k\"}"},
+        metadata={"convert": _as_mapping, "help": 'binding id -> keys, e.g. {kill-run = "ctrl+k"}'},
     )
 
 
@@ -109,7 +111,11 @@ class AlertSettings:
 
 @dataclass(frozen=True, slots=True)
 class EvalSettings:
-    command: tuple[str, ...] = _setting((), _as_argv, "evaluation argv template ({checkpoint} {base_model} {output_dir} {epoch} {num_samples} {resolution} {device})")
+    command: tuple[str, ...] = _setting(
+        (),
+        _as_argv,
+        "evaluation argv template ({checkpoint} {base_model} {output_dir} {epoch} {num_samples} {resolution} {device})",
+    )
     base_model: str | None = _setting(None, _as_opt_path, "SDXL base model for evaluation")
     num_samples: int = _setting(4, int, "images per evaluation")
     resolution: int = _setting(1024, int, "evaluation resolution")
@@ -154,10 +160,13 @@ class Spec:
     help: str
 
 
+def _default_of(f: Field[Any]) -> Any:
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
 #: Every setting, in table order (derived from the sections above).
 SPECS: tuple[Spec, ...] = tuple(
-    Spec(f"{section}.{f.name}", f.default if f.default is not MISSING else f.default_factory(),
-         f.metadata["convert"], f.metadata["help"])
+    Spec(f"{section}.{f.name}", _default_of(f), f.metadata["convert"], f.metadata["help"])
     for section, cls in _SECTIONS
     for f in fields(cls)
 )
@@ -213,8 +222,7 @@ class Settings:
 def _build(values: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
     """Settings from converted values by dotted name."""
     sections = {
-        section: cls(**{f.name: values[f"{section}.{f.name}"] for f in fields(cls)})
-        for section, cls in _SECTIONS
+        section: cls(**{f.name: values[f"{section}.{f.name}"] for f in fields(cls)}) for section, cls in _SECTIONS
     }
     return Settings(**sections, sources=MappingProxyType(dict(sources)), config_file=config_file)
 

@@ -24,7 +24,7 @@ def format_duration(seconds: float | None) -> str:
     """``1h02m``, ``4m05s``, ``12s``, ``1d01h``; ``--`` when unknown (compact, for columns)."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "--"
-    s = int(round(seconds))
+    s = round(seconds)
     if s >= 86400:
         return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
     if s >= 3600:

@@ -300,7 +300,9 @@ class GpuStatus:
 class Alert:
     """Something the user should know, with a fix that fits this run."""
 
-    kind: str  # "finished" | "oom" | "host_oom" | "nan" | "crash" | "bad_args" | "interrupted" | "stall" | "disk" | "gpu_heat" | "gpu_throttle" | "reader"
+    # "finished" | "oom" | "host_oom" | "nan" | "crash" | "bad_args" | "interrupted" | "stall" | "disk"
+    # | "gpu_heat" | "gpu_throttle" | "reader"
+    kind: str
     severity: Severity
     message: str
     fix: str | None = None

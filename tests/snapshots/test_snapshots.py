@@ -37,8 +37,7 @@ async def loaded(pilot: Any) -> None:
     from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
 
     table = app.query_one(CheckpointTable)
-    table._clear_caches()  # rows drawn after cell updates are split into different spans
-    table.refresh()
+    table.notify_style_update()  # re-render rows drawn after cell updates as whole spans
     await pilot.pause(0.1)
     await pilot.wait_for_scheduled_animations()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sdxl_tui.formats.optiontable import suggest
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -15,7 +16,6 @@ from sdxl_tui.model import (
     StateDir,
     TrainConfig,
 )
-from sdxl_tui.formats.optiontable import suggest
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts, memory_fixes
 
 CARD_OPTS = {

@@ -45,7 +45,10 @@ GPU_24 = GpuStatus(
     gpus=(GpuSample(index=0, name="RTX 4090", memory_total=24 * 1024**3, memory_used=512 * 1024**2),),
 )
 Usage = namedtuple("Usage", "total used free")
-BIG_DISK = lambda _p: Usage(10**13, 0, 10**13)
+
+
+def BIG_DISK(_path: str) -> Usage:
+    return Usage(10**13, 0, 10**13)
 
 
 def write_safetensors(path: Path, keys: list[str]) -> Path:
@@ -401,7 +404,7 @@ def test_cli_check_dataset_toml_alone(card_dir: Path, capsys: pytest.CaptureFixt
 
 
 def test_modules_each_optimizer_needs() -> None:
-    from sdxl_tui.planning.check import _required_modules
+    from sdxl_tui.planning.checkctx import required_modules as _required_modules
 
     assert set(_required_modules({"optimizer_type": "AdamW8bit", "xformers": True})) == {"bitsandbytes", "xformers"}
     assert set(_required_modules({"optimizer_type": "prodigyplus.ProdigyPlusScheduleFree"})) == {"prodigyplus"}
@@ -425,3 +428,21 @@ def test_simulator_launch_accepts_its_own_sim_options(tmp_path: Path) -> None:
     assert [f.subject for f in typo.findings if f.code == "unknown-option"] == ["--lowvram"]
     bad = check_argv([*base, "--sim-fault", "bogus"], gpu=False)
     assert bad.exit_code == 2 and any(f.code == "bad-value" for f in bad.findings)
+
+
+def test_the_rule_table_lists_every_code_the_rules_report() -> None:
+    """`check --help` lists the codes from planning/rules.py: it must name every code the
+    planning code can emit, and nothing that no code emits."""
+    import re
+
+    from sdxl_tui.planning.rules import all_codes, rules_help
+
+    planning = Path(__file__).resolve().parents[2] / "src" / "sdxl_tui" / "planning"
+    emitted: set[str] = set()
+    for path in planning.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        emitted |= set(re.findall(r'(?:Finding|OptionProblem)\(\s*"(?:error|warning|note)",\s*"([a-z0-9-]+)"', text))
+    listed = {c.code for c in all_codes()}
+    assert emitted == listed
+    text = rules_help()
+    assert all(code in text for code in listed)

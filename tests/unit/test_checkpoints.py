@@ -16,9 +16,9 @@ from types import MappingProxyType
 
 import pytest
 
-from sdxl_tui.model import CheckpointKind, CheckpointStatus
 from sdxl_tui.formats.names import classify_name, parse_sample_name
 from sdxl_tui.formats.safetensors import read_header as read_safetensors_header
+from sdxl_tui.model import CheckpointKind, CheckpointStatus
 from sdxl_tui.sources.checkpoints import CheckpointScanner
 
 REAL_SIZE = 21_585_180

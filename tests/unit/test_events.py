@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_tui.model import ScalarPoint
 from sdxl_tui.formats.tfrecord import crc32c, decode_event, masked_crc32c
 from sdxl_tui.formats.tfrecord import crc32c_py as _crc32c_py
-from sdxl_tui.sources.events import EventReader, downsample_minmax
+from sdxl_tui.model import ScalarPoint
+from sdxl_tui.sources.events import EventReader
+from sdxl_tui.sources.series import downsample_minmax
 from tests.realrun import STORED
 
 REAL_LOGS = STORED / "logs"
@@ -636,7 +637,7 @@ def test_points_builder_makes_the_same_frozen_points_as_the_constructor() -> Non
     import dataclasses
     import pickle
 
-    from sdxl_tui.sources.events import _build_points
+    from sdxl_tui.sources.series import build_points as _build_points
 
     pts = _build_points([1, 2, 3], [0.5, float("nan"), -1.0], [10.0, 11.0, 12.0])
     ref = [ScalarPoint(1, 0.5, 10.0), ScalarPoint(2, float("nan"), 11.0), ScalarPoint(3, -1.0, 12.0)]

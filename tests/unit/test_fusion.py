@@ -25,7 +25,7 @@ from sdxl_tui.model import (
 )
 from sdxl_tui.sources.checkpoints import CheckpointScan
 from sdxl_tui.sources.fusion import Observations, fuse, loss_at
-from sdxl_tui.sources.logparse import LogFacts, SaveEvent
+from sdxl_tui.sources.logfacts import LogFacts, SaveEvent
 from sdxl_tui.sources.procs import ExitInfo
 
 NOW = 2_000_000_000.0

@@ -23,8 +23,8 @@ from sdxl_tui.control.kill import (
     watcher_status,
 )
 from sdxl_tui.control.launch import launch
-from sdxl_tui.formats.safetensors import is_complete
 from sdxl_tui.formats.launch_config import LaunchConfig
+from sdxl_tui.formats.safetensors import is_complete
 from sdxl_tui.sources.procs import find_trainer
 from tests.helpers.proctools import (
     FAKE_ACCELERATE,

@@ -10,7 +10,6 @@ import pytest
 from sdxl_tui.formats.launch_config import (
     LaunchConfig,
     LaunchConfigError,
-    args_from_argv,
     dumps_launch_config,
     find_launch_config,
     load_launch_config,
@@ -184,15 +183,3 @@ def test_write_round_trip(tmp_path: Path) -> None:
     assert back == cfg
     assert back.argv() == cfg.argv()
     assert dumps_launch_config(back).startswith("[launch]")
-
-
-def test_args_from_argv_round_trip(tmp_path: Path) -> None:
-    tokens = shlex.split(CARD_ARGS)
-    args = args_from_argv(tokens)
-    assert args["gradient_checkpointing"] is True
-    assert args["network_dim"] == 64
-    assert args["text_encoder_lr"] == 0.000201
-    out = args.pop("output_dir")
-    cfg = LaunchConfig(prefix=("python",), script="train_network.py", output_dir=out, args=args)
-    back = load_launch_config(write_launch_config(cfg, tmp_path / "x.toml"))
-    assert back.argv() == cfg.argv()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_tui.sources.logparse import LogParser, parse_interval, parse_tqdm
+from sdxl_tui.sources.logparse import LogParser
 from sdxl_tui.sources.logtail import LogTail
+from sdxl_tui.sources.tqdm import parse_interval, parse_tqdm
 
 W = 80
 

@@ -15,19 +15,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomllib
 
+from sdxl_tui.formats import toml
 from sdxl_tui.model import GpuSample, GpuStatus
 from sdxl_tui.planning.check import check_launch, format_report
-from sdxl_tui.formats import toml
 from sdxl_tui.planning.environment import KnownEnvironment
-from sdxl_tui.planning.plan import (
-    PlanError,
-    format_rows,
-    load_optuna_trials,
-    load_trials,
-    make_plan,
-    pick_best,
-    write_plan,
-)
+from sdxl_tui.planning.plan import format_rows, make_plan, write_plan
+from sdxl_tui.planning.trials import PlanError, load_optuna_trials, load_trials, pick_best
 
 TRIALS = Path(__file__).resolve().parents[1] / "fixtures" / "trials" / "optimization_overnight"
 SDXL_KEYS = [

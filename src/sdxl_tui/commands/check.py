@@ -7,6 +7,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdxl_tui.planning.checkctx import GpuArg
 
 DESCRIPTION = """\
 Check an sd-scripts LoRA launch before it runs, and say how to fix each problem.
@@ -27,53 +31,28 @@ steps, time, VRAM and disk. Options come from sd-scripts v0.10.1's own parsers, 
 checkout's --help when it is known (launch config sd_scripts_dir, or --sd-scripts DIR).
 """
 
-EPILOG = """\
+_EPILOG = """\
 severities:
   error    the run would fail (at start, or hours later)
   warning  it would run, but not as meant
   note     worth knowing; nothing to fix
 
-rules (codes as printed):
-  wrong-script              SDXL checkpoint given to train_network.py (or SD1.x/2.x to sdxl_train_network.py)  error
-  unknown-option            an option the script does not have, with did-you-mean (--batch_size,
-                            --lowvram, --medvram, --text_encoder_lr1/2 ...)                              error
-  ambiguous-option, bad-value, missing-value, flag-with-value, stray-argument   argparse would reject  error
-  repeated-option           an option given twice (the last wins)                                     warning
-  config-key-unknown        --config_file key that is no option (sd-scripts ignores it silently)       warning
-  config-value-type         --config_file value of the wrong type/choice (no argparse conversion)      error
-  config-file-missing, config-file-invalid, dataset-config-missing, dataset-config-invalid             error
-  clip-skip-sdxl            --clip_skip does nothing on SDXL                                          warning
-  v2-sdxl                   --v2 with SDXL (sd-scripts asserts)                                       error
-  fp16-vae                  --mixed_precision fp16 without --no_half_vae (NaN latents -> NaN loss)    warning
-  bucket-without-bucketing  bucket options while bucketing is off                                     warning
-  cli-fallback-ignored      a command-line dataset option the dataset TOML overrides                  note
-  option-ignored            --train_data_dir/--reg_data_dir/--in_json next to --dataset_config        warning
-  dataset-key-rejected      a dataset TOML key sd-scripts rejects ("extra keys not allowed")          error
-  dataset-key-type, dataset-empty, dataset-no-image-dir, dataset-mixed-modes                          error
-  dataset-no-resolution     no resolution in the dataset TOML nor --resolution                        error
-  dataset-resolution        SDXL trained far from 1024x1024                                           warning
-  bucket-steps, bucket-range  bucket_reso_steps not a multiple of 32 (SDXL) / resolution outside buckets  error
-  dataset-folder-missing, dataset-no-images                                                           error
-  dataset-captions-missing  images without caption files (caption_extension defaults to .caption)     warning
-  base-model-missing, no-base-model, base-model-is-lora, base-model-refiner                           error
-  missing-module            bitsandbytes (8-bit optimizers), xformers, tensorboard... not importable  error
-  environment-unknown       the trainer's Python could not be asked                                   note
-  cache-te-needs-unet-only  --cache_text_encoder_outputs without --network_train_unet_only             error
-  logging-dir-required, no-output-dir, no-network-module, no-dataset, script-missing                  error
-  disk-space                checkpoints (and states) do not fit / nearly fill the disk                error/warning
-  vram                      estimated peak VRAM above what the GPU has free                           warning
-  gpu-unknown               no NVML: the VRAM estimate is shown, not compared                          note
-  warmup-too-long           --lr_warmup_steps not below the total steps                              warning
-  base-model-unknown        the base model's kind cannot be read (not safetensors, hub id)            note
-  text-encoder-lr-single, redundant-option, abbreviated-option, options-fallback, script-assumed,
-  steps-by-max-train-steps, no-sd-scripts-dir, simulated-trainer                                       note
-  script-unknown            a script other than (sdxl_)train_network.py                               warning
+{rules}
 
 exit status:
   0  clean (notes only)
   1  warnings, no errors
   2  errors (or bad usage: unreadable input)
 """
+
+
+def __getattr__(name: str) -> str:
+    """``EPILOG``, built on first use from the table of rules (keeps this module light to import)."""
+    if name == "EPILOG":
+        from sdxl_tui.planning.rules import rules_help
+
+        return _EPILOG.format(rules=rules_help())
+    raise AttributeError(name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
-def _gpu_arg(args: argparse.Namespace) -> object:
+def _gpu_arg(args: argparse.Namespace) -> GpuArg:
     if args.gpu_free is not None:
         from sdxl_tui.model import GpuSample, GpuStatus
 

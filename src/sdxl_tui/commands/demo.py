@@ -12,6 +12,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,28 +37,34 @@ All dashboard options of `sdxl-tui tui` (--config, --theme, --readonly) apply; s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", metavar="DIR", help="use DIR instead of a temporary directory (kept)")
-    parser.add_argument("--keep", action="store_true", help="keep the directory (and do not stop the simulator) on quit")
-    parser.add_argument("--step-seconds", type=float, metavar="S", help="seconds per simulated step (default: the demo's pace)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the directory (and do not stop the simulator) on quit"
+    )
+    parser.add_argument(
+        "--step-seconds", type=float, metavar="S", help="seconds per simulated step (default: the demo's pace)"
+    )
     parser.add_argument("--fault", choices=("oom", "nan", "hang", "crash"), help="inject a failure")
-    parser.add_argument("--fault-step", type=int, default=150, metavar="N", help="step of the injected failure (default 150)")
+    parser.add_argument(
+        "--fault-step", type=int, default=150, metavar="N", help="step of the injected failure (default 150)"
+    )
     parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop and eval")
     parser.add_argument("--config", metavar="FILE", help="settings TOML")
     parser.add_argument("--theme", metavar="T", help="Textual theme")
     parser.add_argument("--force-polling", action="store_true", default=None, help="never use inotify")
 
 
-def _end(proc: object) -> None:
+def _end(proc: subprocess.Popen[bytes]) -> None:
     """Stop our own simulator (by its pid, it is in its own session)."""
-    pid = getattr(proc, "pid", None)
-    if pid is None or proc.poll() is not None:  # type: ignore[operator]
+    pid = proc.pid
+    if proc.poll() is not None:
         return
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     try:
-        proc.wait(timeout=5)  # type: ignore[operator]
-    except Exception:
+        proc.wait(timeout=5)
+    except Exception:  # noqa: BLE001 - a simulator that will not wait is killed below
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -87,9 +94,8 @@ def run(args: argparse.Namespace) -> int:
         sim_args += ["--sim-fault", args.fault, "--sim-fault-step", str(args.fault_step)]
     proc = start_simulated(run_dir, sim_args)
     keep = args.keep or temp_root is None
-    notice = (
-        f"demo: a simulated run in {run_dir} (pid {proc.pid}). "
-        + ("It is kept when you quit." if keep else "Quitting ends it and deletes the directory.")
+    notice = f"demo: a simulated run in {run_dir} (pid {proc.pid}). " + (
+        "It is kept when you quit." if keep else "Quitting ends it and deletes the directory."
     )
     try:
         from sdxl_tui.commands.tui import build_app
@@ -103,5 +109,7 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.1)
             shutil.rmtree(temp_root, ignore_errors=True)
     if keep:
-        print(f"sdxl-tui demo: the run is in {run_dir}" + (f" (simulator pid {proc.pid})" if proc.poll() is None else ""))
+        print(
+            f"sdxl-tui demo: the run is in {run_dir}" + (f" (simulator pid {proc.pid})" if proc.poll() is None else "")
+        )
     return int(result or 0)

@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to run")
     what.add_argument("--command", metavar="TEMPLATE",
                       help="evaluation argv template for this call (one string, split with shlex)")
-    what.add_argument("--builtin", action="store_true", help="use the built-in evaluator (python -m sdxl_tui.evaluator)")
+    what.add_argument(
+        "--builtin", action="store_true", help="use the built-in evaluator (python -m sdxl_tui.evaluator)"
+    )
     what.add_argument("--base-model", metavar="PATH", help="SDXL base model (default: eval.base_model)")
     what.add_argument("--num-samples", type=int, metavar="N", help="images (default: eval.num_samples)")
     what.add_argument("--resolution", metavar="R", help="resolution (default: eval.resolution)")
@@ -87,18 +89,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     when = parser.add_argument_group("when").add_mutually_exclusive_group()
     when.add_argument("--now", action="store_true", help="run now even if training is using the GPU")
     when.add_argument("--queue", action="store_true", help="queue until training ends")
-    parser.add_argument("--wait", action="store_true", help="block until the evaluation ends, print its log, exit with its status")
+    parser.add_argument(
+        "--wait", action="store_true", help="block until the evaluation ends, print its log, exit with its status"
+    )
     actions = parser.add_argument_group("other actions")
     actions.add_argument("--status", action="store_true", help="list evaluations of DIR and exit")
     actions.add_argument("--json", action="store_true", help="with --status: JSON output")
-    actions.add_argument("--compare", metavar="SEL",
-                         help="grid of several checkpoints: '6-10', '6,8,10' or file names (waits)")
+    actions.add_argument(
+        "--compare", metavar="SEL", help="grid of several checkpoints: '6-10', '6,8,10' or file names (waits)"
+    )
     actions.add_argument("--rerun", action="store_true", help="with --compare: evaluate again even if results exist")
     actions.add_argument("--cancel", action="store_true", help="cancel CHECKPOINT's queued or running evaluation")
     actions.add_argument("--dry-run", action="store_true", help="print the command that would run and exit")
-    actions.add_argument("--show", action="store_true",
-                         help="list CHECKPOINT's result images and show its contact sheet (or the --compare grid)"
-                              " in the terminal: kitty/iTerm2 inline images where detected, half blocks otherwise")
+    actions.add_argument(
+        "--show",
+        action="store_true",
+        help="list CHECKPOINT's result images and show its contact sheet (or the --compare grid)"
+        " in the terminal: kitty/iTerm2 inline images where detected, half blocks otherwise",
+    )
     actions.add_argument("--halfblock", action="store_true", help="with --show: always use half blocks")
     parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML")
 
@@ -110,8 +118,12 @@ def _err(message: str) -> int:
 
 def _extra_args(args: argparse.Namespace) -> list[str]:
     extra: list[str] = []
-    for opt, value in (("--steps", args.steps), ("--guidance", args.guidance), ("--seed", args.seed),
-                       ("--config-dir", args.config_dir)):
+    for opt, value in (
+        ("--steps", args.steps),
+        ("--guidance", args.guidance),
+        ("--seed", args.seed),
+        ("--config-dir", args.config_dir),
+    ):
         if value is not None:
             extra += [opt, str(value)]
     return extra
@@ -122,15 +134,26 @@ def _print_status(run_dir: str, as_json: bool) -> int:
 
     records = eval_status(run_dir)
     if as_json:
-        print(json.dumps({
-            "run_dir": os.path.abspath(run_dir),
-            "runner_pid": runner_pid(run_dir),
-            "evaluations": [r.to_json() for r in records],
-            "comparisons": [
-                {"label": j.label, "status": j.status, "grid": j.grid_path, "error": j.error,
-                 "checkpoints": list(j.names)} for j in compare_jobs(run_dir)
-            ],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_dir": os.path.abspath(run_dir),
+                    "runner_pid": runner_pid(run_dir),
+                    "evaluations": [r.to_json() for r in records],
+                    "comparisons": [
+                        {
+                            "label": j.label,
+                            "status": j.status,
+                            "grid": j.grid_path,
+                            "error": j.error,
+                            "checkpoints": list(j.names),
+                        }
+                        for j in compare_jobs(run_dir)
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     if not records:
         print("no evaluations")
@@ -163,8 +186,10 @@ def _follow(run_dir: str, name: str, log_path: str, offset: int = 0) -> int:
         if rec is None:
             return 1
         if not rec.active:
-            print(f"evaluation {rec.status}: {len(rec.images)} images in {rec.output_dir}"
-                  + (f" ({rec.note})" if rec.note else ""))
+            print(
+                f"evaluation {rec.status}: {len(rec.images)} images in {rec.output_dir}"
+                + (f" ({rec.note})" if rec.note else "")
+            )
             if rec.status == "done":
                 return 0
             return rec.exit_code if rec.exit_code and rec.exit_code > 0 else 1
@@ -206,8 +231,14 @@ def _choose_when(args: argparse.Namespace, trainer: int | None) -> str | None:
     if args.now or trainer is None:
         return "now"
     if sys.stdin.isatty() and sys.stdout.isatty():
-        answer = input(f"training is running (pid {trainer}) and may be using the GPU: "
-                       "[r]un now or [q]ueue until training ends? [q] ").strip().lower()
+        answer = (
+            input(
+                f"training is running (pid {trainer}) and may be using the GPU: "
+                "[r]un now or [q]ueue until training ends? [q] "
+            )
+            .strip()
+            .lower()
+        )
         return "now" if answer.startswith("r") else "after-training"
     return None
 
@@ -245,8 +276,7 @@ def run(args: argparse.Namespace) -> int:
                 return _err(f"training is running (pid {trainer}): pass --now or --queue")
             print("comparing: " + ", ".join(os.path.basename(c) for c in checkpoints), flush=True)
             try:
-                path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun,
-                                       **plan_kw)
+                path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun, **plan_kw)
             except ev.EvalError as exc:
                 print(f"sdxl-tui eval: {exc}", file=sys.stderr)
                 return 1
@@ -276,8 +306,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     when = _choose_when(args, plan.training_pid)
     if when is None:
-        return _err(f"training is running (pid {plan.training_pid}) and may be using the GPU: "
-                    "pass --now to run anyway or --queue to run when training ends")
+        return _err(
+            f"training is running (pid {plan.training_pid}) and may be using the GPU: "
+            "pass --now to run anyway or --queue to run when training ends"
+        )
     try:
         log_offset = os.path.getsize(plan.log_path)
     except OSError:

@@ -74,20 +74,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     dst = parser.add_argument_group("the SDXL run")
     dst.add_argument("--dataset", metavar="PATH", help="the SD1.5 dataset TOML, or the image folder (required)")
-    dst.add_argument("--base-model", metavar="FILE", help="SDXL base checkpoint, e.g. sd_xl_base_1.0.safetensors (required)")
+    dst.add_argument(
+        "--base-model", metavar="FILE", help="SDXL base checkpoint, e.g. sd_xl_base_1.0.safetensors (required)"
+    )
     dst.add_argument("--output-dir", metavar="DIR", help="the run's --output_dir (required)")
-    dst.add_argument("--output-name", metavar="NAME", help="the run's --output_name (default: the output folder's name)")
-    dst.add_argument("--vram", type=float, metavar="GB",
-                     help="GPU memory in GB that decides the batch size (default: read from NVML; required without a GPU)")
+    dst.add_argument(
+        "--output-name", metavar="NAME", help="the run's --output_name (default: the output folder's name)"
+    )
+    dst.add_argument(
+        "--vram",
+        type=float,
+        metavar="GB",
+        help="GPU memory in GB that decides the batch size (default: read from NVML; required without a GPU)",
+    )
     dst.add_argument("--sd-scripts", metavar="DIR", dest="sd_scripts", help="the sd-scripts checkout the run starts in")
-    dst.add_argument("--prefix", default="python", metavar="CMD",
-                     help='how to start Python in the training environment (default "python"), e.g. '
-                          '"conda run --no-capture-output -n kohya_ss python"')
-    dst.add_argument("--attention", choices=("auto", "xformers", "sdpa"), default="auto",
-                     help="auto: xformers if the target environment imports it, else sdpa")
+    dst.add_argument(
+        "--prefix",
+        default="python",
+        metavar="CMD",
+        help='how to start Python in the training environment (default "python"), e.g. '
+        '"conda run --no-capture-output -n kohya_ss python"',
+    )
+    dst.add_argument(
+        "--attention",
+        choices=("auto", "xformers", "sdpa"),
+        default="auto",
+        help="auto: xformers if the target environment imports it, else sdpa",
+    )
     dst.add_argument("--write-to", metavar="DIR", help="where to write the three files (default: --output-dir)")
     dst.add_argument("--dry-run", action="store_true", help="print the table and the files, write nothing")
-    dst.add_argument("--no-env", action="store_true", help="do not run the target Python (attention -> sdpa unless given)")
+    dst.add_argument(
+        "--no-env", action="store_true", help="do not run the target Python (attention -> sdpa unless given)"
+    )
     dst.add_argument("--no-gpu", action="store_true", help="do not ask NVML (for the VRAM default and the check)")
 
 
@@ -112,18 +130,18 @@ def _vram_from_nvml() -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.formats import toml
-    from sdxl_tui.planning.plan import (
-        PlanError,
-        format_rows,
-        load_optuna_trials,
-        load_trials,
-        make_plan,
-        pick_best,
-        write_plan,
-    )
+    from sdxl_tui.planning.plan import format_rows, make_plan, write_plan
+    from sdxl_tui.planning.trials import PlanError, load_optuna_trials, load_trials, pick_best
 
-    missing = [name for name, value in (("--dataset", args.dataset), ("--base-model", args.base_model),
-                                        ("--output-dir", args.output_dir)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("--dataset", args.dataset),
+            ("--base-model", args.base_model),
+            ("--output-dir", args.output_dir),
+        )
+        if not value
+    ]
     if not args.source and not args.study:
         missing.insert(0, "--from (or --study/--storage)")
     if missing:
@@ -143,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         pick = pick_best(trials, args.metric, minimize=minimize)
         trial = pick.trial
         if args.trial:
-            chosen = [t for t in trials if t.name == args.trial or (t.number is not None and str(t.number) == args.trial)]
+            chosen = [
+                t for t in trials if t.name == args.trial or (t.number is not None and str(t.number) == args.trial)
+            ]
             if not chosen:
                 _err(f"no trial {args.trial!r}; trials: {', '.join(t.name for t in trials)}")
                 return 2
@@ -177,10 +197,18 @@ def run(args: argparse.Namespace) -> int:
     output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
     output_name = args.output_name or os.path.basename(output_dir.rstrip(os.sep)) or "lora_sdxl"
     try:
-        plan = make_plan(trial, dataset=args.dataset, base_model=os.path.abspath(os.path.expanduser(args.base_model)),
-                         output_dir=output_dir, output_name=output_name, vram_gb=vram, xformers_available=xformers,
-                         sd_scripts_dir=os.path.abspath(os.path.expanduser(args.sd_scripts)) if args.sd_scripts else None,
-                         prefix=prefix, pick=pick if trial is pick.trial else None)
+        plan = make_plan(
+            trial,
+            dataset=args.dataset,
+            base_model=os.path.abspath(os.path.expanduser(args.base_model)),
+            output_dir=output_dir,
+            output_name=output_name,
+            vram_gb=vram,
+            xformers_available=xformers,
+            sd_scripts_dir=os.path.abspath(os.path.expanduser(args.sd_scripts)) if args.sd_scripts else None,
+            prefix=prefix,
+            pick=pick if trial is pick.trial else None,
+        )
     except PlanError as exc:
         _err(str(exc))
         return 2
@@ -201,8 +229,11 @@ def run(args: argparse.Namespace) -> int:
     from sdxl_tui.planning.check import check_launch, format_report
     from sdxl_tui.planning.environment import UnknownEnvironment
 
-    report = check_launch(str(files["launch"]), gpu=False if args.no_gpu else None,
-                          environment=UnknownEnvironment("not inspected (--no-env)") if args.no_env else None)
+    report = check_launch(
+        str(files["launch"]),
+        gpu=False if args.no_gpu else None,
+        environment=UnknownEnvironment("not inspected (--no-env)") if args.no_env else None,
+    )
     print("\ncheck of the written launch:")
     print(format_report(report))
     return report.exit_code

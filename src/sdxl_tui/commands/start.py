@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             from sdxl_tui.config import load_settings
 
-            explicit = load_settings().get("launch.file")
+            explicit = load_settings().launch.file
         except Exception:  # noqa: BLE001 - a broken settings file must not hide the real error
             explicit = None
     path = find_launch_config(args.dir or ".", explicit)

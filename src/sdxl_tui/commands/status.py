@@ -227,7 +227,8 @@ def format_status(snap: Any) -> str:
     if c.base_model_version or c.resolution:
         cfg.append(" ".join(x for x in (c.base_model_version, c.resolution) if x))
     if c.network_dim is not None:
-        cfg.append(f"dim {c.network_dim}/alpha {c.network_alpha:g}" if c.network_alpha is not None else f"dim {c.network_dim}")
+        alpha = f"/alpha {c.network_alpha:g}" if c.network_alpha is not None else ""
+        cfg.append(f"dim {c.network_dim}{alpha}")
     lr = c.unet_lr or c.learning_rate
     if lr:
         cfg.append(f"lr {lr:g}" + (f" te {c.text_encoder_lr:g}" if c.text_encoder_lr else ""))
@@ -249,8 +250,10 @@ def format_status(snap: Any) -> str:
             ep = f"e{ck.epoch}" if ck.epoch is not None else ""
             st = f"s{ck.step}" if ck.step is not None else ""
             extra = f"  {ck.problem}" if ck.problem else ""
-            out.append(f"  {ck.name:<{width}}  {ck.kind.value:<5} {ep:>4} {st:>7}  {_size(ck.size):>9}  "
-                       f"{ck.status.value:<8} {loss}{extra}".rstrip())
+            out.append(
+                f"  {ck.name:<{width}}  {ck.kind.value:<5} {ep:>4} {st:>7}  {_size(ck.size):>9}  "
+                f"{ck.status.value:<8} {loss}{extra}".rstrip()
+            )
     else:
         out.append("checkpoints none yet")
     if snap.samples:
@@ -267,7 +270,9 @@ def format_status(snap: Any) -> str:
         if snap.process.children:
             bits.append(f"{len(snap.process.children)} children")
         cmd = " ".join(t.cmdline)
-        out.append("process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else ""))
+        out.append(
+            "process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")
+        )
     else:
         out.append("process     none found")
     if snap.gpu.available and snap.gpu.gpus:

@@ -90,15 +90,28 @@ EPILOG = _epilog()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", nargs="?", help="the run directory (default: the current directory)")
-    parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop, eval and compare (ui.readonly)")
+    parser.add_argument(
+        "--readonly", action="store_true", default=None, help="remove start, kill, stop, eval and compare (ui.readonly)"
+    )
     parser.add_argument("--config", metavar="FILE", help="settings TOML (default: the XDG location)")
     parser.add_argument("--log", metavar="FILE", help="the console log (default: DIR/training.log)")
-    parser.add_argument("--logs", metavar="DIR", dest="logs_dir", help="TensorBoard directory (default: DIR and the trainer's --logging_dir)")
-    parser.add_argument("--launch", metavar="FILE", help="launch config TOML for `s` (default: DIR/sdxl-tui.toml; launch.file)")
+    parser.add_argument(
+        "--logs",
+        metavar="DIR",
+        dest="logs_dir",
+        help="TensorBoard directory (default: DIR and the trainer's --logging_dir)",
+    )
+    parser.add_argument(
+        "--launch", metavar="FILE", help="launch config TOML for `s` (default: DIR/sdxl-tui.toml; launch.file)"
+    )
     parser.add_argument("--theme", metavar="T", help="Textual theme, e.g. textual-dark, nord, gruvbox (ui.theme)")
-    parser.add_argument("--force-polling", action="store_true", default=None, help="never use inotify (refresh.force_polling)")
+    parser.add_argument(
+        "--force-polling", action="store_true", default=None, help="never use inotify (refresh.force_polling)"
+    )
     parser.add_argument("--no-gpu", action="store_true", help="do not query NVML")
-    parser.add_argument("--show-config", action="store_true", help="print the resolved settings and where each came from, then exit")
+    parser.add_argument(
+        "--show-config", action="store_true", help="print the resolved settings and where each came from, then exit"
+    )
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,7 +143,11 @@ def looks_like_run(path: str) -> bool:
     except OSError:
         return False
     return any(
-        n == "training.log" or n == "sdxl-tui.toml" or n == ".sdxl-tui" or n.endswith((".safetensors", ".log")) or n == "logs"
+        n == "training.log"
+        or n == "sdxl-tui.toml"
+        or n == ".sdxl-tui"
+        or n.endswith((".safetensors", ".log"))
+        or n == "logs"
         for n in names
     )
 
@@ -150,14 +167,25 @@ def build_app(
 
     latest = LatestGpu()  # the GPU feed samples NVML; the reader takes its latest status
     reader = prefetch_run(
-        run_dir, log_path=log_path, logs_dir=logs_dir, gpu=None if no_gpu else latest,
-        settings=settings, launch_file=settings.launch.file,
+        run_dir,
+        log_path=log_path,
+        logs_dir=logs_dir,
+        gpu=None if no_gpu else latest,
+        settings=settings,
+        launch_file=settings.launch.file,
     )
     from sdxl_tui.tui.app import make_app
 
     return make_app(
-        settings, run_dir, reader=reader, gpu=False if no_gpu else None, gpu_latest=latest,
-        log_path=log_path, logs_dir=logs_dir, launch_file=settings.launch.file, notice=notice,
+        settings,
+        run_dir,
+        reader=reader,
+        gpu=False if no_gpu else None,
+        gpu_latest=latest,
+        log_path=log_path,
+        logs_dir=logs_dir,
+        launch_file=settings.launch.file,
+        notice=notice,
     )
 
 

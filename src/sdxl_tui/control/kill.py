@@ -1,8 +1,9 @@
 """Stop a training run safely: one implementation behind keys ``k``/``x`` and ``sdxl-tui kill``.
 
-Why: sd-scripts saves nothing when signalled (REF §7.1), killing ``accelerate launch`` or
-``conda run`` alone orphans the trainer (REF §8.1), and a PID noted yesterday may be another
-program today. So a kill is two steps, with plain data in between for the confirmation box:
+Why: sd-scripts saves nothing when signalled (``train_network.py`` installs no signal handler),
+killing ``accelerate launch`` or ``conda run`` alone orphans the trainer (accelerate's
+``commands/launch.py:simple_launcher``), and a PID noted yesterday may be another program today. So
+a kill is two steps, with plain data in between for the confirmation box:
 
 * :func:`plan_kill` finds the trainer tree(s) for the run directory (``sources/procs.py``:
   the recorded process verified by create time and command line, or discovery by
@@ -546,7 +547,9 @@ def watch_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / STATE_DIR / WATCH_NAME
 
 
-def watcher_status(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> dict[str, Any] | None:
+def watcher_status(
+    run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None
+) -> dict[str, Any] | None:
     """The stop-after-checkpoint record plus ``alive`` (its watcher process verified by pid,
     create time and command line), or None when there has never been one."""
     ps = _psutil(psutil_module)

@@ -1,7 +1,7 @@
 """Start a training run detached, safely: one implementation behind key ``s`` and ``sdxl-tui start``.
 
 Why: the hand-made ``nohup conda run … > training.log 2>&1 &`` line overwrites the last log,
-buffers the epoch lines (REF §1.3), records a PID that is not the trainer's and happily
+buffers the epoch lines (stdout into a file is block-buffered), records a PID that is not the trainer's and happily
 starts a second trainer into the same output directory. Here a start is:
 
 1. :func:`plan_launch` - plain data the UI shows before asking: the exact argv, working
@@ -239,7 +239,8 @@ def launch(cfg: LaunchConfig, *, python: str | None = None, wait_seconds: float 
             record = None
             time.sleep(0.05)
         if record is None:
-            return LaunchResult(False, f"the supervisor did not report within {wait_seconds:.0f} s; see {plan.log_path}",
+            return LaunchResult(False,
+                                f"the supervisor did not report within {wait_seconds:.0f} s; see {plan.log_path}",
                                 log_path=plan.log_path, record_path=plan.record_path)
         if record.error:
             return LaunchResult(False, f"could not start: {record.error}", log_path=plan.log_path,

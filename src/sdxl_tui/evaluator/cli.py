@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from sdxl_tui.evaluator.errors import EvaluatorError
 
 EXIT_USAGE = 2
-INSTALL_HINT = "install the evaluator with: pip install 'sdxl-tui[eval]'  (CPU-only torch: pip install 'torch==<version>' from your local wheel first)"
+INSTALL_HINT = (
+    "install the evaluator with: pip install 'sdxl-tui[eval]'  "
+    "(CPU-only torch: pip install 'torch==<version>' from your local wheel first)"
+)
 
 DESCRIPTION = """\
 Render a kohya-ss SDXL LoRA checkpoint with fixed prompts and seeds: loads the SDXL base
@@ -60,9 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative", default="", help="negative prompt for every image")
     p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
     p.add_argument("--config-dir", help="local diffusers SDXL folder with configs/tokenizers, for single-file bases")
-    p.add_argument("--with-base", action="store_true", help="also render each image without the LoRA (base_<i>_<seed>.png)")
-    p.add_argument("--dtype", choices=("auto", "float16", "bfloat16", "float32"), default="auto",
-                   help="weights dtype (auto: float16 on GPU, float32 on CPU)")
+    p.add_argument(
+        "--with-base", action="store_true", help="also render each image without the LoRA (base_<i>_<seed>.png)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float16", "bfloat16", "float32"),
+        default="auto",
+        help="weights dtype (auto: float16 on GPU, float32 on CPU)",
+    )
     return p
 
 
@@ -92,7 +101,8 @@ def preflight(args: argparse.Namespace) -> None:
         raise EvaluatorError(f"LoRA checkpoint not found: {args.checkpoint}")
     if not os.path.exists(args.base_model):
         raise EvaluatorError(
-            f"base model not found: {args.base_model} (download sd_xl_base_1.0.safetensors or give a diffusers folder; setting eval.base_model)"
+            f"base model not found: {args.base_model} "
+            "(download sd_xl_base_1.0.safetensors or give a diffusers folder; setting eval.base_model)"
         )
     if os.path.isdir(args.base_model) and not os.path.isfile(os.path.join(args.base_model, "model_index.json")):
         raise EvaluatorError(f"base model folder {args.base_model} is not a diffusers pipeline (no model_index.json)")
@@ -109,16 +119,19 @@ def preflight(args: argparse.Namespace) -> None:
     except OSError as exc:
         raise EvaluatorError(f"cannot read {args.checkpoint}: {exc.strerror or exc}") from None
     if not header.complete:
-        raise EvaluatorError(f"{args.checkpoint} is not a complete safetensors file ({header.problem}): "
-                             "still being written, or corrupt?")
+        raise EvaluatorError(
+            f"{args.checkpoint} is not a complete safetensors file ({header.problem}): still being written, or corrupt?"
+        )
     keys = header.tensor_names
     if not any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         raise EvaluatorError(
-            f"{os.path.basename(args.checkpoint)} has no kohya LoRA keys (lora_unet_*/lora_te*_*): not an sd-scripts LoRA"
+            f"{os.path.basename(args.checkpoint)} has no kohya LoRA keys (lora_unet_*/lora_te*_*): "
+            "not an sd-scripts LoRA"
         )
     if any(k.startswith("lora_te_") for k in keys) and not any(k.startswith(("lora_te1_", "lora_te2_")) for k in keys):
         raise EvaluatorError(
-            f"{os.path.basename(args.checkpoint)} is an SD1.x/2.x LoRA (lora_te_* keys); the built-in evaluator renders SDXL LoRAs"
+            f"{os.path.basename(args.checkpoint)} is an SD1.x/2.x LoRA (lora_te_* keys); "
+            "the built-in evaluator renders SDXL LoRAs"
         )
     version = header.metadata.get("ss_base_model_version", "")
     if version and not version.startswith("sdxl"):

@@ -95,7 +95,8 @@ def load_pipeline(base_model: str, *, config_dir: str | None, dtype: Any) -> Any
             for word in ("connect", "offline", "hub", "resolve", "local_files_only", "internet", "huggingface")
         ):
             raise EvaluatorError(
-                f"loading {os.path.basename(base_model)} needs the SDXL config files from the Hugging Face hub, which is not"
+                f"loading {os.path.basename(base_model)} needs the SDXL config files from the Hugging Face hub, "
+                "which is not"
                 " reachable: pass --config-dir DIR, a local diffusers SDXL folder with configs and tokenizers"
                 f" (weights not needed) [{text}]"
             ) from None
@@ -161,8 +162,9 @@ class _CapturedWarnings(logging.Handler):
             self.messages.append(str(record.msg))
 
 
-def render(pipe: Any, spec: PromptSpec, *, seed: int, steps: int, guidance: float, size: tuple[int, int],
-           negative: str) -> Any:
+def render(
+    pipe: Any, spec: PromptSpec, *, seed: int, steps: int, guidance: float, size: tuple[int, int], negative: str
+) -> Any:
     """One image; the generator lives on the CPU so a seed gives the same noise on any device."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     width, height = size
@@ -203,7 +205,7 @@ def evaluate(args: argparse.Namespace) -> None:
     try:
         from sdxl_tui.config import load_settings
 
-        config_prompts = load_settings().get("eval.prompts")
+        config_prompts = load_settings().eval.prompts
     except Exception:  # noqa: BLE001 - a broken config must not stop an evaluation given explicit options
         config_prompts = None
     specs, origin = resolve_prompts(
@@ -212,7 +214,10 @@ def evaluate(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
     os.makedirs(args.output_dir, exist_ok=True)
-    _log(f"prompts from {origin}: {len(specs)}; device {device}, {dtype}; {args.size[0]}x{args.size[1]}, {args.steps} steps")
+    _log(
+        f"prompts from {origin}: {len(specs)}; device {device}, {dtype}; "
+        f"{args.size[0]}x{args.size[1]}, {args.steps} steps"
+    )
 
     started = time.time()
     t0 = time.perf_counter()
@@ -225,7 +230,9 @@ def evaluate(args: argparse.Namespace) -> None:
     for i in range(args.num_samples):
         spec = specs[i % len(specs)]
         seed = spec.seed if spec.seed is not None else args.seed + i
-        plan.append((i, spec, seed, spec.steps or args.steps, spec.guidance if spec.guidance is not None else args.guidance))
+        plan.append(
+            (i, spec, seed, spec.steps or args.steps, spec.guidance if spec.guidance is not None else args.guidance)
+        )
 
     manifest: dict[str, Any] = {
         "checkpoint": os.path.abspath(args.checkpoint),
@@ -248,7 +255,9 @@ def evaluate(args: argparse.Namespace) -> None:
 
     if args.with_base:
         for i, spec, seed, steps, guidance in plan:
-            image = render(pipe, spec, seed=seed, steps=steps, guidance=guidance, size=args.size, negative=args.negative)
+            image = render(
+                pipe, spec, seed=seed, steps=steps, guidance=guidance, size=args.size, negative=args.negative
+            )
             name = f"base_{i:02d}_{seed}.png"
             image.save(os.path.join(args.output_dir, name))
             manifest["base_images"].append(name)
@@ -262,7 +271,9 @@ def evaluate(args: argparse.Namespace) -> None:
     with torch.inference_mode():
         for i, spec, seed, steps, guidance in plan:
             t0 = time.perf_counter()
-            image = render(pipe, spec, seed=seed, steps=steps, guidance=guidance, size=args.size, negative=args.negative)
+            image = render(
+                pipe, spec, seed=seed, steps=steps, guidance=guidance, size=args.size, negative=args.negative
+            )
             seconds = time.perf_counter() - t0
             name = f"{i:02d}_{seed}.png"
             image.save(os.path.join(args.output_dir, name))
@@ -283,7 +294,9 @@ def evaluate(args: argparse.Namespace) -> None:
             _log(f"image {i + 1}/{len(plan)}: {name} in {seconds:.1f} s  {spec.prompt}")
 
     labels = [f"{e['index']:02d} seed {e['seed']}: {e['prompt']}" for e in manifest["prompts"]]
-    contact_sheet(files, labels=labels, cell=min(256, max(args.size))).save(os.path.join(args.output_dir, CONTACT_SHEET))
+    contact_sheet(files, labels=labels, cell=min(256, max(args.size))).save(
+        os.path.join(args.output_dir, CONTACT_SHEET)
+    )
     manifest["contact_sheet"] = CONTACT_SHEET
     manifest["status"] = "done"
     manifest["ended_at"] = time.time()

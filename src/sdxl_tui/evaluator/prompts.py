@@ -1,8 +1,8 @@
 """Which prompts to render: a prompts file, the config, the LoRA's own captions, or defaults.
 
-Why: the same prompts and seeds must be rendered for every checkpoint so they can be
-compared, and a user without a prompts file still wants prompts that mean something for
-their LoRA — the trigger words live in the LoRA's ``ss_tag_frequency`` metadata (REF §4.5).
+Why: the same prompts and seeds must be rendered for every checkpoint so they can be compared, and a
+user without a prompts file still wants prompts that mean something for their LoRA — the trigger
+words live in the LoRA's ``ss_tag_frequency`` metadata (``train_network.py:NetworkTrainer.train``).
 Everything here is light (no torch): the safetensors header is read as JSON.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,7 @@ def read_prompts_file(path: str | os.PathLike[str]) -> list[PromptSpec]:
     return [s for s in specs if s is not None]
 
 
-def top_tags(metadata: dict[str, str], count: int = 3) -> list[str]:
+def top_tags(metadata: Mapping[str, str], count: int = 3) -> list[str]:
     """The most frequent caption tags of the training set, from ``ss_tag_frequency``."""
     raw = metadata.get("ss_tag_frequency")
     if not raw:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -279,51 +279,3 @@ def write_launch_config(cfg: LaunchConfig, path: str | os.PathLike[str], *, comm
     tmp.write_text(dumps_launch_config(cfg, comment=comment), encoding="utf-8")
     os.replace(tmp, p)
     return p
-
-
-def args_from_argv(tokens: Sequence[str]) -> dict[str, Any]:
-    """Turn ``--key value…`` tokens into an [args] table (flags -> true; repeated values -> list).
-
-    The planner and tests use this to build a launch config from an existing command line.
-    """
-    out: dict[str, Any] = {}
-    key: str | None = None
-    values: list[str] = []
-
-    def flush() -> None:
-        if key is None:
-            return
-        if not values:
-            out[key] = True
-        elif len(values) == 1:
-            out[key] = _parse_scalar(values[0])
-        else:
-            out[key] = tuple(_parse_scalar(v) for v in values)
-
-    for tok in tokens:
-        if tok.startswith("--") and len(tok) > 2 and not _is_number(tok):
-            flush()
-            name, eq, val = tok[2:].partition("=")
-            key, values = name, ([val] if eq else [])
-        else:
-            if key is None:
-                raise LaunchConfigError(f"value {tok!r} does not follow an option")
-            values.append(tok)
-    flush()
-    return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_scalar(text: str) -> Any:
-    if re.fullmatch(r"[-+]?\d+", text):
-        return int(text)
-    if _is_number(text) and text.lower() not in ("nan", "inf", "-inf", "+inf", "infinity"):
-        return float(text)
-    return text

@@ -71,7 +71,7 @@ class SafetensorsHeader:
 def read_header(path: str | os.PathLike[str], *, names: bool = False) -> SafetensorsHeader:
     """Read and validate the header of a safetensors file without touching the tensor data.
 
-    Only the 8-byte length and the ``N`` header bytes are read (REF §4.1), never the data.
+    Only the 8-byte length and the ``N`` header bytes are read, never the data.
 
     Args:
         path: the file.

@@ -13,7 +13,7 @@ Layout::
     .sdxl-tui/last-kill.json              what the last kill did
     .sdxl-tui/stop-after-checkpoint.json  the stop-after-checkpoint watcher's state
     .sdxl-tui/watcher.log                 the watcher's stderr
-    .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate.py)
+    .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate/store.py)
     .sdxl-tui/evals/runner.{lock,info,log}  the evaluation queue runner
     .sdxl-tui/compare/                    comparison grids
     .sdxl-tui/cache/                      decoded summaries of the run's files

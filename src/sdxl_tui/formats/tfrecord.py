@@ -95,7 +95,7 @@ def _load_crc32c() -> Callable[..., int] | None:
                     loader.exec_module(mod)
                     fn: Callable[..., int] = mod.crc32c
                     return fn
-    except Exception:  # noqa: BLE001, S110 - any failure means: try the plain import  # pragma: no cover
+    except Exception:  # noqa: BLE001 - any failure means: try the plain import  # pragma: no cover
         pass
     try:  # pragma: no cover - depends on the environment
         from crc32c import crc32c as fn2

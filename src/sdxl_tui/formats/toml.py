@@ -36,14 +36,16 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     with open(path, "rb") as fh:
         try:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
         except UnicodeDecodeError as exc:
             raise TOMLDecodeError(f"not UTF-8: {exc}") from None
 
 
 def loads(text: str) -> dict[str, Any]:
     """Parse TOML text (raises ``TOMLDecodeError``)."""
-    return tomllib.loads(text)
+    data: dict[str, Any] = tomllib.loads(text)
+    return data
 
 
 def string(text: str) -> str:

@@ -1,8 +1,8 @@
 """Tell an SDXL checkpoint from an SD1.x/2.x one by its tensor names, without loading it.
 
-Why: ``train_network.py`` given an SDXL checkpoint fails only after minutes of loading, with
-``size mismatch`` errors (REF §6.1). A safetensors header is a few hundred KB of JSON in front
-of gigabytes of weights, so reading only the header is instant and safe.
+Why: ``train_network.py`` given an SDXL checkpoint fails only after minutes of loading, with ``size
+mismatch`` errors (``library/model_util.py`` loads SD1.x keys). A safetensors header is a few
+hundred KB of JSON in front of gigabytes of weights, so reading only the header is instant and safe.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def classify_keys(keys: list[str] | set[str] | tuple[str, ...]) -> ModelKind:
 
     if has("lora_unet_") or has("lora_te"):
         return ModelKind("lora", "tensor names start with lora_unet_/lora_te (a LoRA, not a base model)")
-    if has("conditioner.embedders.1.") or "model.diffusion_model.label_emb.0.0.weight" in ks and has(
+    if has("conditioner.embedders.1.") or ("model.diffusion_model.label_emb.0.0.weight" in ks and has(
         "conditioner.embedders.0.transformer."
-    ):
+    )):
         return ModelKind("sdxl", "has conditioner.embedders.1.* (OpenCLIP-G text encoder) and label_emb")
     if has("conditioner.embedders.0.model.") and has("model.diffusion_model.label_emb."):
         return ModelKind("sdxl-refiner", "has only conditioner.embedders.0 (OpenCLIP-G): the SDXL refiner")
@@ -78,7 +78,9 @@ def detect_model_kind(path: str | os.PathLike[str]) -> ModelKind:
             return ModelKind("hub", "not a local path; looks like a Hugging Face model id")
         return ModelKind("missing", "file not found")
     if p.suffix.lower() != ".safetensors":
-        return ModelKind("unknown", f"{p.suffix or 'no'} extension: only safetensors headers can be read without loading")
+        return ModelKind(
+            "unknown", f"{p.suffix or 'no'} extension: only safetensors headers can be read without loading"
+        )
     try:
         header = read_header(p, names=True)
     except OSError as exc:

@@ -1,9 +1,9 @@
 """Validate an sd-scripts dataset TOML (``--dataset_config``) the way sd-scripts will.
 
-Why: sd-scripts validates the TOML with a strict voluptuous schema (unknown keys are rejected
-with ``extra keys not allowed``) and only after the process has started; missing folders,
-images and captions show up later still, or never (empty captions train silently). This
-module applies the same schema (REF §5.3), resolves each value through sd-scripts' lookup
+Why: sd-scripts validates the TOML with a strict voluptuous schema (unknown keys are rejected with
+``extra keys not allowed``) and only after the process has started; missing folders, images and
+captions show up later still, or never (empty captions train silently). This module applies the same
+schema (``library/config_util.py:ConfigSanitizer``), resolves each value through sd-scripts' lookup
 order (subset -> dataset -> [general] -> command line -> default) and looks at the folders.
 """
 
@@ -307,23 +307,33 @@ def validate_dataset_config(
                             hint = ""
                             other = max(others.items(), key=lambda kv: kv[1], default=None)
                             if other and other[0] != caption_ext and other[1] >= missing:
-                                hint = f"; the folder has {other[1]} {other[0]} files: set caption_extension = \"{other[0]}\""
+                                hint = (f"; the folder has {other[1]} {other[0]} files: "
+                                        f'set caption_extension = "{other[0]}"')
                             if class_tokens:
                                 findings.append(
-                                    Finding("note", "dataset-captions-missing",
-                                            f"{splace}: {missing} of {images} images in {folder} have no "
-                                            f"{caption_ext_shown} caption; they train with class_tokens "
-                                            f"{class_tokens!r} only",
-                                            "add the caption files" + hint, str(folder))
+                                    Finding(
+                                        "note",
+                                        "dataset-captions-missing",
+                                        f"{splace}: {missing} of {images} images in {folder} have no "
+                                        f"{caption_ext_shown} caption; they train with class_tokens "
+                                        f"{class_tokens!r} only",
+                                        "add the caption files" + hint,
+                                        str(folder),
+                                    )
                                 )
                             else:
                                 findings.append(
-                                    Finding("warning", "dataset-captions-missing",
-                                            f"{splace}: {missing} of {images} images in {folder} have no "
-                                            f"{caption_ext_shown} caption file (caption_extension defaults to "
-                                            "\".caption\"); sd-scripts trains them with an empty caption",
-                                            ("add the caption files" + hint) if hint else
-                                            "add caption files, or set class_tokens", str(folder))
+                                    Finding(
+                                        "warning",
+                                        "dataset-captions-missing",
+                                        f"{splace}: {missing} of {images} images in {folder} have no "
+                                        f"{caption_ext_shown} caption file (caption_extension defaults to "
+                                        '".caption"); sd-scripts trains them with an empty caption',
+                                        ("add the caption files" + hint)
+                                        if hint
+                                        else "add caption files, or set class_tokens",
+                                        str(folder),
+                                    )
                                 )
             info_subsets.append(
                 SubsetInfo(
@@ -338,42 +348,59 @@ def validate_dataset_config(
             )
         if resolution is None:
             findings.append(
-                Finding("error", "dataset-no-resolution",
-                        f"{where}: {place} has no resolution and the command line has no --resolution; "
-                        "sd-scripts stops with `resolution is required`",
-                        f"set resolution = {_RESOLUTION_SDXL if sdxl else 512} in [general] or [[datasets]]",
-                        "resolution")
+                Finding(
+                    "error",
+                    "dataset-no-resolution",
+                    f"{where}: {place} has no resolution and the command line has no --resolution; "
+                    "sd-scripts stops with `resolution is required`",
+                    f"set resolution = {_RESOLUTION_SDXL if sdxl else 512} in [general] or [[datasets]]",
+                    "resolution",
+                )
             )
         elif sdxl and resolution != (_RESOLUTION_SDXL, _RESOLUTION_SDXL):
             area = resolution[0] * resolution[1]
             if abs(area - _RESOLUTION_SDXL**2) > 0.1 * _RESOLUTION_SDXL**2:
                 findings.append(
-                    Finding("warning", "dataset-resolution",
-                            f"{where}: {place} trains at {resolution[0]}x{resolution[1]}; SDXL is trained "
-                            "at 1024x1024 and learns poorly far from that area",
-                            "set resolution = 1024", "resolution")
+                    Finding(
+                        "warning",
+                        "dataset-resolution",
+                        f"{where}: {place} trains at {resolution[0]}x{resolution[1]}; SDXL is trained "
+                        "at 1024x1024 and learns poorly far from that area",
+                        "set resolution = 1024",
+                        "resolution",
+                    )
                 )
         multiple = 32 if sdxl else 64
         if enable_bucket and steps % multiple:
             findings.append(
-                Finding("error", "bucket-steps",
-                        f"{where}: {place} bucket_reso_steps = {steps} is not a multiple of {multiple}; "
-                        f"{'sdxl_train_network.py' if sdxl else 'train_network.py'} asserts that at start",
-                        "use bucket_reso_steps = 64", "bucket_reso_steps")
+                Finding(
+                    "error",
+                    "bucket-steps",
+                    f"{where}: {place} bucket_reso_steps = {steps} is not a multiple of {multiple}; "
+                    f"{'sdxl_train_network.py' if sdxl else 'train_network.py'} asserts that at start",
+                    "use bucket_reso_steps = 64",
+                    "bucket_reso_steps",
+                )
             )
         min_b = int(lookup("min_bucket_reso", levels_ds, 256))
         max_b = int(lookup("max_bucket_reso", levels_ds, 1024))
         no_up = bool(lookup("bucket_no_upscale", levels_ds, False))
-        if enable_bucket and resolution is not None and not no_up and (
-            min(resolution) < min_b or max(resolution) > max_b
+        if (
+            enable_bucket
+            and resolution is not None
+            and not no_up
+            and (min(resolution) < min_b or max(resolution) > max_b)
         ):
-                findings.append(
-                    Finding("error", "bucket-range",
-                            f"{where}: {place} resolution {resolution[0]}x{resolution[1]} is outside "
-                            f"min_bucket_reso..max_bucket_reso ({min_b}..{max_b}); sd-scripts asserts that",
-                            f"set max_bucket_reso >= {max(resolution)} (e.g. 2048) and min_bucket_reso <= {min(resolution)}",
-                            "max_bucket_reso")
+            findings.append(
+                Finding(
+                    "error",
+                    "bucket-range",
+                    f"{where}: {place} resolution {resolution[0]}x{resolution[1]} is outside "
+                    f"min_bucket_reso..max_bucket_reso ({min_b}..{max_b}); sd-scripts asserts that",
+                    f"set max_bucket_reso >= {max(resolution)} (e.g. 2048) and min_bucket_reso <= {min(resolution)}",
+                    "max_bucket_reso",
                 )
+            )
         infos.append(
             DatasetInfo(
                 resolution=resolution,
@@ -403,9 +430,9 @@ def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError:
         children = []
     for child in children:
-        folder = repeats_folder(child.name)
-        if folder is not None and folder[1]:
-            subsets.append({"image_dir": str(child.resolve()), "num_repeats": folder[0], "class_tokens": folder[1]})
+        repeats = repeats_folder(child.name)
+        if repeats is not None and repeats[1]:
+            subsets.append({"image_dir": str(child.resolve()), "num_repeats": repeats[0], "class_tokens": repeats[1]})
     if not subsets:
         subsets.append({"image_dir": str(root.resolve()), "num_repeats": 1})
     for sub in subsets:
@@ -417,4 +444,3 @@ def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if not captioned and others.get(".txt"):
             sub["caption_extension"] = ".txt"
     return {"datasets": [{"subsets": subsets}]}
-

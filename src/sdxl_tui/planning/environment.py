@@ -60,7 +60,7 @@ class UnknownEnvironment:
         self.error: str | None = None
 
     def has_modules(self, names: Iterable[str]) -> Mapping[str, bool | None]:
-        return {n: None for n in names}
+        return dict.fromkeys(names)
 
 
 class PythonEnvironment:

@@ -58,7 +58,8 @@ def state_dir_bytes(dim: int, *, unet: bool = True, text_encoders: bool = True, 
 
 
 def saved_epochs(epochs: int, every: int | None) -> list[int]:
-    """Epoch numbers that get an epoch-named file (the last epoch never does, REF §3.2)."""
+    """Epoch numbers that get an epoch-named file (the last epoch never does:
+    ``train_network.py:NetworkTrainer.train``)."""
     if not every or every <= 0:
         return []
     return [e for e in range(1, epochs) if e % every == 0]
@@ -148,5 +149,6 @@ def seconds_per_step(
 
 
 def steps_per_epoch(batches: int, gradient_accumulation_steps: int) -> int:
-    """Optimizer steps per epoch: ceil(batches / accumulation) (REF §1.5, one process)."""
+    """Optimizer steps per epoch: ceil(batches / accumulation)
+    (``train_network.py:NetworkTrainer.train``, one process)."""
     return math.ceil(batches / max(1, gradient_accumulation_steps)) if batches else 0

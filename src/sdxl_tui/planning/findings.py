@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SEVERITIES = ("error", "warning", "note")
 _RANK = {"error": 0, "warning": 1, "note": 2}
 
 

@@ -1,10 +1,11 @@
 """sd-scripts' option tables, and an argv resolver that behaves like their argparse parser.
 
 Why: sd-scripts only reveals a bad option when the process starts (``error: unrecognized
-arguments``), and its ``--config_file`` silently keeps misspelt keys (REF §5.2). Checking a
-launch before it starts needs the real option list of the real script: by default the
-packaged dump of v0.10.1's parsers (``data/sd_scripts_options.json``); when the user's
-checkout is known, the list its own ``--help`` prints (:func:`load_table_from_checkout`).
+arguments``), and its ``--config_file`` silently keeps misspelt keys
+(``library/train_util.py:read_config_from_file``). Checking a launch before it starts needs the real
+option list of the real script: by default the packaged dump of v0.10.1's parsers
+(``data/sd_scripts_options.json``); when the user's checkout is known, the list its own ``--help``
+prints (:func:`load_table_from_checkout`).
 
 The resolver follows CPython's argparse for what sd-scripts uses: unique prefixes are
 accepted (``allow_abbrev``), an ambiguous prefix is an error, ``--opt=value``, flags
@@ -441,8 +442,9 @@ def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
 def check_config_value(spec: OptionSpec, value: Any) -> str | None:
     """Why a ``--config_file`` value has the wrong shape for ``spec`` (None if fine).
 
-    Why: config values bypass argparse's type conversion and ``choices`` (REF §5.2), so a
-    quoted number arrives as a string and fails deep inside training.
+    Why: config values bypass argparse's type conversion and ``choices``
+    (``library/train_util.py:read_config_from_file``), so a quoted number arrives as a string and
+    fails deep inside training.
     """
     if spec.kind == "flag":
         return None if isinstance(value, bool) else f"expected true/false, got {value!r}"

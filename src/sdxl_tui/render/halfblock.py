@@ -9,7 +9,6 @@ true colour; Rich downsamples them to 256 or 16 colours when the console has few
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.color import Color
@@ -61,7 +60,7 @@ def _flatten(rgba: tuple[int, ...], background: tuple[int, int, int]) -> tuple[i
     if a >= 255:
         return (r, g, b)
     f = a / 255.0
-    return tuple(round(c * f + bc * (1 - f)) for c, bc in zip((r, g, b), background))  # type: ignore[return-value]
+    return tuple(round(c * f + bc * (1 - f)) for c, bc in zip((r, g, b), background, strict=False))  # type: ignore[return-value]
 
 
 def halfblock_pixels(
@@ -119,8 +118,3 @@ def render_halfblock(
             )
             text.append(UPPER_HALF, style)
     return text
-
-
-def render_many(sources: Sequence[Any], max_cols: int, max_rows: int) -> list[Text]:
-    """Render several images into the same box size (thumbnails for a list)."""
-    return [render_halfblock(s, max_cols, max_rows) for s in sources]

@@ -106,7 +106,7 @@ def kitty_escape(
     out = []
     for index, chunk in enumerate(chunks):
         more = 1 if index < len(chunks) - 1 else 0
-        control = ",".join(keys + [f"m={more}"]) if index == 0 else f"m={more}"
+        control = ",".join([*keys, f"m={more}"]) if index == 0 else f"m={more}"
         seq = f"{ESC}_G{control};{chunk}{ST}"
         out.append(tmux_wrap(seq) if tmux else seq)
     return "".join(out)

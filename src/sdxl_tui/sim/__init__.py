@@ -1,7 +1,7 @@
 """A simulated sd-scripts ``sdxl_train_network.py`` that writes the real formats.
 
-Used by the demo, test fixtures and benchmarks. What it writes follows the reference and the
-real run in ``shared/real-sdxl-run`` (file names, RichHandler log layout, tqdm ``\\r`` bars,
+Used by the demo, test fixtures and benchmarks. What it writes follows sd-scripts v0.10.1's code
+and a real run's files (tests/fixtures/real-sdxl-run: file names, RichHandler log layout, tqdm ``\\r`` bars,
 TensorBoard layout/tags/steps, safetensors header and ``ss_*``/``modelspec.*``/``sshs_*``
 metadata), so readers can be tested against it without a GPU.
 

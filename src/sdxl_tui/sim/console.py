@@ -22,7 +22,7 @@ SD_SCRIPTS_DIR = "/home/user/sd-scripts"
 STDOUT_BUFFER = 8192
 
 # Source locations of the records the simulator emits (sd-scripts 48d368fa / v0.10.1).
-# Those marked "seen" appear in the real run; the others come from the reference or are
+# Those marked "seen" appear in a real run's log; the others come from sd-scripts' code or are
 # plausible neighbours and only their basename column is shown.
 SRC: dict[str, tuple[str, int]] = {
     "load_tokenizer": ("library/strategy_base.py", 61),  # seen

@@ -178,7 +178,9 @@ def _reso(value: Any) -> tuple[int, int]:
     return as_resolution(value) or (1024, 1024)
 
 
-def bucket_resolutions(max_reso: tuple[int, int], min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
+def bucket_resolutions(
+    max_reso: tuple[int, int], min_size: int, max_size: int, divisible: int
+) -> list[tuple[int, int]]:
     """sd-scripts' ``make_bucket_resolutions``: area-preserving resolutions, sorted."""
     max_area = max_reso[0] * max_reso[1]
     resos: set[tuple[int, int]] = set()

@@ -4,7 +4,8 @@ Module names are generated from the SDXL architecture (original SGM U-Net naming
 ViT-L and OpenCLIP bigG text encoders), which yields the 722 U-Net modules and the 264
 text-encoder modules sd-scripts reports. The header is serialised like safetensors 0.4.5:
 8-byte little-endian length, compact JSON with ``__metadata__`` first, tensors ordered by
-dtype (descending) then name, padded with spaces to a multiple of 8. Tensors are F16, BF16 or F32 (``--save_precision``); by
+dtype (descending) then name, padded with spaces to a multiple of 8. Tensors are F16, BF16 or F32
+(``--save_precision``); by
 default their feature sizes are divided by 64 (ranks are real) so files stay small; the
 real shapes are available for realism. Files are written in place, in chunks, like
 ``serialize_to_file`` (no temp file), so a reader can meet a half-written file.
@@ -71,7 +72,9 @@ def text_encoder_modules() -> list[tuple[str, int, int]]:
 
 
 @functools.lru_cache(maxsize=16)
-def _specs_cached(rank: int, unet: bool, text_encoders: bool, real_size: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _specs_cached(
+    rank: int, unet: bool, text_encoders: bool, real_size: bool
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple((n, tuple(s)) for n, s in _tensor_specs(rank, unet, text_encoders, real_size))
 
 

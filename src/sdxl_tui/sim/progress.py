@@ -15,7 +15,6 @@ from collections.abc import Callable
 from numbers import Number
 
 UTF_CHARSET = " " + "".join(chr(c) for c in range(0x258F, 0x2587, -1))
-ASCII_CHARSET = " 123456789#"
 CURSOR_UP = "\x1b[A"
 
 

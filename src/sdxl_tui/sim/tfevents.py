@@ -47,9 +47,6 @@ class EventWriter:
             self._f.write(frame(scalar_event(tag, float(value), step, t)))
         self._f.flush()
 
-    def write_raw(self, data: bytes) -> None:
-        self._f.write(data)
-
     def close(self) -> None:
         if not self._f.closed:
             self._f.flush()

@@ -15,13 +15,28 @@ _HEAD = [
 
 _FORWARD = [
     (f"{SD}/train_network.py", 1463, "train", "loss = self.process_batch("),
-    (f"{SD}/train_network.py", 449, "process_batch", "noise_pred, target, timesteps, weighting = self.get_noise_pred_and_target("),
+    (
+        f"{SD}/train_network.py",
+        449,
+        "process_batch",
+        "noise_pred, target, timesteps, weighting = self.get_noise_pred_and_target(",
+    ),
     (f"{SD}/train_network.py", 283, "get_noise_pred_and_target", "noise_pred = self.call_unet("),
-    (f"{SD}/sdxl_train_network.py", 208, "call_unet", "noise_pred = unet(noisy_latents, timesteps, text_embedding, vector_embedding)"),
+    (
+        f"{SD}/sdxl_train_network.py",
+        208,
+        "call_unet",
+        "noise_pred = unet(noisy_latents, timesteps, text_embedding, vector_embedding)",
+    ),
     (f"{SITE}/torch/nn/modules/module.py", 1739, "_wrapped_call_impl", "return self._call_impl(*args, **kwargs)"),
     (f"{SITE}/torch/nn/modules/module.py", 1750, "_call_impl", "return forward_call(*args, **kwargs)"),
     (f"{SITE}/accelerate/utils/operations.py", 819, "forward", "return model_forward(*args, **kwargs)"),
-    (f"{SITE}/accelerate/utils/operations.py", 807, "__call__", "return convert_to_fp32(self.model_forward(*args, **kwargs))"),
+    (
+        f"{SITE}/accelerate/utils/operations.py",
+        807,
+        "__call__",
+        "return convert_to_fp32(self.model_forward(*args, **kwargs))",
+    ),
     (f"{SITE}/torch/amp/autocast_mode.py", 44, "decorate_autocast", "return func(*args, **kwargs)"),
     (f"{SD}/library/sdxl_original_unet.py", 1104, "forward", "h = call_module(module, h, emb, context)"),
     (f"{SD}/library/sdxl_original_unet.py", 1087, "call_module", "x = layer(x, context)"),
@@ -32,7 +47,12 @@ _BACKWARD = [
     (f"{SITE}/accelerate/accelerator.py", 2454, "backward", "loss.backward(**kwargs)"),
     (f"{SITE}/torch/_tensor.py", 626, "backward", "torch.autograd.backward("),
     (f"{SITE}/torch/autograd/__init__.py", 347, "backward", "_engine_run_backward("),
-    (f"{SITE}/torch/autograd/graph.py", 823, "_engine_run_backward", "return Variable._execution_engine.run_backward(  # Calls into the C++ engine to run the backward pass"),
+    (
+        f"{SITE}/torch/autograd/graph.py",
+        823,
+        "_engine_run_backward",
+        "return Variable._execution_engine.run_backward(  # Calls into the C++ engine to run the backward pass",
+    ),
 ]
 
 _SLEEPING = [
@@ -89,7 +109,7 @@ CRASH_MESSAGE = (
 
 
 def crash_traceback() -> str:
-    return _render(_FORWARD, CRASH_MESSAGE.rstrip("\n")) 
+    return _render(_FORWARD, CRASH_MESSAGE.rstrip("\n"))
 
 
 def keyboard_interrupt_traceback(during_step: bool = True) -> str:
@@ -104,15 +124,31 @@ def logging_dir_traceback() -> str:
     ]
     return _render(
         frames,
-        "ValueError: logging_dir is required when log_with is tensorboard / Tensorboardを使う場合、logging_dirを指定してください",
+        "ValueError: logging_dir is required when log_with is tensorboard / "
+        "Tensorboardを使う場合、logging_dirを指定してください",
     )
 
 
 def warmup_traceback(name: str) -> str:
     """``--lr_scheduler constant`` with ``--lr_warmup_steps`` (train_util.get_scheduler_fix)."""
     frames = [
-        (f"{SD}/train_network.py", 765, "train", "lr_scheduler = train_util.get_scheduler_fix(args, optimizer, accelerator.num_processes)"),
-        (f"{SD}/library/train_util.py", 5273, "get_scheduler_fix", "return wrap_check_needless_num_warmup_steps(schedule_func(optimizer, **lr_scheduler_kwargs))"),
-        (f"{SD}/library/train_util.py", 5221, "wrap_check_needless_num_warmup_steps", "raise ValueError(f\"{name} does not require `num_warmup_steps`. Set None or 0.\")"),
+        (
+            f"{SD}/train_network.py",
+            765,
+            "train",
+            "lr_scheduler = train_util.get_scheduler_fix(args, optimizer, accelerator.num_processes)",
+        ),
+        (
+            f"{SD}/library/train_util.py",
+            5273,
+            "get_scheduler_fix",
+            "return wrap_check_needless_num_warmup_steps(schedule_func(optimizer, **lr_scheduler_kwargs))",
+        ),
+        (
+            f"{SD}/library/train_util.py",
+            5221,
+            "wrap_check_needless_num_warmup_steps",
+            'raise ValueError(f"{name} does not require `num_warmup_steps`. Set None or 0.")',
+        ),
     ]
     return _render(frames, f"ValueError: {name} does not require `num_warmup_steps`. Set None or 0.")

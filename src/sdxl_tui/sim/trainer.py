@@ -115,10 +115,6 @@ class LossRecorder:
         return self.loss_total / len(self.loss_list)
 
 
-def _fmt_float(v: object) -> str:
-    return str(v)
-
-
 class SimulatedTrainer:
     """One simulated run. ``run()`` returns the exit status (raises nothing but KeyboardInterrupt)."""
 
@@ -192,7 +188,8 @@ class SimulatedTrainer:
         self.session_id = self.rng.randint(0, 2**32 - 1)
         startup = sim.startup_seconds
         if a.config_file:
-            self.log("settings", f"Loading settings from {a.config_file if a.config_file.endswith('.toml') else a.config_file + '.toml'}...")
+            path = a.config_file if a.config_file.endswith(".toml") else a.config_file + ".toml"
+            self.log("settings", f"Loading settings from {path}...")
         if a.clip_skip is not None:
             self.log("clip_skip", "clip_skip will be unexpected / SDXL学習ではclip_skipは動作しません", logging.WARNING)
         self.c.setup_logging(a.console_log_level, a.console_log_file, a.console_log_simple)
@@ -234,7 +231,10 @@ class SimulatedTrainer:
         self.steps_per_epoch = math.ceil(self.batches / accum)
         if a.max_train_epochs is not None:
             self.max_train_steps = a.max_train_epochs * self.steps_per_epoch
-            self.c.print(f"override steps. steps for {a.max_train_epochs} epochs is / 指定エポックまでのステップ数: {self.max_train_steps}")
+            self.c.print(
+                f"override steps. steps for {a.max_train_epochs} epochs is / "
+                f"指定エポックまでのステップ数: {self.max_train_steps}"
+            )
         else:
             self.max_train_steps = a.max_train_steps
         self.num_train_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
@@ -262,7 +262,9 @@ class SimulatedTrainer:
         self.sleep(startup * 0.05)  # hashing the base model
 
         if a.logging_dir and a.log_with in (None, "tensorboard", "all"):
-            tb_dir = os.path.join(a.logging_dir, (a.log_prefix or "") + self.logging_ts, a.log_tracker_name or "network_train")
+            tb_dir = os.path.join(
+                a.logging_dir, (a.log_prefix or "") + self.logging_ts, a.log_tracker_name or "network_train"
+            )
             self.tb = EventWriter(tb_dir, wall_time=self.h.now(), hostname=sim.hostname)
         self.lr_descriptions = self._lr_tags()
         if a.sample_at_first:
@@ -271,10 +273,7 @@ class SimulatedTrainer:
             self.tb.log({}, step=0)  # accelerator.log({}, step=0): writes nothing, flushes
 
         dtype = {"fp16": "torch.float16", "bf16": "torch.bfloat16"}.get(a.mixed_precision or "no", "torch.float32")
-        if a.fp8_base or a.fp8_base_unet:
-            unet_dtype = "torch.float8_e4m3fn"
-        else:
-            unet_dtype = dtype
+        unet_dtype = "torch.float8_e4m3fn" if a.fp8_base or a.fp8_base_unet else dtype
         te_deleted = bool(a.cache_text_encoder_outputs and self.unet_only)
         if te_deleted:
             self.log("te_not_needed", "text_encoder is not needed for training. deleting to save memory.")
@@ -310,7 +309,10 @@ class SimulatedTrainer:
                 self.log("prepare_images", "prepare images.")
                 for s in ds.subsets:
                     if s.val_count:
-                        self.log("found_directory", f"found directory {s.image_dir} contains {s.img_count + s.val_count} image files")
+                        self.log(
+                            "found_directory",
+                            f"found directory {s.image_dir} contains {s.img_count + s.val_count} image files",
+                        )
                 self.log("train_images", f"{ds.num_validation_images} validation images with repeats.")
                 self.log("reg_images", "0 reg images with repeats.")
                 self.log("no_reg", "no regularization images / 正則化画像が見つかりませんでした", logging.WARNING)
@@ -322,7 +324,9 @@ class SimulatedTrainer:
             self.simple_bar(sum(s.img_count for s in ds.subsets), seconds * 0.5)
             if ds.enable_bucket:
                 self.log("make_buckets", "make buckets")
-                self.log("bucket_counts", "number of images (including repeats) / 各bucketの画像枚数（繰り返し回数を含む）")
+                self.log(
+                    "bucket_counts", "number of images (including repeats) / 各bucketの画像枚数（繰り返し回数を含む）"
+                )
                 for j, (reso, count) in enumerate(ds.buckets):
                     self.log("bucket", f"bucket {j}: resolution {reso}, count: {count}")
                 self.log("mean_ar", f"mean ar error (without repeats): {ds.mean_ar_error}")
@@ -397,7 +401,8 @@ class SimulatedTrainer:
         return f"use {desc} | {self._optimizer_kwargs()}"
 
     def _lr_tags(self) -> list[tuple[str, str]]:
-        """(tag, which lr) in the order ``generate_step_logs`` produces them (REF §2.2)."""
+        """(tag, which lr) in the order ``generate_step_logs`` produces them
+        (``train_network.py:NetworkTrainer.generate_step_logs``)."""
         if self.unet_only:
             return [("lr/unet", "unet"), ("lr/group0", "unet")]
         if self.te_only:
@@ -428,7 +433,9 @@ class SimulatedTrainer:
     def _loop(self) -> None:
         a, sim = self.args, self.sim
         assert self.bar is not None
-        n_workers = min(a.max_data_loader_n_workers if a.max_data_loader_n_workers is not None else 8, os.cpu_count() or 1)
+        n_workers = min(
+            a.max_data_loader_n_workers if a.max_data_loader_n_workers is not None else 8, os.cpu_count() or 1
+        )
         micro_seconds = sim.step_seconds / self.accum
         nan_from = sim.fault_step if sim.fault == "nan" else None
         for epoch in range(self.epoch_to_start, self.num_train_epochs):
@@ -444,7 +451,12 @@ class SimulatedTrainer:
                         self.c.flush_all()  # multiprocessing flushes stdout/stderr before fork
                 for w in range(n_workers):
                     current = 0 if forked and not a.persistent_data_loader_workers else epoch
-                    self.c.worker_log(w, "epoch_incremented", f"epoch is incremented. current_epoch: {current}, epoch: {epoch + 1}", forked=forked)
+                    self.c.worker_log(
+                        w,
+                        "epoch_incremented",
+                        f"epoch is incremented. current_epoch: {current}, epoch: {epoch + 1}",
+                        forked=forked,
+                    )
             else:
                 self.log("epoch_incremented", f"epoch is incremented. current_epoch: {epoch}, epoch: {epoch + 1}")
             for step in range(self.batches):
@@ -472,7 +484,11 @@ class SimulatedTrainer:
                     mean_norm = a.scale_weight_norms * (0.55 + 0.1 * self.rng.random())
                     max_norm = a.scale_weight_norms * (0.95 + 0.05 * self.rng.random())
                     self.bar.set_postfix(**{"Keys Scaled": keys_scaled, "Average key norm": mean_norm, "avr_loss": avr})
-                    norms = {"max_norm/keys_scaled": keys_scaled, "max_norm/max_key_norm": max_norm, "norm/avg_key_norm": mean_norm}
+                    norms = {
+                        "max_norm/keys_scaled": keys_scaled,
+                        "max_norm/max_key_norm": max_norm,
+                        "norm/avg_key_norm": mean_norm,
+                    }
                 else:
                     self.bar.set_postfix(avr_loss=avr)
                 if self.tb is not None:
@@ -489,7 +505,9 @@ class SimulatedTrainer:
             if a.validate_every_n_epochs is None or (epoch + 1) % a.validate_every_n_epochs == 0:
                 self._validate(epoch, per_epoch=True)
             if self.tb is not None:
-                self.tb.log({"loss/epoch_average": self.recorder.moving_average}, step=epoch + 1, wall_time=self.h.now())
+                self.tb.log(
+                    {"loss/epoch_average": self.recorder.moving_average}, step=epoch + 1, wall_time=self.h.now()
+                )
             if a.save_every_n_epochs is not None:
                 saving = (epoch + 1) % a.save_every_n_epochs == 0 and (epoch + 1) < self.num_train_epochs
                 if saving:
@@ -532,7 +550,9 @@ class SimulatedTrainer:
         if a.save_state or a.save_state_on_train_end:
             self.log("state_empty", "")
             self.log("saving_last_state", "saving last state.")
-            self._write_state(self.output_dir / f"{a.output_name or 'last'}-state", self.num_train_epochs, self.global_step)
+            self._write_state(
+                self.output_dir / f"{a.output_name or 'last'}-state", self.num_train_epochs, self.global_step
+            )
         name = f"{a.output_name or 'last'}{self.ext}"
         self._save_model(name, self.global_step, self.num_train_epochs)
         self.c.flush_stdout()  # in the real run the final "saving checkpoint" precedes "model saved."
@@ -587,8 +607,17 @@ class SimulatedTrainer:
         """
         self.log("resume", f"resume training from local state: {state_dir}")
         self.log("load_state", f"Loading states from {state_dir}")
-        for what, name in (("model", "model.safetensors"), ("optimizer", "optimizer.bin"), ("scheduler", "scheduler.bin")):
-            self.log("load_state_part", f"All {what} weights loaded successfully" if what == "model" else f"All {what} states loaded successfully")
+        for what, _name in (
+            ("model", "model.safetensors"),
+            ("optimizer", "optimizer.bin"),
+            ("scheduler", "scheduler.bin"),
+        ):
+            self.log(
+                "load_state_part",
+                f"All {what} weights loaded successfully"
+                if what == "model"
+                else f"All {what} states loaded successfully",
+            )
         try:
             with open(os.path.join(state_dir, "train_state.json"), encoding="utf-8") as f:
                 state = json.load(f)
@@ -711,7 +740,14 @@ class SimulatedTrainer:
             md["ss_vae_hash"] = vdigest[:8]
             md["ss_new_vae_hash"] = vdigest
         if a.no_metadata:
-            keep = ("ss_v2", "ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_network_args")
+            keep = (
+                "ss_v2",
+                "ss_base_model_version",
+                "ss_network_module",
+                "ss_network_dim",
+                "ss_network_alpha",
+                "ss_network_args",
+            )
             md = {k: md[k] for k in keep if k in md}
         self.no_metadata = bool(a.no_metadata)
         return md
@@ -734,7 +770,16 @@ class SimulatedTrainer:
         }
         if a.clip_skip is not None:
             spec["modelspec.encoder_layer"] = str(a.clip_skip)
-        for opt in ("author", "description", "license", "tags", "usage_hint", "merged_from", "trigger_phrase", "preprocessor"):
+        for opt in (
+            "author",
+            "description",
+            "license",
+            "tags",
+            "usage_hint",
+            "merged_from",
+            "trigger_phrase",
+            "preprocessor",
+        ):
             v = getattr(a, f"metadata_{opt}", None)
             if v:
                 spec[f"modelspec.{opt}"] = v
@@ -744,7 +789,9 @@ class SimulatedTrainer:
 
     def _specs(self) -> list[tuple[str, list[int]]]:
         rank = self.args.network_dim if self.args.network_dim is not None else 4
-        return lorafile.tensor_specs(rank=rank, unet=not self.te_only, text_encoders=not self.unet_only, real_size=self.sim.real_size)
+        return lorafile.tensor_specs(
+            rank=rank, unet=not self.te_only, text_encoders=not self.unet_only, real_size=self.sim.real_size
+        )
 
     def _save_model(self, name: str, steps: int, epoch: int) -> None:
         path = self.output_dir / name
@@ -773,7 +820,14 @@ class SimulatedTrainer:
         random.Random(self.session_id).shuffle(order)  # a Rust HashMap: no defined order
         md = {k: md[k] for k in order}
         lorafile.write_lora(
-            path, specs, md, alpha=alpha, seed=seed, seconds=self.sim.step_seconds * 0.5, sleep=self.h.sleep, dtype=dtype
+            path,
+            specs,
+            md,
+            alpha=alpha,
+            seed=seed,
+            seconds=self.sim.step_seconds * 0.5,
+            sleep=self.h.sleep,
+            dtype=dtype,
         )
 
     def _remove_model(self, name: str) -> None:
@@ -790,7 +844,9 @@ class SimulatedTrainer:
         with open(state_dir / "train_state.json", "w", encoding="utf-8") as f:
             json.dump({"current_epoch": epoch, "current_step": step}, f)
         specs = self._specs()
-        lorafile.write_lora(state_dir / "model.safetensors", specs, {"format": "pt"}, alpha=float(a.network_alpha or 1.0), seed=step)
+        lorafile.write_lora(
+            state_dir / "model.safetensors", specs, {"format": "pt"}, alpha=float(a.network_alpha or 1.0), seed=step
+        )
         self.log("model_weights_saved", f"Model weights saved in {state_dir}/model.safetensors")
         (state_dir / "optimizer.bin").write_bytes(b"PK\x03\x04" + os.urandom(2048))
         self.log("optimizer_saved", f"Optimizer state saved in {state_dir}/optimizer.bin")
@@ -801,15 +857,18 @@ class SimulatedTrainer:
             self.log("scaler_saved", f"Gradient scaler state saved in {state_dir}/scaler.pt")
         import pickle
 
-        (state_dir / "random_states_0.pkl").write_bytes(pickle.dumps({"step": step, "random_state": self.rng.getstate()}))
+        (state_dir / "random_states_0.pkl").write_bytes(
+            pickle.dumps({"step": step, "random_state": self.rng.getstate()})
+        )
         self.log("random_saved", f"Random states saved in {state_dir}/random_states_0.pkl")
 
     def _save_state_epoch(self, epoch_no: int) -> None:
         a = self.args
         self.log("state_empty", "")
         self.log("saving_state", f"saving state at epoch {epoch_no}")
-        self._write_state(self.output_dir / state_dir_name(epoch_file_name(a.output_name, epoch_no, "")),
-                          epoch_no, self.global_step)
+        self._write_state(
+            self.output_dir / state_dir_name(epoch_file_name(a.output_name, epoch_no, "")), epoch_no, self.global_step
+        )
         last_n = a.save_last_n_epochs_state or a.save_last_n_epochs
         if last_n is not None:
             r = epoch_no - a.save_every_n_epochs * last_n
@@ -823,8 +882,9 @@ class SimulatedTrainer:
         step = self.global_step
         self.log("state_empty", "")
         self.log("saving_state", f"saving state at step {step}")
-        self._write_state(self.output_dir / state_dir_name(step_file_name(a.output_name, step, "")),
-                          self.current_epoch, step)
+        self._write_state(
+            self.output_dir / state_dir_name(step_file_name(a.output_name, step, "")), self.current_epoch, step
+        )
         last_n = a.save_last_n_steps_state or a.save_last_n_steps
         if last_n is not None:
             r = step - last_n - 1
@@ -854,7 +914,9 @@ class SimulatedTrainer:
         self.log("sample_header", f"generating sample images at step / サンプル画像生成 ステップ: {steps}")
         prompts = _read_prompts(a.sample_prompts)
         if prompts is None:
-            self.log("no_prompt_file", f"No prompt file / プロンプトファイルがありません: {a.sample_prompts}", logging.ERROR)
+            self.log(
+                "no_prompt_file", f"No prompt file / プロンプトファイルがありません: {a.sample_prompts}", logging.ERROR
+            )
             return
         sample_dir = self.output_dir / "sample"
         sample_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 Why pure functions of facts: alerts must be reproducible from a snapshot's parts (tests feed
 hand-built values, the UI diffs them by ``key``), and the fix text depends only on what the
-run reports about itself: its batch size, accumulation, precision, flags (REF §6, §7 and the
+run reports about itself: its batch size, accumulation, precision, flags (sd-scripts' docs and the
 card's troubleshooting section, corrected where the card is wrong: ``--batch_size``,
 ``--lowvram`` and ``--medvram`` do not exist in sd-scripts).
 
@@ -176,7 +176,7 @@ def memory_fixes(cfg: TrainConfig, options: OptionValues, *, fragmentation: bool
 
 
 def oom_alert(inp: AlertInputs) -> Alert | None:
-    """CUDA out-of-memory (REF §7.2): the PyTorch line, the card's remedies fitted."""
+    """CUDA out-of-memory (``torch.OutOfMemoryError``): the PyTorch line, the card's remedies fitted."""
     if not inp.oom:
         return None
     frag = "reserved but unallocated" in inp.oom or "expandable_segments" in inp.oom
@@ -225,7 +225,7 @@ def host_oom_alert(inp: AlertInputs) -> Alert | None:
 
 
 def nan_alert(inp: AlertInputs) -> Alert | None:
-    """NaN loss (REF §7.3): sd-scripts carries on, ``avr_loss`` stays NaN for good."""
+    """NaN loss: sd-scripts never checks the loss and carries on, ``avr_loss`` stays NaN for good."""
     if inp.nan_step is None:
         return None
     fixes = []
@@ -261,8 +261,8 @@ _CRASH_FIXES: tuple[tuple[str, str], ...] = (
     ("No module named 'bitsandbytes'", "pip install bitsandbytes, or --optimizer_type AdamW"),
     ("No module named 'xformers'", "pip install xformers, or use --sdpa instead of --xformers"),
     ("No data found", "check the image folders in the dataset TOML (the parent of the N_name folders)"),
-    ("MultipleInvalid", "fix the dataset TOML: a key is misspelled or misplaced (REF §5.3)"),
-    ("extra keys not allowed", "fix the dataset TOML: a key is misspelled or misplaced (REF §5.3)"),
+    ("MultipleInvalid", "fix the dataset TOML: a key is misspelled or misplaced"),
+    ("extra keys not allowed", "fix the dataset TOML: a key is misspelled or misplaced"),
     ("logging_dir is required", "add --logging_dir DIR (needed with --log_with tensorboard)"),
     ("FileNotFoundError", "check the path named in the error"),
     ("No space left on device", "free disk space or lower how many checkpoints are kept (--save_last_n_epochs)"),

@@ -1,8 +1,8 @@
 """Checkpoints, ``-state`` directories, sample images and evaluations of one run directory.
 
 Why a scanner with memory: the dashboard rescans every few seconds while a run may be writing
-a 200 MB LoRA in place (sd-scripts saves are not atomic, REF §1.8). Whether a file is complete
-can be decided from its safetensors header alone (REF §4.1: the header promises the exact file
+a 200 MB LoRA in place (sd-scripts saves are not atomic: ``safetensors.torch.save_file``). Whether a file is complete
+can be decided from its safetensors header alone (the header promises the exact file
 size), but "still being written" versus "killed mid-write" needs time: a short file that keeps
 changing is WRITING, one that stays short is CORRUPT. Parsed headers are cached by
 ``(st_ino, st_size, st_mtime_ns)``, so a rescan of unchanged files costs only ``stat`` calls.
@@ -21,7 +21,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -31,13 +31,10 @@ from sdxl_tui.formats.names import (
     STATE_SUFFIX,
     WEIGHT_SUFFIXES,
     classify_name,
-    eval_dir_epoch,
-    eval_dir_name,
     parse_sample_name,
     state_dir_name,
 )
 from sdxl_tui.formats.safetensors import weights_verdict
-from sdxl_tui.formats.statedir import evals_dir
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -46,13 +43,13 @@ from sdxl_tui.model import (
     Sample,
     StateDir,
 )
+from sdxl_tui.sources.evaluations import attach_evaluations, scan_evaluations
 
 __all__ = ["CheckpointScan", "CheckpointScanner"]
 
 STALE_SECONDS = 30.0
 """A short file unchanged for this long is a killed save, not a save in progress."""
 _SMALL_JSON_MAX = 1 << 20
-_EVAL_STATUSES = frozenset({"queued", "running", "done", "failed"})
 
 _Sig = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
 
@@ -98,38 +95,6 @@ def _read_small_json(path: str) -> object:
     if len(raw) > _SMALL_JSON_MAX:
         raise ValueError("file too large")
     return json.loads(raw.decode("utf-8", errors="replace"))
-
-
-def _images_in(folder: str, *, depth: int = 2) -> tuple[str, ...]:
-    """Image paths in ``folder`` and (depth 2) its direct subfolders, sorted; never raises."""
-    found: list[str] = []
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
-        return ()
-    for e in entries:
-        try:
-            if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file():
-                found.append(e.path)
-            elif depth > 1 and e.is_dir() and not e.name.startswith("."):
-                found.extend(_images_in(e.path, depth=depth - 1))
-        except OSError:
-            continue
-    return tuple(found)
-
-
-def _pid_gone(pid: object) -> bool:
-    """True only when ``pid`` certainly names no live process (signal 0 probe, sends nothing)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: alive, someone else's
-        return False
-    return False
 
 
 def _local_ts(mtime: float) -> str:
@@ -264,9 +229,9 @@ class CheckpointScanner:
         state_by_name = {s.name: s.path for s in states}
         checkpoints = [self._checkpoint(w, output_name, now, state_by_name) for w in weights]
         checkpoints.sort(key=_checkpoint_order)
-        evaluations = self._evaluations(eval_dirs, checkpoints, problems)
+        evaluations = scan_evaluations(self.run_dir, eval_dirs, checkpoints, problems, self._json)
         if evaluations:
-            checkpoints = self._attach_evaluations(checkpoints, evaluations)
+            checkpoints = attach_evaluations(checkpoints, evaluations)
         samples = self._scan_samples(sample_dir, problems)
         for gone in [p for p in self._json_cache if p not in self._json_touched]:
             del self._json_cache[gone]  # removed state dirs / status files
@@ -355,7 +320,7 @@ class CheckpointScanner:
         if kind is CheckpointKind.EPOCH:
             epoch, step = number, md_steps
         elif kind is CheckpointKind.STEP:
-            # REF §4.4: a step save's ss_epoch is the 0-based index of the epoch in progress.
+            # A step save's ss_epoch is the 0-based index of the epoch in progress (train_network.py).
             epoch, step = (None if md_epoch is None else md_epoch + 1), number
         else:
             num_epochs = _int(md.get("ss_num_epochs"))
@@ -475,109 +440,6 @@ class CheckpointScanner:
         return self._samples_sorted
 
     # ---------------------------------------------------------------- evaluations
-
-    def _evaluations(
-        self,
-        eval_dirs: Iterable[os.DirEntry[str]],
-        checkpoints: list[Checkpoint],
-        problems: list[str],
-    ) -> list[Evaluation]:
-        by_stem = {os.path.splitext(c.name)[0]: c for c in checkpoints}
-        by_name = {c.name: c for c in checkpoints}
-
-        def for_epoch(n: int) -> Checkpoint | None:
-            for kind in (CheckpointKind.EPOCH, CheckpointKind.FINAL):
-                for c in checkpoints:
-                    if c.kind is kind and c.epoch == n:
-                        return c
-            return None
-
-        def match_dir(dirname: str) -> tuple[Checkpoint | None, int | None]:
-            n = eval_dir_epoch(dirname)
-            if n is not None:
-                return for_epoch(n), n
-            c = by_stem.get(dirname[len("eval_") :])
-            return c, (c.epoch if c else None)
-
-        results: dict[str, Evaluation] = {}
-        for entry in eval_dirs:
-            ck, epoch = match_dir(entry.name)
-            images = _images_in(entry.path)
-            results[os.path.normpath(entry.path)] = Evaluation(
-                name=entry.name,
-                path=entry.path,
-                checkpoint=ck.name if ck else None,
-                epoch=epoch,
-                status="done" if images else "unknown",
-                images=images,
-            )
-
-        status_dir = os.fspath(evals_dir(self.run_dir))
-        try:
-            with os.scandir(status_dir) as it:
-                status_files = sorted(e.path for e in it if e.name.endswith(".json"))
-        except FileNotFoundError:
-            status_files = []
-        except OSError as exc:
-            problems.append(f"cannot list {status_dir}: {exc.strerror or exc}")
-            status_files = []
-        for sf in status_files:
-            stem = os.path.basename(sf)[: -len(".json")]
-            try:
-                data = self._json(sf)
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError) as exc:
-                problems.append(f"unreadable evaluation status {os.path.basename(sf)}: {exc}")
-                continue
-            if not isinstance(data, dict):
-                problems.append(f"unreadable evaluation status {os.path.basename(sf)}")
-                continue
-            ck_field = data.get("checkpoint")
-            ck_name = os.path.basename(str(ck_field)) if ck_field else None
-            ck = (by_name.get(ck_name) if ck_name else None) or by_stem.get(stem)
-            out = data.get("output_dir")
-            if out:
-                out_path = os.path.join(self.run_dir, os.path.expanduser(str(out)))
-            else:
-                epoch = ck.epoch if ck is not None and ck.kind is CheckpointKind.EPOCH else None
-                out_path = os.path.join(self.run_dir, eval_dir_name(stem, epoch))
-            key = os.path.normpath(out_path)
-            status = str(data.get("status", "unknown"))
-            if status not in _EVAL_STATUSES:
-                status = "unknown"
-            elif status == "running" and _pid_gone(data.get("pid")):
-                status = "failed"  # the runner died without recording the end (as evaluate.py)
-            existing = results.get(key)
-            images = existing.images if existing else _images_in(out_path)
-            epoch = ck.epoch if ck else (existing.epoch if existing else None)
-            results[key] = Evaluation(
-                name=existing.name if existing else os.path.basename(key),
-                path=existing.path if existing else out_path,
-                checkpoint=ck.name
-                if ck
-                else (ck_name or (existing.checkpoint if existing else None)),
-                epoch=epoch,
-                status=status,
-                images=images,
-            )
-        return sorted(results.values(), key=lambda e: (e.epoch is None, e.epoch or 0, e.name))
-
-    @staticmethod
-    def _attach_evaluations(
-        checkpoints: list[Checkpoint], evaluations: Iterable[Evaluation]
-    ) -> list[Checkpoint]:
-        status_for: dict[str, str] = {}
-        for ev in evaluations:
-            if ev.checkpoint is None:
-                continue
-            # a status from a status file (anything but a bare folder's done/unknown) wins
-            if status_for.get(ev.checkpoint) in (None, "done", "unknown"):
-                status_for[ev.checkpoint] = ev.status
-        return [
-            replace(c, evaluation=status_for[c.name]) if c.name in status_for else c
-            for c in checkpoints
-        ]
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})

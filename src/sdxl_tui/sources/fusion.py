@@ -38,7 +38,7 @@ from sdxl_tui.model import (
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.checkpoints import CheckpointScan
-from sdxl_tui.sources.logparse import LogFacts
+from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
 from sdxl_tui.sources.progress import (
     compute_progress,

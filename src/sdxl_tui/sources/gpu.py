@@ -218,7 +218,7 @@ class GpuMonitor:
                 self._nvml.nvmlShutdown()
         self._last_attempt = None
 
-    def __enter__(self) -> GpuMonitor:  # noqa: PYI034  (py3.10: no typing.Self)
+    def __enter__(self) -> GpuMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:

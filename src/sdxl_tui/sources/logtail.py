@@ -1,9 +1,10 @@
 """Byte-offset tail of the trainer's console log (``training.log``).
 
-Why a hand-made tail: sd-scripts' log is a mix of RichHandler records, plain prints and tqdm
-bars that redraw with ``\\r`` and never end their line (REF §1.3, §1.7). A refresh must cost only
-what is new, so the tail keeps ``(st_dev, st_ino, offset)`` and a buffered partial segment, and
-splits on both ``\\r`` and ``\\n``. It survives what happens to log files in practice:
+Why a hand-made tail: sd-scripts' log is a mix of RichHandler records, plain prints and tqdm bars
+that redraw with ``\\r`` and never end their line (tqdm in
+``train_network.py:NetworkTrainer.train``). A refresh must cost only what is new, so the tail keeps
+``(st_dev, st_ino, offset)`` and a buffered partial segment, and splits on both ``\\r`` and ``\\n``.
+It survives what happens to log files in practice:
 
 * truncated in place (``>`` reused for a new run): size < offset, restart at 0, ``truncated``;
 * rotated or replaced (new inode): drain the rest of the old file, reopen the new one from 0,
@@ -119,7 +120,7 @@ class LogTail:
     def __del__(self) -> None:  # pragma: no cover - best effort
         self.close()
 
-    def __enter__(self) -> LogTail:  # noqa: PYI034
+    def __enter__(self) -> LogTail:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -256,7 +257,9 @@ class LogTail:
             head.append((_decode(data[: self.max_line_bytes]), ""))
         return self._jump_to_tail(size, segs, dropped, head_end=cut + 1 if cut >= 0 else len(data))
 
-    def _jump_to_tail(self, size: int, segs: list[Segment], dropped: int, head_end: int | None = None) -> tuple[int, int]:
+    def _jump_to_tail(
+        self, size: int, segs: list[Segment], dropped: int, head_end: int | None = None
+    ) -> tuple[int, int]:
         """Skip to the first segment boundary inside the last ``initial_tail_bytes``."""
         assert self._fd is not None
         start = max(self.offset, size - self.initial_tail_bytes)
@@ -316,7 +319,7 @@ class LogTail:
         # parts: [t0, term0, t1, term1, ..., tn, ""] (data ends with a terminator)
         cap = self.max_line_bytes
         texts = parts[0:-1:2]
-        out = list(zip(texts, parts[1::2]))
+        out = list(zip(texts, parts[1::2], strict=False))
         if texts and max(map(len, texts)) > cap:
             # a line over the cap inside one read: keep its start, marked as cut
             out = [(t, term) if len(t) <= cap else (t[:cap], "") for t, term in out]

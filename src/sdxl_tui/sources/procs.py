@@ -9,12 +9,12 @@ argparse prefix such as ``--output_d``, or ``output_dir`` inside its ``--config_
 TOML) that resolves, against the process's own working directory, to the run directory.
 
 Launchers repeat the trainer's arguments on their own command line (``accelerate launch …
-sdxl_train_network.py``, ``conda run … python train_network.py``) and DataLoader workers
-are forks with the very same command line (REF §8.3), so the trainer is the candidate that
-(a) runs the script directly under an interpreter and (b) whose parent is not itself such a
-trainer. Above it, the launcher chain is every parent that mentions a trainer script (or is
-the shell ``conda run`` writes, or our supervisor); the walk stops at anything else (an
-interactive shell, tmux, sshd, init). Below it, every descendant.
+sdxl_train_network.py``, ``conda run … python train_network.py``) and DataLoader workers are forks
+with the very same command line (``torch.utils.data.DataLoader`` forks them), so the trainer is the
+candidate that (a) runs the script directly under an interpreter and (b) whose parent is not itself
+such a trainer. Above it, the launcher chain is every parent that mentions a trainer script (or is
+the shell ``conda run`` writes, or our supervisor); the walk stops at anything else (an interactive
+shell, tmux, sshd, init). Below it, every descendant.
 
 The process sdxl-tui itself started is found through the run record
 ``OUTPUT_DIR/.sdxl-tui/run.json`` and trusted only when its (pid, create_time) and command
@@ -29,7 +29,7 @@ import os
 import signal as _signal
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
@@ -387,10 +387,7 @@ def _check_record(record: RunRecord, rows: Mapping[int, _Row], children: Mapping
     if not same_time(row.create_time, record.create_time) or not (
         row.cmdline and cmdline_matches(row.cmdline, argv)
     ):
-        if record.ended:
-            state = "ended"
-        else:
-            state = "mismatch"
+        state = "ended" if record.ended else "mismatch"
         return state, None, (
             f"recorded pid {pid} now belongs to another process ({_short(row.cmdline) or '?'}); "
             "it is not the run sdxl-tui started and is left alone"
@@ -407,7 +404,9 @@ def _check_record(record: RunRecord, rows: Mapping[int, _Row], children: Mapping
     return "alive", row, None  # still starting (e.g. conda resolving the env)
 
 
-def find_trainers(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> tuple[ProcessTree, ...]:
+def find_trainers(
+    run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None
+) -> tuple[ProcessTree, ...]:
     """All trainer trees writing to ``run_dir`` (the recorded one first)."""
     return discover(run_dir, psutil_module=psutil_module).trees
 
@@ -497,10 +496,6 @@ class ProcessWatcher:
 def describe_tree(tree: ProcessTree) -> list[str]:
     """Lines ``role pid user command`` for a tree, outermost launcher first."""
     return [f"{p.role:<8} {p.pid:>7} {p.username or '?':<10} {_short(p.cmdline, 200)}" for p in tree.all()]
-
-
-def iter_ids(trees: Iterable[ProcessTree]) -> set[tuple[int, float]]:
-    return {(p.pid, p.create_time) for t in trees for p in t.all()}
 
 
 __all__ = [

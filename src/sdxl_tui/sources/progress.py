@@ -1,10 +1,11 @@
 """Progress and ETA arithmetic for a run: pure functions, no I/O.
 
 Why a module of its own: the numbers the dashboard shows ("ETA 03:12, next checkpoint
-luca_sdxl_v1-000008 in 41 min") depend on sd-scripts' exact save schedule (REF §3.2: the last
-epoch is never saved under an epoch name, the final file comes at the end) and on what the
-step rate really measures (REF §1.7: tqdm's rate excludes time spent sampling and saving).
-Keeping that arithmetic here, free of readers, lets it be tested on hand-built numbers.
+luca_sdxl_v1-000008 in 41 min") depend on sd-scripts' exact save schedule
+(``train_network.py:NetworkTrainer.train``: the last epoch is never saved under an epoch name, the
+final file comes at the end) and on what the step rate really measures (tqdm's rate excludes time
+spent sampling and saving). Keeping that arithmetic here, free of readers, lets it be tested on
+hand-built numbers.
 
 The "honest ETA" is::
 
@@ -192,7 +193,7 @@ def compute_progress(
     Args:
         config: what the run reports (save schedule, steps per epoch, output name).
         step: optimizer steps done; total_steps: steps planned.
-        seconds_per_step: pure training time per step (tqdm's rate, REF §1.7).
+        seconds_per_step: pure training time per step (tqdm's rate).
         now: the injected clock; last_step_at: when the last step was seen (unix time).
         pause_seconds: measured mean cost of one save (see :func:`pause_per_save`).
         done: file names of checkpoints already complete.

@@ -20,7 +20,7 @@ from typing import Any
 from sdxl_tui.formats.cmdline import OptionValues
 from sdxl_tui.formats.names import classify_name
 from sdxl_tui.model import Checkpoint, CheckpointKind, TrainConfig
-from sdxl_tui.sources.logparse import SaveEvent
+from sdxl_tui.sources.logfacts import SaveEvent
 
 __all__ = [
     "config_from_metadata",
@@ -91,7 +91,10 @@ def _batch_from_metadata(md: Mapping[str, str]) -> int | None:
 
 
 def config_from_metadata(md: Mapping[str, str]) -> TrainConfig:
-    """The ``ss_*`` keys of a checkpoint header as a TrainConfig (``train_network.py:NetworkTrainer.train`` writes them)."""
+    """The ``ss_*`` keys of a checkpoint header as a TrainConfig.
+
+    ``train_network.py:NetworkTrainer.train`` writes them into every saved LoRA.
+    """
     if not md:
         return TrainConfig()
     return TrainConfig(
@@ -208,5 +211,7 @@ def spacing_of_logged(logged: Sequence[tuple[str, CheckpointKind, int]]) -> tupl
         gaps = [b - a for a, b in itertools.pairwise(xs)]
         return min(gaps) if gaps else xs[0]
 
-    return (spacing([n for _, k, n in logged if k is CheckpointKind.EPOCH]),
-            spacing([n for _, k, n in logged if k is CheckpointKind.STEP]))
+    return (
+        spacing([n for _, k, n in logged if k is CheckpointKind.EPOCH]),
+        spacing([n for _, k, n in logged if k is CheckpointKind.STEP]),
+    )

@@ -38,7 +38,8 @@ from sdxl_tui.sources.checkpoints import CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
-from sdxl_tui.sources.logparse import LogFacts, LogParser
+from sdxl_tui.sources.logfacts import LogFacts
+from sdxl_tui.sources.logparse import LogParser
 from sdxl_tui.sources.logtail import LogTail
 from sdxl_tui.sources.procs import ExitInfo, ProcessWatcher
 from sdxl_tui.sources.state import StateInputs, decide_state
@@ -117,6 +118,7 @@ class RunReader:
         self._exit: ExitInfo | None = None
         self._record: RunRecord | None = None
         self._events: EventReader | None = None
+        self._event_roots: tuple[str, ...] = ()
         self._reset_readers()
         if event_reader is not None:
             self._events = event_reader
@@ -131,7 +133,7 @@ class RunReader:
         self._parser = LogParser()
         self._log_file: str | None = None
         self._events = None
-        self._event_roots: tuple[str, ...] = ()
+        self._event_roots = ()
         self._dir_id: tuple[int, int] | None = None
         self._launch_options: OptionValues | None = None
         self._launch_sig: tuple[str, int, int] | None = None

@@ -2,7 +2,7 @@
 
 Why a separate pure module: the schema is a public contract for scripts (documented in the
 README); keeping it apart from the reader means a field can only change here, on purpose.
-NaN and infinities (a NaN loss is a real state, REF §7.3) become ``null`` so the output is
+NaN and infinities (a NaN loss is a real state: sd-scripts never checks it) become ``null`` so the output is
 strict JSON that any parser accepts.
 """
 

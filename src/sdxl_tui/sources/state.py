@@ -152,7 +152,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         return RunState.WAITING, "no output yet and no trainer running"
 
     # 5./6. live
-    phase_state = _PHASE_STATES.get(s.phase or "", None)
+    phase_state = _PHASE_STATES.get(s.phase or "")
     if s.phase == "finished":
         return RunState.SAVING, f"training loop done, final save in progress; {how}"
     if phase_state is None:

@@ -121,11 +121,11 @@ def plan_kill(run_dir: str) -> Proposal:
     for r in plan.refusals:
         lines.append(f"{'refused':<9}{r.pid:>7}  {(r.username or '?'):<10} {r.reason}")
     if plan.notes:
-        lines += [""] + list(plan.notes)
+        lines += ["", *list(plan.notes)]
     lines += ["", "sd-scripts saves nothing on interrupt: progress since the last checkpoint is lost.",
               "Prefer x (stop after the next checkpoint) to lose nothing."]
     if plan.empty:
-        lines = ["No live trainer process was found for this run; nothing to kill."] + (list(plan.notes) if plan.notes else [])
+        lines = ["No live trainer process was found for this run; nothing to kill.", *plan.notes]
     return Proposal(
         "Kill the training?",
         "\n".join(lines),
@@ -189,8 +189,11 @@ def plan_evaluation(run_dir: str, checkpoint: str, settings: Settings, *, traine
         lines += ["", "warnings:"] + [f"  {w}" for w in plan.warnings]
     training = trainer_alive or plan.training_pid is not None
     if training:
-        lines += ["", "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
-                  "queueing starts the evaluation when the training ends."]
+        lines += [
+            "",
+            "Training is using the GPU. Evaluating now competes for VRAM (risk of OOM);",
+            "queueing starts the evaluation when the training ends.",
+        ]
         choices: tuple[tuple[str, str, str], ...] = (
             ("after-training", "Queue until training ends", "primary"),
             ("now", "Run now", "warning"),
@@ -221,10 +224,14 @@ def images_for(snapshot: RunSnapshot, checkpoint_path: str) -> list[str]:
     images: list[str] = []
     stem = ckpt.name.rsplit(".", 1)[0]
     for ev in snapshot.evaluations:
-        if ev.checkpoint in (ckpt.name, ckpt.path, stem) or (ev.epoch is not None and ev.epoch == ckpt.epoch and ev.checkpoint is None):
+        if ev.checkpoint in (ckpt.name, ckpt.path, stem) or (
+            ev.epoch is not None and ev.epoch == ckpt.epoch and ev.checkpoint is None
+        ):
             images.extend(ev.images)
     for s in snapshot.samples:
-        if (ckpt.epoch is not None and s.epoch == ckpt.epoch) or (ckpt.step is not None and s.epoch is None and s.step == ckpt.step):
+        if (ckpt.epoch is not None and s.epoch == ckpt.epoch) or (
+            ckpt.step is not None and s.epoch is None and s.step == ckpt.step
+        ):
             images.append(s.path)
     return images
 
@@ -248,15 +255,15 @@ def default_compare_selection(snapshot: RunSnapshot, epochs: tuple[int, int] = D
     from sdxl_tui.model import CheckpointKind
 
     ckpts = snapshot.checkpoints
-    epoch_files = [c for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None]
+    epoch_files = [(c.epoch, c) for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None]
     lo, hi = epochs
-    in_range = [c for c in epoch_files if lo <= c.epoch <= hi]
-    done_in_range = sorted({c.epoch for c in in_range if c.complete})
+    in_range = [(e, c) for e, c in epoch_files if lo <= e <= hi]
+    done_in_range = sorted({e for e, c in in_range if c.complete})
     if len(done_in_range) >= 2:
-        if all(c.complete for c in in_range):
+        if all(c.complete for _, c in in_range):
             return f"{lo}-{hi}"
         return _short_range(done_in_range)
-    done = sorted({c.epoch for c in epoch_files if c.complete})
+    done = sorted({e for e, c in epoch_files if c.complete})
     if len(done) >= 2:
         return _short_range(done)
     return ",".join(c.name for c in ckpts if c.complete)

@@ -13,14 +13,18 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
+from rich.console import RenderableType
 from textual import work
+from textual.actions import ActionParseResult
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Container, Vertical
+from textual.css.query import NoMatches, WrongType
+from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
@@ -69,10 +73,14 @@ def css_path() -> str:
 
 
 #: Actions that change the run; ``--readonly`` removes them (nvitop's read-only mode).
-DESTRUCTIVE = frozenset({"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint", "compare_checkpoints"})
+DESTRUCTIVE = frozenset(
+    {"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint", "compare_checkpoints"}
+)
 
 #: Actions whose availability depends on the run (greyed out when they cannot apply).
-GATED = frozenset({"start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images", "compare_checkpoints"})
+GATED = frozenset(
+    {"start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images", "compare_checkpoints"}
+)
 
 _SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "information"}
 
@@ -80,9 +88,17 @@ _SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO
 PALETTE = (
     ("run: start", "preflight-check and start the training (detached)", "start_run"),
     ("run: kill", "stop the training process tree (asks first)", "kill_run"),
-    ("run: stop after next checkpoint", "let the trainer save its next checkpoint, then stop it", "stop_after_checkpoint"),
+    (
+        "run: stop after next checkpoint",
+        "let the trainer save its next checkpoint, then stop it",
+        "stop_after_checkpoint",
+    ),
     ("checkpoint: evaluate", "evaluate the selected checkpoint", "evaluate_checkpoint"),
-    ("checkpoint: compare", "comparison grid: same prompts and seeds over several checkpoints (e.g. epochs 6-10)", "compare_checkpoints"),
+    (
+        "checkpoint: compare",
+        "comparison grid: same prompts and seeds over several checkpoints (e.g. epochs 6-10)",
+        "compare_checkpoints",
+    ),
     ("checkpoint: show images", "sample and evaluation images of the selected checkpoint", "show_images"),
     ("run: morning report", "write DIR/.sdxl-tui/report.html: outcome, timeline, charts, checkpoints, samples, GPU", "morning_report"),
     ("view: loss chart", "full chart with smoothing, log-Y, LR and resume points", "toggle_chart"),
@@ -96,15 +112,30 @@ class SdxlTuiApp(App[int]):
 
     CSS_PATH = css_path()
     TITLE = "sdxl-tui"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    # Textual declares the breakpoints as instance attributes (App.__init__ may set them)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start_run", "Start", tooltip="Preflight-check and start the training", id="start-run"),
-        Binding("e", "evaluate_checkpoint", "Eval", tooltip="Evaluate the selected checkpoint", id="evaluate-checkpoint"),
+        Binding(
+            "e", "evaluate_checkpoint", "Eval", tooltip="Evaluate the selected checkpoint", id="evaluate-checkpoint"
+        ),
         Binding("k", "kill_run", "Kill", tooltip="Kill the training (asks first)", id="kill-run"),
-        Binding("x", "stop_after_checkpoint", "Stop@ckpt", tooltip="Stop after the next checkpoint", id="stop-after-checkpoint"),
-        Binding("g", "compare_checkpoints", "Grid", tooltip="Comparison grid of several checkpoints (same prompts and seeds)", id="compare-checkpoints"),
+        Binding(
+            "x",
+            "stop_after_checkpoint",
+            "Stop@ckpt",
+            tooltip="Stop after the next checkpoint",
+            id="stop-after-checkpoint",
+        ),
+        Binding(
+            "g",
+            "compare_checkpoints",
+            "Grid",
+            tooltip="Comparison grid of several checkpoints (same prompts and seeds)",
+            id="compare-checkpoints",
+        ),
         Binding("i", "show_images", "Images", tooltip="Images of the selected checkpoint", id="show-images"),
         Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
         Binding("R", "morning_report", "Report", tooltip="Write the morning report (one HTML file) and show its path", id="morning-report", show=False),
@@ -154,6 +185,7 @@ class SdxlTuiApp(App[int]):
         self._first_snapshot = True
         self._hook_notes: tuple[str, ...] = ()
         self._own_gpu = False
+        self._exiting = False
         self._pending_log: list[LogLinesAdded] = []
         self._gates: tuple[object, ...] = ()
         self.set_reactive(SdxlTuiApp.readonly, settings.ui.readonly)
@@ -193,8 +225,12 @@ class SdxlTuiApp(App[int]):
         if self.notice:
             self.notify(self.notice, title="sdxl-tui", timeout=8)
         if self._bad_theme:
-            self.notify(f"unknown theme {self._bad_theme!r}; themes: {', '.join(sorted(self.available_themes))}",
-                        title="ui.theme", severity="warning", timeout=10)
+            self.notify(
+                f"unknown theme {self._bad_theme!r}; themes: {', '.join(sorted(self.available_themes))}",
+                title="ui.theme",
+                severity="warning",
+                timeout=10,
+            )
         self.run_worker(self._reader_thread, thread=True, name="run-reader", group="feeds", exit_on_error=False)
         if self.feeds.gpu_factory is not None:
             self._own_gpu = True
@@ -212,7 +248,7 @@ class SdxlTuiApp(App[int]):
     # --------------------------------------------------------------- feed messages
     def _live(self) -> bool:
         """False while starting or shutting down (no screen to update)."""
-        return bool(self.screen_stack) and not self._exit
+        return bool(self.screen_stack) and not self._exiting
 
     def refresh_bindings(self) -> None:
         if self._live():
@@ -255,7 +291,7 @@ class SdxlTuiApp(App[int]):
         """The widget on the dashboard screen, even while a chart or dialog is on top."""
         try:
             return self.screen_stack[0].query_one(selector)
-        except Exception:
+        except (NoMatches, WrongType):
             return None
 
     def on_log_lines_added(self, message: LogLinesAdded) -> None:
@@ -281,8 +317,8 @@ class SdxlTuiApp(App[int]):
         tabs = self.main_query(TabbedContent)
         if tabs is not None:
             try:
-                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"  # type: ignore[assignment]
-            except Exception:
+                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"
+            except Exception:  # noqa: BLE001 - a tab row being rebuilt must not break the alert count
                 pass
 
     def on_alerts_raised(self, message: AlertsRaised) -> None:
@@ -292,8 +328,12 @@ class SdxlTuiApp(App[int]):
         name = run_name(snap) if snap is not None else None
         for alert in message.alerts:
             body = alert.message + (f"\nfix: {alert.fix}" if alert.fix else "")
-            self.notify(body, title=f"{alert.kind}", severity=_SEVERITY.get(alert.severity, "information"),  # type: ignore[arg-type]
-                        timeout=30 if alert.severity is Severity.ERROR else 12)
+            self.notify(
+                body,
+                title=f"{alert.kind}",
+                severity=_SEVERITY.get(alert.severity, "information"),  # type: ignore[arg-type]
+                timeout=30 if alert.severity is Severity.ERROR else 12,
+            )
             if message.initial:
                 continue
             out = notify.terminal_output(
@@ -305,8 +345,7 @@ class SdxlTuiApp(App[int]):
             )
             if out:
                 self.terminal_writes.append(out)
-                if not self.is_headless and self._driver is not None:
-                    self._driver.write(out)
+                self._write_to_terminal(out)
             hook = self.settings.alerts.hook
             if hook:
                 payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
@@ -394,7 +433,12 @@ class SdxlTuiApp(App[int]):
             return True if self.why_not(action) is None else None
         return True
 
-    async def run_action(self, action: Any, default_namespace: Any = None) -> bool:
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
         """A greyed-out key still answers: it says why it cannot run now (never ignored)."""
         if (
             isinstance(action, str)
@@ -406,7 +450,7 @@ class SdxlTuiApp(App[int]):
             if reason is not None:
                 self.notify(f"not now: {reason}", severity="warning", timeout=4)
                 return True
-        return await super().run_action(action, default_namespace)
+        return await super().run_action(action, default_namespace, namespaces)
 
     def _refuse(self, action: str) -> bool:
         reason = self.why_not(action)
@@ -445,13 +489,32 @@ class SdxlTuiApp(App[int]):
     def on_unmount(self) -> None:
         self.feeds.stop()
 
+    def exit(
+        self,
+        result: Any | None = None,
+        return_code: int = 0,
+        message: RenderableType | None = None,
+    ) -> None:
+        """Leave the app; from now on feed messages are dropped (no screen to update)."""
+        self._exiting = True
+        super().exit(result, return_code, message)
+
+    def _write_to_terminal(self, text: str) -> None:
+        """Bell and OSC 9/777 notifications go to the terminal itself, in order with the frames.
+
+        Textual has no public call for raw escape sequences; its own ``App.bell`` writes through
+        the driver the same way, which is why the Textual pin has an upper bound.
+        """
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(text)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
 
     def help_rows(self) -> list[tuple[str, str, str, str]]:
         """(key, description, id, availability) for every App binding, as bound now."""
         rows = []
-        keymap = getattr(self, "_keymap", {}) or {}
+        keymap = self.settings.ui.keymap
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             if binding.action in DESTRUCTIVE and self.readonly:
@@ -459,7 +522,9 @@ class SdxlTuiApp(App[int]):
             keys = keymap.get(binding.id or "", binding.key)
             shown = ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(","))
             reason = self.why_not(binding.action)
-            rows.append((shown, binding.tooltip or binding.description, binding.id or "", "ok" if reason is None else reason))
+            rows.append(
+                (shown, binding.tooltip or binding.description, binding.id or "", "ok" if reason is None else reason)
+            )
         rows.append(("ctrl+p", "command palette", "", "ok"))
         return rows
 
@@ -534,7 +599,7 @@ class SdxlTuiApp(App[int]):
     async def _start_flow(self) -> None:
         try:
             proposal = await self._blocking(actions.plan_start, self.run_dir, self.settings, self.launch_file)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
             self._finished("start", False, str(exc))
             return
         if await self._propose(proposal) != "start":
@@ -548,7 +613,7 @@ class SdxlTuiApp(App[int]):
     async def _kill_flow(self) -> None:
         try:
             proposal = await self._blocking(actions.plan_kill, self.run_dir)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
             self._finished("kill", False, str(exc))
             return
         if await self._propose(proposal) != "kill":
@@ -564,27 +629,38 @@ class SdxlTuiApp(App[int]):
         try:
             armed = await self._blocking(actions.stop_status, self.run_dir)
             if armed:
-                choice = await self._propose(actions.Proposal(
-                    "Stop after the next checkpoint is armed",
-                    "A watcher will stop the training once its next checkpoint is complete.\nCancel it?",
-                    True, choices=(("disarm", "Cancel the stop", "warning"),)))
+                choice = await self._propose(
+                    actions.Proposal(
+                        "Stop after the next checkpoint is armed",
+                        "A watcher will stop the training once its next checkpoint is complete.\nCancel it?",
+                        True,
+                        choices=(("disarm", "Cancel the stop", "warning"),),
+                    )
+                )
                 if choice != "disarm":
                     return
-                ok, text = await self._blocking(lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings, cancel=True))
+                ok, text = await self._blocking(
+                    lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings, cancel=True)
+                )
                 self.stop_armed = not ok
             else:
                 snap = self.snapshot
                 nxt = snap.progress.next_checkpoint if snap else None
-                choice = await self._propose(actions.Proposal(
-                    "Stop after the next checkpoint?",
-                    "The training keeps running until its next checkpoint file is complete, then it is stopped\n"
-                    "(SIGINT, then SIGTERM). Nothing saved is lost." + (f"\n\nnext checkpoint: {nxt}" if nxt else ""),
-                    True, choices=(("arm", "Stop after checkpoint", "warning"),)))
+                choice = await self._propose(
+                    actions.Proposal(
+                        "Stop after the next checkpoint?",
+                        "The training keeps running until its next checkpoint file is complete, then it is stopped\n"
+                        "(SIGINT, then SIGTERM). Nothing saved is lost."
+                        + (f"\n\nnext checkpoint: {nxt}" if nxt else ""),
+                        True,
+                        choices=(("arm", "Stop after checkpoint", "warning"),),
+                    )
+                )
                 if choice != "arm":
                     return
                 ok, text = await self._blocking(lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings))
                 self.stop_armed = ok
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
             self._finished("stop after checkpoint", False, str(exc))
             return
         self._finished("stop after checkpoint", ok, text)
@@ -596,7 +672,7 @@ class SdxlTuiApp(App[int]):
             proposal = await self._blocking(
                 lambda: actions.plan_evaluation(self.run_dir, checkpoint, self.settings, trainer_alive=alive)
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
             self._finished("evaluate", False, str(exc))
             return
         choice = await self._propose(proposal)
@@ -604,11 +680,10 @@ class SdxlTuiApp(App[int]):
             return
         try:
             ok, text = await self._blocking(actions.do_evaluation, proposal.plan, choice)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
             ok, text = False, f"{type(exc).__name__}: {exc}"
         self._finished("evaluate", ok, text)
         self.feeds.wake.set()
-
 
     @work(exclusive=True, group="compare", exit_on_error=False)
     async def _compare_flow(self) -> None:
@@ -618,22 +693,27 @@ class SdxlTuiApp(App[int]):
         dashboard does not stop them; this worker only follows the status files.
         """
         snap = self.snapshot
-        screen = CompareScreen(actions.default_compare_selection(snap), actions.compare_choices(snap),
-                               training=self.trainer_alive)
+        if snap is None:
+            return
+        screen = CompareScreen(
+            actions.default_compare_selection(snap), actions.compare_choices(snap), training=self.trainer_alive
+        )
         answer = await self.push_screen_wait(screen)
         if answer is None:
             return
         selection, when = answer
         try:
             job = await self._blocking(actions.do_compare, self.run_dir, selection, self.settings, when)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
             self._finished("compare", False, str(exc))
             return
         reused = len(job.names) - len(job.started)
         self.notify(
             f"{len(job.names)} checkpoints: {len(job.started)} evaluations queued"
-            + (f", {reused} reused" if reused else "") + f"\ngrid: {job.grid_path}",
-            title=f"compare {job.label}", timeout=8,
+            + (f", {reused} reused" if reused else "")
+            + f"\ngrid: {job.grid_path}",
+            title=f"compare {job.label}",
+            timeout=8,
         )
         self.feeds.wake.set()
         last = -1
@@ -649,7 +729,9 @@ class SdxlTuiApp(App[int]):
             if progress.done != last and progress.total:
                 last = progress.done
                 if progress.done:
-                    self.notify(f"{progress.done}/{progress.total} evaluations done", title=f"compare {job.label}", timeout=6)
+                    self.notify(
+                        f"{progress.done}/{progress.total} evaluations done", title=f"compare {job.label}", timeout=6
+                    )
             await asyncio.sleep(self.compare_poll)
 
 
@@ -688,22 +770,32 @@ def make_app(
     run_dir = os.path.abspath(os.fspath(run_dir))
     if reader is not None:
         ready = reader
-        reader_factory = lambda: ready
+
+        def reader_factory() -> Reader:
+            return ready
+
     elif reader_factory is None:
 
         def reader_factory() -> Reader:
             from sdxl_tui.sources.rundir import RunReader
 
             return RunReader(
-                run_dir, log_path=log_path, logs_dir=logs_dir, gpu=latest if gpu is not False else None,
-                clock=clock, settings=settings, launch_file=launch_file,
+                run_dir,
+                log_path=log_path,
+                logs_dir=logs_dir,
+                gpu=latest if gpu is not False else None,
+                clock=clock,
+                settings=settings,
+                launch_file=launch_file,
             )
 
     latest = gpu_latest or LatestGpu()
     gpu_factory: Callable[[], GpuSampler] | None = None
     if gpu is not False:
         monitor = gpu
-        gpu_factory = lambda: monitor if monitor is not None else GpuMonitor()
+
+        def gpu_factory() -> GpuSampler:
+            return monitor if monitor is not None else GpuMonitor()
     feeds = Feeds(
         reader_factory,
         run_dir=run_dir,

@@ -74,9 +74,8 @@ def filesystem_type(path: str | os.PathLike[str], mounts_file: str = "/proc/moun
             continue
         mount = _unescape_mount(row[1])
         prefix = mount.rstrip("/") + "/"
-        if real == mount or real.startswith(prefix) or mount == "/":
-            if best is None or len(mount) > best[0]:
-                best = (len(mount), row[2])
+        if (real == mount or real.startswith(prefix) or mount == "/") and (best is None or len(mount) > best[0]):
+            best = (len(mount), row[2])
     return None if best is None else best[1]
 
 
@@ -149,7 +148,7 @@ class DirectoryWatcher:
             for path in wanted:
                 self._observer.schedule(_Wake(), path, recursive=True)
                 self._watched.add(path)
-        except Exception as exc:  # inotify limit, missing module, …: the interval still works
+        except Exception as exc:  # noqa: BLE001 - inotify limit, missing module, …: the interval still works
             self._failed = f"polling (inotify unavailable: {exc})"
             self.stop()
             self.mode = self._failed
@@ -176,7 +175,7 @@ class DirectoryWatcher:
             return
         try:
             self._observer.unschedule_all()
-        except Exception:  # an observer that cannot unschedule keeps running: no harm
+        except Exception:  # noqa: BLE001 - an observer that cannot unschedule keeps running: no harm
             return
         self._paused = True
 
@@ -196,7 +195,7 @@ class DirectoryWatcher:
         if observer is not None:
             try:
                 observer.stop()
-            except Exception:
+            except Exception:  # noqa: BLE001 - stopping the observer is best effort at quit
                 pass
 
 
@@ -307,7 +306,7 @@ class Feeds:
         """Refresh the run reader until stopped; post snapshots and log batches."""
         try:
             reader = self.reader_factory()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported in the dashboard, never a crash
             post(ReaderFailed(f"cannot open the run: {exc}"))
             return
         delta = LogDelta()
@@ -322,7 +321,7 @@ class Feeds:
             started = time.monotonic()
             try:
                 snap = reader.refresh()
-            except Exception as exc:  # a reader bug must not kill the dashboard
+            except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the dashboard
                 post(ReaderFailed(f"{type(exc).__name__}: {exc}"))
             else:
                 self.refreshes += 1
@@ -362,7 +361,8 @@ class Feeds:
                 # busy: no events, read again once busy_gap has passed since the last change
                 self.stopping.wait(max(0.0, max(started, last_change) + self.busy_gap - time.monotonic()))
                 continue
-            idle = self.idle_interval if (self.watcher is not None and self.watcher.mode == "inotify") else self.interval
+            inotify = self.watcher is not None and self.watcher.mode == "inotify"
+            idle = self.idle_interval if inotify else self.interval
             woken = self.wake.wait(max(0.0, started + idle - time.monotonic()))
             if woken and not self.stopping.is_set():
                 # An isolated change is read at once (after a few ms that merge the write's
@@ -379,7 +379,7 @@ class Feeds:
             return
         try:
             gpu = self.gpu_factory()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - no GPU monitor is a status, not a crash
             post(GpuSampled(GpuStatus(available=False, reason=f"GPU monitor failed: {exc}")))
             return
         try:
@@ -387,7 +387,7 @@ class Feeds:
                 started = time.monotonic()
                 try:
                     status = gpu.sample(self.trainer_pids)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - NVML surprises are a status, not a crash
                     status = GpuStatus(available=False, reason=f"NVML error: {exc}")
                 if self.gpu_latest is not None:
                     self.gpu_latest.set(status)

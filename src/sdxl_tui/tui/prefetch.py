@@ -31,7 +31,7 @@ def _reduce_mappingproxy(m: types.MappingProxyType[Any, Any]) -> tuple[Any, ...]
 
 
 #: Snapshots hold read-only mappings (``MappingProxyType``), which pickle cannot handle alone.
-copyreg.pickle(types.MappingProxyType, _reduce_mappingproxy)  # type: ignore[arg-type]
+copyreg.pickle(types.MappingProxyType, _reduce_mappingproxy)
 
 
 class PrefetchedReader:
@@ -49,7 +49,7 @@ class PrefetchedReader:
         try:
             self._reader = factory()
             self._first = self._reader.refresh()
-        except BaseException as exc:  # re-raised in the feed thread, which reports it
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the feed thread, which reports it
             self._error = exc
 
     def refresh(self) -> Any:

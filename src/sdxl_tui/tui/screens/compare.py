@@ -7,8 +7,10 @@ it; resolving and queueing happen in a worker (``tui/actions.py``), never here.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
@@ -17,7 +19,7 @@ from textual.widgets import Button, Input, Static
 class CompareScreen(ModalScreen[tuple[str, str] | None]):
     """Asks for the selection; dismisses with ``(selection, when)`` or ``None``."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="compare-cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="compare-cancel")]
 
     def __init__(self, default: str, choices: str, *, training: bool = False) -> None:
         super().__init__(id="compare-dialog")
@@ -27,13 +29,21 @@ class CompareScreen(ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static("Comparison grid: same prompts and seeds, one row per checkpoint", id="dialog-title", markup=False)
             yield Static(
-                "Checkpoints: an epoch range (6-10), a list (6,8,10) or file names.\n" + self.choices
-                + ("\n\nTraining is using the GPU: evaluating now competes for VRAM (risk of OOM);\n"
-                   "queueing starts the evaluations when the training ends." if self.training else "")
+                "Comparison grid: same prompts and seeds, one row per checkpoint", id="dialog-title", markup=False
+            )
+            yield Static(
+                "Checkpoints: an epoch range (6-10), a list (6,8,10) or file names.\n"
+                + self.choices
+                + (
+                    "\n\nTraining is using the GPU: evaluating now competes for VRAM (risk of OOM);\n"
+                    "queueing starts the evaluations when the training ends."
+                    if self.training
+                    else ""
+                )
                 + "\n\nExisting evaluation folders are reused; the grid is saved as OUTPUT_DIR/compare_<label>.png.",
-                id="compare-help", markup=False,
+                id="compare-help",
+                markup=False,
             )
             yield Input(self.default, placeholder="6-10", id="compare-selection")
             with Horizontal(id="dialog-buttons"):

@@ -3,9 +3,11 @@ start (the launch argv and the preflight findings) and the evaluation choice."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.markup import escape
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
@@ -14,7 +16,7 @@ from textual.widgets import Button, Static
 class ConfirmScreen(ModalScreen[str | None]):
     """A titled body and a row of buttons; dismisses with the pressed button's id."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog-cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="dialog-cancel")]
 
     def __init__(
         self,
@@ -61,7 +63,7 @@ def kill_body(processes: list[dict[str, object]], refusals: list[str], notes: li
     if refusals:
         lines += ["", "Refused:"] + [f"  {r}" for r in refusals]
     if notes:
-        lines += [""] + notes
+        lines += ["", *notes]
     lines += ["", "Nothing is saved on interrupt: progress since the last checkpoint is lost."]
     return "\n".join(lines)
 

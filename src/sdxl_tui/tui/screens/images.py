@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -28,7 +29,7 @@ class ImageRendered(Message):
 class ImageScreen(Screen[None]):
     """One image at a time, ``left``/``right`` to move through them."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,i", "close", "Back", id="images-close"),
         Binding("right,l,n", "move(1)", "Next", id="images-next"),
         Binding("left,h,N", "move(-1)", "Previous", id="images-previous"),
@@ -75,7 +76,7 @@ class ImageScreen(Screen[None]):
             from sdxl_tui.render.halfblock import render_halfblock
 
             text = render_halfblock(path, cols, rows)
-        except Exception as exc:  # unreadable or half-written image
+        except Exception as exc:  # noqa: BLE001 - unreadable or half-written image
             text = Text(f"cannot show {path}: {exc}", style="red")
         self.post_message(ImageRendered(text))
 
@@ -102,7 +103,7 @@ class ImageScreen(Screen[None]):
             sys.stdout.flush()
             try:
                 sys.stdin.readline()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a closed terminal ends the full-size view
                 pass
 
     def action_close(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from sdxl_tui.humanize import format_bytes, format_duration, format_value
 from sdxl_tui.model import Checkpoint, CheckpointStatus, RunSnapshot
@@ -80,7 +81,7 @@ class CheckpointTable(DataTable[object]):
                 if old is None:
                     self.add_row(*cells, key=ckpt.path)
                 elif old != cells:
-                    for (col, _), new_cell, old_cell in zip(COLUMNS, cells, old):
+                    for (col, _), new_cell, old_cell in zip(COLUMNS, cells, old, strict=False):
                         if new_cell != old_cell:
                             self.update_cell(ckpt.path, col, new_cell)
                 self._rows[ckpt.path] = cells
@@ -92,6 +93,6 @@ class CheckpointTable(DataTable[object]):
             return None
         try:
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:
+        except CellDoesNotExist:  # an empty table has no cursor row
             return None
         return None if key.value is None else str(key.value)

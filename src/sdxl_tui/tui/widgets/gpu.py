@@ -108,7 +108,9 @@ class GpuPanel(Widget):
         text.append("\n")
         frac = g.memory_used / g.memory_total if (g.memory_used is not None and g.memory_total) else None
         tail = f" {_gib(g.memory_used)}/{_gib(g.memory_total)} GiB"
-        trainer = sum(v for pid, v in g.process_memory.items() if pid in set(self.trainer_pids)) if g.process_memory else 0
+        trainer = (
+            sum(v for pid, v in g.process_memory.items() if pid in set(self.trainer_pids)) if g.process_memory else 0
+        )
         if trainer:
             tail += f"  trainer {_gib(trainer)}"
         text.append("VRAM ")

@@ -8,12 +8,13 @@ the last shown line's replaces it instead of appending.
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.message import Message
@@ -39,7 +40,7 @@ _CURRENT = Style(bgcolor="grey30")
 class LogView(ScrollView, can_focus=True):
     """The tail of the trainer's console log."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("end", "follow", "Follow tail", show=False, id="log-follow"),
         Binding("n", "find_next", "Older match", show=False, id="log-next-match"),
         Binding("N", "find_previous", "Newer match", show=False, id="log-previous-match"),
@@ -61,7 +62,7 @@ class LogView(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.lines: deque[LogLine] = deque(maxlen=max_lines)
         self._width = 0
-        self.query = ""
+        self.search_text = ""
         self.match_index: int | None = None  # index into self.lines
         #: Rendered lines by (line number, text, match state, x offset, width): scrolling by
         #: one line on append re-renders only the new line.
@@ -140,7 +141,7 @@ class LogView(ScrollView, can_focus=True):
         A new search starts from the newest line and goes up: in a log tail the latest
         occurrence is the one wanted. Wraps around at either end.
         """
-        self.query = query
+        self.search_text = query
         if restart:
             self.match_index = None
         if not query or not self.lines:
@@ -165,13 +166,13 @@ class LogView(ScrollView, can_focus=True):
 
     def action_find_next(self) -> None:
         """``n``: the next older match."""
-        if self.query:
-            self.find(self.query)
+        if self.search_text:
+            self.find(self.search_text)
 
     def action_find_previous(self) -> None:
         """``N``: the next newer match."""
-        if self.query:
-            self.find(self.query, newer=True)
+        if self.search_text:
+            self.find(self.search_text, newer=True)
 
     # -- rendering -----------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
@@ -184,7 +185,7 @@ class LogView(ScrollView, can_focus=True):
         if index >= len(self.lines):
             return Strip.blank(width, widget_style)
         line = self.lines[index]
-        q = self.query.lower()
+        q = self.search_text.lower()
         key = (line.number, line.text, index == self.match_index, q, scroll_x, width)
         cached = self._strips.get(key)
         if cached is not None:
@@ -218,12 +219,15 @@ class LogView(ScrollView, can_focus=True):
 class LogPane(Vertical):
     """The log view, its "N new lines" marker and the search box (``/``)."""
 
-    BINDINGS = [Binding("escape", "close_search", "Close search", show=False, id="log-close-search")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close_search", "Close search", show=False, id="log-close-search"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield LogView(id="log-view")
         yield Label("", id="log-marker")
-        yield Input(placeholder="search the log (newest first; enter: older match, esc: close, then n / N)", id="log-search")
+        yield Input(placeholder="search the log (newest first; enter: older match, esc: close, then n / N)",
+                    id="log-search")
 
     def on_mount(self) -> None:
         self.query_one("#log-marker", Label).display = False
@@ -240,7 +244,11 @@ class LogPane(Vertical):
         else:
             marker.display = True
             n = event.unseen
-            marker.update(f"▼ {n} new line{'s' if n != 1 else ''}  (end: follow the tail)" if n else "paused  (end: follow the tail)")
+            marker.update(
+                f"▼ {n} new line{'s' if n != 1 else ''}  (end: follow the tail)"
+                if n
+                else "paused  (end: follow the tail)"
+            )
 
     def open_search(self) -> None:
         box = self.query_one("#log-search", Input)
@@ -255,7 +263,7 @@ class LogPane(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         view = self.view
-        found = view.find(event.value, restart=view.query != event.value)
+        found = view.find(event.value, restart=view.search_text != event.value)
         if not found:
             self.app.notify(f"not found in the log: {event.value!r}", severity="warning", timeout=3)
 

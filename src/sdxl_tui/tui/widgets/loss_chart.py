@@ -58,7 +58,11 @@ def loss_series(series: Mapping[str, Series]) -> tuple[Series | None, Series | N
 
 def lr_series(series: Mapping[str, Series]) -> list[Series]:
     """Learning-rate curves (``lr/unet``, ``lr/textencoder``; the duplicate groups are skipped)."""
-    out = [s for tag, s in sorted(series.items()) if tag.startswith("lr/") and "/group" not in tag and not tag.startswith("lr/d*lr")]
+    out = [
+        s
+        for tag, s in sorted(series.items())
+        if tag.startswith("lr/") and "/group" not in tag and not tag.startswith("lr/d*lr")
+    ]
     return out[:2]
 
 
@@ -81,7 +85,9 @@ class LossChart(Widget):
     snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
     options: reactive[ChartOptions] = reactive(ChartOptions, always_update=True)
 
-    def __init__(self, *, full: bool = False, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self, *, full: bool = False, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.full = full
         self._cache_key: tuple[object, ...] | None = None
@@ -155,9 +161,9 @@ class LossChart(Widget):
             legend.append("● average ", style=COLORS[1])
             legend.append(_last(average))
         lrs = lr_series(snap.series) if (self.full and opts.show_lr) else []
-        for i, s in enumerate(lrs):
-            legend.append(f"  ● {s.tag} ", style=COLORS[2 + i])
-            legend.append(_last(s))
+        for i, lr in enumerate(lrs):
+            legend.append(f"  ● {lr.tag} ", style=COLORS[2 + i])
+            legend.append(_last(lr))
         if current is None and average is None:
             legend.append(" no loss values yet", style="dim")
             return legend
@@ -192,7 +198,9 @@ class LossChart(Widget):
             x_hi = x_lo + 1
         if self.full and opts.x_axis == "step":
             markers = [float(s) for s in snap.resume_steps]
-        bounds = y_range(all_y or [p for pl in plots for p in pl.ys], clip_outliers=opts.clip_outliers, log_y=opts.log_y)
+        bounds = y_range(
+            all_y or [p for pl in plots for p in pl.ys], clip_outliers=opts.clip_outliers, log_y=opts.log_y
+        )
         if bounds is None:
             return legend
         canvas = Canvas(plot_w, chart_rows)

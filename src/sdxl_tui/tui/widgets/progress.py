@@ -68,7 +68,12 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
     text.append(run_name(snapshot), style="bold")
     text.append("  ")
     text.append(f" {snapshot.state.value.upper()} ", style=f"reverse {STATE_STYLE.get(snapshot.state, '')}")
-    if snapshot.state_reason and snapshot.state in (RunState.FAILED, RunState.STALLED, RunState.INTERRUPTED, RunState.MISSING):
+    if snapshot.state_reason and snapshot.state in (
+        RunState.FAILED,
+        RunState.STALLED,
+        RunState.INTERRUPTED,
+        RunState.MISSING,
+    ):
         text.append(f" {snapshot.state_reason}", style="italic")
     if not snapshot.state.is_over:
         # what the user came for first: when it will be done and when the next file lands
@@ -163,7 +168,7 @@ class ProgressPanel(Widget):
         p = snapshot.progress
         epochs = p.epochs or snapshot.config.num_epochs
         epoch = p.epoch
-        done_epochs = None
+        done_epochs: float | None = None
         if epochs:
             if snapshot.state is RunState.FINISHED:
                 done_epochs = epochs
