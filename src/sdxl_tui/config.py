@@ -88,6 +88,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("refresh.process_interval", 2.0, float, "seconds between process-table scans"),
     Spec("refresh.busy_interval", 2.0, float, "while the run writes continuously, re-read and repaint at most this often (seconds)"),
     Spec("refresh.force_polling", False, _as_bool, "never use inotify; poll the directory (NFS/SSHFS)"),
+    Spec("refresh.scheduler_interval", 10.0, float, "seconds between squeue/scontrol queries for a Slurm run"),
+    Spec("refresh.remote_gpu_interval", 30.0, float, "seconds between srun nvidia-smi queries of a Slurm job's GPUs"),
     Spec("ui.theme", "textual-dark", str, "Textual theme name"),
     Spec("ui.readonly", False, _as_bool, "remove the start, kill and eval actions"),
     Spec("ui.keymap", MappingProxyType({}), _as_mapping, "binding id -> keys, e.g. {kill-run = \"ctrl+k\"}"),

@@ -332,6 +332,35 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedulerStatus:
+    """A batch scheduler's view of the job that runs the trainer (Slurm: squeue/scontrol/sacct).
+
+    ``state`` is the scheduler's own word (``PENDING``, ``RUNNING``, ``COMPLETED``, ``FAILED``,
+    ``CANCELLED``, ``TIMEOUT``, ``OUT_OF_MEMORY``, ``NODE_FAIL``, ``PREEMPTED``…), or None when
+    the scheduler could not be asked or no longer knows the job (``problem`` says which).
+    """
+
+    kind: str  # "slurm"
+    job_id: str
+    state: str | None = None
+    reason: str | None = None  # why it is pending (Resources, Priority, Dependency…) or ended
+    node: str | None = None
+    queue_position: int | None = None  # 1-based among pending jobs of its partition
+    time_limit: int | None = None  # seconds; None = unlimited or unknown
+    elapsed: int | None = None  # seconds the job has run
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    cluster: str | None = None
+    user: str | None = None
+    partition: str | None = None
+    source: str = ""  # which command answered: "squeue", "scontrol", "sacct", "end record"
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunSnapshot:
     """Everything a run directory says at one moment."""
 
@@ -358,6 +387,8 @@ class RunSnapshot:
     # logical lines seen so far, so the UI appends only lines numbered >= what it already has.
     log_lines: tuple[LogLine, ...] = ()
     log_line_count: int = 0
+    # The batch scheduler's view when the run was submitted to Slurm (None for local runs).
+    scheduler: SchedulerStatus | None = None
 
     def loss(self, tag: str = "loss/current") -> float | None:
         s = self.series.get(tag)

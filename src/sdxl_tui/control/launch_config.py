@@ -17,6 +17,9 @@ shell quoting, ``nohup`` or ``&`` is involved. Shape (see docs/architecture.md):
     gradient_checkpointing = true               # true -> flag, false -> omitted
     text_encoder_lr = [0.000201]                # list -> several values
 
+A ``backend = "slurm"`` line in ``[launch]`` (default ``"local"``) submits the run with
+``sbatch`` instead, with the resources of a ``[slurm]`` table (``formats/slurm.py``).
+
 Relative ``sd_scripts_dir``, ``config_file`` and ``output_dir`` are taken relative to the
 directory holding the TOML file, so ``output_dir = "."`` in ``RUN/sdxl-tui.toml`` means RUN.
 """
@@ -33,6 +36,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.slurm import SlurmConfig, SlurmConfigError, slurm_config_from_dict
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -44,7 +49,9 @@ DEFAULT_NAME = "sdxl-tui.toml"
 #: Name of the console log the trainer's stdout and stderr go to.
 LOG_NAME = "training.log"
 
-_LAUNCH_KEYS = ("prefix", "sd_scripts_dir", "script", "config_file", "output_dir", "env")
+_LAUNCH_KEYS = ("prefix", "sd_scripts_dir", "script", "config_file", "output_dir", "env", "backend")
+#: Where a run is started: on this machine, or submitted to Slurm with ``sbatch``.
+BACKENDS = ("local", "slurm")
 
 
 class LaunchConfigError(ValueError):
@@ -82,6 +89,10 @@ class LaunchConfig:
     """sd-scripts options by dest name, in file order."""
     env: Mapping[str, str] = field(default_factory=_frozen)
     """Extra environment for the trainer."""
+    backend: str = "local"
+    """``"local"`` (a detached process here) or ``"slurm"`` (a batch job, see ``slurm``)."""
+    slurm: SlurmConfig | None = None
+    """The ``[slurm]`` table: what sbatch is asked for (used when ``backend == "slurm"``)."""
     source: str | None = field(default=None, compare=False)
     """The TOML file this was read from, if any."""
 
@@ -215,6 +226,18 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
             args[key] = tuple(_check_scalar(f"[args] {key}", v) for v in value)
         else:
             args[key] = _check_scalar(f"[args] {key}", value)
+    backend = launch.get("backend", "local")
+    if backend not in BACKENDS:
+        raise LaunchConfigError(f"{where}: [launch] backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    slurm_raw = data.get("slurm")
+    slurm: SlurmConfig | None = None
+    if slurm_raw is not None or backend == "slurm":
+        if slurm_raw is not None and not isinstance(slurm_raw, Mapping):
+            raise LaunchConfigError(f"{where}: [slurm] must be a table")
+        try:
+            slurm = slurm_config_from_dict(slurm_raw or {}, where=where)
+        except SlurmConfigError as exc:
+            raise LaunchConfigError(str(exc)) from None
     resolved_out = _resolve(base, output_dir)
     if "output_dir" in args and _resolve(base, str(args["output_dir"])) != resolved_out:
         raise LaunchConfigError(
@@ -228,6 +251,8 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
         config_file=opt_path("config_file"),
         args=args,
         env=env,
+        backend=str(backend),
+        slurm=slurm,
         source=source,
     )
 
@@ -331,10 +356,17 @@ def dumps_launch_config(cfg: LaunchConfig, *, comment: str | None = None) -> str
     lines.append(f"output_dir = {_toml_str(cfg.output_dir)}")
     if cfg.env:
         lines.append(f"env = {_toml_value(dict(cfg.env))}")
+    if cfg.backend != "local":
+        lines.append(f"backend = {_toml_str(cfg.backend)}")
     lines.append("")
     lines.append("[args]")
     for key, value in cfg.args.items():
         lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    if cfg.slurm is not None:
+        lines += ["", "[slurm]"]
+        for key, value in vars(cfg.slurm).items():
+            if value is not None and value != ():
+                lines.append(f"{key} = {_toml_value(list(value) if isinstance(value, tuple) else value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -60,6 +60,12 @@ from sdxl_tui.model import (
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, Options, derive_alerts
+from sdxl_tui.sources.jobstate import (
+    merge_scheduler_state,
+    scheduler_alert,
+    scheduler_liveness,
+    stopped_by,
+)
 from sdxl_tui.sources.progress import (
     compute_progress,
     count_upcoming_saves,
@@ -607,6 +613,11 @@ class RunReader:
         self._exit: Any = None
         self._gpu_status = GpuStatus(available=False, reason="GPU monitoring disabled (--no-gpu)"
                                      if gpu is False else "not sampled yet")
+        from sdxl_tui.sources.scheduler import SchedulerWatcher
+
+        self._scheduler = SchedulerWatcher(  # a Slurm run's job: state, node, remote GPUs
+            self.run_dir, interval=float(self._setting("refresh.scheduler_interval", 10.0)),
+            gpu_interval=float(self._setting("refresh.remote_gpu_interval", 30.0)))
         self._reset_readers()
         if event_reader is not None:
             self._use_event_reader(event_reader)
@@ -765,6 +776,10 @@ class RunReader:
 
     def _sample_gpu(self, now: float) -> None:
         if self._gpu_arg is False:
+            return
+        remote = self._scheduler.sample_gpu()
+        if remote is not None:  # a Slurm job: its node's GPUs, not this machine's
+            self._gpu_status = remote
             return
         if self._gpu is None:
             if self._gpu_arg is not None:
@@ -928,6 +943,8 @@ class RunReader:
         exit_signal = getattr(self._exit, "signal", None) if tree is None else None
         if tree is None and self._exit is not None:
             alive = False
+        sched = self._scheduler.sample()
+        alive, exit_code, exit_signal = scheduler_liveness(sched, alive, exit_code, exit_signal)
 
         # what the trainer was told: live cmdline > run record argv > launch config
         options: dict[str, bool | tuple[str, ...]] = dict(self._launch_options or {})
@@ -1077,6 +1094,11 @@ class RunReader:
             stall_factor=self._stall_factor,
         )
         state, reason = decide_state(inputs)
+        if sched is not None:
+            job_record = self._scheduler.record
+            state, reason = merge_scheduler_state(
+                state, reason, sched, step=step, states=scan.states, now=now,
+                stopped=stopped_by(self.run_dir, job_record.submitted_at if job_record else None))
 
         # loss at save time (cached once the series has passed the checkpoint's step)
         checkpoints = tuple(self._with_loss(c, series) for c in checkpoints)
@@ -1120,6 +1142,9 @@ class RunReader:
             gpu_temp_warn=self._temp_warn, problems=tuple(dict.fromkeys(problems)),
             log_name=os.path.basename(self._log_file or LOG_NAME),
         ))
+        job_alert = scheduler_alert(state, reason, sched, now)
+        if job_alert is not None:
+            alerts = (*alerts, job_alert)
         lines = tuple(getattr(facts, "lines", ()) or ()) if facts is not None else ()
         line_count = getattr(facts, "line_count", None)
         if line_count is None:
@@ -1145,6 +1170,7 @@ class RunReader:
             problems=tuple(dict.fromkeys(problems)),
             log_lines=lines,
             log_line_count=int(line_count),
+            scheduler=sched,
         )
 
 
