@@ -66,8 +66,10 @@ def _at(step: int | None) -> str:
 def _ago(ts: float | None, now: float) -> str:
     if ts is None:
         return ""
-    minutes = max(0.0, now - ts) / 60
-    return f", submitted {minutes:.0f} min ago" if minutes < 120 else f", submitted {minutes / 60:.1f} h ago"
+    seconds = max(0.0, now - ts)
+    if seconds < 90:
+        return f", submitted {seconds:.0f} s ago"
+    return f", submitted {seconds / 60:.0f} min ago" if seconds < 7200 else f", submitted {seconds / 3600:.1f} h ago"
 
 
 def resume_hint(states: Sequence[StateDir]) -> str:

@@ -29,6 +29,7 @@ from textual.worker import get_current_worker
 
 from sdxl_tui import notify
 from sdxl_tui.config import Settings
+from sdxl_tui.formats.slurm import ACTIVE_STATES
 from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
 from sdxl_tui.tui import actions
 from sdxl_tui.tui.feeds import Feeds, GpuSampler, Reader
@@ -354,6 +355,8 @@ class SdxlTuiApp(App[int]):
     @property
     def trainer_alive(self) -> bool:
         snap = self.snapshot
+        if snap is not None and snap.scheduler is not None and snap.scheduler.state in ACTIVE_STATES:
+            return True  # a queued or running Slurm job: kill cancels it, start is refused
         return bool(snap is not None and snap.process is not None and snap.process.alive)
 
     def why_not(self, action: str) -> str | None:
