@@ -131,6 +131,7 @@ class SlurmCluster:
             "SchedulerParameters=sched_interval=2",
             f"NodeName={self.node} NodeAddr=127.0.0.1 {node} State=UNKNOWN",
             f"PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
+            f"PartitionName=short Nodes={self.node} MaxTime=30 State=UP",
         ]
         self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -165,7 +166,8 @@ class SlurmCluster:
     def node_state(self) -> str:
         res = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False,
                              env=self.env, timeout=30)
-        return res.stdout.strip() if res.returncode == 0 else ""
+        states = set(res.stdout.split()) if res.returncode == 0 else set()  # one line per partition
+        return states.pop() if len(states) == 1 else ",".join(sorted(states))
 
     def start(self, timeout: float = 120.0) -> SlurmCluster:
         """Start the daemons and wait until the node is idle; returns self."""

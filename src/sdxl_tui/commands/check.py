@@ -68,6 +68,13 @@ rules (codes as printed):
   text-encoder-lr-single, redundant-option, abbreviated-option, options-fallback, script-assumed,
   steps-by-max-train-steps, no-sd-scripts-dir, simulated-trainer                                       note
   script-unknown            a script other than (sdxl_)train_network.py                               warning
+  slurm-no-sbatch           backend = "slurm" but sbatch is not on PATH (not a login node?)          error
+  slurm-partition-unknown   [slurm] partition that sinfo does not list                                error
+  slurm-time-over-limit     [slurm] time above the partition's MaxTime (sbatch refuses)               error
+  slurm-partition-down      the partition is not up (jobs stay pending)                              warning
+  slurm-no-gres             no [slurm] gres: the job may get no GPU                                   warning
+  slurm-no-time             no [slurm] time: the partition's default limit applies                    note
+  ([slurm] time, gres and mem syntax errors stop the launch config from loading: exit 2)
 
 exit status:
   0  clean (notes only)

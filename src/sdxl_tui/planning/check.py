@@ -821,6 +821,12 @@ def check_launch(
         elif options_from_checkout and checkout:
             use_checkout = checkout
     env = dict(getattr(launch, "env", {}) or {})
+    if getattr(launch, "backend", "local") == "slurm":
+        from sdxl_tui.planning.slurm_check import check_slurm
+
+        extra += check_slurm(getattr(launch, "slurm", None))
+        if gpu is None:  # this machine's GPUs say nothing about the node's
+            gpu = False
     if environment is None:
         environment = environment_for_prefix(prefix, cwd=str(cwd)) if prefix else UnknownEnvironment()
     report = _core(
