@@ -106,6 +106,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("eval.device", "cuda", str, "evaluation device"),
     Spec("eval.prompts", None, _as_opt_path, "prompts file for evaluation (one per line)"),
     Spec("launch.file", None, _as_opt_path, "launch config TOML (default: DIR/sdxl-tui.toml)"),
+    Spec("queue.dir", None, _as_opt_path, "folder of the night's queue (default $XDG_STATE_HOME/sdxl-tui/queue)"),
+    Spec("queue.poll_interval", 5.0, float, "seconds between the queue runner's looks at its runs"),
     Spec("kill.sigint_timeout", 10.0, float, "seconds to wait after SIGINT"),
     Spec("kill.sigterm_timeout", 10.0, float, "seconds to wait after SIGTERM before SIGKILL"),
 )

@@ -361,6 +361,25 @@ class SchedulerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One run of the night's queue (``sdxl-tui queue``): what starts after what, and how it went."""
+
+    id: str
+    launch_file: str
+    output_dir: str
+    backend: str = "local"  # "local" | "slurm"
+    status: str = "waiting"  # waiting | running | submitted | done | failed | skipped | removed
+    after: str | None = None  # the entry (id) or run directory it waits for; None: the previous entry
+    on_failure: str = "stop"  # when this run fails: "stop" the runs after it, or "continue"
+    evaluate: str | None = None  # checkpoints to evaluate when it finishes ("6-10", "last")
+    job_id: str | None = None  # the Slurm job, once submitted
+    added_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    message: str | None = None  # the latest word from the runner (why waiting, the verdict)
+
+
+@dataclass(frozen=True, slots=True)
 class RunSnapshot:
     """Everything a run directory says at one moment."""
 
@@ -389,6 +408,8 @@ class RunSnapshot:
     log_line_count: int = 0
     # The batch scheduler's view when the run was submitted to Slurm (None for local runs).
     scheduler: SchedulerStatus | None = None
+    # The night's queue (all entries, this run's among them; empty without a queue).
+    queue: tuple[QueueEntry, ...] = ()
 
     def loss(self, tag: str = "loss/current") -> float | None:
         s = self.series.get(tag)
