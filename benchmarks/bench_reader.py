@@ -8,7 +8,7 @@ What it measures, on a generated run (``sdxl_tui.sim.bulk.generate_big_run``: a 
    median of ``--repeat`` runs; and, side by side in the same run, tbparse's
    ``SummaryReader(DIR/logs).scalars`` in a fresh process on the same event files (median of
    ``--tbparse-repeat``), plus the ratio. Target: status <= 0.6 s, >= 15x faster than tbparse.
-2. A refresh after 100 new steps: one ``RunReader`` (``gpu=False, procs=False``: the reader
+2. A refresh after 100 new steps: one ``RunReader`` (``procs=False`` and no GPU source: the reader
    itself, not NVML or the process table) is refreshed once, then 100 realistic steps are
    appended (tqdm redraws with ``avr_loss``, ``epoch`` lines, 4 scalars per micro-batch) and
    ``refresh()`` is timed; median of ``--repeat``. Target: <= 20 ms.
@@ -135,7 +135,7 @@ def _event_file(run_dir: Path) -> Path:
 def append_steps(run_dir: Path, reader_step: int, total: int, n: int = 100, accum: int = 2) -> int:
     """Append ``n`` optimizer steps the way sd-scripts writes them; returns the new step."""
     from sdxl_tui.sim.progress import format_meter
-    from sdxl_tui.sim.tfevents import frame, scalar_event
+    from sdxl_tui.formats.tfrecord import frame, scalar_event
 
     log = run_dir / "training.log"
     ev = _event_file(run_dir)
@@ -168,7 +168,7 @@ def bench_refresh(run_dir: Path, repeat: int) -> tuple[list[float], float, int]:
     """(refresh times after 100 new steps, first refresh seconds, last step seen)."""
     from sdxl_tui.sources.rundir import RunReader
 
-    reader = RunReader(run_dir, gpu=False, procs=False)
+    reader = RunReader(run_dir, procs=False)
     t0 = time.perf_counter()
     snap = reader.refresh()
     first = time.perf_counter() - t0

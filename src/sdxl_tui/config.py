@@ -14,17 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from sdxl_tui.formats import toml
 
 ENV_PREFIX = "SDXL_TUI_"
 
@@ -73,43 +69,100 @@ def _as_opt_path(value: Any) -> str | None:
     return os.path.expanduser(text) if text else None
 
 
-@dataclass(frozen=True)
+def _setting(default: Any, convert: Callable[[Any], Any], help_text: str) -> Any:
+    """One row of the settings table: a dataclass field with its converter and help."""
+    return field(default=default, metadata={"convert": convert, "help": help_text})
+
+
+# The one table of settings: one frozen section per TOML table, in the order ``--help`` and
+# the README list them. Each field's name is its key; its metadata, the converter and help.
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshSettings:
+    log_interval: float = _setting(0.25, float, "seconds between log/event re-reads when idle (watchdog wakes earlier)")
+    gpu_interval: float = _setting(1.0, float, "seconds between NVML samples")
+    process_interval: float = _setting(2.0, float, "seconds between process-table scans")
+    busy_interval: float = _setting(2.0, float, "while the run writes continuously, re-read and repaint at most this often (seconds)")
+    force_polling: bool = _setting(False, _as_bool, "never use inotify; poll the directory (NFS/SSHFS)")
+    scheduler_interval: float = _setting(10.0, float, "seconds between squeue/scontrol queries for a Slurm run")
+    remote_gpu_interval: float = _setting(30.0, float, "seconds between srun nvidia-smi queries of a Slurm job's GPUs")
+
+
+@dataclass(frozen=True, slots=True)
+class UiSettings:
+    theme: str = _setting("textual-dark", str, "Textual theme name")
+    readonly: bool = _setting(False, _as_bool, "remove the start, kill and eval actions")
+    keymap: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata={"convert": _as_mapping, "help": "binding id -> keys, e.g. {kill-run = \"ctrl+k\"}"},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    bell: bool = _setting(True, _as_bool, "ring the terminal bell on a new alert")
+    desktop: bool = _setting(True, _as_bool, "send OSC 9 / OSC 777 desktop notifications")
+    hook: tuple[str, ...] = _setting((), _as_argv, "argv run once per new alert, alert JSON on stdin")
+    hook_timeout: float = _setting(30.0, float, "seconds the alert hook may run before it is stopped")
+    stall_factor: float = _setting(10.0, float, "stalled after this many usual step-times without a step")
+    gpu_temp_warn: int = _setting(85, int, "GPU temperature (C) that raises an alert")
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSettings:
+    command: tuple[str, ...] = _setting((), _as_argv, "evaluation argv template ({checkpoint} {base_model} {output_dir} {epoch} {num_samples} {resolution} {device})")
+    base_model: str | None = _setting(None, _as_opt_path, "SDXL base model for evaluation")
+    num_samples: int = _setting(4, int, "images per evaluation")
+    resolution: int = _setting(1024, int, "evaluation resolution")
+    device: str = _setting("cuda", str, "evaluation device")
+    prompts: str | None = _setting(None, _as_opt_path, "prompts file for evaluation (one per line)")
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSettings:
+    file: str | None = _setting(None, _as_opt_path, "launch config TOML (default: DIR/sdxl-tui.toml)")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    dir: str | None = _setting(None, _as_opt_path, "folder of the night's queue (default $XDG_STATE_HOME/sdxl-tui/queue)")
+    poll_interval: float = _setting(5.0, float, "seconds between the queue runner's looks at its runs")
+
+
+@dataclass(frozen=True, slots=True)
+class KillSettings:
+    sigint_timeout: float = _setting(10.0, float, "seconds to wait after SIGINT")
+    sigterm_timeout: float = _setting(10.0, float, "seconds to wait after SIGTERM before SIGKILL")
+
+
+_SECTIONS: tuple[tuple[str, type[Any]], ...] = (
+    ("refresh", RefreshSettings),
+    ("ui", UiSettings),
+    ("alerts", AlertSettings),
+    ("eval", EvalSettings),
+    ("launch", LaunchSettings),
+    ("queue", QueueSettings),
+    ("kill", KillSettings),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
+    """One setting as ``--help``, the environment and the TOML file name it."""
+
     name: str
     default: Any
     convert: Callable[[Any], Any]
     help: str
 
 
-#: Every setting, in the order ``--help`` and the README list them.
-SPECS: tuple[Spec, ...] = (
-    Spec("refresh.log_interval", 0.25, float, "seconds between log/event re-reads when idle (watchdog wakes earlier)"),
-    Spec("refresh.gpu_interval", 1.0, float, "seconds between NVML samples"),
-    Spec("refresh.process_interval", 2.0, float, "seconds between process-table scans"),
-    Spec("refresh.busy_interval", 2.0, float, "while the run writes continuously, re-read and repaint at most this often (seconds)"),
-    Spec("refresh.force_polling", False, _as_bool, "never use inotify; poll the directory (NFS/SSHFS)"),
-    Spec("refresh.scheduler_interval", 10.0, float, "seconds between squeue/scontrol queries for a Slurm run"),
-    Spec("refresh.remote_gpu_interval", 30.0, float, "seconds between srun nvidia-smi queries of a Slurm job's GPUs"),
-    Spec("ui.theme", "textual-dark", str, "Textual theme name"),
-    Spec("ui.readonly", False, _as_bool, "remove the start, kill and eval actions"),
-    Spec("ui.keymap", MappingProxyType({}), _as_mapping, "binding id -> keys, e.g. {kill-run = \"ctrl+k\"}"),
-    Spec("alerts.bell", True, _as_bool, "ring the terminal bell on a new alert"),
-    Spec("alerts.desktop", True, _as_bool, "send OSC 9 / OSC 777 desktop notifications"),
-    Spec("alerts.hook", (), _as_argv, "argv run once per new alert, alert JSON on stdin"),
-    Spec("alerts.hook_timeout", 30.0, float, "seconds the alert hook may run before it is stopped"),
-    Spec("alerts.stall_factor", 10.0, float, "stalled after this many usual step-times without a step"),
-    Spec("alerts.gpu_temp_warn", 85, int, "GPU temperature (C) that raises an alert"),
-    Spec("eval.command", (), _as_argv, "evaluation argv template ({checkpoint} {base_model} {output_dir} {epoch} {num_samples} {resolution} {device})"),
-    Spec("eval.base_model", None, _as_opt_path, "SDXL base model for evaluation"),
-    Spec("eval.num_samples", 4, int, "images per evaluation"),
-    Spec("eval.resolution", 1024, int, "evaluation resolution"),
-    Spec("eval.device", "cuda", str, "evaluation device"),
-    Spec("eval.prompts", None, _as_opt_path, "prompts file for evaluation (one per line)"),
-    Spec("launch.file", None, _as_opt_path, "launch config TOML (default: DIR/sdxl-tui.toml)"),
-    Spec("queue.dir", None, _as_opt_path, "folder of the night's queue (default $XDG_STATE_HOME/sdxl-tui/queue)"),
-    Spec("queue.poll_interval", 5.0, float, "seconds between the queue runner's looks at its runs"),
-    Spec("kill.sigint_timeout", 10.0, float, "seconds to wait after SIGINT"),
-    Spec("kill.sigterm_timeout", 10.0, float, "seconds to wait after SIGTERM before SIGKILL"),
+#: Every setting, in table order (derived from the sections above).
+SPECS: tuple[Spec, ...] = tuple(
+    Spec(f"{section}.{f.name}", f.default if f.default is not MISSING else f.default_factory(),
+         f.metadata["convert"], f.metadata["help"])
+    for section, cls in _SECTIONS
+    for f in fields(cls)
 )
 
 _SPEC_BY_NAME = {s.name: s for s in SPECS}
@@ -125,30 +178,48 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "sdxl-tui" / "config.toml"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Resolved settings; ``values[name]`` is the value, ``sources[name]`` where it came from
-    ("default", "file", "env" or "cli")."""
+def _default_sources() -> Mapping[str, str]:
+    return MappingProxyType({s.name: "default" for s in SPECS})
 
-    values: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({s.name: s.default for s in SPECS}))
-    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({s.name: "default" for s in SPECS}))
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved settings, typed by section (``settings.alerts.stall_factor``); ``sources[name]``
+    says where each dotted name's value came from ("default", "file", "env" or "cli")."""
+
+    refresh: RefreshSettings = field(default_factory=RefreshSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    launch: LaunchSettings = field(default_factory=LaunchSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    kill: KillSettings = field(default_factory=KillSettings)
+    sources: Mapping[str, str] = field(default_factory=_default_sources)
     config_file: str | None = None
 
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
+    def value(self, name: str) -> Any:
+        """The value of a dotted name (``--show-config``)."""
+        section, _, key = name.partition(".")
+        return getattr(getattr(self, section), key)
 
     def replace(self, **overrides: Any) -> Settings:
         """Return a copy with dotted-name overrides given as ``section__key=value``."""
-        values = dict(self.values)
+        values = {s.name: self.value(s.name) for s in SPECS}
         sources = dict(self.sources)
         for key, value in overrides.items():
             name = key.replace("__", ".")
             values[name] = _SPEC_BY_NAME[name].convert(value)
             sources[name] = "cli"
-        return Settings(MappingProxyType(values), MappingProxyType(sources), self.config_file)
+        return _build(values, sources, self.config_file)
+
+
+def _build(values: Mapping[str, Any], sources: Mapping[str, str], config_file: str | None) -> Settings:
+    """Settings from converted values by dotted name."""
+    sections = {
+        section: cls(**{f.name: values[f"{section}.{f.name}"] for f in fields(cls)})
+        for section, cls in _SECTIONS
+    }
+    return Settings(**sections, sources=MappingProxyType(dict(sources)), config_file=config_file)
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -208,8 +279,8 @@ def load_settings(
 
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            data = toml.load(path)
+        except (OSError, toml.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         for name, raw in _flatten(data).items():
             apply(name, raw, "file")
@@ -220,9 +291,7 @@ def load_settings(
     for name, raw in (cli or {}).items():
         if raw is not None:
             apply(name, raw, "cli")
-    return Settings(
-        MappingProxyType(values), MappingProxyType(sources), str(path) if path else None
-    )
+    return _build(values, sources, str(path) if path else None)
 
 
 def settings_help() -> str:

@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Any
 
 
-
 def _empty_map() -> Mapping[Any, Any]:
     return MappingProxyType({})
 
@@ -406,6 +405,9 @@ class RunSnapshot:
     # logical lines seen so far, so the UI appends only lines numbered >= what it already has.
     log_lines: tuple[LogLine, ...] = ()
     log_line_count: int = 0
+    # The reader's memory across refreshes: the last exception line and the step at which it
+    # was first seen (an exception the live trainer survives does not end the run).
+    traceback_seen: tuple[str, int | None] | None = None
     # The batch scheduler's view when the run was submitted to Slurm (None for local runs).
     scheduler: SchedulerStatus | None = None
     # The night's queue (all entries, this run's among them; empty without a queue).

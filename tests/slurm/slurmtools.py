@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
 from sdxl_tui.formats.slurm import SlurmConfig
 from tests.helpers.slurm_cluster import SlurmCluster
 

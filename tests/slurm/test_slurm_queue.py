@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from sdxl_tui.control.launch_config import load_launch_config, write_launch_config
+from sdxl_tui.formats.launch_config import load_launch_config, write_launch_config
 from tests.helpers.slurm_cluster import SlurmCluster
 from tests.slurm.slurmtools import PY, sim_launch
 

@@ -10,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+from fakes.fake_nvml import FakeDevice, FakeNVML
 from screen_text import screen_text
 from stub_reader import StubReader, checkpoint, oom_alert, snapshot
 from textual.message import Message
 from tui_helpers import settings, wait_for
 
 from sdxl_tui.model import CheckpointStatus, LogLine, RunState
+from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.tui.app import SdxlTuiApp, make_app
 from sdxl_tui.tui.messages import AlertsRaised, LogLinesAdded, SnapshotUpdated
 from sdxl_tui.tui.screens.chart import ChartScreen
@@ -26,7 +28,11 @@ from sdxl_tui.tui.widgets.log_view import LogView
 
 
 def app_for(reader: StubReader, **overrides: object) -> SdxlTuiApp:
-    return make_app(settings(**overrides), "/runs/luca/sdxl_v1", reader=reader, watch=False, environ={})
+    # The GPU panel is fed as in production: its own thread samples a GpuMonitor (fake NVML:
+    # the stub trainer, pid 4242, holds 17 GiB on an RTX 4090).
+    nvml = FakeNVML([FakeDevice(name="NVIDIA GeForce RTX 4090", processes={4242: 17 * 1024**3})])
+    return make_app(settings(**overrides), "/runs/luca/sdxl_v1", reader=reader, gpu=GpuMonitor(nvml=nvml),
+                    watch=False, environ={})
 
 
 def binding_state(app: SdxlTuiApp, action: str) -> bool | None:
@@ -134,7 +140,7 @@ async def test_alert_notifies_rings_and_runs_the_hook_once(tmp_path: Path) -> No
     hook = [sys.executable, "-c", f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + '\\n')"]
     reader = StubReader([snapshot()])
     seen: list[Message] = []
-    app = make_app(settings(alerts__hook=hook), "/runs/luca/sdxl_v1", reader=reader, watch=False, environ={"TMUX": "/tmp/tmux-0/default,1,0"})
+    app = make_app(settings(alerts__hook=hook), "/runs/luca/sdxl_v1", reader=reader, gpu=False, watch=False, environ={"TMUX": "/tmp/tmux-0/default,1,0"})
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         assert await wait_for(pilot, lambda: app.snapshot is not None)
         reader.push(snapshot(state=RunState.FAILED, alive=False, alerts=[oom_alert()]))
@@ -272,7 +278,7 @@ async def test_command_palette_offers_run_commands() -> None:
 
 async def test_inotify_events_wake_the_reader(tmp_path: Path) -> None:
     reader = StubReader([snapshot(run_dir=str(tmp_path))])
-    app = make_app(settings(refresh__log_interval=30.0), tmp_path, reader=reader, environ={})
+    app = make_app(settings(refresh__log_interval=30.0), tmp_path, reader=reader, gpu=False, environ={})
     async with app.run_test(size=(160, 30)) as pilot:
         assert await wait_for(pilot, lambda: app.watch_mode == "inotify", timeout=10)
         before = reader.calls
@@ -284,7 +290,8 @@ async def test_inotify_events_wake_the_reader(tmp_path: Path) -> None:
 
 async def test_force_polling_still_refreshes(tmp_path: Path) -> None:
     reader = StubReader([snapshot(run_dir=str(tmp_path))])
-    app = make_app(settings(refresh__force_polling=True, refresh__log_interval=0.1), tmp_path, reader=reader, environ={})
+    app = make_app(settings(refresh__force_polling=True, refresh__log_interval=0.1), tmp_path, reader=reader, gpu=False,
+                   environ={})
     async with app.run_test(size=(100, 30)) as pilot:
         assert await wait_for(pilot, lambda: app.watch_mode.startswith("polling"), timeout=10)
         calls = reader.calls

@@ -172,8 +172,8 @@ async def test_stop_after_checkpoint_arms_then_cancels_the_watcher(live_sims: Li
 async def test_start_shows_preflight_and_argv_then_starts_the_simulator(tmp_path: Path, procs: object) -> None:
     import psutil
 
-    from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
-    from sdxl_tui.sources.procs import read_run_record
+    from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+    from sdxl_tui.formats.statedir import read_run_record
 
     run_dir = tmp_path / "fresh"
     run_dir.mkdir()
@@ -201,13 +201,13 @@ async def test_start_shows_preflight_and_argv_then_starts_the_simulator(tmp_path
             assert await wait_for(pilot, lambda: app.trainer_alive, timeout=30), [n.message for n in app._notifications]
             assert app.check_action("start_run", ()) is None and app.check_action("kill_run", ()) is True
             record = read_run_record(run_dir)
-            assert record is not None and "simulate" in " ".join(record.get("argv") or [])
+            assert record is not None and "simulate" in " ".join(record.argv)
     finally:
         record = read_run_record(run_dir)
-        if record and isinstance(record.get("pid"), int):
+        if record is not None and record.pid is not None and record.create_time is not None:
             try:
-                p = psutil.Process(record["pid"])
-                if abs(p.create_time() - float(record["create_time"])) < 0.05:
+                p = psutil.Process(record.pid)
+                if abs(p.create_time() - record.create_time) < 0.05:
                     p.kill()
             except psutil.Error:
                 pass

@@ -15,7 +15,6 @@ from sdxl_tui.charting import (
     Plot,
     downsample_minmax,
     ema_debiased,
-    format_duration,
     plot,
     y_range,
 )
@@ -121,13 +120,6 @@ def test_canvas_draws_a_line_and_markers() -> None:
     assert any(color == 9 for row in rows for _, color in row)  # the resume marker
 
 
-def test_format_duration() -> None:
-    assert format_duration(None) == "--"
-    assert format_duration(59) == "59s"
-    assert format_duration(3725) == "1h02m"
-    assert format_duration(90000) == "1d01h"
-
-
 # ------------------------------------------------------------------------------ feeds
 def test_log_delta_appends_replaces_and_resets() -> None:
     from sdxl_tui.tui.feeds import LogDelta
@@ -213,7 +205,7 @@ def test_forked_first_read_matches_an_in_process_read_and_the_reader_carries_on(
     from sdxl_tui.tui.prefetch import ForkedFirstRead
 
     def factory() -> RunReader:
-        return RunReader(finished_run, gpu=False, clock=lambda: 1_795_000_000.0)
+        return RunReader(finished_run, clock=lambda: 1_795_000_000.0)
 
     parent = os.getpid()
     built: list[int] = []
@@ -246,7 +238,7 @@ def test_forked_first_read_falls_back_when_the_child_fails(finished_run: Path) -
     def factory() -> RunReader:
         if os.getpid() != parent:
             raise RuntimeError("the child cannot read")
-        return RunReader(finished_run, gpu=False)
+        return RunReader(finished_run)
 
     snap = ForkedFirstRead(factory).refresh()
     assert snap.checkpoints  # read here instead

@@ -15,7 +15,8 @@ from sdxl_tui.model import (
     StateDir,
     TrainConfig,
 )
-from sdxl_tui.sources.alerts import AlertInputs, derive_alerts, memory_fixes, suggest_option
+from sdxl_tui.formats.optiontable import suggest
+from sdxl_tui.sources.alerts import AlertInputs, derive_alerts, memory_fixes
 
 CARD_OPTS = {
     "dataset_config": ("ds.toml",),
@@ -90,10 +91,10 @@ def test_bad_args_with_did_you_mean() -> None:
     (a,) = derive_alerts(AlertInputs(state=RunState.FAILED,
                                      unrecognized_args=("--batch_size", "2", "--lowvram", "--network_dimm", "8")))
     assert a.kind == "bad_args"
-    assert "--batch_size: batch_size = N in the dataset TOML" in a.fix
-    assert "--lowvram: no such option" in a.fix
+    assert "--batch_size: did you mean --train_batch_size? there is no --batch_size; set `batch_size = N`" in a.fix
+    assert "--lowvram: did you mean --lowram? --lowvram is a Stable Diffusion web UI option" in a.fix
     assert "--network_dimm: did you mean --network_dim" in a.fix
-    assert suggest_option("--zzzzzzzz") is None
+    assert suggest("--zzzzzzzz") is None
 
 
 def test_interrupted_fix_prefers_resume_from_state_dir() -> None:

@@ -308,7 +308,7 @@ p.parse_args()
 
 
 def test_check_launch_uses_the_checkouts_own_options(card_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdxl_tui.control.launch_config import LaunchConfig
+    from sdxl_tui.formats.launch_config import LaunchConfig
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(card_dir / "cache"))
     sd = card_dir / "sd-scripts"
@@ -351,7 +351,7 @@ def test_cli_check_raw_command_and_exit_codes(card_dir: Path, capsys: pytest.Cap
 
 
 def test_simulated_trainer_launch_checks_options_only(tmp_path: Path) -> None:
-    from sdxl_tui.control.launch_config import LaunchConfig
+    from sdxl_tui.formats.launch_config import LaunchConfig
 
     sim = LaunchConfig(prefix=(sys.executable, "-m", "sdxl_tui", "simulate"), script="", output_dir=str(tmp_path),
                        args={"network_dim": 4, "max_train_epochs": 2, "pretrained_model_name_or_path": "nowhere"})

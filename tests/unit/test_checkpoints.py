@@ -17,12 +17,9 @@ from types import MappingProxyType
 import pytest
 
 from sdxl_tui.model import CheckpointKind, CheckpointStatus
-from sdxl_tui.sources.checkpoints import (
-    CheckpointScanner,
-    classify_name,
-    parse_sample_name,
-    read_safetensors_header,
-)
+from sdxl_tui.formats.names import classify_name, parse_sample_name
+from sdxl_tui.formats.safetensors import read_header as read_safetensors_header
+from sdxl_tui.sources.checkpoints import CheckpointScanner
 
 REAL_SIZE = 21_585_180
 
@@ -749,14 +746,14 @@ def test_scan_while_the_simulator_writes_in_place(tmp_path: Path) -> None:
 
 def _full_parse(raw: bytes, size: int):
     """The verdict of the full JSON parse (the fast path switched off)."""
-    from sdxl_tui.sources import checkpoints as ck
+    from sdxl_tui.formats import safetensors as st
 
-    saved = ck._fast_header
-    ck._fast_header = lambda text: None
+    saved = st._fast_header
+    st._fast_header = lambda text: None
     try:
-        return ck._parse_header(raw, size, len(raw))
+        return st._parse_header(raw, size, len(raw), True)
     finally:
-        ck._fast_header = saved
+        st._fast_header = saved
 
 
 def _entry(name: str, start: int, end: int, shape: str = "[4,10]") -> str:
@@ -803,16 +800,16 @@ def _entry(name: str, start: int, end: int, shape: str = "[4,10]") -> str:
     ],
 )
 def test_header_fast_path_gives_the_full_parse_verdict(text: str) -> None:
-    from sdxl_tui.sources.checkpoints import _parse_header
+    from sdxl_tui.formats.safetensors import _parse_header
 
     raw = text.encode()
     for data_len in (0, 8, 82, 100, 400, 1000):
         size = 8 + len(raw) + data_len
-        assert _parse_header(raw, size, len(raw)) == _full_parse(raw, size), (text, data_len)
+        assert _parse_header(raw, size, len(raw), True) == _full_parse(raw, size), (text, data_len)
 
 
 def test_header_fast_path_taken_on_real_files_and_equal_to_the_full_parse(real_run: Path) -> None:
-    from sdxl_tui.sources.checkpoints import _fast_header, _parse_header
+    from sdxl_tui.formats.safetensors import _fast_header, _parse_header
 
     for path in sorted(real_run.glob("*.safetensors")):
         data = path.read_bytes()
@@ -820,4 +817,4 @@ def test_header_fast_path_taken_on_real_files_and_equal_to_the_full_parse(real_r
         raw = data[8 : 8 + n]
         assert _fast_header(raw.decode()) is not None
         for size in (len(data), len(data) - 1, len(data) + 1):
-            assert _parse_header(raw, size, n) == _full_parse(raw, size)
+            assert _parse_header(raw, size, n, True) == _full_parse(raw, size)

@@ -16,14 +16,9 @@ from pathlib import Path
 import pytest
 
 from sdxl_tui.model import ScalarPoint
-from sdxl_tui.sources.events import (
-    EventReader,
-    _crc32c_py,
-    crc32c,
-    decode_event,
-    downsample_minmax,
-    masked_crc32c,
-)
+from sdxl_tui.formats.tfrecord import crc32c, decode_event, masked_crc32c
+from sdxl_tui.formats.tfrecord import crc32c_py as _crc32c_py
+from sdxl_tui.sources.events import EventReader, downsample_minmax
 from tests.realrun import STORED
 
 REAL_LOGS = STORED / "logs"

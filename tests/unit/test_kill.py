@@ -19,12 +19,12 @@ from sdxl_tui.control.kill import (
     complete_checkpoints,
     execute_kill,
     plan_kill,
-    safetensors_complete,
     start_stop_after_checkpoint,
     watcher_status,
 )
 from sdxl_tui.control.launch import launch
-from sdxl_tui.control.launch_config import LaunchConfig
+from sdxl_tui.formats.safetensors import is_complete
+from sdxl_tui.formats.launch_config import LaunchConfig
 from sdxl_tui.sources.procs import find_trainer
 from tests.helpers.proctools import (
     FAKE_ACCELERATE,
@@ -185,10 +185,12 @@ def _safetensors(path: Path, size: int, *, truncate: int = 0) -> None:
 def test_safetensors_completeness(tmp_path: Path) -> None:
     _safetensors(tmp_path / "a.safetensors", 100)
     _safetensors(tmp_path / "b.safetensors", 100, truncate=10)
-    (tmp_path / "c.safetensors").write_bytes(b"\x01\x00")
-    assert safetensors_complete(tmp_path / "a.safetensors") is True
-    assert safetensors_complete(tmp_path / "b.safetensors") is False
-    assert safetensors_complete(tmp_path / "c.safetensors") is None
+    (tmp_path / "c.safetensors").write_bytes(b"\x01\x00")  # the length is still being written
+    (tmp_path / "d.safetensors").write_bytes(b"\xff" * 16)  # can never become valid
+    assert is_complete(tmp_path / "a.safetensors") is True
+    assert is_complete(tmp_path / "b.safetensors") is False
+    assert is_complete(tmp_path / "c.safetensors") is False
+    assert is_complete(tmp_path / "d.safetensors") is None
     assert complete_checkpoints(tmp_path) == ["a.safetensors"]
 
 

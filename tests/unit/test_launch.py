@@ -14,8 +14,9 @@ import psutil
 import pytest
 
 from sdxl_tui.control.launch import launch, log_rotations, plan_launch, rotate_logs
-from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
-from sdxl_tui.sources.procs import ProcessWatcher, find_trainer, read_run_record
+from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.statedir import read_run_record
+from sdxl_tui.sources.procs import ProcessWatcher, find_trainer
 from tests.helpers.proctools import (
     FAKE_CONDA,
     FAKE_TRAINER,
@@ -78,9 +79,9 @@ def test_launch_records_the_run_and_refuses_a_second_start(procs: Procs, tmp_pat
     assert res.ok, res.message
     rec = read_run_record(out)
     assert rec is not None
-    assert rec["pid"] == res.pid and rec["argv"][1] == "fake_train_network.py"
-    assert abs(rec["create_time"] - psutil.Process(res.pid).create_time()) < 0.05
-    assert rec["cwd"] == str(HELPERS) and rec["log"] == str(out / "training.log")
+    assert rec.pid == res.pid and rec.argv[1] == "fake_train_network.py"
+    assert rec.create_time is not None and abs(rec.create_time - psutil.Process(res.pid).create_time()) < 0.05
+    assert rec.cwd == str(HELPERS) and rec.log == str(out / "training.log")
     assert (out / "training.log.1").read_text() == "previous run\n"
     tree = wait_until(lambda: find_trainer(out), 10)
     assert tree.recorded and tree.trainer.pid == res.pid
@@ -97,7 +98,8 @@ def test_launch_records_the_run_and_refuses_a_second_start(procs: Procs, tmp_pat
     second = launch(_cfg(out))
     assert not second.ok
     assert "already running" in second.message and str(res.pid) in second.message
-    assert read_run_record(out)["pid"] == res.pid
+    again = read_run_record(out)
+    assert again is not None and again.pid == res.pid
     assert (out / "training.log.1").read_text() == "previous run\n"  # no rotation happened
 
 
@@ -138,8 +140,8 @@ def test_supervisor_records_the_trainers_signal(procs: Procs, tmp_path: Path) ->
     w = ProcessWatcher(out)
     assert w.sample() is not None
     os.kill(res.pid, signal.SIGKILL)
-    rec = wait_until(lambda: (r := read_run_record(out)) and r.get("ended_at") and r, 10)
-    assert rec["signal"] == signal.SIGKILL and rec["exit_code"] is None
+    rec = wait_until(lambda: (r := read_run_record(out)) and r.ended and r, 10)
+    assert rec.signal == signal.SIGKILL and rec.exit_code is None
     wait_until(lambda: w.sample() is None, 5)
     assert w.last_exit is not None and w.last_exit.signal_name == "SIGKILL"
     assert "host out of memory" in w.last_exit.description
@@ -159,7 +161,7 @@ def test_run_survives_the_starter_being_killed_and_its_session_hanging_up(procs:
     script = textwrap.dedent(f"""
         import time
         from sdxl_tui.control.launch import launch
-        from sdxl_tui.control.launch_config import load_launch_config
+        from sdxl_tui.formats.launch_config import load_launch_config
         res = launch(load_launch_config({str(launch_file)!r}))
         print("started", res.ok, flush=True)
         time.sleep(60)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_tui.control.launch_config import (
+from sdxl_tui.formats.launch_config import (
     LaunchConfig,
     LaunchConfigError,
     args_from_argv,

@@ -9,17 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from sdxl_tui.planning.options import (
+from sdxl_tui.formats.cmdline import interpreter_from_prefix, python_command_from_prefix
+from sdxl_tui.formats.optiontable import (
     SD1_SCRIPT,
     SDXL_SCRIPT,
     OptionTable,
-    check_config_value,
     int_or_float,
-    interpreter_from_prefix,
     load_packaged_table,
+    suggest,
+)
+from sdxl_tui.planning.options import (
+    check_config_value,
     load_table_from_checkout,
     resolve_argv,
-    suggest,
     table_from_help,
 )
 
@@ -222,8 +224,6 @@ def test_help_parser_rejects_non_help_text() -> None:
 
 
 def test_python_command_from_prefix() -> None:
-    from sdxl_tui.planning.options import python_command_from_prefix
-
     conda = ["conda", "run", "--no-capture-output", "-n", "kohya_ss", "python"]
     assert python_command_from_prefix(["nohup", *conda]) == conda
     assert python_command_from_prefix(["accelerate", "launch", "--num_cpu_threads_per_process", "1"]) is None

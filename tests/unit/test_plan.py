@@ -17,10 +17,10 @@ import tomllib
 
 from sdxl_tui.model import GpuSample, GpuStatus
 from sdxl_tui.planning.check import check_launch, format_report
+from sdxl_tui.formats import toml
 from sdxl_tui.planning.environment import KnownEnvironment
 from sdxl_tui.planning.plan import (
     PlanError,
-    dumps_toml,
     format_rows,
     load_optuna_trials,
     load_trials,
@@ -184,7 +184,7 @@ def test_image_folder_dataset(tmp_path: Path) -> None:
 def test_toml_writer_round_trips() -> None:
     data = {"a": {"x": 1, "y": 1e-05, "z": [0.000201], "s": 'q"uote', "b": True},
             "datasets": [{"resolution": 1024, "subsets": [{"image_dir": "/i"}, {"image_dir": "/j"}]}]}
-    assert tomllib.loads(dumps_toml(data, header="hello")) == data
+    assert tomllib.loads(toml.dumps(data, header="hello")) == data
 
 
 def test_cli_plan_writes_and_checks(sd15: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,16 +16,18 @@ from typing import Any
 import psutil
 import pytest
 
-from sdxl_tui.sources import procs as P
-from sdxl_tui.sources.procs import (
-    ProcessWatcher,
+from sdxl_tui.formats.cmdline import (
     cmdline_matches,
-    discover,
-    find_trainer,
     is_direct,
+    mentions_trainer,
     option_value,
     script_span,
     trainer_output_dir,
+)
+from sdxl_tui.sources.procs import (
+    ProcessWatcher,
+    discover,
+    find_trainer,
 )
 from tests.helpers.proctools import (
     FAKE_TRAINER,
@@ -71,8 +73,8 @@ def test_direct_trainer_versus_launcher(cmd: list[str], direct: bool) -> None:
 def test_shell_wrapper_mentions_the_trainer() -> None:
     cmd = ["sh", "-c", "conda run -n k python train_network.py --output_dir o > log 2>&1"]
     assert script_span(cmd) is None
-    assert P.mentions_trainer(cmd)
-    assert not P.mentions_trainer(["bash", "run_all.sh"])
+    assert mentions_trainer(cmd)
+    assert not mentions_trainer(["bash", "run_all.sh"])
 
 
 def test_no_trainer_script() -> None:
@@ -97,7 +99,7 @@ def test_output_dir_forms(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text(f'[model]\noutput_dir = "{tmp_path}/fromcfg"\n')
     assert trainer_output_dir(base + ["--config_file", "c"], str(tmp_path)) == str(tmp_path / "fromcfg")
     assert trainer_output_dir(base + ["--config_file", "c.toml", "--output_dir", "x"], str(tmp_path)) == str(tmp_path / "x")
-    assert option_value(["--a", "1", "--", "--output_dir", "z"], "--output_dir", 10) is None
+    assert option_value(["--a", "1", "--", "--output_dir", "z"], "--output_dir") is None
 
 
 def test_cmdline_matches_handles_shebang() -> None:

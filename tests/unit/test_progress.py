@@ -8,7 +8,6 @@ from sdxl_tui.model import CheckpointKind, ScalarPoint, TrainConfig
 from sdxl_tui.sources.progress import (
     compute_progress,
     count_upcoming_saves,
-    format_duration,
     pause_per_save,
     steps_per_second_from_points,
     upcoming_saves,
@@ -120,10 +119,3 @@ def test_no_eta_when_over_or_rate_unknown() -> None:
     unknown = compute_progress(CARD, epoch=1, epochs=12, step=0, total_steps=600, seconds_per_step=None,
                                elapsed_seconds=None, now=0.0, last_step_at=None)
     assert unknown.eta_seconds is None and unknown.next_checkpoint == "luca_sdxl_v1-000002.safetensors"
-
-
-def test_format_duration() -> None:
-    assert format_duration(None) == "?"
-    assert format_duration(65) == "1:05"
-    assert format_duration(3725) == "1:02:05"
-    assert format_duration(90_000) == "1d 1:00:00"

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
 from tests.helpers.proctools import Procs, end_recorded_evaluations, managed_procs, wait_until
 
 PY = sys.executable

@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from sdxl_tui.formats.cmdline import options_from_argv
 from sdxl_tui.model import CheckpointKind, CheckpointStatus, RunState, TrainConfig
-from sdxl_tui.sources.rundir import (
-    RunReader,
-    StateInputs,
-    decide_state,
-    infer_save_every,
-    merge_config,
-    options_from_argv,
-    read_run,
-)
+from sdxl_tui.sources.runconfig import infer_save_every, merge_config
+from sdxl_tui.sources.rundir import RunReader, read_run
+from sdxl_tui.sources.state import StateInputs, decide_state
 from tests.realrun import STORED, materialize
 
 NOW = 2_000_000_000.0
@@ -197,7 +192,7 @@ def _tbparse_scalars(root: Path) -> dict[str, list[tuple[int, float]]]:
 
 def test_missing_at_start_then_created_then_deleted_and_recreated(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    reader = RunReader(run, gpu=False, procs=False, clock=lambda: NOW)
+    reader = RunReader(run, procs=False, clock=lambda: NOW)
     snap = reader.refresh()
     assert snap.state is RunState.MISSING and str(run) in snap.state_reason
     run.mkdir()
@@ -222,7 +217,7 @@ def test_permission_denied_is_a_clear_state(tmp_path: Path) -> None:
     run.mkdir()
     run.chmod(0)
     try:
-        snap = RunReader(run, gpu=False, procs=False, clock=lambda: NOW).refresh()
+        snap = RunReader(run, procs=False, clock=lambda: NOW).refresh()
         assert snap.state is RunState.WAITING and "permission denied" in snap.state_reason
     finally:
         run.chmod(0o755)
@@ -234,7 +229,7 @@ def test_half_written_final_checkpoint_is_not_finished(tmp_path: Path) -> None:
     header = json.dumps({"__metadata__": {"ss_output_name": "x", "ss_epoch": "1", "ss_steps": "3"},
                          "a": {"dtype": "F16", "shape": [1000], "data_offsets": [0, 2000]}}).encode()
     (run / "x.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 100)
-    snap = RunReader(run, gpu=False, procs=False, clock=lambda: NOW).refresh()
+    snap = RunReader(run, procs=False, clock=lambda: NOW).refresh()
     assert snap.state is not RunState.FINISHED
     assert snap.checkpoints[0].status is not CheckpointStatus.COMPLETE
 
@@ -301,7 +296,8 @@ def test_sim_bad_arguments_are_failed_with_did_you_mean(tmp_path: Path) -> None:
     snap = read_run(run, gpu=False, procs=False)
     assert snap.state is RunState.FAILED and "unrecognized arguments" in snap.state_reason
     bad = _alert(snap, "bad_args")
-    assert "--batch_size: batch_size = N in the dataset TOML" in bad.fix and "--lowvram: no such option" in bad.fix
+    assert "--batch_size: did you mean --train_batch_size? there is no --batch_size" in bad.fix
+    assert "--lowvram: did you mean --lowram?" in bad.fix
 
 
 def test_sim_nan_reports_the_first_nan_step_and_finishes(tmp_path: Path) -> None:
@@ -323,7 +319,7 @@ def test_incremental_refresh_sees_new_steps_of_the_real_log(tmp_path: Path, real
     cut = data.index(b"saving checkpoint: /tmp/runs/real-sdxl-run/tiny_lora-000002")
     (run / "training.log").write_bytes(data[:cut])
     clock = [NOW]
-    reader = RunReader(run, gpu=False, procs=False, clock=lambda: clock[0])
+    reader = RunReader(run, procs=False, clock=lambda: clock[0])
     os.utime(run / "training.log", (NOW - 1, NOW - 1))
     first = reader.refresh()
     assert first.state is RunState.TRAINING and first.progress.step == 6 and first.progress.epoch == 2
@@ -410,7 +406,7 @@ def test_hung_process_is_stalled_with_a_stall_alert(sim_proc) -> None:  # type: 
     _wait_for_step(run, 1)
     time.sleep(0.3)  # let the simulator reach its hang
     clock = [time.time()]
-    reader = RunReader(run, gpu=False, procs=ProcessWatcher(run), clock=lambda: clock[0])
+    reader = RunReader(run, procs=ProcessWatcher(run), clock=lambda: clock[0])
     snap = reader.refresh()
     assert snap.process is not None and snap.process.pid == proc.pid
     assert snap.state in (RunState.TRAINING, RunState.SAMPLING)
@@ -432,7 +428,7 @@ def test_sigterm_killed_process_is_interrupted(sim_proc) -> None:  # type: ignor
     from sdxl_tui.config import Settings
 
     every_time = Settings().replace(refresh__process_interval=0)
-    reader = RunReader(run, gpu=False, procs=ProcessWatcher(run), settings=every_time)
+    reader = RunReader(run, procs=ProcessWatcher(run), settings=every_time)
     snap = reader.refresh()
     assert snap.state is RunState.TRAINING and snap.process is not None and snap.process.alive
     os.kill(proc.pid, signal.SIGTERM)
@@ -463,7 +459,7 @@ def test_run_record_exit_status_makes_failed_and_is_reported(tmp_path: Path) -> 
     from sdxl_tui.sources.procs import ProcessWatcher
 
     run = _run_with_record(tmp_path, exit_code=1, signal=None)
-    snap = RunReader(run, gpu=False, procs=ProcessWatcher(run), clock=lambda: NOW).refresh()
+    snap = RunReader(run, procs=ProcessWatcher(run), clock=lambda: NOW).refresh()
     assert snap.state is RunState.FAILED and "status 1" in snap.state_reason
     assert snap.process is not None and not snap.process.alive and snap.process.trainer.exit_code == 1
     assert snap.process.recorded
@@ -473,7 +469,7 @@ def test_run_record_sigkill_is_interrupted_with_a_host_oom_hint(tmp_path: Path) 
     from sdxl_tui.sources.procs import ProcessWatcher
 
     run = _run_with_record(tmp_path, exit_code=None, signal=9)
-    snap = RunReader(run, gpu=False, procs=ProcessWatcher(run), clock=lambda: NOW).refresh()
+    snap = RunReader(run, procs=ProcessWatcher(run), clock=lambda: NOW).refresh()
     assert snap.state is RunState.INTERRUPTED and "SIGKILL" in snap.state_reason
     assert _alert(snap, "host_oom").severity.value == "error"
     assert _alert(snap, "interrupted")
@@ -488,7 +484,7 @@ def test_half_written_event_record_and_non_utf8_log_are_read_without_error(tmp_p
     ev.write_bytes(data[:-7])  # the last record cut inside its data
     log = (real_run / "training.log").read_bytes()
     (run / "training.log").write_bytes(b"\xff\xfe garbage \x80\n" + log[:2000] + b"\xc3\n")
-    reader = RunReader(run, gpu=False, procs=False, clock=lambda: NOW)
+    reader = RunReader(run, procs=False, clock=lambda: NOW)
     snap = reader.refresh()
     assert snap.series["loss/epoch_average"].count == 2  # the cut record is waiting, not lost
     assert any(ln.text.startswith("\ufffd") for ln in snap.log_lines)
@@ -519,7 +515,7 @@ def test_an_exception_the_live_trainer_survives_is_an_alert_not_the_state(tmp_pa
         tb = (b"\nTraceback (most recent call last):\n  File \"/x/train_util.py\", line 1, in f\n"
               b"    g()\nRuntimeError: transient worker hiccup\n")
         (run / "training.log").write_bytes(data[:first] + tb)
-        reader = RunReader(run, gpu=False, procs=ProcessWatcher(run),
+        reader = RunReader(run, procs=ProcessWatcher(run),
                            settings=Settings().replace(refresh__process_interval=0))
         snap = reader.refresh()
         assert snap.process is not None and snap.process.pid == proc.pid

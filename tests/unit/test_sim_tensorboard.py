@@ -162,7 +162,7 @@ def test_nan_fault_is_nan_in_tensorboard(tmp_path: Path) -> None:
 def test_crc32c_implementations_agree_with_oracle() -> None:
     import os as _os
 
-    from sdxl_tui.sim.tfevents import crc32c, crc32c_py, masked_crc32c
+    from sdxl_tui.formats.tfrecord import crc32c, crc32c_py, masked_crc32c
     from tests.oracles import crc32c_bitwise, masked
 
     assert crc32c_bitwise(b"123456789") == 0xE3069283  # the CRC-32C check value

@@ -81,14 +81,14 @@ def test_help_documents_exit_codes_and_schema(capsys: pytest.CaptureFixture[str]
 
 
 def test_gpu_alerts_through_the_nvml_boundary(real_run: Path) -> None:
-    reader = RunReader(real_run, gpu=GpuMonitor(nvml=fk.hot_gpu()), procs=False)
+    reader = RunReader(real_run, gpu=GpuMonitor(nvml=fk.hot_gpu()).sample, procs=False)
     snap = reader.refresh()
     assert snap.state is RunState.FINISHED
     assert snap.gpu.available and snap.gpu.gpus[0].temperature == 89
     kinds = {a.kind: a for a in snap.alerts}
     assert "89 C" in kinds["gpu_heat"].message and "slowdown at 90 C" in kinds["gpu_heat"].message
     assert "hw_thermal_slowdown" in kinds["gpu_throttle"].message
-    no_driver = RunReader(real_run, gpu=GpuMonitor(nvml=fk.driver_not_loaded()), procs=False).refresh()
+    no_driver = RunReader(real_run, gpu=GpuMonitor(nvml=fk.driver_not_loaded()).sample, procs=False).refresh()
     assert not no_driver.gpu.available and no_driver.gpu.reason
     assert not [a for a in no_driver.alerts if a.kind.startswith("gpu")]
 

@@ -113,14 +113,11 @@ def _gpu_arg(args: argparse.Namespace) -> object:
 
 def _toml_kind(path: Path) -> str:
     """"launch" (sdxl-tui.toml), "dataset" (a dataset TOML) or "config" (an sd-scripts config)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
+    from sdxl_tui.formats import toml
 
     try:
-        data = tomllib.loads(path.read_text("utf-8", errors="replace"))
-    except (OSError, tomllib.TOMLDecodeError):
+        data = toml.load(path)
+    except (OSError, toml.TOMLDecodeError):
         return "config"
     if isinstance(data.get("launch"), dict):
         return "launch"
@@ -183,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                 report = check_dataset_config(path, sdxl=(args.script or "sdxl_train_network.py").startswith("sdxl"),
                                               cwd=args.cwd or args.sd_scripts)
             elif kind == "launch":
-                from sdxl_tui.control.launch_config import LaunchConfigError, load_launch_config
+                from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
 
                 try:
                     launch = load_launch_config(path)

@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
             from sdxl_tui.config import load_settings
 
             settings = load_settings()
-            int_t = settings["kill.sigint_timeout"] if int_t is None else int_t
-            term_t = settings["kill.sigterm_timeout"] if term_t is None else term_t
+            int_t = settings.kill.sigint_timeout if int_t is None else int_t
+            term_t = settings.kill.sigterm_timeout if term_t is None else term_t
         except Exception:  # noqa: BLE001 - fall back to the documented defaults
             int_t = 10.0 if int_t is None else int_t
             term_t = 10.0 if term_t is None else term_t

@@ -106,16 +106,14 @@ def _vram_from_nvml() -> float | None:
             monitor.close()
     except Exception:  # noqa: BLE001 - no driver is a normal state
         return None
-    gpus = getattr(status, "gpus", ()) or ()
-    if not gpus or not getattr(gpus[0], "memory_total", None):
-        return None
-    return round(gpus[0].memory_total / 1e9, 1)
+    total = status.gpus[0].memory_total if status.gpus else None
+    return round(total / 1e9, 1) if total else None
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdxl_tui.formats import toml
     from sdxl_tui.planning.plan import (
         PlanError,
-        dumps_toml,
         format_rows,
         load_optuna_trials,
         load_trials,
@@ -189,8 +187,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_rows(plan.rows))
     if args.dry_run:
-        print(f"\n# {output_name}.toml\n{dumps_toml(plan.config)}")
-        print(f"# {output_name}_dataset.toml\n{dumps_toml(plan.dataset)}")
+        print(f"\n# {output_name}.toml\n{toml.dumps(plan.config)}")
+        print(f"# {output_name}_dataset.toml\n{toml.dumps(plan.dataset)}")
         print("dry run: nothing written")
         return 0
     files = write_plan(plan, args.write_to)

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return 2
-    folder = queue_dir(settings.get("queue.dir"))
+    folder = queue_dir(settings.queue.dir)
     if args.queue_command == "list":
         entries = read_queue(folder)
         if args.json:
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             if launch.is_dir():
                 launch = launch / "sdxl-tui.toml"
             entry = add(folder, launch, after=args.after, on_failure=args.on_failure, evaluate=args.evaluate)
-            ensure_runner(folder, poll=float(settings.get("queue.poll_interval", 5.0)))
+            ensure_runner(folder, poll=settings.queue.poll_interval)
             print(f"queued #{entry.id}: {entry.backend} run into {entry.output_dir}")
             return 0
         entry = remove(folder, args.id)

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sdxl_tui.control.launch_config import LaunchConfig
+    from sdxl_tui.formats.launch_config import LaunchConfig
 
 DESCRIPTION = """\
 Start the training run described by a launch config (DIR/sdxl-tui.toml, or --launch FILE).
@@ -62,7 +62,7 @@ def _err(msg: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.launch import launch, plan_launch, preflight, report_has_errors
-    from sdxl_tui.control.launch_config import (
+    from sdxl_tui.formats.launch_config import (
         DEFAULT_NAME,
         LaunchConfigError,
         find_launch_config,
@@ -96,13 +96,9 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"preflight: {note}")
         elif report is not None:
-            try:
-                from sdxl_tui.planning.check import format_report
+            from sdxl_tui.planning.check import format_report
 
-                print(format_report(report))
-            except ImportError:
-                for f in report.findings:
-                    print(f"{f.severity.upper():<7} [{f.code}] {f.message}" + (f"\n        fix: {f.fix}" if f.fix else ""))
+            print(format_report(report))
             if report_has_errors(report):
                 if not args.force:
                     _err("refused: the preflight check found errors (fix them, or --force to start anyway)")

@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
                 run_dir,
                 log_path=args.log,
                 logs_dir=args.logs_dir,
-                gpu=False if args.no_gpu else None,
+                gpu=not args.no_gpu,
                 procs=False if args.no_procs else None,
                 settings=settings,
                 launch_file=getattr(args, "launch", None),
@@ -206,7 +206,7 @@ def _scheduler_line(s: Any, now: float) -> str:
 
 def format_status(snap: Any) -> str:
     """The short human summary (a dozen lines plus one per checkpoint and alert)."""
-    from sdxl_tui.sources.progress import format_duration
+    from sdxl_tui.humanize import format_duration
 
     p = snap.progress
     c = snap.config

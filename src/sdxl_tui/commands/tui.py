@@ -116,7 +116,7 @@ def show_config(settings: Any) -> str:
 
     lines = [f"config file: {settings.config_file or '(none)'}"]
     for spec in SPECS:
-        value = settings[spec.name]
+        value = settings.value(spec.name)
         if hasattr(value, "items"):
             value = dict(value)
         lines.append(f"{spec.name:<24} = {value!r:<40} ({settings.sources[spec.name]})")
@@ -145,17 +145,19 @@ def build_app(
     notice: str | None = None,
 ) -> Any:
     """The dashboard as the CLI builds it: the run's first read starts before Textual loads."""
+    from sdxl_tui.sources.gpu import LatestGpu
     from sdxl_tui.tui.prefetch import prefetch_run
 
+    latest = LatestGpu()  # the GPU feed samples NVML; the reader takes its latest status
     reader = prefetch_run(
-        run_dir, log_path=log_path, logs_dir=logs_dir, gpu=False if no_gpu else None,
-        settings=settings, launch_file=settings.get("launch.file"),
+        run_dir, log_path=log_path, logs_dir=logs_dir, gpu=None if no_gpu else latest,
+        settings=settings, launch_file=settings.launch.file,
     )
     from sdxl_tui.tui.app import make_app
 
     return make_app(
-        settings, run_dir, reader=reader, log_path=log_path, logs_dir=logs_dir,
-        launch_file=settings.get("launch.file"), notice=notice,
+        settings, run_dir, reader=reader, gpu=False if no_gpu else None, gpu_latest=latest,
+        log_path=log_path, logs_dir=logs_dir, launch_file=settings.launch.file, notice=notice,
     )
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shlex
@@ -47,9 +46,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-STATE_DIR = ".sdxl-tui"
-EVALS_DIR = "evals"
-COMPARE_DIR = "compare"
+from sdxl_tui.config import Settings
+from sdxl_tui.formats import statedir
+from sdxl_tui.formats.names import (
+    IMAGE_SUFFIXES,
+    WEIGHT_SUFFIXES,
+    classify_name,
+    epoch_from_name,
+    eval_dir_name,
+)
+from sdxl_tui.formats.safetensors import read_header, read_metadata
+from sdxl_tui.formats.statedir import read_json, write_json_atomic
+from sdxl_tui.model import CheckpointKind
+from sdxl_tui.sources.procs import find_trainer
+
 RUNNER_LOCK = "runner.lock"  # flock only; never replaced
 RUNNER_INFO = "runner.info"  # pid + create_time of the live runner (not *.json: the scanner reads those)
 RUNNER_LOG = "runner.log"
@@ -58,8 +68,6 @@ MODULE = "sdxl_tui.control.evaluate"
 STATUSES = ("queued", "running", "done", "failed")
 WHEN = ("now", "after-training")
 DEFAULT_POLL = 5.0
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 NOT_RESULT_IMAGES = ("contact_sheet.png",)
 
 #: Placeholders a template may use (``{{`` / ``}}`` give literal braces).
@@ -79,8 +87,6 @@ PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
 )
 
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-_EPOCH_RE = re.compile(r".+-(\d{6,})")
-_STEP_RE = re.compile(r".+-step(\d{8,})")
 
 
 class EvalError(ValueError):
@@ -195,33 +201,12 @@ class CompareJob:
 # --------------------------------------------------------------------------- paths, names
 
 
-def state_dir(run_dir: str | os.PathLike[str]) -> str:
-    return os.path.join(os.fspath(run_dir), STATE_DIR)
-
-
 def evals_dir(run_dir: str | os.PathLike[str]) -> str:
-    return os.path.join(state_dir(run_dir), EVALS_DIR)
+    return os.fspath(statedir.evals_dir(run_dir))
 
 
 def compare_dir(run_dir: str | os.PathLike[str]) -> str:
-    return os.path.join(state_dir(run_dir), COMPARE_DIR)
-
-
-def epoch_from_name(stem: str) -> int | None:
-    """``luca_sdxl_v1-000008`` -> 8 (sd-scripts' epoch file name, REF §3.1); None otherwise."""
-    if _STEP_RE.fullmatch(stem):
-        return None
-    m = _EPOCH_RE.fullmatch(stem)
-    return int(m.group(1)) if m else None
-
-
-def _metadata(path: str) -> Mapping[str, str]:
-    try:
-        from sdxl_tui.sources.checkpoints import read_safetensors_header
-
-        return read_safetensors_header(path).metadata
-    except Exception:  # noqa: BLE001 - a torch file or unreadable header just has no metadata
-        return MappingProxyType({})
+    return os.fspath(statedir.state_dir(run_dir) / statedir.COMPARE_DIR)
 
 
 def _header_state(path: str) -> str | None:
@@ -229,10 +214,8 @@ def _header_state(path: str) -> str | None:
     if not path.endswith(".safetensors"):
         return None
     try:
-        from sdxl_tui.sources.checkpoints import read_safetensors_header
-
-        return read_safetensors_header(path).state
-    except Exception:  # noqa: BLE001
+        return read_header(path).state
+    except OSError:
         return None
 
 
@@ -243,12 +226,12 @@ def checkpoint_epoch(path: str) -> int | None:
     epoch = epoch_from_name(stem)
     if epoch is not None:
         return epoch
-    raw = _metadata(path).get("ss_epoch") if path.endswith(".safetensors") else None
+    raw = read_metadata(path).get("ss_epoch") if path.endswith(".safetensors") else None
     try:
         value = int(str(raw)) if raw is not None else None
     except ValueError:
         return None
-    if value is not None and _STEP_RE.fullmatch(stem):
+    if value is not None and classify_name(stem)[0] is CheckpointKind.STEP:
         value += 1
     return value
 
@@ -257,8 +240,7 @@ def default_output_dir(run_dir: str | os.PathLike[str], checkpoint: str) -> str:
     """``OUTPUT_DIR/eval_epoch{N}`` for epoch files (the card's layout), ``eval_<stem>`` otherwise."""
     stem = Path(checkpoint).stem
     epoch = epoch_from_name(stem)
-    name = f"eval_epoch{epoch}" if epoch is not None else f"eval_{stem}"
-    return os.path.join(os.path.abspath(os.fspath(run_dir)), name)
+    return os.path.join(os.path.abspath(os.fspath(run_dir)), eval_dir_name(stem, epoch))
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[str]:
@@ -285,7 +267,7 @@ def resolve_checkpoint(run_dir: str | os.PathLike[str], spec: str) -> str:
             if epoch_from_name(Path(path).stem) == epoch:
                 return os.path.abspath(path)
         for path in files:  # the final file carries ss_epoch = the last epoch
-            if not _STEP_RE.fullmatch(Path(path).stem) and checkpoint_epoch(path) == epoch:
+            if classify_name(Path(path).stem)[0] is not CheckpointKind.STEP and checkpoint_epoch(path) == epoch:
                 return os.path.abspath(path)
         have = sorted({e for e in (epoch_from_name(Path(p).stem) for p in files) if e is not None})
         raise EvalError(
@@ -397,52 +379,17 @@ def builtin_template(*, prompts: bool, extra: Sequence[str] = ()) -> tuple[str, 
     return (*argv, *extra)
 
 
-def _setting(settings: Any, name: str, default: Any = None) -> Any:
-    if settings is None:
-        return default
-    try:
-        value = settings.get(name, default) if hasattr(settings, "get") else settings[name]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
 def training_pid(run_dir: str | os.PathLike[str]) -> int | None:
     """The trainer's pid when a training process writes to ``run_dir``, else None."""
-    try:
-        from sdxl_tui.sources.procs import find_trainer
-    except ImportError:  # pragma: no cover - procs.py is part of the package
-        return _scan_trainer(run_dir)
-    try:
-        tree = find_trainer(run_dir)
-    except Exception:  # noqa: BLE001 - a psutil hiccup must not stop a queue
-        return _scan_trainer(run_dir)
+    tree = find_trainer(run_dir)
     return tree.pid if tree is not None and tree.alive else None
-
-
-def _scan_trainer(run_dir: str | os.PathLike[str]) -> int | None:
-    """Fallback: any process whose command line has ``--output_dir <run_dir>``."""
-    import psutil
-
-    target = os.path.realpath(os.fspath(run_dir))
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        for i, tok in enumerate(cmd):
-            val = None
-            if tok == "--output_dir" and i + 1 < len(cmd):
-                val = cmd[i + 1]
-            elif tok.startswith("--output_dir="):
-                val = tok.split("=", 1)[1]
-            if val and os.path.realpath(val) == target:
-                return int(proc.info["pid"])
-    return None
 
 
 def plan_eval(
     run_dir: str | os.PathLike[str],
     checkpoint_path: str | os.PathLike[str],
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     command: str | Sequence[str] | None = None,
     builtin: bool | None = None,
     base_model: str | None = None,
@@ -474,17 +421,18 @@ def plan_eval(
         template = tuple(str(a) for a in command)
     else:
         template = ()
-    configured = tuple(_setting(settings, "eval.command", ()) or ())
+    cfg = (settings or Settings()).eval
+    configured = cfg.command
     if builtin is None:
         builtin = not template and not configured
-    prompts = prompts if prompts is not None else _setting(settings, "eval.prompts")
+    prompts = prompts if prompts is not None else cfg.prompts
     if builtin:
         template = builtin_template(prompts=bool(prompts), extra=extra_args)
     elif not template:
         template = configured
     if not template:
         raise EvalError("no evaluation command: configure eval.command, pass --command, or use the built-in evaluator")
-    base_model = base_model or _setting(settings, "eval.base_model")
+    base_model = base_model or cfg.base_model
     if builtin and not base_model:
         raise EvalError(
             "the built-in evaluator needs the SDXL base model: pass --base-model PATH or set eval.base_model"
@@ -493,13 +441,13 @@ def plan_eval(
     name = Path(checkpoint).stem
     epoch = checkpoint_epoch(checkpoint)
     out = os.path.abspath(output_dir) if output_dir else default_output_dir(run_dir, checkpoint)
-    dev = str(device or _setting(settings, "eval.device", "cuda"))
+    dev = str(device or cfg.device)
     values: dict[str, str] = {
         "checkpoint": checkpoint,
         "output_dir": out,
         "epoch": "" if epoch is None else str(epoch),
-        "num_samples": str(num_samples if num_samples is not None else _setting(settings, "eval.num_samples", 4)),
-        "resolution": str(resolution if resolution is not None else _setting(settings, "eval.resolution", 1024)),
+        "num_samples": str(num_samples if num_samples is not None else cfg.num_samples),
+        "resolution": str(resolution if resolution is not None else cfg.resolution),
         "device": dev,
         "prompts": os.path.abspath(os.path.expanduser(prompts)) if prompts else "",
         "run_dir": run_dir,
@@ -544,24 +492,6 @@ def plan_eval(
 # --------------------------------------------------------------------------- status files
 
 
-def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(dict(data), fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 @contextlib.contextmanager
 def _status_lock(run_dir: str) -> Iterator[None]:
     """Serialise read-modify-write of status files between the UI, CLI and runner."""
@@ -577,9 +507,9 @@ def _status_lock(run_dir: str) -> Iterator[None]:
 
 
 def _update(path: str, **changes: Any) -> dict[str, Any]:
-    data = _read_json(path) or {}
+    data = read_json(path) or {}
     data.update(changes)
-    _write_json(path, data)
+    write_json_atomic(path, data)
     return data
 
 
@@ -602,7 +532,7 @@ def result_images(output_dir: str) -> tuple[str, ...]:
 
 def read_manifest(output_dir: str) -> dict[str, Any] | None:
     """The built-in evaluator's ``manifest.json`` in ``output_dir`` (None if absent)."""
-    return _read_json(os.path.join(output_dir, "manifest.json"))
+    return read_json(os.path.join(output_dir, "manifest.json"))
 
 
 def _alive(pid: int | None, create_time: float | None) -> bool:
@@ -666,7 +596,7 @@ def eval_status(run_dir: str | os.PathLike[str]) -> tuple[EvalRecord, ...]:
         return ()
     records = []
     for path in paths:
-        data = _read_json(path)
+        data = read_json(path)
         if data is not None:
             records.append(_record(path, data))
     order = {"running": 0, "queued": 1, "done": 2, "failed": 2}
@@ -678,7 +608,7 @@ def eval_status(run_dir: str | os.PathLike[str]) -> tuple[EvalRecord, ...]:
 def eval_record(run_dir: str | os.PathLike[str], name: str) -> EvalRecord | None:
     """The record of one checkpoint (by file stem), or None."""
     path = os.path.join(evals_dir(run_dir), Path(name).stem + ".json")
-    data = _read_json(path)
+    data = read_json(path)
     return _record(path, data) if data is not None else None
 
 
@@ -722,12 +652,12 @@ def start_eval(
         raise EvalError(f"when must be one of {', '.join(WHEN)}, not {when!r}")
     path = plan.status_path
     with _status_lock(plan.run_dir):
-        existing = _read_json(path)
+        existing = read_json(path)
         if existing is not None:
             rec = _record(path, existing)
             if rec.active:
                 raise EvalError(f"{plan.name} already has an evaluation {rec.status} (pid {rec.pid or '-'})")
-        _write_json(
+        write_json_atomic(
             path,
             {
                 "checkpoint": plan.checkpoint,
@@ -761,7 +691,7 @@ def cancel_eval(run_dir: str | os.PathLike[str], name: str, *, timeout: float = 
     run_dir = os.path.abspath(os.fspath(run_dir))
     path = os.path.join(evals_dir(run_dir), Path(name).stem + ".json")
     with _status_lock(run_dir):
-        data = _read_json(path)
+        data = read_json(path)
         if data is None:
             return None
         if data.get("status") == "queued":
@@ -789,7 +719,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def runner_pid(run_dir: str | os.PathLike[str]) -> int | None:
     """The live queue runner's pid (from its lock file, identity-checked), else None."""
-    data = _read_json(os.path.join(evals_dir(run_dir), RUNNER_INFO))
+    data = read_json(os.path.join(evals_dir(run_dir), RUNNER_INFO))
     if not data:
         return None
     pid, ctime = data.get("pid"), data.get("create_time")
@@ -875,7 +805,7 @@ def _acquire_device(run_dir: str, path: str, device: str, poll_interval: float) 
         except OSError:
             pass
         with _status_lock(run_dir):
-            data = _read_json(path) or {}
+            data = read_json(path) or {}
             if data.get("status") != "queued":
                 fh.close()
                 return False
@@ -890,7 +820,7 @@ _RUNNER_CREATE_TIME: float | None = None  # set by run_queue: identifies this ru
 
 def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> None:
     """Run one queued evaluation to its end and record it (called in the runner)."""
-    data = _read_json(path)
+    data = read_json(path)
     if not data or data.get("status") != "queued":
         return
     device_lock = _acquire_device(run_dir, path, str(data.get("device") or ""), poll_interval)
@@ -905,7 +835,7 @@ def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> No
 
 def _run_locked(run_dir: str, path: str) -> None:
     with _status_lock(run_dir):
-        data = _read_json(path)
+        data = read_json(path)
         if not data or data.get("status") != "queued":
             return
         argv = [str(a) for a in data.get("argv") or []]
@@ -949,7 +879,7 @@ def _run_locked(run_dir: str, path: str) -> None:
         log.write(f"# exit status {code} after {ended - started:.1f} s\n".encode())
     log.close()
     with _status_lock(run_dir):
-        current = _read_json(path) or {}
+        current = read_json(path) or {}
         note = current.get("note")
         if code < 0:
             note = note or f"killed by signal {-code}"
@@ -982,7 +912,7 @@ def run_queue(run_dir: str, *, poll_interval: float = DEFAULT_POLL) -> int:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0  # another runner owns the queue
-        _write_json(info_path, me)
+        write_json_atomic(info_path, me)
         while True:
             trainer = training_pid(run_dir)
             job = _next_job(run_dir, trainer is not None)
@@ -1004,7 +934,7 @@ def run_queue(run_dir: str, *, poll_interval: float = DEFAULT_POLL) -> int:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return 0
-            _write_json(info_path, me)
+            write_json_atomic(info_path, me)
 
 
 def wait_for(run_dir: str | os.PathLike[str], name: str, *, timeout: float | None = None,
@@ -1116,7 +1046,7 @@ def compare_jobs(run_dir: str | os.PathLike[str]) -> tuple[CompareJob, ...]:
         return ()
     jobs = []
     for path in paths:
-        data = _read_json(path)
+        data = read_json(path)
         if data is not None:
             jobs.append(_compare_job(path, data))
     return tuple(jobs)
@@ -1136,7 +1066,7 @@ def _finish_compare(run_dir: str, job: CompareJob) -> CompareJob:
         _update(job.job_path, status="done", grid=path, ended_at=time.time(), error=None)
     except (EvalError, OSError) as exc:
         _update(job.job_path, status="failed", ended_at=time.time(), error=str(exc))
-    data = _read_json(job.job_path) or {}
+    data = read_json(job.job_path) or {}
     return _compare_job(job.job_path, data)
 
 
@@ -1151,7 +1081,7 @@ def start_compare(
     run_dir: str | os.PathLike[str],
     checkpoints: Sequence[str],
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     when: str = "now",
     rerun: bool = False,
     poll_interval: float = DEFAULT_POLL,
@@ -1186,13 +1116,13 @@ def start_compare(
             dirs.append(folder)
             continue
         plan = plan_eval(run_dir, ck, settings=settings, prompts=prompts_file, check_training=False, **plan_kw)
-        if plan.builtin and not (prompts_file or _setting(settings, "eval.prompts")):
+        if plan.builtin and not (prompts_file or (settings or Settings()).eval.prompts):
             prompts_file = _shared_prompts(run_dir, label, checkpoints[0], plan)
             plan = plan_eval(run_dir, ck, settings=settings, prompts=prompts_file, check_training=False, **plan_kw)
         plans.append(plan)
         dirs.append(plan.output_dir)
     job_path = os.path.join(compare_dir(run_dir), label + ".json")
-    _write_json(
+    write_json_atomic(
         job_path,
         {
             "checkpoints": checkpoints,
@@ -1207,7 +1137,7 @@ def start_compare(
     for plan in plans:
         start_eval(plan, when=when, poll_interval=poll_interval, spawn_runner=False)
     ensure_runner(run_dir, poll_interval=poll_interval)
-    return _compare_job(job_path, _read_json(job_path) or {})
+    return _compare_job(job_path, read_json(job_path) or {})
 
 
 def _shared_prompts(run_dir: str, label: str, first_checkpoint: str, plan: EvalPlan) -> str:
@@ -1225,7 +1155,7 @@ def _shared_prompts(run_dir: str, label: str, first_checkpoint: str, plan: EvalP
 
 def compare_job(run_dir: str | os.PathLike[str], label: str) -> CompareJob | None:
     path = os.path.join(compare_dir(run_dir), label + ".json")
-    data = _read_json(path)
+    data = read_json(path)
     return _compare_job(path, data) if data is not None else None
 
 
@@ -1233,7 +1163,7 @@ def compare_grid(
     run_dir: str | os.PathLike[str],
     checkpoints: Sequence[str],
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     wait: bool = True,
     timeout: float | None = None,
     interval: float = 0.25,

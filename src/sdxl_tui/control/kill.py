@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import signal as _signal
-import struct
 import subprocess
 import sys
 import time
@@ -37,27 +36,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sdxl_tui.model import ProcessTree, ProcInfo
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-from sdxl_tui.sources.procs import (
+from sdxl_tui.formats.cmdline import options_from_argv, script_span
+from sdxl_tui.formats.names import WEIGHT_SUFFIXES
+from sdxl_tui.formats.safetensors import is_complete
+from sdxl_tui.formats.statedir import (
+    LAST_KILL_NAME,
     STATE_DIR,
-    discover,
-    option_value,
-    same_time,
-    script_span,
-    trainer_output_dir,
+    WATCH_NAME,
+    WATCHER_LOG_NAME,
+    read_json,
+    write_json_atomic,
 )
+from sdxl_tui.model import ProcessTree, ProcInfo
+from sdxl_tui.sources.procs import discover, same_time
 
 #: Signal steps in order; ``--signal`` picks where to start.
 STEPS = ("INT", "TERM", "KILL")
 WATCHER_MODULE = "sdxl_tui.control.watcher"
-WATCH_NAME = "stop-after-checkpoint.json"
-LAST_KILL_NAME = "last-kill.json"
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 
 
 def _psutil(module: ModuleType | None) -> Any:
@@ -202,7 +197,7 @@ def plan_kill(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | No
     notes = list(found.notes)
     if found.record_state == "mismatch" and found.record:
         rec = found.record
-        refusals.append(Refusal(int(rec.get("pid") or 0), "recorded pid now belongs to another process "
+        refusals.append(Refusal(rec.pid or 0, "recorded pid now belongs to another process "
                                 "(create time or command line differ): left alone"))
     trees: list[ProcessTree] = []
     seen: set[int] = set()
@@ -417,8 +412,6 @@ def execute_kill(
     result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time())
     if write_record and plan.targets:
         try:
-            from sdxl_tui.control.supervisor import write_json_atomic
-
             write_json_atomic(Path(plan.run_dir) / STATE_DIR / LAST_KILL_NAME, result.to_json())
         except OSError:
             pass
@@ -426,37 +419,6 @@ def execute_kill(
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-def safetensors_complete(path: str | os.PathLike[str]) -> bool | None:
-    """True when the file is as long as its header promises, False when shorter (still
-    being written or truncated), None when the header cannot be read at all yet."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                return None
-            (n,) = struct.unpack("<Q", head)
-            if n > 100 * 1024 * 1024:
-                return None
-            raw = fh.read(n)
-            if len(raw) < n:
-                return False
-            size = os.fstat(fh.fileno()).st_size
-    except OSError:
-        return None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    end = 0
-    for key, value in header.items() if isinstance(header, dict) else ():
-        if key == "__metadata__" or not isinstance(value, dict):
-            continue
-        offsets = value.get("data_offsets")
-        if isinstance(offsets, list) and len(offsets) == 2:
-            end = max(end, int(offsets[1]))
-    return size == 8 + n + end
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
@@ -467,7 +429,7 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> dict[str, tuple[int, in
     except OSError:
         return out
     for entry in entries:
-        if entry.name.endswith(CHECKPOINT_SUFFIXES) and not entry.name.startswith("."):
+        if entry.name.endswith(WEIGHT_SUFFIXES) and not entry.name.startswith("."):
             try:
                 st = entry.stat()
             except OSError:
@@ -482,7 +444,7 @@ def complete_checkpoints(run_dir: str | os.PathLike[str]) -> list[str]:
     right now is not among them, so it counts as "the next checkpoint")."""
     names = []
     for name in sorted(list_checkpoints(run_dir)):
-        if name.endswith(".safetensors") and safetensors_complete(Path(run_dir) / name) is not True:
+        if name.endswith(".safetensors") and is_complete(Path(run_dir) / name) is not True:
             continue
         names.append(name)
     return names
@@ -496,7 +458,7 @@ def _state_signature(state_dir: Path) -> tuple[Any, ...] | None:
         sig = []
         for e in entries:
             st = e.stat()
-            if e.name.endswith(".safetensors") and safetensors_complete(e.path) is not True:
+            if e.name.endswith(".safetensors") and is_complete(e.path) is not True:
                 return None
             sig.append((e.name, st.st_size, st.st_mtime_ns))
         return tuple(sig)
@@ -512,25 +474,8 @@ def run_saves_state(run_dir: str | os.PathLike[str], trees: Sequence[ProcessTree
         span = script_span(cmd)
         if span is None:
             continue
-        args = cmd[span[1]:]
-        if any(a == "--save_state" or a.startswith("--save_state=") for a in args):
+        if options_from_argv(cmd).get("save_state") is True:
             return True
-        cfg = option_value(args, "--config_file", len("--config"))
-        if cfg:
-            try:
-                path = cfg if cfg.endswith(".toml") else cfg + ".toml"
-                with open(path, "rb") as fh:
-                    data = tomllib.load(fh)
-                stack = [data]
-                while stack:
-                    table = stack.pop()
-                    for k, v in table.items():
-                        if isinstance(v, dict):
-                            stack.append(v)
-                        elif k == "save_state" and v is True:
-                            return True
-            except (OSError, ValueError):
-                pass
     try:
         return any(e.is_dir() and e.name.endswith("-state") for e in os.scandir(run_dir))
     except OSError:
@@ -577,7 +522,7 @@ class CheckpointWaiter:
             path = self.run_dir / name
             if name.endswith(".safetensors"):
                 # exact: the header promises the size, and safetensors writes in place
-                ok = safetensors_complete(path) is True
+                ok = is_complete(path) is True
             else:
                 ok = self._stable(name, files[name])
             if self.saves_state:
@@ -601,19 +546,11 @@ def watch_path(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / STATE_DIR / WATCH_NAME
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def watcher_status(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> dict[str, Any] | None:
     """The stop-after-checkpoint record plus ``alive`` (its watcher process verified by pid,
     create time and command line), or None when there has never been one."""
     ps = _psutil(psutil_module)
-    data = _read_json(watch_path(run_dir))
+    data = read_json(watch_path(run_dir))
     if data is None:
         return None
     data["alive"] = _watcher_alive(ps, data, run_dir)
@@ -672,7 +609,7 @@ def start_stop_after_checkpoint(
            "--baseline", json.dumps(baseline),
            "--signal", start, "--timeout-int", str(timeouts[0]), "--timeout-term", str(timeouts[1]),
            "--poll", str(poll), "--settle", str(settle)]
-    log = Path(target) / STATE_DIR / "watcher.log"
+    log = Path(target) / STATE_DIR / WATCHER_LOG_NAME
     with open(log, "ab") as err:
         starter = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                    start_new_session=True, close_fds=True, cwd=target)
@@ -682,7 +619,7 @@ def start_stop_after_checkpoint(
         pass
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        data = _read_json(watch_path(target))
+        data = read_json(watch_path(target))
         if data and data.get("token") == token:
             if data.get("state") == "failed":
                 return WatchResult(False, f"the watcher failed: {data.get('message')}", data.get("pid"), data)
@@ -697,7 +634,7 @@ def cancel_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, psutil_modu
     """Stop the watcher (after checking it is ours: pid, create time, command line)."""
     ps = _psutil(psutil_module)
     target = os.path.realpath(os.fspath(run_dir))
-    data = _read_json(watch_path(target))
+    data = read_json(watch_path(target))
     if data is None:
         return WatchResult(False, "no stop-after-checkpoint watcher was started for this directory")
     if not _watcher_alive(ps, data, target):
@@ -717,11 +654,7 @@ def cancel_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, psutil_modu
             pass
         if not _watcher_alive(ps, data, target):
             return WatchResult(True, f"cancelled: watcher pid {pid} stopped; the run continues", pid,
-                               _read_json(watch_path(target)))
+                               read_json(watch_path(target)))
         time.sleep(0.05)
     return WatchResult(False, f"watcher pid {pid} did not stop within {wait_seconds:.0f} s", pid, data)
 
-
-def trainer_dir_of(cmdline: Sequence[str], cwd: str | None = None) -> str | None:
-    """Convenience re-export for the UI: the output dir a trainer command line writes to."""
-    return trainer_output_dir(cmdline, cwd)

@@ -32,19 +32,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any
 
-from sdxl_tui.control.launch_config import LaunchConfig
+from sdxl_tui.formats import statedir
+from sdxl_tui.formats.cmdline import SUPERVISOR_MODULE
+from sdxl_tui.formats.launch_config import LaunchConfig
+from sdxl_tui.formats.statedir import LOCK_NAME, RECORD_NAME, RunRecord, read_run_record
 from sdxl_tui.model import ProcessTree
-from sdxl_tui.sources.procs import (
-    RECORD_NAME,
-    STATE_DIR,
-    SUPERVISOR_MODULE,
-    discover,
-    read_run_record,
-)
-
-LOCK_NAME = "lock"
+from sdxl_tui.planning.check import CheckReport, check_launch
+from sdxl_tui.sources.procs import discover
 
 
 def _empty() -> Mapping[str, str]:
@@ -84,11 +79,7 @@ class LaunchResult:
     supervisor_pid: int | None = None
     log_path: str | None = None
     record_path: str | None = None
-    record: Mapping[str, Any] | None = None
-
-
-def state_dir(output_dir: str | os.PathLike[str]) -> Path:
-    return Path(output_dir) / STATE_DIR
+    record: RunRecord | None = None
 
 
 def log_rotations(log_path: str | os.PathLike[str]) -> list[tuple[str, str]]:
@@ -160,7 +151,7 @@ def plan_launch(cfg: LaunchConfig, *, psutil_module: ModuleType | None = None) -
     """Describe the start of ``cfg`` without doing anything."""
     out = cfg.output_dir
     log = cfg.log_path
-    sdir = state_dir(out)
+    sdir = statedir.state_dir(out)
     found = discover(out, psutil_module=psutil_module)
     refusal = None
     if found.trees:
@@ -195,7 +186,7 @@ def launch(cfg: LaunchConfig, *, python: str | None = None, wait_seconds: float 
     """Start ``cfg`` detached (see the module docstring). Refuses, without starting anything,
     when a start for the same output directory is in progress or a trainer is alive."""
     out = Path(cfg.output_dir)
-    sdir = state_dir(out)
+    sdir = statedir.state_dir(out)
     try:
         sdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -240,53 +231,44 @@ def launch(cfg: LaunchConfig, *, python: str | None = None, wait_seconds: float 
         except subprocess.TimeoutExpired:
             pass
         deadline = time.monotonic() + wait_seconds
-        record: dict[str, Any] | None = None
+        record: RunRecord | None = None
         while time.monotonic() < deadline:
             record = read_run_record(out)
-            if record is not None and record.get("launch_id") == launch_id:
+            if record is not None and record.launch_id == launch_id:
                 break
             record = None
             time.sleep(0.05)
         if record is None:
             return LaunchResult(False, f"the supervisor did not report within {wait_seconds:.0f} s; see {plan.log_path}",
                                 log_path=plan.log_path, record_path=plan.record_path)
-        if record.get("error"):
-            return LaunchResult(False, f"could not start: {record['error']}", log_path=plan.log_path,
-                                record_path=plan.record_path, record=MappingProxyType(record))
+        if record.error:
+            return LaunchResult(False, f"could not start: {record.error}", log_path=plan.log_path,
+                                record_path=plan.record_path, record=record)
         return LaunchResult(
             True,
-            f"started pid {record.get('pid')} (supervisor {record.get('supervisor_pid')}); log {plan.log_path}",
-            pid=record.get("pid"),
-            create_time=record.get("create_time"),
-            supervisor_pid=record.get("supervisor_pid"),
+            f"started pid {record.pid} (supervisor {record.supervisor_pid}); log {plan.log_path}",
+            pid=record.pid,
+            create_time=record.create_time,
+            supervisor_pid=record.supervisor_pid,
             log_path=plan.log_path,
             record_path=plan.record_path,
-            record=MappingProxyType(record),
+            record=record,
         )
     finally:
         os.close(lock_fd)  # closing the descriptor releases the flock
 
 
-def preflight(cfg: LaunchConfig) -> tuple[Any | None, str | None]:
-    """Run the preflight check (``planning/check.py``) if it is available.
+def preflight(cfg: LaunchConfig) -> tuple[CheckReport | None, str | None]:
+    """Run the preflight check (``planning/check.py``).
 
-    Returns ``(report, None)``, or ``(None, note)`` when the check cannot run: it lives in
-    another module that may be missing from this build.
+    Returns ``(report, None)``, or ``(None, note)`` when the check itself failed to run (a
+    bug there must not block a start silently; the note says why).
     """
     try:
-        from sdxl_tui.planning.check import check_launch
-    except ImportError as exc:
-        return None, f"preflight check not available ({exc}); skipped"
-    try:
         return check_launch(cfg), None
-    except Exception as exc:  # noqa: BLE001 - a broken check must not block a start silently
+    except Exception as exc:  # noqa: BLE001 - see above
         return None, f"preflight check failed to run: {type(exc).__name__}: {exc}"
 
 
-def report_has_errors(report: Any) -> bool:
-    if report is None:
-        return False
-    code = getattr(report, "exit_code", None)
-    if code is not None:
-        return bool(code >= 2)
-    return any(getattr(f, "severity", "") == "error" for f in getattr(report, "findings", ()))
+def report_has_errors(report: CheckReport | None) -> bool:
+    return report is not None and report.exit_code >= 2

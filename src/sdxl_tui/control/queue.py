@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sdxl_tui.control.launch_config import LaunchConfigError, load_launch_config
+from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
 from sdxl_tui.formats.queue import ACTIVE, ON_FAILURE, read_queue, write_entry
 from sdxl_tui.formats.slurm import ACTIVE_STATES, FINAL_STATES
 from sdxl_tui.model import QueueEntry, RunState

@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdxl_tui.control.launch import LOCK_NAME, log_rotations, rotate_logs, state_dir
-from sdxl_tui.control.launch_config import LaunchConfig
-from sdxl_tui.control.supervisor import write_json_atomic
+from sdxl_tui.control.launch import log_rotations, rotate_logs
+from sdxl_tui.formats.launch_config import LaunchConfig
 from sdxl_tui.formats.slurm import (
     ACTIVE_STATES,
     END_NAME,
@@ -52,8 +51,18 @@ from sdxl_tui.formats.slurm import (
     sbatch_argv,
     shell_join,
 )
+from sdxl_tui.formats.statedir import (
+    LAST_KILL_NAME,
+    LOCK_NAME,
+    RECORD_NAME,
+    SLURM_SCRIPT_NAME,
+    WATCHER_LOG_NAME,
+    read_json,
+    state_dir,
+    write_json_atomic,
+)
 from sdxl_tui.model import SchedulerStatus
-from sdxl_tui.sources.procs import RECORD_NAME, discover
+from sdxl_tui.sources.procs import discover
 from sdxl_tui.sources.scheduler import (
     Runner,
     SlurmRecord,
@@ -62,8 +71,6 @@ from sdxl_tui.sources.scheduler import (
     run_command,
 )
 
-SCRIPT_NAME = "slurm-batch.sh"
-LAST_KILL_NAME = "last-kill.json"
 #: A job whose submit time differs from the record's by more than this is another job.
 SAME_JOB_SECONDS = 120.0
 
@@ -128,7 +135,7 @@ def plan_submit(cfg: LaunchConfig, *, dependency: str | None = None, runner: Run
     spec = BatchSpec(slurm=slurm, argv=tuple(cfg.argv()), cwd=cfg.cwd, output_dir=cfg.output_dir,
                      log_path=cfg.log_path, state_dir=str(sdir), env=tuple(env.items()),
                      job_name=_job_name(cfg), source=cfg.source)
-    script_path = str(sdir / SCRIPT_NAME)
+    script_path = str(sdir / SLURM_SCRIPT_NAME)
     refusal = None
     if shutil.which(sbatch) is None:
         refusal = f"{sbatch} not found: this machine is not a Slurm login node (or load Slurm's module first)"
@@ -247,7 +254,7 @@ def plan_cancel(run_dir: str | os.PathLike[str], *, runner: Runner = run_command
     record = read_slurm_record(target)
     if record is None:
         return CancelPlan(target, None, None, "no Slurm job was submitted for this directory by sdxl-tui")
-    status = query_job(record.job_id, runner=runner, state_dir=Path(target) / ".sdxl-tui", cluster=record.cluster,
+    status = query_job(record.job_id, runner=runner, state_dir=state_dir(target), cluster=record.cluster,
                        position=False)
     if status.state not in ACTIVE_STATES:
         why = status.state or status.problem or "unknown"
@@ -273,7 +280,7 @@ class CancelResult:
 
 def _write_stop(run_dir: str, stop: dict[str, Any]) -> None:
     try:
-        write_json_atomic(Path(run_dir) / ".sdxl-tui" / LAST_KILL_NAME, {"stop": stop})
+        write_json_atomic(state_dir(run_dir) / LAST_KILL_NAME, {"stop": stop})
     except OSError:
         pass
 
@@ -363,7 +370,7 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
     cmd = [sys.executable, "-m", WATCHER_MODULE, "--run-dir", target, "--token", token,
            "--baseline", json.dumps(baseline), "--timeout-int", str(grace), "--poll", str(poll),
            "--settle", str(settle)]
-    with open(Path(target) / ".sdxl-tui" / "watcher.log", "ab") as err:
+    with open(state_dir(target) / WATCHER_LOG_NAME, "ab") as err:
         starter = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                    start_new_session=True, close_fds=True, cwd=target)
     try:
@@ -372,7 +379,7 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
         pass
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        data = _read_json(watch_path(target))
+        data = read_json(watch_path(target))
         if data and data.get("token") == token:
             if data.get("state") == "failed":
                 return False, f"the watcher failed: {data.get('message')}"
@@ -380,14 +387,6 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
                           f" after the next complete checkpoint (now {len(baseline)} on disk)")
         time.sleep(0.05)
     return False, f"the watcher did not report within {wait_seconds:.0f} s"
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class _Cancelled(Exception):

@@ -24,21 +24,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-
-def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a temp file and rename, so readers never see half a file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
+from sdxl_tui.formats.statedir import write_json_atomic
 
 
 def _create_time(pid: int) -> float | None:
@@ -54,7 +42,7 @@ def _find_trainer(root_pid: int, output_dir: str | None) -> tuple[int, float] | 
     """The trainer among ``root_pid`` and its descendants (topmost direct trainer)."""
     import psutil
 
-    from sdxl_tui.sources.procs import is_direct, script_span
+    from sdxl_tui.formats.cmdline import is_direct, script_span
 
     try:
         root = psutil.Process(root_pid)

@@ -29,7 +29,7 @@ from sdxl_tui.control.kill import (
     run_saves_state,
     watch_path,
 )
-from sdxl_tui.control.supervisor import write_json_atomic
+from sdxl_tui.formats.statedir import write_json_atomic
 from sdxl_tui.sources.procs import discover
 
 

@@ -11,6 +11,7 @@ the clear "install the [eval] extra" message work without the heavy stack.
 
 from __future__ import annotations
 
-from sdxl_tui.evaluator.cli import EvaluatorError, build_parser, main
+from sdxl_tui.evaluator.cli import build_parser, main
+from sdxl_tui.evaluator.errors import EvaluatorError
 
 __all__ = ["EvaluatorError", "build_parser", "main"]

@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sdxl_tui.evaluator.errors import EvaluatorError
+
 EXIT_USAGE = 2
 INSTALL_HINT = "install the evaluator with: pip install 'sdxl-tui[eval]'  (CPU-only torch: pip install 'torch==<version>' from your local wheel first)"
 
@@ -35,10 +37,6 @@ without the *.safetensors files.
 
 exit status: 0 all images written; 2 bad input or environment (message on stderr); 1 other failures.
 """
-
-
-class EvaluatorError(Exception):
-    """A problem the user can fix; its message is printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +86,7 @@ def preflight(args: argparse.Namespace) -> None:
     Raises:
         EvaluatorError: with the one-line explanation.
     """
-    from sdxl_tui.evaluator.prompts import read_safetensors_header
+    from sdxl_tui.formats.safetensors import read_header
 
     if not os.path.isfile(args.checkpoint):
         raise EvaluatorError(f"LoRA checkpoint not found: {args.checkpoint}")
@@ -106,10 +104,14 @@ def preflight(args: argparse.Namespace) -> None:
         raise EvaluatorError("--steps must be at least 1")
     if args.prompts and not os.path.isfile(args.prompts):
         raise EvaluatorError(f"prompts file not found: {args.prompts}")
-    header = read_safetensors_header(args.checkpoint)
-    if header is None:
-        raise EvaluatorError(f"{args.checkpoint} is not a readable safetensors file (still being written, or corrupt?)")
-    keys = [k for k in header if k != "__metadata__"]
+    try:
+        header = read_header(args.checkpoint, names=True)
+    except OSError as exc:
+        raise EvaluatorError(f"cannot read {args.checkpoint}: {exc.strerror or exc}") from None
+    if not header.complete:
+        raise EvaluatorError(f"{args.checkpoint} is not a complete safetensors file ({header.problem}): "
+                             "still being written, or corrupt?")
+    keys = header.tensor_names
     if not any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         raise EvaluatorError(
             f"{os.path.basename(args.checkpoint)} has no kohya LoRA keys (lora_unet_*/lora_te*_*): not an sd-scripts LoRA"
@@ -118,8 +120,7 @@ def preflight(args: argparse.Namespace) -> None:
         raise EvaluatorError(
             f"{os.path.basename(args.checkpoint)} is an SD1.x/2.x LoRA (lora_te_* keys); the built-in evaluator renders SDXL LoRAs"
         )
-    meta = header.get("__metadata__") or {}
-    version = str(meta.get("ss_base_model_version", "")) if isinstance(meta, dict) else ""
+    version = header.metadata.get("ss_base_model_version", "")
     if version and not version.startswith("sdxl"):
         raise EvaluatorError(f"{os.path.basename(args.checkpoint)} was trained on {version}, not SDXL")
 

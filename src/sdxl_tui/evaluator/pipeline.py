@@ -23,7 +23,7 @@ from typing import Any
 import diffusers  # noqa: F401  (ImportError -> "install the [eval] extra")
 import torch
 
-from sdxl_tui.evaluator.cli import EvaluatorError
+from sdxl_tui.evaluator.errors import EvaluatorError
 from sdxl_tui.evaluator.prompts import PromptSpec, resolve_prompts
 
 MANIFEST = "manifest.json"

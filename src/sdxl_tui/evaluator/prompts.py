@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from sdxl_tui.formats.safetensors import read_metadata
+
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "a portrait photo of a person, detailed face, soft light",
     "a character standing in a sunny park, full body",
@@ -43,30 +45,6 @@ class PromptSpec:
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None
-
-
-def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``__metadata__`` table of a safetensors file ({} when absent or unreadable)."""
-    header = read_safetensors_header(path)
-    meta = header.get("__metadata__") if header else None
-    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-
-
-def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The JSON header of a safetensors file, or None if it is not one (REF §4.1)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                return None
-            size = int.from_bytes(raw, "little")
-            if size <= 0 or size > 100 * 1024 * 1024:
-                return None
-            data = fh.read(size)
-        loaded = json.loads(data.decode("utf-8", errors="replace"))
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
 
 
 def parse_prompt_line(line: str) -> PromptSpec | None:
@@ -155,7 +133,7 @@ def resolve_prompts(
         specs = read_prompts_file(config_prompts_file)
         if specs:
             return specs, f"config {config_prompts_file}"
-    tags = top_tags(read_safetensors_metadata(checkpoint))
+    tags = top_tags(read_metadata(checkpoint))
     if tags:
         return prompts_from_tags(tags, num_samples), "lora tags"
     return [PromptSpec(p) for p in DEFAULT_PROMPTS], "default"
@@ -182,8 +160,6 @@ __all__ = [
     "prompts_from_tags",
     "quote_prompt",
     "read_prompts_file",
-    "read_safetensors_header",
-    "read_safetensors_metadata",
     "resolve_prompts",
     "top_tags",
 ]

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sdxl_tui.formats.statedir import SLURM_END_NAME
+
 __all__ = [
     "ACTIVE_STATES",
     "END_NAME",
@@ -67,7 +69,7 @@ FINAL_STATES = frozenset({
 
 #: The batch script writes how the trainer ended here (``OUTPUT_DIR/.sdxl-tui/``), so the end
 #: is known after the controller has forgotten the job and without an accounting database.
-END_NAME = "slurm-end.json"
+END_NAME = SLURM_END_NAME
 
 _KEYS = ("partition", "gres", "time", "cpus_per_task", "mem", "account", "qos", "extra_args", "setup")
 #: sbatch options sdxl-tui sets itself (or that would break the run record); not allowed in extra_args.

@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: refuse headers larger than this (a corrupt length field must not make us read gigabytes)
-MAX_HEADER_BYTES = 64 << 20
+from sdxl_tui.formats.safetensors import read_header
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,29 +30,6 @@ class ModelKind:
     @property
     def is_sd12(self) -> bool:
         return self.kind in ("sd1", "sd2")
-
-
-def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, object]:
-    """The JSON header of a safetensors file (tensor names -> dtype/shape/offsets).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: the file is not a (complete) safetensors header.
-    """
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError("shorter than a safetensors header")
-        n = int.from_bytes(head, "little")
-        if n <= 0 or n > MAX_HEADER_BYTES:
-            raise ValueError(f"implausible header length {n}")
-        data = f.read(n)
-    if len(data) < n:
-        raise ValueError("truncated header")
-    obj = json.loads(data.decode("utf-8", errors="replace"))
-    if not isinstance(obj, dict):
-        raise ValueError("header is not a JSON object")  # noqa: TRY004 - a format error, not a type error
-    return obj
 
 
 def classify_keys(keys: list[str] | set[str] | tuple[str, ...]) -> ModelKind:
@@ -104,10 +80,12 @@ def detect_model_kind(path: str | os.PathLike[str]) -> ModelKind:
     if p.suffix.lower() != ".safetensors":
         return ModelKind("unknown", f"{p.suffix or 'no'} extension: only safetensors headers can be read without loading")
     try:
-        header = read_safetensors_header(p)
-    except (OSError, ValueError) as exc:
-        return ModelKind("unknown", f"unreadable safetensors header ({exc})")
-    return classify_keys([k for k in header if k != "__metadata__"])
+        header = read_header(p, names=True)
+    except OSError as exc:
+        return ModelKind("unknown", f"unreadable safetensors header ({exc.strerror or exc})")
+    if not header.tensor_names:
+        return ModelKind("unknown", f"unreadable safetensors header ({header.problem or 'no tensors'})")
+    return classify_keys(header.tensor_names)
 
 
 def looks_like_hub_id(text: str) -> bool:

@@ -16,18 +16,25 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from sdxl_tui.formats import toml
+from sdxl_tui.formats.cmdline import python_command_from_prefix
+from sdxl_tui.formats.launch_config import LaunchConfig, load_launch_config
+from sdxl_tui.formats.optiontable import (
+    KNOWN_SCRIPTS,
+    SD1_SCRIPT,
+    SDXL_SCRIPT,
+    OptionTable,
+    load_packaged_table,
+)
+from sdxl_tui.formats.simargs import split_args
+from sdxl_tui.humanize import format_bytes, format_duration_words
+from sdxl_tui.model import GpuStatus
 from sdxl_tui.planning import estimate as est
 from sdxl_tui.planning.basemodel import (
     ModelKind,
@@ -42,17 +49,8 @@ from sdxl_tui.planning.environment import (
     environment_for_prefix,
 )
 from sdxl_tui.planning.findings import Finding, exit_code_for
-from sdxl_tui.planning.options import (
-    KNOWN_SCRIPTS,
-    SD1_SCRIPT,
-    SDXL_SCRIPT,
-    OptionTable,
-    check_config_value,
-    load_packaged_table,
-    load_table_from_checkout,
-    python_command_from_prefix,
-    resolve_argv,
-)
+from sdxl_tui.planning.options import check_config_value, load_table_from_checkout, resolve_argv
+from sdxl_tui.sources.gpu import GpuMonitor
 
 __all__ = [
     "CheckReport",
@@ -178,30 +176,22 @@ def _resolve(path: str | None, cwd: Path) -> Path | None:
     return p if p.is_absolute() else cwd / p
 
 
-def _gpu_status(gpu: Any) -> Any:
-    """A GpuStatus from what the caller gave: a status, a monitor, None (probe) or False."""
-    if gpu is False:
-        return None
-    if gpu is None:
-        try:
-            from sdxl_tui.sources.gpu import GpuMonitor
+#: What a check is told about GPUs: a status, a monitor to sample, None (probe NVML) or False.
+GpuArg = GpuStatus | GpuMonitor | bool | None
 
-            monitor = GpuMonitor()
-            try:
-                return monitor.sample()
-            finally:
-                try:
-                    monitor.close()
-                except Exception:  # noqa: BLE001, S110 - closing is best effort
-                    pass
-        except Exception:  # noqa: BLE001 - no GPU layer or no driver: a note, not a crash
-            return None
-    if hasattr(gpu, "sample"):
-        try:
-            return gpu.sample()
-        except Exception:  # noqa: BLE001
-            return None
-    return gpu
+
+def _gpu_status(gpu: GpuArg) -> GpuStatus | None:
+    """The GPUs now (a monitor or NVML is sampled once); None when told not to look."""
+    if isinstance(gpu, GpuStatus):
+        return gpu
+    if gpu is False or gpu is True:
+        return None if gpu is False else _gpu_status(None)
+    monitor = gpu if gpu is not None else GpuMonitor()
+    try:
+        return monitor.sample()
+    finally:
+        if gpu is None:
+            monitor.close()
 
 
 def _required_modules(values: Mapping[str, Any]) -> dict[str, str]:
@@ -257,7 +247,7 @@ def _core(
     sd_scripts_dir: str | os.PathLike[str] | None,
     environment: Environment | None,
     inspect_environment: bool,
-    gpu: Any,
+    gpu: GpuArg,
     disk_usage: Callable[[str], Any],
 ) -> CheckReport:
     findings: list[Finding] = []
@@ -292,8 +282,6 @@ def _core(
     if _is_simulator(inp.prefix):
         # The simulator takes its own --sim-* knobs beside the trainer's options; the
         # trainer's table must not call them unknown.
-        from sdxl_tui.sim.options import split_args
-
         try:
             _, options = split_args(options)
         except SystemExit:
@@ -314,11 +302,11 @@ def _core(
         if cfg_path.suffix != ".toml":
             cfg_path = cfg_path.with_name(cfg_path.name + ".toml")
         try:
-            cfg = _flatten_config(tomllib.loads(cfg_path.read_text("utf-8", errors="replace")))
+            cfg = _flatten_config(toml.load(cfg_path))
         except FileNotFoundError:
             add(Finding("error", "config-file-missing", f"--config_file {cfg_path} not found; sd-scripts exits 1",
                         "fix the path (sd-scripts appends .toml when it is missing)", str(cfg_path)))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, toml.TOMLDecodeError) as exc:
             add(Finding("error", "config-file-invalid", f"{cfg_path} does not parse: {exc}",
                         "fix the TOML syntax", str(cfg_path)))
         facts["config_file"] = str(cfg_path)
@@ -522,7 +510,7 @@ def _core(
                             ("use --sdpa instead of --xformers (built into torch), or install xformers"
                              if mod == "xformers" else f"install {mod} in that environment"), mod))
         if unknown:
-            why = getattr(env, "error", None) or env.description
+            why = env.error or env.description
             add(Finding("note", "environment-unknown",
                         f"could not check that {', '.join(unknown)} import in the trainer's environment ({why})",
                         f"make sure {', '.join(unknown)} are installed there", None))
@@ -571,7 +559,7 @@ def _core(
         if sdxl:
             facts["seconds_per_step_estimate"] = round(sps, 2)
             facts["time_estimate_seconds"] = round(sps * total)
-            facts["time_estimate"] = (f"about {est.human_seconds(sps * total)} (estimate for an RTX 3090/4090-class "
+            facts["time_estimate"] = (f"about {format_duration_words(sps * total)} (estimate for an RTX 3090/4090-class "
                                       "GPU; the dashboard shows the measured rate once it runs)")
         warm = values.get("lr_warmup_steps") or 0
         if isinstance(warm, (int, float)) and warm >= 1 and warm >= total:
@@ -622,17 +610,17 @@ def _core(
                 free = None
             if free is not None:
                 facts["disk_free_bytes"] = free
-                what = f"{files} LoRA files of {est.human_bytes(file_bytes)}" + (
+                what = f"{files} LoRA files of {format_bytes(file_bytes)}" + (
                     f" and {states} state folders" if states else "")
                 if need_bytes > free:
                     add(Finding("error", "disk-space",
-                                f"the run writes {est.human_bytes(need_bytes)} ({what}) but only "
-                                f"{est.human_bytes(free)} is free under {where}; a save fails mid-run",
+                                f"the run writes {format_bytes(need_bytes)} ({what}) but only "
+                                f"{format_bytes(free)} is free under {where}; a save fails mid-run",
                                 "free space, use --save_last_n_epochs N, or save less often", str(where)))
                 elif need_bytes > 0.8 * free:
                     add(Finding("warning", "disk-space",
-                                f"the run writes {est.human_bytes(need_bytes)} ({what}), {need_bytes * 100 // free}% "
-                                f"of the {est.human_bytes(free)} free under {where}",
+                                f"the run writes {format_bytes(need_bytes)} ({what}), {need_bytes * 100 // free}% "
+                                f"of the {format_bytes(free)} free under {where}",
                                 "free space or keep fewer checkpoints (--save_last_n_epochs)", str(where)))
 
     # --- VRAM -------------------------------------------------------------------------
@@ -652,17 +640,17 @@ def _core(
         )
         facts["vram_estimate_gb"] = vram.total_gb
         status = _gpu_status(gpu)
-        gpus = tuple(getattr(status, "gpus", ()) or ()) if status is not None else ()
+        gpus = status.gpus if status is not None else ()
         visible = inp.env.get("CUDA_VISIBLE_DEVICES") if inp.env else None
         index = 0
         if visible and visible.split(",")[0].strip().isdigit():
             index = int(visible.split(",")[0])
-        gpu_sample = next((g for g in gpus if getattr(g, "index", None) == index), gpus[0] if gpus else None)
-        total_b = getattr(gpu_sample, "memory_total", None) if gpu_sample else None
-        used_b = getattr(gpu_sample, "memory_used", None) if gpu_sample else None
-        if total_b:
+        gpu_sample = next((g for g in gpus if g.index == index), gpus[0] if gpus else None)
+        total_b = gpu_sample.memory_total if gpu_sample is not None else None
+        used_b = gpu_sample.memory_used if gpu_sample is not None else None
+        if gpu_sample is not None and total_b:
             free_gb = (total_b - (used_b or 0)) / est.GIB
-            facts["gpu"] = getattr(gpu_sample, "name", f"GPU {index}")
+            facts["gpu"] = gpu_sample.name
             facts["gpu_free_gb"] = round(free_gb, 1)
             if vram.total_gb > free_gb:
                 add(Finding("warning", "vram",
@@ -672,7 +660,7 @@ def _core(
                             "add --gradient_checkpointing, --cache_latents, --xformers/--sdpa, or --fp8_base",
                             "vram"))
         else:
-            reason = getattr(status, "reason", None) if status is not None else None
+            reason = status.reason if status is not None else None
             add(Finding("note", "gpu-unknown",
                         f"no GPU information ({reason or 'NVML not available'}); estimated peak VRAM "
                         f"{vram.total_gb:.1f} GiB", "make sure the GPU has that much free", None))
@@ -689,7 +677,7 @@ def check_argv(
     argv: Sequence[str],
     *,
     environment: Environment | None = None,
-    gpu: Any = None,
+    gpu: GpuArg = None,
     sd_scripts_dir: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     inspect_environment: bool = True,
@@ -723,7 +711,7 @@ def check_config_file(
     extra_argv: Sequence[str] = (),
     prefix: Sequence[str] = (),
     environment: Environment | None = None,
-    gpu: Any = None,
+    gpu: GpuArg = None,
     sd_scripts_dir: str | os.PathLike[str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     inspect_environment: bool = True,
@@ -763,23 +751,12 @@ def check_dataset_config(
     return CheckReport(findings=findings, facts=MappingProxyType(facts))
 
 
-def load_launch(path: str | os.PathLike[str]) -> Any:
-    """Read a launch config (``control.launch_config.load_launch_config``).
-
-    Raises:
-        LaunchConfigError: missing, unreadable or malformed file.
-    """
-    from sdxl_tui.control.launch_config import load_launch_config
-
-    return load_launch_config(path)
-
-
 def check_launch(
-    launch: Any,
+    launch: LaunchConfig | str | os.PathLike[str],
     *,
     sd_scripts_dir: str | os.PathLike[str] | None = None,
     environment: Environment | None = None,
-    gpu: Any = None,
+    gpu: GpuArg = None,
     inspect_environment: bool = True,
     disk_usage: Callable[[str], Any] = shutil.disk_usage,
     options_from_checkout: bool = True,
@@ -790,14 +767,12 @@ def check_launch(
     exists (or ``sd_scripts_dir`` is given) its ``--help`` supplies the option list.
     """
     if isinstance(launch, (str, os.PathLike)):
-        launch = load_launch(launch)
+        launch = load_launch_config(launch)
     argv = [str(a) for a in launch.argv()]
-    launch_dir = getattr(launch, "sd_scripts_dir", None)
-    checkout = sd_scripts_dir if sd_scripts_dir is not None else launch_dir
-    cwd_text = str(checkout) if checkout else str(getattr(launch, "cwd", "") or getattr(launch, "output_dir", "") or "")
-    cwd = Path(cwd_text) if cwd_text else Path.cwd()
-    script = str(getattr(launch, "script", "") or "")
-    prefix = [str(p) for p in getattr(launch, "prefix", ())]
+    checkout = sd_scripts_dir if sd_scripts_dir is not None else launch.sd_scripts_dir
+    cwd = Path(str(checkout) if checkout else launch.cwd)
+    script = launch.script
+    prefix = list(launch.prefix)
     rest = argv[len(prefix):] if argv[: len(prefix)] == prefix else argv
     script_tok: str | None
     if script and rest and os.path.basename(rest[0]) == os.path.basename(script):
@@ -820,11 +795,11 @@ def check_launch(
                                  "fix sd_scripts_dir / script in [launch]", str(script_file)))
         elif options_from_checkout and checkout:
             use_checkout = checkout
-    env = dict(getattr(launch, "env", {}) or {})
-    if getattr(launch, "backend", "local") == "slurm":
+    env = dict(launch.env)
+    if launch.backend == "slurm":
         from sdxl_tui.planning.slurm_check import check_slurm
 
-        extra += check_slurm(getattr(launch, "slurm", None))
+        extra += check_slurm(launch.slurm)
         if gpu is None:  # this machine's GPUs say nothing about the node's
             gpu = False
     if environment is None:
@@ -874,10 +849,10 @@ def fact_lines(report: CheckReport) -> list[str]:
     if "disk_needed_bytes" in facts:
         free_b = facts.get("disk_free_bytes")
         summary.append(
-            f"disk: {facts['checkpoint_files']} x {est.human_bytes(facts['checkpoint_bytes'])} LoRA files"
+            f"disk: {facts['checkpoint_files']} x {format_bytes(facts['checkpoint_bytes'])} LoRA files"
             + (f" + {facts['state_dirs']} state folders" if facts.get("state_dirs") else "")
-            + f" = {est.human_bytes(facts['disk_needed_bytes'])}"
-            + (f", {est.human_bytes(free_b)} free" if free_b is not None else "")
+            + f" = {format_bytes(facts['disk_needed_bytes'])}"
+            + (f", {format_bytes(free_b)} free" if free_b is not None else "")
         )
     return summary
 

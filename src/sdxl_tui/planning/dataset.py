@@ -12,85 +12,30 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from sdxl_tui.formats.dataset import (
+    ARGPARSE_TO_CONFIG,
+    DATASET_LEVEL,
+    DEFAULT_CAPTION_EXTENSION,
+    DREAMBOOTH_SUBSET,
+    FINETUNE_SUBSET,
+    GENERAL_KEYS,
+    IMAGE_EXTENSIONS,
+    SUBSET_COMMON,
+    SUBSET_ONLY,
+    TYPE_WORDS,
+    as_resolution,
+    count_images,
+    has_kind,
+    load_dataset_file,
+    lookup,
+    repeats_folder,
+)
 from sdxl_tui.planning.findings import Finding
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-DEFAULT_CAPTION_EXTENSION = ".caption"  # sd-scripts' default (argparse and dataclass)
-
-_BOOL = "bool"
-_INT = "int"
-_FLOAT = "float"  # voluptuous `float`: an int is rejected
-_NUM = "number"  # Any(float, int)
-_STR = "str"
-_PAIR_FLOAT = "pair_float"
-_RES = "resolution"  # int or [int, int]
-_TABLE = "table"
-
-#: keys of every subset (and, ascending, of datasets and [general]) -> value type
-SUBSET_COMMON: dict[str, str] = {
-    "color_aug": _BOOL,
-    "face_crop_aug_range": _PAIR_FLOAT,
-    "flip_aug": _BOOL,
-    "num_repeats": _INT,
-    "random_crop": _BOOL,
-    "shuffle_caption": _BOOL,
-    "keep_tokens": _INT,
-    "keep_tokens_separator": _STR,
-    "secondary_separator": _STR,
-    "caption_separator": _STR,
-    "enable_wildcard": _BOOL,
-    "token_warmup_min": _INT,
-    "token_warmup_step": _NUM,
-    "caption_prefix": _STR,
-    "caption_suffix": _STR,
-    "custom_attributes": _TABLE,
-    "resize_interpolation": _STR,
-    "caption_dropout_every_n_epochs": _INT,
-    "caption_dropout_rate": _NUM,
-    "caption_tag_dropout_rate": _NUM,
-}
-DREAMBOOTH_SUBSET: dict[str, str] = {
-    "image_dir": _STR,
-    "is_reg": _BOOL,
-    "alpha_mask": _BOOL,
-    "caption_extension": _STR,
-    "class_tokens": _STR,
-    "cache_info": _BOOL,
-}
-FINETUNE_SUBSET: dict[str, str] = {"metadata_file": _STR, "image_dir": _STR, "alpha_mask": _BOOL}
-DATASET_LEVEL: dict[str, str] = {
-    "batch_size": _INT,
-    "bucket_no_upscale": _BOOL,
-    "bucket_reso_steps": _INT,
-    "enable_bucket": _BOOL,
-    "max_bucket_reso": _INT,
-    "min_bucket_reso": _INT,
-    "validation_seed": _INT,
-    "validation_split": _NUM,
-    "resolution": _RES,
-    "network_multiplier": _FLOAT,
-    "resize_interpolation": _STR,
-}
-_SUBSET_ONLY = {"image_dir", "is_reg", "alpha_mask", "metadata_file", "conditioning_data_dir"}
-#: [general] and [[datasets]] accept dataset keys plus the ascending subset keys
-GENERAL_KEYS: dict[str, str] = {
-    **DATASET_LEVEL,
-    **SUBSET_COMMON,
-    **{k: v for k, v in DREAMBOOTH_SUBSET.items() if k not in _SUBSET_ONLY},
-}
-#: command-line dest -> dataset key, where the names differ (sd-scripts' own mapping)
-ARGPARSE_TO_CONFIG = {"train_batch_size": "batch_size", "dataset_repeats": "num_repeats"}
 
 _RESOLUTION_SDXL = 1024
 
@@ -161,102 +106,6 @@ class DatasetCheck:
         return sum(d.train_images_with_repeats for d in self.datasets)
 
 
-def _type_ok(kind: str, value: Any) -> bool:
-    if kind == _BOOL:
-        return isinstance(value, bool)
-    if kind == _INT:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == _FLOAT:
-        return isinstance(value, float)
-    if kind == _NUM:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == _STR:
-        return isinstance(value, str)
-    if kind == _TABLE:
-        return isinstance(value, dict)
-    if kind == _PAIR_FLOAT:
-        return isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value)
-    if kind == _RES:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return True
-        return (
-            isinstance(value, list)
-            and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        )
-    return True
-
-
-_TYPE_WORDS = {
-    _BOOL: "true or false",
-    _INT: "an integer",
-    _FLOAT: "a float (write 1.0, not 1)",
-    _NUM: "a number",
-    _STR: "a string",
-    _TABLE: "a table",
-    _PAIR_FLOAT: "two floats, e.g. [0.4, 0.6]",
-    _RES: "an integer or [width, height]",
-}
-
-
-def _as_resolution(value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        try:
-            return (int(value[0]), int(value[1]))
-        except (TypeError, ValueError):
-            return None
-    if isinstance(value, str):  # --resolution "1024" or "1024,1024"
-        parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            return None
-        if len(nums) == 1:
-            return (nums[0], nums[0])
-        if len(nums) == 2:
-            return (nums[0], nums[1])
-    return None
-
-
-def count_images(folder: Path, caption_extension: str) -> tuple[int, int, dict[str, int]]:
-    """(images, images with a caption file, caption-like extensions seen) in ``folder``.
-
-    Not recursive, like sd-scripts' DreamBooth loader.
-
-    Raises:
-        OSError: the folder cannot be listed.
-    """
-    images: list[Path] = []
-    others: dict[str, int] = {}
-    names: set[str] = set()
-    for entry in os.scandir(folder):
-        if not entry.is_file():
-            continue
-        names.add(entry.name)
-        p = Path(entry.name)
-        ext = p.suffix.lower()
-        if ext in IMAGE_EXTENSIONS:
-            images.append(p)
-        elif ext in (".txt", ".caption", ".cap", ".tags"):
-            others[ext] = others.get(ext, 0) + 1
-    captioned = sum(1 for p in images if (p.stem + caption_extension) in names)
-    return len(images), captioned, others
-
-
-def _lookup(key: str, levels: Sequence[Mapping[str, Any]], default: Any) -> Any:
-    for level in levels:
-        value = level.get(key)
-        if value is not None:
-            return value
-    return default
-
-
 def validate_dataset_config(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -284,7 +133,7 @@ def validate_dataset_config(
             path = base / path
         path_text = str(path)
         try:
-            raw = path.read_bytes()
+            loaded = load_dataset_file(path)
         except FileNotFoundError:
             findings.append(
                 Finding("error", "dataset-config-missing", f"dataset config {path} does not exist",
@@ -295,21 +144,15 @@ def validate_dataset_config(
             findings.append(Finding("error", "dataset-config-missing", f"cannot read {path}: {exc}",
                                     "check the file's permissions", str(path)))
             return DatasetCheck(path_text, (), tuple(findings), frozenset())
-        try:
-            if path.suffix.lower() == ".json":
-                import json
-
-                config = json.loads(raw.decode("utf-8"))
-            else:
-                config = tomllib.loads(raw.decode("utf-8", errors="replace"))
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
+        except ValueError as exc:
             findings.append(Finding("error", "dataset-config-invalid", f"{path} does not parse: {exc}",
                                     "fix the TOML syntax", str(path)))
             return DatasetCheck(path_text, (), tuple(findings), frozenset())
-        if not isinstance(config, Mapping):
+        if not isinstance(loaded, Mapping):
             findings.append(Finding("error", "dataset-config-invalid", f"{path} is not a table",
                                     "write [general] and [[datasets]] tables", str(path)))
             return DatasetCheck(path_text, (), tuple(findings), frozenset())
+        config = loaded
 
     where = os.path.basename(path_text) if path_text else "dataset config"
     explicit: set[str] = set()
@@ -337,13 +180,13 @@ def validate_dataset_config(
                 reject(key, place, allowed)
                 continue
             explicit.add(key)
-            if not _type_ok(allowed[key], value):
+            if not has_kind(allowed[key], value):
                 findings.append(
                     Finding(
                         "error",
                         "dataset-key-type",
-                        f"{where}: `{key}` in {place} must be {_TYPE_WORDS[allowed[key]]}, got {value!r}",
-                        f"write `{key}` as {_TYPE_WORDS[allowed[key]]}",
+                        f"{where}: `{key}` in {place} must be {TYPE_WORDS[allowed[key]]}, got {value!r}",
+                        f"write `{key}` as {TYPE_WORDS[allowed[key]]}",
                         key,
                     )
                 )
@@ -366,7 +209,7 @@ def validate_dataset_config(
     for dest, value in (args or {}).items():
         cli[ARGPARSE_TO_CONFIG.get(dest, dest)] = value
     if "resolution" in cli:
-        cli["resolution"] = _as_resolution(cli["resolution"])
+        cli["resolution"] = as_resolution(cli["resolution"])
 
     datasets_raw = config.get("datasets", [])
     if not isinstance(datasets_raw, list) or not datasets_raw:
@@ -397,12 +240,12 @@ def validate_dataset_config(
             )
         ds_allowed = dict(DATASET_LEVEL, **SUBSET_COMMON)
         if not finetune:
-            ds_allowed.update({k: v for k, v in DREAMBOOTH_SUBSET.items() if k not in _SUBSET_ONLY})
+            ds_allowed.update({k: v for k, v in DREAMBOOTH_SUBSET.items() if k not in SUBSET_ONLY})
         ds = check_types(ds_raw, ds_allowed, place)
         levels_ds = [ds, general, cli]
-        resolution = _as_resolution(_lookup("resolution", levels_ds, None))
-        enable_bucket = bool(_lookup("enable_bucket", levels_ds, False))
-        steps = int(_lookup("bucket_reso_steps", levels_ds, 64))
+        resolution = as_resolution(lookup("resolution", levels_ds, None))
+        enable_bucket = bool(lookup("enable_bucket", levels_ds, False))
+        steps = int(lookup("bucket_reso_steps", levels_ds, 64))
         info_subsets: list[SubsetInfo] = []
         if not subsets_raw:
             findings.append(
@@ -425,11 +268,11 @@ def validate_dataset_config(
                             f"{where}: {splace} has no image_dir (`required key not provided`)",
                             "add image_dir = \"/path/to/images\"", "image_dir")
                 )
-            caption_ext = str(_lookup("caption_extension", levels, DEFAULT_CAPTION_EXTENSION))
+            caption_ext = str(lookup("caption_extension", levels, DEFAULT_CAPTION_EXTENSION))
             caption_ext_shown = caption_ext
-            repeats = int(_lookup("num_repeats", levels, 1) or 1)
+            repeats = int(lookup("num_repeats", levels, 1) or 1)
             is_reg = bool(sub.get("is_reg", False))
-            class_tokens = _lookup("class_tokens", [sub, ds, general], None)
+            class_tokens = lookup("class_tokens", [sub, ds, general], None)
             images: int | None = None
             captioned: int | None = None
             if isinstance(image_dir, str):
@@ -518,9 +361,9 @@ def validate_dataset_config(
                         f"{'sdxl_train_network.py' if sdxl else 'train_network.py'} asserts that at start",
                         "use bucket_reso_steps = 64", "bucket_reso_steps")
             )
-        min_b = int(_lookup("min_bucket_reso", levels_ds, 256))
-        max_b = int(_lookup("max_bucket_reso", levels_ds, 1024))
-        no_up = bool(_lookup("bucket_no_upscale", levels_ds, False))
+        min_b = int(lookup("min_bucket_reso", levels_ds, 256))
+        max_b = int(lookup("max_bucket_reso", levels_ds, 1024))
+        no_up = bool(lookup("bucket_no_upscale", levels_ds, False))
         if enable_bucket and resolution is not None and not no_up and (
             min(resolution) < min_b or max(resolution) > max_b
         ):
@@ -534,7 +377,7 @@ def validate_dataset_config(
         infos.append(
             DatasetInfo(
                 resolution=resolution,
-                batch_size=int(_lookup("batch_size", levels_ds, 1) or 1),
+                batch_size=int(lookup("batch_size", levels_ds, 1) or 1),
                 enable_bucket=enable_bucket,
                 bucket_reso_steps=steps,
                 bucket_no_upscale=no_up,
@@ -560,9 +403,9 @@ def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError:
         children = []
     for child in children:
-        head, _, tail = child.name.partition("_")
-        if head.isdigit() and tail:
-            subsets.append({"image_dir": str(child.resolve()), "num_repeats": int(head), "class_tokens": tail})
+        folder = repeats_folder(child.name)
+        if folder is not None and folder[1]:
+            subsets.append({"image_dir": str(child.resolve()), "num_repeats": folder[0], "class_tokens": folder[1]})
     if not subsets:
         subsets.append({"image_dir": str(root.resolve()), "num_repeats": 1})
     for sub in subsets:

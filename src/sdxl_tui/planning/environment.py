@@ -33,6 +33,7 @@ class Environment(Protocol):
     """Something that knows whether modules import in the trainer's environment."""
 
     description: str
+    error: str | None  # why the last inspection failed, if it did
 
     def has_modules(self, names: Iterable[str]) -> Mapping[str, bool | None]:
         """name -> True/False, or None when unknown."""
@@ -45,6 +46,7 @@ class KnownEnvironment:
     def __init__(self, modules: Mapping[str, bool], description: str = "given") -> None:
         self._modules = dict(modules)
         self.description = description
+        self.error: str | None = None
 
     def has_modules(self, names: Iterable[str]) -> Mapping[str, bool | None]:
         return {n: self._modules.get(n) for n in names}
@@ -55,6 +57,7 @@ class UnknownEnvironment:
 
     def __init__(self, why: str = "the trainer's environment could not be inspected") -> None:
         self.description = why
+        self.error: str | None = None
 
     def has_modules(self, names: Iterable[str]) -> Mapping[str, bool | None]:
         return {n: None for n in names}

@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sdxl_tui.charting import format_bytes
-
 UNET_MODULES = 722
 UNET_IN_OUT = 2_659_840
 TE_MODULES = 264
@@ -152,17 +150,3 @@ def seconds_per_step(
 def steps_per_epoch(batches: int, gradient_accumulation_steps: int) -> int:
     """Optimizer steps per epoch: ceil(batches / accumulation) (REF §1.5, one process)."""
     return math.ceil(batches / max(1, gradient_accumulation_steps)) if batches else 0
-
-
-def human_bytes(n: float) -> str:
-    """Decimal units (``456.3 MB``), the same text the dashboard's checkpoint table shows."""
-    return format_bytes(n)
-
-
-def human_seconds(s: float) -> str:
-    s = round(s)
-    if s < 60:
-        return f"{s} s"
-    h, rem = divmod(s, 3600)
-    m, _ = divmod(rem, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min"

@@ -14,7 +14,6 @@ and ``int_or_float`` types. Instead of stopping at the first error it collects t
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -22,147 +21,21 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SDXL_SCRIPT = "sdxl_train_network.py"
-SD1_SCRIPT = "train_network.py"
-KNOWN_SCRIPTS = (SDXL_SCRIPT, SD1_SCRIPT)
+from sdxl_tui.formats.optiontable import (
+    SDXL_SCRIPT,
+    OptionSpec,
+    OptionTable,
+    convert,
+    load_packaged_table,
+    spec_from_json,
+    table_to_json,
+)
 
 #: argparse's test for "this dash-token is a negative number, not an option".
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
-
-#: Real options that reduce memory (REF §6), quoted by the fixes below.
-MEMORY_REDUCERS = (
-    "--gradient_checkpointing, --cache_latents (--cache_latents_to_disk), "
-    "--cache_text_encoder_outputs with --network_train_unet_only (SDXL), "
-    "--fp8_base / --fp8_base_unet, --full_bf16 / --full_fp16, --xformers / --sdpa / --mem_eff_attn, "
-    "and a smaller batch_size in the dataset TOML"
-)
-
-_TE_LR_12 = (
-    "--text_encoder_lr1/--text_encoder_lr2 appear in docs/sdxl_train_network.md but do not "
-    "exist; with networks.lora one --text_encoder_lr value is used for both text encoders"
-)
-
-#: Options people reach for that sd-scripts does not have: the message says what to do instead.
-KNOWN_CONFUSIONS: Mapping[str, tuple[str, str]] = {
-    "--batch_size": (
-        "--train_batch_size",
-        (
-            "there is no --batch_size; set `batch_size = N` in the dataset TOML ([general] or "
-            "[[datasets]]), or use --train_batch_size N, which with --dataset_config is only a "
-            "fallback for a TOML without batch_size"
-        ),
-    ),
-    "--lowvram": (
-        "--lowram",
-        (
-            "--lowvram is a Stable Diffusion web UI option, not an sd-scripts one; the nearest real "
-            "options are --lowram (load models to VRAM instead of main RAM) and --highvram; memory "
-            "reducers that exist: " + MEMORY_REDUCERS
-        ),
-    ),
-    "--medvram": (
-        "--highvram",
-        (
-            "--medvram is a Stable Diffusion web UI option, not an sd-scripts one; memory reducers "
-            "that exist: " + MEMORY_REDUCERS
-        ),
-    ),
-    "--text_encoder_lr1": (
-        "--text_encoder_lr",
-        _TE_LR_12,
-    ),
-    "--text_encoder_lr2": (
-        "--text_encoder_lr",
-        _TE_LR_12,
-    ),
-    "--epochs": ("--max_train_epochs", "the number of epochs is --max_train_epochs"),
-    "--lr": ("--learning_rate", "use --unet_lr / --text_encoder_lr (or --learning_rate)"),
-    "--precision": ("--mixed_precision", "use --mixed_precision {no,fp16,bf16}"),
-    "--model": (
-        "--pretrained_model_name_or_path",
-        "the base model is --pretrained_model_name_or_path",
-    ),
-    "--num_repeats": (
-        "--dataset_repeats",
-        "set num_repeats per subset in the dataset TOML (--dataset_repeats is only a fallback)",
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class OptionSpec:
-    """One argparse option of an sd-scripts trainer."""
-
-    options: tuple[str, ...]  # option strings, e.g. ("--network_dim",)
-    dest: str
-    kind: str  # "flag" (store_true) | "value"
-    type: str | None = None  # "str" | "int" | "float" | "int_or_float" | "Path" | None
-    choices: tuple[Any, ...] | None = None
-    nargs: str | None = None  # None (one value) | "*" | "+" | "?"
-    default: Any = None
-
-    @property
-    def name(self) -> str:
-        """The canonical spelling, ``--dest`` as users write it."""
-        return self.options[0]
-
-
-@dataclass(frozen=True)
-class OptionTable:
-    """The options one trainer script accepts."""
-
-    script: str
-    options: tuple[OptionSpec, ...]
-    allow_abbrev: bool = True
-    source: str = "packaged"  # where the table came from (shown in reports)
-
-    def __post_init__(self) -> None:
-        by_string: dict[str, OptionSpec] = {}
-        by_dest: dict[str, OptionSpec] = {}
-        for spec in self.options:
-            for s in spec.options:
-                by_string[s] = spec
-            by_dest.setdefault(spec.dest, spec)
-        object.__setattr__(self, "_by_string", by_string)
-        object.__setattr__(self, "_by_dest", by_dest)
-
-    @property
-    def option_strings(self) -> tuple[str, ...]:
-        return tuple(self._by_string)  # type: ignore[attr-defined]
-
-    def by_string(self, option: str) -> OptionSpec | None:
-        return self._by_string.get(option)  # type: ignore[attr-defined, no-any-return]
-
-    def by_dest(self, dest: str) -> OptionSpec | None:
-        return self._by_dest.get(dest)  # type: ignore[attr-defined, no-any-return]
-
-    @property
-    def dests(self) -> frozenset[str]:
-        return frozenset(self._by_dest)  # type: ignore[attr-defined]
-
-    def defaults(self) -> dict[str, Any]:
-        return {spec.dest: spec.default for spec in self.options}
-
-    def suggest(self, option: str) -> tuple[str | None, str | None]:
-        """(closest real option, explanation) for an option this table lacks."""
-        known = KNOWN_CONFUSIONS.get(option)
-        if known is not None:
-            target, why = known
-            return (target if self.by_string(target) else None), why
-        matches = difflib.get_close_matches(option, self.option_strings, n=1, cutoff=0.6)
-        return (matches[0] if matches else None), None
-
-    def suggest_dest(self, key: str) -> str | None:
-        """Closest real dest name for a misspelt ``--config_file`` key."""
-        known = KNOWN_CONFUSIONS.get("--" + key)
-        if known is not None and self.by_string(known[0]):
-            return self.by_string(known[0]).dest  # type: ignore[union-attr]
-        matches = difflib.get_close_matches(key, sorted(self.dests), n=1, cutoff=0.6)
-        return matches[0] if matches else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,50 +57,6 @@ class ParsedArgs:
     given_as: Mapping[str, str]  # dest -> option string as typed (last occurrence)
     problems: tuple[OptionProblem, ...] = ()
     extras: tuple[str, ...] = ()  # tokens argparse would call "unrecognized arguments"
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _spec_from_json(entry: Mapping[str, Any]) -> OptionSpec:
-    choices = entry.get("choices")
-    return OptionSpec(
-        options=tuple(entry["options"]),
-        dest=str(entry["dest"]),
-        kind=str(entry.get("kind", "value")),
-        type=entry.get("type"),
-        choices=tuple(choices) if choices is not None else None,
-        nargs=entry.get("nargs"),
-        default=entry.get("default"),
-    )
-
-
-_PACKAGED: dict[str, Any] | None = None
-
-
-def packaged_data() -> dict[str, Any]:
-    """The packaged option dump (cached); ``{"source": ..., "scripts": {...}}``."""
-    global _PACKAGED
-    if _PACKAGED is None:
-        text = resources.files("sdxl_tui").joinpath("data/sd_scripts_options.json").read_text("utf-8")
-        _PACKAGED = json.loads(text)
-    return _PACKAGED
-
-
-def load_packaged_table(script: str = SDXL_SCRIPT) -> OptionTable:
-    """The packaged v0.10.1 table for ``script`` (by base name).
-
-    Raises:
-        KeyError: the script is not in the packaged dump.
-    """
-    data = packaged_data()
-    entry = data["scripts"][os.path.basename(script)]
-    return OptionTable(
-        script=os.path.basename(script),
-        options=tuple(_spec_from_json(o) for o in entry["options"]),
-        allow_abbrev=bool(entry.get("allow_abbrev", True)),
-        source=f"packaged option list ({data.get('source', 'sd-scripts')})",
-    )
 
 
 # ------------------------------------------------------------------ help-text parsing
@@ -319,25 +148,6 @@ def table_from_help(text: str, script: str, *, reference: OptionTable | None = N
     return OptionTable(script=os.path.basename(script), options=tuple(specs), source="help")
 
 
-def interpreter_from_prefix(prefix: Sequence[str]) -> str | None:
-    """The interpreter of a launch prefix when it is a plain ``python`` (no wrapper)."""
-    if len(prefix) == 1 and re.search(r"python[\d.]*(\.exe)?$", os.path.basename(prefix[0])):
-        return prefix[0]
-    return None
-
-
-def python_command_from_prefix(prefix: Sequence[str]) -> list[str] | None:
-    """The command that runs Python in the trainer's environment, from a launch prefix.
-
-    A plain interpreter, or a wrapper that ends in one (``conda run -n env python``, ``nohup
-    python``): the whole prefix. ``accelerate launch`` and anything else: None.
-    """
-    parts = [p for p in prefix if p not in ("nohup", "exec")]
-    if parts and re.search(r"python[\d.]*(\.exe)?$", os.path.basename(parts[-1])):
-        return parts
-    return None
-
-
 #: files whose change can change a trainer's option list (the cache key includes their mtimes)
 _PARSER_FILES = (
     "train_network.py",
@@ -369,18 +179,6 @@ def _cache_key(checkout: Path, script: str, exe: str) -> str:
             continue
         parts.append(f"{rel}:{st.st_mtime_ns}:{st.st_size}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
-def _table_to_json(table: OptionTable) -> dict[str, Any]:
-    return {
-        "script": table.script,
-        "source": table.source,
-        "options": [
-            {"options": list(s.options), "dest": s.dest, "kind": s.kind, "type": s.type,
-             "choices": list(s.choices) if s.choices is not None else None, "nargs": s.nargs, "default": s.default}
-            for s in table.options
-        ],
-    }
 
 
 def load_table_from_checkout(
@@ -418,7 +216,7 @@ def load_table_from_checkout(
             data = json.loads(cache_file.read_text("utf-8"))
             cached = OptionTable(
                 script=base,
-                options=tuple(_spec_from_json(o) for o in data["options"]),
+                options=tuple(spec_from_json(o) for o in data["options"]),
                 allow_abbrev=True,
                 source=str(data.get("source", "help")) + " (cached)",
             )
@@ -453,81 +251,20 @@ def load_table_from_checkout(
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(_table_to_json(table)), "utf-8")
+            tmp.write_text(json.dumps(table_to_json(table)), "utf-8")
             os.replace(tmp, cache_file)
         except OSError:
             pass  # a cache that cannot be written only costs time
     return table, None
 
 
-def suggest(option: str, script: str = SDXL_SCRIPT) -> str | None:
-    """Did-you-mean text for an option ``script`` does not have (None when nothing is close).
-
-    Used by the log alerts for ``unrecognized arguments`` as well as by the checks.
-    """
-    try:
-        table = load_packaged_table(script)
-    except KeyError:
-        table = load_packaged_table(SDXL_SCRIPT)
-    name = option.split("=", 1)[0]
-    if table.by_string(name) is not None:
-        return None
-    target, why = table.suggest(name)
-    parts = [f"did you mean {target}?"] if target else []
-    if why:
-        parts.append(why)
-    return " ".join(parts) or None
-
-
 # ------------------------------------------------------------------------ resolving
-
-
-def int_or_float(text: str) -> int | float:
-    """sd-scripts' ``int_or_float``: ``"10%"`` -> 0.1, a value below 1 -> float, else int.
-
-    Raises:
-        ValueError: not a number.
-    """
-    if text.endswith("%"):
-        return float(text[:-1]) / 100.0
-    value = float(text)
-    if value >= 1 and value.is_integer():
-        return int(value)
-    return value
-
-
-def convert(spec: OptionSpec, text: str) -> Any:
-    """Convert one command-line string the way the option's ``type`` does.
-
-    Raises:
-        ValueError: argparse would say ``invalid <type> value``.
-    """
-    if spec.type == "int":
-        return int(text)
-    if spec.type == "float":
-        return float(text)
-    if spec.type == "int_or_float":
-        return int_or_float(text)
-    return text
 
 
 def _looks_like_option(token: str, table: OptionTable) -> bool:
     if not token.startswith("-") or token == "-":
         return False
     return not _NEGATIVE_NUMBER.match(token)
-
-
-def _match(table: OptionTable, name: str) -> tuple[OptionSpec | None, list[str]]:
-    """Exact match, else unique prefix (allow_abbrev); returns (spec, ambiguous candidates)."""
-    spec = table.by_string(name)
-    if spec is not None:
-        return spec, []
-    if not table.allow_abbrev or not name.startswith("--"):
-        return None, []
-    cands = [s for s in table.option_strings if s.startswith(name)]
-    if len(cands) == 1:
-        return table.by_string(cands[0]), []
-    return None, cands
 
 
 def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
@@ -583,7 +320,7 @@ def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
             )
             continue
         name, eq, inline = token.partition("=")
-        spec, ambiguous = _match(table, name)
+        spec, ambiguous = table.match(name)
         # the tokens this option would swallow (for messages about unknown options)
         following: list[str] = []
         j = i
@@ -735,25 +472,11 @@ def check_config_value(spec: OptionSpec, value: Any) -> str | None:
 
 
 __all__ = [
-    "KNOWN_CONFUSIONS",
-    "KNOWN_SCRIPTS",
-    "MEMORY_REDUCERS",
-    "SD1_SCRIPT",
-    "SDXL_SCRIPT",
     "OptionProblem",
-    "OptionSpec",
-    "OptionTable",
     "ParsedArgs",
     "check_config_value",
-    "convert",
     "default_cache_dir",
-    "int_or_float",
-    "interpreter_from_prefix",
-    "load_packaged_table",
     "load_table_from_checkout",
-    "packaged_data",
-    "python_command_from_prefix",
     "resolve_argv",
-    "suggest",
     "table_from_help",
 ]

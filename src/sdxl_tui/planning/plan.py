@@ -28,14 +28,16 @@ import json
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.formats import toml
+from sdxl_tui.formats.dataset import load_dataset_file
+from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.optiontable import SDXL_SCRIPT, load_packaged_table
 from sdxl_tui.planning.dataset import folder_dataset
-from sdxl_tui.planning.options import SDXL_SCRIPT, load_packaged_table
 
 RESULT_FILES = ("result.json", "results.json", "metrics.json", "score.json", "trial.json")
 TEXT_RESULTS = {"score.txt": "score", "loss.txt": "loss"}
@@ -372,16 +374,8 @@ def _load_dataset_source(dataset: str | os.PathLike[str]) -> tuple[dict[str, Any
         return folder_dataset(p), None
     if not p.is_file():
         raise PlanError(f"dataset {p} does not exist (give the SD1.5 dataset TOML or the image folder)")
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-
     try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text("utf-8"))
-        else:
-            data = tomllib.loads(p.read_text("utf-8"))
+        data = load_dataset_file(p)
     except (OSError, ValueError) as exc:
         raise PlanError(f"cannot read the dataset {p}: {exc}") from exc
     return data, p
@@ -630,62 +624,6 @@ def _sdxl_dataset(
 # ------------------------------------------------------------------ writing
 
 
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("TOML cannot hold inf/nan here")
-        text = repr(value)
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
-
-
-def dumps_toml(data: Mapping[str, Any], *, header: str = "") -> str:
-    """A small TOML writer: scalars, arrays, tables, arrays of tables (what plans need)."""
-    lines: list[str] = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
-
-    def emit(mapping: Mapping[str, Any], path: list[str], array: bool) -> None:
-        scalars = [(k, v) for k, v in mapping.items() if not _is_table(v) and not _is_table_array(v)]
-        tables = [(k, v) for k, v in mapping.items() if _is_table(v)]
-        arrays = [(k, v) for k, v in mapping.items() if _is_table_array(v)]
-        if path:
-            if lines:
-                lines.append("")
-            name = ".".join(_toml_key(p) for p in path)
-            lines.append(f"[[{name}]]" if array else f"[{name}]")
-        for k, v in scalars:
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        for k, v in tables:
-            emit(v, [*path, k], False)
-        for k, items in arrays:
-            for item in items:
-                emit(item, [*path, k], True)
-
-    emit(data, [], False)
-    return "\n".join(lines) + "\n"
-
-
-def _is_table(v: Any) -> bool:
-    return isinstance(v, Mapping)
-
-
-def _is_table_array(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, Mapping) for x in v)
-
-
 def write_plan(plan: Plan, out_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Write ``<output_name>.toml``, ``<output_name>_dataset.toml`` and ``sdxl-tui.toml``.
 
@@ -700,14 +638,12 @@ def write_plan(plan: Plan, out_dir: str | os.PathLike[str] | None = None) -> dic
     launch_path = target / "sdxl-tui.toml"
     config = {k: dict(v) for k, v in plan.config.items()}
     config["dataset"]["dataset_config"] = str(dataset_path)
-    from sdxl_tui.control.launch_config import LaunchConfig, write_launch_config
-
     head = f"written by `sdxl-tui plan` from {plan.trial.name} ({plan.trial.path})"
     config_path.write_text(
-        dumps_toml(config, header=head + "\nsd-scripts --config_file: keys are argparse dest names; tables are only grouping"),
+        toml.dumps(config, header=head + "\nsd-scripts --config_file: keys are argparse dest names; tables are only grouping"),
         "utf-8",
     )
-    dataset_path.write_text(dumps_toml(plan.dataset, header=head + "\nSDXL dataset config (--dataset_config)"), "utf-8")
+    dataset_path.write_text(toml.dumps(plan.dataset, header=head + "\nSDXL dataset config (--dataset_config)"), "utf-8")
     spec = plan.launch["launch"]
     cfg = LaunchConfig(
         prefix=tuple(spec["prefix"]),

@@ -12,13 +12,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import struct
 from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Any
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP")
+from sdxl_tui.formats.dataset import (
+    as_resolution,
+    is_image,
+    load_dataset_file,
+    lookup,
+    repeats_folder,
+)
+
 DEFAULT_IMAGES = 8
 
 
@@ -148,7 +154,7 @@ def _scan(subset: Subset) -> None:
     if not os.path.isdir(d):
         subset.img_count = DEFAULT_IMAGES
         return
-    names = sorted(n for n in os.listdir(d) if n.endswith(IMAGE_EXTENSIONS))
+    names = sorted(n for n in os.listdir(d) if is_image(n))
     subset.img_count = len(names)
     freq: dict[str, int] = {}
     for n in names:
@@ -169,12 +175,7 @@ def _scan(subset: Subset) -> None:
 
 
 def _reso(value: Any) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[-1])
-    if isinstance(value, str):
-        parts = [int(p) for p in value.split(",")]
-        return parts[0], parts[-1]
-    return int(value), int(value)
+    return as_resolution(value) or (1024, 1024)
 
 
 def bucket_resolutions(max_reso: tuple[int, int], min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
@@ -231,17 +232,7 @@ def load_dataset_group(args: Namespace) -> DatasetGroup:
     """The dataset group sd-scripts would build from these arguments."""
     if args.dataset_config:
         try:
-            path = str(args.dataset_config)
-            if path.endswith(".json"):
-                with open(path, encoding="utf-8") as f:
-                    cfg = json.load(f)
-            else:
-                try:
-                    import tomllib
-                except ModuleNotFoundError:  # pragma: no cover
-                    import tomli as tomllib  # type: ignore[no-redef]
-                with open(path, "rb") as f:
-                    cfg = tomllib.load(f)
+            cfg = load_dataset_file(str(args.dataset_config))
         except (OSError, ValueError):
             cfg = {"datasets": [{"subsets": [{"image_dir": "img"}]}]}
         return _from_config(cfg, args)
@@ -251,10 +242,7 @@ def load_dataset_group(args: Namespace) -> DatasetGroup:
 
 
 def _pick(key: str, *tables: dict[str, Any], default: Any = None) -> Any:
-    for t in tables:
-        if key in t:
-            return t[key]
-    return default
+    return lookup(key, tables, default)
 
 
 def _from_config(cfg: dict[str, Any], args: Namespace) -> DatasetGroup:
@@ -306,9 +294,6 @@ def _from_config(cfg: dict[str, Any], args: Namespace) -> DatasetGroup:
     return DatasetGroup(datasets, from_config=True)
 
 
-_REPEATS_DIR = re.compile(r"^(\d+)_(.*)$")
-
-
 def _from_dirs(args: Namespace) -> DatasetGroup:
     subsets: list[Subset] = []
     for root, is_reg in ((args.train_data_dir, False), (args.reg_data_dir, True)):
@@ -319,13 +304,13 @@ def _from_dirs(args: Namespace) -> DatasetGroup:
                 subsets.append(sub)
             continue
         for name in sorted(os.listdir(root)):
-            m = _REPEATS_DIR.match(name)
-            if not m or not os.path.isdir(os.path.join(root, name)):
+            folder = repeats_folder(name)
+            if folder is None or not os.path.isdir(os.path.join(root, name)):
                 continue
             sub = Subset(
                 image_dir=os.path.join(root, name),
-                num_repeats=int(m.group(1)),
-                class_tokens=m.group(2),
+                num_repeats=folder[0],
+                class_tokens=folder[1],
                 is_reg=is_reg,
                 caption_extension=args.caption_extension or ".caption",
             )

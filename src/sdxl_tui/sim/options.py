@@ -1,7 +1,7 @@
 """Command-line parsing for the simulator: the real trainer's options plus ``--sim-*`` ones.
 
 The trainer's parser is rebuilt from the option table that ships with sdxl-tui
-(``data/sd_scripts_options.json``, extracted from sd-scripts v0.10.1), so a launch line for
+(:mod:`sdxl_tui.formats.optiontable`, extracted from sd-scripts v0.10.1), so a launch line for
 ``sdxl_train_network.py`` parses here exactly as it would there: same names, types, choices,
 ``allow_abbrev`` prefixes and the same ``usage: ... error: unrecognized arguments: ...``
 message with exit status 2. Simulation options are split off first so they never leak into
@@ -11,109 +11,42 @@ that usage text.
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
-SCRIPT = "sdxl_train_network.py"
+from sdxl_tui.formats import toml
+from sdxl_tui.formats.optiontable import SDXL_SCRIPT, int_or_float, load_packaged_table
+from sdxl_tui.formats.simargs import SimOptions, split_args
 
-FAULTS = ("oom", "nan", "hang", "crash")
+__all__ = ["SimOptions", "build_trainer_parser", "parse_trainer_args", "split_args"]
 
-
-@dataclass(frozen=True)
-class SimOptions:
-    """The simulator's own knobs (``--sim-*``); everything else is the trainer's."""
-
-    step_seconds: float = 0.5
-    startup_seconds: float = 1.0
-    batches_per_epoch: int | None = None
-    fault: str | None = None
-    fault_step: int = 1
-    hang_seconds: float = 0.0  # 0 = forever (a real hang); >0 ends the hang (in-process tests)
-    real_size: bool = False
-    seed: int = 42
-    hostname: str | None = None
-
-
-def _int_or_float(value: str) -> int | float:
-    """sd-scripts' ``int_or_float``: ``"10%"`` -> 0.1, values below 1 -> ratio, else int."""
-    if value.endswith("%"):
-        return float(value[:-1]) / 100.0
-    f = float(value)
-    if f < 1:
-        return f
-    return int(f)
-
-
-_TYPES: dict[str, Any] = {
+_TYPES: dict[str, Callable[[str], Any]] = {
     "str": str,
     "int": int,
     "float": float,
     "Path": str,
-    "int_or_float": _int_or_float,
+    "int_or_float": int_or_float,
 }
 
 
-def load_option_table(script: str = SCRIPT) -> dict[str, Any]:
-    """The real option table of ``script`` (dict with ``allow_abbrev`` and ``options``)."""
-    text = resources.files("sdxl_tui").joinpath("data/sd_scripts_options.json").read_text("utf-8")
-    table: dict[str, Any] = json.loads(text)["scripts"][script]
-    return table
-
-
-def build_trainer_parser(script: str = SCRIPT) -> argparse.ArgumentParser:
+def build_trainer_parser(script: str = SDXL_SCRIPT) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` equivalent to the real trainer's (prog, options, abbreviations)."""
-    table = load_option_table(script)
-    parser = argparse.ArgumentParser(prog=script, allow_abbrev=bool(table.get("allow_abbrev", True)))
-    for opt in table["options"]:
-        names = opt["options"]
-        kw: dict[str, Any] = {"dest": opt["dest"], "default": opt.get("default")}
-        if opt["kind"] == "flag":
-            parser.add_argument(*names, action="store_true", **kw)
+    table = load_packaged_table(script)
+    parser = argparse.ArgumentParser(prog=table.script, allow_abbrev=table.allow_abbrev)
+    for spec in table.options:
+        kw: dict[str, Any] = {"dest": spec.dest, "default": spec.default}
+        if spec.kind == "flag":
+            parser.add_argument(*spec.options, action="store_true", **kw)
             continue
-        kw["type"] = _TYPES.get(opt.get("type") or "str", str)
-        if opt.get("nargs"):
-            kw["nargs"] = opt["nargs"]
-        if opt.get("choices") is not None:
-            choices = opt["choices"]
-            if kw["type"] in (int, float):
-                choices = [c if c is None else kw["type"](c) for c in choices]
-            kw["choices"] = choices
-        parser.add_argument(*names, **kw)
+        convert = _TYPES.get(spec.type or "str", str)
+        kw["type"] = convert
+        if spec.nargs:
+            kw["nargs"] = spec.nargs
+        if spec.choices is not None:
+            kw["choices"] = [c if c is None or convert not in (int, float) else convert(c)
+                             for c in spec.choices]
+        parser.add_argument(*spec.options, **kw)
     return parser
-
-
-def build_sim_parser() -> argparse.ArgumentParser:
-    """Parser for the ``--sim-*`` options only (exact names, no abbreviations)."""
-    p = argparse.ArgumentParser(prog="sdxl-tui simulate", add_help=False, allow_abbrev=False)
-    p.add_argument("--sim-step-seconds", type=float, default=SimOptions.step_seconds)
-    p.add_argument("--sim-startup-seconds", type=float, default=SimOptions.startup_seconds)
-    p.add_argument("--sim-batches-per-epoch", type=int, default=None)
-    p.add_argument("--sim-fault", choices=FAULTS, default=None)
-    p.add_argument("--sim-fault-step", type=int, default=SimOptions.fault_step)
-    p.add_argument("--sim-hang-seconds", type=float, default=0.0)
-    p.add_argument("--sim-real-size", action="store_true")
-    p.add_argument("--sim-seed", type=int, default=SimOptions.seed)
-    p.add_argument("--sim-hostname", default=None)
-    return p
-
-
-def split_args(argv: list[str]) -> tuple[SimOptions, list[str]]:
-    """Separate ``--sim-*`` options from the trainer's; raises SystemExit(2) on bad sim values."""
-    ns, rest = build_sim_parser().parse_known_args(argv)
-    sim = SimOptions(
-        step_seconds=max(0.0, ns.sim_step_seconds),
-        startup_seconds=max(0.0, ns.sim_startup_seconds),
-        batches_per_epoch=ns.sim_batches_per_epoch,
-        fault=ns.sim_fault,
-        fault_step=max(0, ns.sim_fault_step),
-        hang_seconds=max(0.0, ns.sim_hang_seconds),
-        real_size=ns.sim_real_size,
-        seed=ns.sim_seed,
-        hostname=ns.sim_hostname,
-    )
-    return sim, rest
 
 
 def parse_trainer_args(argv: list[str]) -> argparse.Namespace:
@@ -134,12 +67,7 @@ def _apply_config_file(
 ) -> argparse.Namespace:
     path = args.config_file if args.config_file.endswith(".toml") else args.config_file + ".toml"
     try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = toml.load(path)
     except OSError:
         return args
     flat: dict[str, Any] = {}

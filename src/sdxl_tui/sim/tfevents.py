@@ -11,70 +11,14 @@ accelerate's ``TensorBoardTracker.log`` calls ``add_scalar`` per key and then ``
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-# One CRC32C for the whole project: the reader's (C extension when installed, else a
-# table-driven pure-Python fallback). tests/oracles.py checks it independently, bit by bit.
-from sdxl_tui.sources.events import _crc32c_py as crc32c_py
-from sdxl_tui.sources.events import crc32c, masked_crc32c
+from sdxl_tui.formats.tfrecord import event_file_name, file_version_event, frame, scalar_event
 
-__all__ = ["EventWriter", "crc32c", "crc32c_py", "frame", "masked_crc32c"]
-
-
-def frame(payload: bytes) -> bytes:
-    """One TFRecord: length, masked CRC of the length, payload, masked CRC of the payload."""
-    header = struct.pack("<Q", len(payload))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + payload
-        + struct.pack("<I", masked_crc32c(payload))
-    )
-
-
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _len_field(tag: int, data: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(data)) + data
-
-
-def file_version_event(wall_time: float) -> bytes:
-    """The first Event of every file: ``file_version`` and the writer's source metadata."""
-    meta = _len_field(0x0A, b"tensorboard.summary.writer.event_file_writer")
-    return b"\x09" + struct.pack("<d", wall_time) + _len_field(0x1A, b"brain.Event:2") + _len_field(0x52, meta)
-
-
-def scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
-    """``Event(wall_time, step, summary=Summary(value=[Value(tag, simple_value)]))``."""
-    val = _len_field(0x0A, tag.encode("utf-8")) + b"\x15" + struct.pack("<f", value)
-    summary = _len_field(0x0A, val)
-    body = b"\x09" + struct.pack("<d", wall_time)
-    if step:
-        body += b"\x10" + _varint(step)
-    return body + _len_field(0x2A, summary)
-
-
-def event_file_name(wall_time: float, hostname: str | None = None, pid: int | None = None) -> str:
-    """``events.out.tfevents.<10-digit time>.<hostname>.<pid>.0`` like tensorboard's writer."""
-    host = hostname or socket.gethostname()
-    return f"events.out.tfevents.{int(wall_time):010d}.{host}.{os.getpid() if pid is None else pid}.0"
+__all__ = ["EventWriter"]
 
 
 class EventWriter:

@@ -25,6 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.formats.names import (
+    epoch_file_name,
+    sample_file_name,
+    state_dir_name,
+    step_file_name,
+)
 from sdxl_tui.sim import lorafile, tracebacks
 from sdxl_tui.sim.console import SD_SCRIPTS_DIR, SimConsole
 from sdxl_tui.sim.dataset import (
@@ -487,12 +493,12 @@ class SimulatedTrainer:
             if a.save_every_n_epochs is not None:
                 saving = (epoch + 1) % a.save_every_n_epochs == 0 and (epoch + 1) < self.num_train_epochs
                 if saving:
-                    name = f"{a.output_name or 'epoch'}-{epoch + 1:06d}{self.ext}"
+                    name = epoch_file_name(a.output_name, epoch + 1, self.ext)
                     self._save_model(name, self.global_step, epoch + 1)
                     if a.save_last_n_epochs is not None:
                         r = epoch + 1 - a.save_every_n_epochs * a.save_last_n_epochs
                         if r >= 0:
-                            self._remove_model(f"{a.output_name or 'epoch'}-{r:06d}{self.ext}")
+                            self._remove_model(epoch_file_name(a.output_name, r, self.ext))
                     if a.save_state:
                         self._save_state_epoch(epoch + 1)
             self._sample(epoch=epoch + 1, steps=self.global_step)
@@ -507,7 +513,7 @@ class SimulatedTrainer:
         self._sample(epoch=None, steps=self.global_step)
         self.bar.unpause()
         if a.save_every_n_steps is not None and self.global_step % a.save_every_n_steps == 0:
-            name = f"{a.output_name or 'at'}-step{self.global_step:08d}{self.ext}"
+            name = step_file_name(a.output_name, self.global_step, self.ext)
             self._save_model(name, self.global_step, epoch)
             if a.save_state:
                 self._save_state_step()
@@ -515,7 +521,7 @@ class SimulatedTrainer:
                 r = self.global_step - a.save_last_n_steps - 1
                 r -= r % a.save_every_n_steps
                 if r >= 0:
-                    self._remove_model(f"{a.output_name or 'at'}-step{r:08d}{self.ext}")
+                    self._remove_model(step_file_name(a.output_name, r, self.ext))
 
     def _finish(self) -> None:
         a = self.args
@@ -802,12 +808,12 @@ class SimulatedTrainer:
         a = self.args
         self.log("state_empty", "")
         self.log("saving_state", f"saving state at epoch {epoch_no}")
-        name = a.output_name or "epoch"
-        self._write_state(self.output_dir / f"{name}-{epoch_no:06d}-state", epoch_no, self.global_step)
+        self._write_state(self.output_dir / state_dir_name(epoch_file_name(a.output_name, epoch_no, "")),
+                          epoch_no, self.global_step)
         last_n = a.save_last_n_epochs_state or a.save_last_n_epochs
         if last_n is not None:
             r = epoch_no - a.save_every_n_epochs * last_n
-            old = self.output_dir / f"{name}-{r:06d}-state"
+            old = self.output_dir / state_dir_name(epoch_file_name(a.output_name, r, ""))
             if r >= 0 and old.exists():
                 self.log("removing_state", f"removing old state: {old}")
                 shutil.rmtree(old, ignore_errors=True)
@@ -817,13 +823,13 @@ class SimulatedTrainer:
         step = self.global_step
         self.log("state_empty", "")
         self.log("saving_state", f"saving state at step {step}")
-        name = a.output_name or "at"
-        self._write_state(self.output_dir / f"{name}-step{step:08d}-state", self.current_epoch, step)
+        self._write_state(self.output_dir / state_dir_name(step_file_name(a.output_name, step, "")),
+                          self.current_epoch, step)
         last_n = a.save_last_n_steps_state or a.save_last_n_steps
         if last_n is not None:
             r = step - last_n - 1
             r -= r % a.save_every_n_steps
-            old = self.output_dir / f"{name}-step{r:08d}-state"
+            old = self.output_dir / state_dir_name(step_file_name(a.output_name, r, ""))
             if r >= 0 and old.exists():
                 self.log("removing_state", f"removing old state: {old}")
                 shutil.rmtree(old, ignore_errors=True)
@@ -873,10 +879,7 @@ class SimulatedTrainer:
                 bar.update(1)
             bar.close()
             ts = time.strftime("%Y%m%d%H%M%S", time.localtime(self.h.now()))
-            num_suffix = f"e{epoch:06d}" if epoch is not None else f"{steps:06d}"
-            seed_suffix = "" if seed is None else f"_{seed}"
-            prefix = "" if a.output_name is None else a.output_name + "_"
-            fname = f"{prefix}{num_suffix}_{i:02d}_{ts}{seed_suffix}.png"
+            fname = sample_file_name(a.output_name, epoch=epoch, step=steps, index=i, timestamp=ts, seed=seed)
             (sample_dir / fname).write_bytes(png_bytes(w, h, i + steps))
 
 

@@ -12,15 +12,14 @@ card's troubleshooting section, corrected where the card is wrong: ``--batch_siz
 
 from __future__ import annotations
 
-import difflib
-import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 
+from sdxl_tui.formats.cmdline import OptionValues
+from sdxl_tui.formats.optiontable import suggest
+from sdxl_tui.humanize import format_bytes
 from sdxl_tui.model import (
     Alert,
     Checkpoint,
@@ -33,9 +32,6 @@ from sdxl_tui.model import (
     TrainConfig,
 )
 
-#: Trainer options by dest name: ``True`` for a flag, a tuple of strings for values.
-Options = Mapping[str, bool | tuple[str, ...]]
-
 #: Throttle reasons that mean the GPU is slowed by heat or power hardware, not by idling.
 _BAD_THROTTLE = ("thermal", "hw_slowdown", "hw_thermal", "hw_power_brake", "sw_thermal")
 
@@ -46,7 +42,7 @@ class AlertInputs:
 
     state: RunState
     config: TrainConfig = field(default_factory=TrainConfig)
-    options: Options = field(default_factory=dict)
+    options: OptionValues = field(default_factory=dict)
     script: str | None = None  # trainer script basename from the command line
     now: float = 0.0
     step: int | None = None
@@ -79,24 +75,16 @@ class AlertInputs:
 # helpers
 
 
-def _flag(options: Options, name: str) -> bool:
+def _flag(options: OptionValues, name: str) -> bool:
     value = options.get(name)
     return value is True or (isinstance(value, tuple) and value[:1] not in (("false",), ("False",)))
 
 
-def _value(options: Options, name: str) -> str | None:
+def _value(options: OptionValues, name: str) -> str | None:
     value = options.get(name)
     if isinstance(value, tuple) and value:
         return value[0]
     return None
-
-
-def _fmt_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _last_complete(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
@@ -106,7 +94,7 @@ def _last_complete(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
     return max(done, key=lambda c: ((c.step or -1), c.mtime))
 
 
-def _batch_size(cfg: TrainConfig, options: Options) -> int | None:
+def _batch_size(cfg: TrainConfig, options: OptionValues) -> int | None:
     if cfg.batch_size:
         return cfg.batch_size
     value = _value(options, "train_batch_size")
@@ -116,7 +104,7 @@ def _batch_size(cfg: TrainConfig, options: Options) -> int | None:
         return None
 
 
-def _accum(cfg: TrainConfig, options: Options) -> int:
+def _accum(cfg: TrainConfig, options: OptionValues) -> int:
     if cfg.gradient_accumulation_steps:
         return cfg.gradient_accumulation_steps
     value = _value(options, "gradient_accumulation_steps")
@@ -126,7 +114,7 @@ def _accum(cfg: TrainConfig, options: Options) -> int:
         return 1
 
 
-def _attention(cfg: TrainConfig, options: Options) -> str | None:
+def _attention(cfg: TrainConfig, options: OptionValues) -> str | None:
     if cfg.attention:
         return cfg.attention
     for name in ("xformers", "sdpa", "mem_eff_attn"):
@@ -135,11 +123,11 @@ def _attention(cfg: TrainConfig, options: Options) -> str | None:
     return None
 
 
-def _known(cfg_value: bool | None, options: Options, name: str) -> bool:
+def _known(cfg_value: bool | None, options: OptionValues, name: str) -> bool:
     return bool(cfg_value) or _flag(options, name)
 
 
-def _where_batch(options: Options, size: int) -> str:
+def _where_batch(options: OptionValues, size: int) -> str:
     if "dataset_config" in options:
         return f"batch_size = {size} in the dataset TOML ({_value(options, 'dataset_config')})"
     return f"--train_batch_size {size}"
@@ -149,7 +137,7 @@ def _where_batch(options: Options, size: int) -> str:
 # memory
 
 
-def memory_fixes(cfg: TrainConfig, options: Options, *, fragmentation: bool = False) -> list[str]:
+def memory_fixes(cfg: TrainConfig, options: OptionValues, *, fragmentation: bool = False) -> list[str]:
     """The card's OOM remedies, fitted to this run and limited to options that exist.
 
     Why fitted: "batch 2 + accumulation 4" is only right for a run at batch 4 / accumulation 2;
@@ -310,55 +298,6 @@ def crash_alert(inp: AlertInputs) -> Alert | None:
     )
 
 
-@lru_cache(maxsize=1)
-def _known_options() -> tuple[str, ...]:
-    try:
-        text = resources.files("sdxl_tui").joinpath("data/sd_scripts_options.json").read_text("utf-8")
-        data = json.loads(text)
-        opts: set[str] = set()
-        for script in data.get("scripts", {}).values():
-            for opt in script.get("options", []):
-                opts.update(opt.get("options", []))
-        return tuple(sorted(opts))
-    except (OSError, ValueError):  # pragma: no cover - packaged data missing
-        return ()
-
-
-#: The card's and common wrong options -> what to use instead (REF §6 "The notes' suggestions").
-_WRONG_OPTIONS = {
-    "--batch_size": "batch_size = N in the dataset TOML (or --train_batch_size N)",
-    "--lowvram": "no such option; use --gradient_checkpointing, --cache_latents, --network_train_unet_only --cache_text_encoder_outputs (nearest name: --lowram)",
-    "--medvram": "no such option; use --gradient_checkpointing, --cache_latents, --xformers/--sdpa (nearest name: --highvram)",
-    "--text_encoder_lr1": "no such option; --text_encoder_lr takes one value for both SDXL text encoders",
-    "--text_encoder_lr2": "no such option; --text_encoder_lr takes one value for both SDXL text encoders",
-}
-
-
-def _planning_suggest(option: str) -> str | None:
-    """planning/options.py's ``suggest(option)`` when it offers one (optional helper)."""
-    try:
-        from sdxl_tui.planning import options as planning_options
-
-        suggest = getattr(planning_options, "suggest", None)
-        found = suggest(option) if suggest is not None else None
-    except Exception:  # noqa: BLE001 - an optional helper must never break alerts
-        return None
-    if not found:
-        return None
-    return found if isinstance(found, str) else ", ".join(map(str, found))
-
-
-def suggest_option(option: str) -> str | None:
-    """Did-you-mean for an unknown trainer option (planning/options.py's ``suggest`` when present)."""
-    if option in _WRONG_OPTIONS:
-        return _WRONG_OPTIONS[option]
-    found = _planning_suggest(option)
-    if found:
-        return found
-    close = difflib.get_close_matches(option, _known_options(), n=2, cutoff=0.75)
-    return f"did you mean {' or '.join(close)}?" if close else None
-
-
 def bad_args_alert(inp: AlertInputs) -> Alert | None:
     """``error: unrecognized arguments: …`` at start (exit 2): name each option and its fix."""
     if not inp.unrecognized_args:
@@ -366,7 +305,7 @@ def bad_args_alert(inp: AlertInputs) -> Alert | None:
     bad = [a for a in inp.unrecognized_args if a.startswith("-")] or list(inp.unrecognized_args)
     parts = []
     for opt in bad:
-        hint = suggest_option(opt.split("=", 1)[0])
+        hint = suggest(opt, inp.script)
         parts.append(f"{opt}: {hint}" if hint else f"{opt}: remove it")
     return Alert(
         kind="bad_args",
@@ -459,7 +398,7 @@ def disk_alert(inp: AlertInputs) -> Alert | None:
     severity = Severity.ERROR if need > inp.disk_free else Severity.WARNING
     keep = max(1, int(inp.disk_free // max(1, per_save + state_size)) - 1)
     every = inp.config.save_every_n_epochs or _value(inp.options, "save_every_n_epochs")
-    fix = f"free {_fmt_size(need - inp.disk_free * 0.9)} or more"
+    fix = f"free {format_bytes(need - inp.disk_free * 0.9)} or more"
     if every:
         fix += f", or keep only the last {keep} with --save_last_n_epochs {keep} (restart needed)"
     if state_size:
@@ -468,8 +407,8 @@ def disk_alert(inp: AlertInputs) -> Alert | None:
         kind="disk",
         severity=severity,
         message=(
-            f"{inp.remaining_saves} more saves x {_fmt_size(per_save + state_size)} = {_fmt_size(need)} "
-            f"needed, {_fmt_size(inp.disk_free)} free"
+            f"{inp.remaining_saves} more saves x {format_bytes(per_save + state_size)} = {format_bytes(need)} "
+            f"needed, {format_bytes(inp.disk_free)} free"
         ),
         fix=fix,
         key="disk",
@@ -529,7 +468,7 @@ def finished_alert(inp: AlertInputs) -> Alert | None:
     if inp.state is not RunState.FINISHED:
         return None
     final = [c for c in inp.checkpoints if c.kind is CheckpointKind.FINAL and c.complete]
-    what = f": {final[-1].name} ({_fmt_size(final[-1].size)})" if final else ""
+    what = f": {final[-1].name} ({format_bytes(final[-1].size)})" if final else ""
     return Alert(
         kind="finished",
         severity=Severity.INFO,

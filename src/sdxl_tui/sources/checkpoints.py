@@ -14,20 +14,30 @@ loop cannot make it recurse.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import operator
 import os
-import re
 import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.names import (
+    IMAGE_SUFFIXES,
+    SAMPLE_DIR,
+    STATE_SUFFIX,
+    WEIGHT_SUFFIXES,
+    classify_name,
+    eval_dir_epoch,
+    eval_dir_name,
+    parse_sample_name,
+    state_dir_name,
+)
+from sdxl_tui.formats.safetensors import weights_verdict
+from sdxl_tui.formats.statedir import evals_dir
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -37,35 +47,12 @@ from sdxl_tui.model import (
     StateDir,
 )
 
-__all__ = [
-    "WEIGHT_SUFFIXES",
-    "CheckpointScan",
-    "CheckpointScanner",
-    "SafetensorsHeader",
-    "classify_name",
-    "parse_sample_name",
-    "read_safetensors_header",
-]
+__all__ = ["CheckpointScan", "CheckpointScanner"]
 
-WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".ckpt", ".pt")
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
-MAX_HEADER_BYTES = 100_000_000
-"""safetensors itself refuses headers above 100 MB; anything larger is not a safetensors file."""
 STALE_SECONDS = 30.0
 """A short file unchanged for this long is a killed save, not a save in progress."""
 _SMALL_JSON_MAX = 1 << 20
-_ZIP_LOCAL = b"PK\x03\x04"
-_ZIP_EOCD = b"PK\x05\x06"
-_ZIP_TAIL = 65_536 + 22
 _EVAL_STATUSES = frozenset({"queued", "running", "done", "failed"})
-
-_STEP_RE = re.compile(r"(?P<name>.+)-step(?P<num>\d{8,})")
-_EPOCH_RE = re.compile(r"(?P<name>.+)-(?P<num>\d{6,})")
-_SAMPLE_RE = re.compile(
-    r"(?:(?P<prefix>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<step>\d{6,}))_(?P<idx>\d{2,})"
-    r"_(?P<ts>\d{14})(?:_(?P<seed>-?\d+))?"
-)
-_EVAL_EPOCH_RE = re.compile(r"eval_epoch(?P<num>\d+)")
 
 _Sig = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
 
@@ -86,279 +73,7 @@ class CheckpointScan:
     """The output name used to recognise the final file (given, from metadata, or inferred)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SafetensorsHeader:
-    """What the first ``8 + N`` bytes of a safetensors file say.
-
-    ``state`` is ``"ok"`` (header valid and the file has exactly the promised size),
-    ``"short"`` (fewer bytes than promised: being written, or truncated) or ``"bad"`` (can never
-    become valid: absurd length, invalid UTF-8/JSON, bad offsets, extra bytes).
-    """
-
-    state: str
-    file_size: int
-    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    header_length: int | None = None
-    expected_size: int | None = None  # total size the header promises (None: header unread)
-    problem: str | None = None
-    tensor_count: int = 0
-
-
 # --------------------------------------------------------------------------- pure helpers
-
-
-def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
-    """Read and validate the header of a safetensors file without touching the tensor data.
-
-    Only the 8-byte length and the ``N`` header bytes are read (REF §4.1), never the data.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The header verdict; metadata values are the file's strings, in a read-only mapping.
-
-    Raises:
-        OSError: the file cannot be opened or read (vanished, permission denied…).
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return SafetensorsHeader("short", 0, problem="empty file (0 bytes)")
-        head = f.read(8)
-        if len(head) < 8:
-            return SafetensorsHeader(
-                "short", size, problem=f"header length incomplete: {len(head)} of 8 bytes"
-            )
-        n = int.from_bytes(head, "little")
-        if n < 2 or n > MAX_HEADER_BYTES:
-            return SafetensorsHeader(
-                "bad", size, header_length=n, problem=f"not a safetensors file: header length {n}"
-            )
-        if size < 8 + n:
-            return SafetensorsHeader(
-                "short",
-                size,
-                header_length=n,
-                problem=f"header incomplete: {size} of at least {8 + n} bytes",
-            )
-        raw = f.read(n)
-    if len(raw) < n:  # shrank between fstat and read: rewritten right now
-        return SafetensorsHeader(
-            "short", size, header_length=n, problem=f"header incomplete: {8 + len(raw)} bytes"
-        )
-    return _parse_header(raw, size, n)
-
-
-_INT = r"(?:0|[1-9][0-9]*)"
-# the value tokens of the entries, each followed by '"' (see _fast_header)
-_SHAPE = re.compile(rb":\[(?:" + _INT.encode() + rb"(?:," + _INT.encode() + rb")*)?\],")
-_CONTROL = bytes(range(32))
-_ENTRY_LITERALS = ((2, b":{"), (3, b"dtype"), (4, b":"), (6, b","), (7, b"shape"), (9, b"data_offsets"))
-_MD_PREFIX = '{"__metadata__":'
-_DECODER = json.JSONDecoder()
-
-
-def _fast_header(text: str) -> tuple[dict[str, Any], int, int] | None:
-    """(raw metadata, largest data_offsets end, tensor count) of a header in the usual layout.
-
-    Why: a LoRA header is ~300 KB of tensor entries around a few KB of ``__metadata__``, and
-    building 2,000 dicts only to read two integers from each is most of a checkpoint scan.
-    Only the metadata object goes through ``json``. The entries are checked as a whole with C-
-    level string operations: with no backslash in them every ``"`` opens or closes a string,
-    so splitting on it gives ten tokens per entry at fixed places
-    (``,"NAME":{"dtype":"DT","shape":[…],"data_offsets":[A,B]}``); the literal tokens are
-    compared with strided slices, the shape and offset tokens are matched as one string by a
-    strict pattern, and the offsets are read from them as one JSON array. Together that proves the text
-    is valid JSON of exactly this shape. Anything else (another layout, whitespace, escaped
-    names, duplicate keys, invalid offsets) returns None and the full parser decides, so the
-    verdict and the problem text are the same either way.
-    """
-    if text.startswith(_MD_PREFIX):
-        try:
-            md, pos = _DECODER.raw_decode(text, len(_MD_PREFIX))
-        except ValueError:
-            return None
-        if not isinstance(md, dict):
-            return None
-        lead = ""
-    elif text.startswith('{"'):
-        md, pos, lead = {}, 1, ","
-    else:
-        return None
-    end = len(text) - 1  # the entries end where the closing brace is (then only padding)
-    while end >= pos and text[end] in " \t\n\r":
-        end -= 1
-    if end < pos or text[end] != "}":
-        return None
-    if end == pos:
-        return md, 0, 0
-    if text.find("\\", pos, end) >= 0:  # escapes: the full parser
-        return None
-    # the entries as UTF-8 bytes (splitting bytes is about twice as fast as splitting text)
-    toks = (lead + text[pos:end] + ',"').encode().split(b'"')
-    n = (len(toks) - 2) // 10
-    if len(toks) != 10 * n + 2 or toks[0] != b"," or toks[-1] != b"":
-        return None
-    for k, literal in _ENTRY_LITERALS:
-        if toks[k::10].count(literal) != n:
-            return None
-    names = toks[1:-1:10]
-    unique = set(names)
-    if len(unique) != n or b"__metadata__" in unique:
-        return None
-    # strings may hold no control characters (in UTF-8 they are single bytes): names checked
-    # at once, dtypes and shapes (a handful of distinct values) one by one
-    joined = b"".join(names)
-    if len(joined.translate(None, _CONTROL)) != len(joined):
-        return None
-    if not all(d.decode().isprintable() for d in set(toks[5::10])):
-        return None
-    if not all(_SHAPE.fullmatch(sh) for sh in set(toks[8::10])):
-        return None
-    # offsets: every token is ':[' X ']},' (its boundaries are checked by counting), so
-    # turning each into '[X],' gives one JSON array whose n elements must all be [int, int]
-    offsets = b'"'.join(toks[10::10]) + b'"'
-    if not offsets.startswith(b":[") or offsets.count(b']},":[') != n - 1 or not offsets.endswith(b']},"'):
-        return None
-    try:
-        pairs = _DECODER.decode("[" + offsets.replace(b":[", b"[").replace(b']},"', b"],")[:-1].decode() + "]")
-    except ValueError:
-        return None
-    if len(pairs) != n or set(map(len, pairs)) != {2}:
-        return None
-    flat = list(itertools.chain.from_iterable(pairs))
-    if set(map(type, flat)) != {int} or min(flat) < 0:
-        return None
-    starts, ends = flat[0::2], flat[1::2]
-    if not all(map(operator.le, starts, ends)):
-        return None
-    return md, max(ends), n
-
-
-def _parse_header(raw: bytes, size: int, n: int) -> SafetensorsHeader:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return SafetensorsHeader(
-            "bad", size, header_length=n, problem=f"header is not UTF-8 (byte {exc.start})"
-        )
-    fast = _fast_header(text)
-    if fast is not None:
-        raw_md, data_end, count = fast
-        return _verdict(size, n, raw_md or {}, data_end, count)
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        return SafetensorsHeader(
-            "bad", size, header_length=n, problem=f"header is not valid JSON: {exc}"
-        )
-    if not isinstance(obj, dict):
-        return SafetensorsHeader("bad", size, header_length=n, problem="header is not an object")
-    raw_md = obj.pop("__metadata__", None) or {}
-    if not isinstance(raw_md, dict):
-        return SafetensorsHeader(
-            "bad", size, header_length=n, problem="__metadata__ is not an object"
-        )
-    data_end = 0
-    for name, info in obj.items():
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(type(o) is int for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]
-        ):
-            return SafetensorsHeader(
-                "bad",
-                size,
-                metadata=_metadata(raw_md),
-                header_length=n,
-                problem=f"tensor {name!r} has invalid data_offsets",
-            )
-        data_end = max(data_end, offsets[1])
-    return _verdict(size, n, raw_md, data_end, len(obj))
-
-
-def _metadata(raw_md: dict[str, Any]) -> Mapping[str, str]:
-    return MappingProxyType(
-        {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw_md.items()}
-    )
-
-
-def _verdict(size: int, n: int, raw_md: dict[str, Any], data_end: int, count: int) -> SafetensorsHeader:
-    """ok / short / bad from the size the header promises (``8 + N + largest end``)."""
-    expected = 8 + n + data_end
-    common: dict[str, Any] = {
-        "metadata": _metadata(raw_md),
-        "header_length": n,
-        "expected_size": expected,
-        "tensor_count": count,
-    }
-    if size < expected:
-        return SafetensorsHeader(
-            "short", size, problem=f"truncated: {size} of {expected} bytes", **common
-        )
-    if size > expected:
-        return SafetensorsHeader(
-            "bad",
-            size,
-            problem=f"{size - expected} bytes after the tensor data ({size}, expected {expected})",
-            **common,
-        )
-    return SafetensorsHeader("ok", size, **common)
-
-
-def _read_torch_file(path: str) -> tuple[str, str | None]:
-    """Verdict for a ``.ckpt``/``.pt`` file: ("ok"|"short"|"unknown", problem).
-
-    torch.save writes a zip archive since torch 1.6: it is complete once its end-of-central-
-    directory record is in place. Anything else (legacy pickle) has no such marker: "unknown",
-    decided by size stability.
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return "short", "empty file (0 bytes)"
-        if f.read(4) != _ZIP_LOCAL:
-            return "unknown", None
-        f.seek(max(0, size - _ZIP_TAIL))
-        tail = f.read()
-    idx = tail.rfind(_ZIP_EOCD)
-    if idx >= 0 and idx + 22 <= len(tail):
-        comment = int.from_bytes(tail[idx + 20 : idx + 22], "little")
-        if idx + 22 + comment == len(tail):
-            return "ok", None
-    return "short", f"truncated: zip archive without its end record ({size} bytes)"
-
-
-def classify_name(stem: str) -> tuple[CheckpointKind | None, str, int | None]:
-    """Split a weights file stem by sd-scripts' name patterns (REF §3.1/§3.2).
-
-    Returns ``(EPOCH|STEP, name, number)`` for ``{name}-{epoch:06d}`` / ``{name}-step{step:08d}``,
-    or ``(None, stem, None)`` when the stem follows neither (a final file or something else).
-    """
-    m = _STEP_RE.fullmatch(stem)
-    if m:
-        return CheckpointKind.STEP, m["name"], int(m["num"])
-    m = _EPOCH_RE.fullmatch(stem)
-    if m:
-        return CheckpointKind.EPOCH, m["name"], int(m["num"])
-    return None, stem, None
-
-
-def parse_sample_name(stem: str) -> tuple[int | None, int | None, int | None, str | None]:
-    """``(epoch, step, prompt_index, timestamp)`` from a sample image stem (REF §3.5).
-
-    ``{output_name}_e{epoch:06d}_{i:02d}_{ts}[_{seed}]`` gives the epoch,
-    ``{output_name}_{steps:06d}_{i:02d}_{ts}[_{seed}]`` the step; the prefix is optional.
-    """
-    m = _SAMPLE_RE.fullmatch(stem)
-    if not m:
-        return None, None, None, None
-    epoch = int(m["epoch"]) if m["epoch"] is not None else None
-    step = int(m["step"]) if m["step"] is not None else None
-    return epoch, step, int(m["idx"]), m["ts"]
 
 
 def _int(value: object) -> int | None:
@@ -532,11 +247,11 @@ class CheckpointScanner:
                 continue
             if not is_dir:
                 continue
-            if name.endswith("-state"):
+            if name.endswith(STATE_SUFFIX):
                 state_dirs.append(entry)
             elif name.startswith("eval_"):
                 eval_dirs.append(entry)
-            elif name == "sample":
+            elif name == SAMPLE_DIR:
                 sample_dir = entry.path
 
         live = {w.path for w in weights}
@@ -593,7 +308,7 @@ class CheckpointScanner:
             _, verdict, problem, metadata = cached
         else:
             try:
-                verdict, problem, metadata = self._read_weights(path, suffix.lower())
+                verdict, problem, metadata = self._read_weights(path)
             except FileNotFoundError:
                 return None
             except OSError as exc:
@@ -604,13 +319,9 @@ class CheckpointScanner:
                 self._headers[path] = (sig, verdict, problem, metadata)
         return _Weights(entry.name, path, stem, suffix.lower(), st, verdict, problem, metadata)
 
-    def _read_weights(self, path: str, suffix: str) -> tuple[str, str | None, Mapping[str, str]]:
+    def _read_weights(self, path: str) -> tuple[str, str | None, Mapping[str, str]]:
         self.header_reads += 1
-        if suffix == ".safetensors":
-            h = read_safetensors_header(path)
-            return h.state, h.problem, h.metadata
-        verdict, problem = _read_torch_file(path)
-        return verdict, problem, _EMPTY
+        return weights_verdict(path)
 
     def _resolve_output_name(self, weights: Iterable[_Weights]) -> str | None:
         if self.output_name:
@@ -667,7 +378,7 @@ class CheckpointScanner:
             mtime=w.st.st_mtime,
             status=status,
             metadata=md,
-            state_dir=state_by_name.get(w.stem + "-state"),
+            state_dir=state_by_name.get(state_dir_name(w.stem)),
             problem=problem,
         )
 
@@ -710,7 +421,7 @@ class CheckpointScanner:
     def _states(self, entries: Iterable[os.DirEntry[str]]) -> list[StateDir]:
         states: list[StateDir] = []
         for entry in entries:
-            base = entry.name[: -len("-state")]
+            base = entry.name[: -len(STATE_SUFFIX)]
             kind, _fam, number = classify_name(base)
             data: object = None
             try:
@@ -782,9 +493,8 @@ class CheckpointScanner:
             return None
 
         def match_dir(dirname: str) -> tuple[Checkpoint | None, int | None]:
-            m = _EVAL_EPOCH_RE.fullmatch(dirname)
-            if m:
-                n = int(m["num"])
+            n = eval_dir_epoch(dirname)
+            if n is not None:
                 return for_epoch(n), n
             c = by_stem.get(dirname[len("eval_") :])
             return c, (c.epoch if c else None)
@@ -802,7 +512,7 @@ class CheckpointScanner:
                 images=images,
             )
 
-        status_dir = os.path.join(self.run_dir, ".sdxl-tui", "evals")
+        status_dir = os.fspath(evals_dir(self.run_dir))
         try:
             with os.scandir(status_dir) as it:
                 status_files = sorted(e.path for e in it if e.name.endswith(".json"))
@@ -829,10 +539,9 @@ class CheckpointScanner:
             out = data.get("output_dir")
             if out:
                 out_path = os.path.join(self.run_dir, os.path.expanduser(str(out)))
-            elif ck is not None and ck.kind is CheckpointKind.EPOCH and ck.epoch is not None:
-                out_path = os.path.join(self.run_dir, f"eval_epoch{ck.epoch}")
             else:
-                out_path = os.path.join(self.run_dir, f"eval_{stem}")
+                epoch = ck.epoch if ck is not None and ck.kind is CheckpointKind.EPOCH else None
+                out_path = os.path.join(self.run_dir, eval_dir_name(stem, epoch))
             key = os.path.normpath(out_path)
             status = str(data.get("status", "unknown"))
             if status not in _EVAL_STATUSES:

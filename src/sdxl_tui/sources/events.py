@@ -36,305 +36,27 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.names import SAMPLE_DIR, STATE_SUFFIX
+from sdxl_tui.formats.statedir import STATE_DIR
+from sdxl_tui.formats.tfrecord import (
+    EVENT_FILE_PREFIX,
+    HEADER,
+    MASK_DELTA,
+    crc32c,
+    decode_event,
+    masked_crc32c_many,
+    read_varint,
+    simple_value_tag,
+    unmask,
+)
 from sdxl_tui.model import ScalarPoint, Series
 
-__all__ = [
-    "DecodedEvent",
-    "EventReader",
-    "EventsUpdate",
-    "crc32c",
-    "decode_event",
-    "downsample_minmax",
-    "masked_crc32c",
-]
-
-# ---------------------------------------------------------------------------------------------
-# CRC32C: the C extension when installed (fast), a table-driven pure-Python fallback otherwise.
-# ---------------------------------------------------------------------------------------------
-
-
-def _make_table() -> list[int]:
-    poly = 0x82F63B78
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_TABLE = _make_table()
-
-
-def _crc32c_py(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """Pure-Python CRC32C (Castagnoli); slow, used only when the C extension is missing."""
-    table = _TABLE
-    crc ^= 0xFFFFFFFF
-    for b in bytes(data):
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _load_crc32c() -> Callable[..., int] | None:
-    """The ``crc32c`` C extension's function, loaded without the package's slow ``__init__``.
-
-    ``import crc32c`` pulls in ``importlib.metadata`` (~50 ms, a tenth of the cold-start
-    budget), so load the compiled submodule directly and fall back to the normal import.
-    """
-    try:
-        import importlib.machinery
-        import importlib.util
-
-        spec = importlib.util.find_spec("crc32c")
-        for loc in (spec.submodule_search_locations or []) if spec else []:
-            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-                so = os.path.join(loc, "_crc32c" + suffix)
-                if os.path.exists(so):
-                    loader = importlib.machinery.ExtensionFileLoader("crc32c._crc32c", so)
-                    sub = importlib.util.spec_from_file_location("crc32c._crc32c", so, loader=loader)
-                    if sub is None:
-                        continue
-                    mod = importlib.util.module_from_spec(sub)
-                    loader.exec_module(mod)
-                    fn: Callable[..., int] = mod.crc32c
-                    return fn
-    except Exception:  # noqa: BLE001, S110 - any failure means: try the plain import  # pragma: no cover
-        pass
-    try:  # pragma: no cover - depends on the environment
-        from crc32c import crc32c as fn2
-
-        return fn2
-    except Exception:  # noqa: BLE001 - not installed or broken: pure-Python fallback  # pragma: no cover
-        return None
-
-
-_C_CRC = _load_crc32c()
-crc32c: Callable[..., int] = _C_CRC if _C_CRC is not None else _crc32c_py
-CRC32C_BACKEND = "crc32c (C extension)" if _C_CRC is not None else "pure python"
-
-
-_MASK_DELTA = 0xA282EAD8
-
-
-def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
-    """TFRecord's masked CRC32C of ``data``."""
-    crc = crc32c(data)
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def _unmask(masked: int) -> int:
-    rot = (masked - _MASK_DELTA) & 0xFFFFFFFF
-    return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
-
-
-# ---------------------------------------------------------------------------------------------
-# Minimal protobuf decoding of Event -> Summary -> Value (scalars only).
-# Field numbers from tensorboard's event.proto / summary.proto / tensor.proto.
-# ---------------------------------------------------------------------------------------------
+__all__ = ["EventReader", "EventsUpdate", "downsample_minmax"]
 
 _U64 = struct.Struct("<Q")
-_HDR = struct.Struct("<QI")
 _U32 = struct.Struct("<I")
 _F64 = struct.Struct("<d")
 _F32 = struct.Struct("<f")
-
-# DataType enum values that hold a float scalar.
-_DT_FLOAT, _DT_DOUBLE, _DT_HALF, _DT_BFLOAT16 = 1, 2, 19, 14
-
-
-def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 70:
-            raise ValueError("varint too long")
-
-
-def _skip(buf: bytes, pos: int, wire: int, end: int) -> int:
-    if wire == 0:
-        _, pos = _varint(buf, pos)
-    elif wire == 1:
-        pos += 8
-    elif wire == 2:
-        n, pos = _varint(buf, pos)
-        pos += n
-    elif wire == 5:
-        pos += 4
-    else:
-        raise ValueError(f"unsupported wire type {wire}")
-    if pos > end:
-        raise ValueError("field runs past the end of its message")
-    return pos
-
-
-def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int, int]]:
-    """Yield (field number, wire type, value start, value end or varint value)."""
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        num, wire = key >> 3, key & 7
-        if wire == 2:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise ValueError("length-delimited field runs past its message")
-            yield num, wire, pos, pos + n
-            pos += n
-        elif wire == 0:
-            v, pos = _varint(buf, pos)
-            yield num, wire, v, v
-        elif wire == 1:
-            if pos + 8 > end:
-                raise ValueError("fixed64 runs past its message")
-            yield num, wire, pos, pos + 8
-            pos += 8
-        elif wire == 5:
-            if pos + 4 > end:
-                raise ValueError("fixed32 runs past its message")
-            yield num, wire, pos, pos + 4
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-
-
-def _half(bits: int) -> float:
-    return float(struct.unpack("<e", bits.to_bytes(2, "little"))[0])
-
-
-def _tensor_scalar(buf: bytes, pos: int, end: int) -> float | None:
-    """A single float/double held in a TensorProto (new-style scalar summaries), else None."""
-    dtype = 0
-    content: bytes | None = None
-    floats: list[float] = []
-    for num, wire, a, b in _fields(buf, pos, end):
-        if num == 1 and wire == 0:
-            dtype = a
-        elif num == 4 and wire == 2:
-            content = buf[a:b]
-        elif num == 5:  # float_val (packed or not)
-            if wire == 2:
-                floats.extend(v for (v,) in struct.iter_unpack("<f", buf[a:b])) if (b - a) % 4 == 0 else None
-            elif wire == 5:
-                floats.append(_F32.unpack_from(buf, a)[0])
-        elif num == 6:  # double_val
-            if wire == 2 and (b - a) % 8 == 0:
-                floats.extend(v for (v,) in struct.iter_unpack("<d", buf[a:b]))
-            elif wire == 1:
-                floats.append(_F64.unpack_from(buf, a)[0])
-        elif num == 13 and dtype == _DT_HALF:  # half_val, int32 bit patterns
-            if wire == 2:
-                p = a
-                while p < b:
-                    v, p = _varint(buf, p)
-                    floats.append(_half(v))
-            elif wire == 0:
-                floats.append(_half(a))
-    if dtype not in (_DT_FLOAT, _DT_DOUBLE, _DT_HALF, 0):
-        return None
-    if content is not None:
-        if dtype == _DT_DOUBLE and len(content) == 8:
-            return float(_F64.unpack(content)[0])
-        if dtype in (_DT_FLOAT, 0) and len(content) == 4:
-            return float(_F32.unpack(content)[0])
-        if dtype == _DT_HALF and len(content) == 2:
-            return float(struct.unpack("<e", content)[0])
-        return None
-    if len(floats) == 1:
-        return float(floats[0])
-    return None
-
-
-def _plugin_name(buf: bytes, pos: int, end: int) -> str | None:
-    """SummaryMetadata.plugin_data.plugin_name, if present."""
-    for num, wire, a, b in _fields(buf, pos, end):
-        if num == 1 and wire == 2:  # plugin_data
-            for n2, w2, a2, b2 in _fields(buf, a, b):
-                if n2 == 1 and w2 == 2:
-                    return buf[a2:b2].decode("utf-8", "replace")
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedEvent:
-    """The parts of one ``Event`` a scalar reader needs."""
-
-    wall_time: float
-    step: int
-    scalars: tuple[tuple[str, float], ...] = ()
-    plugins: tuple[tuple[str, str], ...] = ()  # (tag, plugin_name) from summary metadata
-    file_version: str | None = None
-
-
-def decode_event(data: bytes) -> DecodedEvent:
-    """Decode one serialized ``Event`` (see ``_decode_event``).
-
-    Raises:
-        ValueError: the bytes are not a well-formed protobuf message.
-    """
-    try:
-        return _decode_event(data)
-    except (IndexError, struct.error) as exc:
-        raise ValueError(f"malformed event: {exc}") from exc
-
-
-def _decode_event(data: bytes) -> DecodedEvent:
-    """Decode one serialized ``Event``: wall time, step and its scalar values.
-
-    Scalars are ``simple_value`` or a one-element float tensor (new-style summaries).
-    """
-    wall = 0.0
-    step = 0
-    scalars: list[tuple[str, float]] = []
-    plugins: list[tuple[str, str]] = []
-    version: str | None = None
-    end = len(data)
-    for num, wire, a, b in _fields(data, 0, end):
-        if num == 1 and wire == 1:
-            wall = _F64.unpack_from(data, a)[0]
-        elif num == 2 and wire == 0:
-            step = a - (1 << 64) if a >= 1 << 63 else a
-        elif num == 3 and wire == 2:
-            version = data[a:b].decode("utf-8", "replace")
-        elif num == 5 and wire == 2:  # summary
-            for n2, w2, a2, b2 in _fields(data, a, b):
-                if n2 != 1 or w2 != 2:
-                    continue
-                tag = ""
-                value: float | None = None
-                tensor: tuple[int, int] | None = None
-                plugin: str | None = None
-                for n3, w3, a3, b3 in _fields(data, a2, b2):
-                    if n3 == 1 and w3 == 2:
-                        tag = data[a3:b3].decode("utf-8", "replace")
-                    elif n3 == 2 and w3 == 5:
-                        value = _F32.unpack_from(data, a3)[0]
-                    elif n3 == 8 and w3 == 2:
-                        tensor = (a3, b3)
-                    elif n3 == 9 and w3 == 2:
-                        plugin = _plugin_name(data, a3, b3)
-                if plugin is not None:
-                    plugins.append((tag, plugin))
-                if value is None and tensor is not None and plugin in (None, "scalars"):
-                    value = _tensor_scalar(data, tensor[0], tensor[1])
-                if value is not None:
-                    scalars.append((tag, float(value)))
-    return DecodedEvent(wall, step, tuple(scalars), tuple(plugins), version)
-
-
-def _mid_tag(mid: bytes) -> str | None:
-    """Tag of ``2a L1 0a L2 0a Lt <tag>`` when the three lengths agree, else None."""
-    lt = len(mid) - 6
-    if lt < 0 or mid[0] != 0x2A or mid[2] != 0x0A or mid[4] != 0x0A:
-        return None
-    if mid[5] != lt or mid[3] != lt + 2 + 5 or mid[1] != mid[3] + 2:
-        return None
-    return mid[6:].decode("utf-8", "replace")
-
 
 # ---------------------------------------------------------------------------------------------
 # Bounded series.
@@ -606,11 +328,10 @@ class _Acc:
 # Discovery and per-file state.
 # ---------------------------------------------------------------------------------------------
 
-_EVENT_NAME = "events.out.tfevents."
 _RUN_DIR = re.compile(r"(\d{14})$")
 # directories of a run that never hold event files: samples, resumable states, our own
 # control files, evaluations, VCS/caches
-_PRUNE = re.compile(r"^(?:sample|\.sdxl-tui|\.git|__pycache__|eval_.*|.*-state)$")
+_PRUNE = re.compile(rf"^(?:{SAMPLE_DIR}|{re.escape(STATE_DIR)}|\.git|__pycache__|eval_.*|.*{STATE_SUFFIX})$")
 _FILE_TIME = re.compile(r"events\.out\.tfevents\.(\d+)")
 _CHUNK = 8 << 20
 _BLOCK_MIN_BYTES = 4096  # below this the plain loop is as fast as setting up a block
@@ -775,7 +496,7 @@ class EventReader:
                 problems.append(f"cannot read {root}: {exc.strerror or exc}")
                 continue
             if stat.S_ISREG(st.st_mode):
-                if _EVENT_NAME in os.path.basename(root):
+                if EVENT_FILE_PREFIX in os.path.basename(root):
                     real = os.path.realpath(root)
                     found.setdefault(real, (self._run_key(root, root), _file_time(root), root))
                 continue
@@ -805,7 +526,7 @@ class EventReader:
                     if _PRUNE.search(e.name):  # sd-scripts never logs there; they can be big
                         continue
                     self._walk(root, e.path, found, problems, depth + 1, seen)
-                elif _EVENT_NAME in e.name and e.is_file():
+                elif EVENT_FILE_PREFIX in e.name and e.is_file():
                     real = os.path.realpath(e.path)
                     if real not in found:
                         found[real] = (self._run_key(root, e.path), _file_time(e.name), e.path)
@@ -1155,7 +876,7 @@ class EventReader:
         unpack_f64 = _F64.unpack_from
         unpack_f32 = _F32.unpack_from
         crc = crc32c
-        delta = _MASK_DELTA
+        delta = MASK_DELTA
         run = self._runs.get(fs.run_key)
         if run is None:
             run = self._runs[fs.run_key] = _RunState(fs.run_key)
@@ -1191,8 +912,8 @@ class EventReader:
             hdr = buf[pos : pos + 12]
             length = hdr_len.get(hdr)
             if length is None:
-                length, lcrc = _HDR.unpack(hdr)
-                if _unmask(lcrc) != crc(hdr[:8]) or length > _MAX_RECORD:
+                length, lcrc = HEADER.unpack(hdr)
+                if unmask(lcrc) != crc(hdr[:8]) or length > _MAX_RECORD:
                     nxt = self._resync(buf, pos + 1)
                     if nxt < 0:
                         if at_eof and n - pos < 12 + 16:
@@ -1237,7 +958,7 @@ class EventReader:
                             step = (b & 127) | (b2 << 7)
                             q = start + 12
                         else:
-                            step, q = _varint(buf, start + 10)
+                            step, q = read_varint(buf, start + 10)
                             if step >= 1 << 63:
                                 step -= 1 << 64
                 else:
@@ -1246,7 +967,7 @@ class EventReader:
                 key = buf[q : end - 5]
                 s = sinks.get(key)
                 if s is None and key not in mids:
-                    mids[key] = _mid_tag(key)
+                    mids[key] = simple_value_tag(key)
                     if len(mids) > 10_000:
                         mids.clear()
                 if s is None:
@@ -1292,8 +1013,8 @@ class EventReader:
         hdr = buf[pos : pos + 12]
         length = self._hdr_len.get(hdr)
         if length is None:
-            length, lcrc = _HDR.unpack(hdr)
-            if _unmask(lcrc) != crc32c(hdr[:8]) or length > _MAX_RECORD:
+            length, lcrc = HEADER.unpack(hdr)
+            if unmask(lcrc) != crc32c(hdr[:8]) or length > _MAX_RECORD:
                 return None
             if len(self._hdr_len) < 4096:
                 self._hdr_len[hdr] = length
@@ -1313,7 +1034,7 @@ class EventReader:
             q += ks
         mid = buf[q : end - 5]
         if mid not in self._mid_tags:
-            self._mid_tags[mid] = _mid_tag(mid)
+            self._mid_tags[mid] = simple_value_tag(mid)
         if self._mid_tags[mid] is None:
             return None
         return hdr, length, ks, mid
@@ -1392,7 +1113,7 @@ class EventReader:
         base = 0
         for k, sh in enumerate(pat):
             datas = cols1[k]
-            computed = _masked_all(list(map(crc32c, datas)))
+            computed = masked_crc32c_many(list(map(crc32c, datas)))
             # the stored CRCs, compared byte lane by byte lane with strided slices of the
             # chunk (each lane holds one byte of every record's CRC)
             at = base + 12 + sh[1]
@@ -1443,10 +1164,10 @@ class EventReader:
     def _resync(buf: bytes, pos: int) -> int:
         """Offset of the next header whose length CRC checks out, or -1."""
         n = len(buf)
-        unpack_hdr = _HDR.unpack_from
+        unpack_hdr = HEADER.unpack_from
         while pos + 12 <= n:
             length, lcrc = unpack_hdr(buf, pos)
-            if length <= _MAX_RECORD and _unmask(lcrc) == crc32c(buf[pos : pos + 8]):
+            if length <= _MAX_RECORD and unmask(lcrc) == crc32c(buf[pos : pos + 8]):
                 return pos
             pos += 1
         return -1
@@ -1476,34 +1197,7 @@ def _points(cols: tuple[list[int], list[float], list[float]]) -> list[ScalarPoin
     return list(map(ScalarPoint, *cols))
 
 
-_LANES: dict[int, tuple[int, int, int, int, int]] = {}
 _BYTES = [bytes([i]) for i in range(256)]
-
-
-def _masked_all(crcs: list[int]) -> bytes:
-    """TFRecord masks of many CRCs at once, as little-endian uint32 bytes.
-
-    The mask (rotate right 15, add a constant, per 32-bit value) is applied to all values
-    packed into one big integer with lane masks (SWAR), so the per-record cost is C-level.
-    """
-    n = len(crcs)
-    lanes = _LANES.get(n)
-    if lanes is None:
-        if len(_LANES) > 64:
-            _LANES.clear()
-        lanes = _LANES[n] = (
-            int.from_bytes(b"\xff\xff\x01\x00" * n, "little"),  # 0x0001FFFF: bits kept by >> 15
-            int.from_bytes(b"\x00\x00\xfe\xff" * n, "little"),  # 0xFFFE0000: bits kept by << 17
-            int.from_bytes(b"\xff\xff\xff\x7f" * n, "little"),  # low 31 bits of each lane
-            int.from_bytes(b"\x00\x00\x00\x80" * n, "little"),  # top bit of each lane
-            int.from_bytes(struct.pack("<I", _MASK_DELTA) * n, "little"),
-        )
-    low17, high15, low31, top, delta = lanes
-    x = int.from_bytes(struct.pack(f"<{n}I", *crcs), "little")
-    r = ((x >> 15) & low17) | ((x << 17) & high15)
-    # per-lane addition mod 2**32 without carries between lanes
-    total = ((r & low31) + (delta & low31)) ^ ((r ^ delta) & top)
-    return total.to_bytes(4 * n, "little")
 
 
 def _file_time(path: str) -> float:

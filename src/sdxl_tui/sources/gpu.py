@@ -28,9 +28,28 @@ from typing import Any
 
 from sdxl_tui.model import GpuSample, GpuStatus
 
-__all__ = ["RETRY_SECONDS", "THROTTLE_REASON_NAMES", "GpuMonitor", "throttle_reason_names"]
+__all__ = ["RETRY_SECONDS", "THROTTLE_REASON_NAMES", "GpuMonitor", "LatestGpu", "throttle_reason_names"]
 
 RETRY_SECONDS = 30.0
+
+
+class LatestGpu:
+    """The newest GPU status, handed from the thread that samples NVML to the run reader.
+
+    Why: the dashboard samples the GPUs on their own thread at ``refresh.gpu_interval`` (NVML
+    calls can block); the run reader folds the latest status into its snapshots (the GPU
+    alerts) without touching NVML. A reference assignment is atomic, so no lock is needed.
+    It is a :data:`~sdxl_tui.sources.rundir.GpuSource`: call it for the status.
+    """
+
+    def __init__(self) -> None:
+        self._status = GpuStatus(available=False, reason="not sampled yet")
+
+    def set(self, status: GpuStatus) -> None:
+        self._status = status
+
+    def __call__(self, trainer_pids: Collection[int] = ()) -> GpuStatus:
+        return self._status
 
 THROTTLE_REASON_NAMES: Mapping[int, str] = MappingProxyType(
     {

@@ -27,6 +27,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdxl_tui.humanize import format_binary_bytes
+
 __all__ = ["LogTail", "Segment", "TailRead", "strip_escapes"]
 
 Segment = tuple[str, str]
@@ -270,7 +272,7 @@ class LogTail:
         skipped = max(0, new_offset - begin)
         self._partial = b""
         self.offset = new_offset
-        segs.append((f"[… {_human(skipped)} of log not shown …]", "skip"))
+        segs.append((f"[… {format_binary_bytes(skipped)} of log not shown …]", "skip"))
         if self._dropping:
             dropped += len(probe)
         return skipped, dropped
@@ -329,11 +331,3 @@ def _why(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
     return (exc.strerror or str(exc)).lower()
-
-
-def _human(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} bytes"  # pragma: no cover

@@ -25,37 +25,28 @@ Nothing here signals anything or writes anything; ``control/kill.py`` does that.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal as _signal
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sdxl_tui.formats.cmdline import (
+    cmdline_matches,
+    is_direct,
+    is_script_shell,
+    is_supervisor,
+    mentions_trainer,
+    option_value,
+    script_span,
+    trainer_output_dir,
+)
+from sdxl_tui.formats.statedir import RunRecord, read_run_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
-
-#: Folder under the output directory where sdxl-tui keeps its own files.
-STATE_DIR = ".sdxl-tui"
-#: The run record written when sdxl-tui starts a run.
-RECORD_NAME = "run.json"
-#: Module name of the supervisor that sdxl-tui starts the trainer under.
-SUPERVISOR_MODULE = "sdxl_tui.control.supervisor"
-
-_TRAINER_SCRIPT = re.compile(r"(?:^|[/\\])[\w.\-]*train[\w.\-]*network[\w.\-]*\.py$")
-_INTERPRETER = re.compile(r"(?:python|pypy)[\d.]*[a-z]?(?:\.exe)?$")
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
-#: Interpreter options that take a separate value (``python -X dev script.py``).
-_OPTS_WITH_VALUE = frozenset({"-X", "-W", "-Q"})
 _CREATE_TIME_TOLERANCE = 0.05
 
 
@@ -97,187 +88,7 @@ def _boot_time(ps: Any) -> float:
     return float(ps.boot_time())
 
 
-# --------------------------------------------------------------------------- command lines
-
-
-def script_span(cmdline: Sequence[str]) -> tuple[int, int] | None:
-    """Where the trainer program sits in ``cmdline``: (first token of the program, first
-    argument after it), or None when the command line runs no known trainer.
-
-    The program is a ``*train*network*.py`` path, ``-m sdxl_tui simulate`` or the
-    ``sdxl-tui simulate`` console script.
-    """
-    n = len(cmdline)
-    for i, tok in enumerate(cmdline):
-        if _TRAINER_SCRIPT.search(tok):
-            return i, i + 1
-        if tok == "-m" and i + 2 < n and cmdline[i + 1] == "sdxl_tui" and cmdline[i + 2] == "simulate":
-            return i, i + 3
-        if i + 1 < n and cmdline[i + 1] == "simulate" and os.path.basename(tok) in ("sdxl-tui", "sdxl_tui"):
-            return i, i + 2
-    return None
-
-
-_MENTION = re.compile(r"[\w.\-]*train[\w.\-]*network[\w.\-]*\.py\b|sdxl[_-]tui simulate")
-
-
-def mentions_trainer(cmdline: Sequence[str]) -> bool:
-    """True when a command line runs a trainer or carries one inside a string
-    (``sh -c "conda run … train_network.py …"``): the launcher chain test."""
-    return script_span(cmdline) is not None or any(_MENTION.search(tok) for tok in cmdline)
-
-
-def is_direct(cmdline: Sequence[str], start: int) -> bool:
-    """True when the tokens before the trainer program are only an interpreter and its
-    options, i.e. this process *is* the trainer, not a launcher that mentions it."""
-    if start == 0:
-        return True
-    if not _INTERPRETER.search(os.path.basename(cmdline[0])):
-        return False
-    i = 1
-    while i < start:
-        tok = cmdline[i]
-        if tok in _OPTS_WITH_VALUE:
-            i += 2
-            continue
-        if not tok.startswith("-") or tok in ("-m", "-c", "-"):
-            return False
-        i += 1
-    return i == start
-
-
-def option_value(args: Sequence[str], option: str, min_len: int) -> str | None:
-    """The last value of ``--option`` in ``args`` the way argparse reads it: ``--opt V``,
-    ``--opt=V`` or an unambiguous prefix at least ``min_len`` characters long."""
-    found: str | None = None
-    for i, tok in enumerate(args):
-        if tok == "--":
-            break
-        if not tok.startswith("--"):
-            continue
-        key, eq, val = tok.partition("=")
-        if len(key) >= min_len and option.startswith(key):
-            if eq:
-                found = val
-            elif i + 1 < len(args):
-                found = args[i + 1]
-    return found
-
-
-_config_cache: dict[str, tuple[tuple[int, int], str | None]] = {}
-
-
-def _output_dir_from_config(path: str) -> str | None:
-    """``output_dir`` from an sd-scripts ``--config_file`` TOML (any table; sd-scripts flattens
-    them), cached by mtime and size. sd-scripts appends ``.toml`` when it is missing."""
-    if not path.endswith(".toml"):
-        path += ".toml"
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    key = (st.st_mtime_ns, st.st_size)
-    cached = _config_cache.get(path)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    value: str | None = None
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        data = {}
-
-    def walk(table: Mapping[str, Any]) -> None:
-        nonlocal value
-        for k, v in table.items():
-            if isinstance(v, Mapping):
-                walk(v)
-            elif k == "output_dir" and isinstance(v, str):
-                value = v
-
-    walk(data)
-    if len(_config_cache) > 64:
-        _config_cache.clear()
-    _config_cache[path] = (key, value)
-    return value
-
-
-def trainer_output_dir(cmdline: Sequence[str], cwd: str | None) -> str | None:
-    """The absolute, resolved ``--output_dir`` a trainer command line writes to, or None.
-
-    Relative paths are taken against ``cwd`` (the process's working directory); without a
-    cwd a relative path cannot be resolved and None is returned.
-    """
-    span = script_span(cmdline)
-    if span is None:
-        return None
-    args = cmdline[span[1]:]
-    out = option_value(args, "--output_dir", len("--output_d"))
-    if out is None:
-        cfg = option_value(args, "--config_file", len("--config"))
-        if cfg is not None:
-            if not os.path.isabs(cfg):
-                if cwd is None:
-                    return None
-                cfg = os.path.join(cwd, cfg)
-            out = _output_dir_from_config(cfg)
-    if out is None:
-        return None
-    out = os.path.expanduser(out)
-    if not os.path.isabs(out):
-        if cwd is None:
-            return None
-        out = os.path.join(cwd, out)
-    return os.path.realpath(out)
-
-
-def cmdline_matches(cmdline: Sequence[str], argv: Sequence[str]) -> bool:
-    """True when a live command line is what running ``argv`` produces.
-
-    The kernel shows ``conda run …`` as ``/opt/conda/bin/python /opt/conda/bin/conda run …``
-    (shebang), so the rule is: ``argv[1:]`` is the tail of ``cmdline`` and the program name
-    ``argv[0]`` is the token just before that tail.
-    """
-    if not argv or len(cmdline) < len(argv):
-        return False
-    tail = len(argv) - 1
-    if tail and list(cmdline[-tail:]) != list(argv[1:]):
-        return False
-    prog = cmdline[len(cmdline) - len(argv)]
-    want = os.path.basename(argv[0])
-    got = os.path.basename(prog)
-    return got == want or got.startswith(want) or want.startswith(got)
-
-
-def _is_shell(cmdline: Sequence[str]) -> bool:
-    return bool(cmdline) and os.path.basename(cmdline[0]).lstrip("-") in _SHELLS
-
-
-def _is_script_shell(cmdline: Sequence[str]) -> bool:
-    """A shell running ``-c CMD`` or a script file, not an interactive shell."""
-    return _is_shell(cmdline) and len(cmdline) > 1 and (
-        "-c" in cmdline[1:] or any(not t.startswith("-") for t in cmdline[1:])
-    )
-
-
-def is_supervisor(cmdline: Sequence[str]) -> bool:
-    return SUPERVISOR_MODULE in cmdline
-
-
 # --------------------------------------------------------------------------- run record
-
-
-def record_path(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / STATE_DIR / RECORD_NAME
-
-
-def read_run_record(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The run record as a dict, or None when missing or unreadable (half-written)."""
-    try:
-        data = json.loads(record_path(run_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,18 +128,16 @@ class ExitInfo:
         return f"exited with status {self.exit_code}"
 
 
-def exit_info_from_record(record: Mapping[str, Any] | None) -> ExitInfo | None:
-    if not record or record.get("ended_at") is None:
+def exit_info_from_record(record: RunRecord | None) -> ExitInfo | None:
+    if record is None or record.ended_at is None:
         return None
-    sig = record.get("signal")
-    code = record.get("exit_code")
     return ExitInfo(
-        pid=record.get("pid"),
-        exit_code=code if isinstance(code, int) else None,
-        signal=sig if isinstance(sig, int) else None,
-        ended_at=record.get("ended_at"),
-        of="trainer" if record.get("trainer_pid") == record.get("pid") else "launch",
-        error=record.get("error"),
+        pid=record.pid,
+        exit_code=record.exit_code,
+        signal=record.signal,
+        ended_at=record.ended_at,
+        of="trainer" if record.trainer_pid == record.pid else "launch",
+        error=record.error,
     )
 
 
@@ -364,7 +173,7 @@ class Discovery:
 
     run_dir: str
     trees: tuple[ProcessTree, ...] = ()
-    record: Mapping[str, Any] | None = None
+    record: RunRecord | None = None
     record_state: str = "none"  # "none" | "alive" | "ended" | "gone" | "mismatch"
     notes: tuple[str, ...] = ()
     other_trainers: tuple[tuple[int, str], ...] = ()  # (pid, output_dir) of other runs
@@ -467,7 +276,7 @@ def _build_tree(rows: Mapping[int, _Row], children: Mapping[int, list[int]], tra
         grand = rows.get(parent.ppid) if parent.ppid else None
         if mentions_trainer(parent.cmdline) or is_supervisor(parent.cmdline):
             pass
-        elif _is_script_shell(parent.cmdline) and grand is not None and mentions_trainer(grand.cmdline):
+        elif is_script_shell(parent.cmdline) and grand is not None and mentions_trainer(grand.cmdline):
             pass  # the temporary script `conda run` writes and runs with bash
         else:
             break
@@ -558,27 +367,27 @@ def discover(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | Non
 
 def _needs_cwd(cmdline: Sequence[str], span: tuple[int, int]) -> bool:
     args = cmdline[span[1]:]
-    out = option_value(args, "--output_dir", len("--output_d"))
+    out = option_value(args, "--output_dir")
     if out is not None:
         return not os.path.isabs(os.path.expanduser(out))
-    cfg = option_value(args, "--config_file", len("--config"))
+    cfg = option_value(args, "--config_file")
     return cfg is not None
 
 
-def _check_record(record: Mapping[str, Any], rows: Mapping[int, _Row], children: Mapping[int, list[int]],
+def _check_record(record: RunRecord, rows: Mapping[int, _Row], children: Mapping[int, list[int]],
                   candidates: Mapping[int, _Row], target: str) -> tuple[str, _Row | None, str | None]:
     """Is the recorded process still ours? Returns (state, trainer row or None, note)."""
-    pid = record.get("pid")
-    argv = record.get("argv") or []
-    if not isinstance(pid, int):
+    pid = record.pid
+    argv = record.argv
+    if pid is None:
         return "none", None, None
     row = rows.get(pid)
     if row is None:
-        return ("ended" if record.get("ended_at") is not None else "gone"), None, None
-    if not same_time(row.create_time, record.get("create_time")) or not (
+        return ("ended" if record.ended else "gone"), None, None
+    if not same_time(row.create_time, record.create_time) or not (
         row.cmdline and cmdline_matches(row.cmdline, argv)
     ):
-        if record.get("ended_at") is not None:
+        if record.ended:
             state = "ended"
         else:
             state = "mismatch"
@@ -698,18 +507,10 @@ __all__ = [
     "Discovery",
     "ExitInfo",
     "ProcessWatcher",
-    "cmdline_matches",
     "describe_tree",
     "discover",
     "exit_info_from_record",
     "find_trainer",
     "find_trainers",
-    "is_direct",
-    "mentions_trainer",
-    "option_value",
-    "read_run_record",
-    "record_path",
     "same_time",
-    "script_span",
-    "trainer_output_dir",
 ]

@@ -20,6 +20,7 @@ import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from sdxl_tui.formats.names import epoch_file_name, final_file_name, step_file_name
 from sdxl_tui.model import CheckpointKind, Progress, ScalarPoint, TrainConfig
 
 #: A pause longer than this between two steps is not a save: it is a stop, a hang, a resume.
@@ -40,21 +41,6 @@ def epoch_end_step(epoch: int, steps_per_epoch: int, total_steps: int | None) ->
     """Global step at the end of 1-based ``epoch`` (the last epoch may be cut short)."""
     step = epoch * steps_per_epoch
     return min(step, total_steps) if total_steps else step
-
-
-def epoch_file_name(output_name: str | None, epoch: int, ext: str = ".safetensors") -> str:
-    """REF §3.1 ``EPOCH_FILE_NAME``."""
-    return f"{output_name or 'epoch'}-{epoch:06d}{ext}"
-
-
-def step_file_name(output_name: str | None, step: int, ext: str = ".safetensors") -> str:
-    """REF §3.1 ``STEP_FILE_NAME``."""
-    return f"{output_name or 'at'}-step{step:08d}{ext}"
-
-
-def final_file_name(output_name: str | None, ext: str = ".safetensors") -> str:
-    """REF §3.1 ``DEFAULT_LAST_OUTPUT_NAME``: the end-of-training file."""
-    return f"{output_name or 'last'}{ext}"
 
 
 def upcoming_saves(
@@ -250,16 +236,3 @@ def compute_progress(
         next_checkpoint_eta_seconds=next_eta,
         started_at=started_at,
     )
-
-
-def format_duration(seconds: float | None) -> str:
-    """``3725`` -> ``"1:02:05"``; ``None`` -> ``"?"`` (for the status text and the UI)."""
-    if seconds is None or math.isnan(seconds):
-        return "?"
-    s = round(max(0.0, seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h >= 24:
-        d, h = divmod(h, 24)
-        return f"{d}d {h:d}:{m:02d}:{sec:02d}"
-    return f"{h:d}:{m:02d}:{sec:02d}" if h else f"{m:d}:{sec:02d}"

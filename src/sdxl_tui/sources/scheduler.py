@@ -15,14 +15,12 @@ one-shot commands, at a slow interval (``refresh.scheduler_interval``).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from sdxl_tui.formats.nvidia_smi import parse_query_gpu, query_argv
 from sdxl_tui.formats.slurm import (
@@ -38,6 +36,7 @@ from sdxl_tui.formats.slurm import (
     parse_squeue,
     queue_position,
 )
+from sdxl_tui.formats.statedir import RECORD_NAME, STATE_DIR, read_json, read_run_record
 from sdxl_tui.model import GpuStatus, SchedulerStatus
 
 __all__ = [
@@ -51,8 +50,6 @@ __all__ = [
     "run_command",
 ]
 
-STATE_DIR = ".sdxl-tui"
-RECORD_NAME = "run.json"
 GPU_UNAVAILABLE = "GPU figures not available from here"
 
 
@@ -92,7 +89,7 @@ def run_command(argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str,
 
 @dataclass(frozen=True)
 class SlurmRecord:
-    """The Slurm part of ``OUTPUT_DIR/.sdxl-tui/run.json`` (written by ``control/slurm.py``)."""
+    """The Slurm part of a run record (``formats/statedir.RunRecord`` with ``backend = "slurm"``)."""
 
     job_id: str
     cluster: str | None = None
@@ -100,41 +97,15 @@ class SlurmRecord:
     partition: str | None = None
     user: str | None = None
     argv: tuple[str, ...] = ()
-    log: str | None = None
 
 
 def read_slurm_record(run_dir: str | os.PathLike[str]) -> SlurmRecord | None:
-    """The run record of a Slurm run, or None (a local run, no record, or unreadable)."""
-    try:
-        data = json.loads((Path(run_dir) / STATE_DIR / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    """The job of a run submitted to Slurm, or None (a local run, no record, unreadable)."""
+    r = read_run_record(run_dir)
+    if r is None or r.backend != "slurm" or not r.job_id:
         return None
-    return slurm_record_from_json(data)
-
-
-def slurm_record_from_json(data: object) -> SlurmRecord | None:
-    if not isinstance(data, dict) or data.get("backend") != "slurm" or not data.get("job_id"):
-        return None
-
-    def text(key: str) -> str | None:
-        value = data.get(key)
-        return value if isinstance(value, str) and value else None
-
-    submitted = data.get("submitted_at")
-    argv = data.get("argv")
-    return SlurmRecord(
-        job_id=str(data["job_id"]), cluster=text("cluster"),
-        submitted_at=float(submitted) if isinstance(submitted, (int, float)) else None,
-        partition=text("partition"), user=text("user"),
-        argv=tuple(str(a) for a in argv) if isinstance(argv, list) else (), log=text("log"))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return SlurmRecord(job_id=r.job_id, cluster=r.cluster, submitted_at=r.submitted_at, partition=r.partition,
+                       user=r.user, argv=r.argv)
 
 
 # --------------------------------------------------------------------------- asking Slurm
@@ -174,7 +145,7 @@ def query_job(job_id: str, *, runner: Runner = run_command, state_dir: str | os.
                 problems.append(f"job {job_id} is no longer known to the controller and sacct cannot tell ({why})"
                                 if "not found" not in why else why)
     if state_dir is not None and (info is None or info.state in FINAL_STATES):
-        end = _read_json(Path(state_dir) / END_NAME)
+        end = read_json(Path(state_dir) / END_NAME)
         ended = parse_end_record(end, job_id) if end is not None else None
         info = _merge(info, ended) if info is not None else ended
     if info is None:

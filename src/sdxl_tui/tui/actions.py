@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdxl_tui.config import Settings
+from sdxl_tui.model import RunSnapshot
+
+if TYPE_CHECKING:
+    from sdxl_tui.planning.check import CheckReport
 
 
 class ActionUnavailable(RuntimeError):
@@ -33,13 +37,13 @@ class Proposal:
 def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None) -> Proposal:
     """Read the launch config, plan the start and run the preflight check."""
     from sdxl_tui.control.launch import plan_launch, preflight, report_has_errors
-    from sdxl_tui.control.launch_config import (
+    from sdxl_tui.formats.launch_config import (
         LaunchConfigError,
         find_launch_config,
         load_launch_config,
     )
 
-    path = find_launch_config(run_dir, launch_file or settings.get("launch.file"))
+    path = find_launch_config(run_dir, launch_file or settings.launch.file)
     if path is None:
         raise ActionUnavailable(
             f"no launch config: put sdxl-tui.toml in {run_dir} or pass --launch FILE "
@@ -65,14 +69,13 @@ def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None)
     facts = start_facts(report)
     if facts:
         lines += ["", "plan:"] + [f"  {line}" for line in facts]
-    findings = list(getattr(report, "findings", ()) or ())
+    findings = report.findings if report is not None else ()
     if findings:
         lines += ["", "preflight check:"]
         for f in findings:
-            lines.append(f"  {str(getattr(f, 'severity', '')).upper():<7} {getattr(f, 'code', '')}: {getattr(f, 'message', '')}")
-            fix = getattr(f, "fix", None)
-            if fix:
-                lines.append(f"          fix: {fix}")
+            lines.append(f"  {f.severity.upper():<7} {f.code}: {f.message}")
+            if f.fix:
+                lines.append(f"          fix: {f.fix}")
     elif note:
         lines += ["", note]
     elif report is not None:
@@ -92,16 +95,13 @@ def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None)
     )
 
 
-def start_facts(report: Any) -> list[str]:
+def start_facts(report: CheckReport | None) -> list[str]:
     """The check report's facts a user weighs before an overnight run (steps, time, VRAM, disk)."""
     if report is None:
         return []
-    try:
-        from sdxl_tui.planning.check import fact_lines
+    from sdxl_tui.planning.check import fact_lines
 
-        return list(fact_lines(report))
-    except Exception:  # a report without facts (or an older check module): just no plan lines
-        return []
+    return list(fact_lines(report))
 
 
 def _plan_submit(cfg: Any) -> Any:
@@ -171,13 +171,13 @@ def do_kill(plan: Any, settings: Settings) -> tuple[bool, str]:
     from sdxl_tui.control.slurm import CancelPlan, cancel
 
     if isinstance(plan, CancelPlan):
-        done = cancel(plan, grace=float(settings.get("kill.sigint_timeout", 10.0)),
-                      term_wait=float(settings.get("kill.sigterm_timeout", 10.0)) + 60.0, by="dashboard key k")
+        done = cancel(plan, grace=float(settings.kill.sigint_timeout),
+                      term_wait=float(settings.kill.sigterm_timeout) + 60.0, by="dashboard key k")
         return done.ok, done.message
 
     result = execute_kill(
         plan,
-        timeouts=(float(settings.get("kill.sigint_timeout", 10.0)), float(settings.get("kill.sigterm_timeout", 10.0))),
+        timeouts=(settings.kill.sigint_timeout, settings.kill.sigterm_timeout),
     )
     text = "; ".join(result.describe()) or "nothing to do"
     return result.ok, ("killed: " if result.ok else "kill incomplete: ") + text
@@ -199,13 +199,13 @@ def do_stop_after_checkpoint(run_dir: str, settings: Settings, *, cancel: bool =
     if not cancel and read_slurm_record(run_dir) is not None:
         from sdxl_tui.control.slurm import start_stop_after_checkpoint
 
-        return start_stop_after_checkpoint(run_dir, grace=float(settings.get("kill.sigint_timeout", 10.0)))
+        return start_stop_after_checkpoint(run_dir, grace=float(settings.kill.sigint_timeout))
     if cancel:
         result = kill.cancel_stop_after_checkpoint(run_dir)
     else:
         result = kill.start_stop_after_checkpoint(
             run_dir,
-            timeouts=(float(settings.get("kill.sigint_timeout", 10.0)), float(settings.get("kill.sigterm_timeout", 10.0))),
+            timeouts=(settings.kill.sigint_timeout, settings.kill.sigterm_timeout),
         )
     return result.ok, result.message
 
@@ -250,12 +250,12 @@ def do_evaluation(plan: Any, when: str) -> tuple[bool, str]:
         record = start_eval(plan, when=when)
     except EvalError as exc:
         return False, str(exc)
-    status = getattr(record, "status", "queued")
+    status = record.status
     where = "when the training ends" if when == "after-training" else "now"
     return True, f"evaluation of {plan.name} {status} ({where}); images in {plan.output_dir}"
 
 
-def images_for(snapshot: Any, checkpoint_path: str) -> list[str]:
+def images_for(snapshot: RunSnapshot, checkpoint_path: str) -> list[str]:
     """Evaluation images of the checkpoint, then the trainer's samples of the same epoch/step."""
     ckpt = next((c for c in snapshot.checkpoints if c.path == checkpoint_path), None)
     if ckpt is None:
@@ -280,7 +280,7 @@ def _short_range(epochs: list[int]) -> str:
     return ",".join(str(e) for e in epochs)
 
 
-def default_compare_selection(snapshot: Any, epochs: tuple[int, int] = DEFAULT_COMPARE_EPOCHS) -> str:
+def default_compare_selection(snapshot: RunSnapshot, epochs: tuple[int, int] = DEFAULT_COMPARE_EPOCHS) -> str:
     """What the compare dialog proposes: the epoch checkpoints 6-10 when at least two of them
     are complete, else every complete epoch checkpoint, else every complete checkpoint.
 
@@ -289,7 +289,7 @@ def default_compare_selection(snapshot: Any, epochs: tuple[int, int] = DEFAULT_C
     """
     from sdxl_tui.model import CheckpointKind
 
-    ckpts = tuple(getattr(snapshot, "checkpoints", ()) or ())
+    ckpts = snapshot.checkpoints
     epoch_files = [c for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None]
     lo, hi = epochs
     in_range = [c for c in epoch_files if lo <= c.epoch <= hi]
@@ -304,15 +304,15 @@ def default_compare_selection(snapshot: Any, epochs: tuple[int, int] = DEFAULT_C
     return ",".join(c.name for c in ckpts if c.complete)
 
 
-def complete_checkpoint_count(snapshot: Any) -> int:
-    return sum(1 for c in (getattr(snapshot, "checkpoints", ()) or ()) if c.complete)
+def complete_checkpoint_count(snapshot: RunSnapshot) -> int:
+    return sum(1 for c in snapshot.checkpoints if c.complete)
 
 
-def compare_choices(snapshot: Any) -> str:
+def compare_choices(snapshot: RunSnapshot) -> str:
     """One line naming what can be compared (shown under the selection input)."""
     from sdxl_tui.model import CheckpointKind
 
-    ckpts = [c for c in (getattr(snapshot, "checkpoints", ()) or ()) if c.complete]
+    ckpts = [c for c in snapshot.checkpoints if c.complete]
     epochs = sorted({c.epoch for c in ckpts if c.kind is CheckpointKind.EPOCH and c.epoch is not None})
     others = [c.name for c in ckpts if not (c.kind is CheckpointKind.EPOCH and c.epoch is not None)]
     parts = []

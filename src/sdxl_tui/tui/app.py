@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -31,6 +31,7 @@ from sdxl_tui import notify
 from sdxl_tui.config import Settings
 from sdxl_tui.formats.slurm import ACTIVE_STATES
 from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
+from sdxl_tui.sources.gpu import GpuMonitor, LatestGpu
 from sdxl_tui.tui import actions
 from sdxl_tui.tui.feeds import Feeds, GpuSampler, Reader
 from sdxl_tui.tui.messages import (
@@ -154,8 +155,8 @@ class SdxlTuiApp(App[int]):
         self._own_gpu = False
         self._pending_log: list[LogLinesAdded] = []
         self._gates: tuple[object, ...] = ()
-        self.set_reactive(SdxlTuiApp.readonly, bool(settings.get("ui.readonly", False)))
-        theme = str(settings.get("ui.theme", "textual-dark"))
+        self.set_reactive(SdxlTuiApp.readonly, settings.ui.readonly)
+        theme = settings.ui.theme
         self._bad_theme: str | None = None
         if theme in self.available_themes:
             self.theme = theme
@@ -182,7 +183,7 @@ class SdxlTuiApp(App[int]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        keymap = self.settings.get("ui.keymap") or {}
+        keymap = self.settings.ui.keymap
         if keymap:
             self.set_keymap(dict(keymap))
         self.query_one(CheckpointTable).border_title = "checkpoints"
@@ -233,7 +234,8 @@ class SdxlTuiApp(App[int]):
         self.snapshot = snap
         proc = snap.process
         self.trainer_pids = tuple(p.pid for p in proc.all() if p.alive) if proc is not None and proc.alive else ()
-        if (not self._own_gpu or self.gpu_status is None) and snap.gpu != self.gpu_status:
+        remote = snap.scheduler is not None  # a Slurm job: the snapshot carries its node's GPUs
+        if (not self._own_gpu or self.gpu_status is None or remote) and snap.gpu != self.gpu_status:
             self.gpu_status = snap.gpu
         if _alert_signature(snap.alerts) != _alert_signature(self.alerts):
             self.alerts = snap.alerts
@@ -246,6 +248,8 @@ class SdxlTuiApp(App[int]):
         self._refresh_gates()
 
     def on_gpu_sampled(self, message: GpuSampled) -> None:
+        if self.snapshot is not None and self.snapshot.scheduler is not None:
+            return  # this machine's GPUs are not the Slurm job's
         if message.status != self.gpu_status:
             self.gpu_status = message.status
 
@@ -296,8 +300,8 @@ class SdxlTuiApp(App[int]):
                 continue
             out = notify.terminal_output(
                 alert,
-                bell=bool(self.settings.get("alerts.bell", True)),
-                desktop=bool(self.settings.get("alerts.desktop", True)),
+                bell=self.settings.alerts.bell,
+                desktop=self.settings.alerts.desktop,
                 run_name=name,
                 environ=self.environ,
             )
@@ -305,14 +309,14 @@ class SdxlTuiApp(App[int]):
                 self.terminal_writes.append(out)
                 if not self.is_headless and self._driver is not None:
                     self._driver.write(out)
-            hook = tuple(self.settings.get("alerts.hook") or ())
+            hook = self.settings.alerts.hook
             if hook:
                 payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
                 self._run_hook(hook, payload)
 
     def _run_hook(self, argv: tuple[str, ...], payload: str) -> None:
         """A daemon thread per hook run: a slow hook never delays quitting."""
-        timeout = float(self.settings.get("alerts.hook_timeout", notify.HOOK_TIMEOUT))
+        timeout = self.settings.alerts.hook_timeout
 
         def target() -> None:
             result = notify.run_hook(argv, payload, timeout=timeout)
@@ -643,8 +647,8 @@ def make_app(
     *,
     reader: Reader | None = None,
     reader_factory: Callable[[], Reader] | None = None,
-    gpu: Any = None,
-    gpu_sampler: GpuSampler | None = None,
+    gpu: GpuMonitor | Literal[False] | None = None,
+    gpu_latest: LatestGpu | None = None,
     clock: Callable[[], float] = time.time,
     log_path: str | None = None,
     logs_dir: str | None = None,
@@ -662,9 +666,10 @@ def make_app(
         run_dir: the sd-scripts output directory.
         reader: a ready object with ``refresh() -> RunSnapshot`` (tests); default is
             ``sources.rundir.RunReader``, built in the feed thread.
-        gpu: handed to ``RunReader`` (a ``GpuMonitor`` with a fake NVML in tests, ``False``
-            for no GPU); the reader samples it every ``refresh.gpu_interval``.
-        gpu_sampler: an own GPU thread (``sample(pids) -> GpuStatus``), for stub readers.
+        gpu: the monitor the GPU feed samples every ``refresh.gpu_interval`` on its own thread
+            (None: a ``GpuMonitor`` on the real NVML; a fake NVML in tests; ``False``: no GPUs).
+        gpu_latest: where the GPU feed leaves each sample for the run reader (its GPU alerts);
+            the CLI makes it before the prefetching reader, which must already know it.
         clock: "now" for the reader (frozen in snapshot tests).
         watch: False disables watchdog (pure polling), e.g. for snapshot tests.
     """
@@ -678,23 +683,25 @@ def make_app(
             from sdxl_tui.sources.rundir import RunReader
 
             return RunReader(
-                run_dir, log_path=log_path, logs_dir=logs_dir, gpu=gpu, clock=clock,
-                settings=settings, launch_file=launch_file,
+                run_dir, log_path=log_path, logs_dir=logs_dir, gpu=latest if gpu is not False else None,
+                clock=clock, settings=settings, launch_file=launch_file,
             )
 
-    gpu_factory: Callable[[], GpuSampler | None] | None = None
-    if gpu_sampler is not None:
-        ready_gpu = gpu_sampler
-        gpu_factory = lambda: ready_gpu
+    latest = gpu_latest or LatestGpu()
+    gpu_factory: Callable[[], GpuSampler] | None = None
+    if gpu is not False:
+        monitor = gpu
+        gpu_factory = lambda: monitor if monitor is not None else GpuMonitor()
     feeds = Feeds(
         reader_factory,
         run_dir=run_dir,
         logs_dir=logs_dir,
-        interval=float(settings.get("refresh.log_interval", 0.25)),
-        busy_gap=float(settings.get("refresh.busy_interval", 2.0)),
-        force_polling=bool(settings.get("refresh.force_polling", False)),
+        interval=settings.refresh.log_interval,
+        busy_gap=settings.refresh.busy_interval,
+        force_polling=settings.refresh.force_polling,
         gpu_factory=gpu_factory,
-        gpu_interval=float(settings.get("refresh.gpu_interval", 1.0)),
+        gpu_interval=settings.refresh.gpu_interval,
+        gpu_latest=latest,
         watch=watch,
     )
     return SdxlTuiApp(

@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from textual.message import Message
 
 from sdxl_tui.model import GpuStatus, LogLine, RunSnapshot
+from sdxl_tui.sources.gpu import LatestGpu
 from sdxl_tui.tui.messages import (
     GpuSampled,
     LogLinesAdded,
@@ -50,7 +51,9 @@ class Reader(Protocol):
 
 
 class GpuSampler(Protocol):
-    def sample(self, trainer_pids: Any = ()) -> GpuStatus: ...
+    def sample(self, trainer_pids: Collection[int] = ()) -> GpuStatus: ...
+
+    def close(self) -> None: ...
 
 
 def _unescape_mount(field: str) -> str:
@@ -157,6 +160,16 @@ class DirectoryWatcher:
             return new_mode
         return None
 
+    def poll_instead(self, reason: str) -> str | None:
+        """Stop watching for good and poll (a Slurm run: its node writes the files, and
+        inotify on this machine never hears of it); returns the new mode once."""
+        if self._failed is not None or self._force_polling:
+            return None
+        self._failed = reason
+        self.stop()
+        self.mode = reason
+        return reason
+
     @property
     def paused(self) -> bool:
         return self._paused
@@ -238,7 +251,7 @@ def snapshot_signature(s: RunSnapshot) -> tuple[object, ...]:
         tuple((a.key or a.kind, a.message, a.fix) for a in s.alerts),
         s.log_line_count, s.log_lines[-1] if s.log_lines else None,
         tuple((tag, x.count) for tag, x in s.series.items()),
-        s.resume_steps, s.problems,
+        s.resume_steps, s.problems, s.scheduler, s.queue,
     )
 
 
@@ -254,8 +267,9 @@ class Feeds:
         interval: float = 0.25,
         busy_gap: float = 2.0,
         force_polling: bool = False,
-        gpu_factory: Callable[[], GpuSampler | None] | None = None,
+        gpu_factory: Callable[[], GpuSampler] | None = None,
         gpu_interval: float = 1.0,
+        gpu_latest: LatestGpu | None = None,
         watch: bool = True,
         heartbeat: float = 1.0,
     ) -> None:
@@ -272,6 +286,8 @@ class Feeds:
         self.idle_interval = max(self.interval, 1.0)
         self.gpu_factory = gpu_factory
         self.gpu_interval = max(0.1, gpu_interval)
+        #: Where each GPU sample is also left for the run reader (its GPU alerts).
+        self.gpu_latest = gpu_latest
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.watcher = DirectoryWatcher(self.wake, force_polling=force_polling) if watch else None
@@ -346,6 +362,11 @@ class Feeds:
                     post(LogLinesAdded(lines, reset))
             if self.stopping.is_set():
                 break
+            remote = snap is not None and snap.scheduler is not None
+            if remote and self.watcher is not None:
+                mode = self.watcher.poll_instead("polling (Slurm job: its node writes the files)")
+                if mode is not None:
+                    post(WatchModeChanged(mode))
             # after the post: starting watchdog must not delay the first frame
             if self.watcher is not None and time.monotonic() - last_sync >= 2.0:
                 last_sync = time.monotonic()
@@ -357,6 +378,8 @@ class Feeds:
                 self.stopping.wait(max(0.0, max(started, last_change) + self.busy_gap - time.monotonic()))
                 continue
             idle = self.idle_interval if (self.watcher is not None and self.watcher.mode == "inotify") else self.interval
+            if remote:  # a shared filesystem written from another node: poll, but gently
+                idle = max(idle, self.busy_gap)
             woken = self.wake.wait(max(0.0, started + idle - time.monotonic()))
             if woken and not self.stopping.is_set():
                 # An isolated change is read at once (after a few ms that merge the write's
@@ -376,8 +399,6 @@ class Feeds:
         except Exception as exc:
             post(GpuSampled(GpuStatus(available=False, reason=f"GPU monitor failed: {exc}")))
             return
-        if gpu is None:
-            return
         try:
             while not (self.stopping.is_set() or is_cancelled()):
                 started = time.monotonic()
@@ -385,12 +406,9 @@ class Feeds:
                     status = gpu.sample(self.trainer_pids)
                 except Exception as exc:
                     status = GpuStatus(available=False, reason=f"NVML error: {exc}")
+                if self.gpu_latest is not None:
+                    self.gpu_latest.set(status)
                 post(GpuSampled(status))
                 self.stopping.wait(max(0.0, started + self.gpu_interval - time.monotonic()))
         finally:
-            close = getattr(gpu, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    pass
+            gpu.close()

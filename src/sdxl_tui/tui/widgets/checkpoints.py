@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from sdxl_tui.charting import format_bytes, format_duration, format_value
+from sdxl_tui.humanize import format_bytes, format_duration, format_value
 from sdxl_tui.model import Checkpoint, CheckpointStatus, RunSnapshot
 
 COLUMNS = (

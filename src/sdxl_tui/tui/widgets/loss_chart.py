@@ -21,10 +21,10 @@ from sdxl_tui.charting import (
     Plot,
     downsample_minmax,
     ema_debiased,
-    format_value,
     plot,
     y_range,
 )
+from sdxl_tui.humanize import format_value
 from sdxl_tui.model import RunSnapshot, Series
 
 COLORS = {0: "bright_cyan", 1: "orange1", 2: "magenta", 3: "green", 9: "grey50"}

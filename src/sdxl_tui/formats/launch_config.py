@@ -29,25 +29,19 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats import toml
+from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.slurm import SlurmConfig, SlurmConfigError, slurm_config_from_dict
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: File name looked up in the run directory when no ``--launch FILE`` is given.
 DEFAULT_NAME = "sdxl-tui.toml"
 
-#: Name of the console log the trainer's stdout and stderr go to.
-LOG_NAME = "training.log"
 
 _LAUNCH_KEYS = ("prefix", "sd_scripts_dir", "script", "config_file", "output_dir", "env", "backend")
 #: Where a run is started: on this machine, or submitted to Slurm with ``sbatch``.
@@ -137,13 +131,6 @@ class LaunchConfig:
             head.append(self.script)
         return head + self.script_args()
 
-    def script_path(self) -> str | None:
-        """Absolute path of the script (for the preflight check), or None without one."""
-        if not self.script:
-            return None
-        if os.path.isabs(self.script) or not self.sd_scripts_dir:
-            return self.script
-        return os.path.join(self.sd_scripts_dir, self.script)
 
 
 def _resolve(base: Path, value: str) -> str:
@@ -272,8 +259,8 @@ def load_launch_config(path: str | os.PathLike[str]) -> LaunchConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise LaunchConfigError(f"cannot read launch config {p}: {exc}") from None
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         raise LaunchConfigError(f"{p}: not valid TOML: {exc}") from None
     return launch_config_from_dict(data, base_dir=p.resolve().parent, source=str(p))
 
@@ -292,82 +279,25 @@ def find_launch_config(run_dir: str | os.PathLike[str] | None,
 
 # --------------------------------------------------------------------------- writing
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
-
-
-def _toml_str(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_str(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        if "." not in text and "e" not in text and "n" not in text:
-            text += ".0"
-        return text
-    if isinstance(value, str):
-        return _toml_str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
 
 def dumps_launch_config(cfg: LaunchConfig, *, comment: str | None = None) -> str:
     """The TOML text of a launch config (paths written absolute)."""
-    lines: list[str] = []
-    if comment:
-        lines += [f"# {line}".rstrip() for line in comment.splitlines()]
-        lines.append("")
-    lines.append("[launch]")
-    lines.append(f"prefix = {_toml_value(list(cfg.prefix))}")
+    launch: dict[str, Any] = {"prefix": list(cfg.prefix)}
     if cfg.sd_scripts_dir:
-        lines.append(f"sd_scripts_dir = {_toml_str(cfg.sd_scripts_dir)}")
-    lines.append(f"script = {_toml_str(cfg.script)}")
+        launch["sd_scripts_dir"] = cfg.sd_scripts_dir
+    launch["script"] = cfg.script
     if cfg.config_file:
-        lines.append(f"config_file = {_toml_str(cfg.config_file)}")
-    lines.append(f"output_dir = {_toml_str(cfg.output_dir)}")
+        launch["config_file"] = cfg.config_file
+    launch["output_dir"] = cfg.output_dir
     if cfg.env:
-        lines.append(f"env = {_toml_value(dict(cfg.env))}")
+        launch["env"] = dict(cfg.env)
     if cfg.backend != "local":
-        lines.append(f"backend = {_toml_str(cfg.backend)}")
-    lines.append("")
-    lines.append("[args]")
-    for key, value in cfg.args.items():
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        launch["backend"] = cfg.backend
+    tables: dict[str, Any] = {"launch": launch, "args": dict(cfg.args)}
     if cfg.slurm is not None:
-        lines += ["", "[slurm]"]
-        for key, value in vars(cfg.slurm).items():
-            if value is not None and value != ():
-                lines.append(f"{key} = {_toml_value(list(value) if isinstance(value, tuple) else value)}")
-    return "\n".join(lines) + "\n"
+        tables["slurm"] = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg.slurm).items()
+                           if v is not None and v != ()}
+    return toml.dumps(tables, header=comment or "", inline=("launch.env",))
 
 
 def write_launch_config(cfg: LaunchConfig, path: str | os.PathLike[str], *, comment: str | None = None) -> Path:
