@@ -372,6 +372,7 @@ class QueueEntry:
     on_failure: str = "stop"  # when this run fails: "stop" the runs after it, or "continue"
     evaluate: str | None = None  # checkpoints to evaluate when it finishes ("6-10", "last")
     job_id: str | None = None  # the Slurm job, once submitted
+    dependency: str | None = None  # its sbatch --dependency (afterok:JOB / afterany:JOB)
     added_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None

@@ -73,10 +73,17 @@ def test_slurm_runs_chain_with_a_dependency(slurm: SlurmCluster, tmp_path: Path,
     assert queue(qenv, "add", str(second)).returncode == 0
     both = wait_entries(qenv, lambda es: all(e["job_id"] for e in es), 60)
     job1, job2 = both[0]["job_id"], both[1]["job_id"]
-    assert both[1]["message"].endswith(f"(--dependency=afterok:{job1})")
+    assert (both[0]["dependency"], both[1]["dependency"]) == (None, f"afterok:{job1}")
+    assert f"job {job2} (afterok:{job1})" in queue(qenv, "list").stdout
     shown = slurm.run("scontrol", "show", "job", "-o", job2).stdout
     assert f"Dependency=afterok:{job1}" in shown
     assert "JobState=PENDING Reason=Dependency" in shown  # Slurm holds it while the first runs
+    res = subprocess.run([PY, "-m", "sdxl_tui", "status", str(tmp_path / "second"), "--json"], capture_output=True,
+                         text=True, env=qenv, stdin=subprocess.DEVNULL, timeout=60, check=True)
+    st = json.loads(res.stdout)
+    assert (st["state"], st["scheduler"]["state"], st["scheduler"]["reason"]) == ("waiting", "PENDING", "Dependency")
+    assert st["state_reason"].startswith(f"Slurm job {job2} pending (Dependency)")
+    assert [(e["id"], e["job_id"]) for e in st["queue"]] == [("1", job1), ("2", job2)]
     done = wait_entries(qenv, lambda es: [e["status"] for e in es] == ["done", "done"], 180)
     s1 = slurm.run("scontrol", "show", "job", "-o", job1).stdout
     s2 = slurm.run("scontrol", "show", "job", "-o", job2).stdout

@@ -81,7 +81,7 @@ def format_entry(e: Any) -> str:
     import os
 
     after = f"after {('#' + e.after) if e.after and e.after.isdigit() else e.after}" if e.after else ""
-    job = f"job {e.job_id}" if e.job_id else ""
+    job = f"job {e.job_id}" + (f" ({e.dependency})" if e.dependency else "") if e.job_id else ""
     name = os.path.basename(e.output_dir.rstrip("/"))
     extra = "  ".join(x for x in (after, job, f"eval {e.evaluate}" if e.evaluate else "",
                                   "on failure: continue" if e.on_failure == "continue" else "") if x)

@@ -35,7 +35,8 @@ examples:
 --json prints one object (schema version 1, documented in the README): state,
 state_reason, epoch, epochs, step, total_steps, eta_seconds, eta_at, loss {current,
 average}, config, checkpoints [...], samples, evaluations, process (or null), scheduler
-(a Slurm run's job: job_id, state, reason, node, time_limit, elapsed...; null for local runs), gpus [...],
+(a Slurm run's job: job_id, state, reason, node, time_limit, elapsed...; null for local runs),
+queue [...] (the night's queue, see `sdxl-tui queue`), gpus [...],
 alerts [{kind, severity, message, fix, key}], problems.
 
 exit status:
@@ -307,6 +308,10 @@ def format_status(snap: Any) -> str:
             out.append("gpu         " + ", ".join(bits))
     else:
         out.append(f"gpu         {snap.gpu.reason or 'none'}")
+    active = [e for e in snap.queue if e.status in ("waiting", "running", "submitted")]
+    if active:
+        out.append("queue       " + ", ".join(
+            f"#{e.id} {e.status} ({os.path.basename(e.output_dir.rstrip('/'))})" for e in active))
     if snap.alerts:
         out.append("alerts")
         for a in snap.alerts:

@@ -271,8 +271,8 @@ class _Step:
         if not result.ok:
             self.save(entry, status="failed", ended_at=_now(), message=result.message)
             return
-        dep = f" (--dependency={dependency})" if dependency else ""
-        self.save(entry, status="submitted", job_id=result.job_id, started_at=_now(), message=result.message + dep)
+        self.save(entry, status="submitted", job_id=result.job_id, dependency=dependency, started_at=_now(),
+                  message=result.message)
 
     def _start_local(self, entry: QueueEntry, entries: Sequence[QueueEntry]) -> None:
         from sdxl_tui.control.launch import launch, preflight, report_has_errors

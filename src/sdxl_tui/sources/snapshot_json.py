@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from sdxl_tui.formats.queue import entry_json
 from sdxl_tui.model import (
     Checkpoint,
     Evaluation,
@@ -192,6 +193,7 @@ def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
         "evaluations": [_evaluation(e) for e in snap.evaluations],
         "process": process_json(snap.process),
         "scheduler": scheduler_json(snap.scheduler),
+        "queue": [entry_json(e) for e in snap.queue],
         "gpus": [gpu_json(g) for g in snap.gpu.gpus],
         "gpu_status": {
             "available": snap.gpu.available,
