@@ -114,6 +114,11 @@ class SubmitPlan:
         """The trainer's argv as one line (what the script runs on the node)."""
         return shell_join(self.spec.argv)
 
+    @property
+    def cwd(self) -> str:
+        """The trainer's working directory on the node."""
+        return self.spec.cwd
+
 
 @dataclass(frozen=True)
 class SubmitResult:

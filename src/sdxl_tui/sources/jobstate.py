@@ -11,13 +11,12 @@ only the scheduler knows. Pure.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from sdxl_tui.formats.slurm import ACTIVE_STATES, format_duration
+from sdxl_tui.formats.statedir import LAST_KILL_NAME, read_json, state_dir
 from sdxl_tui.model import Alert, RunState, SchedulerStatus, Severity, StateDir
 
 __all__ = ["merge_scheduler_state", "scheduler_alert", "scheduler_liveness", "stopped_by"]
@@ -46,11 +45,8 @@ def stopped_by(run_dir: str | os.PathLike[str], since: float | None) -> str | No
     """Who stopped this job (``"sdxl-tui kill"``, ``"dashboard key k"``…), from the stop record
     ``.sdxl-tui/last-kill.json`` (``{"stop": {"by", "how", "requested_at", …}}``), if it was
     written for this job (asked for after ``since``, the submit time)."""
-    try:
-        data = json.loads((Path(run_dir) / ".sdxl-tui" / "last-kill.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    stop = data.get("stop") if isinstance(data, dict) else None
+    data = read_json(state_dir(run_dir) / LAST_KILL_NAME)
+    stop = data.get("stop") if data is not None else None
     if not isinstance(stop, dict) or not isinstance(stop.get("by"), str):
         return None
     asked = stop.get("requested_at")
