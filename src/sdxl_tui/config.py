@@ -136,6 +136,11 @@ class KillSettings:
     sigterm_timeout: float = _setting(10.0, float, "seconds to wait after SIGTERM before SIGKILL")
 
 
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    on_end: bool = _setting(False, _as_bool, "when a run started by `sdxl-tui start` ends, write OUTPUT_DIR/.sdxl-tui/report.html and report.md")
+
+
 _SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("refresh", RefreshSettings),
     ("ui", UiSettings),
@@ -144,6 +149,7 @@ _SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("launch", LaunchSettings),
     ("queue", QueueSettings),
     ("kill", KillSettings),
+    ("report", ReportSettings),
 )
 
 
@@ -194,6 +200,7 @@ class Settings:
     launch: LaunchSettings = field(default_factory=LaunchSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     kill: KillSettings = field(default_factory=KillSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
     sources: Mapping[str, str] = field(default_factory=_default_sources)
     config_file: str | None = None
 

@@ -11,6 +11,9 @@ time, log), waits, and writes ``exit_code`` / ``signal`` / ``ended_at``. It neve
 anything. It ignores SIGINT so ``kill -INT -PGID`` still leaves it to record the end; a
 SIGTERM or SIGKILL ends it like any launcher.
 
+While it waits it appends a GPU sample every 30 s to ``gpu.jsonl`` beside the run record, and
+after the end it writes the morning report when ``report.on_end`` is set (``control/run_end.py``).
+
 Its command line carries the trainer's, so process discovery counts it in the launcher
 chain, and ``sdxl-tui kill`` stops it with the rest of the tree.
 """
@@ -26,6 +29,7 @@ import sys
 import time
 from typing import Any
 
+from sdxl_tui.control.run_end import GpuRecorder, report_on_end
 from sdxl_tui.formats.statedir import write_json_atomic
 
 
@@ -107,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.record, record)
 
     deadline = time.monotonic() + 600.0  # look for the trainer below a launcher for 10 min
+    gpu = GpuRecorder(args.output_dir) if args.output_dir else None
     while True:
+        if gpu is not None:
+            gpu.tick([pid for pid in (child.pid, record["trainer_pid"]) if pid])
         try:
             child.wait(timeout=0.5 if record["trainer_pid"] is None else 5.0)
             break
@@ -123,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     record["exit_code"] = rc if rc >= 0 else None
     record["signal"] = -rc if rc < 0 else None
     write_json_atomic(args.record, record)
+    if gpu is not None:
+        gpu.close()
+    report_on_end(args.output_dir)
     return 0
 
 

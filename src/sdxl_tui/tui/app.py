@@ -85,6 +85,7 @@ PALETTE = (
     ("checkpoint: evaluate", "evaluate the selected checkpoint", "evaluate_checkpoint"),
     ("checkpoint: compare", "comparison grid: same prompts and seeds over several checkpoints (e.g. epochs 6-10)", "compare_checkpoints"),
     ("checkpoint: show images", "sample and evaluation images of the selected checkpoint", "show_images"),
+    ("run: morning report", "write DIR/.sdxl-tui/report.html: outcome, timeline, charts, checkpoints, samples, GPU", "morning_report"),
     ("view: loss chart", "full chart with smoothing, log-Y, LR and resume points", "toggle_chart"),
     ("log: search", "search the training log", "search_log"),
     ("help: keys", "every key, as bound now", "help"),
@@ -107,6 +108,7 @@ class SdxlTuiApp(App[int]):
         Binding("g", "compare_checkpoints", "Grid", tooltip="Comparison grid of several checkpoints (same prompts and seeds)", id="compare-checkpoints"),
         Binding("i", "show_images", "Images", tooltip="Images of the selected checkpoint", id="show-images"),
         Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
+        Binding("R", "morning_report", "Report", tooltip="Write the morning report (one HTML file) and show its path", id="morning-report", show=False),
         Binding("slash", "search_log", "Search", tooltip="Search the log", id="search-log"),
         Binding("question_mark", "help", "Help", tooltip="All keys", id="help"),
         Binding("q", "quit", "Quit", tooltip="Quit (the training keeps running)", id="quit"),
@@ -473,6 +475,22 @@ class SdxlTuiApp(App[int]):
                 self.chart_options = options
 
         self.push_screen(ChartScreen(self.snapshot, self.chart_options), remember)
+
+    def action_morning_report(self) -> None:
+        self.notify("writing the morning report…", timeout=3)
+        self._report_worker()
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _report_worker(self) -> None:
+        """The report reads the whole run once (seconds on a long night): off the UI thread."""
+        from sdxl_tui.report.write import write_report
+
+        try:
+            path = write_report(self.run_dir, settings=self.settings)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash
+            self._finished("report", False, f"cannot write the report: {exc}")
+            return
+        self._finished("report", True, f"report written: {path}")
 
     def action_search_log(self) -> None:
         self.query_one(TabbedContent).active = "tab-log"

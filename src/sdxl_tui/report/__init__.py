@@ -1,0 +1,1 @@
+"""Outputs derived from runs: the morning report (HTML and Markdown)."""
