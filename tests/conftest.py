@@ -22,6 +22,13 @@ def _unbuffered_simulator_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
 
 
+@pytest.fixture(autouse=True)
+def _private_queue_folder(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the user's own night queue (``$XDG_STATE_HOME/sdxl-tui/queue``) out of the tests:
+    the dashboard and ``status`` show it, and the queue tests write one."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-state"))
+
+
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real sd-scripts run directory, rebuilt from ``tests/fixtures/real-sdxl-run``.

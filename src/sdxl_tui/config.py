@@ -87,6 +87,8 @@ class RefreshSettings:
         2.0, float, "while the run writes continuously, re-read and repaint at most this often (seconds)"
     )
     force_polling: bool = _setting(False, _as_bool, "never use inotify; poll the directory (NFS/SSHFS)")
+    scheduler_interval: float = _setting(10.0, float, "seconds between squeue/scontrol queries for a Slurm run")
+    remote_gpu_interval: float = _setting(30.0, float, "seconds between srun nvidia-smi queries of a Slurm job's GPUs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,12 @@ class LaunchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSettings:
+    dir: str | None = _setting(None, _as_opt_path, "folder of the night's queue (default $XDG_STATE_HOME/sdxl-tui/queue)")
+    poll_interval: float = _setting(5.0, float, "seconds between the queue runner's looks at its runs")
+
+
+@dataclass(frozen=True, slots=True)
 class KillSettings:
     sigint_timeout: float = _setting(10.0, float, "seconds to wait after SIGINT")
     sigterm_timeout: float = _setting(10.0, float, "seconds to wait after SIGTERM before SIGKILL")
@@ -145,6 +153,7 @@ _SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("alerts", AlertSettings),
     ("eval", EvalSettings),
     ("launch", LaunchSettings),
+    ("queue", QueueSettings),
     ("kill", KillSettings),
     ("report", ReportSettings),
 )
@@ -198,6 +207,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     kill: KillSettings = field(default_factory=KillSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
     sources: Mapping[str, str] = field(default_factory=_default_sources)

@@ -333,6 +333,55 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedulerStatus:
+    """A batch scheduler's view of the job that runs the trainer (Slurm: squeue/scontrol/sacct).
+
+    ``state`` is the scheduler's own word (``PENDING``, ``RUNNING``, ``COMPLETED``, ``FAILED``,
+    ``CANCELLED``, ``TIMEOUT``, ``OUT_OF_MEMORY``, ``NODE_FAIL``, ``PREEMPTED``…), or None when
+    the scheduler could not be asked or no longer knows the job (``problem`` says which).
+    """
+
+    kind: str  # "slurm"
+    job_id: str
+    state: str | None = None
+    reason: str | None = None  # why it is pending (Resources, Priority, Dependency…) or ended
+    node: str | None = None
+    queue_position: int | None = None  # 1-based among pending jobs of its partition
+    time_limit: int | None = None  # seconds; None = unlimited or unknown
+    elapsed: int | None = None  # seconds the job has run
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    cluster: str | None = None
+    user: str | None = None
+    partition: str | None = None
+    source: str = ""  # which command answered: "squeue", "scontrol", "sacct", "end record"
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One run of the night's queue (``sdxl-tui queue``): what starts after what, and how it went."""
+
+    id: str
+    launch_file: str
+    output_dir: str
+    backend: str = "local"  # "local" | "slurm"
+    status: str = "waiting"  # waiting | running | submitted | done | failed | skipped | removed
+    after: str | None = None  # the entry (id) or run directory it waits for; None: the previous entry
+    on_failure: str = "stop"  # when this run fails: "stop" the runs after it, or "continue"
+    evaluate: str | None = None  # checkpoints to evaluate when it finishes ("6-10", "last")
+    job_id: str | None = None  # the Slurm job, once submitted
+    dependency: str | None = None  # its sbatch --dependency (afterok:JOB / afterany:JOB)
+    added_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    message: str | None = None  # the latest word from the runner (why waiting, the verdict)
+
+
+@dataclass(frozen=True, slots=True)
 class RunSnapshot:
     """Everything a run directory says at one moment."""
 
@@ -362,6 +411,10 @@ class RunSnapshot:
     # The reader's memory across refreshes: the last exception line and the step at which it
     # was first seen (an exception the live trainer survives does not end the run).
     traceback_seen: tuple[str, int | None] | None = None
+    # The batch scheduler's view when the run was submitted to Slurm (None for local runs).
+    scheduler: SchedulerStatus | None = None
+    # The night's queue (all entries, this run's among them; empty without a queue).
+    queue: tuple[QueueEntry, ...] = ()
 
     def loss(self, tag: str = "loss/current") -> float | None:
         s = self.series.get(tag)

@@ -19,7 +19,13 @@ Signals: SIGINT to the trainer, wait, SIGTERM to everything left, wait, SIGKILL;
 are snapshotted first and (pid, create time) and owner are checked again right before each
 signal. A reused PID, a trainer of another output directory or another user's process is
 never signalled: it is reported instead. sd-scripts saves nothing when signalled: use
---after-checkpoint to lose no training time."""
+--after-checkpoint to lose no training time.
+
+A run submitted to Slurm by sdxl-tui is stopped with scancel instead: its recorded job is
+checked (same job id and submit time, your own job, still queued or running), then
+`scancel --full --signal=INT` reaches the trainer like Ctrl-C, and after --timeout-int a
+plain `scancel` ends the whole job (--signal TERM or KILL: the plain scancel at once).
+A queued job is simply cancelled."""
 
 EPILOG = """\
 examples:
@@ -32,7 +38,7 @@ timeouts default to the settings kill.sigint_timeout / kill.sigterm_timeout (10 
 SDXL_TUI_KILL_SIGINT_TIMEOUT, SDXL_TUI_KILL_SIGTERM_TIMEOUT).
 
 exit status:
-  0  every process of the tree exited (or the watcher was started / cancelled)
+  0  every process of the tree exited, or the Slurm job is gone (or the watcher was started / cancelled)
   1  something survived, or the watcher could not be started / cancelled, or not confirmed
   2  bad usage, or confirmation needed but stdin is not a terminal (use --yes)
   3  nothing to stop: no live trainer writes to DIR (refusals, if any, are listed)
@@ -83,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
             int_t = 10.0 if int_t is None else int_t
             term_t = 10.0 if term_t is None else term_t
 
+    from sdxl_tui.sources.scheduler import read_slurm_record
+
+    if read_slurm_record(args.dir) is not None:
+        return _run_slurm(args, int_t, term_t)
     plan = plan_kill(args.dir)
     if plan.targets:
         print(f"{'ROLE':<8} {'PID':>7}  {'USER':<10} COMMAND")
@@ -121,3 +131,41 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _err(f"{len(result.survivors)} process(es) survived")
     return 1
+
+
+def _run_slurm(args: argparse.Namespace, int_t: float, term_t: float) -> int:
+    """``kill`` for a run sdxl-tui submitted to Slurm: scancel, after the same checks."""
+    from sdxl_tui.commands._prompt import confirm
+    from sdxl_tui.control.slurm import cancel, plan_cancel, start_stop_after_checkpoint
+
+    plan = plan_cancel(args.dir)
+    for line in plan.describe():
+        print(line)
+    if plan.empty:
+        _err(f"nothing to stop in {plan.run_dir}")
+        return 3
+    pending = plan.status is not None and plan.status.state == "PENDING"
+    if args.after_checkpoint:
+        what = "cancel this job after the next complete checkpoint"
+    elif pending or args.signal != "INT":
+        what = "cancel this job (scancel)"
+    else:
+        what = f"interrupt this job (scancel --full --signal=INT, then scancel after {int_t:g} s)"
+    if not args.yes:
+        answer = confirm(f"{what[0].upper()}{what[1:]}?")
+        if answer is None:
+            _err("stdin is not a terminal, so nobody can confirm: pass --yes")
+            return 2
+        if not answer:
+            print("nothing cancelled")
+            return 1
+    if args.after_checkpoint:
+        ok, message = start_stop_after_checkpoint(plan.run_dir, grace=int_t)
+        (print if ok else _err)(message)
+        if ok:
+            print(f"cancel with: sdxl-tui kill {plan.run_dir} --cancel")
+        return 0 if ok else 1
+    result = cancel(plan, grace=int_t, term_wait=term_t + 60.0, interrupt=args.signal == "INT",
+                    progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    (print if result.ok else _err)(result.message)
+    return 0 if result.ok else 1

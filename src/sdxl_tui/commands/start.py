@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdxl_tui.formats.launch_config import LaunchConfig
 
 DESCRIPTION = """\
 Start the training run described by a launch config (DIR/sdxl-tui.toml, or --launch FILE).
@@ -17,7 +21,12 @@ training.log.1, .2, ...), PYTHONUNBUFFERED=1, and a run record in OUTPUT_DIR/.sd
 The run survives this command exiting or being killed and the SSH session hanging up.
 
 A start is refused while a trainer for the same output directory is alive, whether sdxl-tui
-started it or it was started by hand (found by its --output_dir)."""
+started it or it was started by hand (found by its --output_dir).
+
+With `backend = "slurm"` in [launch] the run is submitted to Slurm instead: the same preflight,
+then the exact batch script and sbatch line are shown, and `sbatch --parsable` submits it
+(the job id is printed; the job's output is appended to OUTPUT_DIR/training.log). A start is
+then also refused while a Slurm job of this output directory is queued or running."""
 
 EPILOG = """\
 examples:
@@ -30,7 +39,8 @@ exit status:
   1  the start failed, or was not confirmed
   2  bad usage: no or invalid launch config, preflight errors (see --force),
      confirmation needed but stdin is not a terminal (use --yes)
-  3  refused: a trainer for this output directory is alive, or another start is in progress
+  3  refused: a trainer (or a queued or running Slurm job) for this output directory is alive,
+     another start is in progress, or sbatch is not available for a Slurm launch
 """
 
 
@@ -95,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 print("preflight errors overridden by --force")
 
+    if cfg.backend == "slurm":
+        return _run_slurm(cfg, args)
     plan = plan_launch(cfg)
     print("\nwill run:")
     print(f"  argv:     {plan.command_line}")
@@ -125,5 +137,44 @@ def run(args: argparse.Namespace) -> int:
         _err(result.message)
         return 3 if result.message.startswith(("refused", "another sdxl-tui start")) else 1
     print(result.message)
+    print(f"watch it: sdxl-tui {cfg.output_dir}    stop it: sdxl-tui kill {cfg.output_dir}")
+    return 0
+
+
+def _run_slurm(cfg: LaunchConfig, args: argparse.Namespace) -> int:
+    """Show the batch script and the sbatch line, confirm, submit; prints the job id."""
+    from sdxl_tui.commands._prompt import confirm
+    from sdxl_tui.control.slurm import plan_submit, submit
+
+    plan = plan_submit(cfg)
+    print(f"\nwill submit to Slurm ({plan.script_path}):")
+    print("  " + plan.script.rstrip("\n").replace("\n", "\n  "))
+    print(f"\n  sbatch:   {plan.sbatch_line}")
+    for src, dst in plan.rotations:
+        print(f"  rename:   {src} -> {dst}")
+    for w in plan.writes:
+        print(f"  writes:   {w}")
+    for w in plan.warnings:
+        print(f"  warning:  {w}")
+    if plan.refusal:
+        _err(f"refused: {plan.refusal}")
+        return 3
+    if args.dry_run:
+        print("\ndry run: nothing submitted")
+        return 0
+    if not args.yes:
+        answer = confirm("Submit this job?")
+        if answer is None:
+            _err("stdin is not a terminal, so nobody can confirm: pass --yes to submit without asking")
+            return 2
+        if not answer:
+            print("not submitted")
+            return 1
+    result = submit(cfg)
+    if not result.ok:
+        _err(result.message)
+        return 3 if result.message.startswith(("refused", "another sdxl-tui start")) else 1
+    print(result.message)
+    print(f"job id: {result.job_id}")
     print(f"watch it: sdxl-tui {cfg.output_dir}    stop it: sdxl-tui kill {cfg.output_dir}")
     return 0

@@ -34,7 +34,9 @@ examples:
 
 --json prints one object (schema version 1, documented in the README): state,
 state_reason, epoch, epochs, step, total_steps, eta_seconds, eta_at, loss {current,
-average}, config, checkpoints [...], samples, evaluations, process (or null), gpus [...],
+average}, config, checkpoints [...], samples, evaluations, process (or null), scheduler
+(a Slurm run's job: job_id, state, reason, node, time_limit, elapsed...; null for local runs),
+queue [...] (the night's queue, see `sdxl-tui queue`), gpus [...],
 alerts [{kind, severity, message, fix, key}], problems.
 
 exit status:
@@ -183,6 +185,26 @@ def _split_fix(fix: str) -> list[str]:
     return [p for p in parts if p]
 
 
+def _scheduler_line(s: Any, now: float) -> str:
+    """``job 12 RUNNING on gpu07, 0:42:10 of 1-00:00:00`` (the Slurm job of the run)."""
+    from sdxl_tui.formats.slurm import format_duration
+
+    bits = [f"job {s.job_id}" + (f" on cluster {s.cluster}" if s.cluster else ""), s.state or "state unknown"]
+    if s.reason and s.state not in ("RUNNING", "COMPLETED"):
+        bits.append(f"({s.reason})")
+    if s.queue_position:
+        bits.append(f"#{s.queue_position} in the queue")
+    if s.node:
+        bits.append(f"on {s.node}")
+    if s.elapsed is not None:
+        bits.append(f"{format_duration(s.elapsed)} of {format_duration(s.time_limit)}")
+    if s.exit_code is not None or s.exit_signal is not None:
+        bits.append(f"exit {s.exit_code}" if s.exit_code is not None else f"signal {s.exit_signal}")
+    if s.problem:
+        bits.append(f"- {s.problem}")
+    return " ".join(bits)
+
+
 def format_status(snap: Any) -> str:
     """The short human summary (a dozen lines plus one per checkpoint and alert)."""
     from sdxl_tui.humanize import format_duration
@@ -260,6 +282,8 @@ def format_status(snap: Any) -> str:
         out.append(f"samples     {len(snap.samples)} (latest {snap.samples[-1].name})")
     if snap.evaluations:
         out.append("evaluations " + ", ".join(f"{e.name} ({e.status})" for e in snap.evaluations))
+    if snap.scheduler is not None:
+        out.append("slurm       " + _scheduler_line(snap.scheduler, snap.taken_at))
     if snap.process is not None:
         t = snap.process.trainer
         bits = [f"PID {t.pid}", "alive" if t.alive else "gone"]
@@ -289,6 +313,10 @@ def format_status(snap: Any) -> str:
             out.append("gpu         " + ", ".join(bits))
     else:
         out.append(f"gpu         {snap.gpu.reason or 'none'}")
+    active = [e for e in snap.queue if e.status in ("waiting", "running", "submitted")]
+    if active:
+        out.append("queue       " + ", ".join(
+            f"#{e.id} {e.status} ({os.path.basename(e.output_dir.rstrip('/'))})" for e in active))
     if snap.alerts:
         out.append("alerts")
         for a in snap.alerts:

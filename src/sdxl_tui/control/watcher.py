@@ -53,9 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if not args.no_fork and os.fork() != 0:
         os._exit(0)
+    run_dir = os.path.realpath(args.run_dir)
+    from sdxl_tui.sources.scheduler import read_slurm_record
+
+    if read_slurm_record(run_dir) is not None:  # a Slurm job: the node is not ours to signal
+        from sdxl_tui.control.slurm import watch_and_cancel
+
+        return watch_and_cancel(run_dir, token=args.token, baseline=json.loads(args.baseline or "[]"),
+                                grace=args.timeout_int, poll=args.poll, settle=args.settle)
     import psutil
 
-    run_dir = os.path.realpath(args.run_dir)
     path = watch_path(run_dir)
     found = discover(run_dir)
     baseline = json.loads(args.baseline) if args.baseline else complete_checkpoints(run_dir)

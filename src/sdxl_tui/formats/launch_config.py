@@ -17,6 +17,9 @@ shell quoting, ``nohup`` or ``&`` is involved. Shape (see docs/architecture.md):
     gradient_checkpointing = true               # true -> flag, false -> omitted
     text_encoder_lr = [0.000201]                # list -> several values
 
+A ``backend = "slurm"`` line in ``[launch]`` (default ``"local"``) submits the run with
+``sbatch`` instead, with the resources of a ``[slurm]`` table (``formats/slurm.py``).
+
 Relative ``sd_scripts_dir``, ``config_file`` and ``output_dir`` are taken relative to the
 directory holding the TOML file, so ``output_dir = "."`` in ``RUN/sdxl-tui.toml`` means RUN.
 """
@@ -34,12 +37,15 @@ from typing import Any
 
 from sdxl_tui.formats import toml
 from sdxl_tui.formats.names import LOG_NAME
+from sdxl_tui.formats.slurm import SlurmConfig, SlurmConfigError, slurm_config_from_dict
 
 #: File name looked up in the run directory when no ``--launch FILE`` is given.
 DEFAULT_NAME = "sdxl-tui.toml"
 
 
-_LAUNCH_KEYS = ("prefix", "sd_scripts_dir", "script", "config_file", "output_dir", "env")
+_LAUNCH_KEYS = ("prefix", "sd_scripts_dir", "script", "config_file", "output_dir", "env", "backend")
+#: Where a run is started: on this machine, or submitted to Slurm with ``sbatch``.
+BACKENDS = ("local", "slurm")
 
 
 class LaunchConfigError(ValueError):
@@ -77,6 +83,10 @@ class LaunchConfig:
     """sd-scripts options by dest name, in file order."""
     env: Mapping[str, str] = field(default_factory=_frozen)
     """Extra environment for the trainer."""
+    backend: str = "local"
+    """``"local"`` (a detached process here) or ``"slurm"`` (a batch job, see ``slurm``)."""
+    slurm: SlurmConfig | None = None
+    """The ``[slurm]`` table: what sbatch is asked for (used when ``backend == "slurm"``)."""
     source: str | None = field(default=None, compare=False)
     """The TOML file this was read from, if any."""
 
@@ -203,6 +213,18 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
             args[key] = tuple(_check_scalar(f"[args] {key}", v) for v in value)
         else:
             args[key] = _check_scalar(f"[args] {key}", value)
+    backend = launch.get("backend", "local")
+    if backend not in BACKENDS:
+        raise LaunchConfigError(f"{where}: [launch] backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    slurm_raw = data.get("slurm")
+    slurm: SlurmConfig | None = None
+    if slurm_raw is not None or backend == "slurm":
+        if slurm_raw is not None and not isinstance(slurm_raw, Mapping):
+            raise LaunchConfigError(f"{where}: [slurm] must be a table")
+        try:
+            slurm = slurm_config_from_dict(slurm_raw or {}, where=where)
+        except SlurmConfigError as exc:
+            raise LaunchConfigError(str(exc)) from None
     resolved_out = _resolve(base, output_dir)
     if "output_dir" in args and _resolve(base, str(args["output_dir"])) != resolved_out:
         raise LaunchConfigError(
@@ -216,6 +238,8 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
         config_file=opt_path("config_file"),
         args=args,
         env=env,
+        backend=str(backend),
+        slurm=slurm,
         source=source,
     )
 
@@ -267,8 +291,13 @@ def dumps_launch_config(cfg: LaunchConfig, *, comment: str | None = None) -> str
     launch["output_dir"] = cfg.output_dir
     if cfg.env:
         launch["env"] = dict(cfg.env)
-    return toml.dumps({"launch": launch, "args": dict(cfg.args)}, header=comment or "",
-                      inline=("launch.env",))
+    if cfg.backend != "local":
+        launch["backend"] = cfg.backend
+    tables: dict[str, Any] = {"launch": launch, "args": dict(cfg.args)}
+    if cfg.slurm is not None:
+        tables["slurm"] = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg.slurm).items()
+                           if v is not None and v != ()}
+    return toml.dumps(tables, header=comment or "", inline=("launch.env",))
 
 
 def write_launch_config(cfg: LaunchConfig, path: str | os.PathLike[str], *, comment: str | None = None) -> Path:

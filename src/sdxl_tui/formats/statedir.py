@@ -8,7 +8,10 @@ reader sees the old or the new content, never half of it.
 
 Layout::
 
-    .sdxl-tui/run.json                    RunRecord of the run sdxl-tui started (supervisor)
+    .sdxl-tui/run.json                    RunRecord of the run sdxl-tui started (supervisor, or
+                                          the Slurm submission: backend, job id, cluster)
+    .sdxl-tui/slurm-batch.sh              the batch script of a Slurm run (formats/slurm.py)
+    .sdxl-tui/slurm-end.json              how the trainer ended, written by that script on the node
     .sdxl-tui/lock                        flock held while starting a run
     .sdxl-tui/last-kill.json              what the last kill did
     .sdxl-tui/stop-after-checkpoint.json  the stop-after-checkpoint watcher's state
@@ -35,6 +38,8 @@ __all__ = [
     "LAST_KILL_NAME",
     "LOCK_NAME",
     "RECORD_NAME",
+    "SLURM_END_NAME",
+    "SLURM_SCRIPT_NAME",
     "STATE_DIR",
     "WATCHER_LOG_NAME",
     "WATCH_NAME",
@@ -54,6 +59,8 @@ LOCK_NAME = "lock"
 LAST_KILL_NAME = "last-kill.json"
 WATCH_NAME = "stop-after-checkpoint.json"
 WATCHER_LOG_NAME = "watcher.log"
+SLURM_SCRIPT_NAME = "slurm-batch.sh"
+SLURM_END_NAME = "slurm-end.json"
 EVALS_DIR = "evals"
 COMPARE_DIR = "compare"
 
@@ -123,6 +130,10 @@ class RunRecord:
     again when the trainer below a launcher is found (``trainer_pid``), and at the end
     (``ended_at`` with ``exit_code`` or ``signal``, or ``error`` when it could not start).
     (pid, create_time) together name a process: a PID alone may be reused.
+
+    A run submitted to Slurm (``control/slurm.py``) has ``backend = "slurm"``, no pid, and
+    the job instead: ``job_id``, ``cluster``, ``submitted_at`` (``started_at`` is the same
+    moment), ``partition``, ``user`` and the batch ``script``.
     """
 
     launch_id: str | None = None
@@ -142,6 +153,13 @@ class RunRecord:
     exit_code: int | None = None
     signal: int | None = None
     error: str | None = None
+    backend: str = "local"
+    job_id: str | None = None
+    cluster: str | None = None
+    submitted_at: float | None = None
+    partition: str | None = None
+    user: str | None = None
+    script: str | None = None
 
     @property
     def ended(self) -> bool:
@@ -171,6 +189,13 @@ class RunRecord:
             exit_code=_int(data.get("exit_code")),
             signal=_int(data.get("signal")),
             error=_str(data.get("error")),
+            backend=_str(data.get("backend")) or "local",
+            job_id=_str(data.get("job_id")),
+            cluster=_str(data.get("cluster")),
+            submitted_at=_float(data.get("submitted_at")),
+            partition=_str(data.get("partition")),
+            user=_str(data.get("user")),
+            script=_str(data.get("script")),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -295,6 +295,12 @@ def check_launch(
         elif options_from_checkout and checkout:
             use_checkout = checkout
     env = dict(launch.env)
+    if launch.backend == "slurm":
+        from sdxl_tui.planning.slurm_check import check_slurm
+
+        extra += check_slurm(launch.slurm)
+        if gpu is None:  # this machine's GPUs say nothing about the node's
+            gpu = False
     if environment is None:
         environment = environment_for_prefix(prefix, cwd=str(cwd)) if prefix else UnknownEnvironment()
     report = _core(

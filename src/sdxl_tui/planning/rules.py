@@ -21,6 +21,7 @@ from sdxl_tui.planning.rules_launch import (
     check_simulated,
 )
 from sdxl_tui.planning.rules_resources import check_dataset, check_disk, check_environment, check_steps, check_vram
+from sdxl_tui.planning.slurm_check import RULES as SLURM_RULES
 
 __all__ = ["RULES", "Code", "Rule", "all_codes", "rules_help", "run_rules"]
 
@@ -194,6 +195,10 @@ LAUNCH_CODES: tuple[Code, ...] = (
 )
 
 
+#: Codes of a ``backend = "slurm"`` launch (``planning/slurm_check.py``, run by ``check_launch``).
+SLURM_CODES: tuple[Code, ...] = tuple(_c(code, severity, meaning) for code, severity, meaning in SLURM_RULES)
+
+
 def run_rules(ctx: Check) -> None:
     """Every rule in order (only the option rules for the simulated trainer)."""
     for rule in RULES:
@@ -203,7 +208,7 @@ def run_rules(ctx: Check) -> None:
 
 
 def all_codes() -> tuple[Code, ...]:
-    return tuple(c for rule in RULES for c in rule.codes) + LAUNCH_CODES
+    return tuple(c for rule in RULES for c in rule.codes) + LAUNCH_CODES + SLURM_CODES
 
 
 def rules_help() -> str:
@@ -214,4 +219,6 @@ def rules_help() -> str:
         lines.extend(f"    {c.code:<26}{c.severity:<14}{c.meaning}" for c in rule.codes)
     lines.append("  launch config:")
     lines.extend(f"    {c.code:<26}{c.severity:<14}{c.meaning}" for c in LAUNCH_CODES)
+    lines.append("  Slurm (backend = \"slurm\"; time, gres and mem syntax errors stop the launch config loading: exit 2):")
+    lines.extend(f"    {c.code:<26}{c.severity:<14}{c.meaning}" for c in SLURM_CODES)
     return "\n".join(lines)

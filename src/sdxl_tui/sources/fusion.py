@@ -31,13 +31,16 @@ from sdxl_tui.model import (
     ProcessTree,
     ProcInfo,
     Progress,
+    QueueEntry,
     RunSnapshot,
     ScalarPoint,
+    SchedulerStatus,
     Series,
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.checkpoints import CheckpointScan
+from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
 from sdxl_tui.sources.progress import (
@@ -95,6 +98,10 @@ class Observations:
     gpu: GpuStatus = field(default_factory=lambda: GpuStatus(available=False))
     stall_factor: float = 10.0
     gpu_temp_warn: int = 85
+    #: A Slurm run's job (None for local runs), who stopped it (the stop record), the queue.
+    scheduler: SchedulerStatus | None = None
+    stopped_by: str | None = None
+    queue: tuple[QueueEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +308,10 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
     """The facts :func:`decide_state` weighs."""
     tree = obs.process
     alive = tree.alive if tree is not None else (False if obs.exit is not None else None)
+    ended = obs.exit if tree is None else None
+    # A Slurm job stands in for the process table of a trainer on another node.
+    alive, exit_code, exit_signal = scheduler_liveness(
+        obs.scheduler, alive, ended.exit_code if ended else None, ended.signal if ended else None)
     # An exception the live trainer survived (its step moved on since the line was first
     # seen) does not end the run: it stays an alert, not the state.
     survived = (alive is True and errors.traceback is not None and seen is not None
@@ -326,8 +337,8 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         process_known=obs.process_known,
         alive=alive,
         pid=tree.pid if tree is not None else (obs.exit.pid if obs.exit is not None else None),
-        exit_code=obs.exit.exit_code if tree is None and obs.exit is not None else None,
-        exit_signal=obs.exit.signal if tree is None and obs.exit is not None else None,
+        exit_code=exit_code,
+        exit_signal=exit_signal,
         last_write_at=pos.last_write,
         seconds_per_step=pos.seconds_per_step,
         stall_factor=obs.stall_factor,
@@ -370,6 +381,8 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     errors = collect_errors(obs.log, series)
     seen = traceback_seen(errors, pos.step, prev)
     state, reason = decide_state(state_inputs(obs, config, pos, errors, seen))
+    state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
+                                          stopped=obs.stopped_by, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
     progress = _progress(obs, config, pos, series, checkpoints, state.is_live)
     done = {c.name for c in checkpoints if c.complete}
@@ -388,6 +401,9 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
     ))
+    job_alert = scheduler_alert(state, reason, obs.scheduler, obs.now)
+    if job_alert is not None:
+        alerts = (*alerts, job_alert)
     log = obs.log
     return RunSnapshot(
         run_dir=obs.run_dir, taken_at=obs.now, state=state, state_reason=reason, config=config,
@@ -397,5 +413,5 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         gpu=obs.gpu, alerts=alerts, log_path=obs.log_path if obs.log_mtime is not None else None,
         event_files=obs.event_files, resume_steps=obs.resume_steps, problems=problems,
         log_lines=log.lines if log is not None else (), log_line_count=log.line_count if log is not None else 0,
-        traceback_seen=seen,
+        traceback_seen=seen, scheduler=obs.scheduler, queue=obs.queue,
     )

@@ -32,16 +32,19 @@ from sdxl_tui.formats.cmdline import (
 )
 from sdxl_tui.formats.launch_config import find_launch_config, load_launch_config
 from sdxl_tui.formats.names import LOG_NAME
+from sdxl_tui.formats.queue import queue_dir, read_queue
 from sdxl_tui.formats.statedir import RunRecord
-from sdxl_tui.model import GpuStatus, ProcessTree, RunSnapshot, RunState, StateDir
+from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
 from sdxl_tui.sources.checkpoints import CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
+from sdxl_tui.sources.jobstate import stopped_by
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.logparse import LogParser
 from sdxl_tui.sources.logtail import LogTail
 from sdxl_tui.sources.procs import ExitInfo, ProcessWatcher
+from sdxl_tui.sources.scheduler import SchedulerWatcher
 from sdxl_tui.sources.state import StateInputs, decide_state
 
 __all__ = ["GpuSource", "RunReader", "read_run"]
@@ -119,6 +122,11 @@ class RunReader:
         self._record: RunRecord | None = None
         self._events: EventReader | None = None
         self._event_roots: tuple[str, ...] = ()
+        refresh = self._settings.refresh
+        self._scheduler = SchedulerWatcher(  # a Slurm run's job: state, node, the node's GPUs
+            self.run_dir, interval=refresh.scheduler_interval, gpu_interval=refresh.remote_gpu_interval)
+        self._queue: tuple[QueueEntry, ...] = ()
+        self._queue_at: float | None = None
         self._reset_readers()
         if event_reader is not None:
             self._events = event_reader
@@ -358,7 +366,10 @@ class RunReader:
         problems.extend(p for p in scan.problems if "run directory not found" not in p)
         # GPUs (only need the process tree): before the event files, which may still be
         # decoding in a prefetch child (read_run)
-        gpu = self._gpu_status(tuple(p.pid for p in tree.all()) if tree is not None else ())
+        scheduler = self._scheduler.sample()
+        remote = self._scheduler.sample_gpu()  # a Slurm job's GPUs are its node's, not this machine's
+        gpu = remote if remote is not None else self._gpu_status(tuple(p.pid for p in tree.all()) if tree else ())
+        record = self._scheduler.record
         events = self._event_reader(logging_dir_of(log, options))
         if readable:
             events.refresh()
@@ -376,7 +387,16 @@ class RunReader:
             events_last_wall_time=events.last_wall_time, process_known=self._process_known, process=tree,
             exit=self._exit if tree is None else None, record=self._record, gpu=gpu,
             stall_factor=self._settings.alerts.stall_factor, gpu_temp_warn=self._settings.alerts.gpu_temp_warn,
+            scheduler=scheduler, queue=self._read_queue(now),
+            stopped_by=stopped_by(self.run_dir, record.submitted_at) if record is not None else None,
         )
+
+    def _read_queue(self, now: float) -> tuple[QueueEntry, ...]:
+        """The night's queue, re-read at most every ``queue.poll_interval`` seconds."""
+        if self._queue_at is None or now - self._queue_at >= self._settings.queue.poll_interval:
+            self._queue_at = now
+            self._queue = read_queue(queue_dir(self._settings.queue.dir))
+        return self._queue
 
 
 def read_run(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from sdxl_tui.formats.queue import entry_json
 from sdxl_tui.model import (
     Checkpoint,
     Evaluation,
@@ -22,6 +23,7 @@ from sdxl_tui.model import (
     ProcInfo,
     RunSnapshot,
     Sample,
+    SchedulerStatus,
     StateDir,
 )
 
@@ -104,6 +106,19 @@ def gpu_json(g: GpuSample) -> dict[str, Any]:
     }
 
 
+def scheduler_json(s: SchedulerStatus | None) -> dict[str, Any] | None:
+    """The batch job of a Slurm run (times in seconds; null for local runs)."""
+    if s is None:
+        return None
+    return {
+        "kind": s.kind, "job_id": s.job_id, "state": s.state, "reason": s.reason, "node": s.node,
+        "time_limit": s.time_limit, "elapsed": s.elapsed, "queue_position": s.queue_position,
+        "submitted_at": s.submitted_at, "started_at": s.started_at, "ended_at": s.ended_at,
+        "exit_code": s.exit_code, "exit_signal": s.exit_signal, "cluster": s.cluster, "user": s.user,
+        "partition": s.partition, "source": s.source, "problem": s.problem,
+    }
+
+
 def _sample(s: Sample) -> dict[str, Any]:
     return {"name": s.name, "path": s.path, "epoch": s.epoch, "step": s.step,
             "prompt_index": s.prompt_index, "mtime": s.mtime}
@@ -177,6 +192,8 @@ def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
         "samples": [_sample(s) for s in snap.samples],
         "evaluations": [_evaluation(e) for e in snap.evaluations],
         "process": process_json(snap.process),
+        "scheduler": scheduler_json(snap.scheduler),
+        "queue": [entry_json(e) for e in snap.queue],
         "gpus": [gpu_json(g) for g in snap.gpu.gpus],
         "gpu_status": {
             "available": snap.gpu.available,

@@ -53,10 +53,13 @@ def plan_start(run_dir: str, settings: Settings, launch_file: str | None = None)
         cfg = load_launch_config(path)
     except LaunchConfigError as exc:
         raise ActionUnavailable(f"launch config {path}: {exc}") from None
-    plan = plan_launch(cfg)
+    plan: Any = plan_launch(cfg) if cfg.backend == "local" else _plan_submit(cfg)
     report, note = preflight(cfg)
     lines = [f"launch config: {path}", "", "command:", "  " + plan.command_line, "", f"working directory: {plan.cwd}"]
-    if plan.env:
+    if cfg.backend == "slurm":
+        lines += ["", f"batch script ({plan.script_path}):"] + [f"  {ln}" for ln in plan.script.splitlines()]
+        lines += ["", "submitted with:", f"  {plan.sbatch_line}"]
+    elif plan.env:
         lines.append("environment: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env.items()))
     lines += ["", "writes:"] + [f"  {w}" for w in plan.writes]
     for a, b in plan.rotations:
@@ -101,7 +104,18 @@ def start_facts(report: CheckReport | None) -> list[str]:
     return list(fact_lines(report))
 
 
+def _plan_submit(cfg: Any) -> Any:
+    from sdxl_tui.control.slurm import plan_submit
+
+    return plan_submit(cfg)
+
+
 def do_start(cfg: Any) -> tuple[bool, str]:
+    if cfg.backend == "slurm":
+        from sdxl_tui.control.slurm import submit
+
+        submitted = submit(cfg)
+        return submitted.ok, submitted.message
     from sdxl_tui.control.launch import launch
 
     result = launch(cfg)
@@ -112,7 +126,10 @@ def do_start(cfg: Any) -> tuple[bool, str]:
 def plan_kill(run_dir: str) -> Proposal:
     """Name every process a kill would signal (pid, user, role, command)."""
     from sdxl_tui.control.kill import plan_kill as _plan
+    from sdxl_tui.sources.scheduler import read_slurm_record
 
+    if read_slurm_record(run_dir) is not None:
+        return _plan_cancel(run_dir)
     plan = _plan(run_dir)
     lines = ["These processes will be stopped (SIGINT, wait, SIGTERM, wait, SIGKILL):", ""]
     lines.append(f"{'ROLE':<9}{'PID':>7}  {'USER':<10} COMMAND")
@@ -135,8 +152,28 @@ def plan_kill(run_dir: str) -> Proposal:
     )
 
 
+def _plan_cancel(run_dir: str) -> Proposal:
+    """The Slurm job a kill would cancel (``control/slurm.py``)."""
+    from sdxl_tui.control.slurm import plan_cancel
+
+    plan = plan_cancel(run_dir)
+    lines = plan.describe()
+    if not plan.empty:
+        lines += ["", "scancel --full --signal=INT (the trainer's Ctrl-C), then scancel after the grace period.",
+                  "sd-scripts saves nothing on interrupt: progress since the last checkpoint is lost.",
+                  "Prefer x (stop after the next checkpoint) to lose nothing."]
+    return Proposal("Cancel the Slurm job?", "\n".join(lines), not plan.empty, plan=plan,
+                    choices=(("kill", "Cancel job", "error"),) if not plan.empty else ())
+
+
 def do_kill(plan: Any, settings: Settings) -> tuple[bool, str]:
     from sdxl_tui.control.kill import execute_kill
+    from sdxl_tui.control.slurm import CancelPlan, cancel
+
+    if isinstance(plan, CancelPlan):
+        done = cancel(plan, grace=float(settings.kill.sigint_timeout),
+                      term_wait=float(settings.kill.sigterm_timeout) + 60.0, by="dashboard key k")
+        return done.ok, done.message
 
     result = execute_kill(
         plan,
@@ -157,7 +194,12 @@ def stop_status(run_dir: str) -> bool:
 
 def do_stop_after_checkpoint(run_dir: str, settings: Settings, *, cancel: bool = False) -> tuple[bool, str]:
     from sdxl_tui.control import kill
+    from sdxl_tui.sources.scheduler import read_slurm_record
 
+    if not cancel and read_slurm_record(run_dir) is not None:
+        from sdxl_tui.control.slurm import start_stop_after_checkpoint
+
+        return start_stop_after_checkpoint(run_dir, grace=float(settings.kill.sigint_timeout))
     if cancel:
         result = kill.cancel_stop_after_checkpoint(run_dir)
     else:

@@ -33,6 +33,7 @@ from textual.worker import get_current_worker
 
 from sdxl_tui import notify
 from sdxl_tui.config import Settings
+from sdxl_tui.formats.slurm import ACTIVE_STATES
 from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
 from sdxl_tui.sources.gpu import GpuMonitor, LatestGpu
 from sdxl_tui.tui import actions
@@ -271,7 +272,8 @@ class SdxlTuiApp(App[int]):
         self.snapshot = snap
         proc = snap.process
         self.trainer_pids = tuple(p.pid for p in proc.all() if p.alive) if proc is not None and proc.alive else ()
-        if (not self._own_gpu or self.gpu_status is None) and snap.gpu != self.gpu_status:
+        remote = snap.scheduler is not None  # a Slurm job: the snapshot carries its node's GPUs
+        if (not self._own_gpu or self.gpu_status is None or remote) and snap.gpu != self.gpu_status:
             self.gpu_status = snap.gpu
         if _alert_signature(snap.alerts) != _alert_signature(self.alerts):
             self.alerts = snap.alerts
@@ -284,6 +286,8 @@ class SdxlTuiApp(App[int]):
         self._refresh_gates()
 
     def on_gpu_sampled(self, message: GpuSampled) -> None:
+        if self.snapshot is not None and self.snapshot.scheduler is not None:
+            return  # this machine's GPUs are not the Slurm job's
         if message.status != self.gpu_status:
             self.gpu_status = message.status
 
@@ -396,6 +400,8 @@ class SdxlTuiApp(App[int]):
     @property
     def trainer_alive(self) -> bool:
         snap = self.snapshot
+        if snap is not None and snap.scheduler is not None and snap.scheduler.state in ACTIVE_STATES:
+            return True  # a queued or running Slurm job: kill cancels it, start is refused
         return bool(snap is not None and snap.process is not None and snap.process.alive)
 
     def why_not(self, action: str) -> str | None:

@@ -159,6 +159,16 @@ class DirectoryWatcher:
             return new_mode
         return None
 
+    def poll_instead(self, reason: str) -> str | None:
+        """Stop watching for good and poll (a Slurm run: its node writes the files, and
+        inotify on this machine never hears of it); returns the new mode once."""
+        if self._failed is not None or self._force_polling:
+            return None
+        self._failed = reason
+        self.stop()
+        self.mode = reason
+        return reason
+
     @property
     def paused(self) -> bool:
         return self._paused
@@ -240,7 +250,7 @@ def snapshot_signature(s: RunSnapshot) -> tuple[object, ...]:
         tuple((a.key or a.kind, a.message, a.fix) for a in s.alerts),
         s.log_line_count, s.log_lines[-1] if s.log_lines else None,
         tuple((tag, x.count) for tag, x in s.series.items()),
-        s.resume_steps, s.problems,
+        s.resume_steps, s.problems, s.scheduler, s.queue,
     )
 
 
@@ -351,6 +361,11 @@ class Feeds:
                     post(LogLinesAdded(lines, reset))
             if self.stopping.is_set():
                 break
+            remote = snap is not None and snap.scheduler is not None
+            if remote and self.watcher is not None:
+                mode = self.watcher.poll_instead("polling (Slurm job: its node writes the files)")
+                if mode is not None:
+                    post(WatchModeChanged(mode))
             # after the post: starting watchdog must not delay the first frame
             if self.watcher is not None and time.monotonic() - last_sync >= 2.0:
                 last_sync = time.monotonic()
@@ -363,6 +378,8 @@ class Feeds:
                 continue
             inotify = self.watcher is not None and self.watcher.mode == "inotify"
             idle = self.idle_interval if inotify else self.interval
+            if remote:  # a shared filesystem written from another node: poll, but gently
+                idle = max(idle, self.busy_gap)
             woken = self.wake.wait(max(0.0, started + idle - time.monotonic()))
             if woken and not self.stopping.is_set():
                 # An isolated change is read at once (after a few ms that merge the write's

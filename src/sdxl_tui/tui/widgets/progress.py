@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,7 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Label, Static
 
 from sdxl_tui.humanize import format_duration
-from sdxl_tui.model import RunSnapshot, RunState
+from sdxl_tui.model import QueueEntry, RunSnapshot, RunState, SchedulerStatus
 
 STATE_STYLE = {
     RunState.MISSING: "dim",
@@ -59,6 +60,23 @@ def finish_clock(eta_at: float | None, now: float) -> str:
     return "done ~" + time.strftime("%H:%M", local)
 
 
+def job_text(job: SchedulerStatus) -> str:
+    """``slurm 12 PENDING (Resources) #2``, ``slurm 12 RUNNING gpu07``, ``slurm 12 TIMEOUT``."""
+    text = f"slurm {job.job_id} {job.state or '?'}"
+    if job.state == "PENDING":
+        text += (f" ({job.reason})" if job.reason else "") + (f" #{job.queue_position}" if job.queue_position else "")
+    elif job.state == "RUNNING" and job.node:
+        text += f" {job.node}"
+    return text
+
+
+def queue_text(queue: Sequence[QueueEntry]) -> str:
+    """``queue: 1 running, 2 waiting`` while the night's queue has work left, else empty."""
+    counts = {status: sum(1 for e in queue if e.status == status) for status in ("running", "submitted", "waiting")}
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    return "queue: " + ", ".join(parts) if parts else ""
+
+
 def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly: bool = False) -> Text:
     """The one or two header lines."""
     if snapshot is None:
@@ -68,6 +86,8 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
     text.append(run_name(snapshot), style="bold")
     text.append("  ")
     text.append(f" {snapshot.state.value.upper()} ", style=f"reverse {STATE_STYLE.get(snapshot.state, '')}")
+    if snapshot.scheduler is not None:
+        text.append(f"  {job_text(snapshot.scheduler)}", style="bold")
     if snapshot.state_reason and snapshot.state in (
         RunState.FAILED,
         RunState.STALLED,
@@ -91,6 +111,9 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
     text.append(format_duration(p.elapsed_seconds))
     if p.seconds_per_step and p.seconds_per_step >= 0.01:
         text.append(f"  {p.seconds_per_step:.2f}s/step", style="dim")
+    queued = queue_text(snapshot.queue)
+    if queued:
+        text.append(f"  {queued}", style="dim")
     if readonly:
         text.append("  [read-only]", style="dim italic")
     if watch_mode:
