@@ -27,7 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("stop the training process tree safely", "sdxl_tui.commands.kill"),
     "eval": ("evaluate a checkpoint (configured template or built-in sampler)", "sdxl_tui.commands.eval"),
     "queue": ("the queue for the night: runs one after another, here or on Slurm", "sdxl_tui.commands.queue"),
-    "report": ("write the morning report of a run: one self-contained HTML file, or Markdown", "sdxl_tui.commands.report"),
+    "report": (
+        "write the morning report of a run: one self-contained HTML file, or Markdown",
+        "sdxl_tui.commands.report",
+    ),
     "check": ("check a launch against the real trainer's options and rules", "sdxl_tui.commands.check"),
     "plan": ("turn the SD1.5 best trial into a checked SDXL launch", "sdxl_tui.commands.plan"),
     "simulate": (

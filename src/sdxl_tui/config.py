@@ -132,7 +132,9 @@ class LaunchSettings:
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
-    dir: str | None = _setting(None, _as_opt_path, "folder of the night's queue (default $XDG_STATE_HOME/sdxl-tui/queue)")
+    dir: str | None = _setting(
+        None, _as_opt_path, "folder of the night's queue (default $XDG_STATE_HOME/sdxl-tui/queue)"
+    )
     poll_interval: float = _setting(5.0, float, "seconds between the queue runner's looks at its runs")
 
 
@@ -144,7 +146,11 @@ class KillSettings:
 
 @dataclass(frozen=True, slots=True)
 class ReportSettings:
-    on_end: bool = _setting(False, _as_bool, "when a run started by `sdxl-tui start` ends, write OUTPUT_DIR/.sdxl-tui/report.html and report.md")
+    on_end: bool = _setting(
+        False,
+        _as_bool,
+        "when a run started by `sdxl-tui start` ends, write OUTPUT_DIR/.sdxl-tui/report.html and report.md",
+    )
 
 
 _SECTIONS: tuple[tuple[str, type[Any]], ...] = (

@@ -147,7 +147,7 @@ class SlurmCluster:
         self._wait(lambda: self.munge_socket.exists(), 20.0, "munged to create its socket")
 
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
-        out = open(self.root / "log" / f"{name}.out", "ab")  # noqa: SIM115 - closed by the child's end
+        out = open(self.root / "log" / f"{name}.out", "ab")
         try:
             self._procs[name] = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
                                                  stderr=subprocess.STDOUT, env=self.env, cwd=self.root)

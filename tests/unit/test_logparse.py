@@ -78,7 +78,7 @@ def test_parse_tqdm_variants() -> None:
 
 def test_real_log_facts(real_run: Path) -> None:
     p = LogParser()
-    p.feed(LogTail((real_run / "training.log")).read().segments)
+    p.feed(LogTail(real_run / "training.log").read().segments)
     f = p.facts
     assert (f.phase, f.epoch, f.epochs, f.step, f.total_steps) == ("finished", 3, 3, 9, 9)
     assert f.model_saved and f.traceback is None and f.oom is None and not f.mid_file
@@ -116,7 +116,7 @@ def test_real_log_facts(real_run: Path) -> None:
 
 def test_real_log_fed_in_random_pieces_gives_the_same_facts(tmp_path: Path, real_run: Path) -> None:
     whole = LogParser()
-    whole.feed(LogTail((real_run / "training.log")).read().segments)
+    whole.feed(LogTail(real_run / "training.log").read().segments)
     data = (real_run / "training.log").read_bytes()
     p = tmp_path / "training.log"
     p.write_bytes(b"")

@@ -15,7 +15,6 @@ import pytest
 from sdxl_tui.sources.logtail import LogTail, strip_escapes
 
 
-
 def _append(p: Path, data: bytes) -> None:
     with open(p, "ab") as f:
         f.write(data)
@@ -221,7 +220,7 @@ def test_burst_far_bigger_than_a_refresh_is_skipped(tmp_path: Path) -> None:
 def test_real_log_read_in_random_pieces_equals_one_read(tmp_path: Path, real_run: Path) -> None:
     data = (real_run / "training.log").read_bytes()
     before = ((real_run / "training.log").stat().st_size, (real_run / "training.log").stat().st_mtime_ns)
-    whole = LogTail((real_run / "training.log")).read()
+    whole = LogTail(real_run / "training.log").read()
     assert whole.pending_bytes == 0 and whole.problems == ()
     assert ((real_run / "training.log").stat().st_size, (real_run / "training.log").stat().st_mtime_ns) == before
     p = tmp_path / "training.log"

@@ -4,6 +4,7 @@ bars of the real run (format_meter, format_num, padding, throttling, nested bars
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 

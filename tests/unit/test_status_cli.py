@@ -15,7 +15,6 @@ from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.sources.rundir import RunReader
 from tests.fakes import fake_nvml as fk
 
-
 #: The issue's minimum schema (README "status --json").
 REQUIRED = {"state", "epoch", "epochs", "step", "total_steps", "eta_seconds", "loss", "checkpoints",
             "process", "gpus", "alerts", "state_reason", "eta_at", "config", "samples", "evaluations",

@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
     add = sub.add_parser("add", help="append a launch config to the queue",
                          description="Append a launch config to the queue and start the runner if needed.")
-    add.add_argument("launch", metavar="LAUNCH_FILE", help="a launch config TOML, or a run folder holding sdxl-tui.toml")
+    add.add_argument(
+        "launch", metavar="LAUNCH_FILE", help="a launch config TOML, or a run folder holding sdxl-tui.toml"
+    )
     add.add_argument("--after", metavar="RUN", help="wait for this queue entry id or run directory "
                      "(default: the entry before it)")
     add.add_argument("--on-failure", choices=("stop", "continue"), default="stop",
@@ -85,7 +87,8 @@ def format_entry(e: Any) -> str:
     name = os.path.basename(e.output_dir.rstrip("/"))
     extra = "  ".join(x for x in (after, job, f"eval {e.evaluate}" if e.evaluate else "",
                                   "on failure: continue" if e.on_failure == "continue" else "") if x)
-    return f"#{e.id:<3} {e.status:<9} {e.backend:<5} {name:<20} {_clock(e.started_at or e.added_at)}  {extra}  {e.message or ''}".rstrip()
+    when = _clock(e.started_at or e.added_at)
+    return f"#{e.id:<3} {e.status:<9} {e.backend:<5} {name:<20} {when}  {extra}  {e.message or ''}".rstrip()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -388,7 +388,8 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
         if data and data.get("token") == token:
             if data.get("state") == "failed":
                 return False, f"the watcher failed: {data.get('message')}"
-            return True, (f"watcher pid {data.get('pid')} will cancel Slurm job {plan.record.job_id if plan.record else '?'}"
+            return True, (f"watcher pid {data.get('pid')} will cancel Slurm job "
+                          f"{plan.record.job_id if plan.record else '?'}"
                           f" after the next complete checkpoint (now {len(baseline)} on disk)")
         time.sleep(0.05)
     return False, f"the watcher did not report within {wait_seconds:.0f} s"

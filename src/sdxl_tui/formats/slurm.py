@@ -104,7 +104,7 @@ def parse_duration(text: str) -> int | None:
         parts = t.split(":")
         if not all(p.isdigit() for p in parts) or len(parts) > 3:
             raise ValueError(f"not a Slurm duration: {text!r}")
-        h, mi, s = (int(p) for p in (parts + ["0", "0"])[:3])
+        h, mi, s = (int(p) for p in [*parts, "0", "0"][:3])
         return days * 86400 + h * 3600 + mi * 60 + s
     parts = t.split(":")
     if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
@@ -229,10 +229,13 @@ def slurm_config_from_dict(table: Mapping[str, Any], *, where: str = "launch con
     for arg in extra:
         name = arg.split("=", 1)[0]
         if not arg.startswith("-"):
-            raise SlurmConfigError(f"{where}: [slurm] extra_args: {arg!r} is not an sbatch option (write \"--name=value\")")
+            raise SlurmConfigError(
+                f"{where}: [slurm] extra_args: {arg!r} is not an sbatch option (write \"--name=value\")"
+            )
         if name in _RESERVED:
             raise SlurmConfigError(f"{where}: [slurm] extra_args: {name} is set by sdxl-tui itself"
-                                   + (" (queue runs with `sdxl-tui queue add --after`)" if name in ("--dependency", "-d") else ""))
+                                   + (" (queue runs with `sdxl-tui queue add --after`)"
+                                      if name in ("--dependency", "-d") else ""))
     setup = _str_list(where, "setup", table.get("setup", []))
     if any("\n" in line or "\0" in line for line in setup):
         raise SlurmConfigError(f"{where}: [slurm] setup: one shell line per list item (no newlines)")

@@ -219,6 +219,8 @@ def rules_help() -> str:
         lines.extend(f"    {c.code:<26}{c.severity:<14}{c.meaning}" for c in rule.codes)
     lines.append("  launch config:")
     lines.extend(f"    {c.code:<26}{c.severity:<14}{c.meaning}" for c in LAUNCH_CODES)
-    lines.append("  Slurm (backend = \"slurm\"; time, gres and mem syntax errors stop the launch config loading: exit 2):")
+    lines.append(
+        "  Slurm (backend = \"slurm\"; time, gres and mem syntax errors stop the launch config loading: exit 2):"
+    )
     lines.extend(f"    {c.code:<26}{c.severity:<14}{c.meaning}" for c in SLURM_CODES)
     return "\n".join(lines)

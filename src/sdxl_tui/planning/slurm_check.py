@@ -61,7 +61,8 @@ def check_slurm(slurm: SlurmConfig | None, *, runner: Runner = run_command, sbat
                            "check that the Slurm controller answers (sinfo)", "partition"))
     elif cfg.partition is not None and cfg.partition not in parts:
         out.append(Finding("error", "slurm-partition-unknown",
-                           f"partition {cfg.partition!r} does not exist (sinfo lists {', '.join(sorted(parts)) or 'none'})",
+                           f"partition {cfg.partition!r} does not exist "
+                           f"(sinfo lists {', '.join(sorted(parts)) or 'none'})",
                            "set [slurm] partition to one of those", "partition"))
         name = None
     if name is not None and name in parts:
@@ -78,7 +79,8 @@ def check_slurm(slurm: SlurmConfig | None, *, runner: Runner = run_command, sbat
             out.append(Finding("error", "slurm-time-over-limit",
                                f"time {cfg.time} is above partition {name}'s limit {format_duration(max_seconds)}: "
                                "sbatch refuses the job",
-                               f"set [slurm] time to at most {format_duration(max_seconds)} (and resume the rest)", "time"))
+                               f"set [slurm] time to at most {format_duration(max_seconds)} (and resume the rest)",
+                               "time"))
     if cfg.gres is None:
         out.append(Finding("warning", "slurm-no-gres", "no [slurm] gres: the job may run without a GPU",
                            "set [slurm] gres = \"gpu:1\"", "gres"))

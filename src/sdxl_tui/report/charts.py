@@ -136,7 +136,7 @@ def _curve(draw: ImageDraw, f: _Frame, line: ChartLine, theme: Theme, buckets: i
     xs, ys = downsample_minmax(line.xs, line.ys, buckets)
     run: list[tuple[float, float]] = []
     width = max(1, round(line.width * SCALE))
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         py = f.py(y) if math.isfinite(x) and math.isfinite(y) else None
         if py is None:
             if len(run) > 1:
@@ -151,7 +151,9 @@ def _curve(draw: ImageDraw, f: _Frame, line: ChartLine, theme: Theme, buckets: i
         draw.ellipse([(x - r, y - r), (x + r, y + r)], fill=_colour(theme, line.color))
 
 
-def _legend(draw: ImageDraw, f: _Frame, lines: Sequence[ChartLine], theme: Theme, font: FreeTypeFont | ImageFont) -> None:
+def _legend(
+    draw: ImageDraw, f: _Frame, lines: Sequence[ChartLine], theme: Theme, font: FreeTypeFont | ImageFont
+) -> None:
     x = f.left + 10 * SCALE
     y = f.top - 16 * SCALE
     for line in lines:

@@ -98,7 +98,8 @@ def _phase_bar(d: ReportData) -> str:
     present = {p.kind for p in t.phases}
     legend = "".join(f'<li><i class="k-{k}"></i>{k}</li>' for k in PHASE_KINDS if k in present)
     ends = f'<p class="muted">{_e(clock(t.start))} &rarr; {_e(clock(t.end, t.start))}</p>'
-    return f'<div class="bar" role="img" aria-label="phases">{"".join(spans)}</div>{ends}<ul class="legend">{legend}</ul>'
+    bar = f'<div class="bar" role="img" aria-label="phases">{"".join(spans)}</div>'
+    return f'{bar}{ends}<ul class="legend">{legend}</ul>'
 
 
 def _timeline(d: ReportData) -> str:
@@ -201,7 +202,8 @@ def _alerts(d: ReportData) -> str:
 def _command(d: ReportData) -> str:
     parts = []
     if d.command is not None:
-        parts.append(f'<p class="muted">From {_prose(d.command.source)}:</p><pre><code>{_e(d.command.shell())}</code></pre>')
+        parts.append(f'<p class="muted">From {_prose(d.command.source)}:</p>')
+        parts.append(f"<pre><code>{_e(d.command.shell())}</code></pre>")
     else:
         parts.append('<p class="muted">The exact command is not known: the run was not started with '
                      "<code>sdxl-tui start</code> and its process is gone. The configuration below is what "

@@ -266,7 +266,9 @@ def _record_events(end: RunEnd | None) -> list[TimelineEvent]:
     return out
 
 
-def _span(inp: TimelineInputs, events: Sequence[TimelineEvent], phases: Sequence[Phase]) -> tuple[float | None, float | None]:
+def _span(
+    inp: TimelineInputs, events: Sequence[TimelineEvent], phases: Sequence[Phase]
+) -> tuple[float | None, float | None]:
     times = [e.at for e in events] + [p.start for p in phases] + [p.end for p in phases]
     if not times:
         return None, None

@@ -128,7 +128,10 @@ def _ended(state: RunState, reason: str, sched: SchedulerStatus, *, step: int | 
     if s == "CANCELLED":
         if stopped:
             return RunState.INTERRUPTED, f"stopped by you ({stopped}){at}; {job} CANCELLED"
-        return RunState.INTERRUPTED, f"{job} CANCELLED (scancel by someone other than sdxl-tui){at}; no final checkpoint"
+        return (
+            RunState.INTERRUPTED,
+            f"{job} CANCELLED (scancel by someone other than sdxl-tui){at}; no final checkpoint",
+        )
     if s == "TIMEOUT":
         limit = f" ({format_duration(sched.time_limit)})" if sched.time_limit is not None else ""
         return RunState.INTERRUPTED, f"hit the time limit{limit}{at}: {resume_hint(states)}"

@@ -97,7 +97,7 @@ class LogView(ScrollView, can_focus=True):
             self._width = max(self._width, len(line.text))
         self.virtual_size = Size(self._width + 1, len(self.lines))
         if at_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._scroll_to_tail()
         elif added:
             self.unseen += added
         self.refresh()
@@ -109,6 +109,11 @@ class LogView(ScrollView, can_focus=True):
     # -- follow / pause ------------------------------------------------------------------
     def _at_bottom(self) -> bool:
         return self.scroll_y >= self.max_scroll_y - 0.5
+
+    def _scroll_to_tail(self) -> None:
+        # Until a layout has shown the scrollbar (the first batch of lines, a resize), Textual
+        # refuses to scroll: scroll after that refresh, or the pane shows the log's start.
+        self.scroll_end(animate=False, immediate=self.allow_vertical_scroll, x_axis=False)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
@@ -128,11 +133,11 @@ class LogView(ScrollView, can_focus=True):
     def action_follow(self) -> None:
         self.following = True
         self.unseen = 0
-        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._scroll_to_tail()
 
     def on_resize(self, event: events.Resize) -> None:
         if self.following:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._scroll_to_tail()
 
     # -- search --------------------------------------------------------------------------
     def find(self, query: str, *, newer: bool = False, restart: bool = False) -> bool:
