@@ -34,6 +34,7 @@ class RunState(str, enum.Enum):
     FINISHED = "finished"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # process gone without a final checkpoint and no traceback
+    STOPPED = "stopped"  # ended because the user asked (sdxl-tui kill, stop-after-checkpoint, its scancel)
     STALLED = "stalled"  # process alive but no progress for many step-times
 
     @property
@@ -44,7 +45,7 @@ class RunState(str, enum.Enum):
     @property
     def is_over(self) -> bool:
         """True once the run has ended one way or another."""
-        return self in (RunState.FINISHED, RunState.FAILED, RunState.INTERRUPTED)
+        return self in (RunState.FINISHED, RunState.FAILED, RunState.INTERRUPTED, RunState.STOPPED)
 
 
 _LIVE_STATES = frozenset(

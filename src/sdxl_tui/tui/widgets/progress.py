@@ -31,6 +31,7 @@ STATE_STYLE = {
     RunState.FINISHED: "bold blue",
     RunState.FAILED: "bold red",
     RunState.INTERRUPTED: "bold yellow",
+    RunState.STOPPED: "bold magenta",
     RunState.STALLED: "bold yellow",
 }
 
@@ -92,6 +93,7 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
         RunState.FAILED,
         RunState.STALLED,
         RunState.INTERRUPTED,
+        RunState.STOPPED,
         RunState.MISSING,
     ):
         text.append(f" {snapshot.state_reason}", style="italic")
