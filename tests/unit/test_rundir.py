@@ -16,6 +16,7 @@ from sdxl_tui.model import CheckpointKind, CheckpointStatus, RunState, TrainConf
 from sdxl_tui.sources.runconfig import infer_save_every, merge_config
 from sdxl_tui.sources.rundir import RunReader, read_run
 from sdxl_tui.sources.state import StateInputs, decide_state
+from tests.helpers.unprivileged import run_python
 from tests.realrun import STORED, materialize
 
 NOW = 2_000_000_000.0
@@ -211,16 +212,22 @@ def _copy_real(dst: Path) -> None:
     materialize(dst)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
 def test_permission_denied_is_a_clear_state(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     run.chmod(0)
+    code = (
+        "from sdxl_tui.sources.rundir import RunReader\n"
+        f"snap = RunReader({str(run)!r}, procs=False, clock=lambda: {NOW!r}).refresh()\n"
+        "print(snap.state.value, '|', snap.state_reason)\n"
+    )
     try:
-        snap = RunReader(run, procs=False, clock=lambda: NOW).refresh()
-        assert snap.state is RunState.WAITING and "permission denied" in snap.state_reason
+        out = run_python(code)
     finally:
         run.chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    state, reason = out.stdout.strip().split(" | ", 1)
+    assert state == "waiting" and "permission denied" in reason
 
 
 def test_half_written_final_checkpoint_is_not_finished(tmp_path: Path) -> None:
