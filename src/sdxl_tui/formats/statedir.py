@@ -13,7 +13,7 @@ Layout::
     .sdxl-tui/slurm-batch.sh              the batch script of a Slurm run (formats/slurm.py)
     .sdxl-tui/slurm-end.json              how the trainer ended, written by that script on the node
     .sdxl-tui/lock                        flock held while starting a run
-    .sdxl-tui/last-kill.json              what the last kill did
+    .sdxl-tui/last-kill.json              the last stop asked for (StopRecord) and what the kill did
     .sdxl-tui/stop-after-checkpoint.json  the stop-after-checkpoint watcher's state
     .sdxl-tui/watcher.log                 the watcher's stderr
     .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate/store.py)
@@ -44,13 +44,16 @@ __all__ = [
     "WATCHER_LOG_NAME",
     "WATCH_NAME",
     "RunRecord",
+    "StopRecord",
     "eval_status_path",
     "evals_dir",
     "read_json",
     "read_run_record",
+    "read_stop_record",
     "record_path",
     "state_dir",
     "write_json_atomic",
+    "write_stop_record",
 ]
 
 STATE_DIR = ".sdxl-tui"
@@ -209,3 +212,61 @@ def read_run_record(run_dir: str | os.PathLike[str]) -> RunRecord | None:
     """The run record, or None when missing or unreadable (half-written by another tool)."""
     data = read_json(record_path(run_dir))
     return RunRecord.from_json(data) if data is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecord:
+    """The ``"stop"`` entry of ``.sdxl-tui/last-kill.json``: a stop the user asked for.
+
+    Written *before* the first signal (so a trainer that exits at once is already attributed),
+    then updated with the outcome. The state machine reads it to call the end of a run
+    "stopped by you" rather than a failure: sd-scripts answers SIGINT with a
+    ``KeyboardInterrupt`` and exit status 1 (``train_network.py:NetworkTrainer.train`` has no
+    handler), a wrapper script with its own status.
+    """
+
+    by: str  # "sdxl-tui kill", "dashboard key k", "stop after checkpoint"...
+    requested_at: float
+    signal: str | None = None  # the first signal sent: "SIGINT", "SIGTERM", "SIGKILL"
+    how: str = "kill"  # "kill" or "after-checkpoint"
+    checkpoint: str | None = None  # for a stop after a checkpoint: the one it waited for
+    step: int | None = None  # the trainer's step when the stop was asked for, if known
+    trainer_pid: int | None = None
+    trainer_create_time: float | None = None
+    result: str = "stopping"  # "stopping", "stopped", "incomplete"
+    ended_at: float | None = None
+    backend: str = "local"
+    job_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StopRecord | None:
+        by, at = _str(data.get("by")), _float(data.get("requested_at"))
+        if by is None or at is None:
+            return None
+        return cls(
+            by=by, requested_at=at, signal=_str(data.get("signal")), how=_str(data.get("how")) or "kill",
+            checkpoint=_str(data.get("checkpoint")), step=_int(data.get("step")),
+            trainer_pid=_int(data.get("trainer_pid")), trainer_create_time=_float(data.get("trainer_create_time")),
+            result=_str(data.get("result")) or "stopping", ended_at=_float(data.get("ended_at")),
+            backend=_str(data.get("backend")) or "local", job_id=_str(data.get("job_id")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_stop_record(run_dir: str | os.PathLike[str]) -> StopRecord | None:
+    """The last stop asked for in this run directory, or None."""
+    data = read_json(state_dir(run_dir) / LAST_KILL_NAME)
+    stop = data.get("stop") if data is not None else None
+    return StopRecord.from_json(stop) if isinstance(stop, dict) else None
+
+
+def write_stop_record(run_dir: str | os.PathLike[str], stop: StopRecord,
+                      extra: Mapping[str, Any] | None = None) -> None:
+    """Replace ``last-kill.json`` with this stop (and ``extra`` keys: a local kill's outcomes).
+    A run directory we cannot write to keeps no record; the kill itself goes on."""
+    try:
+        write_json_atomic(state_dir(run_dir) / LAST_KILL_NAME, {"stop": stop.to_json(), **(extra or {})})
+    except OSError:
+        pass

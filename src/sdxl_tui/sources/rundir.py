@@ -33,13 +33,12 @@ from sdxl_tui.formats.cmdline import (
 from sdxl_tui.formats.launch_config import find_launch_config, load_launch_config
 from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
-from sdxl_tui.formats.statedir import RunRecord
+from sdxl_tui.formats.statedir import RunRecord, read_stop_record
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
 from sdxl_tui.sources.checkpoints import CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
-from sdxl_tui.sources.jobstate import stopped_by
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.logparse import LogParser
 from sdxl_tui.sources.logtail import LogTail
@@ -369,7 +368,6 @@ class RunReader:
         scheduler = self._scheduler.sample()
         remote = self._scheduler.sample_gpu()  # a Slurm job's GPUs are its node's, not this machine's
         gpu = remote if remote is not None else self._gpu_status(tuple(p.pid for p in tree.all()) if tree else ())
-        record = self._scheduler.record
         events = self._event_reader(logging_dir_of(log, options))
         if readable:
             events.refresh()
@@ -388,7 +386,7 @@ class RunReader:
             exit=self._exit if tree is None else None, record=self._record, gpu=gpu,
             stall_factor=self._settings.alerts.stall_factor, gpu_temp_warn=self._settings.alerts.gpu_temp_warn,
             scheduler=scheduler, queue=self._read_queue(now),
-            stopped_by=stopped_by(self.run_dir, record.submitted_at) if record is not None else None,
+            stop=read_stop_record(self.run_dir),
         )
 
     def _read_queue(self, now: float) -> tuple[QueueEntry, ...]:
