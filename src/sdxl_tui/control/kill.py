@@ -329,8 +329,8 @@ def execute_kill(
         progress: called with a short line at each step (for a UI status line).
         write_record: keep the stop record (``.sdxl-tui/last-kill.json``): written before the
             first signal, so the run's end reads "stopped by you", then with the outcomes.
-        by, how, checkpoint: who asked (``sdxl-tui kill``, ``dashboard key k``, ``stop after
-            checkpoint``), ``kill`` or ``after-checkpoint``, and the checkpoint waited for.
+        by, how, checkpoint: who asked (``sdxl-tui kill``, ``dashboard key k``, ``sdxl-tui kill
+            --after-checkpoint``), ``kill`` or ``stop-after-checkpoint``, and the checkpoint waited for.
     """
     ps = _psutil(psutil_module)
     me = os.geteuid() if uid is None else uid
@@ -425,7 +425,8 @@ def execute_kill(
     )
     result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time())
     if write_record and plan.targets:
-        done = replace(stop, result="stopped" if result.ok else "incomplete", ended_at=result.ended_at)
+        sent = tuple(dict.fromkeys(s for o in outcomes for s in o.signals))
+        done = replace(stop, result="stopped" if result.ok else "incomplete", ended_at=result.ended_at, signals=sent)
         write_stop_record(plan.run_dir, done, result.to_json())
     return result
 

@@ -324,12 +324,12 @@ def cancel(plan: CancelPlan, *, grace: float = 10.0, term_wait: float = 60.0, ru
         res = runner(["scancel", job])
         signals.append("SIGTERM")
         if res.returncode != 0:
-            write_stop_record(plan.run_dir, replace(stop, result="incomplete"), {"signals": signals})
+            write_stop_record(plan.run_dir, replace(stop, result="incomplete", signals=tuple(signals)))
             return CancelResult(False, f"scancel failed: {res.first_error}", status.state, tuple(signals))
         status = _wait_inactive(job, term_wait, runner)
     done = status.state not in ACTIVE_STATES
-    write_stop_record(plan.run_dir, replace(stop, result="stopped" if done else "incomplete",
-                                            ended_at=time.time() if done else None), {"signals": signals})
+    write_stop_record(plan.run_dir, replace(stop, result="stopped" if done else "incomplete", signals=tuple(signals),
+                                            ended_at=time.time() if done else None))
     if not done:
         return CancelResult(False, f"Slurm job {job} is still {status.state}", status.state, tuple(signals))
     return CancelResult(True, f"Slurm job {job} ended: {status.state or 'gone'}", status.state, tuple(signals))

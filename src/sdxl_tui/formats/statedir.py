@@ -225,10 +225,11 @@ class StopRecord:
     handler), a wrapper script with its own status.
     """
 
-    by: str  # "sdxl-tui kill", "dashboard key k", "stop after checkpoint"...
+    by: str  # "sdxl-tui kill", "dashboard key k", "sdxl-tui kill --after-checkpoint"
     requested_at: float
     signal: str | None = None  # the first signal sent: "SIGINT", "SIGTERM", "SIGKILL"
-    how: str = "kill"  # "kill" or "after-checkpoint"
+    signals: tuple[str, ...] = ()  # every signal (or scancel) sent, in order
+    how: str = "kill"  # "kill" or "stop-after-checkpoint"
     checkpoint: str | None = None  # for a stop after a checkpoint: the one it waited for
     step: int | None = None  # the trainer's step when the stop was asked for, if known
     trainer_pid: int | None = None
@@ -245,6 +246,7 @@ class StopRecord:
             return None
         return cls(
             by=by, requested_at=at, signal=_str(data.get("signal")), how=_str(data.get("how")) or "kill",
+            signals=tuple(s for s in data.get("signals") or () if isinstance(s, str)),
             checkpoint=_str(data.get("checkpoint")), step=_int(data.get("step")),
             trainer_pid=_int(data.get("trainer_pid")), trainer_create_time=_float(data.get("trainer_create_time")),
             result=_str(data.get("result")) or "stopping", ended_at=_float(data.get("ended_at")),
@@ -252,7 +254,9 @@ class StopRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["signals"] = list(self.signals)
+        return out
 
 
 def read_stop_record(run_dir: str | os.PathLike[str]) -> StopRecord | None:
