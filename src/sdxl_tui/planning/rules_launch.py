@@ -16,7 +16,8 @@ from sdxl_tui.formats.simargs import split_args
 from sdxl_tui.planning.basemodel import ModelKind, detect_model_kind, looks_like_hub_id, name_suggests_sdxl
 from sdxl_tui.planning.checkctx import Check, flatten_config, is_simulator, resolve_path
 from sdxl_tui.planning.findings import Finding
-from sdxl_tui.planning.options import check_config_value, load_table_from_checkout, resolve_argv
+from sdxl_tui.planning.helptable import load_table_from_checkout
+from sdxl_tui.planning.options import check_config_value, resolve_argv
 
 
 def check_script(ctx: Check) -> None:
