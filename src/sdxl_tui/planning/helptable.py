@@ -112,7 +112,7 @@ def _row_spec(raw: str, reference: OptionTable | None) -> OptionSpec | None:
     )
 
 
-def _choices(metavar: str, typ: str) -> tuple[Any, ...] | None:
+def _choices(metavar: str, typ: str | None) -> tuple[Any, ...] | None:
     """The choices of a ``{a,b}`` metavar, converted to the option's type."""
     cm = re.match(r"^\[?\{(.*?)\}", metavar)
     if not cm:
