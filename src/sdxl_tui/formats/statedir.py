@@ -19,14 +19,18 @@ Layout::
     .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate/store.py)
     .sdxl-tui/evals/runner.{lock,info,log}  the evaluation queue runner
     .sdxl-tui/compare/                    comparison grids
-    .sdxl-tui/cache/                      decoded summaries of the run's files
+
+Outside the run directory (reading a run never writes into it), the user's cache folder
+``$XDG_CACHE_HOME/sdxl-tui`` (default ``~/.cache/sdxl-tui``) keeps what the readers decoded,
+one file per run's event roots: ``events/<sha256 of the roots>.bin``
+(``sources/eventstate.py`` is its format, ``sources/cache.py`` its size bound).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -46,10 +50,12 @@ __all__ = [
     "RunRecord",
     "eval_status_path",
     "evals_dir",
+    "events_cache_path",
     "read_json",
     "read_run_record",
     "record_path",
     "state_dir",
+    "user_cache_dir",
     "write_json_atomic",
 ]
 
@@ -63,6 +69,22 @@ SLURM_SCRIPT_NAME = "slurm-batch.sh"
 SLURM_END_NAME = "slurm-end.json"
 EVALS_DIR = "evals"
 COMPARE_DIR = "compare"
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/sdxl-tui``, else ``~/.cache/sdxl-tui``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sdxl-tui"
+
+
+def events_cache_path(roots: Sequence[str], max_points: int, base: Path | None = None) -> Path:
+    """The cache file of an event reader over ``roots`` (absolute paths) at ``max_points``."""
+    import hashlib
+
+    key = "\0".join([str(max_points), *(os.path.realpath(r) for r in roots)])
+    name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return (base or user_cache_dir()) / "events" / f"{name}.bin"
 
 
 def state_dir(run_dir: str | os.PathLike[str]) -> Path:

@@ -35,6 +35,7 @@ from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
 from sdxl_tui.formats.statedir import RunRecord
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
+from sdxl_tui.sources.cache import event_cache
 from sdxl_tui.sources.checkpoints import CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
@@ -86,6 +87,8 @@ class RunReader:
         event_reader: an ``EventReader`` made (and maybe prefetching) by the caller, for the
             event roots it guessed (``logs_dir``, else the run directory); replaced (and
             closed) if the run's ``--logging_dir`` adds another root.
+        cache: start from the event files' cached state and save it (``sources/cache.py``),
+            if ``settings.cache.enabled``; ``sdxl-tui status`` and the dashboard turn it on.
 
     Not thread-safe: one reader belongs to one worker thread.
     """
@@ -104,6 +107,7 @@ class RunReader:
         log_tail_bytes: int = 1 << 20,
         log_head_bytes: int = 256 << 10,
         event_reader: EventReader | None = None,
+        cache: bool = False,
     ) -> None:
         self.run_dir = os.path.abspath(os.path.expanduser(os.fspath(run_dir)))
         self._log_tail_bytes = log_tail_bytes
@@ -116,6 +120,7 @@ class RunReader:
         self._procs: ProcessWatcher | None = procs if isinstance(procs, ProcessWatcher) else None
         self._clock = clock
         self._settings = settings or Settings()
+        self._use_cache = cache
         self._last_proc_at: float | None = None
         self._tree: ProcessTree | None = None
         self._exit: ExitInfo | None = None
@@ -204,7 +209,8 @@ class RunReader:
         if self._events is None or key != self._event_roots:
             if self._events is not None:
                 self._events.close()  # e.g. a prefetch for other roots: stop it
-            self._events = EventReader(roots)
+            cache = event_cache(roots, EventReader.DEFAULT_MAX_POINTS, self._settings) if self._use_cache else None
+            self._events = EventReader(roots, cache=cache)
             self._event_roots = key
         return self._events
 
@@ -411,6 +417,7 @@ def read_run(
     event_reader: EventReader | None = None,
     clock: Callable[[], float] = time.time,
     log_tail_bytes: int = 256 << 10,
+    cache: bool = False,
 ) -> RunSnapshot:
     """One-shot snapshot (``sdxl-tui status``): NVML sampled once (``gpu=False``: not at all;
     a monitor: that one) and released, a prefetch child started for the event files and reaped
@@ -419,7 +426,7 @@ def read_run(
     reader = RunReader(
         run_dir, gpu=monitor.sample if monitor is not None else None, procs=procs, log_path=log_path,
         logs_dir=logs_dir, settings=settings, launch_file=launch_file, event_reader=event_reader,
-        clock=clock, log_tail_bytes=log_tail_bytes,
+        clock=clock, log_tail_bytes=log_tail_bytes, cache=cache,
     )
     try:
         reader.prefetch_events()
