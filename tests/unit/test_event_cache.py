@@ -143,7 +143,7 @@ def test_the_cache_folder_stays_under_its_bound(tmp_path: Path) -> None:
     for run in runs[1:]:
         c = EventCache([str(run)], 300, max_bytes=int(size * 2.5), base=base)
         EventReader([run], max_points=300, cache=c).refresh()
-    files = list((base / "events").iterdir())
+    files = list((base / "runs").iterdir())
     assert sum(f.stat().st_size for f in files) <= size * 2.5 and len(files) == 2
     assert EventCache([str(runs[-1])], 300, base=base).path in files  # the newest is kept
 
@@ -204,7 +204,7 @@ def test_status_uses_the_cache_and_no_cache_leaves_it_alone(tmp_path: Path, monk
     assert main(argv) == 0
     assert main(argv) == 0  # the second from the cache
     warm = json.loads(capsys.readouterr().out.split("\n}\n")[1] + "\n}")
-    assert list((tmp_path / "xdg" / "sdxl-tui" / "events").iterdir())
+    assert {p.suffix for p in (tmp_path / "xdg" / "sdxl-tui" / "runs").iterdir()} == {".events"}
     for data in (plain, warm):
         data.pop("taken_at")
         for alert in data["alerts"]:
@@ -216,3 +216,32 @@ def test_status_uses_the_cache_and_no_cache_leaves_it_alone(tmp_path: Path, monk
     got = cached_events(run)
     assert got.bytes_read == len(more)
     assert got.series["loss/current"].count == 800 + 450
+
+
+def test_checkpoint_headers_are_remembered_while_their_files_are_unchanged(tmp_path: Path) -> None:
+    from sdxl_tui.sim import run_simulated
+    from sdxl_tui.sources.rundir import RunReader
+
+    run = tmp_path / "sim"
+    assert run_simulated(run, ["--output_name", "c", "--max_train_epochs", "3", "--save_every_n_epochs", "1",
+                               "--sim-step-seconds", "0", "--sim-startup-seconds", "0",
+                               "--sim-batches-per-epoch", "4"]) == 0
+    first = RunReader(run, procs=False, cache=True)
+    snap = first.refresh()
+    assert first._scanner.header_reads == 3 and len(snap.checkpoints) == 3
+    second = RunReader(run, procs=False, cache=True)
+    again = second.refresh()
+    assert second._scanner.header_reads == 0  # all three from the cache
+    assert [(c.path, c.status, c.metadata) for c in again.checkpoints] == [
+        (c.path, c.status, c.metadata) for c in snap.checkpoints]
+    newest = Path(snap.checkpoints[-1].path)
+    with open(newest, "r+b") as f:
+        f.seek(8)
+        f.write(b"{\"broken")  # damaged in place: size unchanged, mtime not
+    third = RunReader(run, procs=False, cache=True)
+    damaged = third.refresh()
+    assert third._scanner.header_reads == 1
+    assert [c.status for c in damaged.checkpoints] != [c.status for c in snap.checkpoints]
+    off = RunReader(run, procs=False)  # the cache is off unless asked for
+    off.refresh()
+    assert off._scanner.header_reads == 3

@@ -140,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         from sdxl_tui.sources.snapshot_json import snapshot_to_json
 
-        json.dump(snapshot_to_json(snap), sys.stdout, indent=1, ensure_ascii=False)
+        # one string, one write: json.dump writes each token separately (thousands of calls)
+        sys.stdout.write(json.dumps(snapshot_to_json(snap), indent=1, ensure_ascii=False))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_status(snap))

@@ -22,8 +22,10 @@ Layout::
 
 Outside the run directory (reading a run never writes into it), the user's cache folder
 ``$XDG_CACHE_HOME/sdxl-tui`` (default ``~/.cache/sdxl-tui``) keeps what the readers decoded,
-one file per run's event roots: ``events/<sha256 of the roots>.bin``
-(``sources/eventstate.py`` is its format, ``sources/cache.py`` its size bound).
+one file per run's event roots, ``runs/<sha256 of the roots>.events``
+(``sources/eventstate.py`` is its format), and one per run directory for its checkpoint
+headers, ``runs/<sha256 of the directory>.headers`` (JSON); ``sources/cache.py`` keeps the
+folder under its size bound.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ __all__ = [
     "eval_status_path",
     "evals_dir",
     "events_cache_path",
+    "headers_cache_path",
     "read_json",
     "read_run_record",
     "record_path",
+    "run_cache_path",
     "state_dir",
     "user_cache_dir",
     "write_json_atomic",
@@ -78,13 +82,22 @@ def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "sdxl-tui"
 
 
-def events_cache_path(roots: Sequence[str], max_points: int, base: Path | None = None) -> Path:
-    """The cache file of an event reader over ``roots`` (absolute paths) at ``max_points``."""
+def run_cache_path(kind: str, key: Sequence[str], base: Path | None = None) -> Path:
+    """``<user cache>/runs/<sha256 of key>.<kind>``: one cached summary of one run's files."""
     import hashlib
 
-    key = "\0".join([str(max_points), *(os.path.realpath(r) for r in roots)])
-    name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return (base or user_cache_dir()) / "events" / f"{name}.bin"
+    name = hashlib.sha256("\0".join(key).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return (base or user_cache_dir()) / "runs" / f"{name}.{kind}"
+
+
+def events_cache_path(roots: Sequence[str], max_points: int, base: Path | None = None) -> Path:
+    """The cache file of an event reader over ``roots`` at ``max_points``."""
+    return run_cache_path("events", [str(max_points), *(os.path.realpath(r) for r in roots)], base)
+
+
+def headers_cache_path(run_dir: str, base: Path | None = None) -> Path:
+    """The cache file of the checkpoint headers (verdict, metadata) of ``run_dir``."""
+    return run_cache_path("headers", [os.path.realpath(run_dir)], base)
 
 
 def state_dir(run_dir: str | os.PathLike[str]) -> Path:

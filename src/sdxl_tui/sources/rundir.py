@@ -35,8 +35,8 @@ from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
 from sdxl_tui.formats.statedir import RunRecord
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
-from sdxl_tui.sources.cache import event_cache
-from sdxl_tui.sources.checkpoints import CheckpointScanner
+from sdxl_tui.sources.cache import CacheFile, event_cache, headers_cache, load_headers, save_headers
+from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
@@ -121,6 +121,7 @@ class RunReader:
         self._clock = clock
         self._settings = settings or Settings()
         self._use_cache = cache
+        self._headers_file: CacheFile | Literal[False] | None = None
         self._last_proc_at: float | None = None
         self._tree: ProcessTree | None = None
         self._exit: ExitInfo | None = None
@@ -339,6 +340,20 @@ class RunReader:
             self._scanner.output_name = snap.config.output_name
         return snap
 
+    def _scan_checkpoints(self) -> CheckpointScan:
+        """Scan; with the cache on, start from the headers read last time and save new ones."""
+        if not self._use_cache:
+            return self._scanner.scan()
+        if self._headers_file is None:
+            self._headers_file = headers_cache(self.run_dir, self._settings) or False
+            if self._headers_file:
+                self._scanner.remember_headers(load_headers(self._headers_file))
+        reads = self._scanner.header_reads
+        scan = self._scanner.scan()
+        if self._headers_file and self._scanner.header_reads != reads:
+            save_headers(self._headers_file, self._scanner.known_headers())
+        return scan
+
     def _gpu_status(self, pids: Sequence[int]) -> GpuStatus:
         if self._gpu is None:
             return _NO_GPU
@@ -368,7 +383,7 @@ class RunReader:
             problems.extend(log_problems)
         problems.extend(self._notes)
         self._notes = []
-        scan = self._scanner.scan()
+        scan = self._scan_checkpoints()
         problems.extend(p for p in scan.problems if "run directory not found" not in p)
         # GPUs (only need the process tree): before the event files, which may still be
         # decoding in a prefetch child (read_run)
