@@ -7,8 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import pytest
-
 from sdxl_tui import notify
 from sdxl_tui.charting import (
     Canvas,
