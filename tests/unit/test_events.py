@@ -579,6 +579,8 @@ def test_prefetch_in_a_child_gives_exactly_the_in_process_read(tmp_path: Path) -
     plain = EventReader([tmp_path / "logs"], max_points=300)
     forked = EventReader([tmp_path / "logs"], max_points=300)
     assert forked.prefetch(min_bytes=0) is True
+    assert forked._fork is not None
+    child = forked._fork.pid
     assert forked.prefetch(min_bytes=0) is False  # one child at a time
     a, b = plain.refresh(), forked.refresh()
     assert _update_fields(a) == _update_fields(b)
@@ -588,8 +590,10 @@ def test_prefetch_in_a_child_gives_exactly_the_in_process_read(tmp_path: Path) -
     with open(f2, "ab") as fh:
         fh.write(partial[-7:] + _records(range(2001, 2100)))
     assert _update_fields(plain.refresh()) == _update_fields(forked.refresh())
-    forked.close()  # reaps the child if it was still exiting when adopted
-    assert forked._child is None and forked._exiting is None
+    forked.close()
+    assert forked._fork is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)  # adopted and reaped
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

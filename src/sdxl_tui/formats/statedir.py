@@ -19,14 +19,20 @@ Layout::
     .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate/store.py)
     .sdxl-tui/evals/runner.{lock,info,log}  the evaluation queue runner
     .sdxl-tui/compare/                    comparison grids
-    .sdxl-tui/cache/                      decoded summaries of the run's files
+
+Outside the run directory (reading a run never writes into it), the user's cache folder
+``$XDG_CACHE_HOME/sdxl-tui`` (default ``~/.cache/sdxl-tui``) keeps what the readers decoded,
+one file per run's event roots, ``runs/<sha256 of the roots>.events``
+(``sources/eventstate.py`` is its format), and one per run directory for its checkpoint
+headers, ``runs/<sha256 of the directory>.headers`` (JSON); ``sources/cache.py`` keeps the
+folder under its size bound.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -47,11 +53,15 @@ __all__ = [
     "StopRecord",
     "eval_status_path",
     "evals_dir",
+    "events_cache_path",
+    "headers_cache_path",
     "read_json",
     "read_run_record",
     "read_stop_record",
     "record_path",
+    "run_cache_path",
     "state_dir",
+    "user_cache_dir",
     "write_json_atomic",
     "write_stop_record",
 ]
@@ -66,6 +76,31 @@ SLURM_SCRIPT_NAME = "slurm-batch.sh"
 SLURM_END_NAME = "slurm-end.json"
 EVALS_DIR = "evals"
 COMPARE_DIR = "compare"
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/sdxl-tui``, else ``~/.cache/sdxl-tui``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sdxl-tui"
+
+
+def run_cache_path(kind: str, key: Sequence[str], base: Path | None = None) -> Path:
+    """``<user cache>/runs/<sha256 of key>.<kind>``: one cached summary of one run's files."""
+    import hashlib
+
+    name = hashlib.sha256("\0".join(key).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return (base or user_cache_dir()) / "runs" / f"{name}.{kind}"
+
+
+def events_cache_path(roots: Sequence[str], max_points: int, base: Path | None = None) -> Path:
+    """The cache file of an event reader over ``roots`` at ``max_points``."""
+    return run_cache_path("events", [str(max_points), *(os.path.realpath(r) for r in roots)], base)
+
+
+def headers_cache_path(run_dir: str, base: Path | None = None) -> Path:
+    """The cache file of the checkpoint headers (verdict, metadata) of ``run_dir``."""
+    return run_cache_path("headers", [os.path.realpath(run_dir)], base)
 
 
 def state_dir(run_dir: str | os.PathLike[str]) -> Path:
