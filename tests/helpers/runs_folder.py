@@ -36,3 +36,17 @@ def build_runs_folder(root: Path) -> Path:
     (root / "stray").mkdir()
     (root / "stray" / "notes.txt").write_text("nothing to see\n")
     return luca
+
+
+def build_trials_with_runs(folder: Path, count: int = 3) -> Path:
+    """An optimisation folder whose trials are simulated SD runs (their own logs/), with
+    params.json and a result.json each (score higher is better; trial 2 is the best)."""
+    import json
+
+    for i in range(1, count + 1):
+        trial = folder / f"trial_{i:04d}"
+        lr = ("0.0001", "0.0003", "0.0005")[(i - 1) % 3]
+        sim_run(trial, f"lora_trial_{i}", "--learning_rate", lr, "--sim-seed", str(i))
+        (trial / "params.json").write_text(json.dumps({"learning_rate": float(lr), "network_dim": 8}))
+        (trial / "result.json").write_text(json.dumps({"state": "COMPLETE", "score": 0.8 + (0.05 if i == 2 else 0.01 * i)}))
+    return folder
