@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from typing import Any
 
 __all__ = ["format_runs", "optimisation_json", "route", "run_root", "runs_json"]
@@ -58,50 +57,10 @@ def runs_json(view: Any) -> dict[str, Any]:
     }
 
 
-def _cell_progress(r: Any) -> str:
-    if r.kind == "trials":
-        return f"{r.step or 0}/{r.total_steps or 0} trials"
-    if r.step is None:
-        return "-"
-    frac = f" {r.fraction * 100:.0f}%" if r.fraction is not None else ""
-    return f"{r.step}/{r.total_steps or '?'}{frac}"
-
-
-def _cell_eta(r: Any, now: float) -> str:
-    from sdxl_tui.humanize import format_duration
-
-    if r.eta_seconds is None:
-        return "-"
-    clock = time.strftime("%H:%M", time.localtime(r.eta_at)) if r.eta_at else "?"
-    return f"{format_duration(r.eta_seconds)} ({clock})"
-
-
-def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
-def display_name(r: Any, root: str) -> str:
-    """The run's path below the root (``luca/sdxl_v1``): names repeat across folders."""
-    rel = os.path.relpath(r.run_dir, root)
-    return r.name if rel.startswith("..") or rel == "." else rel
-
-
-def row_cells(r: Any, now: float, root: str) -> tuple[str, ...]:
-    """The runs table's cells for one row (shared by the text table and the TUI)."""
-    from sdxl_tui.humanize import format_ago
-
-    return (
-        display_name(r, root), r.kind, r.state, _cell_progress(r), _cell_eta(r, now), _num(r.loss), _num(r.best_loss),
-        str(r.checkpoints), str(r.pid) if r.pid else "-",
-        format_ago(now - r.updated_at) if r.updated_at else "-", r.last_alert or "",
-    )
-
-
-HEADERS = ("run", "kind", "state", "progress", "eta", "loss", "best", "ckpts", "pid", "age", "last alert")
-
-
 def format_runs(view: Any) -> str:
     """The text table (live runs first), then each optimisation folder's best and verdict."""
+    from sdxl_tui.report.runs import HEADERS, row_cells
+
     rows = [row_cells(r, view.taken_at, view.root) for r in view.rows]
     out = [f"{len(view.rows)} run(s) under {view.root}" + (" (search truncated)" if view.discovery.truncated else "")]
     if view.discovery.is_run:
