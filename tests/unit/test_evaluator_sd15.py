@@ -18,7 +18,7 @@ else:
     pytest.importorskip("diffusers", reason="the [eval] extra is not installed")
     pytest.importorskip("peft", reason="the [eval] extra is not installed")
 
-from tests.unit.test_evaluator_builtin import _byte_chars, _pixels, write_kohya_lora  # noqa: E402
+from tests.unit.test_evaluator_builtin import _byte_chars, _pixels, write_kohya_lora
 
 #: sd-scripts SD1 LoRA names (diffusers-style U-Net paths; one CLIP-L text encoder: lora_te_)
 SD15_MODULES = {
