@@ -107,3 +107,14 @@ def test_optimisation_best_score_source_and_convergence() -> None:
     assert states["trial_0030"] == "failed" and states["trial_0031"] == "no result"
     values = [v for _, _, v in opt.best_so_far]
     assert values == sorted(values) and values[-1] == 0.864
+
+
+def test_demo_folder_is_a_folder_of_runs(tmp_path: Path) -> None:
+    from sdxl_tui.sim.folders import build_demo_folder
+
+    luca = build_demo_folder(tmp_path, trials=3)
+    view = RunsWatcher(luca, live_dirs=_no_live).refresh()
+    assert {r.name: r.state for r in view.rows} == {
+        "sdxl_v1": "finished", "sdxl_v2": "failed", "optimization_overnight": "converged"}
+    opt = view.optimisations[0]
+    assert opt.best is not None and opt.best.name == "trial_0003" and opt.best.checkpoint

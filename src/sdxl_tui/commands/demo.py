@@ -30,6 +30,9 @@ examples:
   sdxl-tui demo
   sdxl-tui demo --fault oom --fault-step 150     # watch an out-of-memory crash and its alert
   sdxl-tui demo --step-seconds 0.1 --keep        # faster; keep the run directory afterwards
+  sdxl-tui demo --runs                           # the runs view on a folder like the card's luca/:
+                                                 # the optimisation (5 trials, converged), sdxl_v1
+                                                 # finished, sdxl_v2 failed (OOM), sdxl_v3 live
 
 All dashboard options of `sdxl-tui tui` (--config, --theme, --readonly) apply; see
 `sdxl-tui tui --help` for the keys and settings."""
@@ -47,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fault-step", type=int, default=150, metavar="N", help="step of the injected failure (default 150)"
     )
+    parser.add_argument("--runs", action="store_true",
+                        help="a folder of runs instead of one run: the runs view (see sdxl-tui tui --help)")
     parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop and eval")
     parser.add_argument("--config", metavar="FILE", help="settings TOML")
     parser.add_argument("--theme", metavar="T", help="Textual theme")
@@ -81,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sdxl-tui: {exc}", file=sys.stderr)
         return 2
+    if args.runs:
+        from sdxl_tui.commands.runs_tui import run_demo_folder
+
+        return run_demo_folder(args, settings)
     temp_root = None
     if args.dir:
         run_dir = os.path.abspath(args.dir)
