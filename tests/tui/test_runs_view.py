@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from sdxl_tui.sources.runs import RunsWatcher
 from sdxl_tui.tui.runs_app import RunsApp
-from sdxl_tui.tui.runs_screens import CompareRunsScreen, TrialsScreen
+from sdxl_tui.tui.runs_screens import CompareRunsScreen, PlanScreen, TrialsScreen
 from sdxl_tui.tui.widgets.runs_table import RunsTable
 from tests.helpers.runs_folder import build_runs_folder
 
@@ -101,5 +101,19 @@ async def test_trials_screen_marks_the_best_and_shows_the_plan_line(luca: Path) 
         assert screen.query_one(DataTable).row_count == 6
         await pilot.press("b", "p")
         await pilot.pause()
-        assert "plan --from" in str(screen.query_one("#trials-plan", Static).render())
-        assert "trial_0025" in str(screen.query_one("#trials-plan", Static).render())
+        dialog = app.screen
+        assert isinstance(dialog, PlanScreen)
+        assert dialog.trial_path == str(luca / "optimization_overnight" / "trial_0025")
+        assert dialog.query_one("#plan-out", Input).value == str(luca / "sdxl_v3")  # sdxl_v1, v2 exist
+        dialog.query_one("#plan-dataset", Input).value = str(luca / "missing_dataset.toml")
+        dialog.query_one("#plan-base", Input).value = str(luca / "sd_xl_base_1.0.safetensors")
+        dialog.query_one("#plan-dataset", Input).focus()
+        await pilot.press("enter")
+        text = ""
+        for _ in range(400):  # the real CLI runs in a worker
+            text = str(dialog.query_one("#plan-output", Static).render())
+            if "(exit" in text:
+                break
+            await pilot.pause(0.05)
+        assert "sdxl-tui plan --from" in text and "trial_0025" in text and "(exit 2)" in text
+        assert "missing_dataset.toml" in text and "Traceback" not in text

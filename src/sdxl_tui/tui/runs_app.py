@@ -49,10 +49,12 @@ class RunsApp(App[Any]):
     RunsTable { height: 1fr; }
     #trials-head { height: auto; padding: 0 1; background: $boost; }
     #trials-table { height: 1fr; }
-    #trials-plan { height: auto; padding: 0 1; }
+    #plan-dialog { align: center middle; }
+    #plan-dialog #dialog { width: 100; height: 90%; border: thick $accent; background: $surface; padding: 1 2; }
+    #plan-dialog Input { margin-bottom: 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Open", id="runs-open", priority=True),
+        Binding("enter", "open", "Open", id="runs-open"),
         Binding("space", "mark", "Mark", id="runs-mark"),
         Binding("c", "compare", "Compare", id="runs-compare"),
         Binding("t", "trials", "Trials", id="runs-trials"),
@@ -113,6 +115,12 @@ class RunsApp(App[Any]):
 
     def on_data_table_row_highlighted(self, _event: Any) -> None:
         self._show_detail()
+
+    def on_data_table_row_selected(self, event: Any) -> None:
+        """Enter on the runs table (the table takes the key first and says so with this)."""
+        if isinstance(event.data_table, RunsTable):
+            event.stop()
+            self.action_open()
 
     def _row(self) -> Any:
         found = self.screen_stack[0].query(RunsTable) if self.screen_stack else None

@@ -6,19 +6,21 @@ nothing here reads files on the event loop.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Static
 
 from sdxl_tui.report.compare import ALIGNS
 
-__all__ = ["CompareRunsScreen", "TrialsScreen", "compare_text", "plan_command"]
+__all__ = ["CompareRunsScreen", "PlanScreen", "TrialsScreen", "compare_text", "next_output_dir"]
 
 
 def compare_text(runs: list[Any], align: str, smoothing: float, width: int) -> str:
@@ -79,17 +81,12 @@ class CompareRunsScreen(Screen[None]):
         self._load()
 
 
-def plan_command(trial_path: str) -> list[str]:
-    """The CLI twin of ``p``: ``sdxl-tui plan --from TRIAL`` (the user adds dataset, base, output)."""
-    return ["sdxl-tui", "plan", "--from", trial_path]
-
-
 class TrialsScreen(Screen[None]):
     """An optimisation folder: its trials, the best so far, the convergence alert."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "app.pop_screen", "Back", id="trials-back"),
-        Binding("p", "plan", "Plan SDXL from trial", id="trials-plan"),
+        Binding("p", "plan", "Plan SDXL (plan --from)", id="trials-plan"),
         Binding("b", "best", "Best trial", id="trials-best"),
     ]
 
@@ -100,7 +97,6 @@ class TrialsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(self._head(), id="trials-head", markup=False)
         yield DataTable(id="trials-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="trials-plan", markup=False)
         yield Footer()
 
     def _head(self) -> str:
@@ -144,12 +140,65 @@ class TrialsScreen(Screen[None]):
         trial = self._selected()
         if trial is None:
             return
-        import shlex
+        parent = os.path.dirname(os.path.dirname(trial.path.rstrip(os.sep)))
+        self.app.push_screen(PlanScreen(trial.name, trial.path, next_output_dir(parent)))
 
-        cmd = shlex.join(plan_command(trial.path))
-        self.query_one("#trials-plan", Static).update(
-            f"plan the SDXL run from {trial.name}:\n  {cmd} --dataset DATASET.toml --base-model "
-            "sd_xl_base_1.0.safetensors --output-dir OUT\n(the same as `sdxl-tui plan --help`; "
-            "it prints the SD1.5 -> SDXL table and checks what it writes)")
-        self.app.copy_to_clipboard(cmd)
-        self.notify(f"copied: {cmd}", timeout=4)
+
+def next_output_dir(parent: str) -> str:
+    """``PARENT/sdxl_vN`` with the first N not taken (the card's naming)."""
+    n = 1
+    while os.path.exists(os.path.join(parent, f"sdxl_v{n}")):
+        n += 1
+    return os.path.join(parent, f"sdxl_v{n}")
+
+
+class PlanScreen(ModalScreen[None]):
+    """``p`` on a trial: the inputs `sdxl-tui plan --from TRIAL` needs, then its output.
+
+    The plan runs as the CLI itself (``python -m sdxl_tui plan ...``) in a worker thread, so
+    the key and the command are one code path; it writes the launch files into the output
+    folder and prints the SD1.5 -> SDXL table and the check report, shown here.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back", id="plan-back")]
+
+    def __init__(self, trial_name: str, trial_path: str, output_dir: str) -> None:
+        super().__init__(id="plan-dialog")
+        self.trial_name, self.trial_path, self.output_dir = trial_name, trial_path, output_dir
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"Plan the SDXL run from {self.trial_name} (sdxl-tui plan --from)", markup=False)
+            yield Input(placeholder="dataset: the SD1.5 dataset config (.toml) or image folder", id="plan-dataset")
+            yield Input(placeholder="SDXL base model: sd_xl_base_1.0.safetensors", id="plan-base")
+            yield Input(self.output_dir, placeholder="output dir", id="plan-out")
+            yield Button("Plan (writes the launch files)", id="plan-run", variant="primary")
+            with VerticalScroll():
+                yield Static("", id="plan-output", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#plan-dataset", Input).focus()
+
+    def argv(self) -> list[str]:
+        values = [self.query_one(f"#plan-{k}", Input).value.strip() for k in ("dataset", "base", "out")]
+        return [sys.executable, "-m", "sdxl_tui", "plan", "--from", self.trial_path, "--dataset", values[0],
+                "--base-model", values[1], "--output-dir", values[2], "--no-gpu"]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self._plan(self.argv())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._plan(self.argv())
+
+    @work(thread=True, exclusive=True, group="plan")
+    def _plan(self, argv: list[str]) -> None:
+        import shlex
+        import subprocess
+
+        out = self.query_one("#plan-output", Static)
+        self.app.call_from_thread(out.update, "$ " + shlex.join(["sdxl-tui", *argv[3:]]) + "\n(running…)")
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        text = "$ " + shlex.join(["sdxl-tui", *argv[3:]]) + f"\n(exit {done.returncode})\n" + done.stdout + done.stderr
+        self.app.call_from_thread(out.update, text)
