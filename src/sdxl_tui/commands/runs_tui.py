@@ -44,30 +44,3 @@ def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str],
         selected = str(result[1])
         open_dashboard(dashboard_settings, selected).run()
 
-
-def run_demo_folder(args: Any, settings: Any) -> int:
-    """``sdxl-tui demo --runs``: build the demo folder, start its live run, open the runs view."""
-    import os
-    import shutil
-    import tempfile
-
-    from sdxl_tui.commands.demo import _end
-    from sdxl_tui.commands.tui import build_app
-    from sdxl_tui.sim import start_simulated
-    from sdxl_tui.sim.folders import build_demo_folder, live_args
-
-    temp_root = None if args.dir else tempfile.mkdtemp(prefix="sdxl-tui-demo-runs-")
-    root = os.path.abspath(args.dir or temp_root or ".")
-    print(f"sdxl-tui demo: writing a folder of simulated runs in {root}…", flush=True)
-    luca = build_demo_folder(root)
-    step = args.step_seconds if args.step_seconds is not None else 0.5
-    proc = start_simulated(luca / "sdxl_v3", live_args(luca, step))
-    try:
-        return run_runs_view(str(luca), settings, lambda s, d: build_app(s, d))
-    finally:
-        if not args.keep:
-            _end(proc)
-        if temp_root is not None and not args.keep:
-            shutil.rmtree(temp_root, ignore_errors=True)
-        else:
-            print(f"sdxl-tui demo: the runs are in {luca}")
