@@ -42,6 +42,12 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
   /   search the log, newest match first (enter or n: older, N: newer)   [search-log]
   ?   every key as bound now                                              [help]
   q   quit (the training keeps running)                                   [quit]
+  a folder of runs (DIR holds sdxl_v1/, sdxl_v2/, optimization_overnight/...): the runs view,
+      one row per run, live first: enter opens the run's dashboard (escape or q comes back),
+      space marks, c compares the marked runs (curves + config diff; a: axis, [ ]: smoothing),
+      t the optimisation's trials (p: `sdxl-tui plan --from` the selected trial, asking for the
+      dataset, SDXL base and output folder; b: the best), r refreshes, q quits.
+      CLI twins: status DIR, compare, export, plan --from.
   ctrl+p command palette ("run: kill", "checkpoint: evaluate", "checkpoint: compare", ...);
   end: follow the log again.
   Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);
@@ -224,6 +230,11 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         print(f"sdxl-tui: not a directory: {run_dir}", file=sys.stderr)
         return 2
+    if os.path.isdir(run_dir) and not (args.log or args.logs_dir):
+        from sdxl_tui.commands.runs_tui import is_runs_root, run_runs_view
+
+        if is_runs_root(run_dir):  # a folder of runs: the runs view (Enter opens one, Escape comes back)
+            return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu))
     notice = None if os.path.isdir(run_dir) else f"{run_dir} does not exist yet; waiting for the trainer to create it"
     app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()
