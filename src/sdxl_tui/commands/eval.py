@@ -248,7 +248,11 @@ def run(args: argparse.Namespace) -> int:
     from sdxl_tui.control import evaluate as ev
 
     if not os.path.isdir(args.run_dir):
-        return _err(f"not a directory: {args.run_dir}")
+        if os.path.exists(args.run_dir):
+            return _err(f"not a directory: {args.run_dir}")
+        return _err(f"no such directory: {args.run_dir}")
+    if not os.access(args.run_dir, os.R_OK | os.X_OK):
+        return _err(f"cannot read {args.run_dir}: permission denied")
     try:
         settings = load_settings(config_path=args.config)
     except ConfigError as exc:

@@ -31,6 +31,7 @@ examples:
   sdxl-tui status /mnt/data/ai_data/models/lora/luca/sdxl_v1
   sdxl-tui status DIR --json | jq '.state, .eta_seconds, .loss.current'
   sdxl-tui status DIR --no-gpu --no-procs      # only the files (liveness from the log age)
+  sdxl-tui status DIR --watch --interval 10    # follow it as text (no terminal needed); Ctrl+C
 
 --json prints one object (schema version 1, documented in the README): state,
 state_reason, epoch, epochs, step, total_steps, eta_seconds, eta_at, loss {current,
@@ -40,7 +41,8 @@ queue [...] (the night's queue, see `sdxl-tui queue`), gpus [...],
 alerts [{kind, severity, message, fix, key}], problems.
 
 exit status:
-  0  the directory was read (whatever the run's state: check "state" for failed runs)
+  0  the directory was read (whatever the run's state: check "state" for failed runs);
+     --watch: ended with Ctrl+C
   1  the directory exists but could not be read (permission denied)
   2  no such directory, not a directory, a bad --config file, or bad usage"""
 
@@ -56,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not scan the process table (liveness is guessed from the log's age)")
     parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML (stall factor, GPU temperature)")
     parser.add_argument("--launch", metavar="FILE", help="launch config TOML (default: DIR/sdxl-tui.toml)")
+    from sdxl_tui.commands import status_watch
+
+    status_watch.add_arguments(parser)
 
 
 def _err(message: str) -> None:
@@ -98,6 +103,14 @@ def _run(args: argparse.Namespace) -> int:
     if not os.access(run_dir, os.R_OK | os.X_OK):
         _err(f"cannot read {args.dir}: permission denied")
         return 1
+    if getattr(args, "watch", False):
+        from sdxl_tui.commands import status_watch
+
+        problem = status_watch.check_arguments(args)
+        if problem:
+            _err(problem)
+            return 2
+        return status_watch.watch(args, run_dir, format_status)
     # Start decoding the event files on the second core before anything heavy is imported:
     # it is most of a cold status and needs nothing else (see EventReader.prefetch).
     events = _prefetch_events(run_dir, args.logs_dir)
