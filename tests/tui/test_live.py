@@ -110,7 +110,10 @@ async def test_fault_runs_raise_their_alert(tmp_path: Path, fault: str, kind: st
     async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
         assert await wait_for(pilot, lambda: kind in alert_kinds(seen), timeout=15), alert_kinds(seen)
         await pilot.pause()
-        assert any(kind == n.title for n in app._notifications)
+        # the run was over before it was opened: no toast, the Alerts pane (key a) has it
+        assert not any(kind == n.title for n in app._notifications)
+        await pilot.press("a")
+        assert await wait_for(pilot, lambda: kind in screen_text(app), timeout=15)
 
 
 async def test_hang_raises_a_stall_alert_that_rings(live_sims: LiveSims) -> None:
@@ -162,6 +165,11 @@ async def test_images_screen_renders_the_checkpoint_samples(finished_run: Path, 
     app = make_app(settings(), run_dir, gpu=False, clock=lambda: FROZEN, environ={})
     async with app.run_test(size=(120, 40)) as pilot:
         assert await wait_for(pilot, lambda: app.snapshot is not None and bool(app.snapshot.samples))
+        # the table follows the newest checkpoint; the user moves up to epoch 2
+        assert await wait_for(pilot, lambda: app.selected_checkpoint is not None)
+        app.query_one("#checkpoints").focus()
+        for _ in range(10):
+            await pilot.press("up")
         assert await wait_for(pilot, lambda: app.selected_checkpoint is not None and app.selected_checkpoint.endswith("-000002.safetensors"))
         await pilot.press("i")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ImageScreen))

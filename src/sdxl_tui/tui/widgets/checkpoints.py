@@ -8,7 +8,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from sdxl_tui.humanize import format_bytes, format_duration, format_value
+from sdxl_tui.humanize import format_bytes, format_duration, format_loss
 from sdxl_tui.model import Checkpoint, CheckpointStatus, RunSnapshot
 
 COLUMNS = (
@@ -43,7 +43,7 @@ def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
         status,
         "--" if ckpt.epoch is None else str(ckpt.epoch),
         "--" if ckpt.step is None else str(ckpt.step),
-        "--" if ckpt.loss_at_save is None else format_value(ckpt.loss_at_save),
+        "--" if ckpt.loss_at_save is None else format_loss(ckpt.loss_at_save),
         format_duration(max(0.0, now - ckpt.mtime)),
         format_bytes(ckpt.size),
         "yes" if ckpt.state_dir else "no",
@@ -71,6 +71,9 @@ class CheckpointTable(DataTable[object]):
         wanted = {c.path: row_cells(c, now) for c in checkpoints}
         if wanted == self._rows:
             return
+        # Follow the newest checkpoint (the final one must be visible in a short table)
+        # unless the user moved the cursor up to another row.
+        follow = not self._rows or self.cursor_row >= len(self._rows) - 1
         with self.app.batch_update():
             for key in [k for k in self._rows if k not in wanted]:
                 self.remove_row(key)
@@ -85,6 +88,8 @@ class CheckpointTable(DataTable[object]):
                         if new_cell != old_cell:
                             self.update_cell(ckpt.path, col, new_cell)
                 self._rows[ckpt.path] = cells
+            if follow and self.row_count:
+                self.move_cursor(row=self.row_count - 1, animate=False)
 
     @property
     def selected_path(self) -> str | None:
