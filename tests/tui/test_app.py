@@ -49,7 +49,7 @@ async def test_first_snapshot_fills_every_pane() -> None:
         assert "luca_sdxl_v1" in text and "TRAINING" in text
         assert "done ~" in text  # the finish clock
         assert "600/1200" in text
-        assert "luca_sdxl_v1-000004" in text  # a checkpoint row
+        assert "-000004  complete" in text  # a checkpoint row (the run name is in the header)
         assert "RTX 4090" in text and "trainer 17.0" in text
         assert "line 39" in text  # the log tail
         assert any(isinstance(m, SnapshotUpdated) for m in seen)

@@ -30,14 +30,22 @@ _STATUS_STYLE = {
 }
 
 
-def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
-    """The visible cells of one checkpoint (age relative to the snapshot's time)."""
-    status = Text(ckpt.status.value, style=_STATUS_STYLE.get(ckpt.status, ""))
-    name = ckpt.name
+def short_name(name: str, output_name: str | None) -> str:
+    """``luca_sdxl_v1-000004.safetensors`` -> ``-000004`` (the header names the run, and the
+    table must fit 80 columns with its eval column); the final file keeps its whole name."""
     for ext in (".safetensors", ".ckpt", ".pt"):
         if name.endswith(ext) and len(name) > len(ext):
             name = name[: -len(ext)]
             break
+    if output_name and name.startswith(output_name + "-") and len(name) > len(output_name) + 1:
+        return name[len(output_name):]
+    return name
+
+
+def row_cells(ckpt: Checkpoint, now: float, output_name: str | None = None) -> tuple[object, ...]:
+    """The visible cells of one checkpoint (age relative to the snapshot's time)."""
+    status = Text(ckpt.status.value, style=_STATUS_STYLE.get(ckpt.status, ""))
+    name = short_name(ckpt.name, output_name)
     return (
         name,
         status,
@@ -64,11 +72,13 @@ class CheckpointTable(DataTable[object]):
 
     def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
         if snapshot is not None:
-            self.update_checkpoints(snapshot.checkpoints, snapshot.taken_at)
+            self.update_checkpoints(snapshot.checkpoints, snapshot.taken_at, snapshot.config.output_name)
 
-    def update_checkpoints(self, checkpoints: tuple[Checkpoint, ...], now: float) -> None:
+    def update_checkpoints(
+        self, checkpoints: tuple[Checkpoint, ...], now: float, output_name: str | None = None
+    ) -> None:
         """Add, change and remove rows by key; keep the cursor on the same checkpoint."""
-        wanted = {c.path: row_cells(c, now) for c in checkpoints}
+        wanted = {c.path: row_cells(c, now, output_name) for c in checkpoints}
         if wanted == self._rows:
             return
         # Follow the newest checkpoint (the final one must be visible in a short table)
