@@ -16,11 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 DESCRIPTION = """\
 Start a simulated kohya-ss sd-scripts SDXL LoRA run (the "luca" run: 12 epochs, a checkpoint
 every 2 epochs, sample images, TensorBoard scalars) in a temporary directory and open the
 dashboard on it. No GPU, model or dataset needed; it takes a few minutes to finish.
+
+Every key works: evaluation (e), the comparison grid (g) and the images (i) use a simulated
+evaluator (python -m sdxl_tui.sim.evaluator: the built-in evaluator's outputs, with drawn
+pictures) unless eval.command or eval.base_model is configured.
 
 Quitting the demo stops the simulated trainer and deletes the temporary directory;
 with --keep, both the directory and the running simulator are left as they are. With --dir,
@@ -74,6 +79,16 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
+def with_simulated_evaluator(settings: Any) -> Any:
+    """The demo's settings: unless an evaluation is configured (eval.command or
+    eval.base_model), e, g and i use the simulated evaluator, which draws its images."""
+    if settings.eval.command or settings.eval.base_model:
+        return settings
+    from sdxl_tui.sim.evaluator import template
+
+    return settings.replace(eval__command=tuple(template()), eval__num_samples=4)
+
+
 def _check_dir(run_dir: str, *, force: bool) -> str | None:
     """Refuse a file or a non-empty directory (unless ``force``); None if fine."""
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
@@ -113,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sdxl-tui: {exc}", file=sys.stderr)
         return 2
+    settings = with_simulated_evaluator(settings)
     temp_root = None
     if args.dir:
         run_dir = os.path.abspath(os.path.expanduser(args.dir))
