@@ -24,13 +24,10 @@ Nothing here prints; the runner writes what it does into each entry's ``message`
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.control.detached import runner_main, spawn_runner
 from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
 from sdxl_tui.formats.queue import ACTIVE, ON_FAILURE, read_queue, write_entry
 from sdxl_tui.formats.slurm import ACTIVE_STATES, FINAL_STATES
@@ -365,13 +363,7 @@ def ensure_runner(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL)
     """Start a detached runner (a spare one finds the lock held and exits at once)."""
     q = Path(folder)
     q.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(q / RUNNER_LOG, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", MODULE, "runner", str(q), "--poll", str(poll)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, env=env, cwd=q)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=30)  # it forks and its first process exits at once
+    spawn_runner(MODULE, str(q), poll=poll, log_path=q / RUNNER_LOG)
 
 
 def run_queue(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL) -> int:
@@ -415,18 +407,14 @@ def run_queue(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL) -> 
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="sdxl-tui queue runner")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("runner", help="run the queue in DIR (detached; exits when nothing is left)")
-    r.add_argument("folder")
-    r.add_argument("--poll", type=float, default=DEFAULT_POLL)
-    r.add_argument("--no-fork", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if not args.no_fork and os.fork() > 0:
-        os._exit(0)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return run_queue(args.folder, poll=args.poll)
+    return runner_main(
+        argv,
+        module=MODULE,
+        description="sdxl-tui queue runner",
+        runner_help="run the queue in DIR (detached; exits when nothing is left)",
+        run=lambda folder, poll: run_queue(folder, poll=poll),
+        default_poll=DEFAULT_POLL,
+    )
 
 
 if __name__ == "__main__":

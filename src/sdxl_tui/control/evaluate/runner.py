@@ -9,20 +9,19 @@ exits when the queue is empty.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sdxl_tui.config import Settings
+from sdxl_tui.control.detached import runner_main, spawn_runner
 from sdxl_tui.control.evaluate.compare import (
     CompareJob,
     compare_job,
@@ -164,25 +163,8 @@ def ensure_runner(run_dir: str | os.PathLike[str], *, poll_interval: float = DEF
     once, and asking a live runner instead could race with it exiting."""
     run_dir = os.path.abspath(os.fspath(run_dir))
     os.makedirs(evals_dir(run_dir), exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(os.path.join(evals_dir(run_dir), RUNNER_LOG), "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "runner", run_dir, "--poll", str(poll_interval)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=run_dir,
-        )
-    # The runner forks once and its first process exits at once: reap it (no zombie), and the
-    # real runner is re-parented away from the dashboard.
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=30)
+    spawn_runner(MODULE, run_dir, poll=poll_interval, log_path=os.path.join(evals_dir(run_dir), RUNNER_LOG),
+                 with_source_path=True)
 
 
 def _next_job(run_dir: str, trainer_alive: bool) -> str | None:
@@ -501,15 +483,11 @@ def compare_grid(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="sdxl-tui evaluation queue runner")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("runner", help="run the evaluation queue of DIR (detached; exits when empty)")
-    r.add_argument("run_dir")
-    r.add_argument("--poll", type=float, default=DEFAULT_POLL)
-    r.add_argument("--no-fork", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if not args.no_fork and hasattr(os, "fork") and os.fork() > 0:
-        os._exit(0)  # the launcher reaps this at once; the child is re-parented to init
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return run_queue(args.run_dir, poll_interval=args.poll)
+    return runner_main(
+        argv,
+        module=MODULE,
+        description="sdxl-tui evaluation queue runner",
+        runner_help="run the evaluation queue of DIR (detached; exits when empty)",
+        run=lambda run_dir, poll: run_queue(run_dir, poll_interval=poll),
+        default_poll=DEFAULT_POLL,
+    )
