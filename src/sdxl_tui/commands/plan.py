@@ -115,13 +115,9 @@ def _err(msg: str) -> None:
 
 def _vram_from_nvml() -> float | None:
     try:
-        from sdxl_tui.sources.gpu import GpuMonitor
+        from sdxl_tui.sources.gpu import sample_gpus
 
-        monitor = GpuMonitor()
-        try:
-            status = monitor.sample()
-        finally:
-            monitor.close()
+        status = sample_gpus()
     except Exception:  # noqa: BLE001 - no driver is a normal state
         return None
     total = status.gpus[0].memory_total if status.gpus else None

@@ -63,13 +63,16 @@ def runner_main(
     argv: Sequence[str] | None,
     *,
     module: str,
-    description: str,
-    runner_help: str,
+    about: tuple[str, str],
     run: Callable[[str, float], int],
     default_poll: float,
 ) -> int:
     """The ``runner DIR [--poll S]`` entry point of a detached runner: fork once, ignore SIGHUP
-    and SIGINT (the terminal that started it may close), then ``run(DIR, poll)``."""
+    and SIGINT (the terminal that started it may close), then ``run(DIR, poll)``.
+
+    ``about``: the program's description and the ``runner`` command's help.
+    """
+    description, runner_help = about
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("runner", help=runner_help)

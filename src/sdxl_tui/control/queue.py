@@ -166,13 +166,9 @@ def _outside_run(run_dir: str, runner: Runner) -> tuple[str, str | None]:
 def gpu_free() -> tuple[bool, str]:
     """Whether this machine's GPUs are free for the next local run (no NVML: free)."""
     try:
-        from sdxl_tui.sources.gpu import GpuMonitor
+        from sdxl_tui.sources.gpu import sample_gpus
 
-        monitor = GpuMonitor()
-        try:
-            status = monitor.sample()
-        finally:
-            monitor.close()
+        status = sample_gpus()
     except Exception as exc:  # noqa: BLE001 - a broken NVML must not stop the queue
         return True, f"GPU not checked ({exc})"
     busy = [g for g in status.gpus if (g.memory_used or 0) > GPU_BUSY_BYTES]
@@ -407,14 +403,9 @@ def run_queue(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL) -> 
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    return runner_main(
-        argv,
-        module=MODULE,
-        description="sdxl-tui queue runner",
-        runner_help="run the queue in DIR (detached; exits when nothing is left)",
-        run=lambda folder, poll: run_queue(folder, poll=poll),
-        default_poll=DEFAULT_POLL,
-    )
+    about = ("sdxl-tui queue runner", "run the queue in DIR (detached; exits when nothing is left)")
+    return runner_main(argv, module=MODULE, about=about, default_poll=DEFAULT_POLL,
+                       run=lambda folder, poll: run_queue(folder, poll=poll))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 
 from sdxl_tui.model import GpuSample, GpuStatus
 
-__all__ = ["RETRY_SECONDS", "THROTTLE_REASON_NAMES", "GpuMonitor", "LatestGpu", "throttle_reason_names"]
+__all__ = ["RETRY_SECONDS", "THROTTLE_REASON_NAMES", "GpuMonitor", "LatestGpu", "sample_gpus", "throttle_reason_names"]
 
 RETRY_SECONDS = 30.0
 
@@ -385,6 +385,12 @@ class _Query:
                     errors.append(f"{label}: {str(exc) or type(exc).__name__}")
         self.notes.extend(errors[:1])
         return None
+
+
+def sample_gpus() -> GpuStatus:
+    """The GPUs now, from a monitor opened for this one look (NVML is shut down after)."""
+    with GpuMonitor() as monitor:
+        return monitor.sample()
 
 
 def _errors_of(nvml: Any) -> tuple[type[BaseException], ...]:

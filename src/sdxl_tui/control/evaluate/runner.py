@@ -483,11 +483,6 @@ def compare_grid(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return runner_main(
-        argv,
-        module=MODULE,
-        description="sdxl-tui evaluation queue runner",
-        runner_help="run the evaluation queue of DIR (detached; exits when empty)",
-        run=lambda run_dir, poll: run_queue(run_dir, poll_interval=poll),
-        default_poll=DEFAULT_POLL,
-    )
+    about = ("sdxl-tui evaluation queue runner", "run the evaluation queue of DIR (detached; exits when empty)")
+    return runner_main(argv, module=MODULE, about=about, default_poll=DEFAULT_POLL,
+                       run=lambda run_dir, poll: run_queue(run_dir, poll_interval=poll))
