@@ -39,6 +39,7 @@ from sdxl_tui.control.detached import runner_main, spawn_runner
 from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
 from sdxl_tui.formats.queue import ACTIVE, ON_FAILURE, read_queue, write_entry
 from sdxl_tui.formats.slurm import ACTIVE_STATES, FINAL_STATES
+from sdxl_tui.formats.statedir import state_dir
 from sdxl_tui.model import QueueEntry, RunState
 from sdxl_tui.sources.scheduler import Runner, query_job, read_slurm_record, run_command
 
@@ -218,7 +219,7 @@ class _Step:
         if not entry.job_id:
             return
         status = query_job(entry.job_id, runner=self.runner, position=False,
-                           state_dir=Path(entry.output_dir) / ".sdxl-tui")
+                           state_dir=state_dir(entry.output_dir))
         if status.state == "PENDING" and status.reason == "DependencyNeverSatisfied":
             self.runner(["scancel", entry.job_id])
             self.save(entry, status="skipped", ended_at=_now(),
