@@ -301,6 +301,25 @@ class _Checker:
                     None,
                 )
             )
+        info_subsets = self.subsets(place, subsets_raw, [ds, general, cli], finetune=finetune)
+        info = DatasetInfo(
+            resolution=as_resolution(lookup("resolution", levels_ds, None)),
+            batch_size=int(lookup("batch_size", levels_ds, 1) or 1),
+            enable_bucket=bool(lookup("enable_bucket", levels_ds, False)),
+            bucket_reso_steps=int(lookup("bucket_reso_steps", levels_ds, 64)),
+            bucket_no_upscale=bool(lookup("bucket_no_upscale", levels_ds, False)),
+            min_bucket_reso=int(lookup("min_bucket_reso", levels_ds, 256)),
+            max_bucket_reso=int(lookup("max_bucket_reso", levels_ds, 1024)),
+            subsets=tuple(info_subsets),
+            keys=frozenset(set(ds) | set(general)),
+        )
+        self.resolution_rules(place, info)
+        return info
+
+    def subsets(
+        self, place: str, subsets_raw: list[Any], levels_ds: list[dict[str, Any]], *, finetune: bool
+    ) -> list[SubsetInfo]:
+        """A dataset's ``[[datasets.subsets]]``: their keys (DreamBooth or fine-tuning schema) and folders."""
         sub_allowed = dict(SUBSET_COMMON, **(FINETUNE_SUBSET if finetune else DREAMBOOTH_SUBSET))
         info_subsets: list[SubsetInfo] = []
         for splace, sub_raw in self.tables(subsets_raw, f"{place} subset", "write [[datasets.subsets]] tables"):
@@ -315,20 +334,8 @@ class _Checker:
                         "image_dir",
                     )
                 )
-            info_subsets.append(self.subset(splace, sub, [sub, ds, general, cli], finetune=finetune))
-        info = DatasetInfo(
-            resolution=as_resolution(lookup("resolution", levels_ds, None)),
-            batch_size=int(lookup("batch_size", levels_ds, 1) or 1),
-            enable_bucket=bool(lookup("enable_bucket", levels_ds, False)),
-            bucket_reso_steps=int(lookup("bucket_reso_steps", levels_ds, 64)),
-            bucket_no_upscale=bool(lookup("bucket_no_upscale", levels_ds, False)),
-            min_bucket_reso=int(lookup("min_bucket_reso", levels_ds, 256)),
-            max_bucket_reso=int(lookup("max_bucket_reso", levels_ds, 1024)),
-            subsets=tuple(info_subsets),
-            keys=frozenset(set(ds) | set(general)),
-        )
-        self.resolution_rules(place, info)
-        return info
+            info_subsets.append(self.subset(splace, sub, [sub, *levels_ds], finetune=finetune))
+        return info_subsets
 
     def subset(self, splace: str, sub: dict[str, Any], levels: list[dict[str, Any]], *, finetune: bool) -> SubsetInfo:
         """One ``[[datasets.subsets]]`` table after value lookup, with what its folder holds."""

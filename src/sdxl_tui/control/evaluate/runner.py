@@ -394,6 +394,31 @@ def start_compare(
         raise EvalError("no checkpoints to compare")
     label = label_for(checkpoints)
     os.makedirs(compare_dir(run_dir), exist_ok=True)
+    plans, dirs = _compare_plans(run_dir, checkpoints, label, settings=settings, rerun=rerun, plan_kw=plan_kw)
+    job_path = os.path.join(compare_dir(run_dir), label + ".json")
+    write_json_atomic(
+        job_path,
+        {
+            "checkpoints": checkpoints,
+            "output_dirs": dirs,
+            "grid": grid_path_for(run_dir, checkpoints),
+            "status": "waiting",
+            "created_at": time.time(),
+            "started": [p.name for p in plans],
+            "error": None,
+        },
+    )
+    for plan in plans:
+        start_eval(plan, when=when, poll_interval=poll_interval, spawn_runner=False)
+    ensure_runner(run_dir, poll_interval=poll_interval)
+    return job_from(job_path, read_json(job_path) or {})
+
+
+def _compare_plans(
+    run_dir: str, checkpoints: list[str], label: str, *, settings: Settings | None, rerun: bool, plan_kw: dict[str, Any]
+) -> tuple[list[EvalPlan], list[str]]:
+    """(the evaluations to start, every row's output folder): a running or finished evaluation
+    is reused unless ``rerun``; the built-in evaluator's rows share one prompts file."""
     plans: list[EvalPlan] = []
     dirs: list[str] = []
     prompts_file = plan_kw.pop("prompts", None)
@@ -412,23 +437,7 @@ def start_compare(
             plan = plan_eval(run_dir, ck, settings=settings, prompts=prompts_file, check_training=False, **plan_kw)
         plans.append(plan)
         dirs.append(plan.output_dir)
-    job_path = os.path.join(compare_dir(run_dir), label + ".json")
-    write_json_atomic(
-        job_path,
-        {
-            "checkpoints": checkpoints,
-            "output_dirs": dirs,
-            "grid": grid_path_for(run_dir, checkpoints),
-            "status": "waiting",
-            "created_at": time.time(),
-            "started": [p.name for p in plans],
-            "error": None,
-        },
-    )
-    for plan in plans:
-        start_eval(plan, when=when, poll_interval=poll_interval, spawn_runner=False)
-    ensure_runner(run_dir, poll_interval=poll_interval)
-    return job_from(job_path, read_json(job_path) or {})
+    return plans, dirs
 
 
 def _shared_prompts(run_dir: str, label: str, first_checkpoint: str, plan: EvalPlan) -> str:
