@@ -236,7 +236,7 @@ def _split_fix(fix: str) -> list[str]:
 
 def _scheduler_line(s: Any, now: float) -> str:
     """``job 12 RUNNING on gpu07, 0:42:10 of 1-00:00:00`` (the Slurm job of the run)."""
-    from sdxl_tui.formats.slurm import format_duration
+    from sdxl_tui.formats.slurm import format_time_limit
 
     bits = [f"job {s.job_id}" + (f" on cluster {s.cluster}" if s.cluster else ""), s.state or "state unknown"]
     if s.reason and s.state not in ("RUNNING", "COMPLETED"):
@@ -246,7 +246,7 @@ def _scheduler_line(s: Any, now: float) -> str:
     if s.node:
         bits.append(f"on {s.node}")
     if s.elapsed is not None:
-        bits.append(f"{format_duration(s.elapsed)} of {format_duration(s.time_limit)}")
+        bits.append(f"{format_time_limit(s.elapsed)} of {format_time_limit(s.time_limit)}")
     if s.exit_code is not None or s.exit_signal is not None:
         bits.append(f"exit {s.exit_code}" if s.exit_code is not None else f"signal {s.exit_signal}")
     if s.problem:

@@ -144,16 +144,16 @@ def show_config(settings: Any) -> str:
 
 def looks_like_run(path: str) -> bool:
     """A directory an sd-scripts run wrote to (or will: a launch config is there)."""
+    from sdxl_tui.formats.launch_config import DEFAULT_NAME
+    from sdxl_tui.formats.statedir import STATE_DIR
+
     try:
         names = os.listdir(path)
     except OSError:
         return False
     return any(
-        n == "training.log"
-        or n == "sdxl-tui.toml"
-        or n == ".sdxl-tui"
+        n in ("training.log", DEFAULT_NAME, STATE_DIR, "logs")
         or n.endswith((".safetensors", ".log"))
-        or n == "logs"
         for n in names
     )
 
