@@ -15,15 +15,18 @@ from pathlib import Path
 import pytest
 
 from sdxl_tui.cli import COMMANDS
+from tests.helpers.unprivileged import unprivileged
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def sdxl(*argv: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def sdxl(*argv: str, cwd: Path, timeout: float = 120, as_user: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the CLI; ``as_user``: where file modes apply even to root (tests/helpers/unprivileged.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDXL_TUI_")}
     env.update(PYTHONPATH=str(ROOT / "src"), XDG_CONFIG_HOME=str(cwd / "xdg"))
+    command = [sys.executable, "-m", "sdxl_tui", *argv]
     return subprocess.run(
-        [sys.executable, "-m", "sdxl_tui", *argv],
+        unprivileged(command) if as_user else command,
         cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, env=env,
     )
 
@@ -46,7 +49,8 @@ def test_a_mistyped_command_gets_a_suggestion_not_a_dashboard(tmp_path: Path) ->
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_mistyped_option_on_every_command_is_refused(tmp_path: Path, command: str) -> None:
-    argv = [command, "list"] if command == "queue" else [command]
+    required = {"queue": ["list"], "export": ["-o", "out.csv"]}  # what argparse asks for first
+    argv = [command, *required.get(command, [])]
     refused(sdxl(*argv, "--no-such-optoin", str(tmp_path), cwd=tmp_path), "unrecognized arguments: --no-such-optoin")
 
 
@@ -70,16 +74,15 @@ def test_missing_paths_and_files_instead_of_dirs(tmp_path: Path) -> None:
     refused(sdxl("check", "missing.toml", cwd=tmp_path), "no such file or directory")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
 def test_unreadable_directories_say_permission_denied(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0)
     try:
-        refused(sdxl("eval", str(locked), "3", cwd=tmp_path), "permission denied")
-        text = refused(sdxl("check", str(locked), cwd=tmp_path), "permission denied")
+        refused(sdxl("eval", str(locked), "3", cwd=tmp_path, as_user=True), "permission denied")
+        text = refused(sdxl("check", str(locked), cwd=tmp_path, as_user=True), "permission denied")
         assert "Errno" not in text
-        refused(sdxl(str(locked), cwd=tmp_path), "permission denied")
+        refused(sdxl(str(locked), cwd=tmp_path, as_user=True), "permission denied")
     finally:
         locked.chmod(0o755)
 
