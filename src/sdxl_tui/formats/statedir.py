@@ -13,7 +13,9 @@ Layout::
     .sdxl-tui/slurm-batch.sh              the batch script of a Slurm run (formats/slurm.py)
     .sdxl-tui/slurm-end.json              how the trainer ended, written by that script on the node
     .sdxl-tui/lock                        flock held while starting a run
-    .sdxl-tui/last-kill.json              what the last kill did
+    .sdxl-tui/last-kill.json              the last stop the user asked for (``StopRecord`` under
+                                          "stop": who, how, when, at which step) and what the
+                                          kill did to each process ("result")
     .sdxl-tui/stop-after-checkpoint.json  the stop-after-checkpoint watcher's state
     .sdxl-tui/watcher.log                 the watcher's stderr
     .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate/store.py)
@@ -44,13 +46,16 @@ __all__ = [
     "WATCHER_LOG_NAME",
     "WATCH_NAME",
     "RunRecord",
+    "StopRecord",
     "eval_status_path",
     "evals_dir",
     "read_json",
     "read_run_record",
+    "read_stop_record",
     "record_path",
     "state_dir",
     "write_json_atomic",
+    "write_stop_record",
 ]
 
 STATE_DIR = ".sdxl-tui"
@@ -209,3 +214,63 @@ def read_run_record(run_dir: str | os.PathLike[str]) -> RunRecord | None:
     """The run record, or None when missing or unreadable (half-written by another tool)."""
     data = read_json(record_path(run_dir))
     return RunRecord.from_json(data) if data is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecord:
+    """``.sdxl-tui/last-kill.json`` ``"stop"``: a stop the user asked for.
+
+    ``by`` is who asked (``"sdxl-tui kill"``, ``"dashboard key k"``, ``"stop-after-checkpoint"``,
+    a Slurm ``scancel`` made by sdxl-tui), ``how`` the first signal (``"SIGINT"``),
+    ``requested_at``/``ended_at`` when the stop began and when the kill returned, ``step``
+    the step it was at when known, ``trainers`` the (pid, create time) of the trainers it
+    signalled and ``checkpoint`` the checkpoint a stop-after-checkpoint waited for. Written by
+    ``control/kill.py`` (and ``control/slurm.py``); read by the state machine, which then calls
+    an exit that follows it (status 1 from a KeyboardInterrupt, 130, 143, 254 from a wrapper)
+    "stopped", not "failed".
+    """
+
+    by: str
+    requested_at: float
+    how: str | None = None
+    ended_at: float | None = None
+    step: int | None = None
+    trainers: tuple[tuple[int, float], ...] = ()
+    checkpoint: str | None = None
+    ok: bool | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StopRecord | None:
+        by, asked = _str(data.get("by")), _float(data.get("requested_at"))
+        if by is None or asked is None:
+            return None
+        raw = data.get("trainers")
+        trainers = tuple(
+            (int(t[0]), float(t[1])) for t in (raw if isinstance(raw, list) else ())
+            if isinstance(t, list) and len(t) == 2 and _int(t[0]) is not None and _float(t[1]) is not None
+        )
+        ok = data.get("ok")
+        return cls(by=by, requested_at=asked, how=_str(data.get("how")), ended_at=_float(data.get("ended_at")),
+                   step=_int(data.get("step")), trainers=trainers, checkpoint=_str(data.get("checkpoint")),
+                   ok=ok if isinstance(ok, bool) else None)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["trainers"] = [list(t) for t in self.trainers]
+        return out
+
+
+def read_stop_record(run_dir: str | os.PathLike[str]) -> StopRecord | None:
+    """The last stop the user asked for, or None (none, or unreadable)."""
+    data = read_json(state_dir(run_dir) / LAST_KILL_NAME)
+    stop = data.get("stop") if data is not None else None
+    return StopRecord.from_json(stop) if isinstance(stop, dict) else None
+
+
+def write_stop_record(run_dir: str | os.PathLike[str], stop: StopRecord,
+                      result: Mapping[str, Any] | None = None) -> None:
+    """Replace ``last-kill.json`` with this stop (and what the kill did, when known)."""
+    data: dict[str, Any] = {"stop": stop.to_json()}
+    if result is not None:
+        data["result"] = dict(result)
+    write_json_atomic(state_dir(run_dir) / LAST_KILL_NAME, data)
