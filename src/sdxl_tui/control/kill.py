@@ -47,6 +47,7 @@ from sdxl_tui.control.signalling import (
     Target,
     freeze,
     gone,
+    ignores,
     load_psutil,
     owner,
     release,
@@ -352,10 +353,15 @@ def _trainer_steps(k: _Steps, start: str, targets: Sequence[Target]) -> None:
         sig = _signal.Signals(getattr(_signal, "SIG" + step))
         if step == "INT":
             trainers = [t for t in alive if t.info.role == "trainer"] or alive
-            k.say(f"SIGINT to trainer {', '.join(str(t.info.pid) for t in trainers)}; waiting up to {k.int_t:g} s")
+            deaf = [t for t in trainers if ignores(t.info.pid, sig)]
+            wait = 0.0 if len(deaf) == len(trainers) else k.int_t
+            k.say(f"SIGINT to trainer {', '.join(str(t.info.pid) for t in trainers)}; waiting up to {wait:g} s")
+            if deaf:
+                k.say(f"pid {', '.join(str(t.info.pid) for t in deaf)} ignores SIGINT (inherited from "
+                      "`nohup … &` or a job runner): SIGTERM follows at once")
             for t in trainers:
                 send(k.ps, t, sig, k.me)
-            if wait_for(k.ps, trainers, k.int_t, "SIGINT"):
+            if wait_for(k.ps, trainers, wait, "SIGINT"):
                 wait_for(k.ps, [t for t in movable if t.result is None], k.grace, "SIGINT")
             continue
         # trainers and their children first, then launchers innermost first

@@ -29,7 +29,7 @@ from typing import Any
 from sdxl_tui.model import ProcInfo
 from sdxl_tui.sources.procs import same_time
 
-__all__ = ["Target", "freeze", "gone", "load_psutil", "owner", "reap", "release", "send", "wait_for"]
+__all__ = ["Target", "freeze", "gone", "ignores", "load_psutil", "owner", "reap", "release", "send", "wait_for"]
 
 
 def load_psutil(module: ModuleType | None) -> Any:
@@ -129,6 +129,22 @@ def wait_for(ps: Any, group: Sequence[Target], seconds: float, step: str,
         if time.monotonic() >= deadline:
             return False
         sleep(0.05)
+
+
+def ignores(pid: int, sig: _signal.Signals) -> bool:
+    """True when the process ignores ``sig`` (``SigIgn`` in ``/proc/PID/status``; Linux).
+
+    A trainer started from ``nohup … &`` or a job runner may inherit SIGINT ignored: waiting
+    for it to react to SIGINT would only waste the timeout.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (int(sig) - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def freeze(ps: Any, targets: Sequence[Target], me: int) -> list[Target]:

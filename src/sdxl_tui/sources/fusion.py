@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 from sdxl_tui.formats.cmdline import OptionValues
 from sdxl_tui.formats.names import LOG_NAME
-from sdxl_tui.formats.statedir import RunRecord
+from sdxl_tui.formats.statedir import RunRecord, StopRecord
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -49,6 +49,7 @@ from sdxl_tui.sources.progress import (
     pause_per_save,
     steps_per_second_from_points,
 )
+from sdxl_tui.sources.resume import ResumeHint, last_complete, resume_hint
 from sdxl_tui.sources.runconfig import (
     config_from_metadata,
     config_from_options,
@@ -102,6 +103,8 @@ class Observations:
     scheduler: SchedulerStatus | None = None
     stopped_by: str | None = None
     queue: tuple[QueueEntry, ...] = ()
+    #: The last stop the user asked for (``last-kill.json``), read while no trainer lives.
+    stop: StopRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +306,15 @@ def ended_tree(exit_info: ExitInfo | None, record: RunRecord | None) -> ProcessT
 # --------------------------------------------------------------------------- the function
 
 
+def run_resume_hint(obs: Observations, config: TrainConfig) -> ResumeHint:
+    """How to go on from what this run left (``sources/resume.py``), with the launch's argv."""
+    argv = obs.process.trainer.cmdline if obs.process is not None else ()
+    if not argv and obs.record is not None:
+        argv = obs.record.argv
+    return resume_hint(checkpoints=obs.scan.checkpoints, states=obs.scan.states, argv=argv,
+                       total_epochs=config.num_epochs)
+
+
 def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: Errors,
                  seen: tuple[str, int | None] | None) -> StateInputs:
     """The facts :func:`decide_state` weighs."""
@@ -317,6 +329,8 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
     survived = (alive is True and errors.traceback is not None and seen is not None
                 and seen[1] is not None and pos.step is not None and pos.step > seen[1])
     final = next((c for c in obs.scan.checkpoints if c.kind is CheckpointKind.FINAL), None)
+    last = last_complete(obs.scan.checkpoints)
+    hint = run_resume_hint(obs, config)
     log = obs.log
     return StateInputs(
         now=obs.now,
@@ -342,6 +356,10 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         last_write_at=pos.last_write,
         seconds_per_step=pos.seconds_per_step,
         stall_factor=obs.stall_factor,
+        stop=obs.stop,
+        launched_at=obs.record.started_at if obs.record is not None else None,
+        last_checkpoint=last.name if last is not None else None,
+        resume=hint.short,
     )
 
 

@@ -33,7 +33,7 @@ from sdxl_tui.formats.cmdline import (
 from sdxl_tui.formats.launch_config import find_launch_config, load_launch_config
 from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
-from sdxl_tui.formats.statedir import RunRecord
+from sdxl_tui.formats.statedir import RunRecord, StopRecord, read_stop_record
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
 from sdxl_tui.sources.checkpoints import CheckpointScanner
 from sdxl_tui.sources.events import EventReader
@@ -119,6 +119,7 @@ class RunReader:
         self._last_proc_at: float | None = None
         self._tree: ProcessTree | None = None
         self._exit: ExitInfo | None = None
+        self._stop: StopRecord | None = None  # the stop record, read while no trainer lives
         self._record: RunRecord | None = None
         self._events: EventReader | None = None
         self._event_roots: tuple[str, ...] = ()
@@ -239,6 +240,7 @@ class RunReader:
         self._exit = self._procs.last_exit
         disc = self._procs.last_discovery
         self._record = disc.record if disc is not None else None
+        self._stop = read_stop_record(self.run_dir) if self._tree is None else None
 
     def _launch(self) -> OptionValues:
         """Options and log path from the launch config (re-read only when its file changes)."""
@@ -389,6 +391,7 @@ class RunReader:
             stall_factor=self._settings.alerts.stall_factor, gpu_temp_warn=self._settings.alerts.gpu_temp_warn,
             scheduler=scheduler, queue=self._read_queue(now),
             stopped_by=stopped_by(self.run_dir, record.submitted_at) if record is not None else None,
+            stop=self._stop,
         )
 
     def _read_queue(self, now: float) -> tuple[QueueEntry, ...]:

@@ -5,7 +5,12 @@ State precedence (first match wins; :func:`decide_state`):
 1. ``MISSING``     the directory does not exist (yet, or any more).
 2. ``FINISHED``    ``model saved.`` was logged, or the final ``{output_name}.safetensors`` is
                    complete and the run is not visibly still training towards it.
-3. ``FAILED``      an error ended the run: CUDA OOM, a traceback (not KeyboardInterrupt),
+3. ``STOPPED``     the user asked for the stop (``sdxl-tui kill``, the dashboard, stop-after-
+                   checkpoint: the stop record ``.sdxl-tui/last-kill.json``) and the trainer is
+                   gone, whatever its exit: real sd-scripts interrupted in its loop exits 1
+                   (KeyboardInterrupt), ``accelerate launch`` turns any child exit into 1, a
+                   wrapper may exit 130, 143 or 254. Only an OOM or rejected arguments win.
+   ``FAILED``      an error ended the run: CUDA OOM, a traceback (not KeyboardInterrupt),
                    ``unrecognized arguments``, host OOM evidence, or a non-zero exit status in
                    the run record; with the process gone (or still exiting).
 4. ``INTERRUPTED`` the process is gone (process table or run record; or, without process
@@ -21,8 +26,10 @@ State precedence (first match wins; :func:`decide_state`):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from sdxl_tui.formats.statedir import StopRecord
 from sdxl_tui.humanize import format_ago
 from sdxl_tui.model import RunState
 
@@ -32,8 +39,12 @@ __all__ = ["StateInputs", "decide_state", "stall_threshold"]
 MIN_STALL_SECONDS = 120.0
 #: Without a step time, a live-looking run is presumed stopped after this much silence.
 DEFAULT_SILENCE_SECONDS = 600.0
-#: A fresh log with no trainer process found counts as live for at most this long.
+#: A fresh log with no trainer process found counts as live for at most this long (a trainer in
+#: another PID namespace, a scan racing a restart); once steps are timed, 3 steps (>= 15 s).
 NOT_FOUND_GRACE_SECONDS = 60.0
+MIN_NOT_FOUND_SECONDS = 15.0
+#: A stop record explains an end when nothing was written this long after the kill returned.
+STOP_SLACK_SECONDS = 15.0
 _PHASE_STATES = {
     "loading": RunState.LOADING,
     "caching": RunState.CACHING,
@@ -71,6 +82,10 @@ class StateInputs:
     last_write_at: float | None = None  # newest log/event/checkpoint write
     seconds_per_step: float | None = None
     stall_factor: float = 10.0
+    stop: StopRecord | None = None  # the last stop the user asked for (last-kill.json)
+    launched_at: float | None = None  # when this launch started (run record), if known
+    last_checkpoint: str | None = None  # the newest complete checkpoint's name
+    resume: str | None = None  # sources/resume.py's short hint
 
 
 def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
@@ -113,7 +128,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         # Not found. Without process information the log's age is all there is; with it, a
         # fresh log still counts for a short while (a trainer in another PID namespace, a
         # scan racing a restart), never for a whole stall threshold.
-        window = threshold if not s.process_known else min(threshold, NOT_FOUND_GRACE_SECONDS)
+        window = threshold if not s.process_known else _not_found_window(s.seconds_per_step, threshold)
         fresh = age is not None and age < window
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
@@ -135,6 +150,11 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         error = "host out of memory"
     elif s.traceback and not s.keyboard_interrupt:
         error = f"crashed: {s.traceback.strip()[:160]}"
+    if error is not None and (s.traceback is None or s.oom or s.host_oom or s.unrecognized_args):
+        tail = " (process still exiting)" if s.alive is True else ""
+        return RunState.FAILED, f"{error}{_at(s.step)}; {how}{tail}"
+    if not live and stop_explains(s):
+        return RunState.STOPPED, stopped_reason(s)
     if error is not None:
         tail = " (process still exiting)" if s.alive is True else ""
         return RunState.FAILED, f"{error}{_at(s.step)}; {how}{tail}"
@@ -147,6 +167,8 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
             return RunState.INTERRUPTED, f"SIGINT (KeyboardInterrupt){_at(s.step)}; {how}; no final checkpoint"
         if s.exit_code == 0:
             return RunState.INTERRUPTED, f"{how}{_at(s.step)} but wrote no final checkpoint (see the log's errors)"
+        if s.exit_signal is None and s.exit_code is None:
+            return RunState.INTERRUPTED, f"ended unexpectedly{_at(s.step)}; no final checkpoint; {how}"
         return RunState.INTERRUPTED, f"{how}{_at(s.step)}; no final checkpoint"
     if not live:
         return RunState.WAITING, "no output yet and no trainer running"
@@ -171,3 +193,40 @@ def _at(step: int | None) -> str:
 
 def _final(name: str | None) -> str:
     return f" ({name})" if name else ""
+
+
+def _not_found_window(seconds_per_step: float | None, threshold: float) -> float:
+    if seconds_per_step and seconds_per_step > 0:
+        return min(threshold, NOT_FOUND_GRACE_SECONDS, max(MIN_NOT_FOUND_SECONDS, 3 * seconds_per_step))
+    return min(threshold, NOT_FOUND_GRACE_SECONDS)
+
+
+def stop_explains(s: StateInputs) -> bool:
+    """Does the user's stop (the stop record) explain this end? It must be for this launch
+    (asked for after it started) and nothing may have been written well after the kill
+    returned (else a later launch wrote, and ended on its own)."""
+    stop = s.stop
+    if stop is None:
+        return False
+    if s.launched_at is not None and stop.requested_at < s.launched_at - 1.0:
+        return False
+    done = stop.ended_at if stop.ended_at is not None else stop.requested_at
+    return s.last_write_at is None or s.last_write_at <= done + STOP_SLACK_SECONDS
+
+
+def stopped_reason(s: StateInputs) -> str:
+    """``stopped by you (sdxl-tui kill, SIGINT, 03:12) at step N; last checkpoint X; resume with …``."""
+    stop = s.stop
+    assert stop is not None
+    when = time.strftime("%H:%M", time.localtime(stop.requested_at))
+    step = s.step if s.step is not None else stop.step
+    text = f"stopped by you ({stop.by}, {stop.how or 'signal'}, {when})"
+    if stop.checkpoint:
+        text += f" after {stop.checkpoint}"
+    text += _at(step)
+    if s.exit_code not in (None, 0):
+        text += f" (exit status {s.exit_code} after the signal)"
+    text += f"; last checkpoint {s.last_checkpoint or 'none'}"
+    if s.resume:
+        text += f"; resume with {s.resume}"
+    return text
