@@ -33,6 +33,7 @@ from sdxl_tui.model import (
     Progress,
     QueueEntry,
     RunSnapshot,
+    RunState,
     ScalarPoint,
     SchedulerStatus,
     Series,
@@ -402,7 +403,8 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=obs.stopped_by, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
-    progress = _progress(obs, config, pos, series, checkpoints, state.is_live)
+    # A stalled run has no honest ETA, finish time or 'next checkpoint in': no step is coming.
+    progress = _progress(obs, config, pos, series, checkpoints, state.is_live and state is not RunState.STALLED)
     done = {c.name for c in checkpoints if c.complete}
     remaining = count_upcoming_saves(config, step=pos.step or 0, total_steps=pos.total, done=done) if pos.total else 0
     problems = tuple(dict.fromkeys(obs.problems))

@@ -132,6 +132,8 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         fresh = age is not None and age < window
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
+        if live and s.process_known and s.stop is not None and s.stop.ended_at is not None and stop_explains(s):
+            live = False  # our own kill returned after the trainer was gone: no grace needed
         how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
     # 2. finished
