@@ -361,6 +361,7 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         launched_at=obs.record.started_at if obs.record is not None else None,
         last_checkpoint=last.name if last is not None else None,
         resume=hint.short,
+        exit_note=ended.description if ended is not None and ended.unrecorded else None,
     )
 
 

@@ -86,6 +86,7 @@ class StateInputs:
     launched_at: float | None = None  # when this launch started (run record), if known
     last_checkpoint: str | None = None  # the newest complete checkpoint's name
     resume: str | None = None  # sources/resume.py's short hint
+    exit_note: str | None = None  # how the end is known when no status is (ExitInfo.description)
 
 
 def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
@@ -119,7 +120,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
     if s.alive is True:
         live, how = True, f"{pid} is alive"
     elif s.alive is False or s.exit_code is not None or s.exit_signal is not None:
-        live, how = False, f"{pid} has exited"
+        live, how = False, f"{pid} has exited" if s.exit_note is None else f"{pid} {s.exit_note}"
         if s.exit_signal is not None:
             how = f"{pid} was killed by {_signame(s.exit_signal)}"
         elif s.exit_code is not None:
