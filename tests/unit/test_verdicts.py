@@ -182,3 +182,54 @@ def test_a_stalled_run_has_no_eta(procs: Procs, tmp_path: Path) -> None:
     assert snap.state is RunState.STALLED, snap.state_reason
     assert snap.progress.eta_seconds is None and snap.progress.eta_at is None
     assert snap.progress.next_checkpoint_eta_seconds is None
+
+
+# ------------------------------------------------------------------ the final model and half-written files
+
+
+def _saved_run(tmp_path: Path, final_bytes: bytes | None, *, saved: bool = True) -> Path:
+    from tests.helpers.fake_train_network import _write_safetensors
+
+    out = tmp_path / "run"
+    out.mkdir()
+    _write_safetensors(str(out / "fake-000001.safetensors"), 4096, 0.0, 1)
+    if final_bytes is not None:
+        (out / "fake.safetensors").write_bytes(final_bytes)
+    lines = ["epoch 1/1", f"saving checkpoint: {out / 'fake.safetensors'}"]
+    if saved:
+        lines.append("2026-12-05 07:03:06 INFO     model saved.                  train_network.py:1729")
+    (out / "training.log").write_text("\n".join(lines) + "\n")
+    old = time.time() - 3600
+    for f in out.iterdir():
+        os.utime(f, (old, old))
+    return out
+
+
+@pytest.mark.parametrize("final", [b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":"])
+def test_model_saved_with_an_empty_or_truncated_final_is_an_error(tmp_path: Path, final: bytes) -> None:
+    snap = read_run(_saved_run(tmp_path, final), gpu=False, procs=False)
+    assert snap.state is RunState.FAILED, snap.state_reason
+    assert "fake.safetensors is unusable" in snap.state_reason
+    assert "last complete checkpoint fake-000001.safetensors" in snap.state_reason
+    errors = [a for a in snap.alerts if a.kind == "final_broken"]
+    assert errors and errors[0].severity.value == "error", snap.alerts
+    assert "fake-000001.safetensors" in (errors[0].fix or "")
+    assert not any(a.kind == "finished" for a in snap.alerts)
+
+
+def test_a_half_written_file_of_a_dead_run_is_incomplete_at_once(tmp_path: Path) -> None:
+    """The trainer is gone: its half-written file is labelled the same everywhere, at once
+    (not "writing" in one view and "corrupt" in another)."""
+    from sdxl_tui.model import CheckpointStatus
+    from tests.helpers.fake_train_network import _write_safetensors
+
+    out = _saved_run(tmp_path, None, saved=False)
+    path = out / "fake-000002.safetensors"
+    _write_safetensors(str(path), 4096, 0.0, 2)
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)  # just written, then the writer died
+    write_stop_record(out, _stop(requested_at=time.time() - 2, ended_at=time.time() - 1))
+    snap = read_run(out, gpu=False)  # no trainer in the process table; our kill returned
+    assert snap.state.is_over, snap.state_reason
+    half = next(c for c in snap.checkpoints if c.name == "fake-000002.safetensors")
+    assert half.status is CheckpointStatus.CORRUPT and half.problem and half.problem.startswith("incomplete"), half

@@ -40,7 +40,7 @@ from sdxl_tui.model import (
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
-from sdxl_tui.sources.checkpoints import CheckpointScan
+from sdxl_tui.sources.checkpoints import CheckpointScan, settle_for_dead_writer
 from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
@@ -317,7 +317,7 @@ def run_resume_hint(obs: Observations, config: TrainConfig) -> ResumeHint:
 
 
 def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: Errors,
-                 seen: tuple[str, int | None] | None) -> StateInputs:
+                 seen: tuple[str, int | None] | None, hint: ResumeHint | None = None) -> StateInputs:
     """The facts :func:`decide_state` weighs."""
     tree = obs.process
     alive = tree.alive if tree is not None else (False if obs.exit is not None else None)
@@ -331,7 +331,7 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
                 and seen[1] is not None and pos.step is not None and pos.step > seen[1])
     final = next((c for c in obs.scan.checkpoints if c.kind is CheckpointKind.FINAL), None)
     last = last_complete(obs.scan.checkpoints)
-    hint = run_resume_hint(obs, config)
+    hint = hint or run_resume_hint(obs, config)
     log = obs.log
     return StateInputs(
         now=obs.now,
@@ -362,6 +362,8 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         last_checkpoint=last.name if last is not None else None,
         resume=hint.short,
         exit_note=ended.description if ended is not None and ended.unrecorded else None,
+        final_problem=None if final is None or final.complete else ("empty (0 bytes)" if final.size == 0 else
+                                                                    final.problem or "truncated"),
     )
 
 
@@ -400,10 +402,13 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     pos = locate(obs, config, series)
     errors = collect_errors(obs.log, series)
     seen = traceback_seen(errors, pos.step, prev)
-    state, reason = decide_state(state_inputs(obs, config, pos, errors, seen))
+    hint = run_resume_hint(obs, config)
+    state, reason = decide_state(state_inputs(obs, config, pos, errors, seen, hint))
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=obs.stopped_by, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
+    if state.is_over:  # a file of a dead run is never "writing" (one rule: formats/safetensors.py)
+        checkpoints = settle_for_dead_writer(checkpoints)
     # A stalled run has no honest ETA, finish time or 'next checkpoint in': no step is coming.
     progress = _progress(obs, config, pos, series, checkpoints, state.is_live and state is not RunState.STALLED)
     done = {c.name for c in checkpoints if c.complete}
@@ -421,6 +426,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         process_known=obs.process_known, checkpoints=checkpoints, states=obs.scan.states,
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
+        state_reason=reason, model_saved=obs.log.model_saved if obs.log is not None else False, resume=hint,
     ))
     job_alert = scheduler_alert(state, reason, obs.scheduler, obs.now)
     if job_alert is not None:

@@ -25,17 +25,11 @@ __all__ = ["ResumeHint", "last_complete", "resume_hint"]
 
 @dataclass(frozen=True, slots=True)
 class ResumeHint:
-    """``short``: for a one-line state reason; ``command``: the full line to paste, when the
-    trainer's command line is known; ``note``: what is lost with this way of restarting."""
+    """``short``: for a one-line state reason (``--resume PATH``); ``fix``: the alert's fix,
+    with the whole command to paste when the trainer's command line is known."""
 
     short: str
-    command: str | None = None
-    note: str | None = None
-
-    @property
-    def fix(self) -> str:
-        text = self.command or self.short
-        return f"{text}  ({self.note})" if self.note else text
+    fix: str
 
 
 def last_complete(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
@@ -73,22 +67,24 @@ def resume_hint(*, checkpoints: Sequence[Checkpoint], states: Sequence[StateDir]
     if done_states:
         state = max(done_states, key=lambda s: (s.step if s.step is not None else -1,
                                                  s.epoch if s.epoch is not None else -1))
-        cmd = shlex.join(_with_option(argv, "--resume", state.path)) if runnable else None
-        return ResumeHint(short=f"--resume {shlex.quote(state.path)}", command=cmd,
-                          note=None if runnable else "the same command with this option added")
+        short = f"--resume {shlex.quote(state.path)}"
+        if runnable:
+            return ResumeHint(short, "resume with: " + shlex.join(_with_option(argv, "--resume", state.path)))
+        return ResumeHint(short, f"resume with {short} (same options)")
     last = last_complete(checkpoints)
     if last is None:
-        return ResumeHint(short="nothing saved yet: start it again",
-                          note="add --save_state to make a run resumable")
+        return ResumeHint("nothing saved yet: start it again",
+                          "nothing was saved: restart the run (add --save_state to make it resumable)")
     remaining = total_epochs - last.epoch if total_epochs and last.epoch is not None else None
-    extra = f" --max_train_epochs {remaining}" if remaining and remaining > 0 else ""
-    short = f"--network_weights {shlex.quote(last.path)}{extra}"
-    cmd = None
+    remaining = remaining if remaining and remaining > 0 else None
+    short = f"--network_weights {shlex.quote(last.path)}"
+    lost = ("no --save_state directory to --resume from: a new run from these weights, whose optimizer, "
+            "LR schedule and step count start over (train_network.py: NetworkTrainer.train); "
+            "add --save_state next time")
     if runnable:
         args = _with_option(argv, "--network_weights", last.path, drop=("--resume",))
-        if remaining and remaining > 0:
+        if remaining:
             args = _with_option(args, "--max_train_epochs", str(remaining), drop=("--max_train_steps",))
-        cmd = shlex.join(args)
-    return ResumeHint(short=short, command=cmd,
-                      note="no --save_state folder: a new run from these weights; optimizer, LR schedule "
-                           "and step count start over (train_network.py: NetworkTrainer.train)")
+        return ResumeHint(short, f"continue from the weights ({lost}): {shlex.join(args)}")
+    epochs = f" and --max_train_epochs {remaining}" if remaining else ""
+    return ResumeHint(short, f"continue from the weights with {short}{epochs} ({lost})")

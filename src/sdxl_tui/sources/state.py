@@ -87,6 +87,7 @@ class StateInputs:
     last_checkpoint: str | None = None  # the newest complete checkpoint's name
     resume: str | None = None  # sources/resume.py's short hint
     exit_note: str | None = None  # how the end is known when no status is (ExitInfo.description)
+    final_problem: str | None = None  # the final file exists but is empty/truncated
 
 
 def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
@@ -138,6 +139,9 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
     # 2. finished
+    if s.model_saved and s.final_problem:
+        return RunState.FAILED, (f"'model saved.' logged, but the final {s.final_name or 'model'} is unusable "
+                                 f"({s.final_problem}); last complete checkpoint {s.last_checkpoint or 'none'}")
     if s.model_saved:
         return RunState.FINISHED, f"'model saved.' logged{_final(s.final_name)}"
     if s.final_complete and not (live and s.step is not None and s.total_steps and s.step < s.total_steps):
