@@ -254,28 +254,53 @@ def _step_of(p: ScalarPoint) -> int:
     return p.step
 
 
-def loss_at(series: Mapping[str, Series], step: int) -> float | None:
-    """``loss/average`` (else ``loss/current``) at ``step``, or at the last point before it."""
+#: A checkpoint's mtime may be rounded to the second (copies, some file systems).
+_MTIME_SLACK = 1.0
+
+
+def loss_point(series: Mapping[str, Series], step: int, saved_at: float | None = None) -> ScalarPoint | None:
+    """The ``loss/average`` (else ``loss/current``) point logged at a checkpoint's save: the
+    last point at or before ``step`` (its ``ss_steps``) that was logged before the file was
+    written (``saved_at``: its mtime). With gradient accumulation several points share a step,
+    and those logged after the save belong to the next epoch's first micro-batches (the real
+    run: -000001 at step 3 was saved at 1.095; 1.101 came after it). Without wall times, the
+    first point at that step. The point's step is below ``step`` when the event file ends earlier.
+    """
     for tag in ("loss/average", "loss/current"):
         s = series.get(tag)
         if s is None or not s.points:
             continue
         i = bisect_right(s.points, step, key=_step_of)
-        if i:
-            return s.points[i - 1].value
+        if not i:
+            continue
+        j = i - 1
+        if saved_at is not None and any(p.wall_time > 0 for p in s.points[:i]):
+            while j > 0 and s.points[j].wall_time > saved_at + _MTIME_SLACK:
+                j -= 1
+        else:
+            while j > 0 and s.points[j - 1].step == s.points[j].step:
+                j -= 1
+        return s.points[j]
     return None
+
+
+def loss_at(series: Mapping[str, Series], step: int, saved_at: float | None = None) -> float | None:
+    """The value of :func:`loss_point`."""
+    p = loss_point(series, step, saved_at)
+    return p.value if p is not None else None
 
 
 def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Series],
                       prev: RunSnapshot | None) -> tuple[Checkpoint, ...]:
-    """Each checkpoint with the loss at its step; a value is kept from the previous snapshot
-    once the series had passed that step there (later downsampling must not move it)."""
-    settled: dict[tuple[str, float, int], float] = {}
+    """Each checkpoint with the loss at its save (:func:`loss_point`) and the step it was
+    logged at; a value is kept from the previous snapshot once the series had passed that step
+    there (later downsampling must not move it)."""
+    settled: dict[tuple[str, float, int], tuple[float, int | None]] = {}
     if prev is not None:
         passed = _last_loss_step(prev.series)
         for p in prev.checkpoints:
             if p.loss_at_save is not None and p.step is not None and passed is not None and passed > p.step:
-                settled[(p.path, p.mtime, p.step)] = p.loss_at_save
+                settled[(p.path, p.mtime, p.step)] = (p.loss_at_save, p.loss_step)
     out: list[Checkpoint] = []
     for c in checkpoints:
         if c.step is None or c.loss_at_save is not None:
@@ -283,8 +308,9 @@ def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Se
             continue
         value = settled.get((c.path, c.mtime, c.step))
         if value is None:
-            value = loss_at(series, c.step)
-        out.append(c if value is None else replace(c, loss_at_save=value))
+            point = loss_point(series, c.step, c.mtime)
+            value = (point.value, point.step) if point is not None else None
+        out.append(c if value is None else replace(c, loss_at_save=value[0], loss_step=value[1]))
     return tuple(out)
 
 
