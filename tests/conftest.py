@@ -33,6 +33,8 @@ def _private_queue_folder(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     """Keep the user's own night queue (``$XDG_STATE_HOME/sdxl-tui/queue``) out of the tests:
     the dashboard and ``status`` show it, and the queue tests write one."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-state"))
+    # and the user's cache folder (``status`` and the dashboard remember decoded event files)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
 
 
 @pytest.fixture(scope="session")

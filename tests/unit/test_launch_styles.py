@@ -167,7 +167,7 @@ def test_kill_stops_every_launch_style(procs: Procs, tmp_path: Path, style: str)
     snap = read_run(out, gpu=False)
     assert snap.state is RunState.STOPPED, snap.state_reason
     assert snap.state_reason.startswith("stopped by you (sdxl-tui kill, SIGINT, "), snap.state_reason
-    assert "last checkpoint r-0000" in snap.state_reason and "resume with --network_weights" in snap.state_reason
+    assert "; last checkpoint r-0000" in snap.state_reason and "--network_weights" in snap.state_reason
 
 
 def test_retry_wrapper_under_sdxl_tui_start_is_stopped_and_attributed(procs: Procs, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from sdxl_tui.model import RunState
 from sdxl_tui.sources.procs import discover
 from sdxl_tui.sources.rundir import RunReader, read_run
 from sdxl_tui.sources.state import StateInputs, decide_state
+from sdxl_tui.sources.stops import applicable_stop, describe_stop
 from tests.helpers.proctools import Procs, alive, managed_procs, trainer_argv, wait_until
 
 NOW = 1_800_000_000.0
@@ -36,17 +37,23 @@ def procs() -> Iterator[Procs]:
 
 
 def _stop(**kw: object) -> StopRecord:
-    base: dict[str, object] = {"by": "sdxl-tui kill", "requested_at": KILLED, "how": "SIGINT",
-                               "ended_at": KILLED + 3.0, "trainers": ((4242, KILLED - 600.0),)}
+    base: dict[str, object] = {"by": "sdxl-tui kill", "requested_at": KILLED, "signal": "SIGINT",
+                               "ended_at": KILLED + 3.0, "trainer_pid": 4242, "trainer_create_time": KILLED - 600.0}
     base.update(kw)
     return StopRecord(**base)  # type: ignore[arg-type]
+
+
+def _said(stop: StopRecord, **facts: object) -> str | None:
+    """What the state machine is told about the stop (``sources/stops.py``)."""
+    applies = applicable_stop(stop, alive=facts.get("alive", False), record=facts.get("record"),  # type: ignore[arg-type]
+                              last_write_at=facts.get("last_write_at", KILLED + 1.0))  # type: ignore[arg-type]
+    return describe_stop(applies) if applies is not None else None
 
 
 def _gone(**kw: object) -> StateInputs:
     base: dict[str, object] = {
         "now": NOW, "has_output": True, "has_log": True, "phase": "training", "step": 3, "total_steps": 9,
         "alive": False, "pid": 4242, "last_write_at": KILLED + 1.0, "seconds_per_step": 1.5,
-        "last_checkpoint": "r-000001.safetensors", "resume": "--network_weights /out/r-000001.safetensors",
     }
     base.update(kw)
     return StateInputs(**base)  # type: ignore[arg-type]
@@ -68,13 +75,15 @@ def test_a_stop_we_sent_reads_stopped_whatever_the_exit(exit_code: int | None, e
                                                          ki: bool) -> None:
     state, reason = decide_state(_gone(exit_code=exit_code, exit_signal=exit_signal, keyboard_interrupt=ki,
                                        traceback="Traceback ...\nKeyboardInterrupt" if ki else None,
-                                       stop=_stop()))
+                                       stopped=_said(_stop())))
     assert state is RunState.STOPPED, reason
-    assert reason.startswith(f"stopped by you (sdxl-tui kill, SIGINT, {_hhmm(KILLED)}) at step 3"), reason
-    assert "last checkpoint r-000001.safetensors" in reason
-    assert reason.endswith("resume with --network_weights /out/r-000001.safetensors")
-    if exit_code not in (None, 0):
-        assert f"(exit status {exit_code} after the signal)" in reason
+    assert reason == f"stopped by you (sdxl-tui kill, SIGINT, {_hhmm(KILLED)}) at step 3", reason
+
+
+def test_a_launcher_traceback_after_our_stop_does_not_make_it_a_crash() -> None:
+    tb = "subprocess.CalledProcessError: Command '[...]' returned non-zero exit status 1."
+    state, reason = decide_state(_gone(exit_code=1, traceback=tb, stopped=_said(_stop())))
+    assert state is RunState.STOPPED, reason
 
 
 def test_without_our_stop_the_same_exit_is_a_failure() -> None:
@@ -83,25 +92,26 @@ def test_without_our_stop_the_same_exit_is_a_failure() -> None:
 
 
 def test_a_stop_record_of_an_earlier_launch_does_not_explain_this_end() -> None:
-    # asked for before this launch started (the record's started_at)
-    state, _ = decide_state(_gone(exit_code=1, stop=_stop(), launched_at=KILLED + 60.0))
-    assert state is RunState.FAILED
+    from sdxl_tui.formats.statedir import RunRecord
+
+    # launched again after the stop (the record's started_at)
+    assert _said(_stop(), record=RunRecord(pid=1, started_at=KILLED + 60.0)) is None
     # files written long after the kill returned: another launch wrote them and ended on its own
-    state, _ = decide_state(_gone(exit_code=1, stop=_stop(), last_write_at=KILLED + 90.0))
-    assert state is RunState.FAILED
+    assert _said(_stop(), last_write_at=KILLED + 3600.0) is None
+    # a trainer alive: nothing is explained yet
+    assert _said(_stop(), alive=True) is None
 
 
 def test_an_oom_before_the_stop_stays_the_story() -> None:
-    state, reason = decide_state(_gone(exit_code=1, oom="CUDA out of memory", stop=_stop()))
+    state, reason = decide_state(_gone(exit_code=1, oom="CUDA out of memory", stopped=_said(_stop())))
     assert state is RunState.FAILED and "CUDA out of memory" in reason
 
 
 def test_stop_after_checkpoint_names_the_checkpoint() -> None:
-    stop = _stop(by="stop-after-checkpoint", checkpoint="r-000002.safetensors")
-    state, reason = decide_state(_gone(exit_signal=signal.SIGINT, keyboard_interrupt=True, stop=stop))
+    stop = _stop(by="sdxl-tui kill --after-checkpoint", how="stop-after-checkpoint", checkpoint="r-000002.safetensors")
+    state, reason = decide_state(_gone(exit_signal=signal.SIGINT, keyboard_interrupt=True, stopped=_said(stop)))
     assert state is RunState.STOPPED
-    assert reason.startswith(f"stopped by you (stop-after-checkpoint, SIGINT, {_hhmm(KILLED)}) after "
-                             "r-000002.safetensors at step 3")
+    assert reason.startswith(f"stopped by you (sdxl-tui kill --after-checkpoint, SIGINT, {_hhmm(KILLED)})")
 
 
 def test_a_dead_trainer_without_any_record_is_said_at_once() -> None:
@@ -109,14 +119,15 @@ def test_a_dead_trainer_without_any_record_is_said_at_once() -> None:
     state, reason = decide_state(_gone(alive=None, pid=None, last_write_at=NOW - 20.0))
     assert state is RunState.INTERRUPTED, reason
     # our kill returned: no grace at all
+    stop = _stop(requested_at=NOW - 3.0, ended_at=NOW - 0.5)
     state, reason = decide_state(_gone(alive=None, pid=None, last_write_at=NOW - 1.0,
-                                       stop=_stop(requested_at=NOW - 3.0, ended_at=NOW - 0.5)))
+                                       stopped=_said(stop, alive=None, last_write_at=NOW - 1.0)))
     assert state is RunState.STOPPED, reason
 
 
 def test_stop_record_round_trip(tmp_path: Path) -> None:
-    stop = _stop(step=7, checkpoint="x.safetensors", ok=True)
-    write_stop_record(tmp_path, stop, {"ok": True})
+    stop = _stop(step=7, checkpoint="x.safetensors", result="stopped", signals=("SIGINT", "SIGTERM"))
+    write_stop_record(tmp_path, stop, {"result": {"ok": True}})
     assert read_stop_record(tmp_path) == stop
     (tmp_path / ".sdxl-tui" / "last-kill.json").write_text('{"stop": {"by": 3}}')
     assert read_stop_record(tmp_path) is None
@@ -157,7 +168,7 @@ def test_supervisor_killed_with_the_trainer_reads_ended_at_once(procs: Procs, tm
     wait_until(lambda: not any(alive(p.pid, p.create_time) for p in tree.all()), timeout=20)
     snap = read_run(out, gpu=False)
     assert snap.state is RunState.INTERRUPTED, snap.state_reason
-    assert "never recorded" in snap.state_reason
+    assert "is gone (no exit status" in snap.state_reason
     assert snap.progress.eta_seconds is None
 
 
@@ -210,7 +221,6 @@ def test_model_saved_with_an_empty_or_truncated_final_is_an_error(tmp_path: Path
     snap = read_run(_saved_run(tmp_path, final), gpu=False, procs=False)
     assert snap.state is RunState.FAILED, snap.state_reason
     assert "fake.safetensors is unusable" in snap.state_reason
-    assert "last complete checkpoint fake-000001.safetensors" in snap.state_reason
     errors = [a for a in snap.alerts if a.kind == "final_broken"]
     assert errors and errors[0].severity.value == "error", snap.alerts
     assert "fake-000001.safetensors" in (errors[0].fix or "")

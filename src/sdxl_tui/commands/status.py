@@ -56,18 +56,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not scan the process table (liveness is guessed from the log's age)")
     parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML (stall factor, GPU temperature)")
     parser.add_argument("--launch", metavar="FILE", help="launch config TOML (default: DIR/sdxl-tui.toml)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="read every event file from its start and leave the cache alone "
+                             "(default: start from $XDG_CACHE_HOME/sdxl-tui, setting cache.enabled)")
 
 
 def _err(message: str) -> None:
     print(f"sdxl-tui status: {message}", file=sys.stderr)
 
 
-def _prefetch_events(run_dir: str, logs_dir: str | None) -> Any:
-    """An ``EventReader`` for the default roots, its first read started in a child process."""
+def _prefetch_events(run_dir: str, logs_dir: str | None, settings: Any) -> Any:
+    """An ``EventReader`` for the default roots (from the cache if any), its first read started
+    in a child process."""
     try:
+        from sdxl_tui.sources.cache import event_cache
         from sdxl_tui.sources.events import EventReader
 
-        reader = EventReader([logs_dir if logs_dir else run_dir])
+        roots = [logs_dir if logs_dir else run_dir]
+        cache = event_cache(roots, EventReader.DEFAULT_MAX_POINTS, settings) if settings is not None else None
+        reader = EventReader(roots, cache=cache)
         reader.prefetch()
     except Exception:  # noqa: BLE001 - an optimisation only: read_run reads them anyway
         return None
@@ -98,18 +105,18 @@ def _run(args: argparse.Namespace) -> int:
     if not os.access(run_dir, os.R_OK | os.X_OK):
         _err(f"cannot read {args.dir}: permission denied")
         return 1
+    from sdxl_tui.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config_path=args.config)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    use_cache = settings.cache.enabled and not args.no_cache
     # Start decoding the event files on the second core before anything heavy is imported:
     # it is most of a cold status and needs nothing else (see EventReader.prefetch).
-    events = _prefetch_events(run_dir, args.logs_dir)
+    events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
     try:
-        from sdxl_tui.config import ConfigError, load_settings
-
-        try:
-            settings = load_settings(config_path=args.config)
-        except ConfigError as exc:
-            _err(str(exc))
-            return 2
-
         from sdxl_tui.sources.rundir import read_run
 
         try:
@@ -122,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
                 settings=settings,
                 launch_file=getattr(args, "launch", None),
                 event_reader=events,
+                cache=use_cache,
             )
         except OSError as exc:  # the readers report I/O trouble as problems; this is a last resort
             _err(f"cannot read {args.dir}: {exc.strerror or exc}")
@@ -132,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         from sdxl_tui.sources.snapshot_json import snapshot_to_json
 
-        json.dump(snapshot_to_json(snap), sys.stdout, indent=1, ensure_ascii=False)
+        # one string, one write: json.dump writes each token separately (thousands of calls)
+        sys.stdout.write(json.dumps(snapshot_to_json(snap), indent=1, ensure_ascii=False))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_status(snap))

@@ -161,19 +161,27 @@ def build_app(
     no_gpu: bool = False,
     notice: str | None = None,
 ) -> Any:
-    """The dashboard as the CLI builds it: the run's first read starts before Textual loads."""
+    """The dashboard as the CLI builds it: the run's first read starts before Textual loads.
+
+    The event files (most of a cold start) are decoded in a forked child on the second core
+    (``EventReader.prefetch``, from the cached state if any) while this process imports
+    Textual and mounts the screen; the reader's first refresh, in the feed thread, adopts the
+    child's state and reads the log and the checkpoints itself: the run is read once.
+    """
     from sdxl_tui.sources.gpu import LatestGpu
-    from sdxl_tui.tui.prefetch import prefetch_run
+    from sdxl_tui.sources.rundir import RunReader
 
     latest = LatestGpu()  # the GPU feed samples NVML; the reader takes its latest status
-    reader = prefetch_run(
+    reader = RunReader(
         run_dir,
         log_path=log_path,
         logs_dir=logs_dir,
         gpu=None if no_gpu else latest,
         settings=settings,
         launch_file=settings.launch.file,
+        cache=True,
     )
+    reader.prefetch_events()  # fork now, while this process has one thread
     from sdxl_tui.tui.app import make_app
 
     return make_app(

@@ -39,7 +39,7 @@ import os
 import signal as _signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -415,6 +415,7 @@ def execute_kill(
     uid: int | None = None,
     write_record: bool = True,
     by: str = "sdxl-tui kill",
+    how: str = "kill",
     step: int | None = None,
     checkpoint: str | None = None,
 ) -> KillResult:
@@ -430,8 +431,10 @@ def execute_kill(
             to exit by themselves.
         respawn_watch: seconds to watch for a new trainer of the same run after the kill.
         progress: called with a short line at each step (for a UI status line).
-        by, step, checkpoint: who asked, the step the run was at, the checkpoint waited for
-            (stop-after-checkpoint): written to the stop record.
+        by, how, step, checkpoint: who asked (``sdxl-tui kill``, ``dashboard key k``, ``sdxl-tui
+            kill --after-checkpoint``), ``kill`` or ``stop-after-checkpoint``, the step the run
+            was at, the checkpoint waited for: the stop record, written before the first signal
+            (so a trainer that exits at once is already attributed) and again with the outcomes.
     """
     ps = load_psutil(psutil_module)
     me = os.geteuid() if uid is None else uid
@@ -445,8 +448,12 @@ def execute_kill(
         if gone(ps, t):
             t.result = "gone"
     _snapshot_children(ps, targets)
+    trainer = next((t.info for t in targets if t.info.role == "trainer"), None)
+    stop = StopRecord(by=by, requested_at=began, signal=f"SIG{start}", how=how, checkpoint=checkpoint, step=step,
+                      trainer_pid=trainer.pid if trainer else None,
+                      trainer_create_time=trainer.create_time if trainer else None)
     if write_record and plan.targets:  # before any signal: the trainer's exit may be read at once
-        _record(plan, targets, by, start, began, step, checkpoint, None)
+        write_stop_record(plan.run_dir, stop)
     k = _Steps(ps, me, say, timeouts[0], timeouts[1], kill_wait, launcher_grace)
     frozen = freeze(ps, [t for t in targets if t.info.role == "wrapper"], me)
     if frozen:
@@ -465,18 +472,7 @@ def execute_kill(
     result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time(),
                         respawned=respawned)
     if write_record and plan.targets:
-        _record(plan, targets, by, start, began, step, checkpoint, result)
+        sent = tuple(dict.fromkeys(s for o in outcomes for s in o.signals))
+        done = replace(stop, result="stopped" if result.ok else "incomplete", ended_at=result.ended_at, signals=sent)
+        write_stop_record(plan.run_dir, done, result.to_json())
     return result
-
-
-def _record(plan: KillPlan, targets: Sequence[Target], by: str, start: str, began: float, step: int | None,
-            checkpoint: str | None, result: KillResult | None) -> None:
-    stop = StopRecord(
-        by=by, requested_at=began, how="SIG" + start, step=step, checkpoint=checkpoint,
-        ended_at=result.ended_at if result is not None else None, ok=result.ok if result is not None else None,
-        trainers=tuple((t.info.pid, t.info.create_time) for t in targets if t.info.role == "trainer"),
-    )
-    try:
-        write_stop_record(plan.run_dir, stop, result.to_json() if result is not None else None)
-    except OSError:
-        pass  # a read-only run directory: the kill itself still happened

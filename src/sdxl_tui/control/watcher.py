@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(path, record)
         plan = plan_kill(run_dir)
         result = execute_kill(plan, start=args.signal, timeouts=(args.timeout_int, args.timeout_term),
-                              by="stop-after-checkpoint", checkpoint=name)
+                              by="sdxl-tui kill --after-checkpoint", how="stop-after-checkpoint", checkpoint=name)
         new = waiter.new_checkpoints()
         message = f"stopped after {name}"
         if len(new) > 1:

@@ -31,7 +31,6 @@ from sdxl_tui.model import (
     TrainConfig,
 )
 from sdxl_tui.sources.endalerts import EndFacts, end_alerts
-from sdxl_tui.sources.resume import ResumeHint
 
 #: Throttle reasons that mean the GPU is slowed by heat or power hardware, not by idling.
 _BAD_THROTTLE = ("thermal", "hw_slowdown", "hw_thermal", "hw_power_brake", "sw_thermal")
@@ -72,7 +71,7 @@ class AlertInputs:
     log_name: str = "training.log"
     state_reason: str = ""
     model_saved: bool = False
-    resume: ResumeHint | None = None  # sources/resume.py: how to go on
+    resume: str | None = None  # sources/resume.py: how to go on
 
 
 # --------------------------------------------------------------------------------------------

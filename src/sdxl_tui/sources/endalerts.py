@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sdxl_tui.humanize import format_bytes
 from sdxl_tui.model import Alert, Checkpoint, CheckpointKind, RunState, Severity, StateDir
-from sdxl_tui.sources.resume import ResumeHint, last_complete, resume_hint
+from sdxl_tui.sources.resume import last_complete, resume_hint
 
 __all__ = ["EndFacts", "broken_final", "end_alerts"]
 
@@ -30,7 +30,7 @@ class EndFacts:
     keyboard_interrupt: bool = False
     exit_signal: int | None = None
     model_saved: bool = False
-    resume: ResumeHint | None = None  # None: built here from the files alone
+    resume: str | None = None  # sources/resume.py's hint; None: built here from the files alone
     states: tuple[StateDir, ...] = ()
     total_epochs: int | None = None
 
@@ -56,8 +56,8 @@ def _signame(sig: int | None) -> str | None:
 
 def _fix(f: EndFacts) -> str:
     if f.resume is not None:
-        return f.resume.fix
-    return resume_hint(checkpoints=f.checkpoints, states=f.states, total_epochs=f.total_epochs).fix
+        return f.resume
+    return resume_hint(f.states, f.checkpoints, epochs=f.total_epochs)
 
 
 def _alert(kind: str, severity: Severity, message: str, fix: str | None, f: EndFacts) -> Alert:

@@ -50,7 +50,7 @@ from sdxl_tui.sources.progress import (
     pause_per_save,
     steps_per_second_from_points,
 )
-from sdxl_tui.sources.resume import ResumeHint, last_complete, resume_hint
+from sdxl_tui.sources.resume import last_complete, resume_hint
 from sdxl_tui.sources.runconfig import (
     config_from_metadata,
     config_from_options,
@@ -60,6 +60,7 @@ from sdxl_tui.sources.runconfig import (
     spacing_of_logged,
 )
 from sdxl_tui.sources.state import StateInputs, decide_state, stall_threshold
+from sdxl_tui.sources.stops import applicable_stop, describe_stop
 
 __all__ = ["Errors", "Observations", "Position", "fuse", "loss_at"]
 
@@ -102,10 +103,8 @@ class Observations:
     gpu_temp_warn: int = 85
     #: A Slurm run's job (None for local runs), who stopped it (the stop record), the queue.
     scheduler: SchedulerStatus | None = None
-    stopped_by: str | None = None
+    stop: StopRecord | None = None  # the last stop asked for (.sdxl-tui/last-kill.json)
     queue: tuple[QueueEntry, ...] = ()
-    #: The last stop the user asked for (``last-kill.json``), read while no trainer lives.
-    stop: StopRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,17 +332,8 @@ def ended_tree(exit_info: ExitInfo | None, record: RunRecord | None) -> ProcessT
 # --------------------------------------------------------------------------- the function
 
 
-def run_resume_hint(obs: Observations, config: TrainConfig) -> ResumeHint:
-    """How to go on from what this run left (``sources/resume.py``), with the launch's argv."""
-    argv = obs.process.trainer.cmdline if obs.process is not None else ()
-    if not argv and obs.record is not None:
-        argv = obs.record.argv
-    return resume_hint(checkpoints=obs.scan.checkpoints, states=obs.scan.states, argv=argv,
-                       total_epochs=config.num_epochs)
-
-
 def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: Errors,
-                 seen: tuple[str, int | None] | None, hint: ResumeHint | None = None) -> StateInputs:
+                 seen: tuple[str, int | None] | None, prev: RunSnapshot | None = None) -> StateInputs:
     """The facts :func:`decide_state` weighs."""
     tree = obs.process
     alive = tree.alive if tree is not None else (False if obs.exit is not None else None)
@@ -351,13 +341,16 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
     # A Slurm job stands in for the process table of a trainer on another node.
     alive, exit_code, exit_signal = scheduler_liveness(
         obs.scheduler, alive, ended.exit_code if ended else None, ended.signal if ended else None)
+    # Seen before and not found now: gone (the grace for a trainer never seen is for one in
+    # another PID namespace).
+    seen_alive = (prev is not None and prev.process is not None and prev.process.alive) or (
+        obs.record is not None and obs.record.backend == "local" and obs.record.pid is not None)
+    stop = applicable_stop(obs.stop, alive=alive, record=obs.record, last_write_at=pos.last_write)
     # An exception the live trainer survived (its step moved on since the line was first
     # seen) does not end the run: it stays an alert, not the state.
     survived = (alive is True and errors.traceback is not None and seen is not None
                 and seen[1] is not None and pos.step is not None and pos.step > seen[1])
     final = next((c for c in obs.scan.checkpoints if c.kind is CheckpointKind.FINAL), None)
-    last = last_complete(obs.scan.checkpoints)
-    hint = hint or run_resume_hint(obs, config)
     log = obs.log
     return StateInputs(
         now=obs.now,
@@ -383,13 +376,10 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         last_write_at=pos.last_write,
         seconds_per_step=pos.seconds_per_step,
         stall_factor=obs.stall_factor,
-        stop=obs.stop,
-        launched_at=obs.record.started_at if obs.record is not None else None,
-        last_checkpoint=last.name if last is not None else None,
-        resume=hint.short,
-        exit_note=ended.description if ended is not None and ended.unrecorded else None,
-        final_problem=None if final is None or final.complete else ("empty (0 bytes)" if final.size == 0 else
-                                                                    final.problem or "truncated"),
+        seen_alive=seen_alive,
+        stopped=describe_stop(stop) if stop is not None and obs.scheduler is None else None,
+        final_problem=None if final is None or final.complete else (
+            "empty (0 bytes)" if final.size == 0 else final.problem or "truncated"),
     )
 
 
@@ -421,6 +411,19 @@ def _progress(obs: Observations, config: TrainConfig, pos: Position, series: Map
     )
 
 
+def _way_on(obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint]) -> str:
+    """How to go on from what the run left (``sources/resume.py``), with the launch's argv."""
+    argv = obs.record.argv if obs.record is not None else ()
+    return resume_hint(obs.scan.states, checkpoints, argv=argv, epochs=config.num_epochs)
+
+
+def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) -> str:
+    """A stopped or interrupted run's reason, with its last checkpoint and how to go on."""
+    last = last_complete(checkpoints)
+    saved = f"; last checkpoint {last.name}" if last is not None else ""
+    return f"{reason}{saved}; {way_on}"
+
+
 def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     """The run as it is now, from what was observed (and the previous snapshot's memory)."""
     config = fuse_config(obs)
@@ -428,13 +431,17 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     pos = locate(obs, config, series)
     errors = collect_errors(obs.log, series)
     seen = traceback_seen(errors, pos.step, prev)
-    hint = run_resume_hint(obs, config)
-    state, reason = decide_state(state_inputs(obs, config, pos, errors, seen, hint))
+    inputs = state_inputs(obs, config, pos, errors, seen, prev)
+    state, reason = decide_state(inputs)
+    stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
-                                          stopped=obs.stopped_by, now=obs.now)
+                                          stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
     if state.is_over:  # a file of a dead run is never "writing" (one rule: formats/safetensors.py)
         checkpoints = settle_for_dead_writer(checkpoints)
+    way_on = _way_on(obs, config, checkpoints)
+    if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:
+        reason = _with_way_on(reason, way_on, checkpoints)
     # A stalled run has no honest ETA, finish time or 'next checkpoint in': no step is coming.
     progress = _progress(obs, config, pos, series, checkpoints, state.is_live and state is not RunState.STALLED)
     done = {c.name for c in checkpoints if c.complete}
@@ -452,7 +459,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         process_known=obs.process_known, checkpoints=checkpoints, states=obs.scan.states,
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
-        state_reason=reason, model_saved=obs.log.model_saved if obs.log is not None else False, resume=hint,
+        state_reason=reason, model_saved=obs.log.model_saved if obs.log is not None else False, resume=way_on,
     ))
     job_alert = scheduler_alert(state, reason, obs.scheduler, obs.now)
     if job_alert is not None:

@@ -100,7 +100,6 @@ class ExitInfo:
     ended_at: float | None = None
     of: str = "launch"  # "trainer" when the supervised process was the trainer itself
     error: str | None = None  # e.g. the program could not be started
-    unrecorded: bool = False  # gone, but its supervisor never recorded how (killed with it)
 
     @property
     def signal_name(self) -> str | None:
@@ -115,8 +114,6 @@ class ExitInfo:
     def description(self) -> str:
         if self.error:
             return f"could not start: {self.error}"
-        if self.unrecorded:
-            return "ended, but how was never recorded (its supervisor was ended too)"
         if self.signal is not None:
             verb = "killed" if self.signal == _signal.SIGKILL else "stopped"
             text = f"{verb} by {self.signal_name}"
@@ -130,15 +127,9 @@ class ExitInfo:
         return f"exited with status {self.exit_code}"
 
 
-def exit_info_from_record(record: RunRecord | None, *, gone: bool = False) -> ExitInfo | None:
-    """How the recorded launch ended; with ``gone`` (its process no longer exists) also when
-    the end was never recorded (``kill --signal TERM`` ended the supervisor first, a reboot)."""
-    if record is None:
+def exit_info_from_record(record: RunRecord | None) -> ExitInfo | None:
+    if record is None or record.ended_at is None:
         return None
-    if record.ended_at is None:
-        if not gone or record.pid is None:
-            return None
-        return ExitInfo(pid=record.pid, exit_code=None, of="launch", unrecorded=True)
     return ExitInfo(
         pid=record.pid,
         exit_code=record.exit_code,
@@ -342,8 +333,7 @@ def discover(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | Non
         record_state, recorded_trainer, note = _check_record(record, rows, children, candidates, target)
         if note:
             notes.append(note)
-    gone = record_state in ("gone", "mismatch")
-    exit_info = exit_info_from_record(record, gone=gone) if record_state == "ended" or gone else None
+    exit_info = exit_info_from_record(record) if record_state in ("ended", "gone") else None
 
     trees: list[ProcessTree] = []
     covered: set[int] = set()

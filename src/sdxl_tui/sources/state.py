@@ -6,7 +6,7 @@ State precedence (first match wins; :func:`decide_state`):
 2. ``FINISHED``    ``model saved.`` was logged, or the final ``{output_name}.safetensors`` is
                    complete and the run is not visibly still training towards it.
 3. ``STOPPED``     the user asked for the stop (``sdxl-tui kill``, the dashboard, stop-after-
-                   checkpoint: the stop record ``.sdxl-tui/last-kill.json``) and the trainer is
+                   checkpoint: the stop record, ``sources/stops.py``) and the trainer is
                    gone, whatever its exit: real sd-scripts interrupted in its loop exits 1
                    (KeyboardInterrupt), ``accelerate launch`` turns any child exit into 1, a
                    wrapper may exit 130, 143 or 254. Only an OOM or rejected arguments win.
@@ -26,10 +26,8 @@ State precedence (first match wins; :func:`decide_state`):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from sdxl_tui.formats.statedir import StopRecord
 from sdxl_tui.humanize import format_ago
 from sdxl_tui.model import RunState
 
@@ -43,8 +41,7 @@ DEFAULT_SILENCE_SECONDS = 600.0
 #: another PID namespace, a scan racing a restart); once steps are timed, 3 steps (>= 15 s).
 NOT_FOUND_GRACE_SECONDS = 60.0
 MIN_NOT_FOUND_SECONDS = 15.0
-#: A stop record explains an end when nothing was written this long after the kill returned.
-STOP_SLACK_SECONDS = 15.0
+
 _PHASE_STATES = {
     "loading": RunState.LOADING,
     "caching": RunState.CACHING,
@@ -82,11 +79,11 @@ class StateInputs:
     last_write_at: float | None = None  # newest log/event/checkpoint write
     seconds_per_step: float | None = None
     stall_factor: float = 10.0
-    stop: StopRecord | None = None  # the last stop the user asked for (last-kill.json)
-    launched_at: float | None = None  # when this launch started (run record), if known
-    last_checkpoint: str | None = None  # the newest complete checkpoint's name
-    resume: str | None = None  # sources/resume.py's short hint
-    exit_note: str | None = None  # how the end is known when no status is (ExitInfo.description)
+    #: The trainer was seen alive before (an earlier snapshot, or the run record of the run
+    #: sdxl-tui started): not finding it now means it is gone, at once.
+    seen_alive: bool = False
+    #: The stop the user asked for that explains the end (``sources/stops.describe_stop``).
+    stopped: str | None = None
     final_problem: str | None = None  # the final file exists but is empty/truncated
 
 
@@ -121,7 +118,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
     if s.alive is True:
         live, how = True, f"{pid} is alive"
     elif s.alive is False or s.exit_code is not None or s.exit_signal is not None:
-        live, how = False, f"{pid} has exited" if s.exit_note is None else f"{pid} {s.exit_note}"
+        live, how = False, f"{pid} has exited"
         if s.exit_signal is not None:
             how = f"{pid} was killed by {_signame(s.exit_signal)}"
         elif s.exit_code is not None:
@@ -131,17 +128,19 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         # fresh log still counts for a short while (a trainer in another PID namespace, a
         # scan racing a restart), never for a whole stall threshold.
         window = threshold if not s.process_known else _not_found_window(s.seconds_per_step, threshold)
-        fresh = age is not None and age < window
+        fresh = age is not None and age < window and not (s.process_known and s.seen_alive)
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
+        if s.process_known and s.seen_alive:
+            who = f"{pid} is gone (no exit status: killed with SIGKILL, or its supervisor was killed too)"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
-        if live and s.process_known and s.stop is not None and s.stop.ended_at is not None and stop_explains(s):
-            live = False  # our own kill returned after the trainer was gone: no grace needed
+        if live and s.process_known and s.stopped is not None:
+            live = False  # the user's stop, and its trainer is not found: no grace needed
         how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
     # 2. finished
     if s.model_saved and s.final_problem:
         return RunState.FAILED, (f"'model saved.' logged, but the final {s.final_name or 'model'} is unusable "
-                                 f"({s.final_problem}); last complete checkpoint {s.last_checkpoint or 'none'}")
+                                 f"({s.final_problem})")
     if s.model_saved:
         return RunState.FINISHED, f"'model saved.' logged{_final(s.final_name)}"
     if s.final_complete and not (live and s.step is not None and s.total_steps and s.step < s.total_steps):
@@ -157,11 +156,10 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         error = "host out of memory"
     elif s.traceback and not s.keyboard_interrupt:
         error = f"crashed: {s.traceback.strip()[:160]}"
-    if error is not None and (s.traceback is None or s.oom or s.host_oom or s.unrecognized_args):
-        tail = " (process still exiting)" if s.alive is True else ""
-        return RunState.FAILED, f"{error}{_at(s.step)}; {how}{tail}"
-    if not live and stop_explains(s):
-        return RunState.STOPPED, stopped_reason(s)
+    # a stop the user asked for: whatever status the trainer or its wrapper exited with, and
+    # whatever traceback a launcher printed about it (accelerate: CalledProcessError)
+    if not live and s.stopped is not None and not (s.unrecognized_args or s.oom or s.host_oom):
+        return RunState.STOPPED, f"stopped by you ({s.stopped}){_at(s.step)}"
     if error is not None:
         tail = " (process still exiting)" if s.alive is True else ""
         return RunState.FAILED, f"{error}{_at(s.step)}; {how}{tail}"
@@ -206,34 +204,3 @@ def _not_found_window(seconds_per_step: float | None, threshold: float) -> float
     if seconds_per_step and seconds_per_step > 0:
         return min(threshold, NOT_FOUND_GRACE_SECONDS, max(MIN_NOT_FOUND_SECONDS, 3 * seconds_per_step))
     return min(threshold, NOT_FOUND_GRACE_SECONDS)
-
-
-def stop_explains(s: StateInputs) -> bool:
-    """Does the user's stop (the stop record) explain this end? It must be for this launch
-    (asked for after it started) and nothing may have been written well after the kill
-    returned (else a later launch wrote, and ended on its own)."""
-    stop = s.stop
-    if stop is None:
-        return False
-    if s.launched_at is not None and stop.requested_at < s.launched_at - 1.0:
-        return False
-    done = stop.ended_at if stop.ended_at is not None else stop.requested_at
-    return s.last_write_at is None or s.last_write_at <= done + STOP_SLACK_SECONDS
-
-
-def stopped_reason(s: StateInputs) -> str:
-    """``stopped by you (sdxl-tui kill, SIGINT, 03:12) at step N; last checkpoint X; resume with …``."""
-    stop = s.stop
-    assert stop is not None
-    when = time.strftime("%H:%M", time.localtime(stop.requested_at))
-    step = s.step if s.step is not None else stop.step
-    text = f"stopped by you ({stop.by}, {stop.how or 'signal'}, {when})"
-    if stop.checkpoint:
-        text += f" after {stop.checkpoint}"
-    text += _at(step)
-    if s.exit_code not in (None, 0):
-        text += f" (exit status {s.exit_code} after the signal)"
-    text += f"; last checkpoint {s.last_checkpoint or 'none'}"
-    if s.resume:
-        text += f"; resume with {s.resume}"
-    return text
