@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.proctools import reset_inherited_signals
 from tests.realrun import INPUTS, materialize
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Started as ``nohup pytest … &``? Give the processes tests start default signals."""
+    reset_inherited_signals()
 
 
 @pytest.fixture(autouse=True)

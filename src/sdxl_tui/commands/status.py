@@ -318,6 +318,8 @@ def format_status(snap: Any) -> str:
         width = max(len(ck.name) for ck in snap.checkpoints)
         for ck in snap.checkpoints:
             loss = f"loss {ck.loss_at_save:.4g}" if ck.loss_at_save is not None else ""
+            if loss and ck.loss_step is not None and ck.step is not None and ck.loss_step < ck.step:
+                loss += f" (older: step {ck.loss_step}; the events end before the save)"
             ep = f"e{ck.epoch}" if ck.epoch is not None else ""
             st = f"s{ck.step}" if ck.step is not None else ""
             extra = f"  {ck.problem}" if ck.problem else ""
