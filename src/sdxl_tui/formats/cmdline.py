@@ -41,6 +41,7 @@ __all__ = [
     "options_from_argv",
     "options_from_mapping",
     "python_command_from_prefix",
+    "runs_simulator",
     "script_args",
     "script_name",
     "script_span",
@@ -85,6 +86,11 @@ def _simulate_at(tokens: Sequence[str], i: int) -> bool:
     if not 0 < i < len(tokens) or tokens[i] != "simulate":
         return False
     return os.path.basename(tokens[i - 1]) in ("sdxl-tui", "sdxl_tui")
+
+
+def runs_simulator(tokens: Sequence[str]) -> bool:
+    """The tokens run sdxl-tui's simulated trainer (``sdxl-tui simulate``, ``python -m sdxl_tui simulate``)."""
+    return any(_simulate_at(tokens, i) for i in range(1, len(tokens)))
 
 
 #: shell tokens that end a command pasted from a terminal (``> log 2>&1 &``)
