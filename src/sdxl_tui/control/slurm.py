@@ -341,7 +341,7 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
                                 settle: float = 2.0, by: str = "sdxl-tui kill --after-checkpoint",
                                 runner: Runner = run_command, wait_seconds: float = 15.0) -> tuple[bool, str]:
     """Start the detached watcher for a Slurm run; ``(ok, message)``."""
-    from sdxl_tui.control.kill import (
+    from sdxl_tui.control.stop_after import (
         WATCHER_MODULE,
         complete_checkpoints,
         watch_path,
@@ -381,7 +381,7 @@ def watch_and_cancel(run_dir: str, *, token: str, baseline: Sequence[str], grace
     """The watcher's loop for a Slurm run (called in the detached watcher process)."""
     import psutil  # type: ignore[import-untyped, unused-ignore]
 
-    from sdxl_tui.control.kill import CheckpointWaiter, watch_path
+    from sdxl_tui.control.stop_after import CheckpointWaiter, watch_path
 
     path = watch_path(run_dir)
     record = read_slurm_record(run_dir)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -260,6 +261,7 @@ def _run_locked(run_dir: str, path: str) -> None:
         env.update({str(k): str(v) for k, v in (data.get("env") or {}).items()})
         env["PYTHONUNBUFFERED"] = "1"
         started = time.time()
+        created = not os.path.isdir(out)
         try:
             os.makedirs(out, exist_ok=True)
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
@@ -278,8 +280,11 @@ def _run_locked(run_dir: str, path: str) -> None:
         except OSError as exc:
             log.write(f"# cannot start: {exc}\n".encode())
             log.close()
+            if created:  # an attempt that never started leaves no eval_* folder behind
+                shutil.rmtree(out, ignore_errors=True)
             update_status(path, status="failed", started_at=started, ended_at=time.time(), exit_code=127,
-                    note=f"cannot start {argv[0] if argv else '(empty argv)'}: {exc.strerror or exc}")
+                    note=f"cannot start {argv[0] if argv else '(empty argv)'}: {exc.strerror or exc}",
+                    **({"log": None} if created else {}))
             return
         ctime = None
         with contextlib.suppress(Exception):
