@@ -44,10 +44,12 @@ exit status:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sdxl_tui.report.write import FORMATS
+
     parser.add_argument("dir", metavar="DIR", help="the run directory (the trainer's --output_dir)")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="where to write (- for standard output); see 'output' below")
-    parser.add_argument("--format", choices=("html", "md"), default=None,
+    parser.add_argument("--format", choices=FORMATS, default=None,
                         help="html (default; md when FILE ends in .md) or md (Markdown)")
     parser.add_argument("--log", metavar="FILE", help="the console log (default: DIR/training.log)")
     parser.add_argument("--logs", metavar="DIR", dest="logs_dir",
