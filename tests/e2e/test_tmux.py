@@ -25,13 +25,12 @@ SCRIPT = Path(sys.executable).parent / "sdxl-tui"
 SCREEN_DEADLINE = 90.0
 QUIT_DEADLINE = 60.0
 SOCKET = f"sdxl-tui-e2e-{os.getpid()}"
-#: The user's tmux (if the suite runs inside one) must not be the server the test talks to.
-TMUX_ENV = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
-
-
 def tmux(*args: str) -> subprocess.CompletedProcess[str]:
+    # The user's tmux (if the suite runs inside one) must not be the server the test talks to;
+    # the environment is taken now, so the test's private XDG folders (conftest) reach the app.
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     return subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True, timeout=30,
-                          env=TMUX_ENV, stdin=subprocess.DEVNULL)
+                          env=env, stdin=subprocess.DEVNULL)
 
 
 def capture(session: str) -> str:

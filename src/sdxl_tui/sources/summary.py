@@ -141,7 +141,7 @@ def read_summary(
     from sdxl_tui.sources.rundir import RunReader
 
     reader = RunReader(run_dir, gpu=None, procs=None if live else False, clock=clock, log_tail_bytes=128 << 10,
-                       log_head_bytes=64 << 10)
+                       log_head_bytes=64 << 10, cache=True)  # event state and headers: only new bytes
     try:
         return summarize(reader.refresh(), updated_at=updated_at)
     finally:
