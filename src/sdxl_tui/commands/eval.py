@@ -36,6 +36,9 @@ examples:
                                                    # saved as RUN/compare_epochs_6-10.png
   sdxl-tui eval RUN 8 --show                       # list images, show the contact sheet
   sdxl-tui eval RUN --status                       # queued / running / done / failed
+  sdxl-tui eval RUN 8 --versus ../optimization_overnight/trial_0025 --sd15-base v1-5.safetensors \
+      --base-model sd_xl_base_1.0.safetensors --show  # SD1.5 (512) | SDXL (1024), same prompts
+                                                   # and seeds: RUN/versus_<sd15>_<sdxl>.png
 
 template placeholders (replaced inside each argv element, never through a shell;
 {{ and }} are literal braces):
@@ -59,9 +62,13 @@ DIR/.sdxl-tui/evals/ and run by a detached runner, so it survives closing the da
 one evaluation runs per GPU at a time (also across run directories), the rest wait queued.
 Output of each evaluation: DIR/eval_epoch{N}/eval.log.
 
+Before anything is started, what would fail at once is refused with exit 2 and the reason:
+the built-in evaluator without the eval extra or without its base model file, a template
+command that is not on PATH. "queued" is said only when another evaluation is running.
+
 exit status: 0 started (or, with --wait, the evaluation succeeded); the evaluation's own
 exit status with --wait; 1 a failed evaluation or comparison; 2 bad usage, missing files,
-training running without --now/--queue.
+an evaluation certain to fail, training running without --now/--queue.
 """
 
 
@@ -99,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare", metavar="SEL", help="grid of several checkpoints: '6-10', '6,8,10' or file names (waits)"
     )
     actions.add_argument("--rerun", action="store_true", help="with --compare: evaluate again even if results exist")
+    actions.add_argument(
+        "--versus", metavar="TRIAL_OR_CKPT",
+        help="SD1.5 vs SDXL: render the SD1.5 LoRA (a trial folder or file) on --sd15-base at 512 and CHECKPOINT "
+             "on the SDXL base at 1024 with the same prompts and seeds, then a side-by-side grid (waits)")
+    actions.add_argument("--sd15-base", metavar="PATH", help="with --versus: the SD1.5 base model (file or folder)")
     actions.add_argument("--cancel", action="store_true", help="cancel CHECKPOINT's queued or running evaluation")
     actions.add_argument("--dry-run", action="store_true", help="print the command that would run and exit")
     actions.add_argument(
@@ -225,6 +237,16 @@ def _show_results(run_dir: str, checkpoint: str, halfblock: bool) -> int:
     return 0
 
 
+def _start_state(run_dir: str, name: str, status: str) -> str:
+    """"queued behind X" only when another evaluation runs; else it is starting now."""
+    from sdxl_tui.control.evaluate import eval_status
+
+    if status != "queued":
+        return status
+    others = [r.name for r in eval_status(run_dir) if r.active and r.name != name]
+    return f"queued behind {others[0]}" if others else "starting"
+
+
 def _choose_when(args: argparse.Namespace, trainer: int | None) -> str | None:
     if args.queue:
         return "after-training"
@@ -248,7 +270,11 @@ def run(args: argparse.Namespace) -> int:
     from sdxl_tui.control import evaluate as ev
 
     if not os.path.isdir(args.run_dir):
-        return _err(f"not a directory: {args.run_dir}")
+        if os.path.exists(args.run_dir):
+            return _err(f"not a directory: {args.run_dir}")
+        return _err(f"no such directory: {args.run_dir}")
+    if not os.access(args.run_dir, os.R_OK | os.X_OK):
+        return _err(f"cannot read {args.run_dir}: permission denied")
     try:
         settings = load_settings(config_path=args.config)
     except ConfigError as exc:
@@ -287,6 +313,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             return _err("CHECKPOINT is required (or --status / --compare)")
         checkpoint = ev.resolve_checkpoint(run_dir, args.checkpoint)
+        if args.versus:
+            from sdxl_tui.commands.eval_versus import run_versus_command
+
+            return run_versus_command(args, run_dir, checkpoint, settings, plan_kw)
         if args.cancel:
             rec = ev.cancel_eval(run_dir, os.path.basename(checkpoint))
             if rec is None:
@@ -304,6 +334,9 @@ def run(args: argparse.Namespace) -> int:
         print(plan.command_line)
         print(f"output: {plan.output_dir}")
         return 0
+    problem = ev.certain_failure(plan)
+    if problem:  # before detaching: a detached failure would only say "running" here
+        return _err(f"{problem}; nothing was started")
     when = _choose_when(args, plan.training_pid)
     if when is None:
         return _err(
@@ -318,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         rec = ev.start_eval(plan, when=when)
     except ev.EvalError as exc:
         return _err(str(exc))
-    state = "queued until training ends" if when == "after-training" else rec.status
+    state = "queued until training ends" if when == "after-training" else _start_state(run_dir, plan.name, rec.status)
     print(f"evaluation of {plan.name}: {state}; output {plan.output_dir}; log {plan.log_path}", flush=True)
     if args.wait:
         code = _follow(run_dir, plan.name, plan.log_path, log_offset)
