@@ -433,7 +433,9 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
-    if state.is_over:  # a file of a dead run is never "writing" (one rule: formats/safetensors.py)
+    if state in (RunState.STOPPED, RunState.INTERRUPTED, RunState.FAILED):
+        # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
+        # after a finished run, a growing file is someone else's copy, timed as usual
         checkpoints = settle_for_dead_writer(checkpoints)
     way_on = _way_on(obs, config, checkpoints)
     if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:
