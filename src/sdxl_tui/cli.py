@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "write the morning report of a run: one self-contained HTML file, or Markdown",
         "sdxl_tui.commands.report",
     ),
+    "export": ("every TensorBoard scalar of runs or folders of runs as one .csv/.parquet table",
+               "sdxl_tui.commands.export"),
+    "compare": ("compare runs: what differs in their configuration, their loss curves overlaid",
+                "sdxl_tui.commands.compare"),
     "check": ("check a launch against the real trainer's options and rules", "sdxl_tui.commands.check"),
     "plan": ("turn the SD1.5 best trial into a checked SDXL launch", "sdxl_tui.commands.plan"),
     "simulate": (

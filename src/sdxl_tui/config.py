@@ -153,6 +153,14 @@ class ReportSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    enabled: bool = _setting(
+        True, _as_bool, "remember each run's decoded event files in $XDG_CACHE_HOME/sdxl-tui (read only new bytes)"
+    )
+    max_mb: float = _setting(64.0, float, "size bound of that cache folder in MB (oldest files go first)")
+
+
 _SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("refresh", RefreshSettings),
     ("ui", UiSettings),
@@ -162,6 +170,7 @@ _SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("queue", QueueSettings),
     ("kill", KillSettings),
     ("report", ReportSettings),
+    ("cache", CacheSettings),
 )
 
 
@@ -216,6 +225,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     kill: KillSettings = field(default_factory=KillSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     sources: Mapping[str, str] = field(default_factory=_default_sources)
     config_file: str | None = None
 

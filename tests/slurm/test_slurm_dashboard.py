@@ -42,7 +42,7 @@ def test_start_and_kill_keys_submit_and_cancel_the_job(slurm: SlurmCluster, tmp_
         ok, text = actions.do_kill(kill.plan, settings)
         assert ok and text == f"Slurm job {snap.scheduler.job_id} ended: CANCELLED", text
         after = read_run(run_dir, gpu=False)
-        assert after.state_reason.startswith("stopped by you (dashboard key k) at step ")
+        assert after.state_reason.startswith("stopped by you (dashboard key k, SIGINT, ")
     finally:
         record = run_dir / ".sdxl-tui" / "run.json"
         if record.exists():

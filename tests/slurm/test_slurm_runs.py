@@ -88,8 +88,8 @@ def test_kill_interrupts_the_trainer_and_cancels_the_job(slurm: SlurmCluster, ru
     assert f"Slurm job {job} (cluster sdxltest): RUNNING on {slurm.node}, user root, partition debug" in res.stdout
     data = status(slurm, run_dir)
     assert sched_state(data) == "CANCELLED" and data["scheduler"]["exit_code"] == 130
-    assert data["state"] == "interrupted"
-    assert data["state_reason"].startswith("stopped by you (sdxl-tui kill) at step ")
+    assert data["state"] == "stopped"
+    assert data["state_reason"].startswith("stopped by you (sdxl-tui kill, SIGINT, ")
     assert data["state_reason"].endswith(f"Slurm job {job} CANCELLED")
     log = (run_dir / "training.log").read_text(encoding="utf-8")
     assert "KeyboardInterrupt" in log  # SIGINT reached the trainer itself, not only the batch shell
@@ -122,8 +122,8 @@ def test_stop_after_the_next_checkpoint(slurm: SlurmCluster, runs: Path) -> None
     assert ckpt not in watch["baseline"]
     assert any(c["name"] == ckpt and c["complete"] for c in done["checkpoints"])
     assert any(s["name"] == ckpt.removesuffix(".safetensors") + "-state" and s["complete"] for s in done["states"])
-    assert done["state"] == "interrupted"
-    assert done["state_reason"].startswith("stopped by you (sdxl-tui kill --after-checkpoint)")
+    assert done["state"] == "stopped"
+    assert done["state_reason"].startswith("stopped by you (sdxl-tui kill --after-checkpoint, SIGINT, ")
     stop = json.loads((run_dir / ".sdxl-tui" / "last-kill.json").read_text(encoding="utf-8"))["stop"]
     assert (stop["how"], stop["checkpoint"], stop["job_id"]) == ("stop-after-checkpoint", ckpt, job)
 

@@ -7,8 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import pytest
-
 from sdxl_tui import notify
 from sdxl_tui.charting import (
     Canvas,
@@ -195,50 +193,3 @@ def test_start_dialog_fact_lines_from_the_check_report() -> None:
     assert "= 300 steps" in text and "time: ~2 h 10 min" in text
     assert "VRAM: ~19.5 GiB estimated, 23.1 GiB free on RTX 4090" in text and text.count("disk: 12 x") == 1
     assert start_facts(None) == []
-
-
-# ------------------------------------------------------------------- forked first read
-def test_forked_first_read_matches_an_in_process_read_and_the_reader_carries_on(finished_run: Path) -> None:
-    import os
-
-    from sdxl_tui.sources.rundir import RunReader
-    from sdxl_tui.tui.prefetch import ForkedFirstRead
-
-    def factory() -> RunReader:
-        return RunReader(finished_run, clock=lambda: 1_795_000_000.0)
-
-    parent = os.getpid()
-    built: list[int] = []
-
-    def counting() -> RunReader:
-        built.append(os.getpid())
-        return factory()
-
-    forked = ForkedFirstRead(counting)
-    first = forked.refresh()  # from the child: nothing was built in this process yet
-    assert built == []
-    here = factory().refresh()
-    assert first.checkpoints == here.checkpoints and first.log_line_count == here.log_line_count
-    assert {t: s.count for t, s in first.series.items()} == {t: s.count for t, s in here.series.items()}
-    assert type(first.series).__name__ == "mappingproxy"
-    again = forked.refresh()  # then the process's own reader
-    assert built == [parent] and again.log_line_count == here.log_line_count
-    with pytest.raises(ChildProcessError):
-        os.waitpid(forked._pid, os.WNOHANG)  # the child was reaped
-
-
-def test_forked_first_read_falls_back_when_the_child_fails(finished_run: Path) -> None:
-    import os
-
-    from sdxl_tui.sources.rundir import RunReader
-    from sdxl_tui.tui.prefetch import ForkedFirstRead
-
-    parent = os.getpid()
-
-    def factory() -> RunReader:
-        if os.getpid() != parent:
-            raise RuntimeError("the child cannot read")
-        return RunReader(finished_run)
-
-    snap = ForkedFirstRead(factory).refresh()
-    assert snap.checkpoints  # read here instead

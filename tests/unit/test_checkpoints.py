@@ -668,9 +668,7 @@ def test_metadata_mapping_is_read_only(tmp_path: Path) -> None:
 @pytest.mark.slow  # about 1 s: the simulator writes three LoRA files and state dirs
 def test_simulated_run(tmp_path: Path) -> None:
     """A run written by the simulator (real formats) reads like the real one."""
-    sim = pytest.importorskip("sdxl_tui.sim")
-    if not hasattr(sim, "run_simulated"):
-        pytest.skip("simulator not available yet")
+    from sdxl_tui import sim
     out = tmp_path / "out"
     rc = sim.run_simulated(
         str(out),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sdxl_tui.sources.logtail import LogTail, strip_escapes
+from tests.helpers.unprivileged import run_python
 
 
 def _append(p: Path, data: bytes) -> None:
@@ -142,15 +141,7 @@ def test_permission_denied_is_a_problem_not_a_traceback() -> None:
             f"r = LogTail({str(p)!r}).read()\n"
             "print(r.missing, r.segments, r.problems)\n"
         )
-        argv = [sys.executable, "-c", code]
-        if os.geteuid() == 0:  # root ignores file modes: drop the capabilities that allow it
-            setpriv = shutil.which("setpriv")
-            if setpriv is None:
-                pytest.skip("running as root without setpriv")
-            argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
-                    "-dac_override,-dac_read_search", *argv]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        out = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=60)
+        out = run_python(code)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "False () ('cannot read training.log: permission denied',)"
     finally:

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from sdxl_tui.model import CheckpointKind, CheckpointStatus, RunState, TrainConf
 from sdxl_tui.sources.runconfig import infer_save_every, merge_config
 from sdxl_tui.sources.rundir import RunReader, read_run
 from sdxl_tui.sources.state import StateInputs, decide_state
+from tests.helpers.unprivileged import run_python
 from tests.realrun import STORED, materialize
 
 NOW = 2_000_000_000.0
@@ -211,16 +213,22 @@ def _copy_real(dst: Path) -> None:
     materialize(dst)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
 def test_permission_denied_is_a_clear_state(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     run.chmod(0)
+    code = (
+        "from sdxl_tui.sources.rundir import RunReader\n"
+        f"snap = RunReader({str(run)!r}, procs=False, clock=lambda: {NOW!r}).refresh()\n"
+        "print(snap.state.value, '|', snap.state_reason)\n"
+    )
     try:
-        snap = RunReader(run, procs=False, clock=lambda: NOW).refresh()
-        assert snap.state is RunState.WAITING and "permission denied" in snap.state_reason
+        out = run_python(code)
     finally:
         run.chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    state, reason = out.stdout.strip().split(" | ", 1)
+    assert state == "waiting" and "permission denied" in reason
 
 
 def test_half_written_final_checkpoint_is_not_finished(tmp_path: Path) -> None:
@@ -529,3 +537,51 @@ def test_an_exception_the_live_trainer_survives_is_an_alert_not_the_state(tmp_pa
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_kill_the_user_asked_for_is_stopped_not_failed(sim_proc) -> None:  # type: ignore[no-untyped-def]
+    """sd-scripts exits 1 on the SIGINT sdxl-tui kill sends (KeyboardInterrupt in its loop):
+    the verdict is "stopped by you" with the last checkpoint and how to go on, never a failure."""
+    from sdxl_tui.config import Settings
+    from sdxl_tui.control.kill import execute_kill, plan_kill
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run, proc = sim_proc("--sim-step-seconds", "0.05", "--max_train_epochs", "50", "--save_every_n_epochs", "1")
+    _wait_for_step(run, 45)  # past the first epoch's checkpoint
+    every_time = Settings().replace(refresh__process_interval=0)
+    reader = RunReader(run, procs=ProcessWatcher(run), settings=every_time)
+    assert reader.refresh().state is RunState.TRAINING
+    plan = plan_kill(run)
+    assert plan.trees, plan.notes
+    result = execute_kill(plan, timeouts=(20.0, 10.0))
+    assert result.ok, result.describe()
+    proc.wait(timeout=10)  # (already reaped by the kill: its status is the kill's to see)
+    assert b"KeyboardInterrupt" in (run / "training.log").read_bytes()
+    snap = reader.refresh()
+    assert snap.state is RunState.STOPPED, snap.state_reason
+    assert snap.state_reason.startswith("stopped by you (sdxl-tui kill, SIGINT, "), snap.state_reason
+    import re
+
+    saved = re.search(r"; last checkpoint luca-(\d{6})\.safetensors; ", snap.state_reason)
+    assert saved is not None, snap.state_reason
+    left = 50 - int(saved.group(1))  # no --save_state: go on from the weights for the epochs left
+    assert f"--network_weights {run}/luca-{saved.group(1)}.safetensors and --max_train_epochs {left}" in snap.state_reason
+
+
+def test_verdict_rules_for_stops_and_vanished_trainers() -> None:
+    base = StateInputs(now=NOW, has_output=True, has_log=True, phase="training", step=7, total_steps=90,
+                       last_write_at=NOW - 5, seconds_per_step=1.0)
+    # exit 1 after our SIGINT: stopped
+    stopped = decide_state(replace(base, alive=False, exit_code=1, keyboard_interrupt=True,
+                                   stopped="sdxl-tui kill, SIGINT, 03:12"))
+    assert stopped == (RunState.STOPPED, "stopped by you (sdxl-tui kill, SIGINT, 03:12) at step 7")
+    # the same exit without a stop record: a failure, as before
+    assert decide_state(replace(base, alive=False, exit_code=1))[0] is RunState.FAILED
+    # a crash still wins over a stop asked for afterwards
+    assert decide_state(replace(base, alive=False, oom="CUDA out of memory", stopped="x"))[0] is RunState.FAILED
+    # a trainer seen alive before and not found now is gone at once, log fresh or not
+    gone = decide_state(replace(base, alive=None, seen_alive=True, pid=42))
+    assert gone[0] is RunState.INTERRUPTED and "PID 42 is gone" in gone[1]
+    # never seen (another PID namespace?): a fresh log keeps it live for the short grace
+    assert decide_state(replace(base, alive=None))[0] is RunState.TRAINING

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from sdxl_tui.formats.statedir import RunRecord, read_stop_record
 from sdxl_tui.model import RunState, SchedulerStatus, Severity, StateDir
 from sdxl_tui.sources.jobstate import (
     merge_scheduler_state,
     scheduler_alert,
     scheduler_liveness,
-    stopped_by,
 )
 from sdxl_tui.sources.scheduler import (
     CommandResult,
@@ -27,6 +27,7 @@ from sdxl_tui.sources.scheduler import (
     remote_gpu,
     run_command,
 )
+from sdxl_tui.sources.stops import applicable_stop, describe_stop
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "slurm"
 
@@ -199,12 +200,18 @@ def test_cancelled_by_sdxl_tui_says_stopped_by_you(tmp_path: Path) -> None:
     (tmp_path / ".sdxl-tui").mkdir()
     stop = {"stop": {"by": "sdxl-tui kill", "how": "kill", "signal": "SIGINT", "requested_at": 50.0}}
     (tmp_path / ".sdxl-tui" / "last-kill.json").write_text(json.dumps(stop), encoding="utf-8")
-    assert stopped_by(tmp_path, since=100.0) is None  # a stop from before this job was submitted
-    by = stopped_by(tmp_path, since=40.0)
-    assert by == "sdxl-tui kill"
+    record = read_stop_record(tmp_path)
+    later = RunRecord(started_at=100.0, backend="slurm", job_id="12")
+    assert applicable_stop(record, alive=False, record=later, last_write_at=60.0) is None  # asked before this job
+    earlier = RunRecord(started_at=40.0, backend="slurm", job_id="12")
+    assert applicable_stop(record, alive=True, record=earlier, last_write_at=60.0) is None  # still running
+    applied = applicable_stop(record, alive=False, record=earlier, last_write_at=60.0)
+    assert applied is not None and applied.by == "sdxl-tui kill"
+    by = describe_stop(applied)
+    assert by.startswith("sdxl-tui kill, SIGINT, ")
     state, reason = merge_scheduler_state(RunState.FAILED, "PID 4 exited with status 130", S("CANCELLED"),
                                           step=31, stopped=by)
-    assert (state, reason) == (RunState.INTERRUPTED, "stopped by you (sdxl-tui kill) at step 31; Slurm job 12 CANCELLED")
+    assert (state, reason) == (RunState.STOPPED, f"stopped by you ({by}) at step 31; Slurm job 12 CANCELLED")
 
 
 def test_alerts_for_abnormal_ends_only() -> None:

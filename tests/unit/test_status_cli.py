@@ -158,7 +158,7 @@ def test_status_json_same_with_the_event_prefetch_child(logs: bool, monkeypatch:
 
     from sdxl_tui.sources import events
 
-    argv = ["status", str(real_run), "--json", "--no-gpu", "--no-procs"]
+    argv = ["status", str(real_run), "--json", "--no-gpu", "--no-procs", "--no-cache"]
     if logs:
         argv += ["--logs", str(real_run / "logs")]
     assert main(argv) == 0
@@ -170,8 +170,8 @@ def test_status_json_same_with_the_event_prefetch_child(logs: bool, monkeypatch:
 
     def forced(self: events.EventReader, *, min_bytes: int = 0) -> bool:
         started.append(real_prefetch(self, min_bytes=0))
-        if self._child is not None and self._child[0] not in pids:
-            pids.append(self._child[0])
+        if self._fork is not None and self._fork.pid not in pids and self._fork.pid is not None:
+            pids.append(self._fork.pid)
         return started[-1]
 
     monkeypatch.setattr(events.EventReader, "prefetch", forced)

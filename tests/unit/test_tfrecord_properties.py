@@ -232,6 +232,37 @@ def test_reader_equals_the_oracle_and_survives_both_crc_faults(tmp_path_factory:
     assert update.problems, "a corrupt record must be reported"
 
 
+@settings(HEAVY, max_examples=30)
+@given(file_events(), st.data())
+def test_a_cached_state_then_the_new_bytes_equal_one_read(tmp_path_factory: pytest.TempPathFactory,
+                                                          evs: list[Ev], data: st.DataObject) -> None:
+    """The state a reader remembers (``sources/eventstate.py``: the cache and the prefetch
+    child's hand-over) is exact: a reader that starts from it and reads only the bytes
+    appended since gives what one read of the whole file gives (random Unicode tags, steps,
+    NaN and infinities, a cut anywhere, even inside a record)."""
+    from sdxl_tui.sources.cache import EventCache
+
+    records = b"".join(frame(to_proto(ev).SerializeToString()) for ev in evs)
+    cut = data.draw(st.integers(0, len(records)), label="cut")
+    root = tmp_path_factory.mktemp("cache")
+    path = event_file(root)
+    path.write_bytes(records[:cut])
+    cache = EventCache([str(path.parent)], 64, base=root / "xdg")
+    first = EventReader([path.parent], max_points=64, cache=cache)
+    first.refresh()
+    first.close()
+    with path.open("ab") as fh:
+        fh.write(records[cut:])
+    second = EventReader([path.parent], max_points=64, cache=cache)
+    update = second.refresh()
+    assert second.from_cache == (cut > 0) and update.bytes_read <= len(records) - cut + 12 + 16 + max(
+        (len(frame(to_proto(ev).SerializeToString())) for ev in evs), default=0)
+    whole = EventReader([path.parent], max_points=64)
+    whole.refresh()
+    assert repr({t: (s.count, s.last, s.points) for t, s in second.series.items()}) == repr(
+        {t: (s.count, s.last, s.points) for t, s in whole.series.items()})
+
+
 @pytest.mark.slow
 @settings(HEAVY, max_examples=15)
 @given(file_events(max_events=5))
@@ -294,7 +325,7 @@ def monotonic_events(evs: list[Ev]) -> list[Ev]:
 @settings(HEAVY, max_examples=6)
 @given(file_events(max_events=8).map(monotonic_events))
 def test_reader_equals_tbparse(tmp_path_factory: pytest.TempPathFactory, evs: list[Ev]) -> None:
-    tbparse = pytest.importorskip("tbparse")
+    import tbparse  # a dependency of the project: this oracle never skips
     path = event_file(tmp_path_factory.mktemp("tbp"))
     path.write_bytes(frame(to_proto(Ev(1.7e9, 0, (), "brain.Event:2")).SerializeToString())
                      + b"".join(frame(to_proto(ev).SerializeToString()) for ev in evs))

@@ -37,6 +37,9 @@ examples:
   sdxl-tui demo
   sdxl-tui demo --fault oom --fault-step 150     # watch an out-of-memory crash and its alert
   sdxl-tui demo --step-seconds 0.1 --keep        # faster; keep the run directory afterwards
+  sdxl-tui demo --runs                           # the runs view on a folder like the card's luca/:
+                                                 # the optimisation (5 trials, converged), sdxl_v1
+                                                 # finished, sdxl_v2 failed (OOM), sdxl_v3 live
 
 All dashboard options of `sdxl-tui tui` (--config, --theme, --readonly) apply; see
 `sdxl-tui tui --help` for the keys and settings."""
@@ -55,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fault-step", type=int, default=150, metavar="N", help="step of the injected failure (default 150)"
     )
+    parser.add_argument("--runs", action="store_true",
+                        help="a folder of runs instead of one run: the runs view (see sdxl-tui tui --help)")
     parser.add_argument("--readonly", action="store_true", default=None, help="remove start, kill, stop and eval")
     parser.add_argument("--config", metavar="FILE", help="settings TOML")
     parser.add_argument("--theme", metavar="T", help="Textual theme")
@@ -129,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"sdxl-tui: {exc}", file=sys.stderr)
         return 2
     settings = with_simulated_evaluator(settings)
+    if args.runs:
+        return _run_demo_folder(args, settings)
     temp_root = None
     if args.dir:
         run_dir = os.path.abspath(os.path.expanduser(args.dir))
@@ -174,3 +181,27 @@ def run(args: argparse.Namespace) -> int:
             f"sdxl-tui demo: the run is in {run_dir}" + (f" (simulator pid {proc.pid})" if proc.poll() is None else "")
         )
     return int(result or 0)
+
+
+def _run_demo_folder(args: argparse.Namespace, settings: Any) -> int:
+    """``sdxl-tui demo --runs``: build the demo folder, start its live run, open the runs view."""
+    from sdxl_tui.commands.runs_tui import run_runs_view
+    from sdxl_tui.commands.tui import build_app
+    from sdxl_tui.sim import start_simulated
+    from sdxl_tui.sim.folders import build_demo_folder, live_args
+
+    temp_root = None if args.dir else tempfile.mkdtemp(prefix="sdxl-tui-demo-runs-")
+    root = os.path.abspath(args.dir or temp_root or ".")
+    print(f"sdxl-tui demo: writing a folder of simulated runs in {root}…", flush=True)
+    luca = build_demo_folder(root)
+    step = args.step_seconds if args.step_seconds is not None else 0.5
+    proc = start_simulated(luca / "sdxl_v3", live_args(luca, step))
+    try:
+        return run_runs_view(str(luca), settings, lambda s, d: build_app(s, d))
+    finally:
+        if not args.keep:
+            _end(proc)
+        if temp_root is not None and not args.keep:
+            shutil.rmtree(temp_root, ignore_errors=True)
+        else:
+            print(f"sdxl-tui demo: the runs are in {luca}")

@@ -36,6 +36,9 @@ examples:
                                                    # saved as RUN/compare_epochs_6-10.png
   sdxl-tui eval RUN 8 --show                       # list images, show the contact sheet
   sdxl-tui eval RUN --status                       # queued / running / done / failed
+  sdxl-tui eval RUN 8 --versus ../optimization_overnight/trial_0025 --sd15-base v1-5.safetensors \
+      --base-model sd_xl_base_1.0.safetensors --show  # SD1.5 (512) | SDXL (1024), same prompts
+                                                   # and seeds: RUN/versus_<sd15>_<sdxl>.png
 
 template placeholders (replaced inside each argv element, never through a shell;
 {{ and }} are literal braces):
@@ -103,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare", metavar="SEL", help="grid of several checkpoints: '6-10', '6,8,10' or file names (waits)"
     )
     actions.add_argument("--rerun", action="store_true", help="with --compare: evaluate again even if results exist")
+    actions.add_argument(
+        "--versus", metavar="TRIAL_OR_CKPT",
+        help="SD1.5 vs SDXL: render the SD1.5 LoRA (a trial folder or file) on --sd15-base at 512 and CHECKPOINT "
+             "on the SDXL base at 1024 with the same prompts and seeds, then a side-by-side grid (waits)")
+    actions.add_argument("--sd15-base", metavar="PATH", help="with --versus: the SD1.5 base model (file or folder)")
     actions.add_argument("--cancel", action="store_true", help="cancel CHECKPOINT's queued or running evaluation")
     actions.add_argument("--dry-run", action="store_true", help="print the command that would run and exit")
     actions.add_argument(
@@ -305,6 +313,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             return _err("CHECKPOINT is required (or --status / --compare)")
         checkpoint = ev.resolve_checkpoint(run_dir, args.checkpoint)
+        if args.versus:
+            from sdxl_tui.commands.eval_versus import run_versus_command
+
+            return run_versus_command(args, run_dir, checkpoint, settings, plan_kw)
         if args.cancel:
             rec = ev.cancel_eval(run_dir, os.path.basename(checkpoint))
             if rec is None:

@@ -40,11 +40,20 @@ average}, config, checkpoints [...], samples, evaluations, process (or null), sc
 queue [...] (the night's queue, see `sdxl-tui queue`), gpus [...],
 alerts [{kind, severity, message, fix, key}], problems.
 
+a folder of runs (DIR holds runs below it, e.g. luca/ with optimization_overnight/, sdxl_v1/,
+sdxl_v2/; found up to 3 levels down, symlinks not followed): one row per run (name, kind
+SDXL/SD1.5, state, progress, ETA, last and best loss, checkpoints, PID, age, last alert), live
+first, then each optimisation folder's best trial and CONVERGENCE_ALERT.txt. --json prints
+{"runs": [{run_dir, name, kind, state, step, total_steps, loss, best_loss, ...}], "trials":
+{dir, count, best {trial, params, score}, convergence_alert, ...} or null, "optimisations":
+[...]}. A run that holds other runs is shown as one run, the others listed after it.
+
 exit status:
   0  the directory was read (whatever the run's state: check "state" for failed runs);
      --watch: ended with Ctrl+C
   1  the directory exists but could not be read (permission denied)
-  2  no such directory, not a directory, a bad --config file, or bad usage"""
+  2  no such directory, not a directory, not empty but holding no sd-scripts run, a bad
+     --config file, or bad usage"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not scan the process table (liveness is guessed from the log's age)")
     parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML (stall factor, GPU temperature)")
     parser.add_argument("--launch", metavar="FILE", help="launch config TOML (default: DIR/sdxl-tui.toml)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="read every event file from its start and leave the cache alone "
+                             "(default: start from $XDG_CACHE_HOME/sdxl-tui, setting cache.enabled)")
+    parser.add_argument("--single", action="store_true",
+                        help="read DIR as one run even when it holds other runs (see 'a folder of runs' below)")
     from sdxl_tui.commands import status_watch
 
     status_watch.add_arguments(parser)
@@ -67,12 +81,16 @@ def _err(message: str) -> None:
     print(f"sdxl-tui status: {message}", file=sys.stderr)
 
 
-def _prefetch_events(run_dir: str, logs_dir: str | None) -> Any:
-    """An ``EventReader`` for the default roots, its first read started in a child process."""
+def _prefetch_events(run_dir: str, logs_dir: str | None, settings: Any) -> Any:
+    """An ``EventReader`` for the default roots (from the cache if any), its first read started
+    in a child process."""
     try:
+        from sdxl_tui.sources.cache import event_cache
         from sdxl_tui.sources.events import EventReader
 
-        reader = EventReader([logs_dir if logs_dir else run_dir])
+        roots = [logs_dir if logs_dir else run_dir]
+        cache = event_cache(roots, EventReader.DEFAULT_MAX_POINTS, settings) if settings is not None else None
+        reader = EventReader(roots, cache=cache)
         reader.prefetch()
     except Exception:  # noqa: BLE001 - an optimisation only: read_run reads them anyway
         return None
@@ -103,6 +121,16 @@ def _run(args: argparse.Namespace) -> int:
     if not os.access(run_dir, os.R_OK | os.X_OK):
         _err(f"cannot read {args.dir}: permission denied")
         return 1
+    below: tuple[str, ...] = ()
+    if not (args.log or args.logs_dir or getattr(args, "single", False)):
+        from sdxl_tui.commands.runs_status import route
+
+        decided = route(run_dir, args)
+        if isinstance(decided, int):
+            return decided
+        below = decided
+        if below:  # a run with runs inside: only its own logs/, never theirs
+            args.logs_dir = os.path.join(run_dir, "logs")
     if getattr(args, "watch", False):
         from sdxl_tui.commands import status_watch
 
@@ -111,18 +139,18 @@ def _run(args: argparse.Namespace) -> int:
             _err(problem)
             return 2
         return status_watch.watch(args, run_dir, format_status)
+    from sdxl_tui.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config_path=args.config)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    use_cache = settings.cache.enabled and not args.no_cache
     # Start decoding the event files on the second core before anything heavy is imported:
     # it is most of a cold status and needs nothing else (see EventReader.prefetch).
-    events = _prefetch_events(run_dir, args.logs_dir)
+    events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
     try:
-        from sdxl_tui.config import ConfigError, load_settings
-
-        try:
-            settings = load_settings(config_path=args.config)
-        except ConfigError as exc:
-            _err(str(exc))
-            return 2
-
         from sdxl_tui.sources.rundir import read_run
 
         try:
@@ -135,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
                 settings=settings,
                 launch_file=getattr(args, "launch", None),
                 event_reader=events,
+                cache=use_cache,
             )
         except OSError as exc:  # the readers report I/O trouble as problems; this is a last resort
             _err(f"cannot read {args.dir}: {exc.strerror or exc}")
@@ -145,10 +174,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         from sdxl_tui.sources.snapshot_json import snapshot_to_json
 
-        json.dump(snapshot_to_json(snap), sys.stdout, indent=1, ensure_ascii=False)
+        data = snapshot_to_json(snap)
+        if below:
+            data["runs_below"] = list(below)
+        # one string, one write: json.dump writes each token separately (thousands of calls)
+        sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_status(snap))
+        if below:
+            sys.stdout.write("runs below  " + ", ".join(below) + f"  (sdxl-tui status {args.dir} lists them "
+                             "when it is not a run; open one with its own path)\n")
     sys.stdout.flush()
     return 0
 
@@ -200,7 +236,7 @@ def _split_fix(fix: str) -> list[str]:
 
 def _scheduler_line(s: Any, now: float) -> str:
     """``job 12 RUNNING on gpu07, 0:42:10 of 1-00:00:00`` (the Slurm job of the run)."""
-    from sdxl_tui.formats.slurm import format_duration
+    from sdxl_tui.formats.slurm import format_time_limit
 
     bits = [f"job {s.job_id}" + (f" on cluster {s.cluster}" if s.cluster else ""), s.state or "state unknown"]
     if s.reason and s.state not in ("RUNNING", "COMPLETED"):
@@ -210,7 +246,7 @@ def _scheduler_line(s: Any, now: float) -> str:
     if s.node:
         bits.append(f"on {s.node}")
     if s.elapsed is not None:
-        bits.append(f"{format_duration(s.elapsed)} of {format_duration(s.time_limit)}")
+        bits.append(f"{format_time_limit(s.elapsed)} of {format_time_limit(s.time_limit)}")
     if s.exit_code is not None or s.exit_signal is not None:
         bits.append(f"exit {s.exit_code}" if s.exit_code is not None else f"signal {s.exit_signal}")
     if s.problem:

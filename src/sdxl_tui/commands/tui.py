@@ -42,6 +42,12 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
   /   search the log, newest match first (enter or n: older, N: newer)   [search-log]
   ?   every key as bound now                                              [help]
   q   quit (the training keeps running)                                   [quit]
+  a folder of runs (DIR holds sdxl_v1/, sdxl_v2/, optimization_overnight/...): the runs view,
+      one row per run, live first: enter opens the run's dashboard (escape or q comes back),
+      space marks, c compares the marked runs (curves + config diff; a: axis, [ ]: smoothing),
+      t the optimisation's trials (p: `sdxl-tui plan --from` the selected trial, asking for the
+      dataset, SDXL base and output folder; b: the best), r refreshes, q quits.
+      CLI twins: status DIR, compare, export, plan --from.
   ctrl+p command palette ("run: kill", "checkpoint: evaluate", "checkpoint: compare", ...);
   end: follow the log again.
   Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);
@@ -138,16 +144,16 @@ def show_config(settings: Any) -> str:
 
 def looks_like_run(path: str) -> bool:
     """A directory an sd-scripts run wrote to (or will: a launch config is there)."""
+    from sdxl_tui.formats.launch_config import DEFAULT_NAME
+    from sdxl_tui.formats.statedir import STATE_DIR
+
     try:
         names = os.listdir(path)
     except OSError:
         return False
     return any(
-        n == "training.log"
-        or n == "sdxl-tui.toml"
-        or n == ".sdxl-tui"
+        n in ("training.log", DEFAULT_NAME, STATE_DIR, "logs")
         or n.endswith((".safetensors", ".log"))
-        or n == "logs"
         for n in names
     )
 
@@ -161,19 +167,27 @@ def build_app(
     no_gpu: bool = False,
     notice: str | None = None,
 ) -> Any:
-    """The dashboard as the CLI builds it: the run's first read starts before Textual loads."""
+    """The dashboard as the CLI builds it: the run's first read starts before Textual loads.
+
+    The event files (most of a cold start) are decoded in a forked child on the second core
+    (``EventReader.prefetch``, from the cached state if any) while this process imports
+    Textual and mounts the screen; the reader's first refresh, in the feed thread, adopts the
+    child's state and reads the log and the checkpoints itself: the run is read once.
+    """
     from sdxl_tui.sources.gpu import LatestGpu
-    from sdxl_tui.tui.prefetch import prefetch_run
+    from sdxl_tui.sources.rundir import RunReader
 
     latest = LatestGpu()  # the GPU feed samples NVML; the reader takes its latest status
-    reader = prefetch_run(
+    reader = RunReader(
         run_dir,
         log_path=log_path,
         logs_dir=logs_dir,
         gpu=None if no_gpu else latest,
         settings=settings,
         launch_file=settings.launch.file,
+        cache=True,
     )
+    reader.prefetch_events()  # fork now, while this process has one thread
     from sdxl_tui.tui.app import make_app
 
     return make_app(
@@ -242,6 +256,11 @@ def run(args: argparse.Namespace) -> int:
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
+    if os.path.isdir(run_dir) and not (args.log or args.logs_dir):
+        from sdxl_tui.commands.runs_tui import is_runs_root, run_runs_view
+
+        if is_runs_root(run_dir):  # a folder of runs: the runs view (Enter opens one, Escape comes back)
+            return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu))
     notice = None if os.path.isdir(run_dir) else f"waiting for {run_dir} to be created (q or Ctrl+C to quit)"
     app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()

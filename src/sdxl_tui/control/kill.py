@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,12 +41,12 @@ from sdxl_tui.formats.cmdline import options_from_argv, script_span
 from sdxl_tui.formats.names import WEIGHT_SUFFIXES
 from sdxl_tui.formats.safetensors import is_complete
 from sdxl_tui.formats.statedir import (
-    LAST_KILL_NAME,
     STATE_DIR,
     WATCH_NAME,
     WATCHER_LOG_NAME,
+    StopRecord,
     read_json,
-    write_json_atomic,
+    write_stop_record,
 )
 from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.procs import discover, same_time
@@ -314,6 +314,9 @@ def execute_kill(
     progress: Callable[[str], None] | None = None,
     uid: int | None = None,
     write_record: bool = True,
+    by: str = "sdxl-tui kill",
+    how: str = "kill",
+    checkpoint: str | None = None,
 ) -> KillResult:
     """Signal the plan's processes: SIGINT the trainer, wait, SIGTERM all, wait, SIGKILL.
 
@@ -324,6 +327,10 @@ def execute_kill(
         kill_wait: seconds to wait after SIGKILL before calling a process a survivor.
         launcher_grace: once the trainers are gone, how long launchers get to exit by themselves.
         progress: called with a short line at each step (for a UI status line).
+        write_record: keep the stop record (``.sdxl-tui/last-kill.json``): written before the
+            first signal, so the run's end reads "stopped by you", then with the outcomes.
+        by, how, checkpoint: who asked (``sdxl-tui kill``, ``dashboard key k``, ``sdxl-tui kill
+            --after-checkpoint``), ``kill`` or ``stop-after-checkpoint``, and the checkpoint waited for.
     """
     ps = _psutil(psutil_module)
     me = os.geteuid() if uid is None else uid
@@ -333,6 +340,12 @@ def execute_kill(
     if start not in STEPS:
         raise ValueError(f"unknown signal step {start!r}; use one of {', '.join(STEPS)}")
 
+    trainer = next((i for i in plan.targets if i.role == "trainer"), None)
+    stop = StopRecord(by=by, requested_at=began, signal=f"SIG{start}", how=how, checkpoint=checkpoint,
+                      trainer_pid=trainer.pid if trainer else None,
+                      trainer_create_time=trainer.create_time if trainer else None)
+    if write_record and plan.targets:
+        write_stop_record(plan.run_dir, stop)
     targets: list[_Target] = []
     known: set[int] = set()
     for info in plan.targets:
@@ -412,10 +425,9 @@ def execute_kill(
     )
     result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time())
     if write_record and plan.targets:
-        try:
-            write_json_atomic(Path(plan.run_dir) / STATE_DIR / LAST_KILL_NAME, result.to_json())
-        except OSError:
-            pass
+        sent = tuple(dict.fromkeys(s for o in outcomes for s in o.signals))
+        done = replace(stop, result="stopped" if result.ok else "incomplete", ended_at=result.ended_at, signals=sent)
+        write_stop_record(plan.run_dir, done, result.to_json())
     return result
 
 

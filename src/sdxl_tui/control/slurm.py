@@ -30,15 +30,15 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.control.detached import start_watcher
 from sdxl_tui.control.launch import log_rotations, rotate_logs
 from sdxl_tui.formats.launch_config import LaunchConfig
 from sdxl_tui.formats.slurm import (
@@ -52,14 +52,14 @@ from sdxl_tui.formats.slurm import (
     shell_join,
 )
 from sdxl_tui.formats.statedir import (
-    LAST_KILL_NAME,
     LOCK_NAME,
     RECORD_NAME,
     SLURM_SCRIPT_NAME,
     WATCHER_LOG_NAME,
-    read_json,
+    StopRecord,
     state_dir,
     write_json_atomic,
+    write_stop_record,
 )
 from sdxl_tui.model import SchedulerStatus
 from sdxl_tui.sources.procs import discover
@@ -283,13 +283,6 @@ class CancelResult:
     signals: tuple[str, ...] = ()
 
 
-def _write_stop(run_dir: str, stop: dict[str, Any]) -> None:
-    try:
-        write_json_atomic(state_dir(run_dir) / LAST_KILL_NAME, {"stop": stop})
-    except OSError:
-        pass
-
-
 def _wait_inactive(job_id: str, seconds: float, runner: Runner) -> SchedulerStatus:
     deadline = time.monotonic() + seconds
     while True:
@@ -314,38 +307,31 @@ def cancel(plan: CancelPlan, *, grace: float = 10.0, term_wait: float = 60.0, ru
         return CancelResult(False, f"nothing to stop: {plan.refusal}")
     job = plan.record.job_id
     pending = plan.status.state == "PENDING" or not interrupt
-    stop: dict[str, Any] = {
-        "by": by, "how": how, "signal": None if pending else "SIGINT", "signals": [],
-        "requested_at": requested_at or time.time(), "signalled_at": None, "ended_at": None,
-        "checkpoint": checkpoint, "trainer_pid": None, "trainer_create_time": None,
-        "user": getpass.getuser(), "host": socket.gethostname(), "pid": os.getpid(), "result": "stopping",
-        "job_id": job, "backend": "slurm",
-    }
-    _write_stop(plan.run_dir, stop)
+    signals: list[str] = []
+    stop = StopRecord(by=by, requested_at=requested_at or time.time(), signal=None if pending else "SIGINT",
+                      how=how, checkpoint=checkpoint, backend="slurm", job_id=job)
+    write_stop_record(plan.run_dir, stop)
     status = plan.status
     if not pending:
         say(f"scancel --full --signal=INT {job}; waiting up to {grace:g} s")
         res = runner(["scancel", "--full", "--signal=INT", job])
-        stop["signalled_at"] = time.time()
-        stop["signals"].append("SIGINT")
+        signals.append("SIGINT")
         if res.returncode == 0:
             status = _wait_inactive(job, grace, runner)
     if status.state in ACTIVE_STATES:
         say(f"scancel {job}; waiting up to {term_wait:g} s")
         res = runner(["scancel", job])
-        stop["signalled_at"] = stop["signalled_at"] or time.time()
-        stop["signals"].append("scancel")
-        if res.returncode != 0 and "already completing or completed" not in res.stderr:
-            stop["result"] = "incomplete"
-            _write_stop(plan.run_dir, stop)
-            return CancelResult(False, f"scancel failed: {res.first_error}", status.state, tuple(stop["signals"]))
+        signals.append("SIGTERM")
+        if res.returncode != 0:
+            write_stop_record(plan.run_dir, replace(stop, result="incomplete", signals=tuple(signals)))
+            return CancelResult(False, f"scancel failed: {res.first_error}", status.state, tuple(signals))
         status = _wait_inactive(job, term_wait, runner)
     done = status.state not in ACTIVE_STATES
-    stop.update(result="stopped" if done else "incomplete", ended_at=time.time() if done else None)
-    _write_stop(plan.run_dir, stop)
+    write_stop_record(plan.run_dir, replace(stop, result="stopped" if done else "incomplete", signals=tuple(signals),
+                                            ended_at=time.time() if done else None))
     if not done:
-        return CancelResult(False, f"Slurm job {job} is still {status.state}", status.state, tuple(stop["signals"]))
-    return CancelResult(True, f"Slurm job {job} ended: {status.state or 'gone'}", status.state, tuple(stop["signals"]))
+        return CancelResult(False, f"Slurm job {job} is still {status.state}", status.state, tuple(signals))
+    return CancelResult(True, f"Slurm job {job} ended: {status.state or 'gone'}", status.state, tuple(signals))
 
 
 # --------------------------------------------------------------------------- stop after checkpoint
@@ -375,23 +361,14 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
     cmd = [sys.executable, "-m", WATCHER_MODULE, "--run-dir", target, "--token", token,
            "--baseline", json.dumps(baseline), "--timeout-int", str(grace), "--poll", str(poll),
            "--settle", str(settle)]
-    with open(state_dir(target) / WATCHER_LOG_NAME, "ab") as err:
-        starter = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                   start_new_session=True, close_fds=True, cwd=target)
-    try:
-        starter.wait(timeout=wait_seconds)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        data = read_json(watch_path(target))
-        if data and data.get("token") == token:
-            if data.get("state") == "failed":
-                return False, f"the watcher failed: {data.get('message')}"
-            return True, (f"watcher pid {data.get('pid')} will cancel Slurm job "
-                          f"{plan.record.job_id if plan.record else '?'}"
-                          f" after the next complete checkpoint (now {len(baseline)} on disk)")
-        time.sleep(0.05)
+    data = start_watcher(cmd, target=target, log_path=state_dir(target) / WATCHER_LOG_NAME,
+                         report_path=watch_path(target), token=token, wait_seconds=wait_seconds)
+    if data is not None:
+        if data.get("state") == "failed":
+            return False, f"the watcher failed: {data.get('message')}"
+        return True, (f"watcher pid {data.get('pid')} will cancel Slurm job "
+                      f"{plan.record.job_id if plan.record else '?'}"
+                      f" after the next complete checkpoint (now {len(baseline)} on disk)")
     return False, f"the watcher did not report within {wait_seconds:.0f} s"
 
 

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                       message=f"{name} is complete; stopping the run")
         write_json_atomic(path, record)
         plan = plan_kill(run_dir)
-        result = execute_kill(plan, start=args.signal, timeouts=(args.timeout_int, args.timeout_term))
+        result = execute_kill(plan, start=args.signal, timeouts=(args.timeout_int, args.timeout_term),
+                              by="sdxl-tui kill --after-checkpoint", how="stop-after-checkpoint", checkpoint=name)
         new = waiter.new_checkpoints()
         message = f"stopped after {name}"
         if len(new) > 1:

@@ -23,9 +23,12 @@ INSTALL_HINT = (
 )
 
 DESCRIPTION = """\
-Render a kohya-ss SDXL LoRA checkpoint with fixed prompts and seeds: loads the SDXL base
-model (a single .safetensors file or a diffusers folder), applies the LoRA, writes
-<i>_<seed>.png per image, contact_sheet.png and manifest.json into --output-dir.
+Render a kohya-ss LoRA checkpoint (SDXL, or SD1.5 from train_network.py) with fixed prompts
+and seeds: loads the base model (a single .safetensors file or a diffusers folder), applies
+the LoRA, writes <i>_<seed>.png per image, contact_sheet.png and manifest.json into
+--output-dir. The architecture comes from the LoRA (lora_te1_/lora_te2_: SDXL; lora_te_:
+SD1.5; else its ss_base_model_version) unless --arch says; the default resolution is 1024
+for SDXL and 512 for SD1.5.
 """
 
 EPILOG = """\
@@ -51,18 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="kohya-format LoRA .safetensors to evaluate")
-    p.add_argument("--base-model", required=True, help="SDXL base: single .safetensors/.ckpt file or diffusers folder")
+    p.add_argument("--base-model", required=True,
+                   help="base model (SDXL or SD1.5): single .safetensors/.ckpt file or diffusers folder")
+    p.add_argument("--arch", choices=("auto", "sdxl", "sd15"), default="auto",
+                   help="model family (default auto: from the LoRA's keys and metadata)")
     p.add_argument("--output-dir", required=True, help="folder for the images, contact sheet and manifest")
     p.add_argument("--num-samples", type=int, default=4, help="number of images (default 4)")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N, mps or cpu (default cuda)")
-    p.add_argument("--resolution", default="1024", help="R or WxH (default 1024)")
+    p.add_argument("--resolution", default=None, help="R or WxH (default 1024 for SDXL, 512 for SD1.5)")
     p.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
     p.add_argument("--guidance", type=float, default=7.0, help="classifier-free guidance scale (default 7.0)")
     p.add_argument("--seed", type=int, default=42, help="seed of image 0; image i uses SEED+i (default 42)")
     p.add_argument("--prompts", help="prompts file, one prompt per line")
     p.add_argument("--negative", default="", help="negative prompt for every image")
     p.add_argument("--lora-scale", type=float, default=1.0, help="LoRA strength (default 1.0)")
-    p.add_argument("--config-dir", help="local diffusers SDXL folder with configs/tokenizers, for single-file bases")
+    p.add_argument("--config-dir",
+                   help="local diffusers folder (of the same family) with configs/tokenizers, for single-file bases")
     p.add_argument(
         "--with-base", action="store_true", help="also render each image without the LoRA (base_<i>_<seed>.png)"
     )
@@ -128,14 +135,48 @@ def preflight(args: argparse.Namespace) -> None:
             f"{os.path.basename(args.checkpoint)} has no kohya LoRA keys (lora_unet_*/lora_te*_*): "
             "not an sd-scripts LoRA"
         )
-    if any(k.startswith("lora_te_") for k in keys) and not any(k.startswith(("lora_te1_", "lora_te2_")) for k in keys):
+    found = lora_arch(keys, header.metadata.get("ss_base_model_version", ""))
+    if args.arch == "auto":
+        args.arch = found or "sdxl"
+    elif found and found != args.arch:
+        raise EvaluatorError(f"{os.path.basename(args.checkpoint)} is {_NAMES[found]} LoRA, not {_NAMES[args.arch]}")
+    base = base_arch(args.base_model)
+    if base and base != args.arch:
         raise EvaluatorError(
-            f"{os.path.basename(args.checkpoint)} is an SD1.x/2.x LoRA (lora_te_* keys); "
-            "the built-in evaluator renders SDXL LoRAs"
+            f"{os.path.basename(args.checkpoint)} is {_NAMES[args.arch]} LoRA but the base model "
+            f"{os.path.basename(args.base_model.rstrip('/'))} is {_NAMES[base]}: give a base of the same family"
         )
-    version = header.metadata.get("ss_base_model_version", "")
-    if version and not version.startswith("sdxl"):
-        raise EvaluatorError(f"{os.path.basename(args.checkpoint)} was trained on {version}, not SDXL")
+
+
+_NAMES = {"sdxl": "an SDXL", "sd15": "an SD1.5"}
+
+
+def lora_arch(keys: Sequence[str], version: str) -> str | None:
+    """``sdxl`` / ``sd15`` from kohya key names (two text encoders: SDXL) or the metadata."""
+    if any(k.startswith(("lora_te1_", "lora_te2_")) for k in keys):
+        return "sdxl"
+    if any(k.startswith("lora_te_") for k in keys):
+        return "sd15"
+    v = version.lower()
+    if v.startswith("sdxl"):
+        return "sdxl"
+    if v.startswith(("sd_v1", "sd_v2")):
+        return "sd15"
+    return None
+
+
+def base_arch(path: str) -> str | None:
+    """A diffusers folder's family from its ``model_index.json`` (None: a file, or unknown)."""
+    import json
+
+    try:
+        with open(os.path.join(path, "model_index.json"), encoding="utf-8") as fh:
+            name = str(json.load(fh).get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if "XL" in name:
+        return "sdxl"
+    return "sd15" if name.startswith("StableDiffusion") else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "sdxl-tui evaluator"
     try:
-        args.size = parse_resolution(str(args.resolution))
         preflight(args)
+        args.size = parse_resolution(str(args.resolution or (512 if args.arch == "sd15" else 1024)))
         try:
             from sdxl_tui.evaluator import pipeline
         except ImportError as exc:  # pragma: no cover - exercised where the extra is missing

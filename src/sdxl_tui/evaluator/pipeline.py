@@ -74,20 +74,26 @@ def pick_dtype(choice: str, device: Any) -> Any:
     return getattr(torch, choice)
 
 
-def load_pipeline(base_model: str, *, config_dir: str | None, dtype: Any) -> Any:
-    """The SDXL pipeline from a diffusers folder or a single checkpoint file, offline first."""
-    from diffusers import StableDiffusionXLPipeline
+def load_pipeline(base_model: str, *, config_dir: str | None, dtype: Any, arch: str = "sdxl") -> Any:
+    """The SDXL (or, ``arch="sd15"``, SD1.5) pipeline from a diffusers folder or a single
+    checkpoint file, offline first. SD1.5 loads without its safety checker (an evaluation of
+    one's own LoRA; the checker would black out images at random on a tiny test model too)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    family = "SD1.5" if arch == "sd15" else "SDXL"
+    cls: Any = StableDiffusionPipeline if arch == "sd15" else StableDiffusionXLPipeline
+    extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if arch == "sd15" else {}
     if os.path.isdir(base_model):
         try:
-            return StableDiffusionXLPipeline.from_pretrained(base_model, torch_dtype=dtype, local_files_only=True)
+            return cls.from_pretrained(base_model, torch_dtype=dtype, local_files_only=True, **extra)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EvaluatorError(f"cannot load the diffusers folder {base_model} as SDXL: {_first_line(exc)}") from None
-    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+            raise EvaluatorError(
+                f"cannot load the diffusers folder {base_model} as {family}: {_first_line(exc)}") from None
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, **extra}
     if config_dir:
         kwargs.update(config=config_dir, local_files_only=True)
     try:
-        return StableDiffusionXLPipeline.from_single_file(base_model, **kwargs)
+        return cls.from_single_file(base_model, **kwargs)
     except Exception as exc:  # noqa: BLE001 - diffusers raises many types here; the user needs one line
         text = _first_line(exc)
         if not config_dir and any(
@@ -95,12 +101,12 @@ def load_pipeline(base_model: str, *, config_dir: str | None, dtype: Any) -> Any
             for word in ("connect", "offline", "hub", "resolve", "local_files_only", "internet", "huggingface")
         ):
             raise EvaluatorError(
-                f"loading {os.path.basename(base_model)} needs the SDXL config files from the Hugging Face hub, "
+                f"loading {os.path.basename(base_model)} needs the {family} config files from the Hugging Face hub, "
                 "which is not"
-                " reachable: pass --config-dir DIR, a local diffusers SDXL folder with configs and tokenizers"
+                f" reachable: pass --config-dir DIR, a local diffusers {family} folder with configs and tokenizers"
                 f" (weights not needed) [{text}]"
             ) from None
-        raise EvaluatorError(f"cannot load {base_model} as an SDXL base model: {text}") from None
+        raise EvaluatorError(f"cannot load {base_model} as an {family} base model: {text}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -221,7 +227,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
     started = time.time()
     t0 = time.perf_counter()
-    pipe = load_pipeline(args.base_model, config_dir=args.config_dir, dtype=dtype)
+    pipe = load_pipeline(args.base_model, config_dir=args.config_dir, dtype=dtype,
+                         arch=getattr(args, "arch", "sdxl"))
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     _log(f"base model loaded in {time.perf_counter() - t0:.1f} s: {args.base_model}")
@@ -240,6 +247,7 @@ def evaluate(args: argparse.Namespace) -> None:
         "lora_scale": args.lora_scale,
         "prompts_source": origin,
         "resolution": [args.size[0], args.size[1]],
+        "arch": getattr(args, "arch", "sdxl"),
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
         "num_samples": args.num_samples,

@@ -32,6 +32,7 @@ __all__ = [
     "TYPE_WORDS",
     "as_resolution",
     "count_images",
+    "folder_dataset",
     "has_kind",
     "is_image",
     "load_dataset_file",
@@ -232,3 +233,32 @@ def load_dataset_file(path: str | os.PathLike[str]) -> Any:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     return toml.load(path)
+
+
+def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """A dataset mapping for a plain image folder, following kohya's folder convention.
+
+    ``DIR/10_luca/*.png`` becomes a subset with ``num_repeats = 10`` and
+    ``class_tokens = "luca"``; a folder that holds images itself becomes one subset.
+    """
+    root = Path(image_dir)
+    subsets: list[dict[str, Any]] = []
+    try:
+        children = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        children = []
+    for child in children:
+        repeats = repeats_folder(child.name)
+        if repeats is not None and repeats[1]:
+            subsets.append({"image_dir": str(child.resolve()), "num_repeats": repeats[0], "class_tokens": repeats[1]})
+    if not subsets:
+        subsets.append({"image_dir": str(root.resolve()), "num_repeats": 1})
+    for sub in subsets:
+        folder = Path(sub["image_dir"])
+        try:
+            _, captioned, others = count_images(folder, DEFAULT_CAPTION_EXTENSION)
+        except OSError:
+            continue
+        if not captioned and others.get(".txt"):
+            sub["caption_extension"] = ".txt"
+    return {"datasets": [{"subsets": subsets}]}

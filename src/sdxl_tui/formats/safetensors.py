@@ -31,6 +31,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "SafetensorsHeader",
     "is_complete",
+    "peek_metadata",
     "read_header",
     "read_metadata",
     "weights_verdict",
@@ -332,3 +333,33 @@ def read_metadata(path: str | os.PathLike[str]) -> Mapping[str, str]:
         return read_header(path).metadata
     except OSError:
         return _EMPTY
+
+
+def peek_metadata(path: str | os.PathLike[str], *, limit: int = 64 << 10) -> Mapping[str, str]:
+    """The ``__metadata__`` strings when they lead the header, reading at most ``limit`` bytes.
+
+    Why: run discovery asks "is this a trainer's file?" of many files, and only needs the
+    ``ss_*`` keys that the safetensors writer puts first; the tensor entries (hundreds of KB
+    in a LoRA) are never read. Falls back to {} (never raises) when the metadata is not the
+    first key, does not fit in ``limit`` or the file is unreadable: callers that need the
+    verdict use :func:`read_header`.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return _EMPTY
+            n = int.from_bytes(head, "little")
+            if n < 2 or n > MAX_HEADER_BYTES:
+                return _EMPTY
+            raw = f.read(min(n, limit))
+    except OSError:
+        return _EMPTY
+    text = raw.decode("utf-8", errors="replace")
+    if not text.startswith(_MD_PREFIX):
+        return _EMPTY
+    try:
+        md, _ = _DECODER.raw_decode(text, len(_MD_PREFIX))
+    except ValueError:
+        return _EMPTY
+    return _metadata(md) if isinstance(md, dict) else _EMPTY

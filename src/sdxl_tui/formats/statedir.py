@@ -13,20 +13,26 @@ Layout::
     .sdxl-tui/slurm-batch.sh              the batch script of a Slurm run (formats/slurm.py)
     .sdxl-tui/slurm-end.json              how the trainer ended, written by that script on the node
     .sdxl-tui/lock                        flock held while starting a run
-    .sdxl-tui/last-kill.json              what the last kill did
+    .sdxl-tui/last-kill.json              the last stop asked for (StopRecord) and what the kill did
     .sdxl-tui/stop-after-checkpoint.json  the stop-after-checkpoint watcher's state
     .sdxl-tui/watcher.log                 the watcher's stderr
     .sdxl-tui/evals/<checkpoint stem>.json  one evaluation's status (control/evaluate/store.py)
     .sdxl-tui/evals/runner.{lock,info,log}  the evaluation queue runner
     .sdxl-tui/compare/                    comparison grids
-    .sdxl-tui/cache/                      decoded summaries of the run's files
+
+Outside the run directory (reading a run never writes into it), the user's cache folder
+``$XDG_CACHE_HOME/sdxl-tui`` (default ``~/.cache/sdxl-tui``) keeps what the readers decoded,
+one file per run's event roots, ``runs/<sha256 of the roots>.events``
+(``sources/eventstate.py`` is its format), and one per run directory for its checkpoint
+headers, ``runs/<sha256 of the directory>.headers`` (JSON); ``sources/cache.py`` keeps the
+folder under its size bound.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -44,13 +50,20 @@ __all__ = [
     "WATCHER_LOG_NAME",
     "WATCH_NAME",
     "RunRecord",
+    "StopRecord",
     "eval_status_path",
     "evals_dir",
+    "events_cache_path",
+    "headers_cache_path",
     "read_json",
     "read_run_record",
+    "read_stop_record",
     "record_path",
+    "run_cache_path",
     "state_dir",
+    "user_cache_dir",
     "write_json_atomic",
+    "write_stop_record",
 ]
 
 STATE_DIR = ".sdxl-tui"
@@ -63,6 +76,31 @@ SLURM_SCRIPT_NAME = "slurm-batch.sh"
 SLURM_END_NAME = "slurm-end.json"
 EVALS_DIR = "evals"
 COMPARE_DIR = "compare"
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/sdxl-tui``, else ``~/.cache/sdxl-tui``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sdxl-tui"
+
+
+def run_cache_path(kind: str, key: Sequence[str], base: Path | None = None) -> Path:
+    """``<user cache>/runs/<sha256 of key>.<kind>``: one cached summary of one run's files."""
+    import hashlib
+
+    name = hashlib.sha256("\0".join(key).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return (base or user_cache_dir()) / "runs" / f"{name}.{kind}"
+
+
+def events_cache_path(roots: Sequence[str], max_points: int, base: Path | None = None) -> Path:
+    """The cache file of an event reader over ``roots`` at ``max_points``."""
+    return run_cache_path("events", [str(max_points), *(os.path.realpath(r) for r in roots)], base)
+
+
+def headers_cache_path(run_dir: str, base: Path | None = None) -> Path:
+    """The cache file of the checkpoint headers (verdict, metadata) of ``run_dir``."""
+    return run_cache_path("headers", [os.path.realpath(run_dir)], base)
 
 
 def state_dir(run_dir: str | os.PathLike[str]) -> Path:
@@ -209,3 +247,65 @@ def read_run_record(run_dir: str | os.PathLike[str]) -> RunRecord | None:
     """The run record, or None when missing or unreadable (half-written by another tool)."""
     data = read_json(record_path(run_dir))
     return RunRecord.from_json(data) if data is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecord:
+    """The ``"stop"`` entry of ``.sdxl-tui/last-kill.json``: a stop the user asked for.
+
+    Written *before* the first signal (so a trainer that exits at once is already attributed),
+    then updated with the outcome. The state machine reads it to call the end of a run
+    "stopped by you" rather than a failure: sd-scripts answers SIGINT with a
+    ``KeyboardInterrupt`` and exit status 1 (``train_network.py:NetworkTrainer.train`` has no
+    handler), a wrapper script with its own status.
+    """
+
+    by: str  # "sdxl-tui kill", "dashboard key k", "sdxl-tui kill --after-checkpoint"
+    requested_at: float
+    signal: str | None = None  # the first signal sent: "SIGINT", "SIGTERM", "SIGKILL"
+    signals: tuple[str, ...] = ()  # every signal (or scancel) sent, in order
+    how: str = "kill"  # "kill" or "stop-after-checkpoint"
+    checkpoint: str | None = None  # for a stop after a checkpoint: the one it waited for
+    step: int | None = None  # the trainer's step when the stop was asked for, if known
+    trainer_pid: int | None = None
+    trainer_create_time: float | None = None
+    result: str = "stopping"  # "stopping", "stopped", "incomplete"
+    ended_at: float | None = None
+    backend: str = "local"
+    job_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StopRecord | None:
+        by, at = _str(data.get("by")), _float(data.get("requested_at"))
+        if by is None or at is None:
+            return None
+        return cls(
+            by=by, requested_at=at, signal=_str(data.get("signal")), how=_str(data.get("how")) or "kill",
+            signals=tuple(s for s in data.get("signals") or () if isinstance(s, str)),
+            checkpoint=_str(data.get("checkpoint")), step=_int(data.get("step")),
+            trainer_pid=_int(data.get("trainer_pid")), trainer_create_time=_float(data.get("trainer_create_time")),
+            result=_str(data.get("result")) or "stopping", ended_at=_float(data.get("ended_at")),
+            backend=_str(data.get("backend")) or "local", job_id=_str(data.get("job_id")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["signals"] = list(self.signals)
+        return out
+
+
+def read_stop_record(run_dir: str | os.PathLike[str]) -> StopRecord | None:
+    """The last stop asked for in this run directory, or None."""
+    data = read_json(state_dir(run_dir) / LAST_KILL_NAME)
+    stop = data.get("stop") if data is not None else None
+    return StopRecord.from_json(stop) if isinstance(stop, dict) else None
+
+
+def write_stop_record(run_dir: str | os.PathLike[str], stop: StopRecord,
+                      extra: Mapping[str, Any] | None = None) -> None:
+    """Replace ``last-kill.json`` with this stop (and ``extra`` keys: a local kill's outcomes).
+    A run directory we cannot write to keeps no record; the kill itself goes on."""
+    try:
+        write_json_atomic(state_dir(run_dir) / LAST_KILL_NAME, {"stop": stop.to_json(), **(extra or {})})
+    except OSError:
+        pass

@@ -257,43 +257,11 @@ def check_launch(
     argv = [str(a) for a in launch.argv()]
     checkout = sd_scripts_dir if sd_scripts_dir is not None else launch.sd_scripts_dir
     cwd = Path(str(checkout) if checkout else launch.cwd)
-    script = launch.script
     prefix = list(launch.prefix)
-    rest = argv[len(prefix) :] if argv[: len(prefix)] == prefix else argv
-    script_tok: str | None
-    if script and rest and os.path.basename(rest[0]) == os.path.basename(script):
-        script_tok, options = rest[0], rest[1:]
-    elif not script and argv[: len(prefix)] == prefix:
-        script_tok, options = None, rest
-    else:
-        _, script_tok, options = split_command(argv)
-    extra: list[Finding] = []
-    use_checkout = None
-    if script:
-        script_file = Path(script) if os.path.isabs(script) else (Path(str(checkout)) / script if checkout else None)
-        if script_file is None:
-            extra.append(
-                Finding(
-                    "note",
-                    "no-sd-scripts-dir",
-                    "the launch config has no sd_scripts_dir, so the trainer would run in "
-                    f"{cwd} and the script's own option list cannot be read",
-                    'set sd_scripts_dir = "/path/to/sd-scripts" in [launch]',
-                    None,
-                )
-            )
-        elif not script_file.is_file():
-            extra.append(
-                Finding(
-                    "error",
-                    "script-missing",
-                    f"trainer script {script_file} does not exist",
-                    "fix sd_scripts_dir / script in [launch]",
-                    str(script_file),
-                )
-            )
-        elif options_from_checkout and checkout:
-            use_checkout = checkout
+    script_tok, options = _script_and_options(argv, prefix, launch.script)
+    extra, use_checkout = _script_file(launch.script, checkout, cwd)
+    if not options_from_checkout:
+        use_checkout = None
     env = dict(launch.env)
     if launch.backend == "slurm":
         from sdxl_tui.planning.slurm_check import check_slurm
@@ -316,6 +284,48 @@ def check_launch(
         return report
     findings = sorted((*report.findings, *extra), key=lambda f: f.rank)
     return CheckReport(tuple(findings), report.facts, report.argv)
+
+
+def _script_and_options(argv: list[str], prefix: list[str], script: str | None) -> tuple[str | None, list[str]]:
+    """The script token and the trainer's options of a launch's argv (its prefix taken off)."""
+    rest = argv[len(prefix) :] if argv[: len(prefix)] == prefix else argv
+    if script and rest and os.path.basename(rest[0]) == os.path.basename(script):
+        return rest[0], rest[1:]
+    if not script and argv[: len(prefix)] == prefix:
+        return None, rest
+    _, script_tok, options = split_command(argv)
+    return script_tok, list(options)
+
+
+def _script_file(
+    script: str | None, checkout: str | os.PathLike[str] | None, cwd: Path
+) -> tuple[list[Finding], str | os.PathLike[str] | None]:
+    """(findings about the launch's script file, the checkout whose ``--help`` lists its options)."""
+    if not script:
+        return [], None
+    script_file = Path(script) if os.path.isabs(script) else (Path(str(checkout)) / script if checkout else None)
+    if script_file is None:
+        return [
+            Finding(
+                "note",
+                "no-sd-scripts-dir",
+                "the launch config has no sd_scripts_dir, so the trainer would run in "
+                f"{cwd} and the script's own option list cannot be read",
+                'set sd_scripts_dir = "/path/to/sd-scripts" in [launch]',
+                None,
+            )
+        ], None
+    if not script_file.is_file():
+        return [
+            Finding(
+                "error",
+                "script-missing",
+                f"trainer script {script_file} does not exist",
+                "fix sd_scripts_dir / script in [launch]",
+                str(script_file),
+            )
+        ], None
+    return [], checkout or None
 
 
 # ------------------------------------------------------------------------ rendering

@@ -5,7 +5,7 @@ arguments``), and its ``--config_file`` silently keeps misspelt keys
 (``library/train_util.py:read_config_from_file``). Checking a launch before it starts needs the real
 option list of the real script: by default the packaged dump of v0.10.1's parsers
 (``data/sd_scripts_options.json``); when the user's checkout is known, the list its own ``--help``
-prints (:func:`load_table_from_checkout`).
+prints (:func:`sdxl_tui.planning.helptable.load_table_from_checkout`, re-exported here).
 
 The resolver follows CPython's argparse for what sd-scripts uses: unique prefixes are
 accepted (``allow_abbrev``), an ambiguous prefix is an error, ``--opt=value``, flags
@@ -15,25 +15,13 @@ and ``int_or_float`` types. Instead of stopping at the first error it collects t
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sdxl_tui.formats.optiontable import (
-    SDXL_SCRIPT,
-    OptionSpec,
-    OptionTable,
-    convert,
-    load_packaged_table,
-    spec_from_json,
-    table_to_json,
-)
+from sdxl_tui.formats.optiontable import OptionSpec, OptionTable, convert
+from sdxl_tui.planning.helptable import default_cache_dir, load_table_from_checkout, table_from_help
 
 #: argparse's test for "this dash-token is a negative number, not an option".
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
@@ -60,205 +48,6 @@ class ParsedArgs:
     extras: tuple[str, ...] = ()  # tokens argparse would call "unrecognized arguments"
 
 
-# ------------------------------------------------------------------ help-text parsing
-
-_SECTION = re.compile(r"^(options|optional arguments|[\w ]+ arguments?)\s*:\s*$", re.IGNORECASE)
-
-
-def _split_invocation(line: str) -> str:
-    """The part of an argparse help row before the help text (two spaces or more)."""
-    m = re.match(r"^\s{1,8}(-.*?)(?:\s{2,}|$)", line)
-    return m.group(1) if m else ""
-
-
-def table_from_help(text: str, script: str, *, reference: OptionTable | None = None) -> OptionTable:
-    """Build an option table from argparse ``--help`` output.
-
-    Why: a user's checkout may be older or newer than the packaged dump, and ``--help`` is the
-    one way to list its options without importing sd-scripts into this process. Help text does
-    not carry types, so types and defaults are borrowed from ``reference`` where the dest
-    matches; choices come from ``{a,b}`` metavars.
-
-    Raises:
-        ValueError: the text lists no options (not an argparse help page).
-    """
-    specs: list[OptionSpec] = []
-    seen: set[str] = set()
-    for raw in text.splitlines():
-        if not raw.startswith(" ") or not raw.strip().startswith("-"):
-            continue
-        inv = _split_invocation(raw)
-        if not inv:
-            continue
-        strings: list[str] = []
-        metavar = ""
-        for part in inv.split(", "):
-            bits = part.strip().split(" ", 1)
-            if not bits[0].startswith("-"):
-                continue
-            strings.append(bits[0])
-            if len(bits) > 1:
-                metavar = bits[1].strip()
-        strings = [s for s in strings if s not in ("-h", "--help")]
-        if not strings:
-            continue
-        long = next((s for s in strings if s.startswith("--")), strings[0])
-        dest = long.lstrip("-").replace("-", "_")
-        if dest in seen:
-            continue
-        seen.add(dest)
-        ref = reference.by_dest(dest) if reference else None
-        if not metavar:
-            specs.append(OptionSpec(tuple(strings), dest, "flag", None, None, None, False))
-            continue
-        nargs: str | None = None
-        if metavar.startswith("[") and metavar.endswith("...]"):
-            nargs = "*"
-        elif metavar.endswith("...]"):
-            nargs = "+"
-        elif metavar.startswith("[") and metavar.endswith("]"):
-            nargs = "?"
-        choices: tuple[Any, ...] | None = None
-        cm = re.match(r"^\[?\{(.*?)\}", metavar)
-        if cm:
-            raw_choices = cm.group(1).split(",")
-            typ = ref.type if ref else "str"
-            conv: list[Any] = []
-            for c in raw_choices:
-                if c == "None":
-                    conv.append(None)
-                    continue
-                try:
-                    conv.append(int(c) if typ == "int" else float(c) if typ == "float" else c)
-                except ValueError:
-                    conv.append(c)
-            choices = tuple(conv)
-        specs.append(
-            OptionSpec(
-                tuple(strings),
-                dest,
-                "value",
-                ref.type if ref else "str",
-                choices,
-                nargs if nargs else (ref.nargs if ref else None),
-                ref.default if ref else None,
-            )
-        )
-    if not specs:
-        raise ValueError("no options found in the help text")
-    return OptionTable(script=os.path.basename(script), options=tuple(specs), source="help")
-
-
-#: files whose change can change a trainer's option list (the cache key includes their mtimes)
-_PARSER_FILES = (
-    "train_network.py",
-    "sdxl_train_network.py",
-    "library/train_util.py",
-    "library/sdxl_train_util.py",
-    "library/config_util.py",
-    "library/deepspeed_utils.py",
-    "library/custom_train_functions.py",
-    "library/sai_model_spec.py",
-    "library/utils.py",
-)
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/sdxl-tui/options`` (``~/.cache/sdxl-tui/options``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sdxl-tui" / "options"
-
-
-def _cache_key(checkout: Path, script: str, exe: str) -> str:
-    import hashlib
-
-    parts = [str(checkout.resolve()), script, exe]
-    for rel in (script, *_PARSER_FILES):
-        try:
-            st = (checkout / rel).stat()
-        except OSError:
-            continue
-        parts.append(f"{rel}:{st.st_mtime_ns}:{st.st_size}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
-def load_table_from_checkout(
-    sd_scripts_dir: str | os.PathLike[str],
-    script: str = SDXL_SCRIPT,
-    *,
-    python: str | Sequence[str] | None = None,
-    timeout: float = 180.0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    use_cache: bool = True,
-) -> tuple[OptionTable, str | None]:
-    """The option table of the user's own checkout, from ``<python> <script> --help``.
-
-    ``--help`` builds the parser and exits before any model is loaded (it still imports torch,
-    hence the generous timeout). On any failure the packaged table is returned with a note
-    saying why, so a check never stops for lack of a checkout.
-
-    Returns:
-        (table, note): note is None when the checkout's own list was used.
-    """
-    base = os.path.basename(script)
-    try:
-        fallback = load_packaged_table(base)
-    except KeyError:
-        fallback = load_packaged_table(SDXL_SCRIPT)
-    path = Path(sd_scripts_dir) / base
-    if not path.is_file():
-        return fallback, f"{path} not found; using the {fallback.source}"
-    command = [python] if isinstance(python, str) else list(python or [sys.executable])
-    exe = " ".join(command)
-    cache_file: Path | None = None
-    if use_cache:
-        cache_file = Path(cache_dir or default_cache_dir()) / f"{_cache_key(Path(sd_scripts_dir), base, exe)}.json"
-        try:
-            data = json.loads(cache_file.read_text("utf-8"))
-            cached = OptionTable(
-                script=base,
-                options=tuple(spec_from_json(o) for o in data["options"]),
-                allow_abbrev=True,
-                source=str(data.get("source", "help")) + " (cached)",
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        else:
-            return cached, None
-    try:
-        proc = subprocess.run(
-            [*command, base, "--help"],
-            cwd=str(sd_scripts_dir),
-            capture_output=True,
-            check=False,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            env={**os.environ, "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return fallback, f"could not run {base} --help ({exc}); using the {fallback.source}"
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return fallback, (
-            f"{base} --help exited {proc.returncode} ({tail[0]}); using the {fallback.source}"
-        )
-    try:
-        table = table_from_help(proc.stdout, base, reference=fallback)
-    except ValueError:
-        return fallback, f"{base} --help printed no option list; using the {fallback.source}"
-    table = OptionTable(table.script, table.options, True, f"{base} --help in {sd_scripts_dir}")
-    if cache_file is not None:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(table_to_json(table)), "utf-8")
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
-    return table, None
-
-
 # ------------------------------------------------------------------------ resolving
 
 
@@ -270,104 +59,72 @@ def _looks_like_option(token: str, table: OptionTable) -> bool:
 
 def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
     """Resolve trainer options (no script, no prefix) as argparse would, collecting problems."""
-    values: dict[str, Any] = {}
-    given: dict[str, str] = {}
-    problems: list[OptionProblem] = []
-    extras: list[str] = []
-    i = 0
-    n = len(argv)
-    only_positionals = False
+    return _Resolver(argv, table).run()
 
-    def unknown(token: str, following: list[str]) -> None:
-        name = token.split("=", 1)[0]
-        shown = " ".join([token, *following])
-        target, why = table.suggest(name)
-        parts = [f"did you mean {target}?"] if target else []
-        if why:
-            parts.append(why)
-        fix = " ".join(parts) or "remove it (see the script's --help for the real options)"
-        problems.append(
-            OptionProblem(
-                "error",
-                "unknown-option",
-                f"{name}: no such option in {table.script}; the trainer exits at once with "
-                f"`error: unrecognized arguments: {shown}`",
-                fix,
-                name,
-            )
+
+class _Resolver:
+    """One pass over an argv: the values by dest, what each was typed as, the problems."""
+
+    def __init__(self, argv: Sequence[str], table: OptionTable) -> None:
+        self.argv = argv
+        self.table = table
+        self.values: dict[str, Any] = {}
+        self.given: dict[str, str] = {}
+        self.problems: list[OptionProblem] = []
+        self.extras: list[str] = []
+
+    def add(self, problem: OptionProblem) -> None:
+        self.problems.append(problem)
+
+    def run(self) -> ParsedArgs:
+        argv, n = self.argv, len(self.argv)
+        i = 0
+        only_positionals = False
+        while i < n:
+            token = argv[i]
+            i += 1
+            if only_positionals or not _looks_like_option(token, self.table):
+                self.extras.append(token)
+                self.add(
+                    OptionProblem(
+                        "error",
+                        "stray-argument",
+                        f"{token!r} belongs to no option; argparse reports it as an unrecognized argument",
+                        "remove it, or put it after the option it belongs to",
+                        None,
+                    )
+                )
+            elif token == "--":
+                only_positionals = True
+            elif token in ("-h", "--help"):
+                self.add(
+                    OptionProblem("note", "help", f"{token} prints help and exits without training", "remove it", token)
+                )
+            else:
+                i = self.option(token, i)
+        return ParsedArgs(
+            values=self.values, given_as=self.given, problems=tuple(self.problems), extras=tuple(self.extras)
         )
 
-    while i < n:
-        token = argv[i]
-        i += 1
-        if only_positionals or not _looks_like_option(token, table):
-            extras.append(token)
-            problems.append(
-                OptionProblem(
-                    "error",
-                    "stray-argument",
-                    f"{token!r} belongs to no option; argparse reports it as an unrecognized argument",
-                    "remove it, or put it after the option it belongs to",
-                    None,
-                )
-            )
-            continue
-        if token == "--":
-            only_positionals = True
-            continue
-        if token in ("-h", "--help"):
-            problems.append(
-                OptionProblem("note", "help", f"{token} prints help and exits without training", "remove it", token)
-            )
-            continue
+    def option(self, token: str, i: int) -> int:
+        """Resolve the option ``token`` (its values start at ``argv[i]``); the index after it."""
+        argv, n = self.argv, len(self.argv)
         name, eq, inline = token.partition("=")
-        spec, ambiguous = table.match(name)
+        spec, ambiguous = self.table.match(name)
         # the tokens this option would swallow (for messages about unknown options)
         following: list[str] = []
         j = i
-        while j < n and not _looks_like_option(argv[j], table):
+        while j < n and not _looks_like_option(argv[j], self.table):
             following.append(argv[j])
             j += 1
         if spec is None:
-            if ambiguous:
-                problems.append(
-                    OptionProblem(
-                        "error",
-                        "ambiguous-option",
-                        f"{name}: ambiguous option; could match {', '.join(ambiguous)}",
-                        f"spell the option out in full, e.g. {ambiguous[0]}",
-                        name,
-                    )
-                )
-            else:
-                unknown(token, following)
-            extras.extend([token, *following])
-            i = j
-            continue
-        if name != spec.name and name not in spec.options:
-            problems.append(
-                OptionProblem(
-                    "note",
-                    "abbreviated-option",
-                    f"{name} is accepted as an abbreviation of {spec.name}",
-                    f"write {spec.name} in full so a future option cannot make it ambiguous",
-                    name,
-                )
-            )
-        if spec.dest in values:
-            problems.append(
-                OptionProblem(
-                    "warning",
-                    "repeated-option",
-                    f"{spec.name} is given more than once; the last value wins",
-                    f"keep one {spec.name}",
-                    spec.name,
-                )
-            )
-        given[spec.dest] = name
+            self.no_such_option(token, ambiguous, following)
+            return j
+        self.spelling(name, spec)
+        self.given[spec.dest] = name
         if spec.kind == "flag":
             if eq:
-                problems.append(
+                self.add(
                     OptionProblem(
                         "error",
                         "flag-with-value",
@@ -376,22 +133,19 @@ def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
                         spec.name,
                     )
                 )
-            values[spec.dest] = True
-            continue
+            self.values[spec.dest] = True
+            return i
         raw_values: list[str]
         if eq:
             raw_values = [inline]
         elif spec.nargs in ("*", "+"):
             raw_values = following
             i = j
-        elif spec.nargs == "?":
-            raw_values = following[:1]
-            i += len(raw_values)
         else:
             raw_values = following[:1]
             i += len(raw_values)
         if not raw_values and spec.nargs not in ("*", "?"):
-            problems.append(
+            self.add(
                 OptionProblem(
                     "error",
                     "missing-value",
@@ -400,13 +154,41 @@ def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
                     spec.name,
                 )
             )
-            continue
+            return i
+        self.convert(spec, raw_values)
+        return i
+
+    def spelling(self, name: str, spec: OptionSpec) -> None:
+        """Notes on an abbreviated option and a repeated one."""
+        if name != spec.name and name not in spec.options:
+            self.add(
+                OptionProblem(
+                    "note",
+                    "abbreviated-option",
+                    f"{name} is accepted as an abbreviation of {spec.name}",
+                    f"write {spec.name} in full so a future option cannot make it ambiguous",
+                    name,
+                )
+            )
+        if spec.dest in self.values:
+            self.add(
+                OptionProblem(
+                    "warning",
+                    "repeated-option",
+                    f"{spec.name} is given more than once; the last value wins",
+                    f"keep one {spec.name}",
+                    spec.name,
+                )
+            )
+
+    def convert(self, spec: OptionSpec, raw_values: list[str]) -> None:
+        """Type and choices of each value; the option's value is set only when all pass."""
         converted: list[Any] = []
         for text in raw_values:
             try:
                 value = convert(spec, text)
             except ValueError:
-                problems.append(
+                self.add(
                     OptionProblem(
                         "error",
                         "bad-value",
@@ -415,10 +197,10 @@ def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
                         spec.name,
                     )
                 )
-                break
+                return
             if spec.choices is not None and value not in spec.choices:
                 shown = ", ".join(repr(c) for c in spec.choices if c is not None)
-                problems.append(
+                self.add(
                     OptionProblem(
                         "error",
                         "bad-value",
@@ -427,16 +209,46 @@ def resolve_argv(argv: Sequence[str], table: OptionTable) -> ParsedArgs:
                         spec.name,
                     )
                 )
-                break
+                return
             converted.append(value)
+        if spec.nargs in ("*", "+"):
+            self.values[spec.dest] = converted
+        elif converted:
+            self.values[spec.dest] = converted[0]
         else:
-            if spec.nargs in ("*", "+"):
-                values[spec.dest] = converted
-            elif converted:
-                values[spec.dest] = converted[0]
-            else:
-                values[spec.dest] = None
-    return ParsedArgs(values=values, given_as=given, problems=tuple(problems), extras=tuple(extras))
+            self.values[spec.dest] = None
+
+    def no_such_option(self, token: str, ambiguous: tuple[str, ...], following: list[str]) -> None:
+        """An ambiguous or unknown option: a problem, and it and its values are extras."""
+        name = token.split("=", 1)[0]
+        self.extras.extend([token, *following])
+        if ambiguous:
+            self.add(
+                OptionProblem(
+                    "error",
+                    "ambiguous-option",
+                    f"{name}: ambiguous option; could match {', '.join(ambiguous)}",
+                    f"spell the option out in full, e.g. {ambiguous[0]}",
+                    name,
+                )
+            )
+            return
+        shown = " ".join([token, *following])
+        target, why = self.table.suggest(name)
+        parts = [f"did you mean {target}?"] if target else []
+        if why:
+            parts.append(why)
+        fix = " ".join(parts) or "remove it (see the script's --help for the real options)"
+        self.add(
+            OptionProblem(
+                "error",
+                "unknown-option",
+                f"{name}: no such option in {self.table.script}; the trainer exits at once with "
+                f"`error: unrecognized arguments: {shown}`",
+                fix,
+                name,
+            )
+        )
 
 
 def check_config_value(spec: OptionSpec, value: Any) -> str | None:

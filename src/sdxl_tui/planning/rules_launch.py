@@ -16,7 +16,8 @@ from sdxl_tui.formats.simargs import split_args
 from sdxl_tui.planning.basemodel import ModelKind, detect_model_kind, looks_like_hub_id, name_suggests_sdxl
 from sdxl_tui.planning.checkctx import Check, flatten_config, is_simulator, resolve_path
 from sdxl_tui.planning.findings import Finding
-from sdxl_tui.planning.options import check_config_value, load_table_from_checkout, resolve_argv
+from sdxl_tui.planning.helptable import load_table_from_checkout
+from sdxl_tui.planning.options import check_config_value, resolve_argv
 
 
 def check_script(ctx: Check) -> None:
@@ -121,20 +122,10 @@ def check_simulated(ctx: Check) -> None:
 
 def check_base_model(ctx: Check) -> None:
     """The base model: present, what kind it is, and the right trainer script for it."""
-    add = ctx.add
-    values, facts, inp, sdxl_script, script_name, sdxl, kind = (
-        ctx.values,
-        ctx.facts,
-        ctx.inp,
-        ctx.sdxl_script,
-        ctx.script_name,
-        ctx.sdxl,
-        ctx.kind,
-    )
-    base = values.get("pretrained_model_name_or_path")
+    base = ctx.values.get("pretrained_model_name_or_path")
     kind = ModelKind("unknown", "not given")
     if not base:
-        add(
+        ctx.add(
             Finding(
                 "error",
                 "no-base-model",
@@ -144,91 +135,101 @@ def check_base_model(ctx: Check) -> None:
             )
         )
     else:
-        base_path = resolve_path(str(base), inp.cwd)
-        kind = detect_model_kind(base_path if base_path is not None else str(base))
-        if kind.kind == "missing" and looks_like_hub_id(str(base)):
-            kind = ModelKind("hub", "not a local path; a Hugging Face model id that sd-scripts downloads")
-        facts["base_model"] = str(base)
-        facts["base_model_kind"] = kind.kind
-        if kind.kind == "missing":
-            add(
-                Finding(
-                    "error",
-                    "base-model-missing",
-                    f"base model {base_path} does not exist",
-                    "fix --pretrained_model_name_or_path",
-                    str(base),
-                )
-            )
-            if not sdxl_script and name_suggests_sdxl(str(base)):
-                kind = ModelKind("sdxl", "the file name says SDXL (file not found)")
-        elif kind.kind == "lora":
-            add(
-                Finding(
-                    "error",
-                    "base-model-is-lora",
-                    f"{base} is a LoRA ({kind.evidence})",
-                    "give the SDXL base checkpoint as --pretrained_model_name_or_path; a LoRA to continue "
-                    "from goes in --network_weights",
-                    str(base),
-                )
-            )
-        elif kind.kind == "sdxl-refiner":
-            add(
-                Finding(
-                    "error",
-                    "base-model-refiner",
-                    f"{base} is the SDXL refiner ({kind.evidence})",
-                    "train on sd_xl_base_1.0.safetensors",
-                    str(base),
-                )
-            )
-        elif kind.kind in ("unknown", "hub"):
-            add(
-                Finding(
-                    "note",
-                    "base-model-unknown",
-                    f"cannot tell what {base} is: {kind.evidence}",
-                    "make sure it is an SDXL base model",
-                    str(base),
-                )
-            )
-            if kind.kind == "hub" and not sdxl_script and name_suggests_sdxl(str(base)):
-                kind = ModelKind("sdxl", "the model id says SDXL")
-        if kind.kind == "sdxl" and not sdxl_script:
-            add(
-                Finding(
-                    "error",
-                    "wrong-script",
-                    f"{base} is an SDXL checkpoint ({kind.evidence}) but {script_name} trains SD 1.x/2.x; "
-                    "it fails while loading with `size mismatch for ...`",
-                    f"run {SDXL_SCRIPT} instead of {script_name}",
-                    inp.script,
-                )
-            )
-        elif kind.is_sd12 and sdxl_script:
-            add(
-                Finding(
-                    "error",
-                    "wrong-script",
-                    f"{base} is an SD {kind.kind[2:]}.x checkpoint ({kind.evidence}) but {script_name} trains SDXL",
-                    f"use an SDXL base model, or run {SD1_SCRIPT} for SD {kind.kind[2:]}.x",
-                    inp.script,
-                )
-            )
-    sdxl = sdxl_script or kind.is_sdxl
-    facts["sdxl"] = sdxl
-    ctx.sdxl = sdxl
+        kind = _base_model_kind(ctx, str(base))
+        _script_for_kind(ctx, str(base), kind)
+    ctx.sdxl = ctx.sdxl_script or kind.is_sdxl
+    ctx.facts["sdxl"] = ctx.sdxl
     ctx.kind = kind
+
+
+def _base_model_kind(ctx: Check, base: str) -> ModelKind:
+    """What the base model is (from its header, or its name), with a finding for a wrong one."""
+    add, sdxl_script = ctx.add, ctx.sdxl_script
+    base_path = resolve_path(base, ctx.inp.cwd)
+    kind = detect_model_kind(base_path if base_path is not None else base)
+    if kind.kind == "missing" and looks_like_hub_id(base):
+        kind = ModelKind("hub", "not a local path; a Hugging Face model id that sd-scripts downloads")
+    ctx.facts["base_model"] = base
+    ctx.facts["base_model_kind"] = kind.kind
+    if kind.kind == "missing":
+        add(
+            Finding(
+                "error",
+                "base-model-missing",
+                f"base model {base_path} does not exist",
+                "fix --pretrained_model_name_or_path",
+                base,
+            )
+        )
+        if not sdxl_script and name_suggests_sdxl(base):
+            kind = ModelKind("sdxl", "the file name says SDXL (file not found)")
+    elif kind.kind == "lora":
+        add(
+            Finding(
+                "error",
+                "base-model-is-lora",
+                f"{base} is a LoRA ({kind.evidence})",
+                "give the SDXL base checkpoint as --pretrained_model_name_or_path; a LoRA to continue "
+                "from goes in --network_weights",
+                base,
+            )
+        )
+    elif kind.kind == "sdxl-refiner":
+        add(
+            Finding(
+                "error",
+                "base-model-refiner",
+                f"{base} is the SDXL refiner ({kind.evidence})",
+                "train on sd_xl_base_1.0.safetensors",
+                base,
+            )
+        )
+    elif kind.kind in ("unknown", "hub"):
+        add(
+            Finding(
+                "note",
+                "base-model-unknown",
+                f"cannot tell what {base} is: {kind.evidence}",
+                "make sure it is an SDXL base model",
+                base,
+            )
+        )
+        if kind.kind == "hub" and not sdxl_script and name_suggests_sdxl(base):
+            kind = ModelKind("sdxl", "the model id says SDXL")
+    return kind
+
+
+def _script_for_kind(ctx: Check, base: str, kind: ModelKind) -> None:
+    """An SDXL model needs sdxl_train_network.py, an SD 1.x/2.x one train_network.py."""
+    script_name, script = ctx.script_name, ctx.inp.script
+    if kind.kind == "sdxl" and not ctx.sdxl_script:
+        ctx.add(
+            Finding(
+                "error",
+                "wrong-script",
+                f"{base} is an SDXL checkpoint ({kind.evidence}) but {script_name} trains SD 1.x/2.x; "
+                "it fails while loading with `size mismatch for ...`",
+                f"run {SDXL_SCRIPT} instead of {script_name}",
+                script,
+            )
+        )
+    elif kind.is_sd12 and ctx.sdxl_script:
+        ctx.add(
+            Finding(
+                "error",
+                "wrong-script",
+                f"{base} is an SD {kind.kind[2:]}.x checkpoint ({kind.evidence}) but {script_name} trains SDXL",
+                f"use an SDXL base model, or run {SD1_SCRIPT} for SD {kind.kind[2:]}.x",
+                script,
+            )
+        )
 
 
 def check_sdxl_options(ctx: Check) -> None:
     """Options SDXL ignores, rejects or needs (``sdxl_train_network.py``'s asserts and warnings)."""
-    add = ctx.add
-    given = ctx.given
-    values, sdxl, te_lr = ctx.values, ctx.sdxl, ctx.te_lr
+    values, sdxl = ctx.values, ctx.sdxl
     if sdxl and values.get("v2"):
-        add(
+        ctx.add(
             Finding(
                 "error",
                 "v2-sdxl",
@@ -237,8 +238,8 @@ def check_sdxl_options(ctx: Check) -> None:
                 "--v2",
             )
         )
-    if sdxl and given("clip_skip"):
-        add(
+    if sdxl and ctx.given("clip_skip"):
+        ctx.add(
             Finding(
                 "warning",
                 "clip-skip-sdxl",
@@ -249,34 +250,13 @@ def check_sdxl_options(ctx: Check) -> None:
             )
         )
     if sdxl and values.get("mixed_precision") == "fp16" and not values.get("no_half_vae"):
-        vae = str(values.get("vae") or "")
-        if "fp16" in vae.lower():
-            add(
-                Finding(
-                    "note",
-                    "fp16-vae",
-                    f"fp16 VAE {vae} is used without --no_half_vae",
-                    "keep it only if it is the fp16-fixed SDXL VAE",
-                    "--no_half_vae",
-                )
-            )
-        else:
-            add(
-                Finding(
-                    "warning",
-                    "fp16-vae",
-                    "--mixed_precision fp16 without --no_half_vae: the SDXL VAE runs in fp16 while caching "
-                    "latents and can produce NaNs, which are cached silently and turn the loss to NaN",
-                    "add --no_half_vae (or use --mixed_precision bf16 on a GPU that supports it)",
-                    "--no_half_vae",
-                )
-            )
+        _fp16_vae(ctx, str(values.get("vae") or ""))
     if (
         sdxl
         and (values.get("cache_text_encoder_outputs") or values.get("cache_text_encoder_outputs_to_disk"))
         and not values.get("network_train_unet_only")
     ):
-        add(
+        ctx.add(
             Finding(
                 "error",
                 "cache-te-needs-unet-only",
@@ -286,22 +266,53 @@ def check_sdxl_options(ctx: Check) -> None:
                 "--cache_text_encoder_outputs",
             )
         )
-    module = str(values.get("network_module") or "")
-    te_lr = values.get("text_encoder_lr")
-    if sdxl and te_lr not in (None, []) and module == "networks.lora" and not values.get("network_train_unet_only"):
-        first = te_lr[0] if isinstance(te_lr, list) else te_lr
-        extra = " (the other values are ignored)" if isinstance(te_lr, list) and len(te_lr) > 1 else ""
-        add(
+    ctx.te_lr = values.get("text_encoder_lr")
+    if sdxl:
+        _one_text_encoder_lr(ctx, ctx.te_lr)
+
+
+def _fp16_vae(ctx: Check, vae: str) -> None:
+    """``--mixed_precision fp16`` without ``--no_half_vae``: NaN latents unless the VAE is fp16-fixed."""
+    if "fp16" in vae.lower():
+        ctx.add(
             Finding(
                 "note",
-                "text-encoder-lr-single",
-                f"--text_encoder_lr {first} is used for both SDXL text encoders{extra}: networks.lora has one "
-                "`textencoder` parameter group; --text_encoder_lr1/--text_encoder_lr2 do not exist",
-                "nothing to do unless you wanted different rates per encoder (that needs another network module)",
-                "--text_encoder_lr",
+                "fp16-vae",
+                f"fp16 VAE {vae} is used without --no_half_vae",
+                "keep it only if it is the fp16-fixed SDXL VAE",
+                "--no_half_vae",
             )
         )
-    ctx.te_lr = te_lr
+    else:
+        ctx.add(
+            Finding(
+                "warning",
+                "fp16-vae",
+                "--mixed_precision fp16 without --no_half_vae: the SDXL VAE runs in fp16 while caching "
+                "latents and can produce NaNs, which are cached silently and turn the loss to NaN",
+                "add --no_half_vae (or use --mixed_precision bf16 on a GPU that supports it)",
+                "--no_half_vae",
+            )
+        )
+
+
+def _one_text_encoder_lr(ctx: Check, te_lr: Any) -> None:
+    """networks.lora gives both SDXL text encoders one learning rate."""
+    module = str(ctx.values.get("network_module") or "")
+    if te_lr in (None, []) or module != "networks.lora" or ctx.values.get("network_train_unet_only"):
+        return
+    first = te_lr[0] if isinstance(te_lr, list) else te_lr
+    extra = " (the other values are ignored)" if isinstance(te_lr, list) and len(te_lr) > 1 else ""
+    ctx.add(
+        Finding(
+            "note",
+            "text-encoder-lr-single",
+            f"--text_encoder_lr {first} is used for both SDXL text encoders{extra}: networks.lora has one "
+            "`textencoder` parameter group; --text_encoder_lr1/--text_encoder_lr2 do not exist",
+            "nothing to do unless you wanted different rates per encoder (that needs another network module)",
+            "--text_encoder_lr",
+        )
+    )
 
 
 def check_redundant(ctx: Check) -> None:

@@ -284,6 +284,17 @@ class CheckpointScanner:
                 self._headers[path] = (sig, verdict, problem, metadata)
         return _Weights(entry.name, path, stem, suffix.lower(), st, verdict, problem, metadata)
 
+    def known_headers(self) -> dict[str, tuple[_Sig, str, str | None, dict[str, str]]]:
+        """Every header verdict read so far, by path, with the file signature it holds for
+        (plain data: the reader's cache keeps it between processes)."""
+        return {p: (sig, v, prob, dict(meta)) for p, (sig, v, prob, meta) in self._headers.items()}
+
+    def remember_headers(self, known: Mapping[str, tuple[_Sig, str, str | None, Mapping[str, str]]]) -> None:
+        """Take verdicts read earlier (``known_headers``); each is used only while its file
+        still has the same ``(inode, size, mtime_ns)``."""
+        for path, (sig, verdict, problem, meta) in known.items():
+            self._headers.setdefault(path, (sig, verdict, problem, MappingProxyType(dict(meta))))
+
     def _read_weights(self, path: str) -> tuple[str, str | None, Mapping[str, str]]:
         self.header_reads += 1
         return weights_verdict(path)

@@ -50,6 +50,7 @@ class FileState:
     size: int = 0
     records: int = 0
     pending: int = 0  # bytes of a partly written last record
+    mtime_ns: int = 0  # st_mtime_ns when last read (a cached state is trusted only if it matches)
 
 
 @dataclass(slots=True)

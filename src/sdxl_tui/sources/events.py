@@ -5,7 +5,9 @@ each value to a tensor proto (seconds for 200,000 scalars, see docs/architecture
 reader walks the TFRecord framing itself from a saved offset per file, decodes only what a
 scalar needs with a small hand-written protobuf decoder (no tensorboard import at all), and
 keeps per tag the exact ``last`` and ``count`` plus a bounded, min/max-preserving set of
-points for display. A refresh therefore costs only the bytes appended since the last one.
+points for display. A refresh therefore costs only the bytes appended since the last one;
+with a cache (``sources/cache.py``) that holds across processes too, and a first read can run
+in a forked child whose state the reader adopts (``prefetch``).
 
 Framing (one record): ``uint64 length`` (LE), ``uint32 masked_crc32c(length bytes)``,
 ``data[length]``, ``uint32 masked_crc32c(data)``. A record cut short at the end of a file is
@@ -25,29 +27,30 @@ steps are therefore "stitched" steps; they equal TensorBoard's raw steps for a s
 
 from __future__ import annotations
 
-import contextlib
 import os
-import struct
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from sdxl_tui.model import ScalarPoint, Series
 from sdxl_tui.sources.eventdecode import MAX_RECORD, FileState, RecordDecoder, RunState
 from sdxl_tui.sources.eventfiles import discover_event_files
-from sdxl_tui.sources.series import SeriesAccumulator, build_points, columns_of, points_of
+from sdxl_tui.sources.eventstate import EventState, StateStore, decode_state, encode_state
+from sdxl_tui.sources.forked import ForkedCall, can_fork
+from sdxl_tui.sources.series import SeriesAccumulator, build_points
 
 __all__ = ["EventReader", "EventsUpdate"]
 
-_U64 = struct.Struct("<Q")
 
 # ---------------------------------------------------------------------------------------------
 # Discovery and per-file state.
 # ---------------------------------------------------------------------------------------------
 
 _CHUNK = 8 << 20
+_SAVE_BYTES = 4 << 20  # a watching reader saves its cache after this many new bytes...
+_SAVE_SECONDS = 60.0  # ... or this long after the last save (and always on close)
 
 
 class _NewPoints(Mapping[str, tuple[ScalarPoint, ...]]):
@@ -124,13 +127,22 @@ class EventReader(RecordDecoder):
         max_points: display budget per tag; ``count`` and ``last`` stay exact.
     """
 
-    def __init__(self, roots: Sequence[str | Path] | str | Path, *, max_points: int = 4000) -> None:
+    DEFAULT_MAX_POINTS = 4000
+
+    def __init__(self, roots: Sequence[str | Path] | str | Path, *, max_points: int = DEFAULT_MAX_POINTS,
+                 cache: StateStore | None = None) -> None:
         if isinstance(roots, (str, Path)):
             roots = [roots]
         self.roots: tuple[str, ...] = tuple(os.fspath(r) for r in roots)
         self.max_points = max_points
-        self._child: tuple[int, int] | None = None  # (pid, read fd) of a prefetch child
-        self._exiting: int | None = None  # an adopted child not reaped yet
+        self._fork: ForkedCall[tuple[bytes, list[str], tuple[bool, int, int, int]]] | None = None
+        self._cache = cache
+        self._cache_tried = False
+        self._read_any = False  # a refresh ran (a prefetch then makes no sense)
+        self._unsaved = 0  # bytes read since the cache was last saved
+        self._saved_at: float | None = None
+        self.from_cache = False  # the state started from the cache
+        self.bytes_read_total = 0  # every event-file byte this reader (and its child) read
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -146,10 +158,6 @@ class EventReader(RecordDecoder):
         self._hdr_len: dict[bytes, int] = {}
         self._mid_tags: dict[bytes, str | None] = {}
         self._nonscalar: set[str] = set()
-
-    def __del__(self) -> None:
-        if getattr(self, "_child", None) is not None or getattr(self, "_exiting", None) is not None:
-            self.close()
 
     # -- public state -------------------------------------------------------------------------
 
@@ -174,34 +182,27 @@ class EventReader(RecordDecoder):
     def last_wall_time(self) -> float | None:
         return self._last_wall
 
-    # -- discovery ----------------------------------------------------------------------------
-
-    # -- reading ------------------------------------------------------------------------------
-
     # -- first read in a forked child ----------------------------------------------------
 
     def prefetch(self, *, min_bytes: int = 2 << 20) -> bool:
         """Start the first read in a forked child process; the next ``refresh`` adopts it.
 
-        Why: decoding 200,000 records is most of a cold ``sdxl-tui status``, and it does not
-        depend on anything else the status reads (log, checkpoint headers, process table,
-        NVML), so on a machine with two cores it can run beside them. The child reads exactly
-        what ``refresh`` would (every CRC checked), then sends back only the bounded state
-        (counts, last points, display points, offsets); the parent's ``refresh`` adopts it and
-        then reads whatever was appended meanwhile, as any later refresh would. If the child
-        fails in any way, ``refresh`` simply reads everything itself.
+        Why: decoding 200,000 records is most of a cold start, and it does not depend on
+        anything else the start reads (log, checkpoint headers, process table, NVML, Textual),
+        so on a machine with two cores it can run beside them (``sources/forked.py``). The
+        child reads exactly what ``refresh`` would (every CRC checked) from the cached state
+        if there is one, then sends back only the bounded state; the parent's ``refresh``
+        adopts it and reads whatever was appended meanwhile, so every byte is read once. If
+        the child fails in any way, ``refresh`` simply reads everything itself.
 
         Only for single-threaded callers (``fork``); does nothing on a later read, without
-        ``os.fork``, on one CPU, or when the event files hold fewer than ``min_bytes``.
+        ``os.fork``, on one CPU, or when fewer than ``min_bytes`` are left to read.
         Returns whether a child was started.
         """
-        if self._child is not None or self._files or self._acc or not hasattr(os, "fork"):
+        if self._fork is not None or self._read_any:
             return False
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus = os.cpu_count() or 1
-        if cpus < 2:
+        self._load_cache()
+        if not can_fork():
             return False
         total = 0
         for _key, _t, path in discover_event_files(self.roots, []):
@@ -209,153 +210,83 @@ class EventReader(RecordDecoder):
                 total += os.stat(path).st_size
             except OSError:
                 continue
+            fs = self._files.get(path)
+            total -= fs.offset if fs is not None else 0
         if total < min_bytes:
             return False
-        r, w = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(r)
-            os.close(w)
-            return False
-        if pid == 0:  # pragma: no cover - the child (coverage does not follow forks)
-            code = 1
-            try:
-                import pickle
 
-                os.close(r)
-                problems: list[str] = []
-                counts = self._read_all(problems)
-                data = pickle.dumps((self._export(), problems, counts), protocol=pickle.HIGHEST_PROTOCOL)
-                view = memoryview(_U64.pack(len(data)) + data)  # length first: complete or not
-                while view:
-                    view = view[os.write(w, view) :]
-                # end of data for the parent now, not after this process's memory is torn down
-                os.close(w)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        self._child = (pid, r)
+        def first_read() -> tuple[bytes, list[str], tuple[bool, int, int, int]]:
+            problems: list[str] = []
+            counts = self._read_all(problems)
+            return encode_state(self._state()), problems, counts
+
+        try:
+            self._fork = ForkedCall(first_read)
+        except OSError:
+            return False
         return True
 
     def close(self) -> None:
-        """Stop and reap a prefetch child (idempotent); one that was adopted is only reaped."""
-        exiting, self._exiting = self._exiting, None
-        if exiting is not None:
-            with contextlib.suppress(OSError):
-                os.waitpid(exiting, 0)
-        child, self._child = self._child, None
-        if child is None:
-            return
-        pid, fd = child
-        import signal
-
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.waitpid(pid, 0)
+        """Stop and reap a prefetch child (idempotent); save the cache if something is unsaved."""
+        fork, self._fork = self._fork, None
+        if fork is not None:
+            fork.close()
+        if self._unsaved:
+            self._save_cache()
 
     def _adopt(self) -> tuple[list[str], tuple[bool, int, int, int]] | None:
         """Take over the prefetch child's state; None when it failed (then read normally)."""
-        child, self._child = self._child, None
-        if child is None:
+        fork, self._fork = self._fork, None
+        if fork is None:
             return None
-        pid, fd = child
-        chunks = []
-        try:
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        except OSError:
-            chunks = []
-        finally:
-            os.close(fd)
-        # The child closed its end once everything was written; it may still be exiting:
-        # don't wait for that here (close() reaps it), the length prefix says the data is whole.
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except OSError:
-            done, status = pid, -1
-        if not done:
-            self._exiting = pid
-        elif status != 0:
+        got = fork.result()
+        fork.close()  # reaps it if it was still exiting
+        if got is None:
             return None
-        data = b"".join(chunks)
-        if len(data) < 8 or _U64.unpack_from(data)[0] != len(data) - 8:
-            if done:
-                return None
-            with contextlib.suppress(OSError):  # incomplete: it failed; reap it now
-                os.waitpid(pid, 0)
-            self._exiting = None
-            return None
-        import pickle
-
+        data, problems, counts = got
         try:
-            state, problems, counts = pickle.loads(memoryview(data)[8:])
-            self._import(state)
-        except Exception:  # noqa: BLE001 - anything odd: forget it and read in-process
+            self._set_state(decode_state(data))
+        except ValueError:
             self._reset_state()
             return None
-        return list(problems), tuple(counts)
+        return list(problems), counts
 
-    def _export(self) -> dict[str, object]:
-        """The reader's state as plain data (lists of numbers instead of point objects)."""
-        accs = []
-        for acc in self._acc.values():
-            cols = acc.take_new()
-            accs.append((
-                acc.tag, acc.count, columns_of([acc.last] if acc.last is not None else []), acc.width,
-                acc.kept, acc.pend, acc.dirty, acc.compacted, acc.plugin,
-                ([x for c in cols for x in c[0]], [x for c in cols for x in c[1]], [x for c in cols for x in c[2]]),
-            ))
-        return {
-            "files": [(f.path, f.run_key, f.dev, f.ino, f.offset, f.size, f.records, f.pending)
-                      for f in self._files.values()],
-            "runs": [(r.key, r.offsets, r.ordinal, r.marked) for r in self._runs.values()],
-            "accs": accs,
-            "resume": self._resume,
-            "problems": self._problems,
-            "last_wall": self._last_wall,
-            "nonscalar": self._nonscalar,
-            "hdr_len": self._hdr_len,
-            "mid_tags": self._mid_tags,
-        }
+    def _state(self) -> EventState:
+        return EventState(self.max_points, self._files, self._runs, self._acc, self._resume, self._problems,
+                          self._last_wall, self._nonscalar)
 
-    def _import(self, state: dict[str, Any]) -> None:
+    def _set_state(self, state: EventState) -> None:
         self._reset_state()
-        for path, run_key, dev, ino, offset, size, records, pending in state["files"]:
-            self._files[path] = FileState(path, tuple(run_key), dev, ino, offset, size, records, pending)
-        for key, offsets, ordinal, marked in state["runs"]:
-            self._runs[tuple(key)] = RunState(tuple(key), dict(offsets), ordinal, marked)
-        for tag, count, last, width, kept, pend, dirty, compacted, plugin, new in state["accs"]:
-            acc = self._acc[tag] = SeriesAccumulator(tag, self.max_points)
-            acc.count = count
-            acc.last = points_of(last)[0] if last[0] else None
-            acc.width = width
-            acc.kept = (list(kept[0]), list(kept[1]), list(kept[2]))
-            acc.pend = (list(pend[0]), list(pend[1]), list(pend[2]))
-            acc.dirty = dirty
-            acc.compacted = compacted
-            acc.plugin = plugin
-            if new[0]:
-                acc.new_cols = [new]
-                acc.new_n = len(new[0])
-        self._resume = list(state["resume"])
-        self._problems = list(state["problems"])
-        self._last_wall = state["last_wall"]
-        self._nonscalar = set(state["nonscalar"])
-        self._hdr_len = dict(state["hdr_len"])
-        self._mid_tags = dict(state["mid_tags"])
+        self._files, self._runs, self._acc = state.files, state.runs, state.accs
+        self._resume, self._problems = state.resume, state.problems
+        self._last_wall, self._nonscalar = state.last_wall, state.nonscalar
+
+    # -- the cache -----------------------------------------------------------------------
+
+    def _load_cache(self) -> None:
+        """Start from the cached state (once, before the first read), if it is still valid."""
+        if self._cache is None or self._cache_tried:
+            return
+        self._cache_tried = True
+        state = self._cache.load()
+        if state is None:
+            return
+        self._set_state(state)
+        for acc in self._acc.values():
+            acc.dirty = True  # the first update returns every series
+        self.from_cache = True
+
+    def _save_cache(self) -> None:
+        self._unsaved = 0
+        self._saved_at = time.monotonic()
+        if self._cache is not None:
+            self._cache.save(self._state())
 
     def refresh(self) -> EventsUpdate:
         """Read whatever was appended since the last call. Never raises for file problems."""
         problems: list[str] = []
-        adopted = self._adopt() if self._child is not None else None
+        self._load_cache()
+        adopted = self._adopt() if self._fork is not None else None
         if adopted is not None:
             problems.extend(adopted[0])
         reset, bytes_read, records, pending = self._read_all(problems)
@@ -363,7 +294,14 @@ class EventReader(RecordDecoder):
             reset = reset or adopted[1][0]
             bytes_read += adopted[1][1]
             records += adopted[1][2]
-        return self._finish(problems, reset, bytes_read, records, pending)
+        self._read_any = True
+        self.bytes_read_total += bytes_read
+        self._unsaved += bytes_read + (1 if reset else 0)
+        update = self._finish(problems, reset, bytes_read, records, pending)
+        if self._unsaved and (self._saved_at is None or self._unsaved >= _SAVE_BYTES
+                              or time.monotonic() - self._saved_at >= _SAVE_SECONDS):
+            self._save_cache()
+        return update
 
     def _read_all(self, problems: list[str]) -> tuple[bool, int, int, int]:
         """Read every file from its saved offset: (reset, bytes read, records, pending bytes)."""
@@ -448,7 +386,7 @@ class EventReader(RecordDecoder):
         recs = 0
         try:
             st = os.fstat(fd)
-            fs.dev, fs.ino, fs.size = st.st_dev, st.st_ino, st.st_size
+            fs.dev, fs.ino, fs.size, fs.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
             while fs.offset < st.st_size:
                 want = min(_CHUNK, st.st_size - fs.offset)
                 buf = os.pread(fd, want, fs.offset)

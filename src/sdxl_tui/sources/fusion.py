@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 from sdxl_tui.formats.cmdline import OptionValues
 from sdxl_tui.formats.names import LOG_NAME
-from sdxl_tui.formats.statedir import RunRecord
+from sdxl_tui.formats.statedir import RunRecord, StopRecord
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -33,6 +33,7 @@ from sdxl_tui.model import (
     Progress,
     QueueEntry,
     RunSnapshot,
+    RunState,
     ScalarPoint,
     SchedulerStatus,
     Series,
@@ -49,6 +50,7 @@ from sdxl_tui.sources.progress import (
     pause_per_save,
     steps_per_second_from_points,
 )
+from sdxl_tui.sources.resume import last_complete, resume_hint
 from sdxl_tui.sources.runconfig import (
     config_from_metadata,
     config_from_options,
@@ -58,6 +60,7 @@ from sdxl_tui.sources.runconfig import (
     spacing_of_logged,
 )
 from sdxl_tui.sources.state import StateInputs, decide_state, stall_threshold
+from sdxl_tui.sources.stops import applicable_stop, describe_stop
 
 __all__ = ["Errors", "Observations", "Position", "fuse", "loss_at"]
 
@@ -100,7 +103,7 @@ class Observations:
     gpu_temp_warn: int = 85
     #: A Slurm run's job (None for local runs), who stopped it (the stop record), the queue.
     scheduler: SchedulerStatus | None = None
-    stopped_by: str | None = None
+    stop: StopRecord | None = None  # the last stop asked for (.sdxl-tui/last-kill.json)
     queue: tuple[QueueEntry, ...] = ()
 
 
@@ -304,7 +307,7 @@ def ended_tree(exit_info: ExitInfo | None, record: RunRecord | None) -> ProcessT
 
 
 def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: Errors,
-                 seen: tuple[str, int | None] | None) -> StateInputs:
+                 seen: tuple[str, int | None] | None, prev: RunSnapshot | None = None) -> StateInputs:
     """The facts :func:`decide_state` weighs."""
     tree = obs.process
     alive = tree.alive if tree is not None else (False if obs.exit is not None else None)
@@ -312,6 +315,11 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
     # A Slurm job stands in for the process table of a trainer on another node.
     alive, exit_code, exit_signal = scheduler_liveness(
         obs.scheduler, alive, ended.exit_code if ended else None, ended.signal if ended else None)
+    # Seen before and not found now: gone (the grace for a trainer never seen is for one in
+    # another PID namespace).
+    seen_alive = (prev is not None and prev.process is not None and prev.process.alive) or (
+        obs.record is not None and obs.record.backend == "local" and obs.record.pid is not None)
+    stop = applicable_stop(obs.stop, alive=alive, record=obs.record, last_write_at=pos.last_write)
     # An exception the live trainer survived (its step moved on since the line was first
     # seen) does not end the run: it stays an alert, not the state.
     survived = (alive is True and errors.traceback is not None and seen is not None
@@ -342,6 +350,8 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         last_write_at=pos.last_write,
         seconds_per_step=pos.seconds_per_step,
         stall_factor=obs.stall_factor,
+        seen_alive=seen_alive,
+        stopped=describe_stop(stop) if stop is not None and obs.scheduler is None else None,
     )
 
 
@@ -373,6 +383,15 @@ def _progress(obs: Observations, config: TrainConfig, pos: Position, series: Map
     )
 
 
+def _with_way_on(reason: str, obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint]) -> str:
+    """A stopped or interrupted run's reason, with its last checkpoint and how to go on."""
+    last = last_complete(checkpoints)
+    argv = obs.record.argv if obs.record is not None else ()
+    hint = resume_hint(obs.scan.states, checkpoints, argv=argv, epochs=config.num_epochs)
+    saved = f"; last checkpoint {last.name}" if last is not None else ""
+    return f"{reason}{saved}; {hint}"
+
+
 def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     """The run as it is now, from what was observed (and the previous snapshot's memory)."""
     config = fuse_config(obs)
@@ -380,10 +399,14 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     pos = locate(obs, config, series)
     errors = collect_errors(obs.log, series)
     seen = traceback_seen(errors, pos.step, prev)
-    state, reason = decide_state(state_inputs(obs, config, pos, errors, seen))
+    inputs = state_inputs(obs, config, pos, errors, seen, prev)
+    state, reason = decide_state(inputs)
+    stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
-                                          stopped=obs.stopped_by, now=obs.now)
+                                          stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
+    if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:
+        reason = _with_way_on(reason, obs, config, checkpoints)
     progress = _progress(obs, config, pos, series, checkpoints, state.is_live)
     done = {c.name for c in checkpoints if c.complete}
     remaining = count_upcoming_saves(config, step=pos.step or 0, total_steps=pos.total, done=done) if pos.total else 0

@@ -11,15 +11,13 @@ only the scheduler knows. Pure.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 
-from sdxl_tui.formats.slurm import ACTIVE_STATES, format_duration
-from sdxl_tui.formats.statedir import LAST_KILL_NAME, read_json, state_dir
+from sdxl_tui.formats.slurm import ACTIVE_STATES, format_time_limit
 from sdxl_tui.model import Alert, RunState, SchedulerStatus, Severity, StateDir
 
-__all__ = ["merge_scheduler_state", "scheduler_alert", "scheduler_liveness", "stopped_by"]
+__all__ = ["merge_scheduler_state", "scheduler_alert", "scheduler_liveness"]
 
 #: Live scheduler states that are not "running on a node" yet.
 _QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
@@ -39,20 +37,6 @@ def scheduler_liveness(sched: SchedulerStatus | None, alive: bool | None, exit_c
     if alive:
         return alive, exit_code, exit_signal
     return False, sched.exit_code, sched.exit_signal
-
-
-def stopped_by(run_dir: str | os.PathLike[str], since: float | None) -> str | None:
-    """Who stopped this job (``"sdxl-tui kill"``, ``"dashboard key k"``…), from the stop record
-    ``.sdxl-tui/last-kill.json`` (``{"stop": {"by", "how", "requested_at", …}}``), if it was
-    written for this job (asked for after ``since``, the submit time)."""
-    data = read_json(state_dir(run_dir) / LAST_KILL_NAME)
-    stop = data.get("stop") if data is not None else None
-    if not isinstance(stop, dict) or not isinstance(stop.get("by"), str):
-        return None
-    asked = stop.get("requested_at")
-    if since is not None and (not isinstance(asked, (int, float)) or asked < since - 1.0):
-        return None
-    return str(stop["by"])
 
 
 def _at(step: int | None) -> str:
@@ -92,8 +76,8 @@ def _running(s: SchedulerStatus) -> str:
     where = f" on {s.node}" if s.node else ""
     used = ""
     if s.elapsed is not None:
-        used = f" ({format_duration(s.elapsed)}"
-        used += f" of {format_duration(s.time_limit)})" if s.time_limit is not None else ")"
+        used = f" ({format_time_limit(s.elapsed)}"
+        used += f" of {format_time_limit(s.time_limit)})" if s.time_limit is not None else ")"
     return f"{_job(s)} {s.state.lower() if s.state else 'running'}{where}{used}"
 
 
@@ -127,13 +111,13 @@ def _ended(state: RunState, reason: str, sched: SchedulerStatus, *, step: int | 
         return state, f"{reason}; {job} {s}"
     if s == "CANCELLED":
         if stopped:
-            return RunState.INTERRUPTED, f"stopped by you ({stopped}){at}; {job} CANCELLED"
+            return RunState.STOPPED, f"stopped by you ({stopped}){at}; {job} CANCELLED"
         return (
             RunState.INTERRUPTED,
             f"{job} CANCELLED (scancel by someone other than sdxl-tui){at}; no final checkpoint",
         )
     if s == "TIMEOUT":
-        limit = f" ({format_duration(sched.time_limit)})" if sched.time_limit is not None else ""
+        limit = f" ({format_time_limit(sched.time_limit)})" if sched.time_limit is not None else ""
         return RunState.INTERRUPTED, f"hit the time limit{limit}{at}: {resume_hint(states)}"
     if s == "OUT_OF_MEMORY":
         return RunState.FAILED, (f"host out of memory{node}{at}: the job passed its Slurm memory limit "

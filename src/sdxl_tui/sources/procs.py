@@ -417,6 +417,24 @@ def find_trainer(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType |
     return trees[0] if trees else None
 
 
+def trainer_output_dirs(*, psutil_module: ModuleType | None = None) -> frozenset[str]:
+    """The resolved ``--output_dir`` of every trainer command line alive now (one scan).
+
+    For a folder of runs: one process-table scan says which runs are live, instead of one
+    scan per run (see ``sources/runs.py``).
+    """
+    ps = _psutil(psutil_module)
+    found: set[str] = set()
+    for row in _scan(ps).values():
+        span = script_span(row.cmdline)
+        if span is None or not is_direct(row.cmdline, span[0]):
+            continue
+        out = trainer_output_dir(row.cmdline, row.cwd(ps) if _needs_cwd(row.cmdline, span) else None)
+        if out is not None:
+            found.add(out)
+    return frozenset(found)
+
+
 # --------------------------------------------------------------------------- live sampling
 
 

@@ -33,13 +33,13 @@ from sdxl_tui.formats.cmdline import (
 from sdxl_tui.formats.launch_config import find_launch_config, load_launch_config
 from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
-from sdxl_tui.formats.statedir import RunRecord
+from sdxl_tui.formats.statedir import RunRecord, read_stop_record
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
-from sdxl_tui.sources.checkpoints import CheckpointScanner
+from sdxl_tui.sources.cache import CacheFile, event_cache, headers_cache, load_headers, save_headers
+from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
-from sdxl_tui.sources.jobstate import stopped_by
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.logparse import LogParser
 from sdxl_tui.sources.logtail import LogTail
@@ -86,6 +86,8 @@ class RunReader:
         event_reader: an ``EventReader`` made (and maybe prefetching) by the caller, for the
             event roots it guessed (``logs_dir``, else the run directory); replaced (and
             closed) if the run's ``--logging_dir`` adds another root.
+        cache: start from the event files' cached state and save it (``sources/cache.py``),
+            if ``settings.cache.enabled``; ``sdxl-tui status`` and the dashboard turn it on.
 
     Not thread-safe: one reader belongs to one worker thread.
     """
@@ -104,6 +106,7 @@ class RunReader:
         log_tail_bytes: int = 1 << 20,
         log_head_bytes: int = 256 << 10,
         event_reader: EventReader | None = None,
+        cache: bool = False,
     ) -> None:
         self.run_dir = os.path.abspath(os.path.expanduser(os.fspath(run_dir)))
         self._log_tail_bytes = log_tail_bytes
@@ -116,6 +119,8 @@ class RunReader:
         self._procs: ProcessWatcher | None = procs if isinstance(procs, ProcessWatcher) else None
         self._clock = clock
         self._settings = settings or Settings()
+        self._use_cache = cache
+        self._headers_file: CacheFile | Literal[False] | None = None
         self._last_proc_at: float | None = None
         self._tree: ProcessTree | None = None
         self._exit: ExitInfo | None = None
@@ -204,7 +209,8 @@ class RunReader:
         if self._events is None or key != self._event_roots:
             if self._events is not None:
                 self._events.close()  # e.g. a prefetch for other roots: stop it
-            self._events = EventReader(roots)
+            cache = event_cache(roots, EventReader.DEFAULT_MAX_POINTS, self._settings) if self._use_cache else None
+            self._events = EventReader(roots, cache=cache)
             self._event_roots = key
         return self._events
 
@@ -333,6 +339,20 @@ class RunReader:
             self._scanner.output_name = snap.config.output_name
         return snap
 
+    def _scan_checkpoints(self) -> CheckpointScan:
+        """Scan; with the cache on, start from the headers read last time and save new ones."""
+        if not self._use_cache:
+            return self._scanner.scan()
+        if self._headers_file is None:
+            self._headers_file = headers_cache(self.run_dir, self._settings) or False
+            if self._headers_file:
+                self._scanner.remember_headers(load_headers(self._headers_file))
+        reads = self._scanner.header_reads
+        scan = self._scanner.scan()
+        if self._headers_file and self._scanner.header_reads != reads:
+            save_headers(self._headers_file, self._scanner.known_headers())
+        return scan
+
     def _gpu_status(self, pids: Sequence[int]) -> GpuStatus:
         if self._gpu is None:
             return _NO_GPU
@@ -362,14 +382,13 @@ class RunReader:
             problems.extend(log_problems)
         problems.extend(self._notes)
         self._notes = []
-        scan = self._scanner.scan()
+        scan = self._scan_checkpoints()
         problems.extend(p for p in scan.problems if "run directory not found" not in p)
         # GPUs (only need the process tree): before the event files, which may still be
         # decoding in a prefetch child (read_run)
         scheduler = self._scheduler.sample()
         remote = self._scheduler.sample_gpu()  # a Slurm job's GPUs are its node's, not this machine's
         gpu = remote if remote is not None else self._gpu_status(tuple(p.pid for p in tree.all()) if tree else ())
-        record = self._scheduler.record
         events = self._event_reader(logging_dir_of(log, options))
         if readable:
             events.refresh()
@@ -388,7 +407,7 @@ class RunReader:
             exit=self._exit if tree is None else None, record=self._record, gpu=gpu,
             stall_factor=self._settings.alerts.stall_factor, gpu_temp_warn=self._settings.alerts.gpu_temp_warn,
             scheduler=scheduler, queue=self._read_queue(now),
-            stopped_by=stopped_by(self.run_dir, record.submitted_at) if record is not None else None,
+            stop=read_stop_record(self.run_dir),
         )
 
     def _read_queue(self, now: float) -> tuple[QueueEntry, ...]:
@@ -411,6 +430,7 @@ def read_run(
     event_reader: EventReader | None = None,
     clock: Callable[[], float] = time.time,
     log_tail_bytes: int = 256 << 10,
+    cache: bool = False,
 ) -> RunSnapshot:
     """One-shot snapshot (``sdxl-tui status``): NVML sampled once (``gpu=False``: not at all;
     a monitor: that one) and released, a prefetch child started for the event files and reaped
@@ -419,7 +439,7 @@ def read_run(
     reader = RunReader(
         run_dir, gpu=monitor.sample if monitor is not None else None, procs=procs, log_path=log_path,
         logs_dir=logs_dir, settings=settings, launch_file=launch_file, event_reader=event_reader,
-        clock=clock, log_tail_bytes=log_tail_bytes,
+        clock=clock, log_tail_bytes=log_tail_bytes, cache=cache,
     )
     try:
         reader.prefetch_events()

@@ -10,45 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from sdxl_tui.model import ScalarPoint, Series
+from sdxl_tui.sources.minmax import downsample_minmax, select_minmax
 
 __all__ = ["SeriesAccumulator", "build_points", "columns_of", "downsample_minmax", "points_of"]
-
-
-def downsample_minmax(points: Sequence[ScalarPoint], group: int) -> list[ScalarPoint]:
-    """Keep the min and the max (in their original order) of each run of ``group`` points."""
-    vals = [p.value for p in points]
-    total = sum(vals)
-    out: list[ScalarPoint] = []
-    if total == total:
-        for i in range(0, len(points), group):
-            cv = vals[i : i + group]
-            lo = cv.index(min(cv))
-            hi = cv.index(max(cv))
-            if lo == hi:
-                out.append(points[i + lo])
-            elif lo < hi:
-                out.extend((points[i + lo], points[i + hi]))
-            else:
-                out.extend((points[i + hi], points[i + lo]))
-        return out
-    for i in range(0, len(points), group):
-        chunk = points[i : i + group]
-        lo = min(range(len(chunk)), key=lambda k: _key(chunk[k].value))
-        hi = max(range(len(chunk)), key=lambda k: _key(chunk[k].value, high=True))
-        if lo == hi:
-            out.append(chunk[lo])
-        elif lo < hi:
-            out.extend((chunk[lo], chunk[hi]))
-        else:
-            out.extend((chunk[hi], chunk[lo]))
-    return out
-
-
-def _key(v: float, high: bool = False) -> float:
-    # NaN must survive downsampling (it is the point of a NaN alert): rank it as an extreme.
-    if v != v:
-        return float("inf") if high else float("-inf")
-    return v
 
 
 def _make_points_builder() -> Callable[[Iterable[int], Iterable[float], Iterable[float]], list[ScalarPoint]]:
@@ -94,52 +58,6 @@ def _make_points_builder() -> Callable[[Iterable[int], Iterable[float], Iterable
 
 
 build_points = _make_points_builder()
-
-
-def _select(vals: Sequence[float], start: int, end: int, group: int) -> list[int]:
-    """Indices (ascending) of the min and the max of each run of ``group`` values in
-    ``vals[start:end]`` (the last run may be shorter): what ``downsample_minmax`` keeps.
-
-    The first index of an extreme wins ties; NaN ranks as an extreme (it is the point of a
-    NaN alert). Without NaN the work is C-level: the runs as tuples, ``min``/``max`` and
-    ``tuple.index`` mapped over them.
-    """
-    out: list[int] = []
-    if end <= start:
-        return out
-    chunk = vals[start:end]
-    total = sum(chunk)
-    if total == total:
-        whole = (end - start) // group * group
-        groups: list[tuple[float, ...]] = list(zip(*[iter(chunk)] * group, strict=False)) if group > 1 else []
-        if group > 1:
-            if whole < len(chunk):
-                groups.append(tuple(chunk[whole:]))
-            los = map(tuple.index, groups, map(min, groups))
-            his = map(tuple.index, groups, map(max, groups))
-            base = start
-            append = out.append
-            for lo, hi in zip(los, his, strict=False):
-                if lo == hi:
-                    append(base + lo)
-                elif lo < hi:
-                    append(base + lo)
-                    append(base + hi)
-                else:
-                    append(base + hi)
-                    append(base + lo)
-                base += group
-            return out
-        return list(range(start, end))
-    for i in range(start, end, group):
-        j = min(end, i + group)
-        lo = min(range(i, j), key=lambda k: _key(vals[k]))
-        hi = max(range(i, j), key=lambda k: _key(vals[k], high=True))
-        if lo == hi:
-            out.append(lo)
-        else:
-            out.extend((lo, hi) if lo < hi else (hi, lo))
-    return out
 
 
 class SeriesAccumulator:
@@ -231,11 +149,11 @@ class SeriesAccumulator:
             pv.extend(values[:i])
             pw.extend(walls[:i])
             if len(ps) >= width:
-                self._keep(ps, pv, pw, _select(pv, 0, len(pv), width))
+                self._keep(ps, pv, pw, select_minmax(pv, 0, len(pv), width))
                 self.pend = ([], [], [])
         end = i + (n - i) // width * width  # whole buckets inside the arrays
         if end > i:
-            self._keep(steps, values, walls, _select(values, i, end, width))
+            self._keep(steps, values, walls, select_minmax(values, i, end, width))
         if end < n:
             ps, pv, pw = self.pend
             ps.extend(steps[end:])
@@ -248,7 +166,7 @@ class SeriesAccumulator:
     def _compact(self) -> None:
         """Halve the display points: min/max of each 4 kept points, buckets twice as wide."""
         ks, kv, kw = self.kept
-        idx = _select(kv, 0, len(kv), 4)
+        idx = select_minmax(kv, 0, len(kv), 4)
         self.kept = ([], [], [])
         self._keep(ks, kv, kw, idx)
         self.pts = []

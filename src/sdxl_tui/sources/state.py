@@ -8,6 +8,8 @@ State precedence (first match wins; :func:`decide_state`):
 3. ``FAILED``      an error ended the run: CUDA OOM, a traceback (not KeyboardInterrupt),
                    ``unrecognized arguments``, host OOM evidence, or a non-zero exit status in
                    the run record; with the process gone (or still exiting).
+   A run the user stopped (the stop record, ``sources/stops.py``) is ``STOPPED`` instead of
+   failed by its exit status: sd-scripts exits 1 on the SIGINT it was sent.
 4. ``INTERRUPTED`` the process is gone (process table or run record; or, without process
                    information, the log has been silent for long) with no final checkpoint and
                    no error: Ctrl-C (``SIGINT``), SIGTERM, SIGKILL, reboot.
@@ -71,6 +73,11 @@ class StateInputs:
     last_write_at: float | None = None  # newest log/event/checkpoint write
     seconds_per_step: float | None = None
     stall_factor: float = 10.0
+    #: The trainer was seen alive before (an earlier snapshot, or the run record of the run
+    #: sdxl-tui started): not finding it now means it is gone, at once.
+    seen_alive: bool = False
+    #: The stop the user asked for that explains the end (``sources/stops.describe_stop``).
+    stopped: str | None = None
 
 
 def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
@@ -114,8 +121,10 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         # fresh log still counts for a short while (a trainer in another PID namespace, a
         # scan racing a restart), never for a whole stall threshold.
         window = threshold if not s.process_known else min(threshold, NOT_FOUND_GRACE_SECONDS)
-        fresh = age is not None and age < window
+        fresh = age is not None and age < window and not (s.process_known and s.seen_alive)
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
+        if s.process_known and s.seen_alive:
+            who = f"{pid} is gone (no exit status: killed with SIGKILL, or its supervisor was killed too)"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
         how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
@@ -138,6 +147,9 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
     if error is not None:
         tail = " (process still exiting)" if s.alive is True else ""
         return RunState.FAILED, f"{error}{_at(s.step)}; {how}{tail}"
+    # a stop the user asked for: whatever status the trainer or its wrapper exited with
+    if not live and s.stopped is not None:
+        return RunState.STOPPED, f"stopped by you ({s.stopped}){_at(s.step)}"
     if not live and s.exit_code not in (None, 0) and s.exit_signal is None:
         return RunState.FAILED, f"{how}{_at(s.step)}, without the final checkpoint"
 

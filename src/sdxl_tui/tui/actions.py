@@ -178,6 +178,7 @@ def do_kill(plan: Any, settings: Settings) -> tuple[bool, str]:
     result = execute_kill(
         plan,
         timeouts=(settings.kill.sigint_timeout, settings.kill.sigterm_timeout),
+        by="dashboard key k",
     )
     text = "; ".join(result.describe()) or "nothing to do"
     return result.ok, ("killed: " if result.ok else "kill incomplete: ") + text

@@ -1,0 +1,46 @@
+"""`sdxl-tui ROOT` when ROOT holds runs: the runs view, and the dashboard of the run opened.
+
+The runs view and the single-run dashboard are two apps run one after the other: Enter on a
+run leaves the runs view, the dashboard opens on that run, and leaving the dashboard (Escape
+or q) comes back to the runs view with the same row selected; q in the runs view quits. The
+one watcher of the root is kept across, so coming back costs a refresh of what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["back_keymap", "is_runs_root", "run_runs_view"]
+
+
+def is_runs_root(path: str) -> bool:
+    """True when ``path`` is not a run itself but holds runs (or is an optimisation folder)."""
+    from sdxl_tui.sources.discovery import discover
+
+    found = discover(path)
+    return not found.is_run and (found.holds_runs or found.is_trials)
+
+
+def back_keymap(settings: Any) -> Any:
+    """The dashboard's settings with Escape added to ``quit`` (back to the runs view)."""
+    keymap = dict(settings.ui.keymap or {})
+    keymap["quit"] = ",".join(dict.fromkeys([*(keymap.get("quit", "q").split(",")), "escape"]))
+    return settings.replace(ui__keymap=keymap)
+
+
+def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str], Any]) -> int:
+    """The loop: runs view -> dashboard -> runs view ... until q in the runs view."""
+    from sdxl_tui.sources.runs import RunsWatcher
+    from sdxl_tui.tui.runs_app import RunsApp
+
+    watcher = RunsWatcher(root)
+    selected: str | None = None
+    dashboard_settings = back_keymap(settings)
+    while True:
+        result = RunsApp(root, watcher=watcher, selected=selected).run()
+        if not (isinstance(result, tuple) and result and result[0] == "open"):
+            return int(result or 0)
+        selected = str(result[1])
+        open_dashboard(dashboard_settings, selected).run()
+
