@@ -46,7 +46,7 @@ def test_a_mistyped_command_gets_a_suggestion_not_a_dashboard(tmp_path: Path) ->
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_mistyped_option_on_every_command_is_refused(tmp_path: Path, command: str) -> None:
-    argv = [command, "list"] if command == "queue" else [command]
+    argv = {"queue": [command, "list"], "export": [command, "-o", "x.csv"]}.get(command, [command])
     refused(sdxl(*argv, "--no-such-optoin", str(tmp_path), cwd=tmp_path), "unrecognized arguments: --no-such-optoin")
 
 
