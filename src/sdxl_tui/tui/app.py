@@ -10,7 +10,6 @@ read-only mode. Quitting stops our threads only: the trainer is never ours to st
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
@@ -33,17 +32,16 @@ from textual.worker import get_current_worker
 from sdxl_tui import notify
 from sdxl_tui.config import Settings
 from sdxl_tui.formats.slurm import ACTIVE_STATES
-from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
+from sdxl_tui.model import Alert, GpuStatus, RunSnapshot
 from sdxl_tui.sources.gpu import GpuMonitor, LatestGpu
 from sdxl_tui.tui import actions
+from sdxl_tui.tui.alerting import AlertNotices
 from sdxl_tui.tui.bindings import APP_BINDINGS, DESTRUCTIVE, GATED, PALETTE, help_rows
 from sdxl_tui.tui.feeds import Feeds, GpuSampler, Reader
-from sdxl_tui.tui.flows import ActionFlows
 from sdxl_tui.tui.messages import (
     ActionFinished,
     AlertsRaised,
     GpuSampled,
-    HookFinished,
     LogLinesAdded,
     ReaderFailed,
     SnapshotUpdated,
@@ -57,7 +55,7 @@ from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
 from sdxl_tui.tui.widgets.gpu import GpuPanel
 from sdxl_tui.tui.widgets.log_view import LogPane, LogView
 from sdxl_tui.tui.widgets.loss_chart import ChartOptions, LossChart
-from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name, short_checkpoint
+from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name
 
 _W = TypeVar("_W", bound=Widget)
 
@@ -66,21 +64,12 @@ def _alert_signature(alerts: tuple[Alert, ...]) -> tuple[tuple[str, str, str | N
     return tuple((a.key or a.kind, a.message, a.fix) for a in alerts)
 
 
-def _short(message: str, limit: int = 120) -> str:
-    """A toast's body: one line, cut at ``limit`` characters (the Alerts pane has it all)."""
-    first = message.strip().splitlines()[0] if message.strip() else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-_SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "information"}
-
-
 def css_path() -> str:
     """The stylesheet inside the installed package (works from a wheel, not only editable)."""
     return str(resources.files("sdxl_tui") / "styles" / "app.tcss")
 
 
-class SdxlTuiApp(ActionFlows):
+class SdxlTuiApp(AlertNotices):
     """Live dashboard for one sd-scripts run directory."""
 
     CSS_PATH = css_path()
@@ -192,32 +181,6 @@ class SdxlTuiApp(ActionFlows):
             self.set_interval(3.0, self._poll_stop_watcher)
             self._poll_stop_watcher()
 
-    def _poll_stop_watcher(self) -> None:
-        """A stop-after-checkpoint armed here or by `sdxl-tui kill --after-checkpoint`."""
-        snap = self.snapshot
-        if snap is not None and snap.state.is_over and not self.stop_armed:
-            return
-        self.run_worker(self._stop_watcher_thread, thread=True, group="stop-poll", exclusive=True, exit_on_error=False)
-
-    def _stop_watcher_thread(self) -> None:
-        try:
-            armed = actions.stop_status(self.run_dir)
-        except Exception:  # noqa: BLE001 - the header line is a nicety; never a crash
-            return
-        self.call_from_thread(setattr, self, "stop_armed", armed)
-
-    def watch_stop_armed(self) -> None:
-        self._update_stop_pending()
-
-    def _update_stop_pending(self) -> None:
-        if not self.stop_armed:
-            self.stop_pending = ""
-            return
-        snap = self.snapshot
-        nxt = snap.progress.next_checkpoint if snap is not None else None
-        target = short_checkpoint(nxt, snap.config.output_name) if (snap is not None and nxt) else "the next checkpoint"
-        self.stop_pending = f"stopping after {target}"
-
     def _reader_thread(self) -> None:
         worker = get_current_worker()
         self.feeds.run_reader(self.post_message, lambda: worker.is_cancelled)
@@ -296,64 +259,6 @@ class SdxlTuiApp(ActionFlows):
 
     def on_watch_mode_changed(self, message: WatchModeChanged) -> None:
         self.watch_mode = message.mode
-
-    def watch_alerts(self, alerts: tuple[Alert, ...]) -> None:
-        tabs = self.main_query(TabbedContent)
-        if tabs is not None:
-            try:
-                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"
-            except Exception:  # noqa: BLE001 - a tab row being rebuilt must not break the alert count
-                pass
-
-    def on_alerts_raised(self, message: AlertsRaised) -> None:
-        """Every new alert: a notification; unless it was already there when we opened the
-        run, also the bell, OSC 9/777 and the hook (each key exactly once)."""
-        snap = self.snapshot
-        name = run_name(snap) if snap is not None else None
-        for alert in message.alerts:
-            if message.initial:
-                # already true when the run was opened: the Alerts tab counts it; a toast (and a
-                # "finished" each time a finished run is opened) would only cover the log
-                continue
-            body = _short(alert.message) + ("\nfix: see Alerts (a)" if alert.fix else "")
-            self.notify(
-                body,
-                title=f"{alert.kind}",
-                severity=_SEVERITY.get(alert.severity, "information"),  # type: ignore[arg-type]
-                timeout=10 if alert.severity is Severity.ERROR else 5,
-            )
-            out = notify.terminal_output(
-                alert,
-                bell=self.settings.alerts.bell,
-                desktop=self.settings.alerts.desktop,
-                run_name=name,
-                environ=self.environ,
-            )
-            if out:
-                self.terminal_writes.append(out)
-                self._write_to_terminal(out)
-            hook = self.settings.alerts.hook
-            if hook:
-                payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
-                self._run_hook(hook, payload)
-
-    def _run_hook(self, argv: tuple[str, ...], payload: str) -> None:
-        """A daemon thread per hook run: a slow hook never delays quitting."""
-        timeout = self.settings.alerts.hook_timeout
-
-        def target() -> None:
-            result = notify.run_hook(argv, payload, timeout=timeout)
-            self.post_message(HookFinished(result.ok, result.error or "ok"))
-
-        threading.Thread(target=target, name="alert-hook", daemon=True).start()
-
-    def on_hook_finished(self, message: HookFinished) -> None:
-        if not message.ok:
-            self._hook_notes = (*self._hook_notes[-4:], f"alert hook: {message.detail}")
-            pane = self.main_query(AlertsPane)
-            if pane is not None:
-                pane.notes = self._hook_notes
-            self.notify(message.detail, title="alert hook failed", severity="warning")
 
     def on_action_finished(self, message: ActionFinished) -> None:
         o = message.outcome
@@ -487,15 +392,6 @@ class SdxlTuiApp(ActionFlows):
         self._exiting = True
         super().exit(result, return_code, message)
 
-    def _write_to_terminal(self, text: str) -> None:
-        """Bell and OSC 9/777 notifications go to the terminal itself, in order with the frames.
-
-        Textual has no public call for raw escape sequences; its own ``App.bell`` writes through
-        the driver the same way, which is why the Textual pin has an upper bound.
-        """
-        if not self.is_headless and self._driver is not None:
-            self._driver.write(text)
-
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
 
@@ -543,28 +439,6 @@ class SdxlTuiApp(ActionFlows):
         assert ckpt is not None and self.snapshot is not None
         images = actions.images_for(self.snapshot, ckpt.path)
         self.push_screen(ImageScreen(ckpt.name, images))
-
-    def action_start_run(self) -> None:
-        if not self._refuse("start_run"):
-            self._start_flow()
-
-    def action_kill_run(self) -> None:
-        if not self._refuse("kill_run"):
-            self._kill_flow()
-
-    def action_stop_after_checkpoint(self) -> None:
-        if not self._refuse("stop_after_checkpoint"):
-            self._stop_flow()
-
-    def action_evaluate_checkpoint(self) -> None:
-        if not self._refuse("evaluate_checkpoint"):
-            ckpt = self.selected()
-            assert ckpt is not None
-            self._eval_flow(ckpt.path)
-
-    def action_compare_checkpoints(self) -> None:
-        if not self._refuse("compare_checkpoints"):
-            self._compare_flow()
 
 
 def make_app(

@@ -19,6 +19,7 @@ from sdxl_tui.tui.messages import ActionFinished, ActionOutcome
 from sdxl_tui.tui.screens.compare import CompareScreen
 from sdxl_tui.tui.screens.confirm import ConfirmScreen
 from sdxl_tui.tui.screens.images import ImageScreen
+from sdxl_tui.tui.widgets.progress import short_checkpoint
 
 if TYPE_CHECKING:
     from sdxl_tui.config import Settings
@@ -37,9 +38,64 @@ class ActionFlows(App[int]):
         compare_poll: float
         snapshot: RunSnapshot | None
         stop_armed: bool
+        stop_pending: str
 
         @property
         def trainer_alive(self) -> bool: ...
+
+        def selected(self) -> Any: ...
+
+        def _refuse(self, action: str) -> bool: ...
+
+    # ------------------------------------------------------------------ keys
+
+    def action_start_run(self) -> None:
+        if not self._refuse("start_run"):
+            self._start_flow()
+
+    def action_kill_run(self) -> None:
+        if not self._refuse("kill_run"):
+            self._kill_flow()
+
+    def action_stop_after_checkpoint(self) -> None:
+        if not self._refuse("stop_after_checkpoint"):
+            self._stop_flow()
+
+    def action_evaluate_checkpoint(self) -> None:
+        if not self._refuse("evaluate_checkpoint"):
+            ckpt = self.selected()
+            assert ckpt is not None
+            self._eval_flow(ckpt.path)
+
+    def action_compare_checkpoints(self) -> None:
+        if not self._refuse("compare_checkpoints"):
+            self._compare_flow()
+
+    def _poll_stop_watcher(self) -> None:
+        """A stop-after-checkpoint armed here or by `sdxl-tui kill --after-checkpoint`."""
+        snap = self.snapshot
+        if snap is not None and snap.state.is_over and not self.stop_armed:
+            return
+        self.run_worker(self._stop_watcher_thread, thread=True, group="stop-poll", exclusive=True, exit_on_error=False)
+
+    def _stop_watcher_thread(self) -> None:
+        try:
+            armed = actions.stop_status(self.run_dir)
+        except Exception:  # noqa: BLE001 - the header line is a nicety; never a crash
+            return
+        self.call_from_thread(setattr, self, "stop_armed", armed)
+
+    def watch_stop_armed(self) -> None:
+        self._update_stop_pending()
+
+    def _update_stop_pending(self) -> None:
+        if not self.stop_armed:
+            self.stop_pending = ""
+            return
+        snap = self.snapshot
+        nxt = snap.progress.next_checkpoint if snap is not None else None
+        target = short_checkpoint(nxt, snap.config.output_name) if (snap is not None and nxt) else "the next checkpoint"
+        self.stop_pending = f"stopping after {target}"
 
     async def _propose(self, proposal: actions.Proposal) -> str | None:
         buttons = [*proposal.choices, ("cancel", "Cancel" if proposal.allowed else "Close", "default")]
