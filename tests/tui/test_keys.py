@@ -121,3 +121,18 @@ async def test_the_charts_smoothed_value_follows_the_smoothing() -> None:
         assert await wait_for(pilot, lambda: smoothed() is not None and smoothed() != before)
         value_before, value_after = (s.split("@")[0] for s in (before or "", smoothed() or ""))
         assert value_before != value_after
+
+
+def test_readme_key_table_and_tui_help_agree_with_the_bindings() -> None:
+    from pathlib import Path
+
+    from sdxl_tui.commands.tui import KEYS
+    from sdxl_tui.tui.bindings import APP_BINDINGS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = dict(re.findall(r"^\| `([^`]+)` \| `([a-z-]+)` \|", readme, re.M))
+    shown = {"slash": "/", "question_mark": "?"}
+    bound = {shown.get(b.key, b.key): b.id for b in APP_BINDINGS}
+    assert table == bound
+    for binding in APP_BINDINGS:
+        assert f"[{binding.id}]" in KEYS, binding.id
