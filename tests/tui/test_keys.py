@@ -136,3 +136,16 @@ def test_readme_key_table_and_tui_help_agree_with_the_bindings() -> None:
     assert table == bound
     for binding in APP_BINDINGS:
         assert f"[{binding.id}]" in KEYS, binding.id
+
+
+async def test_a_missing_directory_says_it_waits_for_it(tmp_path: object) -> None:
+    from pathlib import Path
+
+    missing = Path(str(tmp_path)) / "not-yet"
+    app = make_app(settings(), missing, gpu=False, watch=False, environ={})
+    async with app.run_test(size=(120, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        app.clear_notifications()
+        await pilot.pause(0.2)
+        header = screen_text(app).splitlines()[0]
+        assert "MISSING" in header and "waiting for it to be created (q quits)" in header, header
