@@ -262,7 +262,8 @@ class SdxlTuiApp(AlertNotices):
 
     def on_action_finished(self, message: ActionFinished) -> None:
         o = message.outcome
-        self.notify(o.message, title=o.action, severity="information" if o.ok else "error", timeout=12)
+        # short: a toast covers the log's right side (the outcome is also in the log or a file)
+        self.notify(o.message, title=o.action, severity="information" if o.ok else "error", timeout=6 if o.ok else 10)
 
     # ----------------------------------------------------------------- selection
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
