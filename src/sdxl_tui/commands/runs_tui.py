@@ -34,7 +34,7 @@ def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str],
     from sdxl_tui.sources.runs import RunsWatcher
     from sdxl_tui.tui.runs_app import RunsApp
 
-    watcher = RunsWatcher(root)
+    watcher = RunsWatcher(root, settings=settings)
     selected: str | None = None
     dashboard_settings = back_keymap(settings)
     while True:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sdxl_tui.config import Settings
 from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.sources.discovery import Discovery, FoundRun, discover
 from sdxl_tui.sources.optimisation import Optimisation, read_optimisation, signature
@@ -97,6 +98,7 @@ class RunsWatcher:
             refresh, :func:`~sdxl_tui.sources.procs.trainer_output_dirs`); tests inject it.
         max_depth: how deep below ``root`` runs are looked for.
         workers: runs read in parallel on a cold refresh (I/O bound).
+        settings: stall factor, and ``cache.enabled`` (the event cache of ``status``) for reads.
     """
 
     def __init__(
@@ -107,12 +109,14 @@ class RunsWatcher:
         clock: Callable[[], float] = time.time,
         max_depth: int = 3,
         workers: int = 4,
+        settings: Settings | None = None,
     ) -> None:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self._live_dirs = live_dirs or _scan_live
         self._clock = clock
         self._max_depth = max_depth
         self._workers = workers
+        self._settings = settings
         self._runs: dict[str, tuple[_Sig, RunSummary]] = {}
         self._opts: dict[str, tuple[_Sig, Optimisation, RunSummary]] = {}
 
@@ -139,7 +143,8 @@ class RunsWatcher:
     def _read(self, stale: list[tuple[FoundRun, _Sig, bool]]) -> None:
         def one(item: tuple[FoundRun, _Sig, bool]) -> tuple[str, _Sig, RunSummary]:
             r, sig, is_live = item
-            return r.path, sig, read_summary(r.path, live=is_live, updated_at=_updated_at(sig), clock=self._clock)
+            return r.path, sig, read_summary(r.path, live=is_live, updated_at=_updated_at(sig), clock=self._clock,
+                                             settings=self._settings)
 
         if len(stale) == 1 or self._workers <= 1:
             results = [one(x) for x in stale]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sdxl_tui.config import Settings
 from sdxl_tui.model import RunSnapshot, Series
 from sdxl_tui.sources.optimisation import Optimisation
 
@@ -131,17 +132,20 @@ def read_summary(
     live: bool,
     updated_at: float | None = None,
     clock: Callable[[], float] = time.time,
+    settings: Settings | None = None,
 ) -> RunSummary:
     """Read one run's row (the single seam for a cached summary).
 
     ``live``: a trainer process writes to this run (the watcher's one process scan said so):
     only then is the run's own process tree sampled; an idle run's liveness comes from its
-    files.
+    files. With ``settings`` whose ``cache.enabled`` is on, the event files and checkpoint
+    headers start from the user's cache (``sources/cache.py``, shared with ``status``).
     """
     from sdxl_tui.sources.rundir import RunReader
 
+    cache = settings is not None and settings.cache.enabled
     reader = RunReader(run_dir, gpu=None, procs=None if live else False, clock=clock, log_tail_bytes=128 << 10,
-                       log_head_bytes=64 << 10)
+                       log_head_bytes=64 << 10, settings=settings, cache=cache)
     try:
         return summarize(reader.refresh(), updated_at=updated_at)
     finally:
