@@ -116,5 +116,24 @@ def test_demo_folder_is_a_folder_of_runs(tmp_path: Path) -> None:
     view = RunsWatcher(luca, live_dirs=_no_live).refresh()
     assert {r.name: r.state for r in view.rows} == {
         "sdxl_v1": "finished", "sdxl_v2": "failed", "optimization_overnight": "converged"}
+    from sdxl_tui.formats.safetensors import peek_metadata
+
+    ckpt = view.optimisations[0].trials[0].checkpoint
+    assert ckpt is not None and peek_metadata(ckpt)["ss_base_model_version"] == "sd_v1"  # SD1.5 trials
     opt = view.optimisations[0]
     assert opt.best is not None and opt.best.name == "trial_0003" and opt.best.checkpoint
+
+
+def test_an_sd15_simulated_run_is_kind_sd15(tmp_path: Path) -> None:
+    from sdxl_tui.formats.safetensors import read_header
+    from sdxl_tui.sim.folders import SD15_SCRIPT_ARGS
+
+    run = sim_run(tmp_path / "sd15_v1", "luca_sd15", *SD15_SCRIPT_ARGS, "--clip_skip", "2")
+    header = read_header(run / "luca_sd15.safetensors", names=True)
+    assert header.complete and header.metadata["ss_base_model_version"] == "sd_v1"
+    assert any(n.startswith("lora_te_text_model") for n in header.tensor_names)
+    assert not any(n.startswith(("lora_te1_", "lora_te2_")) for n in header.tensor_names)
+    assert any(n.startswith("lora_unet_down_blocks_0_attentions_0") for n in header.tensor_names)
+    row = RunsWatcher(tmp_path, live_dirs=_no_live).refresh().rows[0]
+    assert row.kind == "SD1.5" and row.state == "finished"
+    assert "SDXL" not in (run / "training.log").read_text()  # no SDXL clip_skip warning
