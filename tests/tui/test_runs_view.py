@@ -117,3 +117,24 @@ async def test_trials_screen_marks_the_best_and_shows_the_plan_line(luca: Path) 
             await pilot.pause(0.05)
         assert "sdxl-tui plan --from" in text and "trial_0025" in text and "(exit 2)" in text
         assert "missing_dataset.toml" in text and "Traceback" not in text
+
+
+async def test_a_convergence_alert_that_appears_is_announced(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.helpers.runs_folder import FIXTURE_TRIALS
+
+    folder = tmp_path / "optimization_overnight"
+    shutil.copytree(FIXTURE_TRIALS, folder)
+    (folder / "CONVERGENCE_ALERT.txt").unlink()
+    app = RunsApp(str(tmp_path), watcher=RunsWatcher(tmp_path, live_dirs=frozenset), interval=0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await _rows(pilot, app)
+        assert app.notices == []
+        (folder / "CONVERGENCE_ALERT.txt").write_text("Convergence reached after 31 trials\n")
+        await pilot.press("r")
+        for _ in range(200):
+            if app.notices:
+                break
+            await pilot.pause(0.05)
+        assert app.notices == ["optimization_overnight: convergence: Convergence reached after 31 trials"]

@@ -77,6 +77,7 @@ class RunsApp(App[Any]):
         self.interval = interval
         self.view: RunsView | None = None
         self._selected = selected
+        self.notices: list[str] = []  # what was announced (tests read it; toasts time out)
 
     def compose(self) -> ComposeResult:
         yield Static(f"{os.path.basename(self.root)}: reading…", id="runs-head", markup=False)
@@ -99,7 +100,9 @@ class RunsApp(App[Any]):
         found = self.screen_stack[0].query(RunsTable) if self.screen_stack else None
         if not found:  # a refresh that lands while the app is leaving
             return
-        self.view = view
+        previous, self.view = self.view, view
+        if previous is not None:
+            self._announce(previous, view)
         table = found.first()
         table.show([(r.run_dir, row_cells(r, view.taken_at, view.root)) for r in view.rows])
         if self._selected is not None and self._selected in [r.run_dir for r in view.rows]:
@@ -112,6 +115,23 @@ class RunsApp(App[Any]):
         self.screen_stack[0].query_one("#runs-head", Static).update(
             head + "   enter: open  space: mark  c: compare marked  t: trials")
         self._show_detail()
+
+    def _announce(self, before: RunsView, now: RunsView) -> None:
+        """Toasts (and the bell) for what changed: a run that ended, a search that converged."""
+        old = {r.run_dir: r for r in before.rows}
+        for r in now.rows:
+            prev = old.get(r.run_dir)
+            if r.kind == "trials":
+                if r.last_alert and (prev is None or prev.last_alert != r.last_alert):
+                    self._notice(f"{r.name}: {r.last_alert}", "information")
+            elif prev is not None and prev.state != r.state and r.state in ("finished", "failed", "stopped",
+                                                                               "interrupted", "stalled"):
+                self._notice(f"{r.name}: {r.state}: {r.reason}", "error" if r.state == "failed" else "information")
+
+    def _notice(self, text: str, severity: Any) -> None:
+        self.notices.append(text)
+        self.notify(text, severity=severity, timeout=10)
+        self.bell()
 
     def on_data_table_row_highlighted(self, _event: Any) -> None:
         self._show_detail()
