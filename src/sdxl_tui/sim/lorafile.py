@@ -47,6 +47,19 @@ _SD1_UNET = (
 _SD1_CONTEXT_DIM = 768
 
 
+def _transformer_block(t: str, c: int, context: int) -> list[tuple[str, int, int]]:
+    """The Linear modules of one transformer block ``t`` of width ``c`` (self- and cross-attention, FF)."""
+    mods: list[tuple[str, int, int]] = []
+    for attn, kv_in in (("attn1", c), ("attn2", context)):
+        mods.append((f"{t}_{attn}_to_q", c, c))
+        mods.append((f"{t}_{attn}_to_k", kv_in, c))
+        mods.append((f"{t}_{attn}_to_v", kv_in, c))
+        mods.append((f"{t}_{attn}_to_out_0", c, c))
+    mods.append((f"{t}_ff_net_0_proj", c, 8 * c))
+    mods.append((f"{t}_ff_net_2", 4 * c, c))
+    return mods
+
+
 def unet_modules() -> list[tuple[str, int, int]]:
     """``(name, in_features, out_features)`` of every U-Net Linear LoRA targets (722)."""
     mods: list[tuple[str, int, int]] = []
@@ -55,14 +68,7 @@ def unet_modules() -> list[tuple[str, int, int]]:
         mods.append((f"{p}_proj_in", c, c))
         mods.append((f"{p}_proj_out", c, c))
         for i in range(depth):
-            t = f"{p}_transformer_blocks_{i}"
-            for attn, kv_in in (("attn1", c), ("attn2", _CONTEXT_DIM)):
-                mods.append((f"{t}_{attn}_to_q", c, c))
-                mods.append((f"{t}_{attn}_to_k", kv_in, c))
-                mods.append((f"{t}_{attn}_to_v", kv_in, c))
-                mods.append((f"{t}_{attn}_to_out_0", c, c))
-            mods.append((f"{t}_ff_net_0_proj", c, 8 * c))
-            mods.append((f"{t}_ff_net_2", 4 * c, c))
+            mods += _transformer_block(f"{p}_transformer_blocks_{i}", c, _CONTEXT_DIM)
     return mods
 
 
@@ -73,14 +79,7 @@ def sd1_unet_modules() -> list[tuple[str, int, int]]:
     blocks = [(f"{b}_attentions_{j}", c) for b, c, n in _SD1_UNET for j in range(n)]
     blocks.append(("mid_block_attentions_0", 1280))
     for block, c in blocks:
-        t = f"lora_unet_{block}_transformer_blocks_0"
-        for attn, kv_in in (("attn1", c), ("attn2", _SD1_CONTEXT_DIM)):
-            mods.append((f"{t}_{attn}_to_q", c, c))
-            mods.append((f"{t}_{attn}_to_k", kv_in, c))
-            mods.append((f"{t}_{attn}_to_v", kv_in, c))
-            mods.append((f"{t}_{attn}_to_out_0", c, c))
-        mods.append((f"{t}_ff_net_0_proj", c, 8 * c))
-        mods.append((f"{t}_ff_net_2", 4 * c, c))
+        mods += _transformer_block(f"lora_unet_{block}_transformer_blocks_0", c, _SD1_CONTEXT_DIM)
     return mods
 
 
