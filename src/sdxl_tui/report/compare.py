@@ -95,12 +95,14 @@ def load_runs(paths: Sequence[str]) -> list[CompareRun]:
 
 
 def config_diff(runs: Sequence[CompareRun]) -> list[tuple[str, tuple[str, ...]]]:
-    """(key, value per run) for every key whose values are not all the same ("-": absent)."""
+    """(key, value per run) for every key whose known values differ ("-": that run does not
+    say, e.g. a run that failed before its first checkpoint has no ``ss_*`` metadata; a key
+    only one run knows is not a difference)."""
     keys = sorted({k for r in runs for k in r.config})
     rows = []
     for key in keys:
         values = tuple(r.config.get(key, "-") for r in runs)
-        if len(set(values)) > 1:
+        if len({v for v in values if v != "-"}) > 1:
             rows.append((key, values))
     return rows
 
