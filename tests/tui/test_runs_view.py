@@ -138,3 +138,30 @@ async def test_a_convergence_alert_that_appears_is_announced(tmp_path: Path) -> 
                 break
             await pilot.pause(0.05)
         assert app.notices == ["optimization_overnight: convergence: Convergence reached after 31 trials"]
+
+
+async def test_escape_in_the_dashboard_goes_back_unless_a_log_search_is_open() -> None:
+    """The dashboard opened from the runs view quits on Escape (back to the runs view); an
+    open log search takes the first Escape."""
+    from fakes.fake_nvml import FakeNVML
+    from stub_reader import StubReader, snapshot
+    from tui_helpers import settings, wait_for
+
+    from sdxl_tui.commands.runs_tui import back_keymap
+    from sdxl_tui.sources.gpu import GpuMonitor
+    from sdxl_tui.tui.app import make_app
+
+    app = make_app(back_keymap(settings()), "/runs/luca/sdxl_v1", reader=StubReader([snapshot(lines=0)]),
+                   gpu=GpuMonitor(nvml=FakeNVML([])), watch=False, environ={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("slash")
+        await pilot.pause()
+        search = app.query_one("#log-search", Input)
+        assert search.display
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not search.display and app.is_running  # the search closed, the dashboard stays
+        await pilot.press("escape")
+        await pilot.pause()
+    assert app.return_value == 0  # quit ran (leaving run_test alone would leave None)
