@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sdxl_tui.config import Settings
 from sdxl_tui.model import RunSnapshot, Series
@@ -147,6 +147,9 @@ def read_summary(
     reader = RunReader(run_dir, gpu=None, procs=None if live else False, clock=clock, log_tail_bytes=128 << 10,
                        log_head_bytes=64 << 10, settings=settings, cache=cache)
     try:
-        return summarize(reader.refresh(), updated_at=updated_at)
+        row = summarize(reader.refresh(), updated_at=updated_at)
     finally:
         reader.close()
+    if not live:  # the watcher's one process scan found no trainer: say that, not "--no-procs"
+        row = replace(row, reason=row.reason.replace("no process info (--no-procs)", "trainer process not found"))
+    return row
