@@ -23,19 +23,31 @@ from sdxl_tui.report.compare import ALIGNS
 __all__ = ["CompareRunsScreen", "PlanScreen", "TrialsScreen", "compare_text", "next_output_dir"]
 
 
-def compare_text(runs: list[Any], align: str, smoothing: float, width: int) -> str:
-    """The compare screen's body: the config diff, then the overlaid curves (pure)."""
-    from sdxl_tui.report.compare import aligned_curves, config_diff, text_chart
+_PALETTE = ("bright_yellow", "bright_cyan", "bright_magenta", "bright_green", "bright_red", "bright_blue")
 
-    lines = [f"{len(runs)} runs: " + ", ".join(f"{r.name} ({r.snapshot.state.value})" for r in runs), ""]
+
+def compare_text(runs: list[Any], align: str, smoothing: float, width: int) -> Text:
+    """The compare screen's body: the config diff, then the curves overlaid in colour (pure)."""
+    from sdxl_tui.report.compare import CHART_LEFT, aligned_curves, chart_lines, config_diff
+
+    out = Text(f"{len(runs)} runs: " + ", ".join(f"{r.name} ({r.snapshot.state.value})" for r in runs) + "\n\n")
     diff = config_diff(runs)
-    lines.append("configuration: only what differs" if diff else "configuration: identical")
+    out.append("configuration: only what differs\n" if diff else "configuration: identical\n", style="bold")
     for key, values in diff:
-        lines.append(f"  {key:<28} " + "  ".join(f"{v:<16}" for v in values).rstrip())
-    lines.append("")
-    lines.append(f"loss by {align} (smoothing {smoothing:g}; a: axis, [ ]: smoothing)")
+        out.append(f"  {key:<32} " + "  ".join(f"{v:<18}" for v in values).rstrip() + "\n")
+    out.append(f"\nloss by {align} (smoothing {smoothing:g}; a: axis, [ ]: smoothing)\n", style="bold")
     curves = aligned_curves(runs, align=align, smoothing=smoothing)
-    return "\n".join(lines) + "\n" + text_chart(curves, align=align, width=max(20, width - 14), height=12)
+    lines, colours = chart_lines(curves, align=align, width=max(20, width - CHART_LEFT - 4), height=12)
+    for i, line in enumerate(lines):
+        row = Text(line[:CHART_LEFT] if i < len(colours) else line)
+        if i < len(colours):
+            for ch, col in zip(line[CHART_LEFT:], colours[i], strict=False):
+                row.append(ch, style=_PALETTE[col % len(_PALETTE)] if col is not None else "")
+        elif i >= len(colours) + 2 and i - len(colours) - 2 < len(curves):  # the legend lines
+            row.stylize(_PALETTE[(i - len(colours) - 2) % len(_PALETTE)], 0, 4)
+        out.append_text(row)
+        out.append("\n")
+    return out
 
 
 class CompareRunsScreen(Screen[None]):
@@ -70,7 +82,7 @@ class CompareRunsScreen(Screen[None]):
         if self._runs is None:
             self._runs = load_runs(self.paths)
         text = compare_text(self._runs, self.align, self.smoothing, self.app.size.width)
-        self.app.call_from_thread(self.query_one("#compare-runs-body", Static).update, Text(text))
+        self.app.call_from_thread(self.query_one("#compare-runs-body", Static).update, text)
 
     def action_axis(self) -> None:
         self.align = ALIGNS[(ALIGNS.index(self.align) + 1) % len(ALIGNS)]
