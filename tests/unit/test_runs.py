@@ -137,3 +137,38 @@ def test_an_sd15_simulated_run_is_kind_sd15(tmp_path: Path) -> None:
     row = RunsWatcher(tmp_path, live_dirs=_no_live).refresh().rows[0]
     assert row.kind == "SD1.5" and row.state == "finished"
     assert "SDXL" not in (run / "training.log").read_text()  # no SDXL clip_skip warning
+
+
+def test_a_live_run_comes_first_with_its_pid_and_gpu(tmp_path: Path) -> None:
+    """A real simulated trainer process: the one process scan finds it, the row is live and
+    first, and the one NVML sample (fake NVML: the trainer holds 17 GiB) fills its GPU."""
+    import signal
+    import time
+
+    from fakes.fake_nvml import FakeDevice, FakeNVML
+
+    from sdxl_tui.sim import start_simulated
+    from sdxl_tui.sources.gpu import GpuMonitor
+
+    sim_run(tmp_path / "sdxl_v1", "done")
+    live = tmp_path / "sdxl_v2"
+    proc = start_simulated(live, ["--output_name", "live", "--max_train_epochs", "50", "--sim-step-seconds", "0.5",
+                                  "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "20",
+                                  "--logging_dir", str(live / "logs"), "--log_with", "tensorboard"])
+    try:
+        nvml = FakeNVML([FakeDevice(processes={proc.pid: 17 * 1024**3})])
+        w = RunsWatcher(tmp_path, gpu=GpuMonitor(nvml=nvml).sample)
+        deadline = time.monotonic() + 60
+        row = None
+        while time.monotonic() < deadline:
+            rows = w.refresh().rows
+            row = rows[0]
+            if row.live and row.step:
+                break
+            time.sleep(0.2)
+        assert row is not None and row.name == "sdxl_v2" and row.live and row.pid == proc.pid
+        assert row.gpu == "GPU0 97% 17.0 GiB" and row.state == "training"
+        assert w.refresh().reread >= 1  # a live run is read again every refresh
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -29,18 +29,23 @@ def back_keymap(settings: Any) -> Any:
     return settings.replace(ui__keymap=keymap)
 
 
-def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str], Any]) -> int:
+def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str], Any], *, gpu: bool = True) -> int:
     """The loop: runs view -> dashboard -> runs view ... until q in the runs view."""
-    from sdxl_tui.sources.runs import RunsWatcher
+    from sdxl_tui.sources.runs import LazyGpu, RunsWatcher
     from sdxl_tui.tui.runs_app import RunsApp
 
-    watcher = RunsWatcher(root, settings=settings)
+    source = LazyGpu() if gpu else None
+    watcher = RunsWatcher(root, settings=settings, gpu=source)
     selected: str | None = None
     dashboard_settings = back_keymap(settings)
-    while True:
-        result = RunsApp(root, watcher=watcher, selected=selected).run()
-        if not (isinstance(result, tuple) and result and result[0] == "open"):
-            return int(result or 0)
-        selected = str(result[1])
-        open_dashboard(dashboard_settings, selected).run()
+    try:
+        while True:
+            result = RunsApp(root, watcher=watcher, selected=selected).run()
+            if not (isinstance(result, tuple) and result and result[0] == "open"):
+                return int(result or 0)
+            selected = str(result[1])
+            open_dashboard(dashboard_settings, selected).run()
+    finally:
+        if source is not None:
+            source.close()
 

@@ -234,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
         from sdxl_tui.commands.runs_tui import is_runs_root, run_runs_view
 
         if is_runs_root(run_dir):  # a folder of runs: the runs view (Enter opens one, Escape comes back)
-            return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu))
+            return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu),
+                                 gpu=not args.no_gpu)
     notice = None if os.path.isdir(run_dir) else f"{run_dir} does not exist yet; waiting for the trainer to create it"
     app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()
