@@ -165,3 +165,21 @@ async def test_escape_in_the_dashboard_goes_back_unless_a_log_search_is_open() -
         await pilot.press("escape")
         await pilot.pause()
     assert app.return_value == 0  # quit ran (leaving run_test alone would leave None)
+
+
+async def test_R_writes_the_selected_runs_report(tmp_path: Path) -> None:
+    luca = build_runs_folder(tmp_path)
+    app = _app(luca)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _rows(pilot, app)
+        table = app.query_one(RunsTable)
+        keys = [str(k.value) for k in table.rows]
+        table.move_cursor(row=keys.index(str(luca / "sdxl_v2")))
+        await pilot.press("R")
+        for _ in range(600):
+            if app.notices:
+                break
+            await pilot.pause(0.05)
+    report = luca / "sdxl_v2" / ".sdxl-tui" / "report.html"
+    assert len(app.notices) == 1 and app.notices[0].startswith(f"sdxl_v2: report written: {report}")
+    assert report.is_file() and "CUDA out of memory" in report.read_text()

@@ -46,8 +46,8 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
       one row per run, live first: enter opens the run's dashboard (escape or q comes back),
       space marks, c compares the marked runs (curves + config diff; a: axis, [ ]: smoothing),
       t the optimisation's trials (p: `sdxl-tui plan --from` the selected trial, asking for the
-      dataset, SDXL base and output folder; b: the best), r refreshes, q quits.
-      CLI twins: status DIR, compare, export, plan --from.
+      dataset, SDXL base and output folder; b: the best), R the selected run's report,
+      r refreshes, q quits. CLI twins: status DIR, compare, export, plan --from, report.
   ctrl+p command palette ("run: kill", "checkpoint: evaluate", "checkpoint: compare", ...);
   end: follow the log again.
   Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);

@@ -58,6 +58,7 @@ class RunsApp(App[Any]):
         Binding("space", "mark", "Mark", id="runs-mark"),
         Binding("c", "compare", "Compare", id="runs-compare"),
         Binding("t", "trials", "Trials", id="runs-trials"),
+        Binding("R", "report", "Report", id="runs-report"),
         Binding("r", "refresh", "Refresh", id="runs-refresh"),
         Binding("q", "quit", "Quit", id="runs-quit"),
     ]
@@ -165,6 +166,28 @@ class RunsApp(App[Any]):
             self.action_trials()
         else:
             self.exit(("open", r.run_dir))
+
+    def action_report(self) -> None:
+        """The selected run's morning report (``sdxl-tui report RUN``, the CLI itself, in a worker)."""
+        if len(self.screen_stack) > 1:
+            return
+        r = self._row()
+        if r is None or r.kind == "trials":
+            self.notify("select a run (not an optimisation folder) for its report", severity="warning", timeout=4)
+            return
+        self.notify(f"writing the report of {r.name}…", timeout=3)
+        self._report(r.run_dir, r.name)
+
+    @work(thread=True, group="runs-report")
+    def _report(self, run_dir: str, name: str) -> None:
+        import subprocess
+        import sys
+
+        done = subprocess.run([sys.executable, "-m", "sdxl_tui", "report", run_dir], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, check=False)
+        text = (done.stdout.strip() or done.stderr.strip()).splitlines()
+        message = f"{name}: " + (text[-1] if text else f"report: exit {done.returncode}")
+        self.call_from_thread(self._notice, message, "information" if done.returncode == 0 else "error")
 
     def action_mark(self) -> None:
         if len(self.screen_stack) > 1:  # keys of the runs table, not of the screen above it
