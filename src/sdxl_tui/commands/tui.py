@@ -217,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.dir
     if run_dir is None:
         cwd = os.getcwd()
-        if not looks_like_run(cwd):
+        from sdxl_tui.commands.runs_tui import is_runs_root
+
+        if not looks_like_run(cwd) and not is_runs_root(cwd):
             print(
                 "sdxl-tui: no run directory given and the current directory holds no run.\n"
                 "  sdxl-tui /path/to/output_dir    watch a run (the trainer's --output_dir)\n"
