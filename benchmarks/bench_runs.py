@@ -80,20 +80,21 @@ def cold_status(folder: Path) -> tuple[float, float, int]:
     return wall, cpu, len(json.loads(p.stdout)["runs"])
 
 
-def first_table(folder: Path) -> float:
-    """Seconds from starting the runs view (headless, in this process) to its first table."""
+def first_table(folder: Path) -> tuple[float, float]:
+    """Seconds from starting the runs view (headless, in this process) to its first table (the
+    rows named by discovery), and to every cell read."""
     import asyncio
 
     from sdxl_tui.sources.runs import RunsWatcher
     from sdxl_tui.tui.runs_app import RunsApp
 
-    async def run() -> float:
-        t = time.perf_counter()
+    async def run() -> tuple[float, float]:
+        t = time.monotonic()
         app = RunsApp(str(folder), watcher=RunsWatcher(folder), interval=0)
         async with app.run_test(size=(160, 48)) as pilot:
             while app.view is None:
                 await pilot.pause(0.01)
-            return time.perf_counter() - t
+            return (app.first_table_at or t) - t, time.monotonic() - t
 
     return asyncio.run(run())
 
@@ -137,8 +138,9 @@ def main() -> int:
         print(f"status ROOT --json cold ({results[0][2]} runs): wall {wall:.2f} s (runs: "
               f"{', '.join(f'{r[0]:.2f}' for r in results)}), CPU {cpu:.2f} s; target <= 1.5 s; "
               f"load {os.getloadavg()[0]:.2f}")
-        print(f"runs view, first table (headless, new watcher, Textual already imported): "
-              f"{first_table(folder):.2f} s; target <= 1.5 s; load {os.getloadavg()[0]:.2f}")
+        named, full = first_table(folder)
+        print(f"runs view (headless, new watcher, Textual already imported): first table {named:.2f} s, "
+              f"every cell read {full:.2f} s; target <= 1.5 s; load {os.getloadavg()[0]:.2f}")
         pct, n, reread = watch(folder, args.watch)
         print(f"watching with the live run writing: {pct:.2f}% of one core ({n} refreshes, {reread} runs re-read); "
               f"load {os.getloadavg()[0]:.2f}")

@@ -146,6 +146,24 @@ class RunsWatcher:
         rows = self._with_gpus(rows) + [o[2] for o in opts]
         return RunsView(self.root, found, sort_rows(rows), tuple(o[1] for o in opts), now, len(stale))
 
+    def skeleton(self) -> RunsView:
+        """The rows discovery alone gives (name, kind "?" and state "reading" for a run not read
+        yet; known rows as they were): a table at once, before a cold :meth:`refresh`."""
+        now = self._clock()
+        found = discover(self.root, max_depth=self._max_depth)
+        rows = []
+        for r in found.all:
+            known = self._runs.get(r.path) if r.kind == "run" else None
+            opt = self._opts.get(r.path) if r.kind == "trials" else None
+            if known is not None:
+                rows.append(known[1])
+            elif opt is not None:
+                rows.append(opt[2])
+            else:
+                rows.append(RunSummary(run_dir=r.path, name=r.name, kind="trials" if r.kind == "trials" else "?",
+                                       state="reading", reason="reading the run's files…"))
+        return RunsView(self.root, found, sort_rows(rows), (), now, 0)
+
     def _with_gpus(self, rows: list[RunSummary]) -> list[RunSummary]:
         pids = [r.pid for r in rows if r.live and r.pid]
         if self._gpu is None or not pids:

@@ -31,9 +31,10 @@ __all__ = ["RunsApp", "RunsUpdated"]
 class RunsUpdated(Message):
     """The watcher's latest view (a newer one replaces an unprocessed older one)."""
 
-    def __init__(self, view: RunsView) -> None:
+    def __init__(self, view: RunsView, *, partial: bool = False) -> None:
         super().__init__()
         self.view = view
+        self.partial = partial  # discovery only: rows named, not read yet
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsUpdated)
@@ -79,6 +80,7 @@ class RunsApp(App[Any]):
         self.view: RunsView | None = None
         self._selected = selected
         self.notices: list[str] = []  # what was announced (tests read it; toasts time out)
+        self.first_table_at: float | None = None  # monotonic time the first rows were shown
 
     def compose(self) -> ComposeResult:
         yield Static(f"{os.path.basename(self.root)}: reading…", id="runs-head", markup=False)
@@ -94,6 +96,8 @@ class RunsApp(App[Any]):
 
     @work(thread=True, exclusive=True, group="runs-refresh")
     def action_refresh(self) -> None:
+        if self.view is None:  # the names at once (discovery only), the cells when read
+            self.post_message(RunsUpdated(self.watcher.skeleton(), partial=True))
         self.post_message(RunsUpdated(self.watcher.refresh()))
 
     def on_runs_updated(self, message: RunsUpdated) -> None:
@@ -101,9 +105,12 @@ class RunsApp(App[Any]):
         found = self.screen_stack[0].query(RunsTable) if self.screen_stack else None
         if not found:  # a refresh that lands while the app is leaving
             return
-        previous, self.view = self.view, view
-        if previous is not None:
+        previous = self.view
+        self.view = None if message.partial else view  # a partial view only names the rows
+        if previous is not None and not message.partial:
             self._announce(previous, view)
+        if self.first_table_at is None:
+            self.first_table_at = time.monotonic()
         table = found.first()
         table.show([(r.run_dir, row_cells(r, view.taken_at, view.root)) for r in view.rows])
         if self._selected is not None and self._selected in [r.run_dir for r in view.rows]:
