@@ -172,3 +172,12 @@ def test_a_live_run_comes_first_with_its_pid_and_gpu(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def test_skeleton_names_the_rows_before_the_first_read(runs_root: Path) -> None:
+    w = RunsWatcher(runs_root, live_dirs=_no_live)
+    first = w.skeleton()
+    assert {r.name: r.state for r in first.rows} == {
+        "sdxl_v1": "reading", "sdxl_v2": "reading", "optimization_overnight": "reading"}
+    full = w.refresh()
+    assert {r.name: r.state for r in w.skeleton().rows} == {r.name: r.state for r in full.rows}
