@@ -364,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-tbparse", action="store_true")
     ap.add_argument("--skip-frame", action="store_true", help="leave out the dashboard's first frame")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--markdown", action="store_true", help="also print the table in Markdown (README)")
     args = ap.parse_args(argv)
     if args.quick:
         args.log_mb, args.scalars, args.big_log_mb, args.big_scalars = 15, 10_000, 50, 50_000
@@ -400,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value, target in rows:
         print(f"  {name:<{width}}  {value:>30}  {target}")
     print(f"  (after: {results['load_after']})")
+    if args.markdown:
+        print(f"\n{results['machine']}; after: {results['load_after']}\n")
+        print("| figure | wall, CPU | target |\n|---|---|---|")
+        for name, value, target in rows:
+            print(f"| {name.strip()} | {' '.join(value.split())} | {target} |")
     if args.json:
         print(json.dumps(results, indent=1))
     return 0

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.proctools import reset_inherited_signals
 from tests.realrun import INPUTS, materialize
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Started as ``nohup pytest … &``? Give the processes tests start default signals."""
+    reset_inherited_signals()
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +35,17 @@ def _private_queue_folder(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-state"))
     # and the user's cache folder (``status`` and the dashboard remember decoded event files)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_tqdm_monitor_thread() -> None:
+    """tqdm starts a monitor thread (``tqdm.TMonitor``) with its first bar, in-process here when
+    the built-in evaluator's test renders with diffusers. A thread left running makes every later
+    cold read in this process skip its fork prefetch (``sources/forked.can_fork``), so the tests of
+    that prefetch would depend on the order they run in. The sampler runs in its own process in use."""
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
 
 
 @pytest.fixture(scope="session")

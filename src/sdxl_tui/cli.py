@@ -9,8 +9,12 @@ Each subcommand lives in ``sdxl_tui.commands.<name>`` with two functions,
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
+import re
 import sys
+import typing
 from collections.abc import Sequence
 
 from sdxl_tui import __version__
@@ -48,14 +52,33 @@ Run `sdxl-tui COMMAND --help` for a command's options.
 
 configuration:
   Settings come from, highest first: command-line options, SDXL_TUI_* environment
-  variables, the TOML file (--config FILE, else $XDG_CONFIG_HOME/sdxl-tui/config.toml,
-  else ~/.config/sdxl-tui/config.toml), then built-in defaults. `sdxl-tui tui --help`
+  variables, the TOML file (--config FILE, else $SDXL_TUI_CONFIG, else
+  $XDG_CONFIG_HOME/sdxl-tui/config.toml, else ~/.config/sdxl-tui/config.toml), then
+  built-in defaults. `sdxl-tui tui --help`
   lists every setting with its variable.
 
 exit status:
   0 success; 1 warnings (check) or a failed action; 2 bad usage or errors found;
   see each command's --help.
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for mistyped options (Python 3.11 has none)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        match = re.match(r"unrecognized arguments: (.*)", message)
+        if match:
+            known = [o for action in self._actions for o in action.option_strings]
+            hints = []
+            for word in match.group(1).split():
+                if word.startswith("-"):
+                    close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+                    if close:
+                        hints.append(f"{word}: did you mean {close[0]}?")
+            if hints:
+                message += "\n  " + "\n  ".join(hints)
+        super().error(message)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -65,7 +88,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     others are listed by name and help alone), so ``sdxl-tui status`` does not pay for
     importing eight command modules before it starts reading.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sdxl-tui",
         description=(
             "A terminal dashboard for kohya-ss sd-scripts SDXL LoRA training runs. "
@@ -76,7 +99,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sdxl-tui {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=_Parser)
     for name, (help_text, module_name) in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name, help=help_text)
@@ -104,11 +127,47 @@ def _normalise(argv: list[str]) -> list[str]:
     return ["tui", *argv]
 
 
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return typing.cast(argparse.ArgumentParser, action.choices[name])
+    return parser
+
+
+def _not_a_command(word: str) -> str | None:
+    """Why ``sdxl-tui WORD`` is refused, or None when WORD may be a run directory.
+
+    ``sdxl-tui stauts DIR`` would otherwise open a dashboard on ``./stauts`` (and complain
+    about DIR); a missing bare name that looks like a word is far more often a mistyped
+    command than a directory to wait for (that one can be written ``./NAME``).
+    """
+    if word.startswith(("-", ".", "~")) or os.path.exists(word) or os.sep in word:
+        return None
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", word):
+        return None
+    close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ", nor a directory."
+    lines = [f"sdxl-tui: '{word}' is not a command{hint}"]
+    if not close:
+        lines.append("  commands: " + ", ".join(COMMANDS))
+    lines.append(f"  to watch a directory that does not exist yet, write it as a path: sdxl-tui ./{word}")
+    lines.append("  sdxl-tui --help lists every command")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw and raw[0] not in COMMANDS:
+        refusal = _not_a_command(raw[0])
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 2
+    args_list = _normalise(raw)
     first = args_list[0]
     parser = build_parser(first if first in COMMANDS else None)
-    args = parser.parse_args(args_list)
+    args, extra = parser.parse_known_args(args_list)
+    if extra:  # the sub-command's own parser names its options in the "did you mean"
+        _command_parser(parser, args._command).error("unrecognized arguments: " + " ".join(extra))
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

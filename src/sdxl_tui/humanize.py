@@ -16,6 +16,7 @@ __all__ = [
     "format_bytes",
     "format_duration",
     "format_duration_words",
+    "format_loss",
     "format_value",
 ]
 
@@ -87,3 +88,15 @@ def format_value(v: float) -> str:
         return f"{v:.2e}"
     return f"{v:.3g}"
 
+
+
+def format_loss(v: float) -> str:
+    """4 significant digits (``1.052``, ``0.09712``): losses of two epochs often differ only in
+    the fourth, which is what picking the best epoch needs."""
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-3 or abs(v) >= 1e5:
+        return f"{v:.3e}"
+    return f"{v:.4g}"

@@ -187,6 +187,7 @@ class Checkpoint:
     state_dir: str | None = None  # matching resumable -state directory, if any
     evaluation: str | None = None  # evaluation status, see Evaluation.status
     problem: str | None = None  # why status is not complete
+    loss_step: int | None = None  # the step loss_at_save was logged at (< step: the events end earlier)
 
     @property
     def complete(self) -> bool:

@@ -30,6 +30,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--save_state", action="store_true")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--ignore_sigint", action="store_true", help="a trainer that does not stop on SIGINT")
+    p.add_argument("--interrupt_status", type=int, default=None,
+                   help="catch KeyboardInterrupt and exit with this status (real sd-scripts on a GPU: 1)")
     args, _unknown = p.parse_known_args()
     if args.output_dir is None and args.config_file:
         import tomllib
@@ -71,6 +73,16 @@ def _write_safetensors(path: str, size: int, seconds: float, epoch: int) -> None
 
 def main() -> int:
     args = _parse()
+    if args.interrupt_status is not None:
+        try:
+            return _train(args)
+        except KeyboardInterrupt:
+            print("Traceback (most recent call last):\nKeyboardInterrupt", file=sys.stderr, flush=True)
+            return int(args.interrupt_status)
+    return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     for _ in range(args.workers):

@@ -27,6 +27,32 @@ FAKE_CONDA = str(HELPERS / "fake_conda.py")
 FAKE_ACCELERATE = str(HELPERS / "fake_accelerate.py")
 
 
+def _keep_running(_signum: int, _frame: Any) -> None:
+    """A handler that does nothing: the suite survives a hangup like under nohup."""
+
+
+def reset_inherited_signals() -> list[str]:
+    """Undo what ``nohup … &`` (or a job runner) did to the test process's signals, so every
+    process a test starts gets default dispositions (issue: under ``nohup pytest &`` a child
+    inherited SIGINT ignored, and ``kill``'s SIGINT did nothing).
+
+    A signal that is *ignored* stays ignored across ``exec``; one with a Python handler is
+    reset to the default. So SIGINT gets Python's KeyboardInterrupt handler back and SIGHUP
+    and SIGQUIT a handler that does nothing (the suite itself still survives a hangup); the
+    signal mask is emptied (it is inherited across ``exec`` too). Returns the names changed.
+    """
+    changed = []
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGHUP: _keep_running,
+              signal.SIGQUIT: _keep_running}
+    for sig, handler in wanted.items():
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, handler)
+            changed.append(sig.name)
+    if signal.pthread_sigmask(signal.SIG_SETMASK, []):
+        changed.append("mask")
+    return changed
+
+
 def trainer_argv(out: str | os.PathLike[str], *extra: str) -> list[str]:
     return [PY, FAKE_TRAINER, *extra, "--output_dir", str(out)]
 

@@ -23,7 +23,7 @@ async def test_first_frame_adopts_the_prefetch_and_reads_each_event_byte_once(tm
     generate_big_run(run, log_bytes=400_000, scalars=50_000, checkpoints=3)  # > 2 MB of events
     event_bytes = sum(p.stat().st_size for p in run.rglob("events.out.tfevents.*"))
     assert event_bytes > 2 << 20
-    forks = can_fork()  # False where another thread runs (then the parent reads, still once)
+    forks = can_fork()  # False on one CPU (then the parent reads, still once)
     app = build_app(settings(cache__enabled=False), str(run), no_gpu=True)
     reader = app.feeds.reader_factory()
     assert isinstance(reader, RunReader)

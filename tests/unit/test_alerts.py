@@ -103,7 +103,7 @@ def test_interrupted_fix_prefers_resume_from_state_dir() -> None:
     (a,) = derive_alerts(AlertInputs(state=RunState.INTERRUPTED, config=CARD, checkpoints=cks, states=states,
                                      exit_signal=15, step=130))
     assert a.kind == "interrupted" and "SIGTERM" in a.message and "luca-000002.safetensors" in a.message
-    assert a.fix == "resume with --resume /runs/luca/luca-000002-state (same options)"
+    assert a.fix == "resume with --resume /runs/luca/luca-000002-state added to the trainer's command"
     (b,) = derive_alerts(AlertInputs(state=RunState.INTERRUPTED, config=CARD, checkpoints=cks, keyboard_interrupt=True))
     assert "SIGINT" in b.message
     assert "--network_weights /runs/luca/luca-000002.safetensors and --max_train_epochs 10" in b.fix

@@ -245,3 +245,26 @@ def test_checkpoint_headers_are_remembered_while_their_files_are_unchanged(tmp_p
     off = RunReader(run, procs=False)  # the cache is off unless asked for
     off.refresh()
     assert off._scanner.header_reads == 3
+
+
+def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
+    """``sdxl-tui status`` (text and JSON, cold and warm) imports no Textual, numpy, pandas,
+    tbparse, protobuf, rich or Pillow: a cold status is mostly interpreter start and imports."""
+    import subprocess
+    import sys
+
+    run, _f1, _f2 = _run(tmp_path, n=300)
+    code = (
+        "import contextlib, io, sys\n"
+        "from sdxl_tui.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    for extra in ([], ['--json'], ['--json']):\n"
+        f"        assert main(['status', {str(run)!r}, '--no-gpu', *extra]) == 0\n"
+        "heavy = {'textual', 'numpy', 'pandas', 'tbparse', 'tensorboard', 'google', 'rich', 'PIL', 'torch'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

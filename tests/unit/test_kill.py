@@ -81,6 +81,8 @@ def test_kill_conda_tree_leaves_nothing_and_spares_the_decoy(procs: Procs, tmp_p
     # the kill is recorded for the dashboard
     last = json.loads((out / ".sdxl-tui" / "last-kill.json").read_text())
     assert last["ok"] is True
+    assert last["stop"]["by"] == "sdxl-tui kill" and last["stop"]["signal"] == "SIGINT"
+    assert last["stop"]["result"] == "stopped"
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def test_launch_records_the_run_and_refuses_a_second_start(procs: Procs, tmp_pat
     assert (out / "training.log.1").read_text() == "previous run\n"
     tree = wait_until(lambda: find_trainer(out), 10)
     assert tree.recorded and tree.trainer.pid == res.pid
-    assert [p.role for p in tree.launchers] == ["launcher"]  # the supervisor
+    assert [p.role for p in tree.launchers] == ["supervisor"]
     # detached: own session, stdin /dev/null, env has PYTHONUNBUFFERED and the config's env
     trainer = psutil.Process(res.pid)
     assert os.getsid(res.pid) != os.getsid(0)

@@ -215,8 +215,9 @@ def test_report_of_the_real_sd_scripts_run(real_run: Path, utc: None) -> None:
     assert "- **wall time**: 3m31s (21:21:01 to 21:24:32)" in md
     assert "| loading | 29s |  |" in md and "| caching | 26s |  |" in md
     assert "- 21:21:55 training: training started at step 0" in md
-    # four significant digits tell epoch 2 (1.052) from the final one (1.054)
-    assert "| **tiny_lora-000002.safetensors** (best) | epoch | 2 | 6 | 1.052 |" in md
+    # the loss logged at each save (step 6: 1.049, before the save; 1.052 came after it)
+    assert "| **tiny_lora-000002.safetensors** (best) | epoch | 2 | 6 | 1.049 |" in md
+    assert "| tiny_lora-000001.safetensors | epoch | 1 | 3 | 1.095 |" in md
     assert "| tiny_lora.safetensors | final | 3 | 9 | 1.054 |" in md
     html = render_html(data)
     parser = check_html(html)

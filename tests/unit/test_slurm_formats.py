@@ -22,7 +22,7 @@ from sdxl_tui.formats.slurm import (
     batch_script,
     check_gres,
     check_mem,
-    format_duration,
+    format_time_limit,
     parse_duration,
     parse_end_record,
     parse_sbatch_parsable,
@@ -72,10 +72,10 @@ def test_time_limit_errors_name_the_accepted_forms() -> None:
 
 
 def test_format_duration_is_slurms_own_spelling() -> None:
-    assert [format_duration(s) for s in (None, 59, 600, 3723, 90061)] == [
+    assert [format_time_limit(s) for s in (None, 59, 600, 3723, 90061)] == [
         "UNLIMITED", "0:59", "10:00", "1:02:03", "1-01:01:01"]
     for s in (59, 600, 3723, 90061):
-        assert parse_duration(format_duration(s)) == s
+        assert parse_duration(format_time_limit(s)) == s
 
 
 @pytest.mark.parametrize("gres", ["gpu", "gpu:1", "gpu:a100:2", "gpu:1,shard:2", "gpu:a100-sxm4-80gb:1"])

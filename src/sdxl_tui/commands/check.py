@@ -116,6 +116,27 @@ def _reparse_trailing(args: argparse.Namespace, extra: list[str]) -> bool:
     return True
 
 
+def _single_target_problem(first: Path, tokens: list[str], *, raw: bool) -> str | None:
+    """Why a lone TARGET cannot be checked (a file that is no TOML, a missing path, an unreadable
+    folder), before it is mistaken for a one-word command line."""
+    if raw:
+        return None
+    if first.is_dir():
+        if not os.access(first, os.R_OK | os.X_OK):
+            return f"cannot read {first}: permission denied"
+        return None
+    if len(tokens) > 1:
+        return None
+    if first.exists() and first.suffix.lower() != ".toml":
+        return (f"{first} is not a launch config: give a run folder, an sdxl-tui.toml, an sd-scripts config "
+                "TOML, or a command line after `--`")
+    if not first.exists() and (first.suffix or os.sep in str(first)):
+        return f"no such file or directory: {first}"
+    if first.exists() and not os.access(first, os.R_OK):
+        return f"cannot read {first}: permission denied"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     tokens = ([args.target] if args.target else []) + list(args.command or [])
     if tokens and tokens[0] == "--":
@@ -130,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
 
     first = Path(os.path.expanduser(tokens[0]))
     file_mode = first.exists() and (first.is_dir() or first.suffix.lower() == ".toml")
+    problem = _single_target_problem(first, tokens, raw=bool(args.command) and args.target == "--")
+    if problem:
+        print(f"sdxl-tui check: {problem}", file=sys.stderr)
+        return 2
     if file_mode and len(tokens) > 1 and not _reparse_trailing(args, tokens[1:]):
         print(f"sdxl-tui check: unexpected arguments after {tokens[0]}: {' '.join(tokens[1:])} "
               "(a raw command line goes after `--`)", file=sys.stderr)
@@ -171,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
             report = check_argv(argv, environment=environment, gpu=gpu, sd_scripts_dir=args.sd_scripts,
                                 cwd=args.cwd)
     except OSError as exc:
-        print(f"sdxl-tui check: {exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sdxl-tui check: cannot read {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.to_json(), indent=2, default=str))

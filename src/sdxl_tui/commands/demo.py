@@ -23,8 +23,14 @@ Start a simulated kohya-ss sd-scripts SDXL LoRA run (the "luca" run: 12 epochs, 
 every 2 epochs, sample images, TensorBoard scalars) in a temporary directory and open the
 dashboard on it. No GPU, model or dataset needed; it takes a few minutes to finish.
 
-Quitting the demo stops the simulated trainer and deletes the temporary directory
-(--keep keeps both the directory and, with --keep, the running simulator)."""
+Every key works: evaluation (e), the comparison grid (g) and the images (i) use a simulated
+evaluator (python -m sdxl_tui.sim.evaluator: the built-in evaluator's outputs, with drawn
+pictures) unless eval.command or eval.base_model is configured.
+
+Quitting the demo stops the simulated trainer and deletes the temporary directory;
+with --keep, both the directory and the running simulator are left as they are. With --dir,
+the directory is kept; a directory that already holds files is refused unless --force
+(which empties it first), so two runs never mix in one training.log."""
 
 EPILOG = """\
 examples:
@@ -41,6 +47,7 @@ All dashboard options of `sdxl-tui tui` (--config, --theme, --readonly) apply; s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", metavar="DIR", help="use DIR instead of a temporary directory (kept)")
+    parser.add_argument("--force", action="store_true", help="with --dir: empty a directory that holds files first")
     parser.add_argument(
         "--keep", action="store_true", help="keep the directory (and do not stop the simulator) on quit"
     )
@@ -77,6 +84,45 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
+def with_simulated_evaluator(settings: Any) -> Any:
+    """The demo's settings: unless an evaluation is configured (eval.command or
+    eval.base_model), e, g and i use the simulated evaluator, which draws its images."""
+    if settings.eval.command or settings.eval.base_model:
+        return settings
+    from sdxl_tui.sim.evaluator import template
+
+    return settings.replace(eval__command=tuple(template()), eval__num_samples=4)
+
+
+def _check_dir(run_dir: str, *, force: bool) -> str | None:
+    """Refuse a file or a non-empty directory (unless ``force``); None if fine."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        return f"not a directory: {run_dir}"
+    if not os.path.isdir(run_dir):
+        return None
+    try:
+        names = os.listdir(run_dir)
+    except OSError as exc:
+        return f"cannot read {run_dir}: {exc.strerror or exc}"
+    if names and not force:
+        return (
+            f"{run_dir} already holds {len(names)} file(s) (a previous run?); a demo there would mix two runs.\n"
+            "  use an empty or new directory, or --force to empty this one first"
+        )
+    return None
+
+
+def _empty_dir(run_dir: str) -> None:
+    if not os.path.isdir(run_dir):
+        return
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.commands.tui import cli_overrides
     from sdxl_tui.config import ConfigError, load_settings
@@ -87,11 +133,25 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sdxl-tui: {exc}", file=sys.stderr)
         return 2
+    settings = with_simulated_evaluator(settings)
     if args.runs:
         return _run_demo_folder(args, settings)
     temp_root = None
     if args.dir:
-        run_dir = os.path.abspath(args.dir)
+        run_dir = os.path.abspath(os.path.expanduser(args.dir))
+        problem = _check_dir(run_dir, force=args.force)
+        if problem:
+            print(f"sdxl-tui demo: {problem}", file=sys.stderr)
+            return 2
+    from sdxl_tui.commands.tui import no_terminal_message
+
+    refusal = no_terminal_message(None)
+    if refusal:
+        alone = "\n  sdxl-tui simulate DIR                 a simulated run without the dashboard"
+        print(refusal + alone, file=sys.stderr)
+        return 2
+    if args.dir:
+        _empty_dir(run_dir)
     else:
         temp_root = tempfile.mkdtemp(prefix="sdxl-tui-demo-")
         run_dir = os.path.join(temp_root, "luca_sdxl_v1")

@@ -62,9 +62,13 @@ DIR/.sdxl-tui/evals/ and run by a detached runner, so it survives closing the da
 one evaluation runs per GPU at a time (also across run directories), the rest wait queued.
 Output of each evaluation: DIR/eval_epoch{N}/eval.log.
 
+Before anything is started, what would fail at once is refused with exit 2 and the reason:
+the built-in evaluator without the eval extra or without its base model file, a template
+command that is not on PATH. "queued" is said only when another evaluation is running.
+
 exit status: 0 started (or, with --wait, the evaluation succeeded); the evaluation's own
 exit status with --wait; 1 a failed evaluation or comparison; 2 bad usage, missing files,
-training running without --now/--queue.
+an evaluation certain to fail, training running without --now/--queue.
 """
 
 
@@ -233,6 +237,16 @@ def _show_results(run_dir: str, checkpoint: str, halfblock: bool) -> int:
     return 0
 
 
+def _start_state(run_dir: str, name: str, status: str) -> str:
+    """"queued behind X" only when another evaluation runs; else it is starting now."""
+    from sdxl_tui.control.evaluate import eval_status
+
+    if status != "queued":
+        return status
+    others = [r.name for r in eval_status(run_dir) if r.active and r.name != name]
+    return f"queued behind {others[0]}" if others else "starting"
+
+
 def _choose_when(args: argparse.Namespace, trainer: int | None) -> str | None:
     if args.queue:
         return "after-training"
@@ -256,7 +270,11 @@ def run(args: argparse.Namespace) -> int:
     from sdxl_tui.control import evaluate as ev
 
     if not os.path.isdir(args.run_dir):
-        return _err(f"not a directory: {args.run_dir}")
+        if os.path.exists(args.run_dir):
+            return _err(f"not a directory: {args.run_dir}")
+        return _err(f"no such directory: {args.run_dir}")
+    if not os.access(args.run_dir, os.R_OK | os.X_OK):
+        return _err(f"cannot read {args.run_dir}: permission denied")
     try:
         settings = load_settings(config_path=args.config)
     except ConfigError as exc:
@@ -316,6 +334,9 @@ def run(args: argparse.Namespace) -> int:
         print(plan.command_line)
         print(f"output: {plan.output_dir}")
         return 0
+    problem = ev.certain_failure(plan)
+    if problem:  # before detaching: a detached failure would only say "running" here
+        return _err(f"{problem}; nothing was started")
     when = _choose_when(args, plan.training_pid)
     if when is None:
         return _err(
@@ -330,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         rec = ev.start_eval(plan, when=when)
     except ev.EvalError as exc:
         return _err(str(exc))
-    state = "queued until training ends" if when == "after-training" else rec.status
+    state = "queued until training ends" if when == "after-training" else _start_state(run_dir, plan.name, rec.status)
     print(f"evaluation of {plan.name}: {state}; output {plan.output_dir}; log {plan.log_path}", flush=True)
     if args.wait:
         code = _follow(run_dir, plan.name, plan.log_path, log_offset)

@@ -10,15 +10,27 @@ Stop the training run writing to DIR, and only it.
 
 The trainer is the process sdxl-tui recorded when it started the run (trusted only when
 its pid, create time and command line still match), or a process whose command line runs
-sdxl_train_network.py / train_network.py with an --output_dir resolving to DIR. Its
-launcher chain (conda run, accelerate launch, shell wrappers, sdxl-tui's supervisor) and
-every process below it (DataLoader workers) are stopped with it. The table of pid, user and
-command is shown and confirmed first.
+sdxl_train_network.py / train_network.py with an --output_dir resolving to DIR. The run is
+the trainer, everything below it (DataLoader workers, ranks) and the parents that exist only
+to run it, each shown with its role: "wrapper" (a shell running a script or -c: bash
+train.sh, a retry loop), "launcher" (accelerate launch, torchrun, conda run, timeout, env…),
+"supervisor" (sdxl-tui start's), "helper" (a wrapper's other children: sleep, tee). The walk
+up stops at your interactive shell, tmux, screen, sshd, init or anything unknown. The table
+of role, pid, user and command is shown and confirmed first.
 
-Signals: SIGINT to the trainer, wait, SIGTERM to everything left, wait, SIGKILL; children
-are snapshotted first and (pid, create time) and owner are checked again right before each
-signal. A reused PID, a trainer of another output directory or another user's process is
-never signalled: it is reported instead. sd-scripts saves nothing when signalled: use
+Steps: the wrappers are frozen (SIGSTOP) so no retry loop can start the trainer again;
+SIGINT to the trainer (at once SIGTERM if it ignores SIGINT, as after `nohup … &`), wait,
+SIGTERM to the trainer, its children and the launchers, wait, SIGKILL; then the wrappers
+and their helpers get SIGTERM + SIGCONT (SIGKILL if needed), and sdxl-tui's supervisor a
+moment to record the exit. (pid, create time) and owner are checked again right before each
+signal. Afterwards nothing of the run may be alive, and for --respawn-watch seconds a new
+trainer for DIR is looked for: one that appears is reported loudly (something outside the
+run restarts it). The stop is recorded in DIR/.sdxl-tui/last-kill.json, so the run's state
+reads "stopped by you (sdxl-tui kill, SIGINT, 03:12) at step N; last checkpoint …; how to
+resume", even when the trainer exits 1 (KeyboardInterrupt) or a wrapper exits 130/254.
+
+A reused PID, a trainer of another output directory or another user's process is never
+signalled: it is reported instead. sd-scripts saves nothing when signalled: use
 --after-checkpoint to lose no training time.
 
 A run submitted to Slurm by sdxl-tui is stopped with scancel instead: its recorded job is
@@ -38,8 +50,10 @@ timeouts default to the settings kill.sigint_timeout / kill.sigterm_timeout (10 
 SDXL_TUI_KILL_SIGINT_TIMEOUT, SDXL_TUI_KILL_SIGTERM_TIMEOUT).
 
 exit status:
-  0  every process of the tree exited, or the Slurm job is gone (or the watcher was started / cancelled)
-  1  something survived, or the watcher could not be started / cancelled, or not confirmed
+  0  every process of the run exited and none came back, or the Slurm job is gone (or the watcher
+     was started / cancelled)
+  1  something survived or a new trainer appeared, or the watcher could not be started /
+     cancelled, or not confirmed
   2  bad usage, or confirmation needed but stdin is not a terminal (use --yes)
   3  nothing to stop: no live trainer writes to DIR (refusals, if any, are listed)
 """
@@ -55,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cancel", action="store_true", help="cancel a pending --after-checkpoint stop")
     parser.add_argument("--timeout-int", type=float, metavar="S", help="seconds to wait after SIGINT")
     parser.add_argument("--timeout-term", type=float, metavar="S", help="seconds to wait after SIGTERM")
+    parser.add_argument("--respawn-watch", type=float, metavar="S", default=3.0,
+                        help="after the kill, watch this long for a new trainer of DIR (default 3)")
 
 
 def _err(msg: str) -> None:
@@ -122,14 +138,19 @@ def run(args: argparse.Namespace) -> int:
         if res.ok:
             print(f"cancel with: sdxl-tui kill {plan.run_dir} --cancel")
         return 0 if res.ok else 1
-    result = execute_kill(plan, start=args.signal, timeouts=(int_t, term_t),
+    result = execute_kill(plan, start=args.signal, timeouts=(int_t, term_t), respawn_watch=args.respawn_watch,
                           progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     for line in result.describe():
         print(line)
     if result.ok:
         print("all processes of the run exited")
         return 0
-    _err(f"{len(result.survivors)} process(es) survived")
+    if result.survivors:
+        _err(f"{len(result.survivors)} process(es) survived")
+    if result.respawned:
+        pids = ", ".join(str(p.pid) for p in result.respawned)
+        _err(f"A NEW TRAINER STARTED for this run after the kill (pid {pids}): something outside the run "
+             "restarts it (a systemd unit with Restart=, a Python loop, a job runner); stop that, then kill again")
     return 1
 
 

@@ -6,6 +6,11 @@ import argparse
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdxl_tui.planning.plan import Plan
+    from sdxl_tui.planning.trials import Pick, Trial
 
 DESCRIPTION = """\
 Take the best trial of the SD1.5 optimisation, move its parameters to SDXL with the card's
@@ -115,24 +120,51 @@ def _err(msg: str) -> None:
 
 def _vram_from_nvml() -> float | None:
     try:
-        from sdxl_tui.sources.gpu import GpuMonitor
+        from sdxl_tui.sources.gpu import sample_gpus
 
-        monitor = GpuMonitor()
-        try:
-            status = monitor.sample()
-        finally:
-            monitor.close()
+        status = sample_gpus()
     except Exception:  # noqa: BLE001 - no driver is a normal state
         return None
     total = status.gpus[0].memory_total if status.gpus else None
     return round(total / 1e9, 1) if total else None
 
 
-def run(args: argparse.Namespace) -> int:
-    from sdxl_tui.formats import toml
-    from sdxl_tui.planning.plan import format_rows, make_plan, write_plan
-    from sdxl_tui.planning.trials import PlanError, load_optuna_trials, load_trials, pick_best
+class _Usage(Exception):
+    """A bad or missing argument: the message is printed and ``plan`` exits 2."""
 
+
+def run(args: argparse.Namespace) -> int:
+    from sdxl_tui.planning.plan import format_rows, make_plan
+    from sdxl_tui.planning.trials import PlanError
+
+    try:
+        _required(args)
+        trial, pick = _pick_trial(args)
+        vram = _vram(args)
+        prefix = shlex.split(args.prefix)
+        output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
+        output_name = args.output_name or os.path.basename(output_dir.rstrip(os.sep)) or "lora_sdxl"
+        plan = make_plan(
+            trial,
+            dataset=args.dataset,
+            base_model=os.path.abspath(os.path.expanduser(args.base_model)),
+            output_dir=output_dir,
+            output_name=output_name,
+            vram_gb=vram,
+            xformers_available=_xformers(args, prefix),
+            sd_scripts_dir=os.path.abspath(os.path.expanduser(args.sd_scripts)) if args.sd_scripts else None,
+            prefix=prefix,
+            pick=pick if trial is pick.trial else None,
+        )
+    except (_Usage, PlanError) as exc:
+        _err(str(exc))
+        return 2
+    print()
+    print(format_rows(plan.rows))
+    return _write_and_check(plan, args)
+
+
+def _required(args: argparse.Namespace) -> None:
     missing = [
         name
         for name, value in (
@@ -145,78 +177,68 @@ def run(args: argparse.Namespace) -> int:
     if not args.source and not args.study:
         missing.insert(0, "--from (or --study/--storage)")
     if missing:
-        _err("missing " + ", ".join(missing))
-        return 2
+        raise _Usage("missing " + ", ".join(missing))
+
+
+def _pick_trial(args: argparse.Namespace) -> tuple[Trial, Pick]:
+    """The best trial (or the one ``--trial`` names), and how the best was picked."""
+    from sdxl_tui.planning.trials import load_optuna_trials, load_trials, pick_best
+
     minimize = True if args.minimize else False if args.maximize else None
-    try:
-        if args.study:
-            if not args.storage:
-                _err("--study needs --storage URL")
-                return 2
-            trials, study_min = load_optuna_trials(args.storage, args.study)
-            if minimize is None:
-                minimize = study_min
-        else:
-            trials = load_trials(args.source)
-        pick = pick_best(trials, args.metric, minimize=minimize)
-        trial = pick.trial
-        if args.trial:
-            chosen = [
-                t for t in trials if t.name == args.trial or (t.number is not None and str(t.number) == args.trial)
-            ]
-            if not chosen:
-                _err(f"no trial {args.trial!r}; trials: {', '.join(t.name for t in trials)}")
-                return 2
-            trial = chosen[0]
-    except PlanError as exc:
-        _err(str(exc))
-        return 2
+    if args.study:
+        if not args.storage:
+            raise _Usage("--study needs --storage URL")
+        trials, study_min = load_optuna_trials(args.storage, args.study)
+        if minimize is None:
+            minimize = study_min
+    else:
+        trials = load_trials(args.source)
+    pick = pick_best(trials, args.metric, minimize=minimize)
+    trial = pick.trial
+    if args.trial:
+        chosen = [t for t in trials if t.name == args.trial or (t.number is not None and str(t.number) == args.trial)]
+        if not chosen:
+            raise _Usage(f"no trial {args.trial!r}; trials: {', '.join(t.name for t in trials)}")
+        trial = chosen[0]
     print(pick.describe())
     if trial is not pick.trial:
         print(f"using {trial.name} as asked (--trial)")
+    return trial, pick
 
-    vram = args.vram
+
+def _vram(args: argparse.Namespace) -> float:
+    vram: float | None = args.vram
     if vram is None and not args.no_gpu:
         vram = _vram_from_nvml()
         if vram is not None:
             print(f"VRAM: {vram:g} GB (GPU 0, from NVML)")
     if vram is None:
-        _err("no GPU visible to read its memory from: give --vram GB (e.g. --vram 24)")
-        return 2
+        raise _Usage("no GPU visible to read its memory from: give --vram GB (e.g. --vram 24)")
+    return vram
 
-    prefix = shlex.split(args.prefix)
+
+def _xformers(args: argparse.Namespace, prefix: list[str]) -> bool | None:
+    """Whether xformers imports in the trainer's environment (None: not asked)."""
     if args.attention == "xformers":
-        xformers: bool | None = True
-    elif args.attention == "sdpa" or args.no_env:
-        xformers = False if args.attention == "sdpa" else None
-    else:
-        from sdxl_tui.planning.environment import environment_for_prefix
+        return True
+    if args.attention == "sdpa" or args.no_env:
+        return False if args.attention == "sdpa" else None
+    from sdxl_tui.planning.environment import environment_for_prefix
 
-        env = environment_for_prefix(prefix, cwd=args.sd_scripts)
-        xformers = env.has_modules(["xformers"]).get("xformers")
-    output_dir = os.path.abspath(os.path.expanduser(args.output_dir))
-    output_name = args.output_name or os.path.basename(output_dir.rstrip(os.sep)) or "lora_sdxl"
-    try:
-        plan = make_plan(
-            trial,
-            dataset=args.dataset,
-            base_model=os.path.abspath(os.path.expanduser(args.base_model)),
-            output_dir=output_dir,
-            output_name=output_name,
-            vram_gb=vram,
-            xformers_available=xformers,
-            sd_scripts_dir=os.path.abspath(os.path.expanduser(args.sd_scripts)) if args.sd_scripts else None,
-            prefix=prefix,
-            pick=pick if trial is pick.trial else None,
-        )
-    except PlanError as exc:
-        _err(str(exc))
-        return 2
-    print()
-    print(format_rows(plan.rows))
+    env = environment_for_prefix(prefix, cwd=args.sd_scripts)
+    return env.has_modules(["xformers"]).get("xformers")
+
+
+def _write_and_check(plan: Plan, args: argparse.Namespace) -> int:
+    """Write the three files (or show them on a dry run) and check the written launch."""
+    from sdxl_tui.formats import toml
+    from sdxl_tui.planning.check import check_launch, format_report
+    from sdxl_tui.planning.environment import UnknownEnvironment
+    from sdxl_tui.planning.plan import write_plan
+
     if args.dry_run:
-        print(f"\n# {output_name}.toml\n{toml.dumps(plan.config)}")
-        print(f"# {output_name}_dataset.toml\n{toml.dumps(plan.dataset)}")
+        print(f"\n# {plan.output_name}.toml\n{toml.dumps(plan.config)}")
+        print(f"# {plan.output_name}_dataset.toml\n{toml.dumps(plan.dataset)}")
         print("dry run: nothing written")
         return 0
     files = write_plan(plan, args.write_to)
@@ -225,10 +247,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {kind:<8} {path}")
     if not args.sd_scripts:
         print("note: no --sd-scripts: set sd_scripts_dir in sdxl-tui.toml before `sdxl-tui start`")
-
-    from sdxl_tui.planning.check import check_launch, format_report
-    from sdxl_tui.planning.environment import UnknownEnvironment
-
     report = check_launch(
         str(files["launch"]),
         gpu=False if args.no_gpu else None,

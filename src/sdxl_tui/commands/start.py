@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from sdxl_tui.formats.launch_config import LaunchConfig
@@ -60,7 +61,6 @@ def _err(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.launch import launch, plan_launch, preflight, report_has_errors
     from sdxl_tui.formats.launch_config import (
         DEFAULT_NAME,
@@ -112,44 +112,56 @@ def run(args: argparse.Namespace) -> int:
     print(f"  argv:     {plan.command_line}")
     print(f"  cwd:      {plan.cwd}")
     print("  env:      " + " ".join(f"{k}={v}" for k, v in plan.env.items()))
-    for src, dst in plan.rotations:
-        print(f"  rename:   {src} -> {dst}")
-    for w in plan.writes:
-        print(f"  writes:   {w}")
-    for w in plan.warnings:
-        print(f"  warning:  {w}")
-    if plan.refusal:
-        _err(f"refused: {plan.refusal}")
-        return 3
-    if args.dry_run:
-        print("\ndry run: nothing started")
-        return 0
-    if not args.yes:
-        answer = confirm("Start this run?")
-        if answer is None:
-            _err("stdin is not a terminal, so nobody can confirm: pass --yes to start without asking")
-            return 2
-        if not answer:
-            print("not started")
-            return 1
-    result = launch(cfg)
-    if not result.ok:
-        _err(result.message)
-        return 3 if result.message.startswith(("refused", "another sdxl-tui start")) else 1
-    print(result.message)
-    print(f"watch it: sdxl-tui {cfg.output_dir}    stop it: sdxl-tui kill {cfg.output_dir}")
-    return 0
+
+    def go() -> _Outcome:
+        result = launch(cfg)
+        return result.ok, result.message, ()
+
+    return _confirm_and_go(cfg, plan, args, ("start", "started", "Start this run?"), go)
 
 
 def _run_slurm(cfg: LaunchConfig, args: argparse.Namespace) -> int:
     """Show the batch script and the sbatch line, confirm, submit; prints the job id."""
-    from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.slurm import plan_submit, submit
 
     plan = plan_submit(cfg)
     print(f"\nwill submit to Slurm ({plan.script_path}):")
     print("  " + plan.script.rstrip("\n").replace("\n", "\n  "))
     print(f"\n  sbatch:   {plan.sbatch_line}")
+
+    def go() -> _Outcome:
+        result = submit(cfg)
+        return result.ok, result.message, (f"job id: {result.job_id}",)
+
+    return _confirm_and_go(cfg, plan, args, ("submit", "submitted", "Submit this job?"), go)
+
+
+#: what a start or submit did: (ok, message, more lines to show)
+_Outcome = tuple[bool, str, tuple[str, ...]]
+
+
+class _Plan(Protocol):
+    @property
+    def rotations(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def writes(self) -> tuple[str, ...]: ...
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+    @property
+    def refusal(self) -> str | None: ...
+
+
+def _confirm_and_go(
+    cfg: LaunchConfig, plan: _Plan, args: argparse.Namespace, words: tuple[str, str, str], go: Callable[[], _Outcome]
+) -> int:
+    """The rest of the plan, the refusal or dry run, the confirmation, then ``go()``: (ok, message,
+    more lines to show) and its exit status.
+
+    ``words``: the verb (start, submit), its past (started, submitted) and the question to confirm.
+    """
+    from sdxl_tui.commands._prompt import confirm
+
+    verb, past, question = words
     for src, dst in plan.rotations:
         print(f"  rename:   {src} -> {dst}")
     for w in plan.writes:
@@ -160,21 +172,22 @@ def _run_slurm(cfg: LaunchConfig, args: argparse.Namespace) -> int:
         _err(f"refused: {plan.refusal}")
         return 3
     if args.dry_run:
-        print("\ndry run: nothing submitted")
+        print(f"\ndry run: nothing {past}")
         return 0
     if not args.yes:
-        answer = confirm("Submit this job?")
+        answer = confirm(question)
         if answer is None:
-            _err("stdin is not a terminal, so nobody can confirm: pass --yes to submit without asking")
+            _err(f"stdin is not a terminal, so nobody can confirm: pass --yes to {verb} without asking")
             return 2
         if not answer:
-            print("not submitted")
+            print(f"not {past}")
             return 1
-    result = submit(cfg)
-    if not result.ok:
-        _err(result.message)
-        return 3 if result.message.startswith(("refused", "another sdxl-tui start")) else 1
-    print(result.message)
-    print(f"job id: {result.job_id}")
+    ok, message, more = go()
+    if not ok:
+        _err(message)
+        return 3 if message.startswith(("refused", "another sdxl-tui start")) else 1
+    print(message)
+    for line in more:
+        print(line)
     print(f"watch it: sdxl-tui {cfg.output_dir}    stop it: sdxl-tui kill {cfg.output_dir}")
     return 0

@@ -31,6 +31,7 @@ examples:
   sdxl-tui status /mnt/data/ai_data/models/lora/luca/sdxl_v1
   sdxl-tui status DIR --json | jq '.state, .eta_seconds, .loss.current'
   sdxl-tui status DIR --no-gpu --no-procs      # only the files (liveness from the log age)
+  sdxl-tui status DIR --watch --interval 10    # follow it as text (no terminal needed); Ctrl+C
 
 --json prints one object (schema version 1, documented in the README): state,
 state_reason, epoch, epochs, step, total_steps, eta_seconds, eta_at, loss {current,
@@ -39,7 +40,6 @@ average}, config, checkpoints [...], samples, evaluations, process (or null), sc
 queue [...] (the night's queue, see `sdxl-tui queue`), gpus [...],
 alerts [{kind, severity, message, fix, key}], problems.
 
-exit status:
 a folder of runs (DIR holds runs below it, e.g. luca/ with optimization_overnight/, sdxl_v1/,
 sdxl_v2/; found up to 3 levels down, symlinks not followed): one row per run (name, kind
 SDXL/SD1.5, state, progress, ETA, last and best loss, checkpoints, PID, age, last alert), live
@@ -49,7 +49,8 @@ first, then each optimisation folder's best trial and CONVERGENCE_ALERT.txt. --j
 [...]}. A run that holds other runs is shown as one run, the others listed after it.
 
 exit status:
-  0  the directory was read (whatever the run's state: check "state" for failed runs)
+  0  the directory was read (whatever the run's state: check "state" for failed runs);
+     --watch: ended with Ctrl+C
   1  the directory exists but could not be read (permission denied)
   2  no such directory, not a directory, not empty but holding no sd-scripts run, a bad
      --config file, or bad usage"""
@@ -71,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: start from $XDG_CACHE_HOME/sdxl-tui, setting cache.enabled)")
     parser.add_argument("--single", action="store_true",
                         help="read DIR as one run even when it holds other runs (see 'a folder of runs' below)")
+    from sdxl_tui.commands import status_watch
+
+    status_watch.add_arguments(parser)
 
 
 def _err(message: str) -> None:
@@ -127,6 +131,14 @@ def _run(args: argparse.Namespace) -> int:
         below = decided
         if below:  # a run with runs inside: only its own logs/, never theirs
             args.logs_dir = os.path.join(run_dir, "logs")
+    if getattr(args, "watch", False):
+        from sdxl_tui.commands import status_watch
+
+        problem = status_watch.check_arguments(args)
+        if problem:
+            _err(problem)
+            return 2
+        return status_watch.watch(args, run_dir, format_status)
     from sdxl_tui.config import ConfigError, load_settings
 
     try:
@@ -224,7 +236,7 @@ def _split_fix(fix: str) -> list[str]:
 
 def _scheduler_line(s: Any, now: float) -> str:
     """``job 12 RUNNING on gpu07, 0:42:10 of 1-00:00:00`` (the Slurm job of the run)."""
-    from sdxl_tui.formats.slurm import format_duration
+    from sdxl_tui.formats.slurm import format_time_limit
 
     bits = [f"job {s.job_id}" + (f" on cluster {s.cluster}" if s.cluster else ""), s.state or "state unknown"]
     if s.reason and s.state not in ("RUNNING", "COMPLETED"):
@@ -234,7 +246,7 @@ def _scheduler_line(s: Any, now: float) -> str:
     if s.node:
         bits.append(f"on {s.node}")
     if s.elapsed is not None:
-        bits.append(f"{format_duration(s.elapsed)} of {format_duration(s.time_limit)}")
+        bits.append(f"{format_time_limit(s.elapsed)} of {format_time_limit(s.time_limit)}")
     if s.exit_code is not None or s.exit_signal is not None:
         bits.append(f"exit {s.exit_code}" if s.exit_code is not None else f"signal {s.exit_signal}")
     if s.problem:
@@ -306,6 +318,8 @@ def format_status(snap: Any) -> str:
         width = max(len(ck.name) for ck in snap.checkpoints)
         for ck in snap.checkpoints:
             loss = f"loss {ck.loss_at_save:.4g}" if ck.loss_at_save is not None else ""
+            if loss and ck.loss_step is not None and ck.step is not None and ck.loss_step < ck.step:
+                loss += f" (older: step {ck.loss_step}; the events end before the save)"
             ep = f"e{ck.epoch}" if ck.epoch is not None else ""
             st = f"s{ck.step}" if ck.step is not None else ""
             extra = f"  {ck.problem}" if ck.problem else ""

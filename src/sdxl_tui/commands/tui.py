@@ -144,16 +144,16 @@ def show_config(settings: Any) -> str:
 
 def looks_like_run(path: str) -> bool:
     """A directory an sd-scripts run wrote to (or will: a launch config is there)."""
+    from sdxl_tui.formats.launch_config import DEFAULT_NAME
+    from sdxl_tui.formats.statedir import STATE_DIR
+
     try:
         names = os.listdir(path)
     except OSError:
         return False
     return any(
-        n == "training.log"
-        or n == "sdxl-tui.toml"
-        or n == ".sdxl-tui"
+        n in ("training.log", DEFAULT_NAME, STATE_DIR, "logs")
         or n.endswith((".safetensors", ".log"))
-        or n == "logs"
         for n in names
     )
 
@@ -203,6 +203,25 @@ def build_app(
     )
 
 
+def no_terminal_message(run_dir: str | None) -> str | None:
+    """Why the dashboard cannot start here (stdin or stdout not a terminal), or None.
+
+    Under ``nohup``, cron or ``ssh host sdxl-tui DIR`` without ``-t`` a full-screen app would
+    write escape codes into a file and spin on a core of the box that trains.
+    """
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return None
+    bad = [n for n, f in (("stdin", sys.stdin), ("stdout", sys.stdout)) if not f.isatty()]
+    which = "stdin and stdout are not terminals" if len(bad) == 2 else f"{bad[0]} is not a terminal"
+    target = run_dir or "DIR"
+    return (
+        f"sdxl-tui: the dashboard needs a terminal ({which}: nohup, cron, a pipe, or ssh without -t).\n"
+        f"  sdxl-tui status {target}                  print the run's state once\n"
+        f"  sdxl-tui status {target} --watch          follow it as plain text (Ctrl+C to stop)\n"
+        f"  ssh -t HOST sdxl-tui {target}             a terminal over ssh"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from sdxl_tui.config import ConfigError, load_settings
 
@@ -232,13 +251,20 @@ def run(args: argparse.Namespace) -> int:
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         print(f"sdxl-tui: not a directory: {run_dir}", file=sys.stderr)
         return 2
+    if os.path.isdir(run_dir) and not os.access(run_dir, os.R_OK | os.X_OK):
+        print(f"sdxl-tui: cannot read {run_dir}: permission denied", file=sys.stderr)
+        return 2
+    refusal = no_terminal_message(run_dir)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     if os.path.isdir(run_dir) and not (args.log or args.logs_dir):
         from sdxl_tui.commands.runs_tui import is_runs_root, run_runs_view
 
         if is_runs_root(run_dir):  # a folder of runs: the runs view (Enter opens one, Escape comes back)
             return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu),
                                  gpu=not args.no_gpu)
-    notice = None if os.path.isdir(run_dir) else f"{run_dir} does not exist yet; waiting for the trainer to create it"
+    notice = None if os.path.isdir(run_dir) else f"waiting for {run_dir} to be created (q or Ctrl+C to quit)"
     app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()
     return int(result or 0)

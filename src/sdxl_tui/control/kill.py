@@ -1,67 +1,97 @@
-"""Stop a training run safely: one implementation behind keys ``k``/``x`` and ``sdxl-tui kill``.
+"""Stop a training run, all of it: one implementation behind keys ``k``/``x`` and ``sdxl-tui kill``.
 
 Why: sd-scripts saves nothing when signalled (``train_network.py`` installs no signal handler),
 killing ``accelerate launch`` or ``conda run`` alone orphans the trainer (accelerate's
-``commands/launch.py:simple_launcher``), and a PID noted yesterday may be another program today. So
-a kill is two steps, with plain data in between for the confirmation box:
+``commands/launch.py:simple_launcher``), a wrapper script's retry loop starts a signalled
+trainer again (over the checkpoint the user meant to keep), and a PID noted yesterday may be
+another program today. So a kill is two steps, with plain data in between for the confirmation:
 
 * :func:`plan_kill` finds the trainer tree(s) for the run directory (``sources/procs.py``:
   the recorded process verified by create time and command line, or discovery by
-  ``--output_dir``), the launcher chain above and every descendant, each with pid, user,
-  command and role, plus the refusals: reused PIDs, other users' processes, trainers of
-  other output directories.
-* :func:`execute_kill` re-snapshots the children, then SIGINT to the trainer, waits,
-  SIGTERM to everything left, waits, SIGKILL; before *every* signal it re-checks
-  (pid, create_time) and the owner, and it reports what exited after which signal and what
-  survived.
+  ``--output_dir``), the run's ancestry above (``sources/lineage.py``: wrappers, launchers, the
+  supervisor), every descendant, and the wrappers' other children (``sleep``, ``tee``), each
+  with pid, user, command and role, plus the refusals: reused PIDs, other users' processes,
+  trainers of other output directories.
+* :func:`execute_kill` (``control/signalling.py`` does the identity-checked signalling):
 
-Stop-after-checkpoint (:func:`start_stop_after_checkpoint`) starts a small detached watcher
-(``python -m sdxl_tui.control.watcher``) that waits for the next checkpoint file (and its
-``-state`` directory when the run saves state) to be completely written, then runs the same
-kill. :func:`cancel_stop_after_checkpoint` ends it (identity-checked).
+  1. freeze the wrappers (SIGSTOP), so no retry loop can start the trainer again;
+  2. SIGINT the trainer(s), wait; SIGTERM the trainers, their children and the launchers, wait;
+     SIGKILL. Launchers such as ``accelerate launch`` are not frozen: accelerate >= 1.x pipes
+     the trainer's stderr through itself (``_run_subprocess``), and a frozen reader would block
+     the trainer's last writes. On its child's exit accelerate's simple launcher raises
+     ``CalledProcessError`` and exits 1 (its own KeyboardInterrupt: 130, SIGTERM: 143); so
+     a stop behind accelerate reads "exit 1" like a crash, and only the stop record tells;
+  3. end the frozen wrappers (SIGTERM + SIGCONT, wait, SIGKILL) and the wrappers' other children;
+  4. let sdxl-tui's supervisor record the exit (it never restarts anything), SIGTERM it if not;
+  5. check that nothing of the run lives and watch for a respawn (a new trainer for the same
+     output directory, e.g. a systemd unit with ``Restart=``) for a short while: reported, loudly;
+  6. write the stop record (``formats/statedir.StopRecord`` in ``last-kill.json``: who, signal,
+     time, step), which the state machine reads to say "stopped by you", not "failed".
+
+Stop-after-checkpoint lives in ``control/stop_after.py`` and ends in the same kill.
 
 Nothing here prints.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal as _signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-from sdxl_tui.formats.cmdline import options_from_argv, script_span
-from sdxl_tui.formats.names import WEIGHT_SUFFIXES
-from sdxl_tui.formats.safetensors import is_complete
-from sdxl_tui.formats.statedir import (
-    STATE_DIR,
-    WATCH_NAME,
-    WATCHER_LOG_NAME,
-    StopRecord,
-    read_json,
-    write_stop_record,
+from sdxl_tui.control.signalling import (
+    Target,
+    freeze,
+    gone,
+    ignores,
+    load_psutil,
+    owner,
+    release,
+    send,
+    wait_for,
 )
+from sdxl_tui.control.stop_after import (
+    CheckpointWaiter,
+    WatchResult,
+    cancel_stop_after_checkpoint,
+    complete_checkpoints,
+    list_checkpoints,
+    run_saves_state,
+    start_stop_after_checkpoint,
+    watch_path,
+    watcher_status,
+)
+from sdxl_tui.formats.statedir import StopRecord, write_stop_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.procs import discover, same_time
 
+__all__ = [  # the stop-after-checkpoint names are kept here for the callers of ``kill``
+    "STEPS",
+    "CheckpointWaiter",
+    "KillPlan",
+    "KillResult",
+    "Outcome",
+    "Refusal",
+    "WatchResult",
+    "cancel_stop_after_checkpoint",
+    "complete_checkpoints",
+    "execute_kill",
+    "list_checkpoints",
+    "plan_kill",
+    "run_saves_state",
+    "start_stop_after_checkpoint",
+    "watch_path",
+    "watcher_status",
+]
+
 #: Signal steps in order; ``--signal`` picks where to start.
 STEPS = ("INT", "TERM", "KILL")
-WATCHER_MODULE = "sdxl_tui.control.watcher"
-
-
-def _psutil(module: ModuleType | None) -> Any:
-    if module is not None:
-        return module
-    import psutil
-
-    return psutil
+#: Roles above the trainer (``sources/lineage.py``) and the wrappers' other children.
+_ABOVE = ("supervisor", "wrapper", "launcher")
 
 
 def _short(cmdline: Sequence[str], limit: int = 160) -> str:
@@ -136,6 +166,8 @@ class KillResult:
     outcomes: tuple[Outcome, ...] = ()
     started_at: float = 0.0
     ended_at: float = 0.0
+    #: Trainers for the same output directory that appeared after the kill (a respawn).
+    respawned: tuple[ProcInfo, ...] = ()
 
     @property
     def survivors(self) -> tuple[Outcome, ...]:
@@ -147,10 +179,13 @@ class KillResult:
 
     @property
     def ok(self) -> bool:
-        return not self.survivors
+        return not self.survivors and not self.respawned
 
     def describe(self) -> list[str]:
-        return [o.describe() for o in self.outcomes]
+        lines = [o.describe() for o in self.outcomes]
+        lines += [f"RESPAWNED {p.pid:>7}  a new trainer started for this run: {_short(p.cmdline, 200)}"
+                  for p in self.respawned]
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +193,8 @@ class KillResult:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "ok": self.ok,
+            "respawned": [{"pid": p.pid, "create_time": p.create_time, "cmdline": list(p.cmdline)}
+                          for p in self.respawned],
             "outcomes": [
                 {"pid": o.pid, "role": o.role, "cmdline": list(o.cmdline), "result": o.result,
                  "after": o.after, "signals": list(o.signals), "detail": o.detail}
@@ -169,16 +206,47 @@ class KillResult:
 # --------------------------------------------------------------------------- planning
 
 
-def _owner(ps: Any, proc: Any) -> tuple[int | None, str | None]:
+def _stamp(ps: Any, info: ProcInfo, me: int) -> tuple[ProcInfo | None, Refusal | None]:
+    """The process re-checked now: (stamped info, None), (None, refusal) or (None, None) if gone."""
     try:
-        uid = proc.uids().real
-    except (ps.Error, OSError, AttributeError):
-        uid = None
-    try:
-        name = proc.username()
-    except (ps.Error, OSError, KeyError):
-        name = str(uid) if uid is not None else None
-    return uid, name
+        proc = ps.Process(info.pid)
+        ctime = proc.create_time()
+    except ps.NoSuchProcess:
+        return None, None  # exited since the scan: nothing to do
+    except (ps.Error, OSError) as exc:
+        return None, Refusal(info.pid, f"cannot inspect: {exc}", info.cmdline)
+    if not same_time(ctime, info.create_time):
+        return None, Refusal(info.pid, "pid was reused since the scan", info.cmdline)
+    puid, user = owner(ps, proc)
+    if puid is None or puid != me:
+        return None, Refusal(info.pid, f"owned by another user ({user or '?'}): not signalled", info.cmdline, user)
+    return ProcInfo(pid=info.pid, create_time=info.create_time, cmdline=info.cmdline, username=user,
+                    role=info.role, ppid=info.ppid), None
+
+
+def _helpers(ps: Any, chain: Sequence[ProcInfo], known: set[int], me: int) -> list[ProcInfo]:
+    """The wrappers' other descendants (``sleep`` of a retry loop, ``tee``): part of the run."""
+    out: list[ProcInfo] = []
+    for info in chain:
+        if info.role != "wrapper":
+            continue
+        try:
+            kids = ps.Process(info.pid).children(recursive=True)
+        except (ps.Error, OSError):
+            continue
+        for kid in kids:
+            if kid.pid in known:
+                continue
+            try:
+                row = ProcInfo(pid=kid.pid, create_time=kid.create_time(), cmdline=tuple(kid.cmdline()),
+                               role="helper", ppid=kid.ppid())
+            except (ps.Error, OSError):
+                continue
+            stamped, _ = _stamp(ps, row, me)
+            if stamped is not None:
+                known.add(kid.pid)
+                out.append(stamped)
+    return out
 
 
 def plan_kill(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None,
@@ -190,172 +258,55 @@ def plan_kill(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | No
         psutil_module: a psutil-like module (tests inject fakes for AccessDenied and other users).
         uid: whose processes may be signalled (default: our effective uid).
     """
-    ps = _psutil(psutil_module)
+    ps = load_psutil(psutil_module)
     me = os.geteuid() if uid is None else uid
     found = discover(run_dir, psutil_module=ps)
-    targets: list[ProcInfo] = []
+    above: list[ProcInfo] = []
+    below: list[ProcInfo] = []
     refusals: list[Refusal] = []
     notes = list(found.notes)
     if found.record_state == "mismatch" and found.record:
-        rec = found.record
-        refusals.append(Refusal(rec.pid or 0, "recorded pid now belongs to another process "
+        refusals.append(Refusal(found.record.pid or 0, "recorded pid now belongs to another process "
                                 "(create time or command line differ): left alone"))
     trees: list[ProcessTree] = []
     seen: set[int] = set()
     for tree in found.trees:  # several trees share launchers under torchrun (one per rank)
-        kept_launchers: list[ProcInfo] = []
-        rest: list[ProcInfo] = []
+        kept: list[ProcInfo] = []
         tree_ok = True
         for info in tree.all():
             if info.pid in seen:
                 continue
             seen.add(info.pid)
-            try:
-                proc = ps.Process(info.pid)
-                ctime = proc.create_time()
-            except ps.NoSuchProcess:
-                continue  # exited since the scan: nothing to do
-            except (ps.Error, OSError) as exc:
-                refusals.append(Refusal(info.pid, f"cannot inspect: {exc}", info.cmdline))
-                if info.role == "trainer":
-                    tree_ok = False
-                continue
-            if not same_time(ctime, info.create_time):
-                refusals.append(Refusal(info.pid, "pid was reused since the scan", info.cmdline))
-                continue
-            puid, user = _owner(ps, proc)
-            stamped = ProcInfo(pid=info.pid, create_time=info.create_time, cmdline=info.cmdline,
-                               username=user, role=info.role, ppid=info.ppid)
-            if puid is None or puid != me:
-                refusals.append(Refusal(info.pid, f"owned by another user ({user or '?'}): not signalled",
-                                        info.cmdline, user))
-                if info.role == "trainer":
-                    tree_ok = False
-                continue
-            (kept_launchers if info.role == "launcher" else rest).append(stamped)
+            stamped, refusal = _stamp(ps, info, me)
+            if refusal is not None:
+                refusals.append(refusal)
+                tree_ok = tree_ok and info.role != "trainer"
+            if stamped is not None:
+                kept.append(stamped)
         if not tree_ok:
             notes.append(f"trainer pid {tree.trainer.pid} cannot be signalled by this user; nothing of its tree is")
             continue
-        targets += kept_launchers + rest
+        above += [p for p in kept if p.role in _ABOVE]
+        below += [p for p in kept if p.role not in _ABOVE]
         trees.append(tree)
+    helpers = _helpers(ps, above, {p.pid for p in above + below}, me)
     if not found.trees:
         notes.append(f"no live trainer writes to {found.run_dir}")
         if found.exit is not None:
             notes.append(f"the last run sdxl-tui started {found.exit.description}")
     for pid, out in found.other_trainers:
         notes.append(f"pid {pid} trains into another output directory ({out}): left alone")
-    return KillPlan(run_dir=found.run_dir, targets=tuple(targets), trees=tuple(trees),
+    return KillPlan(run_dir=found.run_dir, targets=(*above, *below, *helpers), trees=tuple(trees),
                     refusals=tuple(refusals), notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------- executing
 
 
-class _Target:
-    def __init__(self, info: ProcInfo, proc: Any) -> None:
-        self.info = info
-        self.proc = proc
-        self.signals: list[str] = []
-        self.result: str | None = None
-        self.after: str | None = None
-        self.detail = ""
-
-
-def _gone(ps: Any, t: _Target) -> bool:
-    """True once the process has exited (a zombie counts: it runs nothing any more)."""
-    try:
-        proc = ps.Process(t.info.pid)
-        if not same_time(proc.create_time(), t.info.create_time):
-            return True
-        return bool(proc.status() == ps.STATUS_ZOMBIE)
-    except ps.NoSuchProcess:
-        return True
-    except (ps.Error, OSError):
-        return False
-
-
-def _reap(targets: Sequence[_Target]) -> None:
-    for t in targets:  # our own children (tests) must be reaped or they stay zombies
-        try:
-            os.waitpid(t.info.pid, os.WNOHANG)
-        except (ChildProcessError, OSError):
-            pass
-
-
-def _send(ps: Any, t: _Target, sig: _signal.Signals, me: int) -> None:
-    """Signal one process after re-checking its identity and owner right before."""
-    try:
-        proc = ps.Process(t.info.pid)
-        if not same_time(proc.create_time(), t.info.create_time):
-            t.result, t.detail = "skipped", "pid now belongs to another process"
-            return
-        uid, _ = _owner(ps, proc)
-        if uid != me:
-            t.result, t.detail = "skipped", "owned by another user"
-            return
-        if proc.status() == ps.STATUS_ZOMBIE:
-            return
-        proc.send_signal(sig)
-        t.signals.append(sig.name)
-    except ps.NoSuchProcess:
-        return
-    except ps.AccessDenied:
-        t.result, t.detail = "skipped", "access denied"
-
-
-def execute_kill(
-    plan: KillPlan,
-    *,
-    start: str = "INT",
-    timeouts: tuple[float, float] = (10.0, 10.0),
-    kill_wait: float = 5.0,
-    launcher_grace: float = 2.0,
-    psutil_module: ModuleType | None = None,
-    progress: Callable[[str], None] | None = None,
-    uid: int | None = None,
-    write_record: bool = True,
-    by: str = "sdxl-tui kill",
-    how: str = "kill",
-    checkpoint: str | None = None,
-) -> KillResult:
-    """Signal the plan's processes: SIGINT the trainer, wait, SIGTERM all, wait, SIGKILL.
-
-    Args:
-        plan: from :func:`plan_kill`; only its processes are ever signalled.
-        start: first step, ``INT``, ``TERM`` or ``KILL`` (``--signal``).
-        timeouts: seconds to wait after SIGINT and after SIGTERM.
-        kill_wait: seconds to wait after SIGKILL before calling a process a survivor.
-        launcher_grace: once the trainers are gone, how long launchers get to exit by themselves.
-        progress: called with a short line at each step (for a UI status line).
-        write_record: keep the stop record (``.sdxl-tui/last-kill.json``): written before the
-            first signal, so the run's end reads "stopped by you", then with the outcomes.
-        by, how, checkpoint: who asked (``sdxl-tui kill``, ``dashboard key k``, ``sdxl-tui kill
-            --after-checkpoint``), ``kill`` or ``stop-after-checkpoint``, and the checkpoint waited for.
-    """
-    ps = _psutil(psutil_module)
-    me = os.geteuid() if uid is None else uid
-    say = progress or (lambda _msg: None)
-    began = time.time()
-    start = start.upper().removeprefix("SIG")
-    if start not in STEPS:
-        raise ValueError(f"unknown signal step {start!r}; use one of {', '.join(STEPS)}")
-
-    trainer = next((i for i in plan.targets if i.role == "trainer"), None)
-    stop = StopRecord(by=by, requested_at=began, signal=f"SIG{start}", how=how, checkpoint=checkpoint,
-                      trainer_pid=trainer.pid if trainer else None,
-                      trainer_create_time=trainer.create_time if trainer else None)
-    if write_record and plan.targets:
-        write_stop_record(plan.run_dir, stop)
-    targets: list[_Target] = []
-    known: set[int] = set()
-    for info in plan.targets:
-        t = _Target(info, None)
-        known.add(info.pid)
-        if _gone(ps, t):
-            t.result = "gone"
-        targets.append(t)
-    # Children first: snapshot descendants of the trainers now (workers may have been
-    # recreated since the plan), so none is orphaned and missed by the later steps.
+def _snapshot_children(ps: Any, targets: list[Target]) -> None:
+    """Add the trainers' descendants as they are now (workers may have been recreated since
+    the plan), so none is orphaned and missed by the later steps."""
+    known = {t.info.pid for t in targets}
     for t in list(targets):
         if t.info.role != "trainer" or t.result:
             continue
@@ -371,305 +322,157 @@ def execute_kill(
                 continue
             try:
                 info = ProcInfo(pid=kid.pid, create_time=kid.create_time(), cmdline=tuple(kid.cmdline()),
-                                username=_owner(ps, kid)[1], role="child", ppid=t.info.pid)
+                                username=owner(ps, kid)[1], role="child", ppid=t.info.pid)
             except (ps.Error, OSError):
                 continue
             known.add(kid.pid)
-            targets.append(_Target(info, None))
+            targets.append(Target(info))
 
-    def live() -> list[_Target]:
-        return [t for t in targets if t.result is None]
 
-    def wait_for(group: Sequence[_Target], seconds: float, step: str) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            _reap(group)
-            for t in group:
-                if t.result is None and _gone(ps, t):
-                    t.result, t.after = "exited", step
-            if all(t.result is not None for t in group) or time.monotonic() >= deadline:
-                return
-            time.sleep(0.05)
+@dataclass
+class _Steps:
+    """The escalation's knobs (``execute_kill``'s arguments)."""
 
-    steps = STEPS[STEPS.index(start):]
-    int_t, term_t = timeouts
-    for step in steps:
-        alive = live()
+    ps: Any
+    me: int
+    say: Callable[[str], None]
+    int_t: float
+    term_t: float
+    kill_wait: float
+    grace: float
+
+
+def _trainer_steps(k: _Steps, start: str, targets: Sequence[Target]) -> None:
+    """SIGINT the trainers, wait; SIGTERM the trainers, their children and the launchers, wait;
+    SIGKILL. Frozen wrappers and the supervisor are left to the later steps."""
+    movable = [t for t in targets if t.info.role not in ("wrapper", "supervisor", "helper")]
+    for step in STEPS[STEPS.index(start):]:
+        alive = [t for t in movable if t.result is None]
         if not alive:
-            break
-        sig = getattr(_signal, "SIG" + step)
+            return
+        sig = _signal.Signals(getattr(_signal, "SIG" + step))
         if step == "INT":
             trainers = [t for t in alive if t.info.role == "trainer"] or alive
-            say(f"SIGINT to trainer {', '.join(str(t.info.pid) for t in trainers)}; waiting up to {int_t:g} s")
+            deaf = [t for t in trainers if ignores(t.info.pid, sig)]
+            wait = 0.0 if len(deaf) == len(trainers) else k.int_t
+            k.say(f"SIGINT to trainer {', '.join(str(t.info.pid) for t in trainers)}; waiting up to {wait:g} s")
+            if deaf:
+                k.say(f"pid {', '.join(str(t.info.pid) for t in deaf)} ignores SIGINT (inherited from "
+                      "`nohup … &` or a job runner): SIGTERM follows at once")
             for t in trainers:
-                _send(ps, t, sig, me)
-            wait_for(trainers, int_t, "SIGINT")
-            if all(t.result is not None for t in trainers):
-                wait_for(live(), launcher_grace, "SIGINT")
+                send(k.ps, t, sig, k.me)
+            if wait_for(k.ps, trainers, wait, "SIGINT"):
+                wait_for(k.ps, [t for t in movable if t.result is None], k.grace, "SIGINT")
             continue
-        # SIGTERM / SIGKILL: trainers and their children first, then launchers innermost first.
+        # trainers and their children first, then launchers innermost first
         order = [t for t in alive if t.info.role != "launcher"] + list(
             reversed([t for t in alive if t.info.role == "launcher"]))
-        wait = term_t if step == "TERM" else kill_wait
-        say(f"{sig.name} to {len(order)} process(es); waiting up to {wait:g} s")
+        wait = k.term_t if step == "TERM" else k.kill_wait
+        k.say(f"{sig.name} to {len(order)} process(es); waiting up to {wait:g} s")
         for t in order:
-            _send(ps, t, sig, me)
-        wait_for(live(), wait, sig.name)
+            send(k.ps, t, sig, k.me)
+        wait_for(k.ps, [t for t in movable if t.result is None], wait, sig.name)
+
+
+def _end_the_rest(k: _Steps, targets: Sequence[Target]) -> None:
+    """After the trainers: the frozen wrappers, their other children, then the supervisor
+    (which only needs to record the exit: it gets ``grace`` to do so before SIGTERM)."""
+    wrappers = [t for t in targets if t.info.role == "wrapper" and t.result is None]
+    if wrappers:
+        k.say(f"ending {len(wrappers)} wrapper(s) (SIGTERM + SIGCONT)")
+        release(k.ps, wrappers, k.me, wait=k.term_t, kill_wait=k.kill_wait)
+    helpers = [t for t in targets if t.info.role == "helper" and t.result is None]
+    release(k.ps, helpers, k.me, wait=k.grace, kill_wait=k.kill_wait)
+    supervisors = [t for t in targets if t.info.role == "supervisor" and t.result is None]
+    if supervisors and not wait_for(k.ps, supervisors, k.grace, "exit"):
+        release(k.ps, supervisors, k.me, wait=k.term_t, kill_wait=k.kill_wait)
+
+
+def _watch_respawn(run_dir: str, targets: Sequence[Target], seconds: float, ps: Any) -> tuple[ProcInfo, ...]:
+    """Trainers for the same output directory that were not part of the kill, seen within
+    ``seconds`` after it (a restart by something outside the run's ancestry)."""
+    ours = {(t.info.pid, round(t.info.create_time, 1)) for t in targets}
+    deadline = time.monotonic() + seconds
+    while True:
+        found = discover(run_dir, psutil_module=ps)
+        new = tuple(tree.trainer for tree in found.trees
+                    if (tree.trainer.pid, round(tree.trainer.create_time, 1)) not in ours)
+        if new or time.monotonic() >= deadline:
+            return new
+        time.sleep(0.2)
+
+
+def execute_kill(
+    plan: KillPlan,
+    *,
+    start: str = "INT",
+    timeouts: tuple[float, float] = (10.0, 10.0),
+    kill_wait: float = 5.0,
+    launcher_grace: float = 2.0,
+    respawn_watch: float = 3.0,
+    psutil_module: ModuleType | None = None,
+    progress: Callable[[str], None] | None = None,
+    uid: int | None = None,
+    write_record: bool = True,
+    by: str = "sdxl-tui kill",
+    how: str = "kill",
+    step: int | None = None,
+    checkpoint: str | None = None,
+) -> KillResult:
+    """Stop the plan's processes (the steps are in the module docstring).
+
+    Args:
+        plan: from :func:`plan_kill`; only its processes (and the trainers' children as they
+            are now) are ever signalled.
+        start: first step, ``INT``, ``TERM`` or ``KILL`` (``--signal``).
+        timeouts: seconds to wait after SIGINT and after SIGTERM.
+        kill_wait: seconds to wait after SIGKILL before calling a process a survivor.
+        launcher_grace: once the trainers are gone, how long launchers and the supervisor get
+            to exit by themselves.
+        respawn_watch: seconds to watch for a new trainer of the same run after the kill.
+        progress: called with a short line at each step (for a UI status line).
+        by, how, step, checkpoint: who asked (``sdxl-tui kill``, ``dashboard key k``, ``sdxl-tui
+            kill --after-checkpoint``), ``kill`` or ``stop-after-checkpoint``, the step the run
+            was at, the checkpoint waited for: the stop record, written before the first signal
+            (so a trainer that exits at once is already attributed) and again with the outcomes.
+    """
+    ps = load_psutil(psutil_module)
+    me = os.geteuid() if uid is None else uid
+    say = progress or (lambda _msg: None)
+    began = time.time()
+    start = start.upper().removeprefix("SIG")
+    if start not in STEPS:
+        raise ValueError(f"unknown signal step {start!r}; use one of {', '.join(STEPS)}")
+    targets = [Target(info) for info in plan.targets]
+    for t in targets:
+        if gone(ps, t):
+            t.result = "gone"
+    _snapshot_children(ps, targets)
+    trainer = next((t.info for t in targets if t.info.role == "trainer"), None)
+    stop = StopRecord(by=by, requested_at=began, signal=f"SIG{start}", how=how, checkpoint=checkpoint, step=step,
+                      trainer_pid=trainer.pid if trainer else None,
+                      trainer_create_time=trainer.create_time if trainer else None)
+    if write_record and plan.targets:  # before any signal: the trainer's exit may be read at once
+        write_stop_record(plan.run_dir, stop)
+    k = _Steps(ps, me, say, timeouts[0], timeouts[1], kill_wait, launcher_grace)
+    frozen = freeze(ps, [t for t in targets if t.info.role == "wrapper"], me)
+    if frozen:
+        say(f"froze {len(frozen)} wrapper(s) so nothing can restart the trainer")
+    _trainer_steps(k, start, targets)
+    _end_the_rest(k, targets)
     for t in targets:
         if t.result is None:
             t.result = "survived"
+    respawned = _watch_respawn(plan.run_dir, targets, respawn_watch, ps) if plan.targets else ()
     outcomes = tuple(
         Outcome(pid=t.info.pid, role=t.info.role, cmdline=t.info.cmdline, result=t.result or "survived",
                 after=t.after, signals=tuple(t.signals), detail=t.detail)
         for t in targets
     )
-    result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time())
+    result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time(),
+                        respawned=respawned)
     if write_record and plan.targets:
         sent = tuple(dict.fromkeys(s for o in outcomes for s in o.signals))
         done = replace(stop, result="stopped" if result.ok else "incomplete", ended_at=result.ended_at, signals=sent)
         write_stop_record(plan.run_dir, done, result.to_json())
     return result
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def list_checkpoints(run_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
-    """Weights files directly in the run directory: name -> (size, mtime_ns)."""
-    out: dict[str, tuple[int, int]] = {}
-    try:
-        entries = list(os.scandir(run_dir))
-    except OSError:
-        return out
-    for entry in entries:
-        if entry.name.endswith(WEIGHT_SUFFIXES) and not entry.name.startswith("."):
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            if entry.is_file():
-                out[entry.name] = (st.st_size, st.st_mtime_ns)
-    return out
-
-
-def complete_checkpoints(run_dir: str | os.PathLike[str]) -> list[str]:
-    """Names of the weights files that are completely written now (a file being written
-    right now is not among them, so it counts as "the next checkpoint")."""
-    names = []
-    for name in sorted(list_checkpoints(run_dir)):
-        if name.endswith(".safetensors") and is_complete(Path(run_dir) / name) is not True:
-            continue
-        names.append(name)
-    return names
-
-
-def _state_signature(state_dir: Path) -> tuple[Any, ...] | None:
-    """A stable fingerprint of a ``-state`` folder when it looks complete, else None."""
-    try:
-        json.loads((state_dir / "train_state.json").read_text(encoding="utf-8"))
-        entries = sorted(os.scandir(state_dir), key=lambda e: e.name)
-        sig = []
-        for e in entries:
-            st = e.stat()
-            if e.name.endswith(".safetensors") and is_complete(e.path) is not True:
-                return None
-            sig.append((e.name, st.st_size, st.st_mtime_ns))
-        return tuple(sig)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-
-
-def run_saves_state(run_dir: str | os.PathLike[str], trees: Sequence[ProcessTree] = ()) -> bool:
-    """Does this run write ``-state`` folders at each save? (``--save_state`` on the
-    trainer's command line or in its ``--config_file``, or such a folder already exists.)"""
-    for tree in trees:
-        cmd = tree.trainer.cmdline
-        span = script_span(cmd)
-        if span is None:
-            continue
-        if options_from_argv(cmd).get("save_state") is True:
-            return True
-    try:
-        return any(e.is_dir() and e.name.endswith("-state") for e in os.scandir(run_dir))
-    except OSError:
-        return False
-
-
-class CheckpointWaiter:
-    """Decides when the *next* checkpoint after the baseline is completely on disk.
-
-    A new weights file counts when its safetensors header promises exactly its size (other
-    formats: when its size and mtime stayed unchanged for ``settle`` seconds);
-    when the run saves state, its ``<stem>-state`` folder must also hold a parseable
-    ``train_state.json``, complete safetensors files and be unchanged for ``settle`` seconds.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike[str], *, baseline: Sequence[str] | None = None,
-                 saves_state: bool = False, settle: float = 0.6,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.run_dir = Path(run_dir)
-        self.baseline = set(complete_checkpoints(run_dir) if baseline is None else baseline)
-        self.saves_state = saves_state
-        self.settle = settle
-        self._clock = clock
-        self._seen: dict[str, tuple[Any, float]] = {}
-
-    def _stable(self, key: str, sig: Any) -> bool:
-        now = self._clock()
-        prev = self._seen.get(key)
-        if prev is None or prev[0] != sig:
-            self._seen[key] = (sig, now)
-            return False
-        return now - prev[1] >= self.settle
-
-    def poll(self) -> str | None:
-        """The name of the first new, complete checkpoint, or None yet.
-
-        Every new file (and its state folder) is checked on every poll, so the file and the
-        state folder settle in parallel and the stop follows the save by about
-        ``settle + poll`` seconds.
-        """
-        files = list_checkpoints(self.run_dir)
-        ready: list[str] = []
-        for name in sorted(n for n in files if n not in self.baseline):
-            path = self.run_dir / name
-            if name.endswith(".safetensors"):
-                # exact: the header promises the size, and safetensors writes in place
-                ok = is_complete(path) is True
-            else:
-                ok = self._stable(name, files[name])
-            if self.saves_state:
-                stem = name.rsplit(".", 1)[0]
-                sig = _state_signature(self.run_dir / f"{stem}-state")
-                state_ok = sig is not None and self._stable(stem + "-state", sig)
-                ok = ok and state_ok
-            if ok:
-                ready.append(name)
-        return ready[0] if ready else None
-
-    def new_checkpoints(self) -> list[str]:
-        """Every weights file that is not in the baseline (complete or not)."""
-        return sorted(n for n in list_checkpoints(self.run_dir) if n not in self.baseline)
-
-
-# --------------------------------------------------------------------------- watcher control
-
-
-def watch_path(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / STATE_DIR / WATCH_NAME
-
-
-def watcher_status(
-    run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None
-) -> dict[str, Any] | None:
-    """The stop-after-checkpoint record plus ``alive`` (its watcher process verified by pid,
-    create time and command line), or None when there has never been one."""
-    ps = _psutil(psutil_module)
-    data = read_json(watch_path(run_dir))
-    if data is None:
-        return None
-    data["alive"] = _watcher_alive(ps, data, run_dir)
-    return data
-
-
-def _watcher_alive(ps: Any, data: Mapping[str, Any], run_dir: str | os.PathLike[str]) -> bool:
-    pid = data.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        proc = ps.Process(pid)
-        if not same_time(proc.create_time(), data.get("create_time")):
-            return False
-        cmd = proc.cmdline()
-        if proc.status() == ps.STATUS_ZOMBIE:
-            return False
-    except (ps.Error, OSError):
-        return False
-    return WATCHER_MODULE in cmd and os.path.realpath(os.fspath(run_dir)) in cmd
-
-
-@dataclass(frozen=True)
-class WatchResult:
-    ok: bool
-    message: str
-    pid: int | None = None
-    record: Mapping[str, Any] | None = field(default=None, compare=False)
-
-
-def start_stop_after_checkpoint(
-    run_dir: str | os.PathLike[str],
-    *,
-    start: str = "INT",
-    timeouts: tuple[float, float] = (10.0, 10.0),
-    poll: float = 0.5,
-    settle: float = 0.6,
-    python: str | None = None,
-    psutil_module: ModuleType | None = None,
-    wait_seconds: float = 10.0,
-) -> WatchResult:
-    """Start the detached watcher that stops the run after its next complete checkpoint."""
-    ps = _psutil(psutil_module)
-    target = os.path.realpath(os.fspath(run_dir))
-    current = watcher_status(target, psutil_module=ps)
-    if current and current.get("alive"):
-        return WatchResult(False, f"a stop-after-checkpoint watcher is already waiting (pid {current['pid']}); "
-                           "cancel it with `sdxl-tui kill DIR --cancel`", current.get("pid"), current)
-    found = discover(target, psutil_module=ps)
-    if not found.trees:
-        return WatchResult(False, f"no live trainer writes to {target}: nothing to stop")
-    (Path(target) / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    token = f"{time.time():.6f}-{os.getpid()}"
-    baseline = complete_checkpoints(target)  # what the user sees when asking: "the next" is after these
-    cmd = [python or sys.executable, "-m", WATCHER_MODULE, "--run-dir", target, "--token", token,
-           "--baseline", json.dumps(baseline),
-           "--signal", start, "--timeout-int", str(timeouts[0]), "--timeout-term", str(timeouts[1]),
-           "--poll", str(poll), "--settle", str(settle)]
-    log = Path(target) / STATE_DIR / WATCHER_LOG_NAME
-    with open(log, "ab") as err:
-        starter = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                   start_new_session=True, close_fds=True, cwd=target)
-    try:
-        starter.wait(timeout=wait_seconds)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        data = read_json(watch_path(target))
-        if data and data.get("token") == token:
-            if data.get("state") == "failed":
-                return WatchResult(False, f"the watcher failed: {data.get('message')}", data.get("pid"), data)
-            return WatchResult(True, f"watcher pid {data.get('pid')} will stop the run after the next complete "
-                               f"checkpoint (now {len(data.get('baseline', []))} on disk)", data.get("pid"), data)
-        time.sleep(0.05)
-    return WatchResult(False, f"the watcher did not report within {wait_seconds:.0f} s; see {log}")
-
-
-def cancel_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None,
-                                 wait_seconds: float = 5.0) -> WatchResult:
-    """Stop the watcher (after checking it is ours: pid, create time, command line)."""
-    ps = _psutil(psutil_module)
-    target = os.path.realpath(os.fspath(run_dir))
-    data = read_json(watch_path(target))
-    if data is None:
-        return WatchResult(False, "no stop-after-checkpoint watcher was started for this directory")
-    if not _watcher_alive(ps, data, target):
-        return WatchResult(False, f"the watcher (pid {data.get('pid')}) is not running any more "
-                           f"(state: {data.get('state')}); nothing to cancel", data.get("pid"), data)
-    pid = int(data["pid"])
-    try:
-        proc = ps.Process(pid)
-        proc.send_signal(_signal.SIGTERM)
-    except (ps.Error, OSError) as exc:
-        return WatchResult(False, f"cannot signal watcher pid {pid}: {exc}", pid, data)
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except (ChildProcessError, OSError):
-            pass
-        if not _watcher_alive(ps, data, target):
-            return WatchResult(True, f"cancelled: watcher pid {pid} stopped; the run continues", pid,
-                               read_json(watch_path(target)))
-        time.sleep(0.05)
-    return WatchResult(False, f"watcher pid {pid} did not stop within {wait_seconds:.0f} s", pid, data)
-

@@ -24,13 +24,10 @@ Nothing here prints; the runner writes what it does into each entry's ``message`
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +35,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.control.detached import runner_main, spawn_runner
 from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
 from sdxl_tui.formats.queue import ACTIVE, ON_FAILURE, read_queue, write_entry
 from sdxl_tui.formats.slurm import ACTIVE_STATES, FINAL_STATES
+from sdxl_tui.formats.statedir import state_dir
 from sdxl_tui.model import QueueEntry, RunState
 from sdxl_tui.sources.scheduler import Runner, query_job, read_slurm_record, run_command
 
@@ -168,13 +167,9 @@ def _outside_run(run_dir: str, runner: Runner) -> tuple[str, str | None]:
 def gpu_free() -> tuple[bool, str]:
     """Whether this machine's GPUs are free for the next local run (no NVML: free)."""
     try:
-        from sdxl_tui.sources.gpu import GpuMonitor
+        from sdxl_tui.sources.gpu import sample_gpus
 
-        monitor = GpuMonitor()
-        try:
-            status = monitor.sample()
-        finally:
-            monitor.close()
+        status = sample_gpus()
     except Exception as exc:  # noqa: BLE001 - a broken NVML must not stop the queue
         return True, f"GPU not checked ({exc})"
     busy = [g for g in status.gpus if (g.memory_used or 0) > GPU_BUSY_BYTES]
@@ -224,7 +219,7 @@ class _Step:
         if not entry.job_id:
             return
         status = query_job(entry.job_id, runner=self.runner, position=False,
-                           state_dir=Path(entry.output_dir) / ".sdxl-tui")
+                           state_dir=state_dir(entry.output_dir))
         if status.state == "PENDING" and status.reason == "DependencyNeverSatisfied":
             self.runner(["scancel", entry.job_id])
             self.save(entry, status="skipped", ended_at=_now(),
@@ -365,13 +360,7 @@ def ensure_runner(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL)
     """Start a detached runner (a spare one finds the lock held and exits at once)."""
     q = Path(folder)
     q.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(q / RUNNER_LOG, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", MODULE, "runner", str(q), "--poll", str(poll)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, env=env, cwd=q)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=30)  # it forks and its first process exits at once
+    spawn_runner(MODULE, str(q), poll=poll, log_path=q / RUNNER_LOG)
 
 
 def run_queue(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL) -> int:
@@ -415,18 +404,9 @@ def run_queue(folder: str | os.PathLike[str], *, poll: float = DEFAULT_POLL) -> 
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="sdxl-tui queue runner")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("runner", help="run the queue in DIR (detached; exits when nothing is left)")
-    r.add_argument("folder")
-    r.add_argument("--poll", type=float, default=DEFAULT_POLL)
-    r.add_argument("--no-fork", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if not args.no_fork and os.fork() > 0:
-        os._exit(0)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return run_queue(args.folder, poll=args.poll)
+    about = ("sdxl-tui queue runner", "run the queue in DIR (detached; exits when nothing is left)")
+    return runner_main(argv, module=MODULE, about=about, default_poll=DEFAULT_POLL,
+                       run=lambda folder, poll: run_queue(folder, poll=poll))
 
 
 if __name__ == "__main__":

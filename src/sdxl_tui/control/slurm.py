@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.control.detached import start_watcher
 from sdxl_tui.control.launch import log_rotations, rotate_logs
 from sdxl_tui.formats.launch_config import LaunchConfig
 from sdxl_tui.formats.slurm import (
@@ -57,7 +57,6 @@ from sdxl_tui.formats.statedir import (
     SLURM_SCRIPT_NAME,
     WATCHER_LOG_NAME,
     StopRecord,
-    read_json,
     state_dir,
     write_json_atomic,
     write_stop_record,
@@ -342,7 +341,7 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
                                 settle: float = 2.0, by: str = "sdxl-tui kill --after-checkpoint",
                                 runner: Runner = run_command, wait_seconds: float = 15.0) -> tuple[bool, str]:
     """Start the detached watcher for a Slurm run; ``(ok, message)``."""
-    from sdxl_tui.control.kill import (
+    from sdxl_tui.control.stop_after import (
         WATCHER_MODULE,
         complete_checkpoints,
         watch_path,
@@ -362,23 +361,14 @@ def start_stop_after_checkpoint(run_dir: str | os.PathLike[str], *, grace: float
     cmd = [sys.executable, "-m", WATCHER_MODULE, "--run-dir", target, "--token", token,
            "--baseline", json.dumps(baseline), "--timeout-int", str(grace), "--poll", str(poll),
            "--settle", str(settle)]
-    with open(state_dir(target) / WATCHER_LOG_NAME, "ab") as err:
-        starter = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                   start_new_session=True, close_fds=True, cwd=target)
-    try:
-        starter.wait(timeout=wait_seconds)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
-        data = read_json(watch_path(target))
-        if data and data.get("token") == token:
-            if data.get("state") == "failed":
-                return False, f"the watcher failed: {data.get('message')}"
-            return True, (f"watcher pid {data.get('pid')} will cancel Slurm job "
-                          f"{plan.record.job_id if plan.record else '?'}"
-                          f" after the next complete checkpoint (now {len(baseline)} on disk)")
-        time.sleep(0.05)
+    data = start_watcher(cmd, target=target, log_path=state_dir(target) / WATCHER_LOG_NAME,
+                         report_path=watch_path(target), token=token, wait_seconds=wait_seconds)
+    if data is not None:
+        if data.get("state") == "failed":
+            return False, f"the watcher failed: {data.get('message')}"
+        return True, (f"watcher pid {data.get('pid')} will cancel Slurm job "
+                      f"{plan.record.job_id if plan.record else '?'}"
+                      f" after the next complete checkpoint (now {len(baseline)} on disk)")
     return False, f"the watcher did not report within {wait_seconds:.0f} s"
 
 
@@ -391,7 +381,7 @@ def watch_and_cancel(run_dir: str, *, token: str, baseline: Sequence[str], grace
     """The watcher's loop for a Slurm run (called in the detached watcher process)."""
     import psutil  # type: ignore[import-untyped, unused-ignore]
 
-    from sdxl_tui.control.kill import CheckpointWaiter, watch_path
+    from sdxl_tui.control.stop_after import CheckpointWaiter, watch_path
 
     path = watch_path(run_dir)
     record = read_slurm_record(run_dir)

@@ -4,12 +4,19 @@ Why: ``nohup cmd &`` loses the exit status, and the shell's ``$!`` is the launch
 ``sdxl-tui start`` runs ``python -m sdxl_tui.control.supervisor --record R --launch-id ID
 --cwd DIR -- ARGV…`` in a new session (stdin /dev/null, stdout and stderr already appended
 to training.log). It forks once so it is re-parented away from the dashboard (no zombie,
-survives the dashboard being SIGKILLed and the SSH session hanging up), ignores SIGHUP
-(inherited by the trainer, like nohup), starts ARGV, writes the run record
+survives the dashboard being SIGKILLed and the SSH session hanging up), ignores SIGHUP, makes
+itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``: a trainer orphaned by a wrapper
+that died is re-parented to it, not to init, so it stays inside the run and is reaped), starts
+ARGV with *default* signal dispositions and an empty signal mask (``nohup sdxl-tui start … &``
+and some job runners start us with SIGINT/SIGHUP ignored; inherited, a trainer would shrug
+off ``sdxl-tui kill``'s SIGINT, and Python installs no KeyboardInterrupt handler for a SIGINT
+that is ignored at startup), writes the run record
 (pid + create_time of ARGV's process, the trainer's pid once it appears, argv, cwd, start
 time, log), waits, and writes ``exit_code`` / ``signal`` / ``ended_at``. It never restarts
 anything. It ignores SIGINT so ``kill -INT -PGID`` still leaves it to record the end; a
-SIGTERM or SIGKILL ends it like any launcher.
+SIGTERM or SIGKILL ends it like any launcher. When ARGV has ended, what is left of the run
+below it (DataLoader workers of a SIGKILLed trainer, a wrapper's ``sleep``) gets a few
+seconds, then SIGTERM and SIGKILL, and is reaped.
 
 While it waits it appends a GPU sample every 30 s to ``gpu.jsonl`` beside the run record, and
 after the end it writes the morning report when ``report.on_end`` is set (``control/run_end.py``).
@@ -40,6 +47,57 @@ def _create_time(pid: int) -> float | None:
         return float(psutil.Process(pid).create_time())
     except Exception:  # noqa: BLE001 - a vanished process has no create time
         return None
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+#: Signals whose disposition the trainer gets back to the default.
+_RESET_SIGNALS = ("SIGINT", "SIGHUP", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGXFSZ")
+
+
+def become_subreaper() -> bool:
+    """``prctl(PR_SET_CHILD_SUBREAPER, 1)`` (Linux); False where not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def default_signals() -> None:
+    """Run in the child between fork and exec: default dispositions, nothing blocked."""
+    for name in _RESET_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _end_leftovers(grace: float = 5.0) -> int:
+    """End and reap what is left below us once ARGV has ended (we are its subreaper).
+    Returns how many processes were left."""
+    import psutil
+
+    try:
+        left = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return 0
+    if not left:
+        return 0
+    _gone, alive = psutil.wait_procs(left, timeout=grace)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in alive:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+        _gone, alive = psutil.wait_procs(alive, timeout=grace)
+        if not alive:
+            break
+    return len(left)
 
 
 def _find_trainer(root_pid: int, output_dir: str | None) -> tuple[int, float] | None:
@@ -98,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.pop("SDXL_TUI_LAUNCH_ENV", None)
     try:
-        child = subprocess.Popen(command, cwd=args.cwd, env=env, stdin=subprocess.DEVNULL)
+        become_subreaper()
+        child = subprocess.Popen(command, cwd=args.cwd, env=env, stdin=subprocess.DEVNULL,
+                                 preexec_fn=default_signals)  # no threads yet: preexec_fn is safe
     except OSError as exc:
         msg = f"{exc.strerror or exc}: {command[0]}"
         print(f"sdxl-tui: cannot start the trainer: {msg}", file=sys.stderr, flush=True)
@@ -130,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     record["exit_code"] = rc if rc >= 0 else None
     record["signal"] = -rc if rc < 0 else None
     write_json_atomic(args.record, record)
+    left = _end_leftovers()
+    if left:
+        record["leftovers"] = left
+        write_json_atomic(args.record, record)
     if gpu is not None:
         gpu.close()
     report_on_end(args.output_dir)

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.model import CheckpointStatus
+
 __all__ = [
     "MAX_HEADER_BYTES",
     "SafetensorsHeader",
+    "checkpoint_status",
     "is_complete",
     "peek_metadata",
     "read_header",
@@ -363,3 +366,30 @@ def peek_metadata(path: str | os.PathLike[str], *, limit: int = 64 << 10) -> Map
     except ValueError:
         return _EMPTY
     return _metadata(md) if isinstance(md, dict) else _EMPTY
+
+
+def checkpoint_status(verdict: str, problem: str | None, *, moving: bool,
+                      writer_alive: bool | None = None) -> tuple[CheckpointStatus, str | None]:
+    """The one definition of a checkpoint's status, from its file verdict (:func:`weights_verdict`).
+
+    ``complete``: the header promises exactly the file's size (a ``.ckpt``/``.pt`` zip: its end
+    record is in place; a legacy pickle: its size stopped changing). ``writing``: shorter than
+    promised (or a legacy pickle still growing) *while the file still changes and its writer may
+    be alive*. ``corrupt``: anything that can never become valid, and a short file that stopped
+    changing or whose writer is gone (a half-written file of a dead run is incomplete, never
+    "writing"). ``moving``: the file changed recently; ``writer_alive`` False: the trainer is
+    known to be gone. The checkpoint table, ``status``, stop-after-checkpoint and the
+    evaluation queue all use this.
+    """
+    if verdict == "ok":
+        return CheckpointStatus.COMPLETE, None
+    if verdict not in ("short", "unknown"):
+        return CheckpointStatus.CORRUPT, problem
+    growing = moving and writer_alive is not False
+    if verdict == "unknown":  # a legacy pickle: complete once its size is stable
+        return (CheckpointStatus.WRITING, problem) if growing else (CheckpointStatus.COMPLETE, None)
+    if growing:
+        return CheckpointStatus.WRITING, f"being written: {problem}" if problem else "being written"
+    if writer_alive is False:
+        return CheckpointStatus.CORRUPT, f"incomplete: the trainer ended while writing it ({problem or 'truncated'})"
+    return CheckpointStatus.CORRUPT, problem

@@ -43,7 +43,7 @@ __all__ = [
     "batch_script",
     "check_gres",
     "check_mem",
-    "format_duration",
+    "format_time_limit",
     "parse_duration",
     "parse_end_record",
     "parse_sacct",
@@ -130,7 +130,7 @@ def parse_time_limit(text: str) -> int | None:
     return seconds
 
 
-def format_duration(seconds: int | None) -> str:
+def format_time_limit(seconds: int | None) -> str:
     """Slurm's own way: ``D-HH:MM:SS``, ``H:MM:SS`` or ``M:SS``; ``UNLIMITED`` for None."""
     if seconds is None:
         return "UNLIMITED"

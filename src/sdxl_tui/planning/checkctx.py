@@ -19,7 +19,7 @@ from sdxl_tui.planning.basemodel import ModelKind
 from sdxl_tui.planning.dataset import DatasetCheck
 from sdxl_tui.planning.environment import Environment
 from sdxl_tui.planning.findings import Finding
-from sdxl_tui.sources.gpu import GpuMonitor
+from sdxl_tui.sources.gpu import GpuMonitor, sample_gpus
 
 __all__ = ["BUCKET_OPTIONS", "Check", "CheckInput", "GpuArg"]
 
@@ -121,12 +121,7 @@ def gpu_status(gpu: GpuArg) -> GpuStatus | None:
         return gpu
     if gpu is False or gpu is True:
         return None if gpu is False else gpu_status(None)
-    monitor = gpu if gpu is not None else GpuMonitor()
-    try:
-        return monitor.sample()
-    finally:
-        if gpu is None:
-            monitor.close()
+    return sample_gpus() if gpu is None else gpu.sample()
 
 
 def required_modules(values: Mapping[str, Any]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,13 +253,18 @@ class _Checker:
             )
             datasets_raw = [] if not isinstance(datasets_raw, list) else datasets_raw
         infos: list[DatasetInfo] = []
-        for di, ds_raw in enumerate(datasets_raw):
-            place = f"[[datasets]] #{di + 1}"
-            if not isinstance(ds_raw, Mapping):
-                self.not_a_table(f"{place} is not a table", "write [[datasets]] tables")
-                continue
+        for place, ds_raw in self.tables(datasets_raw, "[[datasets]]", "write [[datasets]] tables"):
             infos.append(self.dataset(place, ds_raw, general, cli))
         return infos
+
+    def tables(self, items: list[Any], place: str, fix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """The tables of an array of tables, each with its place (``PLACE #n``); a non-table is a finding."""
+        for i, item in enumerate(items):
+            where = f"{place} #{i + 1}"
+            if isinstance(item, Mapping):
+                yield where, item
+            else:
+                self.not_a_table(f"{where} is not a table", fix)
 
     def dataset(
         self, place: str, ds_raw: Mapping[str, Any], general: dict[str, Any], cli: dict[str, Any]
@@ -296,25 +301,7 @@ class _Checker:
                     None,
                 )
             )
-        sub_allowed = dict(SUBSET_COMMON, **(FINETUNE_SUBSET if finetune else DREAMBOOTH_SUBSET))
-        info_subsets: list[SubsetInfo] = []
-        for si, sub_raw in enumerate(subsets_raw):
-            splace = f"{place} subset #{si + 1}"
-            if not isinstance(sub_raw, Mapping):
-                self.not_a_table(f"{splace} is not a table", "write [[datasets.subsets]] tables")
-                continue
-            sub = self.check_types(sub_raw, sub_allowed, splace)
-            if not finetune and "image_dir" not in sub_raw:
-                self.add(
-                    Finding(
-                        "error",
-                        "dataset-no-image-dir",
-                        f"{self.where}: {splace} has no image_dir (`required key not provided`)",
-                        'add image_dir = "/path/to/images"',
-                        "image_dir",
-                    )
-                )
-            info_subsets.append(self.subset(splace, sub, [sub, ds, general, cli], finetune=finetune))
+        info_subsets = self.subsets(place, subsets_raw, [ds, general, cli], finetune=finetune)
         info = DatasetInfo(
             resolution=as_resolution(lookup("resolution", levels_ds, None)),
             batch_size=int(lookup("batch_size", levels_ds, 1) or 1),
@@ -328,6 +315,27 @@ class _Checker:
         )
         self.resolution_rules(place, info)
         return info
+
+    def subsets(
+        self, place: str, subsets_raw: list[Any], levels_ds: list[dict[str, Any]], *, finetune: bool
+    ) -> list[SubsetInfo]:
+        """A dataset's ``[[datasets.subsets]]``: their keys (DreamBooth or fine-tuning schema) and folders."""
+        sub_allowed = dict(SUBSET_COMMON, **(FINETUNE_SUBSET if finetune else DREAMBOOTH_SUBSET))
+        info_subsets: list[SubsetInfo] = []
+        for splace, sub_raw in self.tables(subsets_raw, f"{place} subset", "write [[datasets.subsets]] tables"):
+            sub = self.check_types(sub_raw, sub_allowed, splace)
+            if not finetune and "image_dir" not in sub_raw:
+                self.add(
+                    Finding(
+                        "error",
+                        "dataset-no-image-dir",
+                        f"{self.where}: {splace} has no image_dir (`required key not provided`)",
+                        'add image_dir = "/path/to/images"',
+                        "image_dir",
+                    )
+                )
+            info_subsets.append(self.subset(splace, sub, [sub, *levels_ds], finetune=finetune))
+        return info_subsets
 
     def subset(self, splace: str, sub: dict[str, Any], levels: list[dict[str, Any]], *, finetune: bool) -> SubsetInfo:
         """One ``[[datasets.subsets]]`` table after value lookup, with what its folder holds."""

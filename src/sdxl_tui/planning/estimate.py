@@ -18,10 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-UNET_MODULES = 722
-UNET_IN_OUT = 2_659_840
-TE_MODULES = 264
-TE_IN_OUT = 903_168
+from sdxl_tui.formats.lora import TE_IN_OUT, TE_MODULES, UNET_IN_OUT, UNET_MODULES
+
 #: header bytes per tensor, measured on the real run (305,008 bytes / 2,166 tensors, metadata included)
 HEADER_BYTES_PER_TENSOR = 305_008 / 2_166
 

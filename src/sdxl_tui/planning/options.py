@@ -118,19 +118,7 @@ class _Resolver:
             following.append(argv[j])
             j += 1
         if spec is None:
-            if ambiguous:
-                self.add(
-                    OptionProblem(
-                        "error",
-                        "ambiguous-option",
-                        f"{name}: ambiguous option; could match {', '.join(ambiguous)}",
-                        f"spell the option out in full, e.g. {ambiguous[0]}",
-                        name,
-                    )
-                )
-            else:
-                self.unknown(token, following)
-            self.extras.extend([token, *following])
+            self.no_such_option(token, ambiguous, following)
             return j
         self.spelling(name, spec)
         self.given[spec.dest] = name
@@ -230,8 +218,21 @@ class _Resolver:
         else:
             self.values[spec.dest] = None
 
-    def unknown(self, token: str, following: list[str]) -> None:
+    def no_such_option(self, token: str, ambiguous: tuple[str, ...], following: list[str]) -> None:
+        """An ambiguous or unknown option: a problem, and it and its values are extras."""
         name = token.split("=", 1)[0]
+        self.extras.extend([token, *following])
+        if ambiguous:
+            self.add(
+                OptionProblem(
+                    "error",
+                    "ambiguous-option",
+                    f"{name}: ambiguous option; could match {', '.join(ambiguous)}",
+                    f"spell the option out in full, e.g. {ambiguous[0]}",
+                    name,
+                )
+            )
+            return
         shown = " ".join([token, *following])
         target, why = self.table.suggest(name)
         parts = [f"did you mean {target}?"] if target else []

@@ -148,7 +148,24 @@ def make_plan(
         "logging": logging,
         "dataset": {"dataset_config": str(Path(out) / f"{output_name}_dataset.toml")},
     }
-    launch = {
+    launch = _launch_table(prefix, sd_scripts_dir, out, output_name)
+    return Plan(
+        trial=trial,
+        output_dir=out,
+        output_name=output_name,
+        config=config,
+        dataset=ds,
+        launch=launch,
+        rows=tuple(rules.rows),
+        notes=_notes(pick),
+    )
+
+
+def _launch_table(
+    prefix: Sequence[str], sd_scripts_dir: str | None, out: str, output_name: str
+) -> dict[str, Any]:
+    """sdxl-tui's launch config for the plan (``[launch]`` and an empty ``[args]``)."""
+    return {
         "launch": {
             "prefix": list(prefix),
             **({"sd_scripts_dir": str(sd_scripts_dir)} if sd_scripts_dir else {}),
@@ -159,21 +176,16 @@ def make_plan(
         },
         "args": {},
     }
-    notes: list[str] = []
-    if pick is not None:
-        notes.append(pick.describe())
-        if pick.skipped:
-            notes.append(f"skipped (no usable result): {', '.join(pick.skipped)}")
-    return Plan(
-        trial=trial,
-        output_dir=out,
-        output_name=output_name,
-        config=config,
-        dataset=ds,
-        launch=launch,
-        rows=tuple(rules.rows),
-        notes=tuple(notes),
-    )
+
+
+def _notes(pick: Pick | None) -> tuple[str, ...]:
+    """How the trial was picked, and the trials skipped for want of a result."""
+    if pick is None:
+        return ()
+    notes = [pick.describe()]
+    if pick.skipped:
+        notes.append(f"skipped (no usable result): {', '.join(pick.skipped)}")
+    return tuple(notes)
 
 
 class _Rules:

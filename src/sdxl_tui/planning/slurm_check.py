@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 
-from sdxl_tui.formats.slurm import SlurmConfig, format_duration, parse_duration
+from sdxl_tui.formats.slurm import SlurmConfig, format_time_limit, parse_duration
 from sdxl_tui.planning.findings import Finding
 from sdxl_tui.sources.scheduler import Runner, run_command
 
@@ -77,9 +77,9 @@ def check_slurm(slurm: SlurmConfig | None, *, runner: Runner = run_command, sbat
         wanted = cfg.time_limit_seconds
         if cfg.time is not None and max_seconds is not None and (wanted is None or wanted > max_seconds):
             out.append(Finding("error", "slurm-time-over-limit",
-                               f"time {cfg.time} is above partition {name}'s limit {format_duration(max_seconds)}: "
+                               f"time {cfg.time} is above partition {name}'s limit {format_time_limit(max_seconds)}: "
                                "sbatch refuses the job",
-                               f"set [slurm] time to at most {format_duration(max_seconds)} (and resume the rest)",
+                               f"set [slurm] time to at most {format_time_limit(max_seconds)} (and resume the rest)",
                                "time"))
     if cfg.gres is None:
         out.append(Finding("warning", "slurm-no-gres", "no [slurm] gres: the job may run without a GPU",

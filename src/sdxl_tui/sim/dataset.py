@@ -397,68 +397,79 @@ def datasets_metadata(group: DatasetGroup) -> dict[str, str]:
             base = os.path.basename(os.path.normpath(s.image_dir))
             ds_tags[base] = dict(s.tag_frequency)
             (reg_dirs if s.is_reg else dataset_dirs)[base] = {"n_repeats": s.num_repeats, "img_count": s.img_count}
-            subsets_md.append(
-                {
-                    "img_count": s.img_count,
-                    "num_repeats": s.num_repeats,
-                    "color_aug": s.color_aug,
-                    "flip_aug": s.flip_aug,
-                    "random_crop": s.random_crop,
-                    "shuffle_caption": s.shuffle_caption,
-                    "keep_tokens": s.keep_tokens,
-                    "keep_tokens_separator": s.keep_tokens_separator,
-                    "secondary_separator": s.secondary_separator,
-                    "enable_wildcard": s.enable_wildcard,
-                    "caption_prefix": s.caption_prefix,
-                    "caption_suffix": s.caption_suffix,
-                    "resize_interpolation": s.resize_interpolation,
-                    "image_dir": base,
-                    "class_tokens": s.class_tokens,
-                    "is_reg": s.is_reg,
-                }
-            )
+            subsets_md.append(_subset_metadata(s, base))
         tag_frequency.update(ds_tags)
-        entry: dict[str, Any] = {
-            "is_dreambooth": True,
-            "batch_size_per_device": ds.batch_size,
-            "num_train_images": ds.num_train_images,
-            "num_reg_images": ds.num_reg_images,
-            "resolution": list(ds.resolution),
-            "enable_bucket": ds.enable_bucket,
-            "min_bucket_reso": ds.min_bucket_reso,
-            "max_bucket_reso": ds.max_bucket_reso,
-            "tag_frequency": ds_tags,
-            "bucket_info": _bucket_info(ds),
-            "resize_interpolation": ds.resize_interpolation,
-            "subsets": subsets_md,
-        }
-        entries.append(entry)
+        entries.append(_dataset_metadata(ds, ds_tags, subsets_md))
     if group.from_config:
         md["ss_datasets"] = json.dumps(entries)
     else:
-        ds = group.datasets[0]
-        s0 = ds.subsets[0]
-        md.update(
-            {
-                "ss_batch_size_per_device": str(ds.batch_size),
-                "ss_total_batch_size": str(ds.batch_size),
-                "ss_resolution": str(ds.resolution),
-                "ss_color_aug": str(s0.color_aug),
-                "ss_flip_aug": str(s0.flip_aug),
-                "ss_random_crop": str(s0.random_crop),
-                "ss_shuffle_caption": str(s0.shuffle_caption),
-                "ss_enable_bucket": str(ds.enable_bucket),
-                "ss_bucket_no_upscale": str(ds.bucket_no_upscale),
-                "ss_min_bucket_reso": str(ds.min_bucket_reso),
-                "ss_max_bucket_reso": str(ds.max_bucket_reso),
-                "ss_keep_tokens": str(s0.keep_tokens),
-                "ss_reg_dataset_dirs": json.dumps(reg_dirs),
-                "ss_bucket_info": json.dumps(_bucket_info(ds)),
-            }
-        )
+        md.update(_single_dataset_metadata(group.datasets[0], reg_dirs))
     md["ss_tag_frequency"] = json.dumps(tag_frequency)
     md["ss_dataset_dirs"] = json.dumps(dataset_dirs)
     return md
+
+
+def _subset_metadata(s: Subset, base: str) -> dict[str, Any]:
+    """One subset's entry in ``ss_datasets``."""
+    return {
+        "img_count": s.img_count,
+        "num_repeats": s.num_repeats,
+        "color_aug": s.color_aug,
+        "flip_aug": s.flip_aug,
+        "random_crop": s.random_crop,
+        "shuffle_caption": s.shuffle_caption,
+        "keep_tokens": s.keep_tokens,
+        "keep_tokens_separator": s.keep_tokens_separator,
+        "secondary_separator": s.secondary_separator,
+        "enable_wildcard": s.enable_wildcard,
+        "caption_prefix": s.caption_prefix,
+        "caption_suffix": s.caption_suffix,
+        "resize_interpolation": s.resize_interpolation,
+        "image_dir": base,
+        "class_tokens": s.class_tokens,
+        "is_reg": s.is_reg,
+    }
+
+
+def _dataset_metadata(
+    ds: Dataset, ds_tags: dict[str, dict[str, int]], subsets_md: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One dataset's entry in ``ss_datasets`` (a dataset TOML's run)."""
+    return {
+        "is_dreambooth": True,
+        "batch_size_per_device": ds.batch_size,
+        "num_train_images": ds.num_train_images,
+        "num_reg_images": ds.num_reg_images,
+        "resolution": list(ds.resolution),
+        "enable_bucket": ds.enable_bucket,
+        "min_bucket_reso": ds.min_bucket_reso,
+        "max_bucket_reso": ds.max_bucket_reso,
+        "tag_frequency": ds_tags,
+        "bucket_info": _bucket_info(ds),
+        "resize_interpolation": ds.resize_interpolation,
+        "subsets": subsets_md,
+    }
+
+
+def _single_dataset_metadata(ds: Dataset, reg_dirs: dict[str, dict[str, int]]) -> dict[str, str]:
+    """The flat ``ss_*`` keys of a run without a dataset TOML (``--train_data_dir``)."""
+    s0 = ds.subsets[0]
+    return {
+        "ss_batch_size_per_device": str(ds.batch_size),
+        "ss_total_batch_size": str(ds.batch_size),
+        "ss_resolution": str(ds.resolution),
+        "ss_color_aug": str(s0.color_aug),
+        "ss_flip_aug": str(s0.flip_aug),
+        "ss_random_crop": str(s0.random_crop),
+        "ss_shuffle_caption": str(s0.shuffle_caption),
+        "ss_enable_bucket": str(ds.enable_bucket),
+        "ss_bucket_no_upscale": str(ds.bucket_no_upscale),
+        "ss_min_bucket_reso": str(ds.min_bucket_reso),
+        "ss_max_bucket_reso": str(ds.max_bucket_reso),
+        "ss_keep_tokens": str(s0.keep_tokens),
+        "ss_reg_dataset_dirs": json.dumps(reg_dirs),
+        "ss_bucket_info": json.dumps(_bucket_info(ds)),
+    }
 
 
 def _bucket_info(ds: Dataset) -> dict[str, Any] | None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from sdxl_tui.formats.lora import TE_MODULES, UNET_MODULES
 from sdxl_tui.sim.base import TrainerBase
 from sdxl_tui.sim.dataset import DatasetGroup, dataset_info_text
-
-TE_MODULES = 264
-UNET_MODULES = 722
 
 
 class StartupLog(TrainerBase):

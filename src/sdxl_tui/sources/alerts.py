@@ -23,7 +23,6 @@ from sdxl_tui.humanize import format_bytes
 from sdxl_tui.model import (
     Alert,
     Checkpoint,
-    CheckpointKind,
     GpuStatus,
     ProcessTree,
     RunState,
@@ -31,6 +30,7 @@ from sdxl_tui.model import (
     StateDir,
     TrainConfig,
 )
+from sdxl_tui.sources.endalerts import EndFacts, end_alerts
 
 #: Throttle reasons that mean the GPU is slowed by heat or power hardware, not by idling.
 _BAD_THROTTLE = ("thermal", "hw_slowdown", "hw_thermal", "hw_power_brake", "sw_thermal")
@@ -69,6 +69,9 @@ class AlertInputs:
     gpu_temp_warn: int = 85
     problems: tuple[str, ...] = ()
     log_name: str = "training.log"
+    state_reason: str = ""
+    model_saved: bool = False
+    resume: str | None = None  # sources/resume.py: how to go on
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,13 +88,6 @@ def _value(options: OptionValues, name: str) -> str | None:
     if isinstance(value, tuple) and value:
         return value[0]
     return None
-
-
-def _last_complete(checkpoints: Sequence[Checkpoint]) -> Checkpoint | None:
-    done = [c for c in checkpoints if c.complete]
-    if not done:
-        return None
-    return max(done, key=lambda c: ((c.step or -1), c.mtime))
 
 
 def _batch_size(cfg: TrainConfig, options: OptionValues) -> int | None:
@@ -321,41 +317,6 @@ def bad_args_alert(inp: AlertInputs) -> Alert | None:
 # end of run, stall, disk, GPU, reader
 
 
-def interrupted_alert(inp: AlertInputs) -> Alert | None:
-    """Process gone without the final checkpoint and without an error: Ctrl-C, kill, reboot."""
-    if inp.state is not RunState.INTERRUPTED:
-        return None
-    last = _last_complete(inp.checkpoints)
-    how = "SIGINT (Ctrl-C)" if inp.keyboard_interrupt else _signal_name(inp.exit_signal)
-    message = "the trainer stopped before the final checkpoint"
-    if how:
-        message += f" ({how})"
-    message += f"{_at_step(inp.step)}; last checkpoint: {last.name if last else 'none'}"
-    complete_states = [s for s in inp.states if s.complete]
-    if complete_states:
-        state = max(complete_states, key=lambda s: (s.step or -1, s.epoch or -1))
-        fix = f"resume with --resume {state.path} (same options)"
-    elif last is not None:
-        remaining = None
-        if inp.config.num_epochs and last.epoch is not None:
-            remaining = inp.config.num_epochs - last.epoch
-        fix = f"continue from the weights with --network_weights {last.path}"
-        if remaining:
-            fix += f" and --max_train_epochs {remaining}"
-        fix += " (no --save_state directory to --resume from; add --save_state next time)"
-    else:
-        fix = "nothing was saved: restart the run (add --save_state to make it resumable)"
-    return Alert(
-        kind="interrupted",
-        severity=Severity.WARNING,
-        message=message,
-        fix=fix,
-        key="interrupted",
-        step=inp.step,
-        at=inp.now,
-    )
-
-
 def stall_alert(inp: AlertInputs) -> Alert | None:
     """The process lives but no step came for ``stall_factor`` times the usual step time."""
     if inp.state is not RunState.STALLED:
@@ -463,31 +424,17 @@ def reader_alerts(problems: Sequence[str], *, now: float = 0.0) -> list[Alert]:
     return out
 
 
-def finished_alert(inp: AlertInputs) -> Alert | None:
-    """Training ended with its final save: the good news, as an info alert."""
-    if inp.state is not RunState.FINISHED:
-        return None
-    final = [c for c in inp.checkpoints if c.kind is CheckpointKind.FINAL and c.complete]
-    what = f": {final[-1].name} ({format_bytes(final[-1].size)})" if final else ""
-    return Alert(
-        kind="finished",
-        severity=Severity.INFO,
-        message=f"training finished{_at_step(inp.step)}{what}",
-        fix=None,
-        key="finished",
-        step=inp.step,
-        at=inp.now,
-    )
-
-
 def derive_alerts(inp: AlertInputs) -> tuple[Alert, ...]:
     """All alerts for one moment, most severe first (stable order within a severity)."""
     found: list[Alert] = []
-    for rule in (bad_args_alert, oom_alert, host_oom_alert, crash_alert, nan_alert,
-                 interrupted_alert, stall_alert, disk_alert, finished_alert):
+    for rule in (bad_args_alert, oom_alert, host_oom_alert, crash_alert, nan_alert, stall_alert, disk_alert):
         alert = rule(inp)
         if alert is not None:
             found.append(alert)
+    found.extend(end_alerts(EndFacts(
+        state=inp.state, state_reason=inp.state_reason, now=inp.now, step=inp.step, checkpoints=inp.checkpoints,
+        keyboard_interrupt=inp.keyboard_interrupt, exit_signal=inp.exit_signal, model_saved=inp.model_saved,
+        resume=inp.resume, states=inp.states, total_epochs=inp.config.num_epochs)))
     found.extend(gpu_alerts(inp))
     found.extend(reader_alerts(inp.problems, now=inp.now))
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -515,14 +462,3 @@ def _minutes(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _signal_name(sig: int | None) -> str | None:
-    if sig is None:
-        return None
-    import signal as _signal
-
-    try:
-        return _signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"

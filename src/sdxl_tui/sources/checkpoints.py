@@ -20,8 +20,8 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -34,7 +34,7 @@ from sdxl_tui.formats.names import (
     parse_sample_name,
     state_dir_name,
 )
-from sdxl_tui.formats.safetensors import weights_verdict
+from sdxl_tui.formats.safetensors import checkpoint_status, weights_verdict
 from sdxl_tui.model import (
     Checkpoint,
     CheckpointKind,
@@ -367,18 +367,8 @@ class CheckpointScanner:
         age = now - w.st.st_mtime
         settled = age >= self._stale or now - unchanged_since >= self._stale
         moving = changed or not settled
-        if w.verdict == "ok":
-            return CheckpointStatus.COMPLETE, None
-        if w.verdict in ("bad", "unreadable"):
-            return CheckpointStatus.CORRUPT, w.problem
-        if w.verdict == "unknown":  # legacy pickle .ckpt/.pt: complete once the size is stable
-            if moving:
-                return CheckpointStatus.WRITING, f"being written: {w.st.st_size} bytes so far"
-            return CheckpointStatus.COMPLETE, None
-        # short: the writer is still at it, or it was killed mid-write
-        if moving:
-            return CheckpointStatus.WRITING, f"being written: {w.problem}"
-        return CheckpointStatus.CORRUPT, w.problem
+        problem = f"being written: {w.st.st_size} bytes so far" if w.verdict == "unknown" else w.problem
+        return checkpoint_status(w.verdict, problem, moving=moving)  # formats/safetensors.py: the one rule
 
     # ---------------------------------------------------------------- state dirs
 
@@ -454,3 +444,17 @@ class CheckpointScanner:
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def settle_for_dead_writer(checkpoints: Sequence[Checkpoint]) -> tuple[Checkpoint, ...]:
+    """The checkpoints once the trainer is known to be gone: a file still labelled "writing"
+    will never be finished; it is incomplete (``formats/safetensors.checkpoint_status`` with
+    ``writer_alive=False``), at once, in every view."""
+    out = []
+    for c in checkpoints:
+        if c.status is CheckpointStatus.WRITING:
+            problem = (c.problem or "").removeprefix("being written: ") or None
+            status, problem = checkpoint_status("short", problem, moving=True, writer_alive=False)
+            c = replace(c, status=status, problem=problem)
+        out.append(c)
+    return tuple(out)

@@ -5,7 +5,9 @@ each value to a tensor proto (seconds for 200,000 scalars, see docs/architecture
 reader walks the TFRecord framing itself from a saved offset per file, decodes only what a
 scalar needs with a small hand-written protobuf decoder (no tensorboard import at all), and
 keeps per tag the exact ``last`` and ``count`` plus a bounded, min/max-preserving set of
-points for display. A refresh therefore costs only the bytes appended since the last one.
+points for display. A refresh therefore costs only the bytes appended since the last one;
+with a cache (``sources/cache.py``) that holds across processes too, and a first read can run
+in a forked child whose state the reader adopts (``prefetch``).
 
 Framing (one record): ``uint64 length`` (LE), ``uint32 masked_crc32c(length bytes)``,
 ``data[length]``, ``uint32 masked_crc32c(data)``. A record cut short at the end of a file is
@@ -179,10 +181,6 @@ class EventReader(RecordDecoder):
     @property
     def last_wall_time(self) -> float | None:
         return self._last_wall
-
-    # -- discovery ----------------------------------------------------------------------------
-
-    # -- reading ------------------------------------------------------------------------------
 
     # -- first read in a forked child ----------------------------------------------------
 

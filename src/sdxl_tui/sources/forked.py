@@ -21,7 +21,6 @@ import os
 import pickle
 import signal
 import struct
-import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -32,8 +31,14 @@ _LEN = struct.Struct("<Q")
 
 
 def can_fork() -> bool:
-    """Whether a prefetch child can help: ``os.fork`` exists, two CPUs, no other thread yet."""
-    if not hasattr(os, "fork") or threading.active_count() != 1:
+    """Whether a prefetch child can help: ``os.fork`` exists and there are two CPUs.
+
+    The caller must be single-threaded (``sdxl-tui status``; the dashboard before Textual
+    starts): the child copies only the forking thread. It runs only the readers' own code
+    (file reads, decoding, pickling: no logging, no locks of other threads) and leaves with
+    ``os._exit``.
+    """
+    if not hasattr(os, "fork"):
         return False
     try:
         cpus = len(os.sched_getaffinity(0))

@@ -40,7 +40,7 @@ from sdxl_tui.model import (
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
-from sdxl_tui.sources.checkpoints import CheckpointScan
+from sdxl_tui.sources.checkpoints import CheckpointScan, settle_for_dead_writer
 from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
@@ -253,28 +253,53 @@ def _step_of(p: ScalarPoint) -> int:
     return p.step
 
 
-def loss_at(series: Mapping[str, Series], step: int) -> float | None:
-    """``loss/average`` (else ``loss/current``) at ``step``, or at the last point before it."""
+#: A checkpoint's mtime may be rounded to the second (copies, some file systems).
+_MTIME_SLACK = 1.0
+
+
+def loss_point(series: Mapping[str, Series], step: int, saved_at: float | None = None) -> ScalarPoint | None:
+    """The ``loss/average`` (else ``loss/current``) point logged at a checkpoint's save: the
+    last point at or before ``step`` (its ``ss_steps``) that was logged before the file was
+    written (``saved_at``: its mtime). With gradient accumulation several points share a step,
+    and those logged after the save belong to the next epoch's first micro-batches (the real
+    run: -000001 at step 3 was saved at 1.095; 1.101 came after it). Without wall times, the
+    first point at that step. The point's step is below ``step`` when the event file ends earlier.
+    """
     for tag in ("loss/average", "loss/current"):
         s = series.get(tag)
         if s is None or not s.points:
             continue
         i = bisect_right(s.points, step, key=_step_of)
-        if i:
-            return s.points[i - 1].value
+        if not i:
+            continue
+        j = i - 1
+        if saved_at is not None and any(p.wall_time > 0 for p in s.points[:i]):
+            while j > 0 and s.points[j].wall_time > saved_at + _MTIME_SLACK:
+                j -= 1
+        else:
+            while j > 0 and s.points[j - 1].step == s.points[j].step:
+                j -= 1
+        return s.points[j]
     return None
+
+
+def loss_at(series: Mapping[str, Series], step: int, saved_at: float | None = None) -> float | None:
+    """The value of :func:`loss_point`."""
+    p = loss_point(series, step, saved_at)
+    return p.value if p is not None else None
 
 
 def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Series],
                       prev: RunSnapshot | None) -> tuple[Checkpoint, ...]:
-    """Each checkpoint with the loss at its step; a value is kept from the previous snapshot
-    once the series had passed that step there (later downsampling must not move it)."""
-    settled: dict[tuple[str, float, int], float] = {}
+    """Each checkpoint with the loss at its save (:func:`loss_point`) and the step it was
+    logged at; a value is kept from the previous snapshot once the series had passed that step
+    there (later downsampling must not move it)."""
+    settled: dict[tuple[str, float, int], tuple[float, int | None]] = {}
     if prev is not None:
         passed = _last_loss_step(prev.series)
         for p in prev.checkpoints:
             if p.loss_at_save is not None and p.step is not None and passed is not None and passed > p.step:
-                settled[(p.path, p.mtime, p.step)] = p.loss_at_save
+                settled[(p.path, p.mtime, p.step)] = (p.loss_at_save, p.loss_step)
     out: list[Checkpoint] = []
     for c in checkpoints:
         if c.step is None or c.loss_at_save is not None:
@@ -282,8 +307,9 @@ def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Se
             continue
         value = settled.get((c.path, c.mtime, c.step))
         if value is None:
-            value = loss_at(series, c.step)
-        out.append(c if value is None else replace(c, loss_at_save=value))
+            point = loss_point(series, c.step, c.mtime)
+            value = (point.value, point.step) if point is not None else None
+        out.append(c if value is None else replace(c, loss_at_save=value[0], loss_step=value[1]))
     return tuple(out)
 
 
@@ -352,6 +378,8 @@ def state_inputs(obs: Observations, config: TrainConfig, pos: Position, errors: 
         stall_factor=obs.stall_factor,
         seen_alive=seen_alive,
         stopped=describe_stop(stop) if stop is not None and obs.scheduler is None else None,
+        final_problem=None if final is None or final.complete else (
+            "empty (0 bytes)" if final.size == 0 else final.problem or "truncated"),
     )
 
 
@@ -383,13 +411,17 @@ def _progress(obs: Observations, config: TrainConfig, pos: Position, series: Map
     )
 
 
-def _with_way_on(reason: str, obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint]) -> str:
+def _way_on(obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint]) -> str:
+    """How to go on from what the run left (``sources/resume.py``), with the launch's argv."""
+    argv = obs.record.argv if obs.record is not None else ()
+    return resume_hint(obs.scan.states, checkpoints, argv=argv, epochs=config.num_epochs)
+
+
+def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) -> str:
     """A stopped or interrupted run's reason, with its last checkpoint and how to go on."""
     last = last_complete(checkpoints)
-    argv = obs.record.argv if obs.record is not None else ()
-    hint = resume_hint(obs.scan.states, checkpoints, argv=argv, epochs=config.num_epochs)
     saved = f"; last checkpoint {last.name}" if last is not None else ""
-    return f"{reason}{saved}; {hint}"
+    return f"{reason}{saved}; {way_on}"
 
 
 def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
@@ -405,9 +437,13 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
+    if state.is_over:  # a file of a dead run is never "writing" (one rule: formats/safetensors.py)
+        checkpoints = settle_for_dead_writer(checkpoints)
+    way_on = _way_on(obs, config, checkpoints)
     if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:
-        reason = _with_way_on(reason, obs, config, checkpoints)
-    progress = _progress(obs, config, pos, series, checkpoints, state.is_live)
+        reason = _with_way_on(reason, way_on, checkpoints)
+    # A stalled run has no honest ETA, finish time or 'next checkpoint in': no step is coming.
+    progress = _progress(obs, config, pos, series, checkpoints, state.is_live and state is not RunState.STALLED)
     done = {c.name for c in checkpoints if c.complete}
     remaining = count_upcoming_saves(config, step=pos.step or 0, total_steps=pos.total, done=done) if pos.total else 0
     problems = tuple(dict.fromkeys(obs.problems))
@@ -423,6 +459,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         process_known=obs.process_known, checkpoints=checkpoints, states=obs.scan.states,
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
+        state_reason=reason, model_saved=obs.log.model_saved if obs.log is not None else False, resume=way_on,
     ))
     job_alert = scheduler_alert(state, reason, obs.scheduler, obs.now)
     if job_alert is not None:

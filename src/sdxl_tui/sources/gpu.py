@@ -28,7 +28,7 @@ from typing import Any
 
 from sdxl_tui.model import GpuSample, GpuStatus
 
-__all__ = ["RETRY_SECONDS", "THROTTLE_REASON_NAMES", "GpuMonitor", "LatestGpu", "throttle_reason_names"]
+__all__ = ["RETRY_SECONDS", "THROTTLE_REASON_NAMES", "GpuMonitor", "LatestGpu", "sample_gpus", "throttle_reason_names"]
 
 RETRY_SECONDS = 30.0
 
@@ -279,96 +279,118 @@ class GpuMonitor:
     # ---------------------------------------------------------------- one device
 
     def _device(self, index: int) -> GpuSample:
-        nvml = self._nvml
-        notes: list[str] = []
-
-        def query(label: str, *calls: tuple[str, tuple[Any, ...]]) -> Any:
-            """First call that answers; None (N/A) when none does. GpuIsLost aborts.
-
-            An unexpected error is noted only when no fallback call answered either.
-            """
-            errors: list[str] = []
-            for fn_name, args in calls:
-                fn = getattr(nvml, fn_name, None)
-                if fn is None:
-                    continue
-                try:
-                    return fn(*args)
-                except self._errors as exc:
-                    if self._is(exc, "NVMLError_GpuIsLost"):
-                        raise _DeviceLost(str(exc) or "GPU is lost") from exc
-                    if not self._is(exc, *_NA_ERRORS) and not isinstance(exc, AttributeError):
-                        errors.append(f"{label}: {str(exc) or type(exc).__name__}")
-            notes.extend(errors[:1])
-            return None
-
+        query = _Query(self)
         try:
             handle = query("handle", ("nvmlDeviceGetHandleByIndex", (index,)))
             if handle is None:
                 return GpuSample(
                     index=index,
                     name=f"GPU {index}",
-                    problem="; ".join(notes) or "cannot open device",
+                    problem="; ".join(query.notes) or "cannot open device",
                 )
-            name = query("name", ("nvmlDeviceGetName", (handle,)))
-            uuid = query("uuid", ("nvmlDeviceGetUUID", (handle,)))
-            mem = query("memory", ("nvmlDeviceGetMemoryInfo", (handle,)))
-            util = query("utilization", ("nvmlDeviceGetUtilizationRates", (handle,)))
-            sensor = getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
-            temperature = query(
-                "temperature",
-                ("nvmlDeviceGetTemperatureV", (handle, sensor)),
-                ("nvmlDeviceGetTemperature", (handle, sensor)),
-            )
-            slowdown = query(
-                "slowdown temperature",
-                (
-                    "nvmlDeviceGetTemperatureThreshold",
-                    (handle, getattr(nvml, "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN", 1)),
-                ),
-            )
-            power = query("power", ("nvmlDeviceGetPowerUsage", (handle,)))
-            limit = query(
-                "power limit",
-                ("nvmlDeviceGetEnforcedPowerLimit", (handle,)),
-                ("nvmlDeviceGetPowerManagementLimit", (handle,)),
-            )
-            reasons = query(
-                "throttle reasons",
-                ("nvmlDeviceGetCurrentClocksEventReasons", (handle,)),
-                ("nvmlDeviceGetCurrentClocksThrottleReasons", (handle,)),
-            )
-            processes: dict[int, int] = {}
-            for fn_name in (
-                "nvmlDeviceGetComputeRunningProcesses",
-                "nvmlDeviceGetGraphicsRunningProcesses",
-            ):
-                for proc in query("processes", (fn_name, (handle,))) or ():
-                    pid = getattr(proc, "pid", None)
-                    used = getattr(proc, "usedGpuMemory", None)
-                    if isinstance(pid, int) and isinstance(used, int) and used >= 0:
-                        processes[pid] = max(used, processes.get(pid, 0))
+            raw = self._read_device(query, handle)
         except _DeviceLost as lost:
             return GpuSample(index=index, name=f"GPU {index}", problem=f"GPU is lost: {lost}")
-
+        name, power, limit, reasons = raw["name"], raw["power"], raw["limit"], raw["reasons"]
         return GpuSample(
             index=index,
             name=_text(name) if name is not None else f"GPU {index}",
-            uuid=_text(uuid) if uuid is not None else None,
-            memory_used=_int_attr(mem, "used"),
-            memory_total=_int_attr(mem, "total"),
-            utilization=_int_attr(util, "gpu"),
-            memory_utilization=_int_attr(util, "memory"),
-            temperature=_int_or_none(temperature),
-            temperature_slowdown=_int_or_none(slowdown),
+            uuid=_text(raw["uuid"]) if raw["uuid"] is not None else None,
+            memory_used=_int_attr(raw["mem"], "used"),
+            memory_total=_int_attr(raw["mem"], "total"),
+            utilization=_int_attr(raw["util"], "gpu"),
+            memory_utilization=_int_attr(raw["util"], "memory"),
+            temperature=_int_or_none(raw["temperature"]),
+            temperature_slowdown=_int_or_none(raw["slowdown"]),
             power_draw=None if _int_or_none(power) is None else int(power) / 1000.0,
             power_limit=None if _int_or_none(limit) is None else int(limit) / 1000.0,
             throttle_reasons=(
                 throttle_reason_names(int(reasons)) if _int_or_none(reasons) is not None else ()
             ),
-            process_memory=MappingProxyType(processes),
-            problem="; ".join(notes) or None,
+            process_memory=MappingProxyType(raw["processes"]),
+            problem="; ".join(query.notes) or None,
         )
+
+    def _read_device(self, query: _Query, handle: Any) -> dict[str, Any]:
+        """NVML's raw answers for one device, by field (None where N/A)."""
+        nvml = self._nvml
+        raw: dict[str, Any] = {
+            "name": query("name", ("nvmlDeviceGetName", (handle,))),
+            "uuid": query("uuid", ("nvmlDeviceGetUUID", (handle,))),
+            "mem": query("memory", ("nvmlDeviceGetMemoryInfo", (handle,))),
+            "util": query("utilization", ("nvmlDeviceGetUtilizationRates", (handle,))),
+        }
+        sensor = getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
+        raw["temperature"] = query(
+            "temperature",
+            ("nvmlDeviceGetTemperatureV", (handle, sensor)),
+            ("nvmlDeviceGetTemperature", (handle, sensor)),
+        )
+        raw["slowdown"] = query(
+            "slowdown temperature",
+            (
+                "nvmlDeviceGetTemperatureThreshold",
+                (handle, getattr(nvml, "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN", 1)),
+            ),
+        )
+        raw["power"] = query("power", ("nvmlDeviceGetPowerUsage", (handle,)))
+        raw["limit"] = query(
+            "power limit",
+            ("nvmlDeviceGetEnforcedPowerLimit", (handle,)),
+            ("nvmlDeviceGetPowerManagementLimit", (handle,)),
+        )
+        raw["reasons"] = query(
+            "throttle reasons",
+            ("nvmlDeviceGetCurrentClocksEventReasons", (handle,)),
+            ("nvmlDeviceGetCurrentClocksThrottleReasons", (handle,)),
+        )
+        processes: dict[int, int] = {}
+        for fn_name in (
+            "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlDeviceGetGraphicsRunningProcesses",
+        ):
+            for proc in query("processes", (fn_name, (handle,))) or ():
+                pid = getattr(proc, "pid", None)
+                used = getattr(proc, "usedGpuMemory", None)
+                if isinstance(pid, int) and isinstance(used, int) and used >= 0:
+                    processes[pid] = max(used, processes.get(pid, 0))
+        raw["processes"] = processes
+        return raw
+
+
+class _Query:
+    """NVML calls for one device: the first call that answers; None (N/A) when none does.
+
+    ``GpuIsLost`` aborts (:class:`_DeviceLost`). An unexpected error is noted only when no
+    fallback call answered either.
+    """
+
+    def __init__(self, monitor: GpuMonitor) -> None:
+        self._monitor = monitor
+        self.notes: list[str] = []
+
+    def __call__(self, label: str, *calls: tuple[str, tuple[Any, ...]]) -> Any:
+        monitor = self._monitor
+        errors: list[str] = []
+        for fn_name, args in calls:
+            fn = getattr(monitor._nvml, fn_name, None)
+            if fn is None:
+                continue
+            try:
+                return fn(*args)
+            except monitor._errors as exc:
+                if monitor._is(exc, "NVMLError_GpuIsLost"):
+                    raise _DeviceLost(str(exc) or "GPU is lost") from exc
+                if not monitor._is(exc, *_NA_ERRORS) and not isinstance(exc, AttributeError):
+                    errors.append(f"{label}: {str(exc) or type(exc).__name__}")
+        self.notes.extend(errors[:1])
+        return None
+
+
+def sample_gpus() -> GpuStatus:
+    """The GPUs now, from a monitor opened for this one look (NVML is shut down after)."""
+    with GpuMonitor() as monitor:
+        return monitor.sample()
 
 
 def _errors_of(nvml: Any) -> tuple[type[BaseException], ...]:

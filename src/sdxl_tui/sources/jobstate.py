@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sdxl_tui.formats.slurm import ACTIVE_STATES, format_duration
+from sdxl_tui.formats.slurm import ACTIVE_STATES, format_time_limit
 from sdxl_tui.model import Alert, RunState, SchedulerStatus, Severity, StateDir
 
 __all__ = ["merge_scheduler_state", "scheduler_alert", "scheduler_liveness"]
@@ -76,8 +76,8 @@ def _running(s: SchedulerStatus) -> str:
     where = f" on {s.node}" if s.node else ""
     used = ""
     if s.elapsed is not None:
-        used = f" ({format_duration(s.elapsed)}"
-        used += f" of {format_duration(s.time_limit)})" if s.time_limit is not None else ")"
+        used = f" ({format_time_limit(s.elapsed)}"
+        used += f" of {format_time_limit(s.time_limit)})" if s.time_limit is not None else ")"
     return f"{_job(s)} {s.state.lower() if s.state else 'running'}{where}{used}"
 
 
@@ -117,7 +117,7 @@ def _ended(state: RunState, reason: str, sched: SchedulerStatus, *, step: int | 
             f"{job} CANCELLED (scancel by someone other than sdxl-tui){at}; no final checkpoint",
         )
     if s == "TIMEOUT":
-        limit = f" ({format_duration(sched.time_limit)})" if sched.time_limit is not None else ""
+        limit = f" ({format_time_limit(sched.time_limit)})" if sched.time_limit is not None else ""
         return RunState.INTERRUPTED, f"hit the time limit{limit}{at}: {resume_hint(states)}"
     if s == "OUT_OF_MEMORY":
         return RunState.FAILED, (f"host out of memory{node}{at}: the job passed its Slurm memory limit "

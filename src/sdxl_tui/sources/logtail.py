@@ -130,51 +130,74 @@ class LogTail:
 
     def read(self) -> TailRead:
         """Return the segments completed since the previous call. Never raises for file trouble."""
-        problems: list[str] = []
-        drained: list[Segment] = []
-        rotated = truncated = False
-        dropped = 0
         name = os.path.basename(self.path) or self.path
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            if self._fd is not None:  # deleted (or renamed away): finish the old file
-                drained, dropped = self._drain_and_close()
-                self._forget()
-                rotated = True
-            return TailRead(drained_segments=tuple(drained), rotated=rotated, missing=True,
-                            dropped_bytes=dropped, offset=self.offset)
+            return self._gone()
         except OSError as exc:
             return self._problem(f"cannot read {name}: {_why(exc)}")
         if stat.S_ISDIR(st.st_mode):
             return self._problem(f"cannot read {name}: it is a directory")
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
             return self._problem(f"cannot read {name}: not a regular file")
-        ident = (st.st_dev, st.st_ino)
-        if self._ident is not None and ident != self._ident:
+        drained: list[Segment] = []
+        dropped = 0
+        rotated = False
+        if self._ident is not None and (st.st_dev, st.st_ino) != self._ident:
             # rotated or replaced: the rest of the old file first, then the new one from 0
             if self._fd is not None:
                 drained, dropped = self._drain_and_close()
             self._forget()
             rotated = True
         if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                return TailRead(drained_segments=tuple(drained), rotated=rotated, missing=True)
-            except OSError as exc:
-                r = self._problem(f"cannot read {name}: {_why(exc)}")
-                return TailRead(drained_segments=tuple(drained), rotated=rotated, problems=r.problems)
-            try:
-                fst = os.fstat(self._fd)
-            except OSError as exc:  # pragma: no cover - fstat on an open fd hardly fails
-                self.close()
-                return self._problem(f"cannot read {name}: {_why(exc)}")
-            if self._ident is not None and (fst.st_dev, fst.st_ino) != self._ident:
-                rotated = True
-                self._forget()
-            self._ident = (fst.st_dev, fst.st_ino)
+            opened = self._open(name, drained, rotated)
+            if isinstance(opened, TailRead):
+                return opened
+            rotated = opened
         self._last_problem = None
+        return self._read_new(name, drained, dropped, rotated)
+
+    def _gone(self) -> TailRead:
+        """The file is not there: finish the old one if it was open (deleted or renamed away)."""
+        drained: list[Segment] = []
+        dropped = 0
+        rotated = False
+        if self._fd is not None:
+            drained, dropped = self._drain_and_close()
+            self._forget()
+            rotated = True
+        return TailRead(drained_segments=tuple(drained), rotated=rotated, missing=True,
+                        dropped_bytes=dropped, offset=self.offset)
+
+    def _open(self, name: str, drained: list[Segment], rotated: bool) -> TailRead | bool:
+        """Open the file; whether it turned out to be another file (rotated), or why it failed."""
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return TailRead(drained_segments=tuple(drained), rotated=rotated, missing=True)
+        except OSError as exc:
+            r = self._problem(f"cannot read {name}: {_why(exc)}")
+            return TailRead(drained_segments=tuple(drained), rotated=rotated, problems=r.problems)
+        try:
+            fst = os.fstat(self._fd)
+        except OSError as exc:  # pragma: no cover - fstat on an open fd hardly fails
+            self.close()
+            return self._problem(f"cannot read {name}: {_why(exc)}")
+        if self._ident is not None and (fst.st_dev, fst.st_ino) != self._ident:
+            # replaced between stat and open: start the new file from 0, keeping it open
+            rotated = True
+            fd, self._fd = self._fd, None
+            self._forget()
+            self._fd = fd
+        self._ident = (fst.st_dev, fst.st_ino)
+        return rotated
+
+    def _read_new(self, name: str, drained: list[Segment], dropped: int, rotated: bool) -> TailRead:
+        """Read what the open file gained (from 0 after a truncation), into segments."""
+        assert self._fd is not None
+        problems: list[str] = []
+        truncated = False
         try:
             size = os.fstat(self._fd).st_size
         except OSError as exc:  # pragma: no cover

@@ -12,9 +12,10 @@ Launchers repeat the trainer's arguments on their own command line (``accelerate
 sdxl_train_network.py``, ``conda run … python train_network.py``) and DataLoader workers are forks
 with the very same command line (``torch.utils.data.DataLoader`` forks them), so the trainer is the
 candidate that (a) runs the script directly under an interpreter and (b) whose parent is not itself
-such a trainer. Above it, the launcher chain is every parent that mentions a trainer script (or is
-the shell ``conda run`` writes, or our supervisor); the walk stops at anything else (an interactive
-shell, tmux, sshd, init). Below it, every descendant.
+such a trainer. Above it, the launcher chain is every parent that exists only to run it
+(``sources/lineage.py``: wrapper shells such as ``bash train.sh`` or a retry loop, ``conda run``,
+``accelerate launch``, ``torchrun``, our supervisor, with that role); the walk stops at anything
+else (an interactive shell, tmux, sshd, init). Below it, every descendant.
 
 The process sdxl-tui itself started is found through the run record
 ``OUTPUT_DIR/.sdxl-tui/run.json`` and trusted only when its (pid, create_time) and command
@@ -37,15 +38,13 @@ from typing import Any
 from sdxl_tui.formats.cmdline import (
     cmdline_matches,
     is_direct,
-    is_script_shell,
-    is_supervisor,
-    mentions_trainer,
     option_value,
     script_span,
     trainer_output_dir,
 )
 from sdxl_tui.formats.statedir import RunRecord, read_run_record
 from sdxl_tui.model import ProcessTree, ProcInfo
+from sdxl_tui.sources.lineage import ancestor_role
 
 _CREATE_TIME_TOLERANCE = 0.05
 
@@ -273,14 +272,10 @@ def _build_tree(rows: Mapping[int, _Row], children: Mapping[int, list[int]], tra
     seen = {trainer.pid}
     while cur.ppid and cur.ppid > 1 and cur.ppid in rows and cur.ppid not in seen:
         parent = rows[cur.ppid]
-        grand = rows.get(parent.ppid) if parent.ppid else None
-        if mentions_trainer(parent.cmdline) or is_supervisor(parent.cmdline):
-            pass
-        elif is_script_shell(parent.cmdline) and grand is not None and mentions_trainer(grand.cmdline):
-            pass  # the temporary script `conda run` writes and runs with bash
-        else:
-            break
-        launchers.append(_info(parent, "launcher"))
+        role = ancestor_role(parent.cmdline)  # sources/lineage.py: wrappers, launchers, our supervisor
+        if role is None:
+            break  # the user's shell, tmux, sshd, a test runner: not the run's
+        launchers.append(_info(parent, role))
         seen.add(parent.pid)
         cur = parent
     launchers.reverse()

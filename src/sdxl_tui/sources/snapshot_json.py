@@ -55,6 +55,7 @@ def checkpoint_json(c: Checkpoint) -> dict[str, Any]:
         "status": c.status.value,
         "complete": c.complete,
         "loss_at_save": _f(c.loss_at_save),
+        "loss_step": c.loss_step,
         "state_dir": c.state_dir,
         "evaluation": c.evaluation,
         "problem": c.problem,

@@ -5,11 +5,14 @@ State precedence (first match wins; :func:`decide_state`):
 1. ``MISSING``     the directory does not exist (yet, or any more).
 2. ``FINISHED``    ``model saved.`` was logged, or the final ``{output_name}.safetensors`` is
                    complete and the run is not visibly still training towards it.
-3. ``FAILED``      an error ended the run: CUDA OOM, a traceback (not KeyboardInterrupt),
+3. ``STOPPED``     the user asked for the stop (``sdxl-tui kill``, the dashboard, stop-after-
+                   checkpoint: the stop record, ``sources/stops.py``) and the trainer is
+                   gone, whatever its exit: real sd-scripts interrupted in its loop exits 1
+                   (KeyboardInterrupt), ``accelerate launch`` turns any child exit into 1, a
+                   wrapper may exit 130, 143 or 254. Only an OOM or rejected arguments win.
+   ``FAILED``      an error ended the run: CUDA OOM, a traceback (not KeyboardInterrupt),
                    ``unrecognized arguments``, host OOM evidence, or a non-zero exit status in
                    the run record; with the process gone (or still exiting).
-   A run the user stopped (the stop record, ``sources/stops.py``) is ``STOPPED`` instead of
-   failed by its exit status: sd-scripts exits 1 on the SIGINT it was sent.
 4. ``INTERRUPTED`` the process is gone (process table or run record; or, without process
                    information, the log has been silent for long) with no final checkpoint and
                    no error: Ctrl-C (``SIGINT``), SIGTERM, SIGKILL, reboot.
@@ -34,8 +37,11 @@ __all__ = ["StateInputs", "decide_state", "stall_threshold"]
 MIN_STALL_SECONDS = 120.0
 #: Without a step time, a live-looking run is presumed stopped after this much silence.
 DEFAULT_SILENCE_SECONDS = 600.0
-#: A fresh log with no trainer process found counts as live for at most this long.
+#: A fresh log with no trainer process found counts as live for at most this long (a trainer in
+#: another PID namespace, a scan racing a restart); once steps are timed, 3 steps (>= 15 s).
 NOT_FOUND_GRACE_SECONDS = 60.0
+MIN_NOT_FOUND_SECONDS = 15.0
+
 _PHASE_STATES = {
     "loading": RunState.LOADING,
     "caching": RunState.CACHING,
@@ -78,6 +84,7 @@ class StateInputs:
     seen_alive: bool = False
     #: The stop the user asked for that explains the end (``sources/stops.describe_stop``).
     stopped: str | None = None
+    final_problem: str | None = None  # the final file exists but is empty/truncated
 
 
 def stall_threshold(seconds_per_step: float | None, factor: float) -> float:
@@ -120,15 +127,20 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         # Not found. Without process information the log's age is all there is; with it, a
         # fresh log still counts for a short while (a trainer in another PID namespace, a
         # scan racing a restart), never for a whole stall threshold.
-        window = threshold if not s.process_known else min(threshold, NOT_FOUND_GRACE_SECONDS)
+        window = threshold if not s.process_known else _not_found_window(s.seconds_per_step, threshold)
         fresh = age is not None and age < window and not (s.process_known and s.seen_alive)
         who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
         if s.process_known and s.seen_alive:
             who = f"{pid} is gone (no exit status: killed with SIGKILL, or its supervisor was killed too)"
         live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
+        if live and s.process_known and s.stopped is not None:
+            live = False  # the user's stop, and its trainer is not found: no grace needed
         how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
 
     # 2. finished
+    if s.model_saved and s.final_problem:
+        return RunState.FAILED, (f"'model saved.' logged, but the final {s.final_name or 'model'} is unusable "
+                                 f"({s.final_problem})")
     if s.model_saved:
         return RunState.FINISHED, f"'model saved.' logged{_final(s.final_name)}"
     if s.final_complete and not (live and s.step is not None and s.total_steps and s.step < s.total_steps):
@@ -144,12 +156,13 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
         error = "host out of memory"
     elif s.traceback and not s.keyboard_interrupt:
         error = f"crashed: {s.traceback.strip()[:160]}"
+    # a stop the user asked for: whatever status the trainer or its wrapper exited with, and
+    # whatever traceback a launcher printed about it (accelerate: CalledProcessError)
+    if not live and s.stopped is not None and not (s.unrecognized_args or s.oom or s.host_oom):
+        return RunState.STOPPED, f"stopped by you ({s.stopped}){_at(s.step)}"
     if error is not None:
         tail = " (process still exiting)" if s.alive is True else ""
         return RunState.FAILED, f"{error}{_at(s.step)}; {how}{tail}"
-    # a stop the user asked for: whatever status the trainer or its wrapper exited with
-    if not live and s.stopped is not None:
-        return RunState.STOPPED, f"stopped by you ({s.stopped}){_at(s.step)}"
     if not live and s.exit_code not in (None, 0) and s.exit_signal is None:
         return RunState.FAILED, f"{how}{_at(s.step)}, without the final checkpoint"
 
@@ -159,6 +172,8 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
             return RunState.INTERRUPTED, f"SIGINT (KeyboardInterrupt){_at(s.step)}; {how}; no final checkpoint"
         if s.exit_code == 0:
             return RunState.INTERRUPTED, f"{how}{_at(s.step)} but wrote no final checkpoint (see the log's errors)"
+        if s.exit_signal is None and s.exit_code is None:
+            return RunState.INTERRUPTED, f"ended unexpectedly{_at(s.step)}; no final checkpoint; {how}"
         return RunState.INTERRUPTED, f"{how}{_at(s.step)}; no final checkpoint"
     if not live:
         return RunState.WAITING, "no output yet and no trainer running"
@@ -183,3 +198,9 @@ def _at(step: int | None) -> str:
 
 def _final(name: str | None) -> str:
     return f" ({name})" if name else ""
+
+
+def _not_found_window(seconds_per_step: float | None, threshold: float) -> float:
+    if seconds_per_step and seconds_per_step > 0:
+        return min(threshold, NOT_FOUND_GRACE_SECONDS, max(MIN_NOT_FOUND_SECONDS, 3 * seconds_per_step))
+    return min(threshold, NOT_FOUND_GRACE_SECONDS)

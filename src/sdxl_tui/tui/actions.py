@@ -214,12 +214,15 @@ def do_stop_after_checkpoint(run_dir: str, settings: Settings, *, cancel: bool =
 # -------------------------------------------------------------------------- evaluate
 def plan_evaluation(run_dir: str, checkpoint: str, settings: Settings, *, trainer_alive: bool) -> Proposal:
     """Plan the evaluation of one checkpoint; offer "now" or "after training" while training."""
-    from sdxl_tui.control.evaluate import EvalError, plan_eval
+    from sdxl_tui.control.evaluate import EvalError, certain_failure, plan_eval
 
     try:
         plan = plan_eval(run_dir, checkpoint, settings=settings)
     except EvalError as exc:
         raise ActionUnavailable(f"cannot evaluate: {exc}") from None
+    problem = certain_failure(plan)
+    if problem:
+        raise ActionUnavailable(f"cannot evaluate: {problem}")
     lines = [
         f"checkpoint: {plan.checkpoint}",
         f"output:     {plan.output_dir}",

@@ -59,13 +59,19 @@ from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
 from sdxl_tui.tui.widgets.gpu import GpuPanel
 from sdxl_tui.tui.widgets.log_view import LogPane, LogView
 from sdxl_tui.tui.widgets.loss_chart import ChartOptions, LossChart
-from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name
+from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name, short_checkpoint
 
 _W = TypeVar("_W", bound=Widget)
 
 
 def _alert_signature(alerts: tuple[Alert, ...]) -> tuple[tuple[str, str, str | None], ...]:
     return tuple((a.key or a.kind, a.message, a.fix) for a in alerts)
+
+
+def _short(message: str, limit: int = 120) -> str:
+    """A toast's body: one line, cut at ``limit`` characters (the Alerts pane has it all)."""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def css_path() -> str:
@@ -130,8 +136,8 @@ class SdxlTuiApp(App[int]):
         Binding(
             "x",
             "stop_after_checkpoint",
-            "Stop@ckpt",
-            tooltip="Stop after the next checkpoint",
+            "Stop",
+            tooltip="Stop the training after its next checkpoint (again: cancel)",
             id="stop-after-checkpoint",
         ),
         Binding(
@@ -141,7 +147,7 @@ class SdxlTuiApp(App[int]):
             tooltip="Comparison grid of several checkpoints (same prompts and seeds)",
             id="compare-checkpoints",
         ),
-        Binding("i", "show_images", "Images", tooltip="Images of the selected checkpoint", id="show-images"),
+        Binding("i", "show_images", "Imgs", tooltip="Images of the selected checkpoint", id="show-images"),
         Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
         Binding(
             "R",
@@ -151,7 +157,16 @@ class SdxlTuiApp(App[int]):
             id="morning-report",
             show=False,
         ),
-        Binding("slash", "search_log", "Search", tooltip="Search the log", id="search-log"),
+        Binding(
+            "a", "show_alerts", "Alerts", tooltip="Alerts and their fixes (again: back to the log)", id="show-alerts"
+        ),
+        Binding(
+            "slash",
+            "search_log",
+            "Find",
+            tooltip="Search the log (enter: run it, then n older / N newer match)",
+            id="search-log",
+        ),
         Binding("question_mark", "help", "Help", tooltip="All keys", id="help"),
         Binding("q", "quit", "Quit", tooltip="Quit (the training keeps running)", id="quit"),
     ]
@@ -169,6 +184,8 @@ class SdxlTuiApp(App[int]):
     watch_mode: reactive[str] = reactive("", repaint=False)
     stop_armed: reactive[bool] = reactive(False, repaint=False)
     """A stop-after-checkpoint watcher is waiting."""
+    stop_pending: reactive[str] = reactive("", repaint=False)
+    """The header's "stopping after -000004" while that watcher waits."""
     readonly: reactive[bool] = reactive(False, repaint=False)
 
     def __init__(
@@ -212,19 +229,22 @@ class SdxlTuiApp(App[int]):
 
     # ------------------------------------------------------------------ composition
     def compose(self) -> ComposeResult:
-        yield RunHeader(id="run-header").data_bind(SdxlTuiApp.snapshot, SdxlTuiApp.watch_mode, SdxlTuiApp.readonly)
+        yield RunHeader(id="run-header").data_bind(
+            SdxlTuiApp.snapshot, SdxlTuiApp.watch_mode, SdxlTuiApp.readonly, SdxlTuiApp.stop_pending
+        )
         yield ProgressPanel(id="progress").data_bind(SdxlTuiApp.snapshot)
-        with Container(id="body"):
-            with Vertical(id="left"):
+        # Width by content: the chart and the GPUs share the top band; the checkpoint table
+        # (its columns) and the log (tqdm lines up to avr_loss) each get the full width.
+        with Vertical(id="body"):
+            with Container(id="top"):
                 yield LossChart(id="loss-chart").data_bind(SdxlTuiApp.snapshot)
-                yield CheckpointTable(id="checkpoints").data_bind(SdxlTuiApp.snapshot)
-            with Vertical(id="right"):
                 yield GpuPanel(id="gpu").data_bind(status=SdxlTuiApp.gpu_status, trainer_pids=SdxlTuiApp.trainer_pids)
-                with TabbedContent(id="tabs"):
-                    with TabPane("Log", id="tab-log"):
-                        yield LogPane(id="log-pane")
-                    with TabPane("Alerts", id="tab-alerts"):
-                        yield AlertsPane(id="alerts").data_bind(SdxlTuiApp.alerts)
+            yield CheckpointTable(id="checkpoints").data_bind(SdxlTuiApp.snapshot)
+            with TabbedContent(id="tabs"):
+                with TabPane("Log", id="tab-log"):
+                    yield LogPane(id="log-pane")
+                with TabPane("Alerts", id="tab-alerts"):
+                    yield AlertsPane(id="alerts").data_bind(SdxlTuiApp.alerts)
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -248,6 +268,35 @@ class SdxlTuiApp(App[int]):
             self._own_gpu = True
             self.run_worker(self._gpu_thread, thread=True, name="gpu-sampler", group="feeds", exit_on_error=False)
         self.query_one(LogView).focus()
+        if self.actions_enabled:
+            self.set_interval(3.0, self._poll_stop_watcher)
+            self._poll_stop_watcher()
+
+    def _poll_stop_watcher(self) -> None:
+        """A stop-after-checkpoint armed here or by `sdxl-tui kill --after-checkpoint`."""
+        snap = self.snapshot
+        if snap is not None and snap.state.is_over and not self.stop_armed:
+            return
+        self.run_worker(self._stop_watcher_thread, thread=True, group="stop-poll", exclusive=True, exit_on_error=False)
+
+    def _stop_watcher_thread(self) -> None:
+        try:
+            armed = actions.stop_status(self.run_dir)
+        except Exception:  # noqa: BLE001 - the header line is a nicety; never a crash
+            return
+        self.call_from_thread(setattr, self, "stop_armed", armed)
+
+    def watch_stop_armed(self) -> None:
+        self._update_stop_pending()
+
+    def _update_stop_pending(self) -> None:
+        if not self.stop_armed:
+            self.stop_pending = ""
+            return
+        snap = self.snapshot
+        nxt = snap.progress.next_checkpoint if snap is not None else None
+        target = short_checkpoint(nxt, snap.config.output_name) if (snap is not None and nxt) else "the next checkpoint"
+        self.stop_pending = f"stopping after {target}"
 
     def _reader_thread(self) -> None:
         worker = get_current_worker()
@@ -306,7 +355,7 @@ class SdxlTuiApp(App[int]):
         """The widget on the dashboard screen, even while a chart or dialog is on top."""
         try:
             return self.screen_stack[0].query_one(selector)
-        except (NoMatches, WrongType):
+        except (NoMatches, WrongType, IndexError):  # IndexError: the app is closing
             return None
 
     def on_log_lines_added(self, message: LogLinesAdded) -> None:
@@ -342,15 +391,17 @@ class SdxlTuiApp(App[int]):
         snap = self.snapshot
         name = run_name(snap) if snap is not None else None
         for alert in message.alerts:
-            body = alert.message + (f"\nfix: {alert.fix}" if alert.fix else "")
+            if message.initial:
+                # already true when the run was opened: the Alerts tab counts it; a toast (and a
+                # "finished" each time a finished run is opened) would only cover the log
+                continue
+            body = _short(alert.message) + ("\nfix: see Alerts (a)" if alert.fix else "")
             self.notify(
                 body,
                 title=f"{alert.kind}",
                 severity=_SEVERITY.get(alert.severity, "information"),  # type: ignore[arg-type]
-                timeout=30 if alert.severity is Severity.ERROR else 12,
+                timeout=10 if alert.severity is Severity.ERROR else 5,
             )
-            if message.initial:
-                continue
             out = notify.terminal_output(
                 alert,
                 bell=self.settings.alerts.bell,
@@ -543,6 +594,12 @@ class SdxlTuiApp(App[int]):
                 (shown, binding.tooltip or binding.description, binding.id or "", "ok" if reason is None else reason)
             )
         rows.append(("ctrl+p", "command palette", "", "ok"))
+        for where, bindings in (("log", [*LogView.BINDINGS, *LogPane.BINDINGS]), ("chart (c)", ChartScreen.BINDINGS)):
+            for binding in bindings:
+                assert isinstance(binding, Binding)
+                keys = keymap.get(binding.id or "", binding.key)
+                shown = ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(","))
+                rows.append((shown, f"{where}: {binding.tooltip or binding.description}", binding.id or "", "ok"))
         return rows
 
     def action_toggle_chart(self) -> None:
@@ -567,6 +624,12 @@ class SdxlTuiApp(App[int]):
             self._finished("report", False, f"cannot write the report: {exc}")
             return
         self._finished("report", True, f"report written: {path}")
+
+    def action_show_alerts(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "tab-log" if tabs.active == "tab-alerts" else "tab-alerts"
+        if tabs.active == "tab-log":
+            self.query_one(LogView).focus()
 
     def action_search_log(self) -> None:
         self.query_one(TabbedContent).active = "tab-log"

@@ -200,7 +200,10 @@ def parse_selection(run_dir: str | os.PathLike[str], spec: str | Sequence[str]) 
             lo, hi = sorted((int(m.group(1)), int(m.group(2))))
             found = []
             for path in list_checkpoints(run_dir):
-                e = epoch_from_name(Path(path).stem)
+                stem = Path(path).stem
+                e = epoch_from_name(stem)
+                if e is None and classify_name(stem)[0] is None:
+                    e = checkpoint_epoch(path)  # the final file: its ss_epoch is the last epoch
                 if e is not None and lo <= e <= hi:
                     found.append((e, os.path.abspath(path)))
             if not found:
@@ -233,6 +236,13 @@ def template_from_string(text: str) -> tuple[str, ...]:
     return argv
 
 
+#: Where the base model is set, in the words of each place (the dashboard has no option).
+BASE_MODEL_KNOBS = (
+    "set eval.base_model in the config file, or the environment variable SDXL_TUI_EVAL_BASE_MODEL,"
+    " or pass --base-model PATH to `sdxl-tui eval`"
+)
+
+
 def substitute(template: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
     """Replace ``{name}`` inside every argv element (``{{``/``}}`` are literal braces).
 
@@ -256,7 +266,7 @@ def substitute(template: Sequence[str], values: Mapping[str, str]) -> tuple[str,
                 )
             value = values.get(key)
             if value is None:
-                hint = {"base_model": " (set eval.base_model in the config or pass --base-model)"}.get(key, "")
+                hint = {"base_model": f" ({BASE_MODEL_KNOBS})"}.get(key, "")
                 raise EvalError(f"the evaluation template uses {{{key}}} but it has no value{hint}")
             return value
 
@@ -336,8 +346,8 @@ def plan_eval(
     base_model = base_model or cfg.base_model
     if builtin and not base_model:
         raise EvalError(
-            "the built-in evaluator needs the SDXL base model: pass --base-model PATH or set eval.base_model"
-            " (sd_xl_base_1.0.safetensors or a diffusers folder)"
+            "the built-in evaluator needs the SDXL base model (sd_xl_base_1.0.safetensors or a diffusers folder):"
+            f" {BASE_MODEL_KNOBS}"
         )
     name = Path(checkpoint).stem
     epoch = checkpoint_epoch(checkpoint)
@@ -388,3 +398,33 @@ def plan_eval(
         warnings=tuple(warnings),
         cwd=cwd,
     )
+
+
+#: What the built-in evaluator imports (the ``eval`` extra).
+EVAL_MODULES = ("torch", "diffusers", "transformers", "peft")
+
+
+def certain_failure(plan: EvalPlan) -> str | None:
+    """Why ``plan`` would fail at once if started (checked before detaching), or None.
+
+    Only what is certain: a built-in evaluation without the eval extra or without its base
+    model file, a command that is not on PATH or not executable.
+    """
+    import importlib.util
+
+    argv0 = plan.argv[0] if plan.argv else ""
+    if os.sep not in argv0 and shutil.which(argv0) is None:
+        return f"{argv0!r} is not on PATH: the evaluation command cannot start"
+    if os.sep in argv0 and not os.access(argv0, os.X_OK):
+        return f"{argv0} is not an executable file: the evaluation command cannot start"
+    if not plan.builtin:
+        return None
+    missing = [m for m in EVAL_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        from sdxl_tui.evaluator.cli import INSTALL_HINT
+
+        return f"the built-in evaluator needs {', '.join(missing)} (the eval extra): {INSTALL_HINT}"
+    base = plan.values.get("base_model")
+    if base and not os.path.exists(base):
+        return f"base model not found: {base} ({BASE_MODEL_KNOBS})"
+    return None

@@ -9,20 +9,20 @@ exits when the queue is empty.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sdxl_tui.config import Settings
+from sdxl_tui.control.detached import runner_main, spawn_runner
 from sdxl_tui.control.evaluate.compare import (
     CompareJob,
     compare_job,
@@ -164,25 +164,8 @@ def ensure_runner(run_dir: str | os.PathLike[str], *, poll_interval: float = DEF
     once, and asking a live runner instead could race with it exiting."""
     run_dir = os.path.abspath(os.fspath(run_dir))
     os.makedirs(evals_dir(run_dir), exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(os.path.join(evals_dir(run_dir), RUNNER_LOG), "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "runner", run_dir, "--poll", str(poll_interval)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=run_dir,
-        )
-    # The runner forks once and its first process exits at once: reap it (no zombie), and the
-    # real runner is re-parented away from the dashboard.
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=30)
+    spawn_runner(MODULE, run_dir, poll=poll_interval, log_path=os.path.join(evals_dir(run_dir), RUNNER_LOG),
+                 with_source_path=True)
 
 
 def _next_job(run_dir: str, trainer_alive: bool) -> str | None:
@@ -278,6 +261,7 @@ def _run_locked(run_dir: str, path: str) -> None:
         env.update({str(k): str(v) for k, v in (data.get("env") or {}).items()})
         env["PYTHONUNBUFFERED"] = "1"
         started = time.time()
+        created = not os.path.isdir(out)
         try:
             os.makedirs(out, exist_ok=True)
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
@@ -296,8 +280,11 @@ def _run_locked(run_dir: str, path: str) -> None:
         except OSError as exc:
             log.write(f"# cannot start: {exc}\n".encode())
             log.close()
+            if created:  # an attempt that never started leaves no eval_* folder behind
+                shutil.rmtree(out, ignore_errors=True)
             update_status(path, status="failed", started_at=started, ended_at=time.time(), exit_code=127,
-                    note=f"cannot start {argv[0] if argv else '(empty argv)'}: {exc.strerror or exc}")
+                    note=f"cannot start {argv[0] if argv else '(empty argv)'}: {exc.strerror or exc}",
+                    **({"log": None} if created else {}))
             return
         ctime = None
         with contextlib.suppress(Exception):
@@ -412,6 +399,31 @@ def start_compare(
         raise EvalError("no checkpoints to compare")
     label = label_for(checkpoints)
     os.makedirs(compare_dir(run_dir), exist_ok=True)
+    plans, dirs = _compare_plans(run_dir, checkpoints, label, settings=settings, rerun=rerun, plan_kw=plan_kw)
+    job_path = os.path.join(compare_dir(run_dir), label + ".json")
+    write_json_atomic(
+        job_path,
+        {
+            "checkpoints": checkpoints,
+            "output_dirs": dirs,
+            "grid": grid_path_for(run_dir, checkpoints),
+            "status": "waiting",
+            "created_at": time.time(),
+            "started": [p.name for p in plans],
+            "error": None,
+        },
+    )
+    for plan in plans:
+        start_eval(plan, when=when, poll_interval=poll_interval, spawn_runner=False)
+    ensure_runner(run_dir, poll_interval=poll_interval)
+    return job_from(job_path, read_json(job_path) or {})
+
+
+def _compare_plans(
+    run_dir: str, checkpoints: list[str], label: str, *, settings: Settings | None, rerun: bool, plan_kw: dict[str, Any]
+) -> tuple[list[EvalPlan], list[str]]:
+    """(the evaluations to start, every row's output folder): a running or finished evaluation
+    is reused unless ``rerun``; the built-in evaluator's rows share one prompts file."""
     plans: list[EvalPlan] = []
     dirs: list[str] = []
     prompts_file = plan_kw.pop("prompts", None)
@@ -430,23 +442,7 @@ def start_compare(
             plan = plan_eval(run_dir, ck, settings=settings, prompts=prompts_file, check_training=False, **plan_kw)
         plans.append(plan)
         dirs.append(plan.output_dir)
-    job_path = os.path.join(compare_dir(run_dir), label + ".json")
-    write_json_atomic(
-        job_path,
-        {
-            "checkpoints": checkpoints,
-            "output_dirs": dirs,
-            "grid": grid_path_for(run_dir, checkpoints),
-            "status": "waiting",
-            "created_at": time.time(),
-            "started": [p.name for p in plans],
-            "error": None,
-        },
-    )
-    for plan in plans:
-        start_eval(plan, when=when, poll_interval=poll_interval, spawn_runner=False)
-    ensure_runner(run_dir, poll_interval=poll_interval)
-    return job_from(job_path, read_json(job_path) or {})
+    return plans, dirs
 
 
 def _shared_prompts(run_dir: str, label: str, first_checkpoint: str, plan: EvalPlan) -> str:
@@ -501,15 +497,6 @@ def compare_grid(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="sdxl-tui evaluation queue runner")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("runner", help="run the evaluation queue of DIR (detached; exits when empty)")
-    r.add_argument("run_dir")
-    r.add_argument("--poll", type=float, default=DEFAULT_POLL)
-    r.add_argument("--no-fork", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if not args.no_fork and hasattr(os, "fork") and os.fork() > 0:
-        os._exit(0)  # the launcher reaps this at once; the child is re-parented to init
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return run_queue(args.run_dir, poll_interval=args.poll)
+    about = ("sdxl-tui evaluation queue runner", "run the evaluation queue of DIR (detached; exits when empty)")
+    return runner_main(argv, module=MODULE, about=about, default_poll=DEFAULT_POLL,
+                       run=lambda run_dir, poll: run_queue(run_dir, poll_interval=poll))

@@ -40,9 +40,10 @@ class ConfirmScreen(ModalScreen[str | None]):
             with Horizontal(id="dialog-buttons"):
                 for button_id, label, variant in self.buttons:
                     yield Button(label, id=button_id, variant=variant)  # type: ignore[arg-type]
+            yield Static(default_hint(self.buttons), id="dialog-hint", markup=False)
 
     def on_mount(self) -> None:
-        # Focus the safe choice (the last button is always "cancel").
+        # Focus the safe choice (the last button is always "cancel"); the hint says so.
         self.query(Button).last().focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -51,6 +52,13 @@ class ConfirmScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def default_hint(buttons: list[tuple[str, str, str]]) -> str:
+    """The line under the buttons: what Enter does now (the safe, focused last button)."""
+    safe = buttons[-1][1] if buttons else "Close"
+    others = " · tab / arrows: another button" if len(buttons) > 1 else ""
+    return f"enter: {safe} (the default){others} · esc: {safe.lower()}"
 
 
 def kill_body(processes: list[dict[str, object]], refusals: list[str], notes: list[str]) -> str:
@@ -68,4 +76,4 @@ def kill_body(processes: list[dict[str, object]], refusals: list[str], notes: li
     return "\n".join(lines)
 
 
-__all__ = ["ConfirmScreen", "escape", "kill_body"]
+__all__ = ["ConfirmScreen", "default_hint", "escape", "kill_body"]

@@ -8,7 +8,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from sdxl_tui.humanize import format_bytes, format_duration, format_value
+from sdxl_tui.humanize import format_bytes, format_duration, format_loss
 from sdxl_tui.model import Checkpoint, CheckpointStatus, RunSnapshot
 
 COLUMNS = (
@@ -30,20 +30,28 @@ _STATUS_STYLE = {
 }
 
 
-def row_cells(ckpt: Checkpoint, now: float) -> tuple[object, ...]:
-    """The visible cells of one checkpoint (age relative to the snapshot's time)."""
-    status = Text(ckpt.status.value, style=_STATUS_STYLE.get(ckpt.status, ""))
-    name = ckpt.name
+def short_name(name: str, output_name: str | None) -> str:
+    """``luca_sdxl_v1-000004.safetensors`` -> ``-000004`` (the header names the run, and the
+    table must fit 80 columns with its eval column); the final file keeps its whole name."""
     for ext in (".safetensors", ".ckpt", ".pt"):
         if name.endswith(ext) and len(name) > len(ext):
             name = name[: -len(ext)]
             break
+    if output_name and name.startswith(output_name + "-") and len(name) > len(output_name) + 1:
+        return name[len(output_name):]
+    return name
+
+
+def row_cells(ckpt: Checkpoint, now: float, output_name: str | None = None) -> tuple[object, ...]:
+    """The visible cells of one checkpoint (age relative to the snapshot's time)."""
+    status = Text(ckpt.status.value, style=_STATUS_STYLE.get(ckpt.status, ""))
+    name = short_name(ckpt.name, output_name)
     return (
         name,
         status,
         "--" if ckpt.epoch is None else str(ckpt.epoch),
         "--" if ckpt.step is None else str(ckpt.step),
-        "--" if ckpt.loss_at_save is None else format_value(ckpt.loss_at_save),
+        "--" if ckpt.loss_at_save is None else format_loss(ckpt.loss_at_save),
         format_duration(max(0.0, now - ckpt.mtime)),
         format_bytes(ckpt.size),
         "yes" if ckpt.state_dir else "no",
@@ -64,13 +72,18 @@ class CheckpointTable(DataTable[object]):
 
     def watch_snapshot(self, snapshot: RunSnapshot | None) -> None:
         if snapshot is not None:
-            self.update_checkpoints(snapshot.checkpoints, snapshot.taken_at)
+            self.update_checkpoints(snapshot.checkpoints, snapshot.taken_at, snapshot.config.output_name)
 
-    def update_checkpoints(self, checkpoints: tuple[Checkpoint, ...], now: float) -> None:
+    def update_checkpoints(
+        self, checkpoints: tuple[Checkpoint, ...], now: float, output_name: str | None = None
+    ) -> None:
         """Add, change and remove rows by key; keep the cursor on the same checkpoint."""
-        wanted = {c.path: row_cells(c, now) for c in checkpoints}
+        wanted = {c.path: row_cells(c, now, output_name) for c in checkpoints}
         if wanted == self._rows:
             return
+        # Follow the newest checkpoint (the final one must be visible in a short table)
+        # unless the user moved the cursor up to another row.
+        follow = not self._rows or self.cursor_row >= len(self._rows) - 1
         with self.app.batch_update():
             for key in [k for k in self._rows if k not in wanted]:
                 self.remove_row(key)
@@ -85,6 +98,8 @@ class CheckpointTable(DataTable[object]):
                         if new_cell != old_cell:
                             self.update_cell(ckpt.path, col, new_cell)
                 self._rows[ckpt.path] = cells
+            if follow and self.row_count:
+                self.move_cursor(row=self.row_count - 1, animate=False)
 
     @property
     def selected_path(self) -> str | None:

@@ -47,6 +47,23 @@ def _na(v: object, fmt: str) -> str:
     return "N/A" if v is None else fmt.format(v)
 
 
+def gpu_cell(g: GpuSample, width: int) -> Text:
+    """``GPU3  97%  74°C ██████░░ 61.8/80G`` in ``width`` cells (one of many GPUs)."""
+    text = Text()
+    text.append(f"GPU{g.index:<2}", style="bold")
+    text.append(_na(g.utilization, " {:>3}%"))
+    temp_style = "bold red" if (g.temperature or 0) >= 85 else ""
+    text.append(_na(g.temperature, " {:>3}°C"), style=temp_style)
+    if g.throttle_reasons:
+        text.append("!", style="bold yellow")
+    frac = g.memory_used / g.memory_total if (g.memory_used is not None and g.memory_total) else None
+    tail = f" {_gib(g.memory_used)}/{_gib(g.memory_total)}G"
+    text.append(" ")
+    text.append_text(bar(frac, max(3, width - text.cell_len - len(tail))))
+    text.append(tail)
+    return text
+
+
 class GpuPanel(Widget):
     """Renders the latest :class:`GpuStatus`; keeps its own history of the samples it saw."""
 
@@ -74,7 +91,7 @@ class GpuPanel(Widget):
 
     def render(self) -> Text:
         status = self.status
-        width = max(20, self.size.width)
+        width = max(20, self.content_size.width or self.size.width)
         if status is None:
             return Text("GPU: waiting for the first sample", style="dim")
         if not status.available:
@@ -83,6 +100,14 @@ class GpuPanel(Widget):
                 text.append(f"  {status.reason}", style="dim")
             return text
         text = Text()
+        if len(status.gpus) >= 3:  # many GPUs: a cell each, as many per line as fit
+            per_line = max(1, (width + 2) // 38)
+            cell_w = (width + 2) // per_line - 2
+            for n, g in enumerate(status.gpus):
+                if n:
+                    text.append("\n" if n % per_line == 0 else "  ")
+                text.append_text(gpu_cell(g, cell_w))
+            return text
         for n, g in enumerate(status.gpus):
             if n:
                 text.append("\n")

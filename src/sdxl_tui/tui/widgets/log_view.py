@@ -231,7 +231,7 @@ class LogPane(Vertical):
     def compose(self) -> ComposeResult:
         yield LogView(id="log-view")
         yield Label("", id="log-marker")
-        yield Input(placeholder="search the log (newest first; enter: older match, esc: close, then n / N)",
+        yield Input(placeholder="search the log, newest first (enter: search, then n older / N newer; esc: close)",
                     id="log-search")
 
     def on_mount(self) -> None:
@@ -277,6 +277,7 @@ class LogPane(Vertical):
         found = view.find(event.value, restart=view.search_text != event.value)
         if not found:
             self.app.notify(f"not found in the log: {event.value!r}", severity="warning", timeout=3)
+        view.focus()  # n / N now step through the matches; / edits the query again
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

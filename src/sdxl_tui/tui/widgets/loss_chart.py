@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -24,7 +24,7 @@ from sdxl_tui.charting import (
     plot,
     y_range,
 )
-from sdxl_tui.humanize import format_value
+from sdxl_tui.humanize import format_loss, format_value
 from sdxl_tui.model import RunSnapshot, Series
 
 COLORS = {0: "bright_cyan", 1: "orange1", 2: "magenta", 3: "green", 9: "grey50"}
@@ -73,10 +73,16 @@ def _xs(s: Series, x_axis: str) -> list[float]:
     return [float(p.step) for p in s.points]
 
 
-def _last(s: Series | None) -> str:
+def _last(s: Series | None, fmt: Callable[[float], str] = format_loss) -> str:
     if s is None or s.last is None:
         return "--"
-    return format_value(s.last.value)
+    return fmt(s.last.value)
+
+
+def smoothed_last(s: Series, smoothing: float) -> float | None:
+    """The last point of the smoothed curve the chart draws (it moves with ``[`` / ``]``)."""
+    ys = [p.value for p in s.points]
+    return ema_debiased(ys, smoothing)[-1] if ys else None
 
 
 class LossChart(Widget):
@@ -156,18 +162,22 @@ class LossChart(Widget):
         if current is not None:
             legend.append("● current ", style=COLORS[0])
             legend.append(_last(current))
-            legend.append(f" (smoothed {opts.smoothing:.2f})  " if self.full else "  ", style="dim")
+            smooth = smoothed_last(current, opts.smoothing) if self.full else None
+            if smooth is not None:
+                legend.append(f" (smoothed {format_loss(smooth)} at {opts.smoothing:.2f})", style="dim")
+            legend.append("  ")
         if average is not None:
             legend.append("● average ", style=COLORS[1])
             legend.append(_last(average))
         lrs = lr_series(snap.series) if (self.full and opts.show_lr) else []
         for i, lr in enumerate(lrs):
             legend.append(f"  ● {lr.tag} ", style=COLORS[2 + i])
-            legend.append(_last(lr))
+            legend.append(_last(lr, format_value))
         if current is None and average is None:
             legend.append(" no loss values yet", style="dim")
             return legend
-        axis_w = 9 if self.full else 0
+        # the compact chart keeps a short scale (its max and min) so its height means something
+        axis_w = 9 if self.full else (7 if width >= 40 else 0)
         lr_rows = max(3, height // 4) if lrs else 0
         footer_rows = 1 if self.full else 0
         chart_rows = max(1, height - 1 - footer_rows - lr_rows)

@@ -78,17 +78,71 @@ def queue_text(queue: Sequence[QueueEntry]) -> str:
     return "queue: " + ", ".join(parts) if parts else ""
 
 
-def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly: bool = False) -> Text:
-    """The one or two header lines."""
-    if snapshot is None:
-        return Text("reading the run…", style="dim")
+def run_elapsed(snapshot: RunSnapshot) -> float | None:
+    """Seconds the run has taken, from its own timestamps: training start (metadata, else the
+    first TensorBoard point) to now, or to its last trace once it is over. tqdm's elapsed is
+    only the fallback: at short steps its clock is wrong, and it restarts with each tqdm bar."""
     p = snapshot.progress
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(run_name(snapshot), style="bold")
-    text.append("  ")
-    text.append(f" {snapshot.state.value.upper()} ", style=f"reverse {STATE_STYLE.get(snapshot.state, '')}")
+    starts = [s.points[0].wall_time for s in snapshot.series.values() if s.points and s.points[0].wall_time]
+    if p.started_at:
+        starts.append(p.started_at)
+    if not starts:
+        return p.elapsed_seconds
+    start = min(starts)
+    end = snapshot.taken_at
+    if snapshot.state.is_over:
+        traces = [s.last.wall_time for s in snapshot.series.values() if s.last is not None and s.last.wall_time]
+        if not traces:
+            traces = [c.mtime for c in snapshot.checkpoints if c.mtime]
+        end = max(traces) if traces else end
+    return max(0.0, end - start)
+
+
+#: Header parts dropped first when the line is wider than the terminal (lowest first).
+_DROP_ORDER = ("queue", "rate", "watch", "readonly", "clock", "next")
+
+
+def header_parts(
+    snapshot: RunSnapshot, *, watch_mode: str = "", readonly: bool = False, stop_pending: str = ""
+) -> list[tuple[str, Text]]:
+    """The header's parts in display order, each named for :data:`_DROP_ORDER`."""
+    p = snapshot.progress
+    parts: list[tuple[str, Text]] = []
+    head = Text()
+    head.append(run_name(snapshot), style="bold")
+    head.append("  ")
+    head.append(f" {snapshot.state.value.upper()} ", style=f"reverse {STATE_STYLE.get(snapshot.state, '')}")
+    parts.append(("name", head))
     if snapshot.scheduler is not None:
-        text.append(f"  {job_text(snapshot.scheduler)}", style="bold")
+        parts.append(("job", Text(f"  {job_text(snapshot.scheduler)}", style="bold")))
+    if stop_pending and not snapshot.state.is_over:
+        parts.append(("stop", Text(f"  {stop_pending}", style="bold magenta")))
+    if not snapshot.state.is_over:
+        # what the user came for first: when it will be done and when the next file lands
+        eta = Text("  ETA ", style="dim")
+        eta.append(format_duration(p.eta_seconds), style="")
+        parts.append(("eta", eta))
+        clock = finish_clock(p.eta_at, snapshot.taken_at)
+        if clock:
+            parts.append(("clock", Text(f" {clock}", style="bold")))
+        if p.next_checkpoint:
+            nxt = Text("  next ", style="dim")
+            nxt.append(short_checkpoint(p.next_checkpoint, snapshot.config.output_name), style="")
+            if p.next_checkpoint_eta_seconds is not None:
+                nxt.append(f" in {format_duration(p.next_checkpoint_eta_seconds)}", style="")
+            parts.append(("next", nxt))
+    elapsed = Text("  elapsed ", style="dim")
+    elapsed.append(format_duration(run_elapsed(snapshot)), style="")
+    parts.append(("elapsed", elapsed))
+    if p.seconds_per_step and p.seconds_per_step >= 0.01:
+        parts.append(("rate", Text(f"  {p.seconds_per_step:.2f}s/step", style="dim")))
+    queued = queue_text(snapshot.queue)
+    if queued:
+        parts.append(("queue", Text(f"  {queued}", style="dim")))
+    if readonly:
+        parts.append(("readonly", Text("  [read-only]", style="dim italic")))
+    if watch_mode:
+        parts.append(("watch", Text(f"  {watch_mode}", style="dim")))
     if snapshot.state_reason and snapshot.state in (
         RunState.FAILED,
         RunState.STALLED,
@@ -96,30 +150,32 @@ def header_text(snapshot: RunSnapshot | None, *, watch_mode: str = "", readonly:
         RunState.STOPPED,
         RunState.MISSING,
     ):
-        text.append(f" {snapshot.state_reason}", style="italic")
-    if not snapshot.state.is_over:
-        # what the user came for first: when it will be done and when the next file lands
-        text.append("  ETA ", style="dim")
-        text.append(format_duration(p.eta_seconds))
-        clock = finish_clock(p.eta_at, snapshot.taken_at)
-        if clock:
-            text.append(f" {clock}", style="bold")
-        if p.next_checkpoint:
-            text.append("  next ", style="dim")
-            text.append(short_checkpoint(p.next_checkpoint, snapshot.config.output_name))
-            if p.next_checkpoint_eta_seconds is not None:
-                text.append(f" in {format_duration(p.next_checkpoint_eta_seconds)}")
-    text.append("  elapsed ", style="dim")
-    text.append(format_duration(p.elapsed_seconds))
-    if p.seconds_per_step and p.seconds_per_step >= 0.01:
-        text.append(f"  {p.seconds_per_step:.2f}s/step", style="dim")
-    queued = queue_text(snapshot.queue)
-    if queued:
-        text.append(f"  {queued}", style="dim")
-    if readonly:
-        text.append("  [read-only]", style="dim italic")
-    if watch_mode:
-        text.append(f"  {watch_mode}", style="dim")
+        # last: it is the part that is cut (with an ellipsis) when the line is too long
+        parts.append(("reason", Text(f"  {snapshot.state_reason}", style="italic")))
+    return parts
+
+
+def header_text(
+    snapshot: RunSnapshot | None,
+    *,
+    watch_mode: str = "",
+    readonly: bool = False,
+    stop_pending: str = "",
+    width: int | None = None,
+) -> Text:
+    """The header line; with ``width``, the least useful parts are dropped until the
+    elapsed time, ETA and state fit (a long reason is cut last, with an ellipsis)."""
+    if snapshot is None:
+        return Text("reading the run…", style="dim")
+    parts = header_parts(snapshot, watch_mode=watch_mode, readonly=readonly, stop_pending=stop_pending)
+    if width is not None:
+        for name in _DROP_ORDER:
+            if sum(t.cell_len for _, t in parts) <= width:
+                break
+            parts = [(n, t) for n, t in parts if n != name]
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for _, part in parts:
+        text.append_text(part)
     return text
 
 
@@ -129,11 +185,19 @@ class RunHeader(Static):
     snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True, repaint=False)
     watch_mode: reactive[str] = reactive("")
     readonly: reactive[bool] = reactive(False)
+    stop_pending: reactive[str] = reactive("")
 
     _last: str = ""
 
     def _refresh_text(self) -> None:
-        text = header_text(self.snapshot, watch_mode=self.watch_mode, readonly=self.readonly)
+        width = self.content_size.width or None
+        text = header_text(
+            self.snapshot,
+            watch_mode=self.watch_mode,
+            readonly=self.readonly,
+            stop_pending=self.stop_pending,
+            width=width,
+        )
         if text.markup != self._last:  # an unchanged header costs no repaint
             self._last = text.markup
             self.update(text, layout=False)  # fixed height in the CSS
@@ -145,6 +209,13 @@ class RunHeader(Static):
         self._refresh_text()
 
     def watch_readonly(self) -> None:
+        self._refresh_text()
+
+    def watch_stop_pending(self) -> None:
+        self._refresh_text()
+
+    def on_resize(self) -> None:
+        self._last = ""
         self._refresh_text()
 
 

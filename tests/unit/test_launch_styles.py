@@ -1,0 +1,209 @@
+"""``sdxl-tui kill`` against every common way of launching sd-scripts, with real process trees.
+
+Each style starts the simulated trainer (``python -m sdxl_tui simulate``, which writes
+``logs/<timestamp>`` like sd-scripts) or the stand-in trainer the way users do: directly, from
+a ``bash train.sh``, from a retry loop ("exit non-zero -> sleep 2 -> start again"), with
+``nohup … &`` (SIGINT then arrives ignored), with ``setsid``, under the real
+``accelerate launch``, and through ``sdxl-tui start`` with a wrapper prefix. Then the real
+``sdxl-tui kill DIR --yes`` runs, and each test asserts:
+
+* nothing of the run is alive (every process that mentioned the run is gone);
+* no trainer appears within the retry delay and more (no restart), no second
+  ``logs/<timestamp>``, no checkpoint file changed after the kill returned;
+* the state says STOPPED, by whom and with which signal;
+* the decoys live: the same trainer for another output directory, and an unrelated process
+  whose command line names the run's output directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sdxl_tui.control.kill import list_checkpoints
+from sdxl_tui.model import RunState
+from sdxl_tui.sources.procs import discover
+from sdxl_tui.sources.rundir import read_run
+from tests.helpers.proctools import PY, Procs, alive, managed_procs, wait_until
+
+pytestmark = pytest.mark.slow
+
+#: The retry loop's delay; a restart would show within it (we watch longer).
+RETRY_DELAY = 2
+WATCH = RETRY_DELAY + 4.0
+KILL_CMD = [PY, "-m", "sdxl_tui", "kill", "--yes", "--timeout-int", "15", "--timeout-term", "8"]
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    yield from managed_procs()
+
+
+def _sim(out: Path) -> list[str]:
+    return [PY, "-m", "sdxl_tui", "simulate", "--output_dir", str(out), "--output_name", "r",
+            "--max_train_epochs", "2000", "--save_every_n_epochs", "1", "--sim-batches-per-epoch", "3",
+            "--sim-step-seconds", "0.1", "--sim-startup-seconds", "0.2",
+            "--logging_dir", str(out / "logs"), "--log_with", "tensorboard"]
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/bash\n" + textwrap.dedent(body), encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def _quoted(argv: list[str]) -> str:
+    import shlex
+
+    return shlex.join(argv)
+
+
+def _train_sh(out: Path, *, retry: bool) -> Path:
+    """``train.sh``: its command line does not name the trainer."""
+    run = f'{_quoted(_sim(out))} >> {_quoted([str(out / "training.log")])} 2>&1'
+    if retry:
+        body = f"""\
+        while true; do
+          {run}
+          rc=$?
+          [ $rc -eq 0 ] && break
+          sleep {RETRY_DELAY}
+        done
+        """
+    else:
+        body = f"{run}\necho trainer ended with $?\n"
+    out.mkdir(parents=True, exist_ok=True)
+    return _script(out.parent / f"train-{out.name}.sh", body)
+
+
+def _start(procs: Procs, style: str, out: Path) -> None:
+    """Start one run in ``style``; returns once its first checkpoint is complete."""
+    procs.watch_dir(out)
+    if style == "python":
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "training.log", "ab") as log:
+            procs.spawn(_sim(out), stdout=log, stderr=subprocess.STDOUT)
+    elif style in ("bash", "retry"):
+        procs.spawn(["bash", str(_train_sh(out, retry=style == "retry"))])
+    elif style == "nohup":  # the shell's `&` without job control: SIGINT arrives ignored
+        sh = _train_sh(out, retry=True)
+        procs.spawn(["bash", "-c", f"nohup bash {_quoted([str(sh)])} >/dev/null 2>&1 &"]).wait(timeout=30)
+    elif style == "setsid":
+        procs.spawn(["setsid", "bash", str(_train_sh(out, retry=True))])
+    elif style == "accelerate":
+        out.mkdir(parents=True, exist_ok=True)
+        acc = [PY, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *_sim(out)[2:]]
+        with open(out / "training.log", "ab") as log:
+            procs.spawn(acc, stdout=log, stderr=subprocess.STDOUT)
+    else:
+        raise AssertionError(style)
+    wait_until(lambda: (out / "r-000001.safetensors").exists() and _complete(out), timeout=90)
+
+
+def _complete(out: Path) -> bool:
+    from sdxl_tui.control.kill import complete_checkpoints
+
+    return bool(complete_checkpoints(out))
+
+
+def _run_pids(out: Path, root: Path) -> dict[int, float]:
+    """Every live process of the run: its trees, and anything naming its folder or scripts."""
+    ids: dict[int, float] = {}
+    for tree in discover(out).trees:
+        for p in tree.all():
+            ids[p.pid] = p.create_time
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if str(out) in cmd or f"train-{out.name}.sh" in cmd:
+            ids[proc.info["pid"]] = proc.info["create_time"]
+    return ids
+
+
+def _decoys(procs: Procs, tmp_path: Path, out: Path) -> list[subprocess.Popen[bytes]]:
+    other = tmp_path / "other"
+    other.mkdir()
+    with open(other / "training.log", "ab") as log:
+        same_cmd = procs.spawn(_sim(other), stdout=log, stderr=subprocess.STDOUT)
+    # same output directory on its command line, unrelated parent (a `tail -f`-like reader)
+    reader = procs.spawn([PY, "-c", "import sys, time; time.sleep(600)", str(out / "training.log")])
+    return [same_cmd, reader]
+
+
+@pytest.mark.parametrize("style", ["python", "bash", "retry", "nohup", "setsid", "accelerate"])
+def test_kill_stops_every_launch_style(procs: Procs, tmp_path: Path, style: str) -> None:
+    out = tmp_path / "run"
+    _start(procs, style, out)
+    decoys = _decoys(procs, tmp_path, out)
+    before = _run_pids(out, tmp_path)
+    assert before, "the run's processes were not found"
+    done = subprocess.run([*KILL_CMD, str(out)], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all processes of the run exited" in done.stdout
+    files = list_checkpoints(out)
+    logs = sorted(os.listdir(out / "logs")) if (out / "logs").is_dir() else []
+    # nothing of the run lives, and nothing comes back within the retry delay and more
+    deadline = time.monotonic() + WATCH
+    while time.monotonic() < deadline:
+        living = {pid for pid, ct in _run_pids(out, tmp_path).items() if alive(pid, ct)}
+        living -= {d.pid for d in decoys}
+        assert not living, f"{style}: still alive or restarted: {living}"
+        time.sleep(0.25)
+    assert not any(alive(pid, ct) for pid, ct in before.items() if pid not in {d.pid for d in decoys})
+    assert list_checkpoints(out) == files, "a checkpoint changed after the kill returned"
+    assert (sorted(os.listdir(out / "logs")) if (out / "logs").is_dir() else []) == logs
+    assert len(logs) <= 1, f"a second logs/<timestamp>: {logs}"
+    for d in decoys:
+        assert d.poll() is None, "a decoy was killed"
+    snap = read_run(out, gpu=False)
+    assert snap.state is RunState.STOPPED, snap.state_reason
+    assert snap.state_reason.startswith("stopped by you (sdxl-tui kill, SIGINT, "), snap.state_reason
+    assert "; last checkpoint r-0000" in snap.state_reason and "--network_weights" in snap.state_reason
+
+
+def test_retry_wrapper_under_sdxl_tui_start_is_stopped_and_attributed(procs: Procs, tmp_path: Path) -> None:
+    """``sdxl-tui start`` with a retry-loop prefix, a trainer that exits 1 on KeyboardInterrupt
+    (real sd-scripts on a GPU): the supervisor records the wrapper's end; the verdict is STOPPED."""
+    from sdxl_tui.control.launch import launch
+    from sdxl_tui.formats.launch_config import LaunchConfig
+    from tests.helpers.proctools import HELPERS
+
+    out = procs.watch_dir(tmp_path / "run")
+    retry = _script(tmp_path / "retry.sh", f"""\
+        while true; do
+          "$@"
+          rc=$?
+          [ $rc -eq 0 ] && break
+          sleep {RETRY_DELAY}
+        done
+        """)
+    cfg = LaunchConfig(prefix=("bash", str(retry), PY), sd_scripts_dir=str(HELPERS), script="fake_train_network.py",
+                       output_dir=str(out), args={"save_every": 0.5, "interrupt_status": 1})
+    res = launch(cfg, python=sys.executable)
+    assert res.ok, res.message
+    wait_until(lambda: _complete(out), timeout=60)
+    tree = wait_until(lambda: discover(out).tree, timeout=30)
+    roles = [p.role for p in tree.launchers]
+    assert roles == ["supervisor", "wrapper"], roles
+    before = {p.pid: p.create_time for p in tree.all()}
+    done = subprocess.run([*KILL_CMD, str(out)], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trainer" in done.stdout and "exited after SIGINT" in done.stdout, done.stdout
+    files = list_checkpoints(out)
+    time.sleep(WATCH)
+    assert not discover(out).trees, "the retry loop started the trainer again"
+    assert not any(alive(pid, ct) for pid, ct in before.items())
+    assert list_checkpoints(out) == files
+    snap = read_run(out, gpu=False)
+    assert snap.state is RunState.STOPPED, snap.state_reason
+    assert "stopped by you (sdxl-tui kill, SIGINT" in snap.state_reason
