@@ -262,7 +262,8 @@ def loss_point(series: Mapping[str, Series], step: int, saved_at: float | None =
     last point at or before ``step`` (its ``ss_steps``) that was logged before the file was
     written (``saved_at``: its mtime). With gradient accumulation several points share a step,
     and those logged after the save belong to the next epoch's first micro-batches (the real
-    run: -000001 at step 3 was saved at 1.095; 1.101 came after it). Without wall times, the
+    run: -000001 at step 3 was saved at 1.095; 1.101 came after it). Without wall times, or when
+    the file's mtime is older than every point at that step (a copied or touched file), the
     first point at that step. The point's step is below ``step`` when the event file ends earlier.
     """
     for tag in ("loss/average", "loss/current"):
@@ -273,12 +274,16 @@ def loss_point(series: Mapping[str, Series], step: int, saved_at: float | None =
         if not i:
             continue
         j = i - 1
-        if saved_at is not None and any(p.wall_time > 0 for p in s.points[:i]):
-            while j > 0 and s.points[j].wall_time > saved_at + _MTIME_SLACK:
+        first = j  # the first point logged at that step
+        while first > 0 and s.points[first - 1].step == s.points[j].step:
+            first -= 1
+        if saved_at is not None and any(p.wall_time > 0 for p in s.points[first:i]):
+            # only among the points of that step: a file whose mtime is older than all of
+            # them (copied, touched) must not show another step's value as the save's
+            while j > first and s.points[j].wall_time > saved_at + _MTIME_SLACK:
                 j -= 1
         else:
-            while j > 0 and s.points[j - 1].step == s.points[j].step:
-                j -= 1
+            j = first
         return s.points[j]
     return None
 
