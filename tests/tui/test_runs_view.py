@@ -183,3 +183,21 @@ async def test_R_writes_the_selected_runs_report(tmp_path: Path) -> None:
     report = luca / "sdxl_v2" / ".sdxl-tui" / "report.html"
     assert len(app.notices) == 1 and app.notices[0].startswith(f"sdxl_v2: report written: {report}")
     assert report.is_file() and "CUDA out of memory" in report.read_text()
+
+
+async def test_trials_compare_the_best_three_by_default(tmp_path: Path) -> None:
+    from sdxl_tui.sim.folders import build_demo_folder
+
+    luca = build_demo_folder(tmp_path, trials=4)
+    app = RunsApp(str(luca), watcher=RunsWatcher(luca, live_dirs=frozenset), interval=0)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _rows(pilot, app)
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TrialsScreen)
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareRunsScreen)
+        opt = luca / "optimization_overnight"
+        assert screen.paths == [str(opt / "trial_0003"), str(opt / "trial_0002"), str(opt / "trial_0004")]

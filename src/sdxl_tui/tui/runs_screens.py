@@ -100,11 +100,14 @@ class TrialsScreen(Screen[None]):
         Binding("escape,q", "app.pop_screen", "Back", id="trials-back"),
         Binding("p", "plan", "Plan SDXL (plan --from)", id="trials-plan"),
         Binding("b", "best", "Best trial", id="trials-best"),
+        Binding("space", "mark", "Mark", id="trials-mark"),
+        Binding("c", "compare", "Compare marked (or the best 3)", id="trials-compare"),
     ]
 
     def __init__(self, optimisation: Any) -> None:
         super().__init__(id="trials")
         self.opt = optimisation
+        self.marked: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(self._head(), id="trials-head", markup=False)
@@ -143,6 +146,30 @@ class TrialsScreen(Screen[None]):
         if not self.opt.trials:
             return None
         return self.opt.trials[min(table.cursor_row, len(self.opt.trials) - 1)]
+
+    def action_mark(self) -> None:
+        trial = self._selected()
+        if trial is None:
+            return
+        if trial.path in self.marked:
+            self.marked.remove(trial.path)
+        else:
+            self.marked.append(trial.path)
+        self.notify(f"{len(self.marked)} trial(s) marked for compare", timeout=2)
+
+    def action_compare(self) -> None:
+        """The marked trials' curves and config diff; none marked: the best three by score."""
+        from sdxl_tui.sources.discovery import trial_runs
+
+        runs = set(trial_runs(self.opt.path))
+        chosen = [p for p in self.marked if p in runs]
+        if not chosen and self.opt.pick is not None:
+            chosen = [t.path for t in self.opt.pick.ranked if t.path in runs][:3]
+        if len(chosen) < 2:
+            self.notify("compare needs two trials with their own training.log or logs/", severity="warning",
+                        timeout=4)
+            return
+        self.app.push_screen(CompareRunsScreen(chosen))
 
     def action_best(self) -> None:
         if self.opt.best is not None:
