@@ -41,10 +41,14 @@ def test_a_run_dir_is_one_run_and_its_subfolders_are_not_runs(runs_root: Path) -
 
 
 def test_a_run_with_runs_inside_shows_both(tmp_path: Path) -> None:
+    from sdxl_tui.commands.runs_tui import runs_below_notice
+
     outer = sim_run(tmp_path / "outer", "outer")
     sim_run(outer / "rerun", "rerun")
     d = discover(outer)
     assert d.is_run and [r.name for r in d.runs] == ["rerun"]
+    assert runs_below_notice(str(outer)) == "this run holds 1 other run(s): rerun (open one with its own path)"
+    assert runs_below_notice(str(outer / "rerun")) is None
 
 
 def test_neither_a_run_nor_runs(tmp_path: Path) -> None:

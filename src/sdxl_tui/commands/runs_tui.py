@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["back_keymap", "is_runs_root", "run_runs_view"]
+__all__ = ["back_keymap", "is_runs_root", "run_runs_view", "runs_below_notice"]
 
 
 def is_runs_root(path: str) -> bool:
@@ -20,6 +20,20 @@ def is_runs_root(path: str) -> bool:
 
     found = discover(path)
     return not found.is_run and (found.holds_runs or found.is_trials)
+
+
+def runs_below_notice(path: str) -> str | None:
+    """For a run that holds other runs: the line that names them (None otherwise)."""
+    import os
+
+    from sdxl_tui.sources.discovery import discover
+
+    found = discover(path)
+    below = found.runs + found.trials
+    if not found.is_run or not below:
+        return None
+    names = ", ".join(os.path.relpath(r.path, path) for r in below[:5]) + (" …" if len(below) > 5 else "")
+    return f"this run holds {len(below)} other run(s): {names} (open one with its own path)"
 
 
 def back_keymap(settings: Any) -> Any:

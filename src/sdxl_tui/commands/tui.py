@@ -265,6 +265,12 @@ def run(args: argparse.Namespace) -> int:
             return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu),
                                  gpu=not args.no_gpu)
     notice = None if os.path.isdir(run_dir) else f"waiting for {run_dir} to be created (q or Ctrl+C to quit)"
+    if os.path.isdir(run_dir) and not (args.log or args.logs_dir):
+        from sdxl_tui.commands.runs_tui import runs_below_notice
+
+        below = runs_below_notice(run_dir)
+        if below is not None:  # a run holding other runs: only its own logs/, and say where the others are
+            args.logs_dir, notice = os.path.join(run_dir, "logs"), below
     app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()
     return int(result or 0)
