@@ -117,3 +117,87 @@ async def test_trials_screen_marks_the_best_and_shows_the_plan_line(luca: Path) 
             await pilot.pause(0.05)
         assert "sdxl-tui plan --from" in text and "trial_0025" in text and "(exit 2)" in text
         assert "missing_dataset.toml" in text and "Traceback" not in text
+
+
+async def test_a_convergence_alert_that_appears_is_announced(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.helpers.runs_folder import FIXTURE_TRIALS
+
+    folder = tmp_path / "optimization_overnight"
+    shutil.copytree(FIXTURE_TRIALS, folder)
+    (folder / "CONVERGENCE_ALERT.txt").unlink()
+    app = RunsApp(str(tmp_path), watcher=RunsWatcher(tmp_path, live_dirs=frozenset), interval=0)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await _rows(pilot, app)
+        assert app.notices == []
+        (folder / "CONVERGENCE_ALERT.txt").write_text("Convergence reached after 31 trials\n")
+        await pilot.press("r")
+        for _ in range(200):
+            if app.notices:
+                break
+            await pilot.pause(0.05)
+        assert app.notices == ["optimization_overnight: convergence: Convergence reached after 31 trials"]
+
+
+async def test_escape_in_the_dashboard_goes_back_unless_a_log_search_is_open() -> None:
+    """The dashboard opened from the runs view quits on Escape (back to the runs view); an
+    open log search takes the first Escape."""
+    from fakes.fake_nvml import FakeNVML
+    from stub_reader import StubReader, snapshot
+    from tui_helpers import settings, wait_for
+
+    from sdxl_tui.commands.runs_tui import back_keymap
+    from sdxl_tui.sources.gpu import GpuMonitor
+    from sdxl_tui.tui.app import make_app
+
+    app = make_app(back_keymap(settings()), "/runs/luca/sdxl_v1", reader=StubReader([snapshot(lines=0)]),
+                   gpu=GpuMonitor(nvml=FakeNVML([])), watch=False, environ={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("slash")
+        await pilot.pause()
+        search = app.query_one("#log-search", Input)
+        assert search.display
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not search.display and app.is_running  # the search closed, the dashboard stays
+        await pilot.press("escape")
+        await pilot.pause()
+    assert app.return_value == 0  # quit ran (leaving run_test alone would leave None)
+
+
+async def test_R_writes_the_selected_runs_report(tmp_path: Path) -> None:
+    luca = build_runs_folder(tmp_path)
+    app = _app(luca)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _rows(pilot, app)
+        table = app.query_one(RunsTable)
+        keys = [str(k.value) for k in table.rows]
+        table.move_cursor(row=keys.index(str(luca / "sdxl_v2")))
+        await pilot.press("R")
+        for _ in range(600):
+            if app.notices:
+                break
+            await pilot.pause(0.05)
+    report = luca / "sdxl_v2" / ".sdxl-tui" / "report.html"
+    assert len(app.notices) == 1 and app.notices[0].startswith(f"sdxl_v2: report written: {report}")
+    assert report.is_file() and "CUDA out of memory" in report.read_text()
+
+
+async def test_trials_compare_the_best_three_by_default(tmp_path: Path) -> None:
+    from sdxl_tui.sim.folders import build_demo_folder
+
+    luca = build_demo_folder(tmp_path, trials=4)
+    app = RunsApp(str(luca), watcher=RunsWatcher(luca, live_dirs=frozenset), interval=0)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await _rows(pilot, app)
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TrialsScreen)
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareRunsScreen)
+        opt = luca / "optimization_overnight"
+        assert screen.paths == [str(opt / "trial_0003"), str(opt / "trial_0002"), str(opt / "trial_0004")]

@@ -18,7 +18,7 @@ else:
     pytest.importorskip("diffusers", reason="the [eval] extra is not installed")
     pytest.importorskip("peft", reason="the [eval] extra is not installed")
 
-from tests.unit.test_evaluator_builtin import _byte_chars, _pixels, write_kohya_lora
+from tests.unit.test_evaluator_builtin import _byte_chars, _env, _pixels, write_kohya_lora
 
 #: sd-scripts SD1 LoRA names (diffusers-style U-Net paths; one CLIP-L text encoder: lora_te_)
 SD15_MODULES = {
@@ -35,9 +35,13 @@ def build_tiny_sd15(folder: Path) -> None:
     import json
 
     import torch
+    import tqdm
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    # save_pretrained's progress bar would start tqdm's monitor thread and leave it in this
+    # test process (a later forked-prefetch test needs the process single-threaded)
+    tqdm.tqdm.monitor_interval = 0
     torch.manual_seed(0)
     tok_dir = folder.parent / "tokenizer_sd15"
     tok_dir.mkdir(parents=True, exist_ok=True)
@@ -93,15 +97,20 @@ def tiny15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
 
 def test_sd15_lora_on_an_sd15_base(tiny15: dict[str, Path]) -> None:
     import json
+    import subprocess
+    import sys
 
     import numpy as np
 
-    from sdxl_tui.evaluator import main
-
     out = tiny15["root"] / "eval15"
-    rc = main(["--checkpoint", str(tiny15["lora"]), "--base-model", str(tiny15["base"]), "--output-dir", str(out),
-               "--num-samples", "1", "--device", "cpu", "--resolution", "64", "--steps", "2", "--with-base"])
-    assert rc == 0
+    # its own process, as `sdxl-tui eval` runs it (torch's threads stay out of this test process)
+    done = subprocess.run(
+        [sys.executable, "-m", "sdxl_tui.evaluator", "--checkpoint", str(tiny15["lora"]), "--base-model",
+         str(tiny15["base"]), "--output-dir", str(out), "--num-samples", "1", "--device", "cpu", "--resolution", "64",
+         "--steps", "2", "--with-base"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, env=_env(), timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["arch"] == "sd15" and manifest["status"] == "done"
     a, base = _pixels(out / "00_42.png"), _pixels(out / "base_00_42.png")

@@ -41,10 +41,14 @@ def test_a_run_dir_is_one_run_and_its_subfolders_are_not_runs(runs_root: Path) -
 
 
 def test_a_run_with_runs_inside_shows_both(tmp_path: Path) -> None:
+    from sdxl_tui.commands.runs_tui import runs_below_notice
+
     outer = sim_run(tmp_path / "outer", "outer")
     sim_run(outer / "rerun", "rerun")
     d = discover(outer)
     assert d.is_run and [r.name for r in d.runs] == ["rerun"]
+    assert runs_below_notice(str(outer)) == "this run holds 1 other run(s): rerun (open one with its own path)"
+    assert runs_below_notice(str(outer / "rerun")) is None
 
 
 def test_neither_a_run_nor_runs(tmp_path: Path) -> None:
@@ -116,5 +120,68 @@ def test_demo_folder_is_a_folder_of_runs(tmp_path: Path) -> None:
     view = RunsWatcher(luca, live_dirs=_no_live).refresh()
     assert {r.name: r.state for r in view.rows} == {
         "sdxl_v1": "finished", "sdxl_v2": "failed", "optimization_overnight": "converged"}
+    from sdxl_tui.formats.safetensors import peek_metadata
+
+    ckpt = view.optimisations[0].trials[0].checkpoint
+    assert ckpt is not None and peek_metadata(ckpt)["ss_base_model_version"] == "sd_v1"  # SD1.5 trials
     opt = view.optimisations[0]
     assert opt.best is not None and opt.best.name == "trial_0003" and opt.best.checkpoint
+
+
+def test_an_sd15_simulated_run_is_kind_sd15(tmp_path: Path) -> None:
+    from sdxl_tui.formats.safetensors import read_header
+    from sdxl_tui.sim.folders import SD15_SCRIPT_ARGS
+
+    run = sim_run(tmp_path / "sd15_v1", "luca_sd15", *SD15_SCRIPT_ARGS, "--clip_skip", "2")
+    header = read_header(run / "luca_sd15.safetensors", names=True)
+    assert header.complete and header.metadata["ss_base_model_version"] == "sd_v1"
+    assert any(n.startswith("lora_te_text_model") for n in header.tensor_names)
+    assert not any(n.startswith(("lora_te1_", "lora_te2_")) for n in header.tensor_names)
+    assert any(n.startswith("lora_unet_down_blocks_0_attentions_0") for n in header.tensor_names)
+    row = RunsWatcher(tmp_path, live_dirs=_no_live).refresh().rows[0]
+    assert row.kind == "SD1.5" and row.state == "finished"
+    assert "SDXL" not in (run / "training.log").read_text()  # no SDXL clip_skip warning
+
+
+def test_a_live_run_comes_first_with_its_pid_and_gpu(tmp_path: Path) -> None:
+    """A real simulated trainer process: the one process scan finds it, the row is live and
+    first, and the one NVML sample (fake NVML: the trainer holds 17 GiB) fills its GPU."""
+    import signal
+    import time
+
+    from fakes.fake_nvml import FakeDevice, FakeNVML
+
+    from sdxl_tui.sim import start_simulated
+    from sdxl_tui.sources.gpu import GpuMonitor
+
+    sim_run(tmp_path / "sdxl_v1", "done")
+    live = tmp_path / "sdxl_v2"
+    proc = start_simulated(live, ["--output_name", "live", "--max_train_epochs", "50", "--sim-step-seconds", "0.5",
+                                  "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "20",
+                                  "--logging_dir", str(live / "logs"), "--log_with", "tensorboard"])
+    try:
+        nvml = FakeNVML([FakeDevice(processes={proc.pid: 17 * 1024**3})])
+        w = RunsWatcher(tmp_path, gpu=GpuMonitor(nvml=nvml).sample)
+        deadline = time.monotonic() + 60
+        row = None
+        while time.monotonic() < deadline:
+            rows = w.refresh().rows
+            row = rows[0]
+            if row.live and row.step:
+                break
+            time.sleep(0.2)
+        assert row is not None and row.name == "sdxl_v2" and row.live and row.pid == proc.pid
+        assert row.gpu == "GPU0 97% 17.0 GiB" and row.state in ("training", "saving", "sampling")
+        assert w.refresh().reread >= 1  # a live run is read again every refresh
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def test_skeleton_names_the_rows_before_the_first_read(runs_root: Path) -> None:
+    w = RunsWatcher(runs_root, live_dirs=_no_live)
+    first = w.skeleton()
+    assert {r.name: r.state for r in first.rows} == {
+        "sdxl_v1": "reading", "sdxl_v2": "reading", "optimization_overnight": "reading"}
+    full = w.refresh()
+    assert {r.name: r.state for r in w.skeleton().rows} == {r.name: r.state for r in full.rows}

@@ -125,3 +125,12 @@ def test_compare_shows_only_differences_and_writes_a_png(tmp_path: Path) -> None
     assert "loss by epoch" in p.stdout and "● v1" in p.stdout and "◆ v2" in p.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _cli("compare", str(a)).returncode == 2
+
+
+def test_compare_an_optimisation_folder_compares_its_trials(tmp_path: Path) -> None:
+    from tests.helpers.runs_folder import build_trials_with_runs
+
+    folder = build_trials_with_runs(tmp_path / "optimization_overnight", 3)
+    p = _cli("compare", str(folder))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("3 runs: trial_0001") and "learning_rate" in p.stdout

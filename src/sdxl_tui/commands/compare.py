@@ -18,7 +18,8 @@ Compare two or more runs (sdxl_v1 and its reruns, an SD1.5 trial and an SDXL run
                  batch sizes line up) or by wall-clock minutes from its first point, with
                  TensorBoard's debiased EMA smoothing (--smoothing, TensorBoard's slider).
 
-A RUN may also be a folder of runs: every run below it is compared."""
+A RUN may also be a folder of runs: every run below it is compared; an optimisation folder
+adds each of its trials that is a run (its own training.log or logs/)."""
 
 EPILOG = """\
 examples:
@@ -46,7 +47,7 @@ def _err(message: str) -> int:
 
 
 def _expand(paths: list[str]) -> list[str] | str:
-    from sdxl_tui.sources.discovery import NO_RUN_MESSAGE, discover
+    from sdxl_tui.sources.discovery import NO_RUN_MESSAGE, discover, trial_runs
 
     out: list[str] = []
     for p in paths:
@@ -54,6 +55,7 @@ def _expand(paths: list[str]) -> list[str] | str:
             return f"no such directory: {p}"
         found = discover(p)
         runs = [r.path for r in found.all if r.kind == "run"]
+        runs += [t for r in found.all if r.kind == "trials" for t in trial_runs(r.path)]
         if not runs:
             return f"{p}: {NO_RUN_MESSAGE}"
         out.extend(r for r in runs if r not in out)

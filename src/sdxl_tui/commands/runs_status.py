@@ -85,11 +85,16 @@ def format_runs(view: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_root(root: str, *, as_json: bool) -> int:
+def run_root(root: str, *, as_json: bool, settings: Any = None, gpu: bool = True) -> int:
     """Print the runs under ``root`` once; 0."""
-    from sdxl_tui.sources.runs import RunsWatcher
+    from sdxl_tui.sources.runs import LazyGpu, RunsWatcher
 
-    view = RunsWatcher(root).refresh()
+    source = LazyGpu() if gpu else None
+    try:
+        view = RunsWatcher(root, settings=settings, gpu=source).refresh()
+    finally:
+        if source is not None:
+            source.close()
     if as_json:
         json.dump(runs_json(view), sys.stdout, indent=1, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -117,7 +122,16 @@ def route(run_dir: str, args: Any) -> int | tuple[str, ...]:
     if found.is_run:
         return tuple(r.path for r in found.runs + found.trials)
     if found.holds_runs or found.is_trials:
-        return run_root(run_dir, as_json=bool(args.json))
+        from sdxl_tui.config import ConfigError, load_settings
+
+        try:
+            settings = load_settings(config_path=args.config)
+        except ConfigError as exc:
+            print(f"sdxl-tui status: {exc}", file=sys.stderr)
+            return 2
+        if getattr(args, "no_cache", False):
+            settings = settings.replace(cache__enabled=False)
+        return run_root(run_dir, as_json=bool(args.json), settings=settings, gpu=not getattr(args, "no_gpu", False))
     if has_content(run_dir):
         print(f"sdxl-tui status: {NO_RUN_MESSAGE} (in {args.dir}); "
               "for a run whose log is elsewhere give --log FILE (or --single)", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["back_keymap", "is_runs_root", "run_runs_view"]
+__all__ = ["back_keymap", "is_runs_root", "run_runs_view", "runs_below_notice"]
 
 
 def is_runs_root(path: str) -> bool:
@@ -22,6 +22,20 @@ def is_runs_root(path: str) -> bool:
     return not found.is_run and (found.holds_runs or found.is_trials)
 
 
+def runs_below_notice(path: str) -> str | None:
+    """For a run that holds other runs: the line that names them (None otherwise)."""
+    import os
+
+    from sdxl_tui.sources.discovery import discover
+
+    found = discover(path)
+    below = found.runs + found.trials
+    if not found.is_run or not below:
+        return None
+    names = ", ".join(os.path.relpath(r.path, path) for r in below[:5]) + (" …" if len(below) > 5 else "")
+    return f"this run holds {len(below)} other run(s): {names} (open one with its own path)"
+
+
 def back_keymap(settings: Any) -> Any:
     """The dashboard's settings with Escape added to ``quit`` (back to the runs view)."""
     keymap = dict(settings.ui.keymap or {})
@@ -29,18 +43,23 @@ def back_keymap(settings: Any) -> Any:
     return settings.replace(ui__keymap=keymap)
 
 
-def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str], Any]) -> int:
+def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str], Any], *, gpu: bool = True) -> int:
     """The loop: runs view -> dashboard -> runs view ... until q in the runs view."""
-    from sdxl_tui.sources.runs import RunsWatcher
+    from sdxl_tui.sources.runs import LazyGpu, RunsWatcher
     from sdxl_tui.tui.runs_app import RunsApp
 
-    watcher = RunsWatcher(root)
+    source = LazyGpu() if gpu else None
+    watcher = RunsWatcher(root, settings=settings, gpu=source)
     selected: str | None = None
     dashboard_settings = back_keymap(settings)
-    while True:
-        result = RunsApp(root, watcher=watcher, selected=selected).run()
-        if not (isinstance(result, tuple) and result and result[0] == "open"):
-            return int(result or 0)
-        selected = str(result[1])
-        open_dashboard(dashboard_settings, selected).run()
+    try:
+        while True:
+            result = RunsApp(root, watcher=watcher, selected=selected).run()
+            if not (isinstance(result, tuple) and result and result[0] == "open"):
+                return int(result or 0)
+            selected = str(result[1])
+            open_dashboard(dashboard_settings, selected).run()
+    finally:
+        if source is not None:
+            source.close()
 

@@ -35,6 +35,10 @@ simulation options:
   --sim-real-size            LoRA tensors with the real SDXL shapes (big files)
   --sim-seed N               seed of the simulated loss curve (default 42)
   --sim-hostname NAME        host name in the event file name (default: this host)
+  --sim-script train_network.py
+                             be SD1.5's train_network.py instead of sdxl_train_network.py: its
+                             option table, ss_base_model_version sd_v1, one text encoder
+                             (lora_te_*), SD1.5 U-Net module names (add --resolution 512)
 
 signals behave like the real trainer's: SIGTERM kills silently (nothing saved),
 SIGINT prints a KeyboardInterrupt traceback and exits by SIGINT.

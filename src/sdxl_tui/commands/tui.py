@@ -39,15 +39,17 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
       (asks which: 6-10, 6,8,10 or names; default the epochs 6-10), then shows the grid
   i   sample/evaluation images of the selected checkpoint                 [show-images]
   c   full loss chart ([ ] smoothing, l log-Y, o outliers, w step/wall, r LR) [toggle-chart]
-  /   search the log, newest match first (enter or n: older, N: newer)   [search-log]
+  R   write the morning report (DIR/.sdxl-tui/report.html) and say where  [morning-report]
+  a   the Alerts pane with each alert's fix (again: back to the log)      [show-alerts]
+  /   search the log: enter searches, then n older / N newer match         [search-log]
   ?   every key as bound now                                              [help]
   q   quit (the training keeps running)                                   [quit]
   a folder of runs (DIR holds sdxl_v1/, sdxl_v2/, optimization_overnight/...): the runs view,
       one row per run, live first: enter opens the run's dashboard (escape or q comes back),
       space marks, c compares the marked runs (curves + config diff; a: axis, [ ]: smoothing),
       t the optimisation's trials (p: `sdxl-tui plan --from` the selected trial, asking for the
-      dataset, SDXL base and output folder; b: the best), r refreshes, q quits.
-      CLI twins: status DIR, compare, export, plan --from.
+      dataset, SDXL base and output folder; b: the best), R the selected run's report,
+      r refreshes, q quits. CLI twins: status DIR, compare, export, plan --from, report.
   ctrl+p command palette ("run: kill", "checkpoint: evaluate", "checkpoint: compare", ...);
   end: follow the log again.
   Keys that cannot apply now are greyed out in the footer (no live trainer: no kill);
@@ -236,7 +238,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.dir
     if run_dir is None:
         cwd = os.getcwd()
-        if not looks_like_run(cwd):
+        from sdxl_tui.commands.runs_tui import is_runs_root
+
+        if not looks_like_run(cwd) and not is_runs_root(cwd):
             print(
                 "sdxl-tui: no run directory given and the current directory holds no run.\n"
                 "  sdxl-tui /path/to/output_dir    watch a run (the trainer's --output_dir)\n"
@@ -260,8 +264,15 @@ def run(args: argparse.Namespace) -> int:
         from sdxl_tui.commands.runs_tui import is_runs_root, run_runs_view
 
         if is_runs_root(run_dir):  # a folder of runs: the runs view (Enter opens one, Escape comes back)
-            return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu))
+            return run_runs_view(run_dir, settings, lambda s, d: build_app(s, d, no_gpu=args.no_gpu),
+                                 gpu=not args.no_gpu)
     notice = None if os.path.isdir(run_dir) else f"waiting for {run_dir} to be created (q or Ctrl+C to quit)"
+    if os.path.isdir(run_dir) and not (args.log or args.logs_dir):
+        from sdxl_tui.commands.runs_tui import runs_below_notice
+
+        below = runs_below_notice(run_dir)
+        if below is not None:  # a run holding other runs: only its own logs/, and say where the others are
+            args.logs_dir, notice = os.path.join(run_dir, "logs"), below
     app = build_app(settings, run_dir, log_path=args.log, logs_dir=args.logs_dir, no_gpu=args.no_gpu, notice=notice)
     result = app.run()
     return int(result or 0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-__all__ = ["FAULTS", "SimOptions", "build_sim_parser", "split_args"]
+__all__ = ["FAULTS", "SCRIPTS", "SimOptions", "build_sim_parser", "split_args"]
 
 FAULTS = ("oom", "nan", "hang", "crash")
+#: Which trainer the simulator is: SDXL's ``sdxl_train_network.py`` or SD1.5's ``train_network.py``.
+SCRIPTS = ("sdxl_train_network.py", "train_network.py")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,12 @@ class SimOptions:
     real_size: bool = False
     seed: int = 42
     hostname: str | None = None
+    script: str = SCRIPTS[0]
+
+    @property
+    def sd1(self) -> bool:
+        """The simulated trainer is SD1.5's ``train_network.py`` (512, one text encoder)."""
+        return self.script == SCRIPTS[1]
 
 
 def build_sim_parser() -> argparse.ArgumentParser:
@@ -42,6 +50,7 @@ def build_sim_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-real-size", action="store_true")
     p.add_argument("--sim-seed", type=int, default=SimOptions.seed)
     p.add_argument("--sim-hostname", default=None)
+    p.add_argument("--sim-script", choices=SCRIPTS, default=SCRIPTS[0])
     return p
 
 
@@ -58,5 +67,6 @@ def split_args(argv: list[str]) -> tuple[SimOptions, list[str]]:
         real_size=ns.sim_real_size,
         seed=ns.sim_seed,
         hostname=ns.sim_hostname,
+        script=ns.sim_script,
     )
     return sim, rest

@@ -26,6 +26,7 @@ __all__ = [
     "CompareRun",
     "Curve",
     "aligned_curves",
+    "chart_lines",
     "config_diff",
     "load_runs",
     "png_chart",
@@ -95,12 +96,14 @@ def load_runs(paths: Sequence[str]) -> list[CompareRun]:
 
 
 def config_diff(runs: Sequence[CompareRun]) -> list[tuple[str, tuple[str, ...]]]:
-    """(key, value per run) for every key whose values are not all the same ("-": absent)."""
+    """(key, value per run) for every key whose known values differ ("-": that run does not
+    say, e.g. a run that failed before its first checkpoint has no ``ss_*`` metadata; a key
+    only one run knows is not a difference)."""
     keys = sorted({k for r in runs for k in r.config})
     rows = []
     for key in keys:
         values = tuple(r.config.get(key, "-") for r in runs)
-        if len(set(values)) > 1:
+        if len({v for v in values if v != "-"}) > 1:
             rows.append((key, values))
     return rows
 
@@ -144,33 +147,47 @@ def aligned_curves(runs: Sequence[CompareRun], *, align: str = "step", smoothing
 X_LABELS = {"step": "step", "epoch": "epoch", "wall": "minutes from start"}
 
 
-def text_chart(curves: Sequence[Curve], *, align: str = "step", width: int = 72, height: int = 14) -> str:
-    """A braille chart of the smoothed curves (one glyph per run in the legend)."""
+MARKS = "●◆▲■✚★"
+CHART_LEFT = 10  # "{label:>8} ┤": the plot starts at this column of each chart line
+
+
+def chart_lines(curves: Sequence[Curve], *, align: str = "step", width: int = 72,
+                height: int = 14) -> tuple[list[str], list[list[int | None]]]:
+    """The chart as text lines and, for the first ``height`` lines, each plot cell's curve
+    index (None: empty) from column :data:`CHART_LEFT` (a terminal colours by it)."""
     xs = [x for c in curves for x in c.xs]
     bounds = y_range([y for c in curves for y in c.ys], clip_outliers=True)
     if not xs or bounds is None:
-        return "(no loss points to draw)\n"
+        return ["(no loss points to draw)"], []
     canvas = Canvas(width, height)
     x_bounds = (min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1)
     plot(canvas, [Plot(c.xs, c.ys, i) for i, c in enumerate(curves)], x_bounds=x_bounds, y_bounds=bounds)
-    marks = "●◆▲■✚★"
-    grid = [[ch for ch, _ in row] for row in canvas.rows()]
-    for i, c in enumerate(curves):  # each curve's end carries its legend mark (no colour in text)
-        col = round((c.xs[-1] - x_bounds[0]) / (x_bounds[1] - x_bounds[0]) * (width - 1))
+    cells = canvas.rows()
+    grid = [[ch for ch, _ in row] for row in cells]
+    colours = [[col for _, col in row] for row in cells]
+    for i, c in enumerate(curves):  # each curve's end carries its legend mark (no colour in plain text)
+        col = min(width - 1, max(0, round((c.xs[-1] - x_bounds[0]) / (x_bounds[1] - x_bounds[0]) * (width - 1))))
         frac = (c.ys[-1] - bounds[0]) / ((bounds[1] - bounds[0]) or 1.0)
         row = round((1.0 - min(1.0, max(0.0, frac))) * (height - 1))
-        grid[row][min(width - 1, max(0, col))] = marks[i % len(marks)]
+        grid[row][col] = MARKS[i % len(MARKS)]
+        colours[row][col] = i
     lines = []
     for i, row_chars in enumerate(grid):
         label = f"{bounds[1]:.4g}" if i == 0 else f"{bounds[0]:.4g}" if i == height - 1 else ""
-        lines.append(f"{label:>8} ┤" + "".join(row_chars).rstrip())
+        lines.append(f"{label:>8} ┤" + "".join(row_chars))
     lines.append(" " * 9 + "└" + "─" * width)
     right = f"{x_bounds[1]:.4g} {X_LABELS[align]}"
     lines.append(" " * 10 + f"{x_bounds[0]:.4g}".ljust(width // 2) + right.rjust(width - width // 2))
     for i, c in enumerate(curves):
-        lines.append(f"  {marks[i % len(marks)]} {c.label}: last {c.ys[-1]:.4g} smoothed, raw min {min(c.raw):.4g}, "
+        lines.append(f"  {MARKS[i % len(MARKS)]} {c.label}: last {c.ys[-1]:.4g} smoothed, raw min {min(c.raw):.4g}, "
                      f"{len(c.xs)} points")
-    return "\n".join(lines) + "\n"
+    return lines, colours
+
+
+def text_chart(curves: Sequence[Curve], *, align: str = "step", width: int = 72, height: int = 14) -> str:
+    """A braille chart of the smoothed curves (each run's end and legend carry its mark)."""
+    lines, _ = chart_lines(curves, align=align, width=width, height=height)
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def png_chart(curves: Sequence[Curve], *, align: str = "step", smoothing: float = 0.6) -> bytes | None:

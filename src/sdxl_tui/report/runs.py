@@ -41,9 +41,9 @@ def row_cells(r: Any, now: float, root: str) -> tuple[str, ...]:
     """The runs table's cells for one row (shared by the text table and the TUI)."""
     return (
         display_name(r, root), r.kind, r.state, _cell_progress(r), _cell_eta(r, now), _num(r.loss), _num(r.best_loss),
-        str(r.checkpoints), str(r.pid) if r.pid else "-",
+        str(r.checkpoints), (f"{r.pid} {r.gpu}" if r.gpu else str(r.pid)) if r.pid else "-",
         format_ago(now - r.updated_at) if r.updated_at else "-", r.last_alert or "",
     )
 
 
-HEADERS = ("run", "kind", "state", "progress", "eta", "loss", "best", "ckpts", "pid", "age", "last alert")
+HEADERS = ("run", "kind", "state", "progress", "eta", "loss", "best", "ckpts", "pid/GPU", "age", "last alert")

@@ -3,7 +3,7 @@ the SDXL runs, written with the simulator's real writers (for ``sdxl-tui demo --
 runs-view tests and the README capture).
 
 ``luca/optimization_overnight/trial_NNNN`` are finished runs of the simulated SD1.5
-``train_network.py`` (when the simulator knows it; see :data:`SD15_SCRIPT_ARGS`) with a
+``train_network.py`` (:data:`SD15_SCRIPT_ARGS`) with a
 ``params.json`` and a ``result.json`` each and a ``CONVERGENCE_ALERT.txt``;
 ``luca/sdxl_v1`` finished, ``luca/sdxl_v2`` failed (CUDA out of memory); the caller starts
 the live ``luca/sdxl_v3`` (:func:`live_args`).
@@ -19,8 +19,8 @@ from sdxl_tui.sim import run_simulated
 
 __all__ = ["SD15_SCRIPT_ARGS", "build_demo_folder", "live_args"]
 
-#: How the simulator is told to be SD1.5's train_network.py (empty while it only knows SDXL).
-SD15_SCRIPT_ARGS: tuple[str, ...] = ()
+#: How the simulator is told to be SD1.5's train_network.py (512, ss_base_model_version sd_v1).
+SD15_SCRIPT_ARGS: tuple[str, ...] = ("--sim-script", "train_network.py", "--resolution", "512")
 
 _FAST = ("--sim-step-seconds", "0", "--sim-startup-seconds", "0", "--save_every_n_epochs", "1",
          "--network_dim", "8", "--network_alpha", "4")

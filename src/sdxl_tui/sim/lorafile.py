@@ -38,6 +38,27 @@ _UNET_TRANSFORMERS = (
 )
 _CONTEXT_DIM = 2048
 
+# SD1.5's U-Net as sd-scripts' train_network.py names it (diffusers module paths):
+# (block, channels, attention blocks); one transformer block each, context width 768 (CLIP-L)
+_SD1_UNET = (
+    ("down_blocks_0", 320, 2), ("down_blocks_1", 640, 2), ("down_blocks_2", 1280, 2),
+    ("up_blocks_1", 1280, 3), ("up_blocks_2", 640, 3), ("up_blocks_3", 320, 3),
+)
+_SD1_CONTEXT_DIM = 768
+
+
+def _transformer_block(t: str, c: int, context: int) -> list[tuple[str, int, int]]:
+    """The Linear modules of one transformer block ``t`` of width ``c`` (self- and cross-attention, FF)."""
+    mods: list[tuple[str, int, int]] = []
+    for attn, kv_in in (("attn1", c), ("attn2", context)):
+        mods.append((f"{t}_{attn}_to_q", c, c))
+        mods.append((f"{t}_{attn}_to_k", kv_in, c))
+        mods.append((f"{t}_{attn}_to_v", kv_in, c))
+        mods.append((f"{t}_{attn}_to_out_0", c, c))
+    mods.append((f"{t}_ff_net_0_proj", c, 8 * c))
+    mods.append((f"{t}_ff_net_2", 4 * c, c))
+    return mods
+
 
 def unet_modules() -> list[tuple[str, int, int]]:
     """``(name, in_features, out_features)`` of every U-Net Linear LoRA targets (722)."""
@@ -47,21 +68,27 @@ def unet_modules() -> list[tuple[str, int, int]]:
         mods.append((f"{p}_proj_in", c, c))
         mods.append((f"{p}_proj_out", c, c))
         for i in range(depth):
-            t = f"{p}_transformer_blocks_{i}"
-            for attn, kv_in in (("attn1", c), ("attn2", _CONTEXT_DIM)):
-                mods.append((f"{t}_{attn}_to_q", c, c))
-                mods.append((f"{t}_{attn}_to_k", kv_in, c))
-                mods.append((f"{t}_{attn}_to_v", kv_in, c))
-                mods.append((f"{t}_{attn}_to_out_0", c, c))
-            mods.append((f"{t}_ff_net_0_proj", c, 8 * c))
-            mods.append((f"{t}_ff_net_2", 4 * c, c))
+            mods += _transformer_block(f"{p}_transformer_blocks_{i}", c, _CONTEXT_DIM)
     return mods
 
 
-def text_encoder_modules() -> list[tuple[str, int, int]]:
-    """Modules of both SDXL text encoders (72 in TE1 + 192 in TE2 = 264)."""
+def sd1_unet_modules() -> list[tuple[str, int, int]]:
+    """SD1.5 U-Net Linear modules as ``train_network.py`` names them (``lora_unet_down_blocks_...``);
+    ``proj_in``/``proj_out`` are 1x1 convolutions there and are left out."""
     mods: list[tuple[str, int, int]] = []
-    for prefix, layers, d, mlp in (("lora_te1", 12, 768, 3072), ("lora_te2", 32, 1280, 5120)):
+    blocks = [(f"{b}_attentions_{j}", c) for b, c, n in _SD1_UNET for j in range(n)]
+    blocks.append(("mid_block_attentions_0", 1280))
+    for block, c in blocks:
+        mods += _transformer_block(f"lora_unet_{block}_transformer_blocks_0", c, _SD1_CONTEXT_DIM)
+    return mods
+
+
+def text_encoder_modules(sd1: bool = False) -> list[tuple[str, int, int]]:
+    """Modules of both SDXL text encoders (72 in TE1 + 192 in TE2 = 264), or SD1.5's one
+    CLIP-L (``lora_te_``, 72)."""
+    mods: list[tuple[str, int, int]] = []
+    encoders = (("lora_te", 12, 768, 3072),) if sd1 else (("lora_te1", 12, 768, 3072), ("lora_te2", 32, 1280, 5120))
+    for prefix, layers, d, mlp in encoders:
         for i in range(layers):
             p = f"{prefix}_text_model_encoder_layers_{i}"
             for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
@@ -73,25 +100,27 @@ def text_encoder_modules() -> list[tuple[str, int, int]]:
 
 @functools.lru_cache(maxsize=16)
 def _specs_cached(
-    rank: int, unet: bool, text_encoders: bool, real_size: bool
+    rank: int, unet: bool, text_encoders: bool, real_size: bool, sd1: bool = False
 ) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    return tuple((n, tuple(s)) for n, s in _tensor_specs(rank, unet, text_encoders, real_size))
+    return tuple((n, tuple(s)) for n, s in _tensor_specs(rank, unet, text_encoders, real_size, sd1))
 
 
 def tensor_specs(
-    *, rank: int, unet: bool = True, text_encoders: bool = False, real_size: bool = False
+    *, rank: int, unet: bool = True, text_encoders: bool = False, real_size: bool = False, sd1: bool = False
 ) -> list[tuple[str, list[int]]]:
-    """``(tensor name, shape)`` for every tensor of the LoRA (alpha, lora_down, lora_up)."""
-    return [(n, list(s)) for n, s in _specs_cached(rank, unet, text_encoders, real_size)]
+    """``(tensor name, shape)`` for every tensor of the LoRA (alpha, lora_down, lora_up);
+    ``sd1``: SD1.5's module names (``train_network.py``)."""
+    return [(n, list(s)) for n, s in _specs_cached(rank, unet, text_encoders, real_size, sd1)]
 
 
-def _tensor_specs(rank: int, unet: bool, text_encoders: bool, real_size: bool) -> list[tuple[str, list[int]]]:
+def _tensor_specs(rank: int, unet: bool, text_encoders: bool, real_size: bool,
+                  sd1: bool = False) -> list[tuple[str, list[int]]]:
     scale = 1 if real_size else 64
     mods: list[tuple[str, int, int]] = []
     if text_encoders:
-        mods += text_encoder_modules()
+        mods += text_encoder_modules(sd1)
     if unet:
-        mods += unet_modules()
+        mods += sd1_unet_modules() if sd1 else unet_modules()
     specs: list[tuple[str, list[int]]] = []
     for name, fin, fout in mods:
         fin_s, fout_s = max(1, fin // scale), max(1, fout // scale)

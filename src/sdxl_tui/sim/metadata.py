@@ -43,12 +43,16 @@ MODELSPEC_OPTIONS = (
 
 
 def base_metadata(
-    a: Namespace, group: DatasetGroup, *, session_id: int, started_at: float, batches: int, epochs: int, max_steps: int
+    a: Namespace, group: DatasetGroup, *, session_id: int, started_at: float, batches: int, epochs: int, max_steps: int,
+    sd1: bool = False,
 ) -> dict[str, str]:
-    """The ``ss_*`` metadata of a run, before the per-save keys."""
+    """The ``ss_*`` metadata of a run, before the per-save keys (``sd1``: ``train_network.py``
+    on an SD1.5 base: ``ss_base_model_version`` ``sd_v1``)."""
     values = _training_values(
         a, group, session_id=session_id, started_at=started_at, batches=batches, epochs=epochs, max_steps=max_steps
     )
+    if sd1:
+        values["ss_base_model_version"] = "sd_v1"
     md = {k: str(v) for k, v in values.items()}
     md.update(datasets_metadata(group))
     if a.network_args:
@@ -57,7 +61,8 @@ def base_metadata(
             k, _, v = item.partition("=")
             net_args[k] = v
         md["ss_network_args"] = json.dumps(net_args)
-    md.update(_model_hashes("model", a.pretrained_model_name_or_path or "sd_xl_base_1.0.safetensors"))
+    default_base = "v1-5-pruned-emaonly.safetensors" if sd1 else "sd_xl_base_1.0.safetensors"
+    md.update(_model_hashes("model", a.pretrained_model_name_or_path or default_base))
     if a.vae:
         md.update(_model_hashes("vae", a.vae))
     if a.no_metadata:
@@ -147,16 +152,16 @@ def _training_values(
     return values
 
 
-def modelspec(a: Namespace, now: float, started_at: float) -> dict[str, str]:
+def modelspec(a: Namespace, now: float, started_at: float, *, sd1: bool = False) -> dict[str, str]:
     """The ``modelspec.*`` keys of a save at ``now``."""
-    res = "1024x1024"
+    res = "512x512" if sd1 else "1024x1024"
     if a.resolution:
         parts = [p.strip() for p in str(a.resolution).split(",")]
         res = f"{parts[0]}x{parts[-1]}"
     spec = {
         "modelspec.sai_model_spec": "1.0.1",
-        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
+        "modelspec.architecture": "stable-diffusion-v1/lora" if sd1 else "stable-diffusion-xl-v1-base/lora",
+        "modelspec.implementation": "diffusers" if sd1 else "https://github.com/Stability-AI/generative-models",
         "modelspec.title": a.metadata_title or a.output_name or f"LoRA@{started_at}",
         "modelspec.resolution": res,
         "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)),

@@ -49,16 +49,22 @@ def build_trainer_parser(script: str = SDXL_SCRIPT) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_trainer_args(argv: list[str]) -> argparse.Namespace:
+def parse_trainer_args(argv: list[str], script: str = SDXL_SCRIPT) -> argparse.Namespace:
     """Parse like the real trainer (prints usage + error and exits 2 on unknown options).
 
     ``--config_file`` is honoured the sd-scripts way: the TOML is flattened one level and the
     command line wins over it.
     """
-    parser = build_trainer_parser()
+    parser = build_trainer_parser(script)
     args = parser.parse_args(argv)
     if args.config_file:
         args = _apply_config_file(parser, args, argv)
+    if script != SDXL_SCRIPT:
+        # SDXL-only options (cache_text_encoder_outputs, ...) do not exist for train_network.py:
+        # their defaults are what that trainer does, and the simulator reads them all
+        for spec in load_packaged_table(SDXL_SCRIPT).options:
+            if not hasattr(args, spec.dest):
+                setattr(args, spec.dest, spec.default)
     return args
 
 

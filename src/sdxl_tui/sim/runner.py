@@ -22,13 +22,13 @@ def run_argv(argv: list[str], console: SimConsole, *, in_process: bool, hooks: H
         try:
             with contextlib.redirect_stderr(buf):
                 sim, rest = split_args(argv)
-                args = parse_trainer_args(rest)
+                args = parse_trainer_args(rest, sim.script)
         except SystemExit as exc:
             console.err(buf.getvalue())
             return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     else:
         sim, rest = split_args(argv)
-        args = parse_trainer_args(rest)
+        args = parse_trainer_args(rest, sim.script)
     if not args.output_dir:
         console.err("sdxl-tui simulate: --output_dir is required (it is what process discovery looks for)\n")
         return 2

@@ -28,7 +28,8 @@ class Saving(TrainerBase):
     def _specs(self) -> list[tuple[str, list[int]]]:
         rank = self.args.network_dim if self.args.network_dim is not None else 4
         return lorafile.tensor_specs(
-            rank=rank, unet=not self.te_only, text_encoders=not self.unet_only, real_size=self.sim.real_size
+            rank=rank, unet=not self.te_only, text_encoders=not self.unet_only, real_size=self.sim.real_size,
+            sd1=self.sim.sd1,
         )
 
     def _save_model(self, name: str, steps: int, epoch: int) -> None:
@@ -41,7 +42,7 @@ class Saving(TrainerBase):
             md["ss_training_finished_at"] = str(now)
             md["ss_steps"] = str(steps)
             md["ss_epoch"] = str(epoch)
-        md.update(modelspec(self.args, now, self.training_started_at))
+        md.update(modelspec(self.args, now, self.training_started_at, sd1=self.sim.sd1))
         specs = self._specs()
         alpha = float(self.args.network_alpha if self.args.network_alpha is not None else 1.0)
         seed = self.sim.seed * 1000003 + steps

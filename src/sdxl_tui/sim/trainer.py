@@ -81,6 +81,7 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
             batches=self.batches,
             epochs=self.num_train_epochs,
             max_steps=self.max_train_steps,
+            sd1=sim.sd1,
         )
         self.no_metadata = bool(a.no_metadata)
         self.sleep(sim.startup_seconds * 0.05)  # hashing the base model
@@ -98,7 +99,7 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         if a.config_file:
             path = a.config_file if a.config_file.endswith(".toml") else a.config_file + ".toml"
             self.log("settings", f"Loading settings from {path}...")
-        if a.clip_skip is not None:
+        if a.clip_skip is not None and not self.sim.sd1:  # SD1.5's train_network.py honours it
             self.log("clip_skip", "clip_skip will be unexpected / SDXL学習ではclip_skipは動作しません", logging.WARNING)
         self.c.setup_logging(a.console_log_level, a.console_log_file, a.console_log_simple)
         if a.log_with in ("tensorboard", "all") and not a.logging_dir:

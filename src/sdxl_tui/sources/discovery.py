@@ -35,6 +35,7 @@ __all__ = [
     "FoundRun",
     "classify",
     "discover",
+    "trial_runs",
 ]
 
 NO_RUN_MESSAGE = (
@@ -223,3 +224,14 @@ def discover(path: str | os.PathLike[str], *, max_depth: int = 3, max_dirs: int 
     runs = tuple(sorted((r for r in below if r.kind == "run"), key=lambda r: r.path))
     trials = tuple(sorted((r for r in below if r.kind == "trials"), key=lambda r: r.path))
     return Discovery(root, top, runs, trials, truncated=budget[0] <= 0)
+
+
+def trial_runs(folder: str) -> list[str]:
+    """The trial folders of an optimisation folder that are runs themselves (their own
+    ``training.log`` or ``logs/``), sorted by name."""
+    try:
+        names = sorted(e.name for e in os.scandir(folder)
+                       if e.is_dir(follow_symlinks=False) and e.name.lower().startswith("trial"))
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if classify(os.path.join(folder, n)).kind == "run"]

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from sdxl_tui.config import Settings
 from sdxl_tui.formats.names import LOG_NAME
+from sdxl_tui.model import GpuStatus
 from sdxl_tui.sources.discovery import Discovery, FoundRun, discover
 from sdxl_tui.sources.optimisation import Optimisation, read_optimisation, signature
-from sdxl_tui.sources.summary import RunSummary, read_summary, summarize_trials
+from sdxl_tui.sources.summary import RunSummary, gpu_text, read_summary, summarize_trials
 
-__all__ = ["RunsView", "RunsWatcher", "sort_rows"]
+__all__ = ["LazyGpu", "RunsView", "RunsWatcher", "sort_rows"]
 
 _Sig = tuple[object, ...]
 
@@ -97,6 +99,9 @@ class RunsWatcher:
             refresh, :func:`~sdxl_tui.sources.procs.trainer_output_dirs`); tests inject it.
         max_depth: how deep below ``root`` runs are looked for.
         workers: runs read in parallel on a cold refresh (I/O bound).
+        settings: stall factor, and ``cache.enabled`` (the event cache of ``status``) for reads.
+        gpu: called with the live trainers' pids, once per refresh and only while some run is
+            live (e.g. ``GpuMonitor().sample``); None: no GPU column.
     """
 
     def __init__(
@@ -107,12 +112,16 @@ class RunsWatcher:
         clock: Callable[[], float] = time.time,
         max_depth: int = 3,
         workers: int = 4,
+        settings: Settings | None = None,
+        gpu: Callable[[Sequence[int]], GpuStatus] | None = None,
     ) -> None:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root)))
         self._live_dirs = live_dirs or _scan_live
         self._clock = clock
         self._max_depth = max_depth
         self._workers = workers
+        self._settings = settings
+        self._gpu = gpu
         self._runs: dict[str, tuple[_Sig, RunSummary]] = {}
         self._opts: dict[str, tuple[_Sig, Optimisation, RunSummary]] = {}
 
@@ -133,13 +142,43 @@ class RunsWatcher:
         keep = {r.path for r in runs}
         self._runs = {k: v for k, v in self._runs.items() if k in keep}
         opts = self._read_optimisations([r for r in found.all if r.kind == "trials"], now)
-        rows = [self._runs[r.path][1] for r in runs if r.path in self._runs] + [o[2] for o in opts]
+        rows = [self._runs[r.path][1] for r in runs if r.path in self._runs]
+        rows = self._with_gpus(rows) + [o[2] for o in opts]
         return RunsView(self.root, found, sort_rows(rows), tuple(o[1] for o in opts), now, len(stale))
+
+    def skeleton(self) -> RunsView:
+        """The rows discovery alone gives (name, kind "?" and state "reading" for a run not read
+        yet; known rows as they were): a table at once, before a cold :meth:`refresh`."""
+        now = self._clock()
+        found = discover(self.root, max_depth=self._max_depth)
+        rows = []
+        for r in found.all:
+            known = self._runs.get(r.path) if r.kind == "run" else None
+            opt = self._opts.get(r.path) if r.kind == "trials" else None
+            if known is not None:
+                rows.append(known[1])
+            elif opt is not None:
+                rows.append(opt[2])
+            else:
+                rows.append(RunSummary(run_dir=r.path, name=r.name, kind="trials" if r.kind == "trials" else "?",
+                                       state="reading", reason="reading the run's files…"))
+        return RunsView(self.root, found, sort_rows(rows), (), now, 0)
+
+    def _with_gpus(self, rows: list[RunSummary]) -> list[RunSummary]:
+        pids = [r.pid for r in rows if r.live and r.pid]
+        if self._gpu is None or not pids:
+            return rows
+        try:
+            status = self._gpu(pids)
+        except Exception:  # noqa: BLE001 - NVML surprises leave the column empty
+            return rows
+        return [replace(r, gpu=gpu_text(status, r.pid)) if r.live and r.pid else r for r in rows]
 
     def _read(self, stale: list[tuple[FoundRun, _Sig, bool]]) -> None:
         def one(item: tuple[FoundRun, _Sig, bool]) -> tuple[str, _Sig, RunSummary]:
             r, sig, is_live = item
-            return r.path, sig, read_summary(r.path, live=is_live, updated_at=_updated_at(sig), clock=self._clock)
+            return r.path, sig, read_summary(r.path, live=is_live, updated_at=_updated_at(sig), clock=self._clock,
+                                             settings=self._settings)
 
         if len(stale) == 1 or self._workers <= 1:
             results = [one(x) for x in stale]
@@ -161,6 +200,28 @@ class RunsWatcher:
             out.append(hit)
         self._opts = {f.path: self._opts[f.path] for f in folders}
         return out
+
+
+class LazyGpu:
+    """A ``GpuMonitor`` made on the first call: a folder without a live run never loads NVML."""
+
+    def __init__(self) -> None:
+        self._monitor: object | None = None
+
+    def __call__(self, pids: Sequence[int]) -> GpuStatus:
+        from sdxl_tui.sources.gpu import GpuMonitor
+
+        if self._monitor is None:
+            self._monitor = GpuMonitor()
+        assert isinstance(self._monitor, GpuMonitor)
+        return self._monitor.sample(pids)
+
+    def close(self) -> None:
+        from sdxl_tui.sources.gpu import GpuMonitor
+
+        if isinstance(self._monitor, GpuMonitor):
+            self._monitor.close()
+        self._monitor = None
 
 
 def _scan_live() -> frozenset[str]:

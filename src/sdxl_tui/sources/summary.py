@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sdxl_tui.model import RunSnapshot, Series
+from sdxl_tui.config import Settings
+from sdxl_tui.model import GpuStatus, RunSnapshot, Series
 from sdxl_tui.sources.optimisation import Optimisation
 
-__all__ = ["RunSummary", "base_kind", "read_summary", "summarize", "summarize_trials"]
+__all__ = ["RunSummary", "base_kind", "gpu_text", "read_summary", "summarize", "summarize_trials"]
 
 _LOSS_TAGS = ("loss/average", "loss/current", "loss/epoch_average")
 
@@ -44,6 +45,7 @@ class RunSummary:
     checkpoints: int = 0
     last_checkpoint: str | None = None
     pid: int | None = None
+    gpu: str | None = None  # a live trainer's GPUs: "GPU0 97% 17.0 GiB" (one NVML sample per refresh)
     last_alert: str | None = None
     updated_at: float | None = None  # newest file time (the age column)
     live: bool = False
@@ -60,7 +62,7 @@ class RunSummary:
             "reason": self.reason, "epoch": self.epoch, "epochs": self.epochs, "step": self.step,
             "total_steps": self.total_steps, "eta_seconds": self.eta_seconds, "eta_at": self.eta_at,
             "loss": self.loss, "best_loss": self.best_loss, "loss_tag": self.loss_tag,
-            "checkpoints": self.checkpoints, "last_checkpoint": self.last_checkpoint, "pid": self.pid,
+            "checkpoints": self.checkpoints, "last_checkpoint": self.last_checkpoint, "pid": self.pid, "gpu": self.gpu,
             "last_alert": self.last_alert, "updated_at": self.updated_at, "live": self.live,
         }
 
@@ -81,6 +83,18 @@ def base_kind(base_model_version: str | None, resolution: str | None = None) -> 
             return "?"
         return "SDXL" if side >= 1024 else "SD1.5" if side <= 640 else "?"
     return "?"
+
+
+def gpu_text(status: GpuStatus, pid: int) -> str | None:
+    """``GPU0 97% 17.0 GiB`` for each GPU where ``pid`` holds memory (None: none)."""
+    parts = []
+    for g in status.gpus:
+        used = g.process_memory.get(pid)
+        if used is None:
+            continue
+        util = f" {g.utilization}%" if g.utilization is not None else ""
+        parts.append(f"GPU{g.index}{util} {used / 2**30:.1f} GiB")
+    return ", ".join(parts) or None
 
 
 def _loss(series: Series | None) -> tuple[float | None, float | None]:
@@ -131,18 +145,24 @@ def read_summary(
     live: bool,
     updated_at: float | None = None,
     clock: Callable[[], float] = time.time,
+    settings: Settings | None = None,
 ) -> RunSummary:
     """Read one run's row (the single seam for a cached summary).
 
     ``live``: a trainer process writes to this run (the watcher's one process scan said so):
     only then is the run's own process tree sampled; an idle run's liveness comes from its
-    files.
+    files. With ``settings`` whose ``cache.enabled`` is on, the event files and checkpoint
+    headers start from the user's cache (``sources/cache.py``, shared with ``status``).
     """
     from sdxl_tui.sources.rundir import RunReader
 
+    cache = settings is not None and settings.cache.enabled
     reader = RunReader(run_dir, gpu=None, procs=None if live else False, clock=clock, log_tail_bytes=128 << 10,
-                       log_head_bytes=64 << 10, cache=True)  # event state and headers: only new bytes
+                       log_head_bytes=64 << 10, settings=settings, cache=cache)
     try:
-        return summarize(reader.refresh(), updated_at=updated_at)
+        row = summarize(reader.refresh(), updated_at=updated_at)
     finally:
         reader.close()
+    if not live:  # the watcher's one process scan found no trainer: say that, not "--no-procs"
+        row = replace(row, reason=row.reason.replace("no process info (--no-procs)", "trainer process not found"))
+    return row

@@ -31,9 +31,10 @@ __all__ = ["RunsApp", "RunsUpdated"]
 class RunsUpdated(Message):
     """The watcher's latest view (a newer one replaces an unprocessed older one)."""
 
-    def __init__(self, view: RunsView) -> None:
+    def __init__(self, view: RunsView, *, partial: bool = False) -> None:
         super().__init__()
         self.view = view
+        self.partial = partial  # discovery only: rows named, not read yet
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunsUpdated)
@@ -58,6 +59,7 @@ class RunsApp(App[Any]):
         Binding("space", "mark", "Mark", id="runs-mark"),
         Binding("c", "compare", "Compare", id="runs-compare"),
         Binding("t", "trials", "Trials", id="runs-trials"),
+        Binding("R", "report", "Report", id="runs-report"),
         Binding("r", "refresh", "Refresh", id="runs-refresh"),
         Binding("q", "quit", "Quit", id="runs-quit"),
     ]
@@ -77,6 +79,8 @@ class RunsApp(App[Any]):
         self.interval = interval
         self.view: RunsView | None = None
         self._selected = selected
+        self.notices: list[str] = []  # what was announced (tests read it; toasts time out)
+        self.first_table_at: float | None = None  # monotonic time the first rows were shown
 
     def compose(self) -> ComposeResult:
         yield Static(f"{os.path.basename(self.root)}: reading…", id="runs-head", markup=False)
@@ -92,6 +96,8 @@ class RunsApp(App[Any]):
 
     @work(thread=True, exclusive=True, group="runs-refresh")
     def action_refresh(self) -> None:
+        if self.view is None:  # the names at once (discovery only), the cells when read
+            self.post_message(RunsUpdated(self.watcher.skeleton(), partial=True))
         self.post_message(RunsUpdated(self.watcher.refresh()))
 
     def on_runs_updated(self, message: RunsUpdated) -> None:
@@ -99,7 +105,12 @@ class RunsApp(App[Any]):
         found = self.screen_stack[0].query(RunsTable) if self.screen_stack else None
         if not found:  # a refresh that lands while the app is leaving
             return
-        self.view = view
+        previous = self.view
+        self.view = None if message.partial else view  # a partial view only names the rows
+        if previous is not None and not message.partial:
+            self._announce(previous, view)
+        if self.first_table_at is None:
+            self.first_table_at = time.monotonic()
         table = found.first()
         table.show([(r.run_dir, row_cells(r, view.taken_at, view.root)) for r in view.rows])
         if self._selected is not None and self._selected in [r.run_dir for r in view.rows]:
@@ -112,6 +123,23 @@ class RunsApp(App[Any]):
         self.screen_stack[0].query_one("#runs-head", Static).update(
             head + "   enter: open  space: mark  c: compare marked  t: trials")
         self._show_detail()
+
+    def _announce(self, before: RunsView, now: RunsView) -> None:
+        """Toasts (and the bell) for what changed: a run that ended, a search that converged."""
+        old = {r.run_dir: r for r in before.rows}
+        for r in now.rows:
+            prev = old.get(r.run_dir)
+            if r.kind == "trials":
+                if r.last_alert and (prev is None or prev.last_alert != r.last_alert):
+                    self._notice(f"{r.name}: {r.last_alert}", "information")
+            elif prev is not None and prev.state != r.state and r.state in ("finished", "failed", "stopped",
+                                                                               "interrupted", "stalled"):
+                self._notice(f"{r.name}: {r.state}: {r.reason}", "error" if r.state == "failed" else "information")
+
+    def _notice(self, text: str, severity: Any) -> None:
+        self.notices.append(text)
+        self.notify(text, severity=severity, timeout=10)
+        self.bell()
 
     def on_data_table_row_highlighted(self, _event: Any) -> None:
         self._show_detail()
@@ -145,6 +173,28 @@ class RunsApp(App[Any]):
             self.action_trials()
         else:
             self.exit(("open", r.run_dir))
+
+    def action_report(self) -> None:
+        """The selected run's morning report (``sdxl-tui report RUN``, the CLI itself, in a worker)."""
+        if len(self.screen_stack) > 1:
+            return
+        r = self._row()
+        if r is None or r.kind == "trials":
+            self.notify("select a run (not an optimisation folder) for its report", severity="warning", timeout=4)
+            return
+        self.notify(f"writing the report of {r.name}…", timeout=3)
+        self._report(r.run_dir, r.name)
+
+    @work(thread=True, group="runs-report")
+    def _report(self, run_dir: str, name: str) -> None:
+        import subprocess
+        import sys
+
+        done = subprocess.run([sys.executable, "-m", "sdxl_tui", "report", run_dir], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, check=False)
+        text = (done.stdout.strip() or done.stderr.strip()).splitlines()
+        message = f"{name}: " + (text[-1] if text else f"report: exit {done.returncode}")
+        self.call_from_thread(self._notice, message, "information" if done.returncode == 0 else "error")
 
     def action_mark(self) -> None:
         if len(self.screen_stack) > 1:  # keys of the runs table, not of the screen above it

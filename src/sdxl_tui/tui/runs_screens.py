@@ -23,19 +23,31 @@ from sdxl_tui.report.compare import ALIGNS
 __all__ = ["CompareRunsScreen", "PlanScreen", "TrialsScreen", "compare_text", "next_output_dir"]
 
 
-def compare_text(runs: list[Any], align: str, smoothing: float, width: int) -> str:
-    """The compare screen's body: the config diff, then the overlaid curves (pure)."""
-    from sdxl_tui.report.compare import aligned_curves, config_diff, text_chart
+_PALETTE = ("bright_yellow", "bright_cyan", "bright_magenta", "bright_green", "bright_red", "bright_blue")
 
-    lines = [f"{len(runs)} runs: " + ", ".join(f"{r.name} ({r.snapshot.state.value})" for r in runs), ""]
+
+def compare_text(runs: list[Any], align: str, smoothing: float, width: int) -> Text:
+    """The compare screen's body: the config diff, then the curves overlaid in colour (pure)."""
+    from sdxl_tui.report.compare import CHART_LEFT, aligned_curves, chart_lines, config_diff
+
+    out = Text(f"{len(runs)} runs: " + ", ".join(f"{r.name} ({r.snapshot.state.value})" for r in runs) + "\n\n")
     diff = config_diff(runs)
-    lines.append("configuration: only what differs" if diff else "configuration: identical")
+    out.append("configuration: only what differs\n" if diff else "configuration: identical\n", style="bold")
     for key, values in diff:
-        lines.append(f"  {key:<28} " + "  ".join(f"{v:<16}" for v in values).rstrip())
-    lines.append("")
-    lines.append(f"loss by {align} (smoothing {smoothing:g}; a: axis, [ ]: smoothing)")
+        out.append(f"  {key:<32} " + "  ".join(f"{v:<18}" for v in values).rstrip() + "\n")
+    out.append(f"\nloss by {align} (smoothing {smoothing:g}; a: axis, [ ]: smoothing)\n", style="bold")
     curves = aligned_curves(runs, align=align, smoothing=smoothing)
-    return "\n".join(lines) + "\n" + text_chart(curves, align=align, width=max(20, width - 14), height=12)
+    lines, colours = chart_lines(curves, align=align, width=max(20, width - CHART_LEFT - 4), height=12)
+    for i, line in enumerate(lines):
+        row = Text(line[:CHART_LEFT] if i < len(colours) else line)
+        if i < len(colours):
+            for ch, col in zip(line[CHART_LEFT:], colours[i], strict=False):
+                row.append(ch, style=_PALETTE[col % len(_PALETTE)] if col is not None else "")
+        elif i >= len(colours) + 2 and i - len(colours) - 2 < len(curves):  # the legend lines
+            row.stylize(_PALETTE[(i - len(colours) - 2) % len(_PALETTE)], 0, 4)
+        out.append_text(row)
+        out.append("\n")
+    return out
 
 
 class CompareRunsScreen(Screen[None]):
@@ -70,7 +82,7 @@ class CompareRunsScreen(Screen[None]):
         if self._runs is None:
             self._runs = load_runs(self.paths)
         text = compare_text(self._runs, self.align, self.smoothing, self.app.size.width)
-        self.app.call_from_thread(self.query_one("#compare-runs-body", Static).update, Text(text))
+        self.app.call_from_thread(self.query_one("#compare-runs-body", Static).update, text)
 
     def action_axis(self) -> None:
         self.align = ALIGNS[(ALIGNS.index(self.align) + 1) % len(ALIGNS)]
@@ -88,11 +100,14 @@ class TrialsScreen(Screen[None]):
         Binding("escape,q", "app.pop_screen", "Back", id="trials-back"),
         Binding("p", "plan", "Plan SDXL (plan --from)", id="trials-plan"),
         Binding("b", "best", "Best trial", id="trials-best"),
+        Binding("space", "mark", "Mark", id="trials-mark"),
+        Binding("c", "compare", "Compare marked (or the best 3)", id="trials-compare"),
     ]
 
     def __init__(self, optimisation: Any) -> None:
         super().__init__(id="trials")
         self.opt = optimisation
+        self.marked: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(self._head(), id="trials-head", markup=False)
@@ -131,6 +146,30 @@ class TrialsScreen(Screen[None]):
         if not self.opt.trials:
             return None
         return self.opt.trials[min(table.cursor_row, len(self.opt.trials) - 1)]
+
+    def action_mark(self) -> None:
+        trial = self._selected()
+        if trial is None:
+            return
+        if trial.path in self.marked:
+            self.marked.remove(trial.path)
+        else:
+            self.marked.append(trial.path)
+        self.notify(f"{len(self.marked)} trial(s) marked for compare", timeout=2)
+
+    def action_compare(self) -> None:
+        """The marked trials' curves and config diff; none marked: the best three by score."""
+        from sdxl_tui.sources.discovery import trial_runs
+
+        runs = set(trial_runs(self.opt.path))
+        chosen = [p for p in self.marked if p in runs]
+        if not chosen and self.opt.pick is not None:
+            chosen = [t.path for t in self.opt.pick.ranked if t.path in runs][:3]
+        if len(chosen) < 2:
+            self.notify("compare needs two trials with their own training.log or logs/", severity="warning",
+                        timeout=4)
+            return
+        self.app.push_screen(CompareRunsScreen(chosen))
 
     def action_best(self) -> None:
         if self.opt.best is not None:

@@ -265,6 +265,12 @@ class LogPane(Vertical):
         box.display = False
         self.view.focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Escape closes an open search only; otherwise it goes on to the app (back to the runs view)."""
+        if action == "close_search":
+            return bool(self.query_one("#log-search", Input).display)
+        return True
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         view = self.view

@@ -63,7 +63,7 @@ class RunsTable(DataTable[Any]):
             styled = self._styled(key, cells)
             for i, h in enumerate(HEADERS):
                 if old is None or old[i] != cells[i] or i == 0:
-                    self.update_cell(key, h, styled[i])
+                    self.update_cell(key, h, styled[i], update_width=True)
                     written += 1
             self._cells[key] = cells
         return written
