@@ -276,11 +276,13 @@ def test_the_runs_view_reads_through_the_cache(tmp_path: Path, monkeypatch: pyte
     from sdxl_tui.formats.statedir import events_cache_path
     from sdxl_tui.sources.summary import read_summary
 
+    from sdxl_tui.config import Settings
+
     run, _f1, _f2 = _run(tmp_path, n=600)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    first = read_summary(str(run), live=False)
+    first = read_summary(str(run), live=False, settings=Settings())
     path = events_cache_path([str(run)], EventReader.DEFAULT_MAX_POINTS)
     assert path.is_file()
     reader = EventReader([str(run)], cache=EventCache([str(run)], EventReader.DEFAULT_MAX_POINTS))
     assert reader.refresh().bytes_read == 0 and reader.from_cache  # what status would start from
-    assert read_summary(str(run), live=False) == first
+    assert read_summary(str(run), live=False, settings=Settings()) == first
