@@ -209,3 +209,12 @@ async def test_a_continuous_stream_pauses_inotify_and_a_quiet_run_resumes_it(liv
         with (run_dir / "training.log").open("a") as fh:
             fh.write("after the stream\n")
         assert await wait_for(pilot, lambda: app.feeds.refreshes > before, timeout=3)
+
+
+async def test_a_run_of_a_hundred_and_more_epochs_shows_its_epoch_label(tmp_path: Path) -> None:
+    args = ["--output_name", "long", "--max_train_epochs", "150", "--save_every_n_epochs", "50",
+            "--sim-step-seconds", "0", "--sim-startup-seconds", "0", "--sim-batches-per-epoch", "1"]
+    run_dir = make_finished_run(tmp_path, args)
+    app = make_app(settings(), run_dir, gpu=False, environ={})
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: "epoch 150/150" in screen_text(app)), screen_text(app)
