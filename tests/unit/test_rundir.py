@@ -588,3 +588,28 @@ def test_verdict_rules_for_stops_and_vanished_trainers() -> None:
     assert gone[0] is RunState.INTERRUPTED and "PID 42 is gone" in gone[1]
     # never seen (another PID namespace?): a fresh log keeps it live for the short grace
     assert decide_state(replace(base, alive=None))[0] is RunState.TRAINING
+
+
+@pytest.mark.slow
+def test_a_rotated_log_is_followed_where_the_trainer_writes(sim_proc) -> None:  # type: ignore[no-untyped-def]
+    """logrotate-style: training.log moved aside, a new empty one created, the trainer still
+    writing the old inode. The state follows the steps, not the new file's silence."""
+    from sdxl_tui.config import Settings
+    from sdxl_tui.sources.procs import ProcessWatcher
+
+    run, proc = sim_proc("--sim-step-seconds", "0.05", "--max_train_epochs", "50")
+    _wait_for_step(run, 2)
+    os.rename(run / "training.log", run / "training.log.1")
+    (run / "training.log").write_bytes(b"")
+    every_time = Settings().replace(refresh__process_interval=0)
+    reader = RunReader(run, procs=ProcessWatcher(run), settings=every_time)
+    first = reader.refresh()
+    assert first.state is RunState.TRAINING, first.state_reason
+    assert first.log_path == str(run / "training.log.1")
+    import time
+
+    deadline = time.monotonic() + 20
+    while (later := reader.refresh()).progress.step == first.progress.step and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert later.progress.step is not None and first.progress.step is not None
+    assert later.progress.step > first.progress.step and later.state is RunState.TRAINING

@@ -46,6 +46,7 @@ from sdxl_tui.sources.logtail import LogTail
 from sdxl_tui.sources.procs import ExitInfo, ProcessWatcher
 from sdxl_tui.sources.scheduler import SchedulerWatcher
 from sdxl_tui.sources.state import StateInputs, decide_state
+from sdxl_tui.sources.writtenlog import written_log
 
 __all__ = ["GpuSource", "RunReader", "read_run"]
 
@@ -161,6 +162,11 @@ class RunReader:
         if self._explicit_log:
             return self._explicit_log
         default = os.path.join(self.run_dir, LOG_NAME)
+        if self._tree is not None and self._tree.alive:
+            # a rotated log: follow the file the trainer writes, not the new one by that name
+            moved = written_log(self._tree.trainer.pid, default)
+            if moved is not None:
+                return moved
         if os.path.exists(default):
             return default
         if self._record is not None and self._record.log:
