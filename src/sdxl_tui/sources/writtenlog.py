@@ -18,9 +18,10 @@ _DELETED = " (deleted)"
 
 
 def written_log(pid: int, default: str) -> str | None:
-    """The regular file ``pid`` writes its stderr (else stdout) to, when it is not ``default``
-    (the same file by device and inode); None when it is ``default``, a terminal, a pipe, or
-    cannot be seen (another user, no ``/proc``)."""
+    """The log file ``pid`` writes its stderr (else stdout) to, when it is not ``default`` (the
+    same file by device and inode); None when it is ``default``, a terminal, a pipe, not a log (a
+    regular file is taken for one in ``default``'s folder or named ``*.log*``: not a captured
+    temporary file), or cannot be seen (another user, no ``/proc``)."""
     try:
         ours = os.stat(default)
     except OSError:
@@ -32,7 +33,7 @@ def written_log(pid: int, default: str) -> str | None:
             st = os.stat(link)  # follows the descriptor itself, even to an unlinked file
         except OSError:
             continue
-        if not target.startswith("/") or not stat.S_ISREG(st.st_mode):
+        if not target.startswith("/") or not stat.S_ISREG(st.st_mode) or not _a_log(target, default):
             continue
         if ours is not None and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
             return None
@@ -40,3 +41,8 @@ def written_log(pid: int, default: str) -> str | None:
             return link  # unlinked: readable only through the trainer's own descriptor
         return target
     return None
+
+
+def _a_log(target: str, default: str) -> bool:
+    name = target.removesuffix(_DELETED)
+    return os.path.dirname(name) == os.path.dirname(default) or ".log" in os.path.basename(name)
