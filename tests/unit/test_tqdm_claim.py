@@ -69,3 +69,40 @@ def test_at_long_steps_both_show_the_true_elapsed(monkeypatch: pytest.MonkeyPatc
     (real_clock, real_rate), (sim_clock, sim_rate) = _meter(real), _meter(sim)
     assert real_clock == sim_clock == "01:40<00:00"
     assert real_rate == pytest.approx(0.4, rel=0.01) and sim_rate == pytest.approx(0.4, rel=0.01)
+
+
+@pytest.mark.slow
+def test_at_short_steps_the_eta_and_next_checkpoint_come_from_the_event_clock(tmp_path: object) -> None:
+    """Issue 15: "next -000050 in 0s" the whole time of a 50 steps/s run: the step time came
+    from tqdm's rate. It now comes from the TensorBoard wall times when tqdm's is absurd."""
+    import time
+    from pathlib import Path
+
+    from sdxl_tui.sim import start_simulated
+    from sdxl_tui.sources.rundir import RunReader
+
+    run = Path(str(tmp_path)) / "fast"
+    proc = start_simulated(run, ["--output_name", "fast", "--max_train_epochs", "40", "--save_every_n_epochs", "20",
+                                 "--sim-step-seconds", "0.03", "--sim-startup-seconds", "0",
+                                 "--sim-batches-per-epoch", "20", "--logging_dir", str(run / "logs"),
+                                 "--log_with", "tensorboard"])
+    try:
+        reader = RunReader(run, procs=False)
+        deadline = time.monotonic() + 120
+        snap = reader.refresh()
+        while time.monotonic() < deadline and not (snap.progress.step and snap.progress.step >= 60):
+            time.sleep(0.3)
+            snap = reader.refresh()
+        p = snap.progress
+        assert p.step is not None and p.step >= 60, p
+        assert p.seconds_per_step is not None and 0.01 < p.seconds_per_step < 1.0, p  # not tqdm's 1e-7
+        if p.next_checkpoint_eta_seconds is not None and p.step < 380:
+            assert p.next_checkpoint_eta_seconds > 1.0, p  # 400 - step steps at ~0.03 s
+        reader.close()
+    finally:
+        import os
+        import signal
+
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

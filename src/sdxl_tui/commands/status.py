@@ -273,8 +273,11 @@ def format_status(snap: Any) -> str:
             parts.append(f"step {p.step}/{p.total_steps if p.total_steps else '?'}{frac}")
         if p.seconds_per_step:
             parts.append(f"{p.seconds_per_step:.2f} s/step")
-        if p.elapsed_seconds is not None:
-            parts.append(f"trained {format_duration(p.elapsed_seconds)}")
+        from sdxl_tui.sources.progress import run_elapsed
+
+        elapsed = run_elapsed(snap)  # the run's own timestamps (tqdm's stays near 0 at short steps)
+        if elapsed is not None:
+            parts.append(f"elapsed {format_duration(elapsed)}")
         out.append("progress    " + "  ".join(parts))
     if p.eta_seconds is not None or p.next_checkpoint:
         eta = ""

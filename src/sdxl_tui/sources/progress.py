@@ -22,7 +22,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sdxl_tui.formats.names import epoch_file_name, final_file_name, step_file_name
-from sdxl_tui.model import CheckpointKind, Progress, ScalarPoint, TrainConfig
+from sdxl_tui.model import CheckpointKind, Progress, RunSnapshot, ScalarPoint, TrainConfig
 
 #: A pause longer than this between two steps is not a save: it is a stop, a hang, a resume.
 MAX_PAUSE_SECONDS = 3600.0
@@ -237,3 +237,23 @@ def compute_progress(
         next_checkpoint_eta_seconds=next_eta,
         started_at=started_at,
     )
+
+
+def run_elapsed(snapshot: RunSnapshot) -> float | None:
+    """Seconds the run has taken, from its own timestamps: training start (metadata, else the
+    first TensorBoard point) to now, or to its last trace once it is over. tqdm's elapsed is
+    only the fallback: at short steps its clock is wrong, and it restarts with each tqdm bar."""
+    p = snapshot.progress
+    starts = [s.points[0].wall_time for s in snapshot.series.values() if s.points and s.points[0].wall_time]
+    if p.started_at:
+        starts.append(p.started_at)
+    if not starts:
+        return p.elapsed_seconds
+    start = min(starts)
+    end = snapshot.taken_at
+    if snapshot.state.is_over:
+        traces = [s.last.wall_time for s in snapshot.series.values() if s.last is not None and s.last.wall_time]
+        if not traces:
+            traces = [c.mtime for c in snapshot.checkpoints if c.mtime]
+        end = max(traces) if traces else end
+    return max(0.0, end - start)

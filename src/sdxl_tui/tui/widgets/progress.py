@@ -19,6 +19,7 @@ from textual.widgets import Label, Static
 
 from sdxl_tui.humanize import format_duration
 from sdxl_tui.model import QueueEntry, RunSnapshot, RunState, SchedulerStatus
+from sdxl_tui.sources.progress import run_elapsed
 
 STATE_STYLE = {
     RunState.MISSING: "dim",
@@ -77,26 +78,6 @@ def queue_text(queue: Sequence[QueueEntry]) -> str:
     counts = {status: sum(1 for e in queue if e.status == status) for status in ("running", "submitted", "waiting")}
     parts = [f"{n} {status}" for status, n in counts.items() if n]
     return "queue: " + ", ".join(parts) if parts else ""
-
-
-def run_elapsed(snapshot: RunSnapshot) -> float | None:
-    """Seconds the run has taken, from its own timestamps: training start (metadata, else the
-    first TensorBoard point) to now, or to its last trace once it is over. tqdm's elapsed is
-    only the fallback: at short steps its clock is wrong, and it restarts with each tqdm bar."""
-    p = snapshot.progress
-    starts = [s.points[0].wall_time for s in snapshot.series.values() if s.points and s.points[0].wall_time]
-    if p.started_at:
-        starts.append(p.started_at)
-    if not starts:
-        return p.elapsed_seconds
-    start = min(starts)
-    end = snapshot.taken_at
-    if snapshot.state.is_over:
-        traces = [s.last.wall_time for s in snapshot.series.values() if s.last is not None and s.last.wall_time]
-        if not traces:
-            traces = [c.mtime for c in snapshot.checkpoints if c.mtime]
-        end = max(traces) if traces else end
-    return max(0.0, end - start)
 
 
 #: Header parts dropped first when the line is wider than the terminal (lowest first).
