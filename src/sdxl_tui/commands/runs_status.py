@@ -120,7 +120,10 @@ def route(run_dir: str, args: Any) -> int | tuple[str, ...]:
 
     found = discover(run_dir)
     if found.is_run:
-        return tuple(r.path for r in found.runs + found.trials)
+        below = tuple(r.path for r in found.runs + found.trials)
+        if below:  # a run with runs inside: only its own logs/, never theirs
+            args.logs_dir = os.path.join(run_dir, "logs")
+        return below
     if found.holds_runs or found.is_trials:
         from sdxl_tui.config import ConfigError, load_settings
 
