@@ -78,6 +78,8 @@ def format_runs(view: Any) -> str:
             out.append(f"  best {opt.best.name}: {opt.score_field} = {opt.score(opt.best):g} "
                        f"(from {opt.score_source}; {'lowest' if opt.pick.minimize else 'highest'} wins)")
             out.append(f"  next: sdxl-tui plan --from {opt.best.path}")
+        if len(opt.best_so_far) > 1:
+            out.append("  best so far: " + " -> ".join(f"{v:g} ({n})" for n, _, v in opt.best_so_far))
         if opt.convergence_alert:
             out.append(f"  {opt.convergence_alert}")
         if opt.problem:
