@@ -208,7 +208,9 @@ STATES: dict[str, Callable[[], RunSnapshot]] = {
     "failed": lambda: run(RunState.FAILED, step=612, reason="CUDA out of memory at step 612", extra=(OOM,), alerts=(
         _alert("oom", Severity.ERROR, "CUDA out of memory at step 612",
                "--train_batch_size 1 --gradient_accumulation_steps 4; --gradient_checkpointing"),)),
-    "stopped": lambda: run(RunState.STOPPED, step=800, reason="stopped by sdxl-tui kill after -000013 (SIGINT)",
+    "stopped": lambda: run(RunState.STOPPED, step=800, reason=(
+        "stopped by you (sdxl-tui kill, SIGINT, 06:02) at step 800; last checkpoint luca_sdxl_v1-000013.safetensors; "
+        f"go on with --network_weights {RUN_DIR}/luca_sdxl_v1-000013.safetensors and --max_train_epochs 7"),
                            extra=(("KeyboardInterrupt", "traceback", None),)),
     "finished": lambda: run(RunState.FINISHED, step=TOTAL, reason="'model saved.' logged", final=True,
                             extra=(("model saved.", "text", None),), alerts=(

@@ -34,8 +34,15 @@ def _app(snap: RunSnapshot) -> SdxlTuiApp:
 async def frame(snap: RunSnapshot, size: tuple[int, int]) -> str:
     app = _app(snap)
     async with app.run_test(size=size) as pilot:
-        for _ in range(200):
-            if app.snapshot is not None:
+        from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
+        from sdxl_tui.tui.widgets.log_view import LogView
+
+        def ready() -> bool:  # every pane has what the snapshot carries (a loaded box is slow)
+            return (app.snapshot is not None and len(app.query_one(LogView).lines) == len(snap.log_lines)
+                    and app.query_one(CheckpointTable).row_count == len(snap.checkpoints))
+
+        for _ in range(500):
+            if ready():
                 break
             await pilot.pause(0.02)
         await pilot.pause(0.2)

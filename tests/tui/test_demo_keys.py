@@ -58,12 +58,14 @@ async def test_every_key_on_a_finished_demo_run(finished_run: Path, tmp_path: Pa
         assert (folder / "contact_sheet.png").is_file() and (folder / "manifest.json").is_file()
         assert len(list(folder.glob("0*_*.png"))) == 4
         # i: its images, in the terminal
+        assert await wait_for(pilot, lambda: app.snapshot is not None and any(
+            e.status == "done" and e.images for e in app.snapshot.evaluations), timeout=30), app.snapshot.evaluations
         assert await wait_for(pilot, lambda: app.check_action("show_images", ()) is True, timeout=30)
         # the dashboard has read the finished evaluation's images (its next refresh after the runner ended)
         assert await wait_for(pilot, lambda: bool(images_for(app.snapshot, app.selected_checkpoint or "")), timeout=30)
         await pilot.press("i")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ImageScreen))
-        assert await wait_for(pilot, lambda: "▀" in screen_text(app), timeout=15)
+        assert await wait_for(pilot, lambda: "▀" in screen_text(app), timeout=15), screen_text(app)
         await pilot.press("escape")
         # g: the comparison grid over both checkpoints (the final one is in the epoch range)
         await pilot.press("g")

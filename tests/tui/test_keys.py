@@ -121,3 +121,31 @@ async def test_the_charts_smoothed_value_follows_the_smoothing() -> None:
         assert await wait_for(pilot, lambda: smoothed() is not None and smoothed() != before)
         value_before, value_after = (s.split("@")[0] for s in (before or "", smoothed() or ""))
         assert value_before != value_after
+
+
+def test_readme_key_table_and_tui_help_agree_with_the_bindings() -> None:
+    from pathlib import Path
+
+    from sdxl_tui.commands.tui import KEYS
+    from sdxl_tui.tui.bindings import APP_BINDINGS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = dict(re.findall(r"^\| `([^`]+)` \| `([a-z-]+)` \|", readme, re.M))
+    shown = {"slash": "/", "question_mark": "?"}
+    bound = {shown.get(b.key, b.key): b.id for b in APP_BINDINGS}
+    assert table == bound
+    for binding in APP_BINDINGS:
+        assert f"[{binding.id}]" in KEYS, binding.id
+
+
+async def test_a_missing_directory_says_it_waits_for_it(tmp_path: object) -> None:
+    from pathlib import Path
+
+    missing = Path(str(tmp_path)) / "not-yet"
+    app = make_app(settings(), missing, gpu=False, watch=False, environ={})
+    async with app.run_test(size=(120, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.snapshot is not None)
+        app.clear_notifications()
+        await pilot.pause(0.2)
+        header = screen_text(app).splitlines()[0]
+        assert "MISSING" in header and "waiting for it to be created (q quits)" in header, header

@@ -1,6 +1,6 @@
 """The dashboard's first frame reads the run once: the event files are decoded in the prefetch
 child (``EventReader.prefetch``) and the dashboard's own reader adopts that state, instead of
-reading the run a second time (issue 12)."""
+reading the run a second time; the next start reads no event byte at all (the cache)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def test_first_frame_adopts_the_prefetch_and_reads_each_event_byte_once(tm
     event_bytes = sum(p.stat().st_size for p in run.rglob("events.out.tfevents.*"))
     assert event_bytes > 2 << 20
     forks = can_fork()  # False on one CPU (then the parent reads, still once)
-    app = build_app(settings(cache__enabled=False), str(run), no_gpu=True)
+    app = build_app(settings(), str(run), no_gpu=True)
     reader = app.feeds.reader_factory()
     assert isinstance(reader, RunReader)
     events = reader._events
@@ -39,5 +39,16 @@ async def test_first_frame_adopts_the_prefetch_and_reads_each_event_byte_once(tm
         # the reader the dashboard refreshes is the one that prefetched, and every event byte
         # was read exactly once between the child and this process
         assert app.feeds.reader_factory() is reader and reader._events is events
-        assert events.bytes_read_total == event_bytes
+        assert events.bytes_read_total == event_bytes and not events.from_cache
     reader.close()
+    # the next start remembers: the event state comes from the cache, no event byte is read
+    again = build_app(settings(), str(run), no_gpu=True)
+    second = again.feeds.reader_factory()
+    assert isinstance(second, RunReader)
+    async with again.run_test(size=(160, 48)) as pilot:
+        assert await wait_for(pilot, lambda: again.snapshot is not None and bool(again.snapshot.series), timeout=60)
+        assert second._events is not None and second._events.from_cache
+        assert second._events.bytes_read_total == 0
+        assert again.snapshot is not None and {t: s.count for t, s in again.snapshot.series.items()} == {
+            t: s.count for t, s in snap.series.items()}
+    second.close()

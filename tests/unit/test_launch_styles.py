@@ -207,3 +207,43 @@ def test_retry_wrapper_under_sdxl_tui_start_is_stopped_and_attributed(procs: Pro
     snap = read_run(out, gpu=False)
     assert snap.state is RunState.STOPPED, snap.state_reason
     assert "stopped by you (sdxl-tui kill, SIGINT" in snap.state_reason
+
+
+def _ignored(pid: int) -> set[int]:
+    """The signals ``pid`` ignores (``SigIgn`` of ``/proc/PID/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+    return set()
+
+
+def test_sdxl_tui_start_from_nohup_gives_the_trainer_default_signals(procs: Procs, tmp_path: Path) -> None:
+    """``nohup sdxl-tui start … &`` hands the starter SIGINT and SIGHUP ignored; the trainer must
+    not inherit that (kill's SIGINT would do nothing), and a kill stops it at the SIGINT step."""
+    import signal as _signal
+
+    from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+    from tests.helpers.proctools import HELPERS
+
+    out = procs.watch_dir(tmp_path / "run")
+    cfg = LaunchConfig(prefix=(PY,), sd_scripts_dir=str(HELPERS), script="fake_train_network.py",
+                       output_dir=str(out), args={"save_every": 0.5})
+    launch_file = write_launch_config(cfg, tmp_path / "launch.toml")
+    script = (f"from sdxl_tui.control.launch import launch; from sdxl_tui.formats.launch_config import "
+              f"load_launch_config; print(launch(load_launch_config({str(launch_file)!r})).ok, flush=True)")
+
+    def like_nohup_and_background() -> None:
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
+
+    starter = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL, preexec_fn=like_nohup_and_background)
+    assert starter.stdout.strip() == "True", starter.stdout + starter.stderr
+    tree = wait_until(lambda: discover(out).tree, timeout=30)
+    ignored = _ignored(tree.trainer.pid)
+    assert not ignored & {_signal.SIGINT, _signal.SIGHUP}, ignored
+    done = subprocess.run([*KILL_CMD, str(out)], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(line.startswith("trainer") and "exited after SIGINT" in line for line in done.stdout.splitlines())

@@ -252,15 +252,12 @@ def test_loss_at_save_is_the_value_logged_before_the_save() -> None:
     pts = (ScalarPoint(2, 1.10, 100.0), ScalarPoint(3, 1.095, 110.0), ScalarPoint(3, 1.101, 125.0),
            ScalarPoint(4, 1.08, 135.0))
     series = {"loss/average": Series("loss/average", pts, count=4, last=pts[-1])}
-    saved = loss_point(series, 3, saved_at=111.0)
+    saved = loss_point(series, 3)  # the first at that step; 1.101 is the next epoch's first micro-batch
     assert saved is not None and (saved.step, saved.value) == (3, 1.095)
-    # mtimes rounded to the second still pick the point just before
-    p = loss_point(series, 3, saved_at=109.5)
-    assert p is not None and p.value == 1.095
-    # no wall times: the first point at that step (later ones are the next epoch's micro-batches)
+    # no wall times: the same point
     bare = tuple(ScalarPoint(p.step, p.value) for p in pts)
     p = loss_point({"loss/average": Series("loss/average", bare, count=4, last=bare[-1])}, 3)
     assert p is not None and p.value == 1.095
     # the event file ends before the save: the value is older, and says so by its step
-    older = loss_point(series, 9, saved_at=500.0)
+    older = loss_point(series, 9)
     assert older is not None and older.step == 4

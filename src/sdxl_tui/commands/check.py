@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sdxl_tui.planning.check import CheckReport
     from sdxl_tui.planning.checkctx import GpuArg
+    from sdxl_tui.planning.environment import Environment
 
 DESCRIPTION = """\
 Check an sd-scripts LoRA launch before it runs, and say how to fix each problem.
@@ -116,6 +118,36 @@ def _reparse_trailing(args: argparse.Namespace, extra: list[str]) -> bool:
     return True
 
 
+def _check_file(
+    first: Path, args: argparse.Namespace, environment: Environment | None, gpu: GpuArg
+) -> CheckReport | int:
+    """Check a run folder's launch config, a launch config, a dataset TOML or an sd-scripts
+    config TOML; an exit status when there is nothing to check."""
+    from sdxl_tui.formats.launch_config import DEFAULT_NAME, LaunchConfigError, load_launch_config
+    from sdxl_tui.planning.check import check_config_file, check_dataset_config, check_launch
+
+    path = first
+    if path.is_dir():
+        path = path / DEFAULT_NAME
+        if not path.is_file():
+            print(f"sdxl-tui check: {first} holds no {DEFAULT_NAME}; give the launch config or "
+                  "the sd-scripts config TOML", file=sys.stderr)
+            return 2
+    kind = _toml_kind(path)
+    if kind == "dataset":
+        sdxl = (args.script or "sdxl_train_network.py").startswith("sdxl")
+        return check_dataset_config(path, sdxl=sdxl, cwd=args.cwd or args.sd_scripts)
+    if kind == "launch":
+        try:
+            launch = load_launch_config(path)
+        except LaunchConfigError as exc:
+            print(f"sdxl-tui check: {exc}", file=sys.stderr)
+            return 2
+        return check_launch(launch, sd_scripts_dir=args.sd_scripts, environment=environment, gpu=gpu)
+    return check_config_file(path, script=args.script or "sdxl_train_network.py", environment=environment, gpu=gpu,
+                             sd_scripts_dir=args.sd_scripts, cwd=args.cwd)
+
+
 def _single_target_problem(first: Path, tokens: list[str], *, raw: bool) -> str | None:
     """Why a lone TARGET cannot be checked (a file that is no TOML, a missing path, an unreadable
     folder), before it is mistaken for a one-word command line."""
@@ -146,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
               "or `-- COMMAND...` (see --help)", file=sys.stderr)
         return 2
 
-    from sdxl_tui.planning.check import check_argv, check_config_file, check_launch, format_report
+    from sdxl_tui.planning.check import check_argv, format_report
     from sdxl_tui.planning.environment import UnknownEnvironment
 
     first = Path(os.path.expanduser(tokens[0]))
@@ -163,32 +195,9 @@ def run(args: argparse.Namespace) -> int:
     gpu = _gpu_arg(args)
     try:
         if file_mode:
-            path = first
-            if path.is_dir():
-                path = path / "sdxl-tui.toml"
-                if not path.is_file():
-                    print(f"sdxl-tui check: {first} holds no sdxl-tui.toml; give the launch config or "
-                          "the sd-scripts config TOML", file=sys.stderr)
-                    return 2
-            kind = _toml_kind(path)
-            if kind == "dataset":
-                from sdxl_tui.planning.check import check_dataset_config
-
-                report = check_dataset_config(path, sdxl=(args.script or "sdxl_train_network.py").startswith("sdxl"),
-                                              cwd=args.cwd or args.sd_scripts)
-            elif kind == "launch":
-                from sdxl_tui.formats.launch_config import LaunchConfigError, load_launch_config
-
-                try:
-                    launch = load_launch_config(path)
-                except LaunchConfigError as exc:
-                    print(f"sdxl-tui check: {exc}", file=sys.stderr)
-                    return 2
-                report = check_launch(launch, sd_scripts_dir=args.sd_scripts, environment=environment, gpu=gpu)
-            else:
-                report = check_config_file(path, script=args.script or "sdxl_train_network.py",
-                                           environment=environment, gpu=gpu, sd_scripts_dir=args.sd_scripts,
-                                           cwd=args.cwd)
+            report = _check_file(first, args, environment, gpu)
+            if isinstance(report, int):
+                return report
         else:
             argv = tokens
             if args.script and not any(t.endswith(".py") for t in argv):

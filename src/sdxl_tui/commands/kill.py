@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdxl_tui.control.kill import KillPlan
 
 DESCRIPTION = """\
 Stop the training run writing to DIR, and only it.
@@ -81,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     from sdxl_tui.commands._prompt import confirm
     from sdxl_tui.control.kill import (
         cancel_stop_after_checkpoint,
-        execute_kill,
         plan_kill,
         start_stop_after_checkpoint,
     )
@@ -138,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
         if res.ok:
             print(f"cancel with: sdxl-tui kill {plan.run_dir} --cancel")
         return 0 if res.ok else 1
+    return _execute(plan, args, int_t, term_t)
+
+
+def _execute(plan: KillPlan, args: argparse.Namespace, int_t: float, term_t: float) -> int:
+    """Run the confirmed kill and say what happened (loudly when a trainer came back)."""
+    from sdxl_tui.control.kill import execute_kill
+
     result = execute_kill(plan, start=args.signal, timeouts=(int_t, term_t), respawn_watch=args.respawn_watch,
                           progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     for line in result.describe():

@@ -113,9 +113,11 @@ def run(args: argparse.Namespace) -> int:
         if args.queue_command == "add":
             from pathlib import Path
 
+            from sdxl_tui.formats.launch_config import DEFAULT_NAME
+
             launch = Path(args.launch).expanduser()
             if launch.is_dir():
-                launch = launch / "sdxl-tui.toml"
+                launch = launch / DEFAULT_NAME
             entry = add(folder, launch, after=args.after, on_failure=args.on_failure, evaluate=args.evaluate)
             ensure_runner(folder, poll=settings.queue.poll_interval)
             print(f"queued #{entry.id}: {entry.backend} run into {entry.output_dir}")

@@ -9,7 +9,6 @@ supervisor of ``sdxl-tui start``) run the same code. Module-level imports stay l
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 DESCRIPTION = """\
@@ -45,10 +44,12 @@ exit status:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sdxl_tui.report.write import FORMATS
+
     parser.add_argument("dir", metavar="DIR", help="the run directory (the trainer's --output_dir)")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="where to write (- for standard output); see 'output' below")
-    parser.add_argument("--format", choices=("html", "md"), default=None,
+    parser.add_argument("--format", choices=FORMATS, default=None,
                         help="html (default; md when FILE ends in .md) or md (Markdown)")
     parser.add_argument("--log", metavar="FILE", help="the console log (default: DIR/training.log)")
     parser.add_argument("--logs", metavar="DIR", dest="logs_dir",
@@ -64,16 +65,11 @@ def _err(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = os.path.abspath(os.path.expanduser(args.dir))
-    if not os.path.exists(run_dir):
-        _err(f"no such directory: {args.dir}")
-        return 2
-    if not os.path.isdir(run_dir):
-        _err(f"not a directory: {args.dir}")
-        return 2
-    if not os.access(run_dir, os.R_OK | os.X_OK):
-        _err(f"cannot read {args.dir}: permission denied")
-        return 1
+    from sdxl_tui.commands._rundir import readable_run_dir
+
+    run_dir, status = readable_run_dir(args.dir, _err)
+    if status:
+        return status
     from sdxl_tui.report.write import default_output, render, write_text_atomic
 
     fmt = args.format or ("md" if (args.output or "").endswith(".md") else "html")

@@ -10,6 +10,7 @@ otherwise snapshots follow each other, each under a time stamp line.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -41,6 +42,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 
 def watch(args: argparse.Namespace, run_dir: str, format_status: Callable[[object], str]) -> int:
     """Follow ``run_dir`` until Ctrl+C (or ``--count`` snapshots); 0 when ended by the user."""
+    # `status` turns the cyclic collector off for its one short snapshot; a watch runs for
+    # hours, so it needs it back (or cycles from every refresh would pile up)
+    gc.enable()
     from sdxl_tui.config import ConfigError, load_settings
     from sdxl_tui.sources.gpu import GpuMonitor
     from sdxl_tui.sources.rundir import RunReader

@@ -39,7 +39,9 @@ keys (ids in brackets; rebind with [ui] keymap = { kill-run = "ctrl+k" }):
       (asks which: 6-10, 6,8,10 or names; default the epochs 6-10), then shows the grid
   i   sample/evaluation images of the selected checkpoint                 [show-images]
   c   full loss chart ([ ] smoothing, l log-Y, o outliers, w step/wall, r LR) [toggle-chart]
-  /   search the log, newest match first (enter or n: older, N: newer)   [search-log]
+  R   write the morning report (DIR/.sdxl-tui/report.html) and say where  [morning-report]
+  a   the Alerts pane with each alert's fix (again: back to the log)      [show-alerts]
+  /   search the log: enter searches, then n older / N newer match         [search-log]
   ?   every key as bound now                                              [help]
   q   quit (the training keeps running)                                   [quit]
   a folder of runs (DIR holds sdxl_v1/, sdxl_v2/, optimization_overnight/...): the runs view,

@@ -43,20 +43,9 @@ def spawn_runner(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if with_source_path:
         env["PYTHONPATH"] = SOURCE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "runner", target, "--poll", str(poll)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=target,
-        )
+    argv = [sys.executable, "-m", module, "runner", target, "--poll", str(poll)]
     # The runner forks once and its first process exits at once: reap it.
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=30)
+    _start(argv, log_path, cwd=target, wait=30.0, env=env, output_too=True)
 
 
 def runner_main(
@@ -98,18 +87,7 @@ def start_watcher(
 ) -> Mapping[str, Any] | None:
     """Start a watcher (``control/watcher.py``) detached in ``target`` and wait for its first
     report: the JSON at ``report_path`` that carries ``token``. None when none came in time."""
-    with open(log_path, "ab") as err:
-        starter = subprocess.Popen(
-            list(cmd),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-            cwd=target,
-        )
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        starter.wait(timeout=wait_seconds)
+    _start(cmd, log_path, cwd=target, wait=wait_seconds)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         data = read_json(report_path)
@@ -117,3 +95,29 @@ def start_watcher(
             return data
         time.sleep(0.05)
     return None
+
+
+def _start(
+    argv: Sequence[str],
+    log_path: str | os.PathLike[str],
+    *,
+    cwd: str,
+    wait: float,
+    env: Mapping[str, str] | None = None,
+    output_too: bool = False,
+) -> None:
+    """Start ``argv`` in its own session (stdin /dev/null, stderr, and with ``output_too`` stdout,
+    appended to ``log_path``) and wait up to ``wait`` seconds for the starter to exit."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log if output_too else subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+        )
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=wait)

@@ -224,27 +224,37 @@ def _stamp(ps: Any, info: ProcInfo, me: int) -> tuple[ProcInfo | None, Refusal |
                     role=info.role, ppid=info.ppid), None
 
 
+def _descendants(ps: Any, info: ProcInfo, role: str, known: set[int]) -> list[ProcInfo]:
+    """The descendants of ``info`` (if it is still that process) not in ``known``, as ``role``."""
+    try:
+        proc = ps.Process(info.pid)
+        if not same_time(proc.create_time(), info.create_time):
+            return []
+        kids = proc.children(recursive=True)
+    except (ps.Error, OSError):
+        return []
+    out = []
+    for kid in kids:
+        if kid.pid in known:
+            continue
+        try:
+            out.append(ProcInfo(pid=kid.pid, create_time=kid.create_time(), cmdline=tuple(kid.cmdline()),
+                                username=owner(ps, kid)[1], role=role, ppid=kid.ppid()))
+        except (ps.Error, OSError):
+            continue
+    return out
+
+
 def _helpers(ps: Any, chain: Sequence[ProcInfo], known: set[int], me: int) -> list[ProcInfo]:
     """The wrappers' other descendants (``sleep`` of a retry loop, ``tee``): part of the run."""
     out: list[ProcInfo] = []
     for info in chain:
         if info.role != "wrapper":
             continue
-        try:
-            kids = ps.Process(info.pid).children(recursive=True)
-        except (ps.Error, OSError):
-            continue
-        for kid in kids:
-            if kid.pid in known:
-                continue
-            try:
-                row = ProcInfo(pid=kid.pid, create_time=kid.create_time(), cmdline=tuple(kid.cmdline()),
-                               role="helper", ppid=kid.ppid())
-            except (ps.Error, OSError):
-                continue
+        for row in _descendants(ps, info, "helper", known):
             stamped, _ = _stamp(ps, row, me)
             if stamped is not None:
-                known.add(kid.pid)
+                known.add(row.pid)
                 out.append(stamped)
     return out
 
@@ -304,28 +314,17 @@ def plan_kill(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | No
 
 
 def _snapshot_children(ps: Any, targets: list[Target]) -> None:
-    """Add the trainers' descendants as they are now (workers may have been recreated since
-    the plan), so none is orphaned and missed by the later steps."""
+    """Mark what is already gone, and add the trainers' descendants as they are now (workers
+    may have been recreated since the plan), so none is orphaned and missed by the later steps."""
+    for t in targets:
+        if gone(ps, t):
+            t.result = "gone"
     known = {t.info.pid for t in targets}
     for t in list(targets):
         if t.info.role != "trainer" or t.result:
             continue
-        try:
-            proc = ps.Process(t.info.pid)
-            if not same_time(proc.create_time(), t.info.create_time):
-                continue
-            kids = proc.children(recursive=True)
-        except (ps.Error, OSError):
-            continue
-        for kid in kids:
-            if kid.pid in known:
-                continue
-            try:
-                info = ProcInfo(pid=kid.pid, create_time=kid.create_time(), cmdline=tuple(kid.cmdline()),
-                                username=owner(ps, kid)[1], role="child", ppid=t.info.pid)
-            except (ps.Error, OSError):
-                continue
-            known.add(kid.pid)
+        for info in _descendants(ps, t.info, "child", known):
+            known.add(info.pid)
             targets.append(Target(info))
 
 
@@ -402,6 +401,15 @@ def _watch_respawn(run_dir: str, targets: Sequence[Target], seconds: float, ps: 
         time.sleep(0.2)
 
 
+def _outcomes(targets: Sequence[Target]) -> tuple[Outcome, ...]:
+    """What happened to each target; one still undecided survived."""
+    return tuple(
+        Outcome(pid=t.info.pid, role=t.info.role, cmdline=t.info.cmdline, result=t.result or "survived",
+                after=t.after, signals=tuple(t.signals), detail=t.detail)
+        for t in targets
+    )
+
+
 def execute_kill(
     plan: KillPlan,
     *,
@@ -444,9 +452,6 @@ def execute_kill(
     if start not in STEPS:
         raise ValueError(f"unknown signal step {start!r}; use one of {', '.join(STEPS)}")
     targets = [Target(info) for info in plan.targets]
-    for t in targets:
-        if gone(ps, t):
-            t.result = "gone"
     _snapshot_children(ps, targets)
     trainer = next((t.info for t in targets if t.info.role == "trainer"), None)
     stop = StopRecord(by=by, requested_at=began, signal=f"SIG{start}", how=how, checkpoint=checkpoint, step=step,
@@ -460,19 +465,11 @@ def execute_kill(
         say(f"froze {len(frozen)} wrapper(s) so nothing can restart the trainer")
     _trainer_steps(k, start, targets)
     _end_the_rest(k, targets)
-    for t in targets:
-        if t.result is None:
-            t.result = "survived"
     respawned = _watch_respawn(plan.run_dir, targets, respawn_watch, ps) if plan.targets else ()
-    outcomes = tuple(
-        Outcome(pid=t.info.pid, role=t.info.role, cmdline=t.info.cmdline, result=t.result or "survived",
-                after=t.after, signals=tuple(t.signals), detail=t.detail)
-        for t in targets
-    )
-    result = KillResult(run_dir=plan.run_dir, outcomes=outcomes, started_at=began, ended_at=time.time(),
+    result = KillResult(run_dir=plan.run_dir, outcomes=_outcomes(targets), started_at=began, ended_at=time.time(),
                         respawned=respawned)
     if write_record and plan.targets:
-        sent = tuple(dict.fromkeys(s for o in outcomes for s in o.signals))
+        sent = tuple(dict.fromkeys(s for o in result.outcomes for s in o.signals))
         done = replace(stop, result="stopped" if result.ok else "incomplete", ended_at=result.ended_at, signals=sent)
         write_stop_record(plan.run_dir, done, result.to_json())
     return result

@@ -122,6 +122,25 @@ def _find_trainer(root_pid: int, output_dir: str | None) -> tuple[int, float] | 
     return None
 
 
+def _supervise(child: subprocess.Popen[bytes], record: dict[str, Any], record_path: str, output_dir: str | None,
+               gpu: GpuRecorder | None) -> None:
+    """Wait for ``child``; meanwhile record the trainer below it and sample the GPU."""
+    deadline = time.monotonic() + 600.0  # look for the trainer below a launcher for 10 min
+    while True:
+        if gpu is not None:
+            gpu.tick([pid for pid in (child.pid, record["trainer_pid"]) if pid])
+        try:
+            child.wait(timeout=0.5 if record["trainer_pid"] is None else 5.0)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if record["trainer_pid"] is None and time.monotonic() < deadline:
+            found = _find_trainer(child.pid, output_dir)
+            if found is not None:
+                record["trainer_pid"], record["trainer_create_time"] = found
+                write_json_atomic(record_path, record)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdxl_tui.control.supervisor")
     parser.add_argument("--record", required=True)
@@ -170,21 +189,8 @@ def main(argv: list[str] | None = None) -> int:
               "trainer_pid": None, "trainer_create_time": None, "ended_at": None}
     write_json_atomic(args.record, record)
 
-    deadline = time.monotonic() + 600.0  # look for the trainer below a launcher for 10 min
     gpu = GpuRecorder(args.output_dir) if args.output_dir else None
-    while True:
-        if gpu is not None:
-            gpu.tick([pid for pid in (child.pid, record["trainer_pid"]) if pid])
-        try:
-            child.wait(timeout=0.5 if record["trainer_pid"] is None else 5.0)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if record["trainer_pid"] is None and time.monotonic() < deadline:
-            found = _find_trainer(child.pid, args.output_dir)
-            if found is not None:
-                record["trainer_pid"], record["trainer_create_time"] = found
-                write_json_atomic(args.record, record)
+    _supervise(child, record, args.record, args.output_dir, gpu)
     rc = child.returncode
     record["ended_at"] = time.time()
     record["exit_code"] = rc if rc >= 0 else None

@@ -11,7 +11,6 @@ not found".
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ import torch
 
 from sdxl_tui.evaluator.errors import EvaluatorError
 from sdxl_tui.evaluator.prompts import PromptSpec, resolve_prompts
+from sdxl_tui.formats.statedir import write_json_atomic
 
 MANIFEST = "manifest.json"
 CONTACT_SHEET = "contact_sheet.png"
@@ -187,13 +187,6 @@ def render(
     return result.images[0]
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
-
-
 def evaluate(args: argparse.Namespace) -> None:
     """Render ``args.num_samples`` images and write PNGs, contact sheet and manifest.
 
@@ -298,7 +291,7 @@ def evaluate(args: argparse.Namespace) -> None:
                     "file": name,
                 }
             )
-            _write_json(manifest_path, manifest)
+            write_json_atomic(manifest_path, manifest)
             _log(f"image {i + 1}/{len(plan)}: {name} in {seconds:.1f} s  {spec.prompt}")
 
     labels = [f"{e['index']:02d} seed {e['seed']}: {e['prompt']}" for e in manifest["prompts"]]
@@ -308,6 +301,6 @@ def evaluate(args: argparse.Namespace) -> None:
     manifest["contact_sheet"] = CONTACT_SHEET
     manifest["status"] = "done"
     manifest["ended_at"] = time.time()
-    _write_json(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     _log(f"done: {len(files)} images, {CONTACT_SHEET} and {MANIFEST} in {args.output_dir}")
     sys.stdout.flush()

@@ -13,8 +13,8 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from sdxl_tui.formats.prompts import parse_prompt_line as parse_sd_prompt_line
 from sdxl_tui.formats.safetensors import read_metadata
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
@@ -49,31 +49,19 @@ class PromptSpec:
 
 
 def parse_prompt_line(line: str) -> PromptSpec | None:
-    """A prompts-file line. sd-scripts' sample-prompt options are understood:
-    ``--n`` negative prompt, ``--d`` seed, ``--s`` steps, ``--l`` guidance scale."""
-    line = line.strip()
-    if not line or line.startswith("#"):
+    """A prompts-file line. sd-scripts' sample-prompt options are understood
+    (:mod:`sdxl_tui.formats.prompts`): ``--n`` negative prompt, ``--d`` seed, ``--s`` steps,
+    ``--l`` guidance scale; ``--w``/``--h`` and the rest are left to the command line."""
+    fields = parse_sd_prompt_line(line)
+    if fields is None or not fields["prompt"]:
         return None
-    parts = line.split(" --")
-    prompt = parts[0].strip()
-    fields: dict[str, Any] = {}
-    for part in parts[1:]:
-        key, _, value = part.strip().partition(" ")
-        value = value.strip()
-        try:
-            if key == "n":
-                fields["negative"] = value
-            elif key == "d":
-                fields["seed"] = int(value)
-            elif key == "s":
-                fields["steps"] = int(value)
-            elif key == "l":
-                fields["guidance"] = float(value)
-            else:
-                continue  # --w/--h and unknown options: the command-line resolution wins
-        except ValueError:
-            continue
-    return PromptSpec(prompt, **fields) if prompt else None
+    return PromptSpec(
+        fields["prompt"],
+        negative=fields.get("negative_prompt"),
+        seed=fields.get("seed"),
+        steps=fields.get("sample_steps"),
+        guidance=fields.get("scale"),
+    )
 
 
 def read_prompts_file(path: str | os.PathLike[str]) -> list[PromptSpec]:

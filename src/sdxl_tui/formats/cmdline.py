@@ -41,9 +41,11 @@ __all__ = [
     "options_from_argv",
     "options_from_mapping",
     "python_command_from_prefix",
+    "runs_simulator",
     "script_args",
     "script_name",
     "script_span",
+    "split_command",
     "trainer_output_dir",
 ]
 
@@ -74,9 +76,48 @@ def script_span(cmdline: Sequence[str]) -> tuple[int, int] | None:
             return i, i + 1
         if tok == "-m" and i + 2 < n and cmdline[i + 1] == "sdxl_tui" and cmdline[i + 2] == "simulate":
             return i, i + 3
-        if i + 1 < n and cmdline[i + 1] == "simulate" and os.path.basename(tok) in ("sdxl-tui", "sdxl_tui"):
+        if _simulate_at(cmdline, i + 1):
             return i, i + 2
     return None
+
+
+def _simulate_at(tokens: Sequence[str], i: int) -> bool:
+    """``tokens[i]`` is the ``simulate`` of ``sdxl-tui simulate`` / ``python -m sdxl_tui simulate``."""
+    if not 0 < i < len(tokens) or tokens[i] != "simulate":
+        return False
+    return os.path.basename(tokens[i - 1]) in ("sdxl-tui", "sdxl_tui")
+
+
+def runs_simulator(tokens: Sequence[str]) -> bool:
+    """The tokens run sdxl-tui's simulated trainer (``sdxl-tui simulate``, ``python -m sdxl_tui simulate``)."""
+    return any(_simulate_at(tokens, i) for i in range(1, len(tokens)))
+
+
+#: shell tokens that end a command pasted from a terminal (``> log 2>&1 &``)
+_SHELL_TAIL = frozenset({">", ">>", "2>&1", "&", "1>", "2>", "&>", "|"})
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """(prefix, script, trainer options) of a raw command line.
+
+    The script is the first ``*.py`` token (any script: a checker names the unknown ones);
+    shell leftovers (``> log 2>&1 &``) are dropped. With no script the whole list is taken as
+    trainer options.
+    """
+    tokens: list[str] = []
+    for tok in argv:
+        if tok in _SHELL_TAIL or tok.startswith((">", "2>", "1>")):
+            break
+        tokens.append(tok)
+    for i, tok in enumerate(tokens):
+        if tok.endswith(".py") and not tok.startswith("-"):
+            return tokens[:i], tok, tokens[i + 1 :]
+        # sdxl-tui's simulated trainer stands where the script would: `python -m sdxl_tui
+        # simulate ...` or `sdxl-tui simulate ...`; everything before it is the prefix.
+        if _simulate_at(tokens, i):
+            return tokens[: i + 1], None, tokens[i + 1 :]
+    return [], None, tokens
+
 
 
 def script_args(argv: Sequence[str]) -> Sequence[str]:

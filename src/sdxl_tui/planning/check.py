@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.cmdline import split_command
 from sdxl_tui.formats.launch_config import LaunchConfig, load_launch_config
 from sdxl_tui.formats.optiontable import (
     SDXL_SCRIPT,
@@ -49,8 +50,6 @@ __all__ = [
     "split_command",
 ]
 
-_SHELL_TAIL = {">", ">>", "2>&1", "&", "1>", "2>", "&>", "|"}
-_BUCKET_OPTIONS = ("bucket_reso_steps", "bucket_no_upscale", "min_bucket_reso", "max_bucket_reso")
 
 
 @dataclass(frozen=True)
@@ -95,27 +94,6 @@ class CheckReport:
 
 
 # ------------------------------------------------------------------------ helpers
-
-
-def split_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
-    """(prefix, script, trainer options) of a raw command line.
-
-    The script is the first ``*.py`` token; shell leftovers (``> log 2>&1 &``) are dropped.
-    With no script the whole list is taken as trainer options.
-    """
-    tokens: list[str] = []
-    for tok in argv:
-        if tok in _SHELL_TAIL or tok.startswith((">", "2>", "1>")):
-            break
-        tokens.append(tok)
-    for i, tok in enumerate(tokens):
-        if tok.endswith(".py") and not tok.startswith("-"):
-            return tokens[:i], tok, tokens[i + 1 :]
-        # sdxl-tui's simulated trainer stands where the script would: `python -m sdxl_tui
-        # simulate ...` or `sdxl-tui simulate ...`; everything before it is the prefix.
-        if tok == "simulate" and i > 0 and os.path.basename(tokens[i - 1]) in ("sdxl_tui", "sdxl-tui"):
-            return tokens[: i + 1], None, tokens[i + 1 :]
-    return [], None, tokens
 
 
 # ------------------------------------------------------------------------ the core

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdxl_tui.formats.cmdline import runs_simulator
 from sdxl_tui.formats.optiontable import OptionTable
 from sdxl_tui.model import GpuStatus
 from sdxl_tui.planning.basemodel import ModelKind
@@ -154,5 +155,4 @@ def required_modules(values: Mapping[str, Any]) -> dict[str, str]:
 
 def is_simulator(prefix: Sequence[str]) -> bool:
     """``python -m sdxl_tui simulate`` / ``sdxl-tui simulate``: a test or demo launch."""
-    names = [os.path.basename(p) for p in prefix]
-    return "simulate" in names and any(n in ("sdxl_tui", "sdxl-tui") for n in names)
+    return runs_simulator(prefix)

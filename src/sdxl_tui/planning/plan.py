@@ -33,7 +33,7 @@ from typing import Any
 
 from sdxl_tui.formats import toml
 from sdxl_tui.formats.dataset import folder_dataset, load_dataset_file
-from sdxl_tui.formats.launch_config import LaunchConfig, write_launch_config
+from sdxl_tui.formats.launch_config import DEFAULT_NAME, LaunchConfig, write_launch_config
 from sdxl_tui.formats.optiontable import SDXL_SCRIPT, load_packaged_table
 from sdxl_tui.planning.trials import Pick, PlanError, Trial
 
@@ -461,7 +461,7 @@ def write_plan(plan: Plan, out_dir: str | os.PathLike[str] | None = None) -> dic
     target.mkdir(parents=True, exist_ok=True)
     config_path = target / f"{plan.output_name}.toml"
     dataset_path = target / f"{plan.output_name}_dataset.toml"
-    launch_path = target / "sdxl-tui.toml"
+    launch_path = target / DEFAULT_NAME
     config = {k: dict(v) for k, v in plan.config.items()}
     config["dataset"]["dataset_config"] = str(dataset_path)
     head = f"written by `sdxl-tui plan` from {plan.trial.name} ({plan.trial.path})"

@@ -12,19 +12,9 @@ import math
 from collections.abc import Sequence
 
 from sdxl_tui.charting import ema_debiased
+from sdxl_tui.report import facts
 from sdxl_tui.report.charts import DEFAULT_SMOOTHING
-from sdxl_tui.report.facts import (
-    Table,
-    checkpoint_table,
-    clock,
-    config_rows,
-    date_text,
-    event_rows,
-    glance_rows,
-    gpu_table,
-    loss_text,
-    phase_rows,
-)
+from sdxl_tui.report.facts import Table
 from sdxl_tui.report.gather import ReportData
 
 __all__ = ["render_markdown", "sparkline"]
@@ -76,13 +66,14 @@ def _loss_lines(d: ReportData) -> list[str]:
             if not finite:
                 return []
             summary = (f"{tag} (smoothed {DEFAULT_SMOOTHING:g}) over steps {s.points[0].step}-{s.points[-1].step}: "
-                       f"min {loss_text(min(finite))}, max {loss_text(max(finite))}, last {loss_text(finite[-1])}")
+                       f"min {facts.loss_text(min(finite))}, max {facts.loss_text(max(finite))}, "
+                       f"last {facts.loss_text(finite[-1])}")
             return [f"`{sparkline(smooth)}`", summary, ""]
     return []
 
 
 def _events(d: ReportData) -> list[str]:
-    rows = event_rows(d)
+    rows = facts.event_rows(d)
     if len(rows) > MAX_EVENTS:
         half = MAX_EVENTS // 2
         rows = [*rows[:half], ("...", "", f"{len(rows) - 2 * half} more"), *rows[-half:]]
@@ -104,7 +95,7 @@ def _images(d: ReportData) -> list[str]:
 def _gpu(d: ReportData) -> list[str]:
     out = []
     if d.gpu.devices:
-        out += _table(gpu_table(d))
+        out += _table(facts.gpu_table(d))
     out.append(f"{d.gpu.note}.")
     if not d.gpu.devices and d.snapshot.gpu.reason:
         out.append(f"Now: {d.snapshot.gpu.reason}.")
@@ -128,8 +119,8 @@ def _command(d: ReportData) -> list[str]:
         out.append("The exact command is not known (not started with `sdxl-tui start`, process gone).")
     if d.run_end is not None and d.run_end.ended_at is not None:
         how = f"signal {d.run_end.signal}" if d.run_end.signal else f"exit status {d.run_end.exit_code}"
-        out += ["", f"The process ended with {how} at {clock(d.run_end.ended_at)}."]
-    rows = config_rows(d.snapshot.config)
+        out += ["", f"The process ended with {how} at {facts.clock(d.run_end.ended_at)}."]
+    rows = facts.config_rows(d.snapshot.config)
     if rows:
         out += ["", *_table(Table(("setting", "value"), tuple(rows)))]
     return out
@@ -139,16 +130,16 @@ def render_markdown(d: ReportData) -> str:
     """The whole report as Markdown text."""
     s = d.snapshot
     lines = [f"# {d.title}: {s.state.value}", "", f"{s.state_reason}" if s.state_reason else "",
-             f"`{s.run_dir}` - report of {date_text(d.generated_at)}", "", "## How the night went", ""]
-    lines += [f"- **{k}**: {v}" for k, v in glance_rows(d)]
+             f"`{s.run_dir}` - report of {facts.date_text(d.generated_at)}", "", "## How the night went", ""]
+    lines += [f"- **{k}**: {v}" for k, v in facts.glance_rows(d)]
     lines += ["", "## Timeline", ""]
-    if phase_rows(d):
-        lines += [*_table(Table(("phase", "total", "times"), tuple(phase_rows(d)))), ""]
+    if facts.phase_rows(d):
+        lines += [*_table(Table(("phase", "total", "times"), tuple(facts.phase_rows(d)))), ""]
     lines += _events(d) or ["No timestamps yet."]
     lines += [f"\n_{n}_" for n in d.timeline.notes]
     lines += ["", "## Loss", "", *(_loss_lines(d) or ["No loss values logged yet.", ""])]
     lines += ["## Checkpoints", ""]
-    lines += _table(checkpoint_table(d)) if s.checkpoints else ["No checkpoints yet."]
+    lines += _table(facts.checkpoint_table(d)) if s.checkpoints else ["No checkpoints yet."]
     lines += ["", "## Samples and evaluations", "", *(_images(d) or ["None."])]
     lines += ["", "## GPU", "", *_gpu(d)]
     lines += ["", "## Alerts", "", *_alerts(d)]

@@ -12,13 +12,15 @@ shows rows that differ, as a real one would. ``--base-model`` is accepted and ig
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from sdxl_tui.formats.prompts import parse_prompt_line
+from sdxl_tui.formats.statedir import write_json_atomic
 
 MANIFEST = "manifest.json"
 CONTACT_SHEET = "contact_sheet.png"
@@ -80,17 +82,10 @@ def draw(prompt: str, seed: int, epoch: int, size: tuple[int, int]) -> Any:
 def _prompts(path: str | None) -> list[str]:
     if path:
         with open(path, encoding="utf-8") as fh:
-            lines = [line.split(" --", 1)[0].strip() for line in fh if line.strip() and not line.startswith("#")]
+            lines = [fields["prompt"] for fields in map(parse_prompt_line, fh) if fields is not None]
         if lines:
             return lines
     return list(PROMPTS)
-
-
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -118,12 +113,12 @@ def evaluate(args: argparse.Namespace) -> int:
         files.append(os.path.join(args.output_dir, name))
         manifest["prompts"].append({"index": i, "prompt": prompt, "negative_prompt": "", "seed": seed, "steps": 0,
                                     "guidance": 0.0, "seconds": args.seconds_per_image, "file": name})
-        _write_json(path, manifest)
+        write_json_atomic(path, manifest)
         print(f"image {i + 1}/{args.num_samples}: {name}  {prompt}", flush=True)
     labels = [f"{e['index']:02d} seed {e['seed']}: {e['prompt']}" for e in manifest["prompts"]]
     contact_sheet(files, labels=labels, cell=min(256, max(size))).save(os.path.join(args.output_dir, CONTACT_SHEET))
     manifest.update(contact_sheet=CONTACT_SHEET, status="done", ended_at=time.time())
-    _write_json(path, manifest)
+    write_json_atomic(path, manifest)
     print(f"done: {len(files)} images, {CONTACT_SHEET} and {MANIFEST} in {args.output_dir}", flush=True)
     return 0
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from sdxl_tui.formats.names import sample_file_name
+from sdxl_tui.formats.prompts import parse_prompt_line
 from sdxl_tui.sim.base import TrainerBase
 from sdxl_tui.sim.png import png_bytes
 
@@ -70,37 +71,10 @@ class Sampling(TrainerBase):
 
 
 def read_prompts(path: str) -> list[dict[str, Any]] | None:
-    """Prompt lines with sd-scripts' ``--n --w --h --d --l --s --ss`` options (.txt only)."""
+    """The prompt file's lines as sd-scripts reads them (.txt only); None when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = [ln.strip() for ln in f]
     except OSError:
         return None
-    out: list[dict[str, Any]] = []
-    for line in lines:
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(" --")
-        d: dict[str, Any] = {"prompt": parts[0].strip()}
-        for part in parts[1:]:
-            key, _, val = part.partition(" ")
-            val = val.strip()
-            try:
-                if key == "n":
-                    d["negative_prompt"] = val
-                elif key == "w":
-                    d["width"] = int(val)
-                elif key == "h":
-                    d["height"] = int(val)
-                elif key == "d":
-                    d["seed"] = int(val)
-                elif key == "l":
-                    d["scale"] = float(val)
-                elif key == "s":
-                    d["sample_steps"] = int(val)
-                elif key == "ss":
-                    d["sample_sampler"] = val
-            except ValueError:
-                continue
-        out.append(d)
-    return out
+    return [d for d in (parse_prompt_line(line) for line in lines) if d is not None]

@@ -253,18 +253,17 @@ def _step_of(p: ScalarPoint) -> int:
     return p.step
 
 
-#: A checkpoint's mtime may be rounded to the second (copies, some file systems).
-_MTIME_SLACK = 1.0
-
-
-def loss_point(series: Mapping[str, Series], step: int, saved_at: float | None = None) -> ScalarPoint | None:
+def loss_point(series: Mapping[str, Series], step: int) -> ScalarPoint | None:
     """The ``loss/average`` (else ``loss/current``) point logged at a checkpoint's save: the
-    last point at or before ``step`` (its ``ss_steps``) that was logged before the file was
-    written (``saved_at``: its mtime). With gradient accumulation several points share a step,
-    and those logged after the save belong to the next epoch's first micro-batches (the real
-    run: -000001 at step 3 was saved at 1.095; 1.101 came after it). Without wall times, or when
-    the file's mtime is older than every point at that step (a copied or touched file), the
-    first point at that step. The point's step is below ``step`` when the event file ends earlier.
+    first point at the last step at or before ``step`` (its ``ss_steps``).
+
+    Why the first: sd-scripts logs every micro-batch at the current global step
+    (``train_network.py:NetworkTrainer.train``, ``accelerator.log(logs, step=global_step)``), so
+    with gradient accumulation several points share a step. The first is the micro-batch that
+    completed the step, logged before an epoch-end save; the later ones are the next epoch's
+    first micro-batches, logged after it (the real run: -000001 at step 3 was saved at 1.095;
+    1.101 came after it). File mtimes are not used: copies and touches move them. The point's
+    step is below ``step`` when the event file ends earlier.
     """
     for tag in ("loss/average", "loss/current"):
         s = series.get(tag)
@@ -274,23 +273,15 @@ def loss_point(series: Mapping[str, Series], step: int, saved_at: float | None =
         if not i:
             continue
         j = i - 1
-        first = j  # the first point logged at that step
-        while first > 0 and s.points[first - 1].step == s.points[j].step:
-            first -= 1
-        if saved_at is not None and any(p.wall_time > 0 for p in s.points[first:i]):
-            # only among the points of that step: a file whose mtime is older than all of
-            # them (copied, touched) must not show another step's value as the save's
-            while j > first and s.points[j].wall_time > saved_at + _MTIME_SLACK:
-                j -= 1
-        else:
-            j = first
+        while j > 0 and s.points[j - 1].step == s.points[j].step:
+            j -= 1
         return s.points[j]
     return None
 
 
-def loss_at(series: Mapping[str, Series], step: int, saved_at: float | None = None) -> float | None:
+def loss_at(series: Mapping[str, Series], step: int) -> float | None:
     """The value of :func:`loss_point`."""
-    p = loss_point(series, step, saved_at)
+    p = loss_point(series, step)
     return p.value if p is not None else None
 
 
@@ -312,7 +303,7 @@ def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Se
             continue
         value = settled.get((c.path, c.mtime, c.step))
         if value is None:
-            point = loss_point(series, c.step, c.mtime)
+            point = loss_point(series, c.step)
             value = (point.value, point.step) if point is not None else None
         out.append(c if value is None else replace(c, loss_at_save=value[0], loss_step=value[1]))
     return tuple(out)
@@ -442,7 +433,9 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
     checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
-    if state.is_over:  # a file of a dead run is never "writing" (one rule: formats/safetensors.py)
+    if state in (RunState.STOPPED, RunState.INTERRUPTED, RunState.FAILED):
+        # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
+        # after a finished run, a growing file is someone else's copy, timed as usual
         checkpoints = settle_for_dead_writer(checkpoints)
     way_on = _way_on(obs, config, checkpoints)
     if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:

@@ -103,6 +103,31 @@ def _signame(sig: int | None) -> str:
         return f"signal {sig}"
 
 
+def _liveness(s: StateInputs, age: float | None, threshold: float, pid: str) -> tuple[bool, str]:
+    """Is the trainer still there, and how do we know?  alive=True: seen; False: known gone;
+    None: not found."""
+    if s.alive is True:
+        return True, f"{pid} is alive"
+    if s.alive is False or s.exit_code is not None or s.exit_signal is not None:
+        if s.exit_signal is not None:
+            return False, f"{pid} was killed by {_signame(s.exit_signal)}"
+        if s.exit_code is not None:
+            return False, f"{pid} exited with status {s.exit_code}"
+        return False, f"{pid} has exited"
+    # Not found. Without process information the log's age is all there is; with it, a
+    # fresh log still counts for a short while (a trainer in another PID namespace, a
+    # scan racing a restart), never for a whole stall threshold.
+    window = threshold if not s.process_known else _not_found_window(s.seconds_per_step, threshold)
+    fresh = age is not None and age < window and not (s.process_known and s.seen_alive)
+    who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
+    if s.process_known and s.seen_alive:
+        who = f"{pid} is gone (no exit status: killed with SIGKILL, or its supervisor was killed too)"
+    live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
+    if live and s.process_known and s.stopped is not None:
+        live = False  # the user's stop, and its trainer is not found: no grace needed
+    return live, f"{who}; log written {format_ago(age)} ago" if age is not None else who
+
+
 def decide_state(s: StateInputs) -> tuple[RunState, str]:
     """The run's state and a one-line reason, by the precedence in the module docstring."""
     if not s.exists:
@@ -114,28 +139,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
     threshold = stall_threshold(s.seconds_per_step, s.stall_factor)
     pid = f"PID {s.pid}" if s.pid is not None else "the trainer"
 
-    # Is the trainer still there?  alive=True: seen; False: known gone; None: not found.
-    if s.alive is True:
-        live, how = True, f"{pid} is alive"
-    elif s.alive is False or s.exit_code is not None or s.exit_signal is not None:
-        live, how = False, f"{pid} has exited"
-        if s.exit_signal is not None:
-            how = f"{pid} was killed by {_signame(s.exit_signal)}"
-        elif s.exit_code is not None:
-            how = f"{pid} exited with status {s.exit_code}"
-    else:
-        # Not found. Without process information the log's age is all there is; with it, a
-        # fresh log still counts for a short while (a trainer in another PID namespace, a
-        # scan racing a restart), never for a whole stall threshold.
-        window = threshold if not s.process_known else _not_found_window(s.seconds_per_step, threshold)
-        fresh = age is not None and age < window and not (s.process_known and s.seen_alive)
-        who = "no process info (--no-procs)" if not s.process_known else "trainer process not found"
-        if s.process_known and s.seen_alive:
-            who = f"{pid} is gone (no exit status: killed with SIGKILL, or its supervisor was killed too)"
-        live = fresh and not (s.keyboard_interrupt or s.traceback)  # a final traceback ends it
-        if live and s.process_known and s.stopped is not None:
-            live = False  # the user's stop, and its trainer is not found: no grace needed
-        how = f"{who}; log written {format_ago(age)} ago" if age is not None else who
+    live, how = _liveness(s, age, threshold, pid)
 
     # 2. finished
     if s.model_saved and s.final_problem:

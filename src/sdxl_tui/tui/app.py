@@ -9,9 +9,7 @@ read-only mode. Quitting stops our threads only: the trainer is never ours to st
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
@@ -20,8 +18,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from rich.console import RenderableType
 from textual import work
 from textual.actions import ActionParseResult
-from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import BindingType
 from textual.containers import Container, Vertical
 from textual.css.query import NoMatches, WrongType
 from textual.dom import DOMNode
@@ -34,24 +32,22 @@ from textual.worker import get_current_worker
 from sdxl_tui import notify
 from sdxl_tui.config import Settings
 from sdxl_tui.formats.slurm import ACTIVE_STATES
-from sdxl_tui.model import Alert, GpuStatus, RunSnapshot, Severity
+from sdxl_tui.model import Alert, GpuStatus, RunSnapshot
 from sdxl_tui.sources.gpu import GpuMonitor, LatestGpu
 from sdxl_tui.tui import actions
+from sdxl_tui.tui.alerting import AlertNotices
+from sdxl_tui.tui.bindings import APP_BINDINGS, DESTRUCTIVE, GATED, PALETTE, help_rows
 from sdxl_tui.tui.feeds import Feeds, GpuSampler, Reader
 from sdxl_tui.tui.messages import (
     ActionFinished,
-    ActionOutcome,
     AlertsRaised,
     GpuSampled,
-    HookFinished,
     LogLinesAdded,
     ReaderFailed,
     SnapshotUpdated,
     WatchModeChanged,
 )
 from sdxl_tui.tui.screens.chart import ChartScreen
-from sdxl_tui.tui.screens.compare import CompareScreen
-from sdxl_tui.tui.screens.confirm import ConfirmScreen
 from sdxl_tui.tui.screens.help import HelpScreen
 from sdxl_tui.tui.screens.images import ImageScreen
 from sdxl_tui.tui.widgets.alerts import AlertsPane
@@ -59,7 +55,7 @@ from sdxl_tui.tui.widgets.checkpoints import CheckpointTable
 from sdxl_tui.tui.widgets.gpu import GpuPanel
 from sdxl_tui.tui.widgets.log_view import LogPane, LogView
 from sdxl_tui.tui.widgets.loss_chart import ChartOptions, LossChart
-from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name, short_checkpoint
+from sdxl_tui.tui.widgets.progress import ProgressPanel, RunHeader, run_name
 
 _W = TypeVar("_W", bound=Widget)
 
@@ -68,57 +64,12 @@ def _alert_signature(alerts: tuple[Alert, ...]) -> tuple[tuple[str, str, str | N
     return tuple((a.key or a.kind, a.message, a.fix) for a in alerts)
 
 
-def _short(message: str, limit: int = 120) -> str:
-    """A toast's body: one line, cut at ``limit`` characters (the Alerts pane has it all)."""
-    first = message.strip().splitlines()[0] if message.strip() else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
 def css_path() -> str:
     """The stylesheet inside the installed package (works from a wheel, not only editable)."""
     return str(resources.files("sdxl_tui") / "styles" / "app.tcss")
 
 
-#: Actions that change the run; ``--readonly`` removes them (nvitop's read-only mode).
-DESTRUCTIVE = frozenset(
-    {"start_run", "kill_run", "evaluate_checkpoint", "stop_after_checkpoint", "compare_checkpoints"}
-)
-
-#: Actions whose availability depends on the run (greyed out when they cannot apply).
-GATED = frozenset(
-    {"start_run", "kill_run", "stop_after_checkpoint", "evaluate_checkpoint", "show_images", "compare_checkpoints"}
-)
-
-_SEVERITY = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "information"}
-
-#: Command palette entries: (title, help, action).
-PALETTE = (
-    ("run: start", "preflight-check and start the training (detached)", "start_run"),
-    ("run: kill", "stop the training process tree (asks first)", "kill_run"),
-    (
-        "run: stop after next checkpoint",
-        "let the trainer save its next checkpoint, then stop it",
-        "stop_after_checkpoint",
-    ),
-    ("checkpoint: evaluate", "evaluate the selected checkpoint", "evaluate_checkpoint"),
-    (
-        "checkpoint: compare",
-        "comparison grid: same prompts and seeds over several checkpoints (e.g. epochs 6-10)",
-        "compare_checkpoints",
-    ),
-    ("checkpoint: show images", "sample and evaluation images of the selected checkpoint", "show_images"),
-    (
-        "run: morning report",
-        "write DIR/.sdxl-tui/report.html: outcome, timeline, charts, checkpoints, samples, GPU",
-        "morning_report",
-    ),
-    ("view: loss chart", "full chart with smoothing, log-Y, LR and resume points", "toggle_chart"),
-    ("log: search", "search the training log", "search_log"),
-    ("help: keys", "every key, as bound now", "help"),
-)
-
-
-class SdxlTuiApp(App[int]):
+class SdxlTuiApp(AlertNotices):
     """Live dashboard for one sd-scripts run directory."""
 
     CSS_PATH = css_path()
@@ -127,49 +78,7 @@ class SdxlTuiApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "start_run", "Start", tooltip="Preflight-check and start the training", id="start-run"),
-        Binding(
-            "e", "evaluate_checkpoint", "Eval", tooltip="Evaluate the selected checkpoint", id="evaluate-checkpoint"
-        ),
-        Binding("k", "kill_run", "Kill", tooltip="Kill the training (asks first)", id="kill-run"),
-        Binding(
-            "x",
-            "stop_after_checkpoint",
-            "Stop",
-            tooltip="Stop the training after its next checkpoint (again: cancel)",
-            id="stop-after-checkpoint",
-        ),
-        Binding(
-            "g",
-            "compare_checkpoints",
-            "Grid",
-            tooltip="Comparison grid of several checkpoints (same prompts and seeds)",
-            id="compare-checkpoints",
-        ),
-        Binding("i", "show_images", "Imgs", tooltip="Images of the selected checkpoint", id="show-images"),
-        Binding("c", "toggle_chart", "Chart", tooltip="Full loss chart", id="toggle-chart"),
-        Binding(
-            "R",
-            "morning_report",
-            "Report",
-            tooltip="Write the morning report (one HTML file) and show its path",
-            id="morning-report",
-            show=False,
-        ),
-        Binding(
-            "a", "show_alerts", "Alerts", tooltip="Alerts and their fixes (again: back to the log)", id="show-alerts"
-        ),
-        Binding(
-            "slash",
-            "search_log",
-            "Find",
-            tooltip="Search the log (enter: run it, then n older / N newer match)",
-            id="search-log",
-        ),
-        Binding("question_mark", "help", "Help", tooltip="All keys", id="help"),
-        Binding("q", "quit", "Quit", tooltip="Quit (the training keeps running)", id="quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
 
     # App reactives never repaint the screen themselves (repaint=False): a plain reactive on
     # the App would redraw every widget for each snapshot; the bound widgets repaint alone.
@@ -272,32 +181,6 @@ class SdxlTuiApp(App[int]):
             self.set_interval(3.0, self._poll_stop_watcher)
             self._poll_stop_watcher()
 
-    def _poll_stop_watcher(self) -> None:
-        """A stop-after-checkpoint armed here or by `sdxl-tui kill --after-checkpoint`."""
-        snap = self.snapshot
-        if snap is not None and snap.state.is_over and not self.stop_armed:
-            return
-        self.run_worker(self._stop_watcher_thread, thread=True, group="stop-poll", exclusive=True, exit_on_error=False)
-
-    def _stop_watcher_thread(self) -> None:
-        try:
-            armed = actions.stop_status(self.run_dir)
-        except Exception:  # noqa: BLE001 - the header line is a nicety; never a crash
-            return
-        self.call_from_thread(setattr, self, "stop_armed", armed)
-
-    def watch_stop_armed(self) -> None:
-        self._update_stop_pending()
-
-    def _update_stop_pending(self) -> None:
-        if not self.stop_armed:
-            self.stop_pending = ""
-            return
-        snap = self.snapshot
-        nxt = snap.progress.next_checkpoint if snap is not None else None
-        target = short_checkpoint(nxt, snap.config.output_name) if (snap is not None and nxt) else "the next checkpoint"
-        self.stop_pending = f"stopping after {target}"
-
     def _reader_thread(self) -> None:
         worker = get_current_worker()
         self.feeds.run_reader(self.post_message, lambda: worker.is_cancelled)
@@ -377,67 +260,10 @@ class SdxlTuiApp(App[int]):
     def on_watch_mode_changed(self, message: WatchModeChanged) -> None:
         self.watch_mode = message.mode
 
-    def watch_alerts(self, alerts: tuple[Alert, ...]) -> None:
-        tabs = self.main_query(TabbedContent)
-        if tabs is not None:
-            try:
-                tabs.get_tab("tab-alerts").label = f"Alerts ({len(alerts)})" if alerts else "Alerts"
-            except Exception:  # noqa: BLE001 - a tab row being rebuilt must not break the alert count
-                pass
-
-    def on_alerts_raised(self, message: AlertsRaised) -> None:
-        """Every new alert: a notification; unless it was already there when we opened the
-        run, also the bell, OSC 9/777 and the hook (each key exactly once)."""
-        snap = self.snapshot
-        name = run_name(snap) if snap is not None else None
-        for alert in message.alerts:
-            if message.initial:
-                # already true when the run was opened: the Alerts tab counts it; a toast (and a
-                # "finished" each time a finished run is opened) would only cover the log
-                continue
-            body = _short(alert.message) + ("\nfix: see Alerts (a)" if alert.fix else "")
-            self.notify(
-                body,
-                title=f"{alert.kind}",
-                severity=_SEVERITY.get(alert.severity, "information"),  # type: ignore[arg-type]
-                timeout=10 if alert.severity is Severity.ERROR else 5,
-            )
-            out = notify.terminal_output(
-                alert,
-                bell=self.settings.alerts.bell,
-                desktop=self.settings.alerts.desktop,
-                run_name=name,
-                environ=self.environ,
-            )
-            if out:
-                self.terminal_writes.append(out)
-                self._write_to_terminal(out)
-            hook = self.settings.alerts.hook
-            if hook:
-                payload = notify.alert_payload(alert, run_dir=self.run_dir, run_name=name)
-                self._run_hook(hook, payload)
-
-    def _run_hook(self, argv: tuple[str, ...], payload: str) -> None:
-        """A daemon thread per hook run: a slow hook never delays quitting."""
-        timeout = self.settings.alerts.hook_timeout
-
-        def target() -> None:
-            result = notify.run_hook(argv, payload, timeout=timeout)
-            self.post_message(HookFinished(result.ok, result.error or "ok"))
-
-        threading.Thread(target=target, name="alert-hook", daemon=True).start()
-
-    def on_hook_finished(self, message: HookFinished) -> None:
-        if not message.ok:
-            self._hook_notes = (*self._hook_notes[-4:], f"alert hook: {message.detail}")
-            pane = self.main_query(AlertsPane)
-            if pane is not None:
-                pane.notes = self._hook_notes
-            self.notify(message.detail, title="alert hook failed", severity="warning")
-
     def on_action_finished(self, message: ActionFinished) -> None:
         o = message.outcome
-        self.notify(o.message, title=o.action, severity="information" if o.ok else "error", timeout=12)
+        # short: a toast covers the log's right side (the outcome is also in the log or a file)
+        self.notify(o.message, title=o.action, severity="information" if o.ok else "error", timeout=6 if o.ok else 10)
 
     # ----------------------------------------------------------------- selection
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -567,40 +393,12 @@ class SdxlTuiApp(App[int]):
         self._exiting = True
         super().exit(result, return_code, message)
 
-    def _write_to_terminal(self, text: str) -> None:
-        """Bell and OSC 9/777 notifications go to the terminal itself, in order with the frames.
-
-        Textual has no public call for raw escape sequences; its own ``App.bell`` writes through
-        the driver the same way, which is why the Textual pin has an upper bound.
-        """
-        if not self.is_headless and self._driver is not None:
-            self._driver.write(text)
-
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_rows()))
 
     def help_rows(self) -> list[tuple[str, str, str, str]]:
-        """(key, description, id, availability) for every App binding, as bound now."""
-        rows = []
-        keymap = self.settings.ui.keymap
-        for binding in self.BINDINGS:
-            assert isinstance(binding, Binding)
-            if binding.action in DESTRUCTIVE and self.readonly:
-                continue
-            keys = keymap.get(binding.id or "", binding.key)
-            shown = ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(","))
-            reason = self.why_not(binding.action)
-            rows.append(
-                (shown, binding.tooltip or binding.description, binding.id or "", "ok" if reason is None else reason)
-            )
-        rows.append(("ctrl+p", "command palette", "", "ok"))
-        for where, bindings in (("log", [*LogView.BINDINGS, *LogPane.BINDINGS]), ("chart (c)", ChartScreen.BINDINGS)):
-            for binding in bindings:
-                assert isinstance(binding, Binding)
-                keys = keymap.get(binding.id or "", binding.key)
-                shown = ", ".join(self.get_key_display(Binding(k.strip(), binding.action)) for k in keys.split(","))
-                rows.append((shown, f"{where}: {binding.tooltip or binding.description}", binding.id or "", "ok"))
-        return rows
+        """(key, description, id, availability) for every binding, as bound now."""
+        return help_rows(self)
 
     def action_toggle_chart(self) -> None:
         def remember(options: ChartOptions | None) -> None:
@@ -642,177 +440,6 @@ class SdxlTuiApp(App[int]):
         assert ckpt is not None and self.snapshot is not None
         images = actions.images_for(self.snapshot, ckpt.path)
         self.push_screen(ImageScreen(ckpt.name, images))
-
-    def action_start_run(self) -> None:
-        if not self._refuse("start_run"):
-            self._start_flow()
-
-    def action_kill_run(self) -> None:
-        if not self._refuse("kill_run"):
-            self._kill_flow()
-
-    def action_stop_after_checkpoint(self) -> None:
-        if not self._refuse("stop_after_checkpoint"):
-            self._stop_flow()
-
-    def action_evaluate_checkpoint(self) -> None:
-        if not self._refuse("evaluate_checkpoint"):
-            ckpt = self.selected()
-            assert ckpt is not None
-            self._eval_flow(ckpt.path)
-
-    def action_compare_checkpoints(self) -> None:
-        if not self._refuse("compare_checkpoints"):
-            self._compare_flow()
-
-    async def _propose(self, proposal: actions.Proposal) -> str | None:
-        buttons = [*proposal.choices, ("cancel", "Cancel" if proposal.allowed else "Close", "default")]
-        return await self.push_screen_wait(ConfirmScreen(proposal.title, proposal.body, list(buttons)))
-
-    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
-    def _finished(self, action: str, ok: bool, message: str) -> None:
-        self.post_message(ActionFinished(ActionOutcome(action, ok, message)))
-
-    @work(exclusive=True, group="action", exit_on_error=False)
-    async def _start_flow(self) -> None:
-        try:
-            proposal = await self._blocking(actions.plan_start, self.run_dir, self.settings, self.launch_file)
-        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
-            self._finished("start", False, str(exc))
-            return
-        if await self._propose(proposal) != "start":
-            return
-        self.notify("starting the training…", timeout=4)
-        ok, text = await self._blocking(actions.do_start, proposal.plan)
-        self._finished("start", ok, text)
-        self.feeds.wake.set()
-
-    @work(exclusive=True, group="action", exit_on_error=False)
-    async def _kill_flow(self) -> None:
-        try:
-            proposal = await self._blocking(actions.plan_kill, self.run_dir)
-        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
-            self._finished("kill", False, str(exc))
-            return
-        if await self._propose(proposal) != "kill":
-            self.notify("kill cancelled: the training continues", timeout=4)
-            return
-        self.notify("stopping the training (SIGINT, then SIGTERM, then SIGKILL)…", timeout=6)
-        ok, text = await self._blocking(actions.do_kill, proposal.plan, self.settings)
-        self._finished("kill", ok, text)
-        self.feeds.wake.set()
-
-    @work(exclusive=True, group="action", exit_on_error=False)
-    async def _stop_flow(self) -> None:
-        try:
-            armed = await self._blocking(actions.stop_status, self.run_dir)
-            if armed:
-                choice = await self._propose(
-                    actions.Proposal(
-                        "Stop after the next checkpoint is armed",
-                        "A watcher will stop the training once its next checkpoint is complete.\nCancel it?",
-                        True,
-                        choices=(("disarm", "Cancel the stop", "warning"),),
-                    )
-                )
-                if choice != "disarm":
-                    return
-                ok, text = await self._blocking(
-                    lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings, cancel=True)
-                )
-                self.stop_armed = not ok
-            else:
-                snap = self.snapshot
-                nxt = snap.progress.next_checkpoint if snap else None
-                choice = await self._propose(
-                    actions.Proposal(
-                        "Stop after the next checkpoint?",
-                        "The training keeps running until its next checkpoint file is complete, then it is stopped\n"
-                        "(SIGINT, then SIGTERM). Nothing saved is lost."
-                        + (f"\n\nnext checkpoint: {nxt}" if nxt else ""),
-                        True,
-                        choices=(("arm", "Stop after checkpoint", "warning"),),
-                    )
-                )
-                if choice != "arm":
-                    return
-                ok, text = await self._blocking(lambda: actions.do_stop_after_checkpoint(self.run_dir, self.settings))
-                self.stop_armed = ok
-        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
-            self._finished("stop after checkpoint", False, str(exc))
-            return
-        self._finished("stop after checkpoint", ok, text)
-
-    @work(exclusive=True, group="action", exit_on_error=False)
-    async def _eval_flow(self, checkpoint: str) -> None:
-        alive = self.trainer_alive
-        try:
-            proposal = await self._blocking(
-                lambda: actions.plan_evaluation(self.run_dir, checkpoint, self.settings, trainer_alive=alive)
-            )
-        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
-            self._finished("evaluate", False, str(exc))
-            return
-        choice = await self._propose(proposal)
-        if choice not in ("now", "after-training"):
-            return
-        try:
-            ok, text = await self._blocking(actions.do_evaluation, proposal.plan, choice)
-        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
-            ok, text = False, f"{type(exc).__name__}: {exc}"
-        self._finished("evaluate", ok, text)
-        self.feeds.wake.set()
-
-    @work(exclusive=True, group="compare", exit_on_error=False)
-    async def _compare_flow(self) -> None:
-        """Dialog -> queue (thread) -> progress notifications -> the grid on the image screen.
-
-        The evaluations and the grid are built by the detached queue runner: quitting the
-        dashboard does not stop them; this worker only follows the status files.
-        """
-        snap = self.snapshot
-        if snap is None:
-            return
-        screen = CompareScreen(
-            actions.default_compare_selection(snap), actions.compare_choices(snap), training=self.trainer_alive
-        )
-        answer = await self.push_screen_wait(screen)
-        if answer is None:
-            return
-        selection, when = answer
-        try:
-            job = await self._blocking(actions.do_compare, self.run_dir, selection, self.settings, when)
-        except Exception as exc:  # noqa: BLE001 - an action's failure is shown, never a crash
-            self._finished("compare", False, str(exc))
-            return
-        reused = len(job.names) - len(job.started)
-        self.notify(
-            f"{len(job.names)} checkpoints: {len(job.started)} evaluations queued"
-            + (f", {reused} reused" if reused else "")
-            + f"\ngrid: {job.grid_path}",
-            title=f"compare {job.label}",
-            timeout=8,
-        )
-        self.feeds.wake.set()
-        last = -1
-        while True:
-            progress = await self._blocking(actions.compare_progress, self.run_dir, job)
-            if progress.status == "done":
-                self._finished("compare", True, f"grid saved: {progress.grid_path}")
-                self.push_screen(ImageScreen(f"compare {job.label}", [progress.grid_path]))
-                return
-            if progress.status in ("failed", "missing"):
-                self._finished("compare", False, f"comparison {job.label} failed: {progress.error}")
-                return
-            if progress.done != last and progress.total:
-                last = progress.done
-                if progress.done:
-                    self.notify(
-                        f"{progress.done}/{progress.total} evaluations done", title=f"compare {job.label}", timeout=6
-                    )
-            await asyncio.sleep(self.compare_poll)
 
 
 def make_app(

@@ -31,6 +31,7 @@ queued|running|done|failed, pid, create_time, argv, started_at, ended_at, exit_c
 from __future__ import annotations
 
 from sdxl_tui.control.evaluate.compare import CompareJob, build_grid, compare_job, compare_jobs, grid_path_for
+from sdxl_tui.control.evaluate.devices import device_lock_path
 from sdxl_tui.control.evaluate.plan import (
     PLACEHOLDERS,
     RUNNER_INFO,
@@ -51,7 +52,6 @@ from sdxl_tui.control.evaluate.plan import (
 from sdxl_tui.control.evaluate.runner import (
     cancel_eval,
     compare_grid,
-    device_lock_path,
     ensure_runner,
     run_queue,
     runner_pid,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -35,6 +34,7 @@ from sdxl_tui.control.evaluate.compare import (
     label_for,
     output_dir_of,
 )
+from sdxl_tui.control.evaluate.devices import acquire_device
 from sdxl_tui.control.evaluate.plan import (
     DEFAULT_POLL,
     EVAL_LOG,
@@ -183,54 +183,6 @@ def _has_pending(run_dir: str) -> bool:
     return any(j.status == "waiting" for j in compare_jobs(run_dir))
 
 
-def device_lock_path(device: str) -> str | None:
-    """The per-user lock file of a GPU (``cuda`` means ``cuda:0``); None for the CPU.
-
-    Why: two evaluations on one GPU (from two run directories) would both run out of memory;
-    the runner holding a job takes this lock for the job's lifetime, across run directories.
-    """
-    name = device.strip().lower() or "cuda"
-    if name == "cpu":
-        return None
-    if name == "cuda":
-        name = "cuda:0"
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
-        os.environ.get("TMPDIR", "/tmp"), f"sdxl-tui-{os.getuid()}"
-    )
-    return os.path.join(base, "sdxl-tui-locks", re.sub(r"[^\w.-]+", "_", name) + ".lock")
-
-
-def _acquire_device(run_dir: str, path: str, device: str, poll_interval: float) -> Any:
-    """Wait (the job stays queued, with a note) until the device is free; the open lock file,
-    or None if the job was cancelled meanwhile or the device needs no lock."""
-    import fcntl
-
-    lock_path = device_lock_path(device)
-    if lock_path is None:
-        return None
-    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held while the evaluation runs
-    noted = False
-    while True:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if noted:
-                with status_lock(run_dir):
-                    update_status(path, note=None)
-            return fh
-        except OSError:
-            pass
-        with status_lock(run_dir):
-            data = read_json(path) or {}
-            if data.get("status") != "queued":
-                fh.close()
-                return False
-            if not noted:
-                update_status(path, note=f"waiting for {device}: another evaluation is using it")
-                noted = True
-        time.sleep(poll_interval)
-
-
 _RUNNER_CREATE_TIME: float | None = None  # set by run_queue: identifies this runner in status files
 
 
@@ -239,7 +191,7 @@ def _run_job(run_dir: str, path: str, poll_interval: float = DEFAULT_POLL) -> No
     data = read_json(path)
     if not data or data.get("status") != "queued":
         return
-    device_lock = _acquire_device(run_dir, path, str(data.get("device") or ""), poll_interval)
+    device_lock = acquire_device(run_dir, path, str(data.get("device") or ""), poll_interval)
     if device_lock is False:
         return
     try:

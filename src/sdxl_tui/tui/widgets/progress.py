@@ -151,7 +151,10 @@ def header_parts(
         RunState.MISSING,
     ):
         # last: it is the part that is cut (with an ellipsis) when the line is too long
-        parts.append(("reason", Text(f"  {snapshot.state_reason}", style="italic")))
+        reason = snapshot.state_reason
+        if snapshot.state is RunState.MISSING:
+            reason = "waiting for it to be created (q quits); " + reason
+        parts.append(("reason", Text(f"  {reason}", style="italic")))
     return parts
 
 
