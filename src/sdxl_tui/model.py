@@ -25,6 +25,7 @@ class RunState(str, enum.Enum):
     """What the trainer is doing, as far as the run directory and process table say."""
 
     MISSING = "missing"  # the directory does not exist (yet)
+    UNREADABLE = "unreadable"  # the directory exists but this user may not read it
     WAITING = "waiting"  # no output yet
     LOADING = "loading"  # startup: dataset, model loading
     CACHING = "caching"  # caching latents / text encoder outputs

@@ -165,3 +165,34 @@ def test_disk_forecast_uses_the_measured_state_dir_size() -> None:
                       checkpoints=cks, remaining_saves=5, state_dir_size=1_000_000_000, disk_free=5_000_000_000)
     (a,) = derive_alerts(inp)
     assert "5 more saves x 1.2 GB = 6.0 GB needed" in a.message
+
+
+def test_dataset_toml_errors_get_the_fix_of_their_kind() -> None:
+    """voluptuous says what is wrong and where; the fix follows (config_util.ConfigSanitizer)."""
+    def fix(line: str) -> str:
+        (a,) = derive_alerts(AlertInputs(state=RunState.FAILED, traceback=line))
+        return a.fix or ""
+
+    wrong_type = fix("voluptuous.error.MultipleInvalid: expected int for dictionary value "
+                     "@ data['datasets'][0]['resolution']")
+    assert wrong_type.startswith("fix the dataset TOML: 'resolution' (in datasets[0]) must be of type int")
+    assert "misspelled" not in wrong_type
+    extra = fix("voluptuous.error.MultipleInvalid: extra keys not allowed @ data['datasets'][0]['subsets'][1]['num_repeat']")
+    assert extra == ("fix the dataset TOML: 'num_repeat' (in datasets[0].subsets[1]) is not an option sd-scripts "
+                     "knows there (misspelled or misplaced)")
+    required = fix("voluptuous.error.MultipleInvalid: required key not provided @ data['datasets'][0]['subsets'][0]['image_dir']")
+    assert required == "fix the dataset TOML: add the required key 'image_dir' (in datasets[0].subsets[0])"
+
+
+def test_no_data_found_names_the_missing_or_empty_image_dirs() -> None:
+    from tests.unit.test_logparse import feed_text, rec
+
+    text = (rec(["found directory /data/img contains 0 image files"], "train_util.py:1940")
+            + rec(["not directory: /data/10 luca"], "train_util.py:1905", level="WARNING")
+            + rec(["No data found. Please verify arguments (train_data_dir must be the parent of",
+                   "folders with images) / 画像がありません。"], "train_network.py:300", level="ERROR"))
+    facts = feed_text(text).facts
+    assert facts.no_data and facts.empty_image_dirs == ("/data/img", "/data/10 luca")
+    (a,) = derive_alerts(AlertInputs(state=RunState.FAILED, traceback="No data found. Please verify arguments",
+                                     empty_image_dirs=facts.empty_image_dirs))
+    assert a.fix == "no images in image_dir /data/img, '/data/10 luca' (missing or empty): fix image_dir in the dataset TOML"

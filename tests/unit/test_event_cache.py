@@ -273,14 +273,15 @@ def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
 def test_the_runs_view_reads_through_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``sources/summary.read_summary`` (a row of the runs view) starts from the cached state and
     leaves it for the next row refresh, ``status`` and the dashboard (one cache file per roots)."""
+    from sdxl_tui.config import Settings
     from sdxl_tui.formats.statedir import events_cache_path
     from sdxl_tui.sources.summary import read_summary
 
     run, _f1, _f2 = _run(tmp_path, n=600)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    first = read_summary(str(run), live=False)
+    first = read_summary(str(run), live=False, settings=Settings())
     path = events_cache_path([str(run)], EventReader.DEFAULT_MAX_POINTS)
     assert path.is_file()
     reader = EventReader([str(run)], cache=EventCache([str(run)], EventReader.DEFAULT_MAX_POINTS))
     assert reader.refresh().bytes_read == 0 and reader.from_cache  # what status would start from
-    assert read_summary(str(run), live=False) == first
+    assert read_summary(str(run), live=False, settings=Settings()) == first

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdxl_tui.model import ScalarPoint
@@ -22,11 +22,16 @@ def reference(vals: list[float], group: int) -> list[int]:
     return out
 
 
+LOADED = settings(deadline=None)  # a loaded 2-core machine: no per-example deadline
+
+
+@LOADED
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=300), st.integers(1, 40))
 def test_select_minmax_equals_the_reference(vals: list[float], group: int) -> None:
     assert select_minmax(vals, 0, len(vals), group) == reference(vals, group)
 
 
+@LOADED
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=300), st.integers(1, 40),
        st.data())
 def test_a_window_is_the_reference_shifted(vals: list[float], group: int, data: st.DataObject) -> None:

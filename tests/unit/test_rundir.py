@@ -35,7 +35,7 @@ def test_missing_and_waiting() -> None:
     assert st(exists=False)[0] is RunState.MISSING
     assert st(has_output=False, alive=None)[0] is RunState.WAITING
     state, reason = st(readable=False)
-    assert state is RunState.WAITING and "permission denied" in reason
+    assert state is RunState.UNREADABLE and "permission denied" in reason
 
 
 def test_live_phases_follow_the_log_while_the_process_lives() -> None:
@@ -231,7 +231,7 @@ def test_permission_denied_is_a_clear_state(tmp_path: Path) -> None:
         run.chmod(0o755)
     assert out.returncode == 0, out.stderr
     state, reason = out.stdout.strip().split(" | ", 1)
-    assert state == "waiting" and "permission denied" in reason
+    assert (state, reason) == ("unreadable", "cannot read the run directory: permission denied")
 
 
 def test_half_written_final_checkpoint_is_not_finished(tmp_path: Path) -> None:

@@ -310,7 +310,7 @@ def format_status(snap: Any) -> str:
     if c.scheduler:
         cfg.append(c.scheduler)
     if c.batch_size or c.gradient_accumulation_steps:
-        cfg.append(f"batch {c.batch_size or '?'} x accum {c.gradient_accumulation_steps or 1}")
+        cfg.append(f"batch {c.batch_size or '?'} x accum {c.gradient_accumulation_steps or '?'}")  # never invented
     if c.mixed_precision:
         cfg.append("fp32" if c.mixed_precision == "no" else c.mixed_precision)
     if cfg:

@@ -262,3 +262,40 @@ def folder_dataset(image_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if not captioned and others.get(".txt"):
             sub["caption_extension"] = ".txt"
     return {"datasets": [{"subsets": subsets}]}
+
+
+#: voluptuous' messages (``voluptuous.error.MultipleInvalid``) for the dataset TOML schema of
+#: ``library/config_util.py:ConfigSanitizer``: ``<what> @ data['datasets'][0]['resolution']``.
+_VOLUPTUOUS_RE = re.compile(r"(?:MultipleInvalid|Invalid): (?P<what>.+?) @ data(?P<path>(?:\[[^\]]+\])+)")
+
+
+def _toml_path(path: str) -> tuple[str, str]:
+    """``['datasets'][0]['subsets'][1]['foo']`` -> (``datasets[0].subsets[1]``, ``foo``)."""
+    parts = re.findall(r"\[(?:'([^']*)'|(\d+))\]", path)
+    words: list[str] = []
+    for name, index in parts:
+        if name:
+            words.append(name)
+        elif words:
+            words[-1] += f"[{index}]"
+    if not words:
+        return "", ""
+    return ".".join(words[:-1]), words[-1].split("[")[0]
+
+
+def dataset_config_fix(traceback: str) -> str | None:
+    """The fix for a dataset TOML that sd-scripts' schema rejected, by the kind of error; None
+    when ``traceback`` is not such an error."""
+    m = _VOLUPTUOUS_RE.search(traceback)
+    if m is None:
+        return None
+    what, (where, key) = m.group("what").strip(), _toml_path(m.group("path"))
+    place = f" (in {where})" if where else ""
+    if what.startswith("extra keys not allowed"):
+        return f"fix the dataset TOML: {key!r}{place} is not an option sd-scripts knows there (misspelled or misplaced)"
+    if what.startswith("required key not provided"):
+        return f"fix the dataset TOML: add the required key {key!r}{place}"
+    wanted = re.match(r"expected (\w+)", what)
+    if wanted is not None:
+        return f"fix the dataset TOML: {key!r}{place} must be of type {wanted.group(1)} ({what})"
+    return f"fix the dataset TOML: {key!r}{place}: {what}"

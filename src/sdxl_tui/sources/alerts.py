@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sdxl_tui.formats.cmdline import OptionValues
+from sdxl_tui.formats.dataset import dataset_config_fix
 from sdxl_tui.formats.optiontable import suggest
 from sdxl_tui.humanize import format_bytes
 from sdxl_tui.model import (
@@ -69,6 +71,7 @@ class AlertInputs:
     gpu_temp_warn: int = 85
     problems: tuple[str, ...] = ()
     log_name: str = "training.log"
+    empty_image_dirs: tuple[str, ...] = ()  # LogFacts.empty_image_dirs
     state_reason: str = ""
     model_saved: bool = False
     resume: str | None = None  # sources/resume.py: how to go on
@@ -237,7 +240,7 @@ def nan_alert(inp: AlertInputs) -> Alert | None:
     before = [c for c in inp.checkpoints if c.complete and c.step is not None and c.step < inp.nan_step]
     if before:
         last = max(before, key=lambda c: c.step or 0)
-        fixes.append(f"restart from {last.name} (step {last.step}, before the NaN) with --network_weights {last.path}")
+        fixes.append(f"restart from {last.name} (step {last.step}, before the NaN) with --network_weights {shlex.quote(last.path)}")
     if inp.state.is_live:
         fixes.insert(0, "stop the run: every later step and checkpoint is NaN")
     return Alert(
@@ -257,8 +260,6 @@ _CRASH_FIXES: tuple[tuple[str, str], ...] = (
     ("No module named 'bitsandbytes'", "pip install bitsandbytes, or --optimizer_type AdamW"),
     ("No module named 'xformers'", "pip install xformers, or use --sdpa instead of --xformers"),
     ("No data found", "check the image folders in the dataset TOML (the parent of the N_name folders)"),
-    ("MultipleInvalid", "fix the dataset TOML: a key is misspelled or misplaced"),
-    ("extra keys not allowed", "fix the dataset TOML: a key is misspelled or misplaced"),
     ("logging_dir is required", "add --logging_dir DIR (needed with --log_with tensorboard)"),
     ("FileNotFoundError", "check the path named in the error"),
     ("No space left on device", "free disk space or lower how many checkpoints are kept (--save_last_n_epochs)"),
@@ -273,11 +274,13 @@ def crash_alert(inp: AlertInputs) -> Alert | None:
         severity = Severity.WARNING  # process still alive: maybe a worker, maybe exiting
     else:
         severity = Severity.ERROR
-    fix = None
+    fix = dataset_config_fix(inp.traceback)
+    if fix is None and "No data found" in inp.traceback and inp.empty_image_dirs:
+        named = ", ".join(shlex.quote(d) for d in inp.empty_image_dirs)
+        fix = f"no images in image_dir {named} (missing or empty): fix image_dir in the dataset TOML"
     for pattern, text in _CRASH_FIXES:
-        if pattern in inp.traceback:
+        if fix is None and pattern in inp.traceback:
             fix = text
-            break
     if fix is None and inp.script == "train_network.py" and (inp.config.base_model_version or "").startswith("sdxl"):
         fix = _CRASH_FIXES[0][1]
     if fix is None:

@@ -457,6 +457,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         process_known=obs.process_known, checkpoints=checkpoints, states=obs.scan.states,
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
+        empty_image_dirs=obs.log.empty_image_dirs if obs.log is not None else (),
         state_reason=reason, model_saved=obs.log.model_saved if obs.log is not None else False, resume=way_on,
     ))
     job_alert = scheduler_alert(state, reason, obs.scheduler, obs.now)

@@ -63,6 +63,9 @@ _TRAIN_STATE = re.compile(r"save train state to (.+?) at epoch (\d+) step (\d+)"
 _UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.*)$")
 
 
+#: ``train_util.DreamBoothDataset.load_dreambooth_dir``: a subset folder that is not there, or holds no image
+_EMPTY_DIR_RE = re.compile(r"^(?:not directory: (.+)|found directory (.+) contains 0 image files)$")
+
 @dataclass(frozen=True, slots=True)
 class SaveEvent:
     """A save the log announced."""
@@ -103,6 +106,9 @@ class LogFacts:
     nan_in_latents: bool = False
     unrecognized_args: tuple[str, ...] = ()
     no_data: bool = False
+    #: ``image_dir`` folders the trainer found missing (``not directory: X``) or empty (``found
+    #: directory X contains 0 image files``): what "No data found" is about (train_util.py)
+    empty_image_dirs: tuple[str, ...] = ()
     invalid_config: bool = False
     errors: tuple[str, ...] = ()  # ERROR/CRITICAL records (bounded)
     warnings: tuple[str, ...] = ()  # distinct warnings, oldest first (bounded)
@@ -290,9 +296,18 @@ class LogInterpreter:
         if value != value and self._f["first_nan_step"] is None:
             self._f["first_nan_step"] = step
 
+    def _image_dir(self, flat: str) -> None:
+        m = _EMPTY_DIR_RE.match(flat)
+        if m is not None:
+            dirs = self._f["empty_image_dirs"]
+            name = m.group(1) or m.group(2)
+            if name not in dirs and len(dirs) < 20:
+                self._f["empty_image_dirs"] = (*dirs, name)
+
     def _on_record(self, level: str, msg: str) -> None:
         f = self._f
         flat = msg.replace("\n", " ")
+        self._image_dir(flat)
         if level in ("ERROR", "CRITICAL"):
             self._errors.append(flat)
             if flat.startswith("No data found"):
@@ -367,6 +382,7 @@ class LogInterpreter:
                 self._cfg.setdefault("batch_size", int(m.group(1)))
 
     def _on_print(self, line: str) -> None:
+        self._image_dir(line.strip())
         f = self._f
         if f["phase"] is None:
             self._set_phase("loading")
@@ -456,6 +472,7 @@ class LogInterpreter:
             nan_in_latents=f["nan_in_latents"],
             unrecognized_args=f["unrecognized_args"],
             no_data=f["no_data"],
+            empty_image_dirs=f["empty_image_dirs"],
             invalid_config=f["invalid_config"],
             errors=tuple(self._errors),
             warnings=tuple(self._warnings),

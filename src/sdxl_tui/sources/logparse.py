@@ -92,6 +92,7 @@ class LogParser(LogInterpreter):
             "model_saved": False, "sample_step": None, "caching": None, "traceback": None,
             "traceback_lines": (), "keyboard_interrupt": False, "oom": None, "host_oom": None,
             "first_nan_step": None, "nan_in_latents": False, "unrecognized_args": (), "no_data": False,
+            "empty_image_dirs": (),
             "invalid_config": False, "last_record_time": None, "mid_file": False,
         }
         self._facts: LogFacts | None = None

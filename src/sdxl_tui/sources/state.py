@@ -2,7 +2,8 @@
 
 State precedence (first match wins; :func:`decide_state`):
 
-1. ``MISSING``     the directory does not exist (yet, or any more).
+1. ``MISSING``     the directory does not exist (yet, or any more); ``UNREADABLE`` it exists
+                   but may not be read (permission denied).
 2. ``FINISHED``    ``model saved.`` was logged, or the final ``{output_name}.safetensors`` is
                    complete and the run is not visibly still training towards it.
 3. ``STOPPED``     the user asked for the stop (``sdxl-tui kill``, the dashboard, stop-after-
@@ -133,7 +134,7 @@ def decide_state(s: StateInputs) -> tuple[RunState, str]:
     if not s.exists:
         return RunState.MISSING, "the run directory does not exist (yet)"
     if not s.readable:
-        return RunState.WAITING, "cannot read the run directory (permission denied)"
+        return RunState.UNREADABLE, "cannot read the run directory: permission denied"
 
     age = None if s.last_write_at is None else max(0.0, s.now - s.last_write_at)
     threshold = stall_threshold(s.seconds_per_step, s.stall_factor)

@@ -156,7 +156,7 @@ def read_summary(
     """
     from sdxl_tui.sources.rundir import RunReader
 
-    cache = settings is not None and settings.cache.enabled
+    cache = settings.cache.enabled if settings is not None else True  # event state and headers: only new bytes
     reader = RunReader(run_dir, gpu=None, procs=None if live else False, clock=clock, log_tail_bytes=128 << 10,
                        log_head_bytes=64 << 10, settings=settings, cache=cache)
     try:

@@ -22,6 +22,7 @@ from sdxl_tui.model import QueueEntry, RunSnapshot, RunState, SchedulerStatus
 
 STATE_STYLE = {
     RunState.MISSING: "dim",
+    RunState.UNREADABLE: "bold red",
     RunState.WAITING: "dim",
     RunState.LOADING: "cyan",
     RunState.CACHING: "cyan",
@@ -149,6 +150,7 @@ def header_parts(
         RunState.INTERRUPTED,
         RunState.STOPPED,
         RunState.MISSING,
+        RunState.UNREADABLE,
     ):
         # last: it is the part that is cut (with an ellipsis) when the line is too long
         reason = snapshot.state_reason

@@ -18,7 +18,7 @@ from sdxl_tui.report.runs import HEADERS
 _STATE_STYLE = {
     "training": "bold green", "sampling": "green", "saving": "green", "loading": "cyan", "caching": "cyan",
     "finished": "blue", "failed": "bold red", "interrupted": "yellow", "stalled": "bold yellow",
-    "stopped": "magenta", "searching": "bold green", "converged": "blue",
+    "stopped": "magenta", "searching": "bold green", "converged": "blue", "unreadable": "bold red",
 }
 
 
