@@ -240,7 +240,8 @@ def nan_alert(inp: AlertInputs) -> Alert | None:
     before = [c for c in inp.checkpoints if c.complete and c.step is not None and c.step < inp.nan_step]
     if before:
         last = max(before, key=lambda c: c.step or 0)
-        fixes.append(f"restart from {last.name} (step {last.step}, before the NaN) with --network_weights {shlex.quote(last.path)}")
+        fixes.append(f"restart from {last.name} (step {last.step}, before the NaN) "
+                     f"with --network_weights {shlex.quote(last.path)}")
     if inp.state.is_live:
         fixes.insert(0, "stop the run: every later step and checkpoint is NaN")
     return Alert(
