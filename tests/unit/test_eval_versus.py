@@ -58,3 +58,14 @@ def test_versus_without_an_sd15_base_is_one_line(tmp_path: Path, capsys: object)
     assert rc == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert "--sd15-base" in err and "Traceback" not in err
+
+
+def test_versus_dry_run_prints_both_commands_and_writes_nothing(tmp_path: Path, capsys: object) -> None:
+    run, trial = _folder(tmp_path)
+    before = sorted(p.name for p in run.iterdir())
+    rc = main(["eval", str(run), "luca_sdxl_v1.safetensors", "--versus", str(trial), "--sd15-base",
+               str(tmp_path / "v1-5.safetensors"), "--base-model", str(tmp_path / "sdxl.safetensors"),
+               "--command", TEMPLATE, "--dry-run"])
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert rc == 0 and "SD1.5 lora_trial_25 (512):" in out and "--resolution 1024" in out
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -41,7 +41,6 @@ def build_tiny_sdxl(folder: Path) -> None:
     addition embedding, cross-attention width = 32 + 32 of the two text encoders), saved
     as a diffusers folder. Weights are random but seeded."""
     import torch
-    import tqdm
     from diffusers import (
         AutoencoderKL,
         EulerDiscreteScheduler,
@@ -55,9 +54,6 @@ def build_tiny_sdxl(folder: Path) -> None:
         CLIPTokenizer,
     )
 
-    # save_pretrained's progress bar would start tqdm's monitor thread and leave it in this
-    # test process (a later forked-prefetch test needs the process single-threaded)
-    tqdm.tqdm.monitor_interval = 0
     torch.manual_seed(0)
     tok_dir = folder.parent / "tokenizer_src"
     tok_dir.mkdir(parents=True, exist_ok=True)

@@ -35,13 +35,9 @@ def build_tiny_sd15(folder: Path) -> None:
     import json
 
     import torch
-    import tqdm
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    # save_pretrained's progress bar would start tqdm's monitor thread and leave it in this
-    # test process (a later forked-prefetch test needs the process single-threaded)
-    tqdm.tqdm.monitor_interval = 0
     torch.manual_seed(0)
     tok_dir = folder.parent / "tokenizer_sd15"
     tok_dir.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,10 @@ def test_optimisation_best_score_source_and_convergence() -> None:
     assert states["trial_0030"] == "failed" and states["trial_0031"] == "no result"
     values = [v for _, _, v in opt.best_so_far]
     assert values == sorted(values) and values[-1] == 0.864
+    from sdxl_tui.sources.optimisation import convergence
+
+    xs, ys = convergence(opt)
+    assert xs == [1.0, 2.0, 3.0, 4.0] and ys == sorted(ys) and ys[-1] == 0.864  # 4 scored trials
 
 
 def test_demo_folder_is_a_folder_of_runs(tmp_path: Path) -> None:

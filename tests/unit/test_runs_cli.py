@@ -134,3 +134,23 @@ def test_compare_an_optimisation_folder_compares_its_trials(tmp_path: Path) -> N
     p = _cli("compare", str(folder))
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("3 runs: trial_0001") and "learning_rate" in p.stdout
+
+
+def test_status_root_with_an_unreadable_run_lists_the_others(tmp_path: Path) -> None:
+    """File modes enforced (tests/helpers/unprivileged.py): a run folder nobody may read is a
+    row that says so, or is left out; the other runs are listed, no traceback."""
+    from tests.helpers.unprivileged import unprivileged
+
+    sim_run(tmp_path / "luca" / "sdxl_v1", "v1")
+    locked = sim_run(tmp_path / "luca" / "sdxl_v2", "v2")
+    locked.chmod(0)
+    try:
+        p = subprocess.run(unprivileged([sys.executable, "-m", "sdxl_tui", "status", str(tmp_path / "luca"),
+                                         "--json", "--no-gpu"]),
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=240, check=False)
+    finally:
+        locked.chmod(0o755)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    runs = {r["name"]: r for r in json.loads(p.stdout)["runs"]}
+    assert runs["sdxl_v1"]["state"] == "finished"

@@ -19,7 +19,7 @@ def run_versus_command(args: argparse.Namespace, run_dir: str, checkpoint: str, 
     kw = {k: v for k, v in plan_kw.items() if k != "resolution"}  # each side has its own
     try:
         left, right, grid = plan_versus(run_dir, checkpoint, args.versus, sd15_base=args.sd15_base,
-                                        settings=settings, **kw)
+                                        settings=settings, dry_run=args.dry_run, **kw)
     except EvalError as exc:
         print(f"sdxl-tui eval: error: {exc}", file=sys.stderr)
         return 2

@@ -78,6 +78,8 @@ def format_runs(view: Any) -> str:
             out.append(f"  best {opt.best.name}: {opt.score_field} = {opt.score(opt.best):g} "
                        f"(from {opt.score_source}; {'lowest' if opt.pick.minimize else 'highest'} wins)")
             out.append(f"  next: sdxl-tui plan --from {opt.best.path}")
+        if len(opt.best_so_far) > 1:
+            out.append("  best so far: " + " -> ".join(f"{v:g} ({n})" for n, _, v in opt.best_so_far))
         if opt.convergence_alert:
             out.append(f"  {opt.convergence_alert}")
         if opt.problem:
@@ -120,7 +122,10 @@ def route(run_dir: str, args: Any) -> int | tuple[str, ...]:
 
     found = discover(run_dir)
     if found.is_run:
-        return tuple(r.path for r in found.runs + found.trials)
+        below = tuple(r.path for r in found.runs + found.trials)
+        if below:  # a run with runs inside: only its own logs/, never theirs
+            args.logs_dir = os.path.join(run_dir, "logs")
+        return below
     if found.holds_runs or found.is_trials:
         from sdxl_tui.config import ConfigError, load_settings
 

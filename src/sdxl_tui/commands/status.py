@@ -125,12 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     if not (args.log or args.logs_dir or getattr(args, "single", False)):
         from sdxl_tui.commands.runs_status import route
 
-        decided = route(run_dir, args)
+        decided = route(run_dir, args)  # a folder of runs is printed there; a run holding runs: its logs/ only
         if isinstance(decided, int):
             return decided
         below = decided
-        if below:  # a run with runs inside: only its own logs/, never theirs
-            args.logs_dir = os.path.join(run_dir, "logs")
     if getattr(args, "watch", False):
         from sdxl_tui.commands import status_watch
 
@@ -171,6 +169,12 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if events is not None:
             events.close()
+    _write(snap, args, below)
+    return 0
+
+
+def _write(snap: Any, args: argparse.Namespace, below: tuple[str, ...]) -> None:
+    """The snapshot as JSON or text, and the runs inside this run (if any)."""
     if args.json:
         from sdxl_tui.sources.snapshot_json import snapshot_to_json
 
@@ -183,10 +187,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_status(snap))
         if below:
-            sys.stdout.write("runs below  " + ", ".join(below) + f"  (sdxl-tui status {args.dir} lists them "
-                             "when it is not a run; open one with its own path)\n")
+            sys.stdout.write("runs below  " + ", ".join(below) + "  (open one with its own path)\n")
     sys.stdout.flush()
-    return 0
 
 
 # ---------------------------------------------------------------------------------- text

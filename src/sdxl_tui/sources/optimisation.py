@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sdxl_tui.sources.trials import Pick, Trial, TrialsError, load_trials, pick_best
 
-__all__ = ["CONVERGENCE_FILE", "Optimisation", "read_optimisation", "signature"]
+__all__ = ["CONVERGENCE_FILE", "Optimisation", "convergence", "read_optimisation", "signature"]
 
 CONVERGENCE_FILE = "CONVERGENCE_ALERT.txt"
 _ALERT_LIMIT = 4096
@@ -94,6 +94,19 @@ def _best_so_far(trials: tuple[Trial, ...], pick: Pick | None) -> tuple[tuple[st
             best = v
             out.append((t.name, t.finished_at, v))
     return tuple(out)
+
+
+def convergence(opt: Optimisation) -> tuple[list[float], list[float]]:
+    """The best score after each scored trial, in the order they finished (x: 1, 2, ...)."""
+    if opt.pick is None or not opt.pick.field:
+        return [], []
+    field, minimize = opt.pick.field, opt.pick.minimize
+    scored = sorted((t for t in opt.trials if field in t.metrics), key=lambda t: (t.finished_at or 0.0, t.number or 0))
+    ys: list[float] = []
+    for t in scored:
+        v = t.metrics[field]
+        ys.append(v if not ys else (min(ys[-1], v) if minimize else max(ys[-1], v)))
+    return [float(i + 1) for i in range(len(ys))], ys
 
 
 def read_optimisation(path: str | os.PathLike[str], *, now: float, idle_after: float = 3600.0) -> Optimisation:

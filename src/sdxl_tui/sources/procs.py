@@ -413,21 +413,13 @@ def find_trainer(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType |
 
 
 def trainer_output_dirs(*, psutil_module: ModuleType | None = None) -> frozenset[str]:
-    """The resolved ``--output_dir`` of every trainer command line alive now (one scan).
-
-    For a folder of runs: one process-table scan says which runs are live, instead of one
-    scan per run (see ``sources/runs.py``).
-    """
-    ps = _psutil(psutil_module)
-    found: set[str] = set()
+    """The resolved ``--output_dir`` of every trainer alive now: one scan for a folder of runs."""
+    ps, found = _psutil(psutil_module), set[str | None]()
     for row in _scan(ps).values():
         span = script_span(row.cmdline)
-        if span is None or not is_direct(row.cmdline, span[0]):
-            continue
-        out = trainer_output_dir(row.cmdline, row.cwd(ps) if _needs_cwd(row.cmdline, span) else None)
-        if out is not None:
-            found.add(out)
-    return frozenset(found)
+        if span is not None and is_direct(row.cmdline, span[0]):
+            found.add(trainer_output_dir(row.cmdline, row.cwd(ps) if _needs_cwd(row.cmdline, span) else None))
+    return frozenset(d for d in found if d is not None)
 
 
 # --------------------------------------------------------------------------- live sampling

@@ -49,6 +49,7 @@ class RunsApp(App[Any]):
     #runs-detail { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     RunsTable { height: 1fr; }
     #trials-head { height: auto; padding: 0 1; background: $boost; }
+    #trials-convergence { height: auto; padding: 0 1; color: $text-muted; }
     #trials-table { height: 1fr; }
     #plan-dialog { align: center middle; }
     #plan-dialog #dialog { width: 100; height: 90%; border: thick $accent; background: $surface; padding: 1 2; }

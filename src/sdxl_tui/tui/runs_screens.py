@@ -111,6 +111,7 @@ class TrialsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(self._head(), id="trials-head", markup=False)
+        yield Static(self._convergence(), id="trials-convergence", markup=False)
         yield DataTable(id="trials-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -125,6 +126,18 @@ class TrialsScreen(Screen[None]):
         if o.convergence_alert:
             lines.append(f"CONVERGENCE_ALERT.txt: {o.convergence_alert}")
         return "\n".join(lines)
+
+    def _convergence(self) -> str:
+        """Best so far against trials finished (the card's "watch convergence")."""
+        from sdxl_tui.report.compare import Curve, chart_lines
+        from sdxl_tui.sources.optimisation import convergence
+
+        xs, ys = convergence(self.opt)
+        if len(xs) < 2:
+            return ""
+        curve = Curve(f"best {self.opt.score_field} so far", tuple(xs), tuple(ys), tuple(ys))
+        lines, _ = chart_lines([curve], width=48, height=4)
+        return "\n".join(line.rstrip() for line in lines[:-1]).replace(" step", " trials finished")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

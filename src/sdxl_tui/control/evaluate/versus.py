@@ -63,14 +63,18 @@ def resolve_sd15_checkpoint(spec: str) -> str:
     raise EvalError(f"--versus {spec}: no such file or trial folder")
 
 
-def _shared_prompts(folder: str, checkpoint: str, num_samples: int, prompts: str | None) -> str:
-    """The prompts both sides render (the given file, else the SDXL LoRA's own tags)."""
+def _shared_prompts(folder: str, checkpoint: str, num_samples: int, prompts: str | None, write: bool) -> str:
+    """The prompts both sides render (the given file, else the SDXL LoRA's own tags, written
+    to ``FOLDER/prompts.txt`` unless ``write`` is false: a dry run writes nothing)."""
     if prompts:
         return os.path.abspath(os.path.expanduser(prompts))
+    path = os.path.join(folder, "prompts.txt")
+    if not write:
+        return path
     from sdxl_tui.evaluator.prompts import quote_prompt, resolve_prompts
 
     specs, _ = resolve_prompts(checkpoint, prompts_file=None, config_prompts_file=None, num_samples=num_samples)
-    path = os.path.join(folder, "prompts.txt")
+    os.makedirs(folder, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("# prompts shared by both sides (same seeds: image i uses SEED+i)\n")
         fh.writelines(quote_prompt(s) + "\n" for s in specs)
@@ -91,6 +95,7 @@ def plan_versus(
     device: str | None = None,
     prompts: str | None = None,
     extra_args: Sequence[str] = (),
+    dry_run: bool = False,
 ) -> tuple[Side, Side, str]:
     """The two evaluations (SD1.5 first) and the grid's path; nothing runs yet.
 
@@ -104,8 +109,7 @@ def plan_versus(
     n = num_samples if num_samples is not None else (settings or Settings()).eval.num_samples
     label = f"versus_{Path(sd15_ckpt).stem}_{Path(sdxl_checkpoint).stem}"
     folder = os.path.join(os.path.abspath(run_dir), label)
-    os.makedirs(folder, exist_ok=True)
-    shared = _shared_prompts(folder, sdxl_checkpoint, n, prompts)
+    shared = _shared_prompts(folder, sdxl_checkpoint, n, prompts, write=not dry_run)
 
     def side(ckpt: str, base: str | None, resolution: int, arch: str) -> EvalPlan:
         return plan_eval(run_dir, ckpt, settings=settings, command=command, builtin=builtin, base_model=base,
