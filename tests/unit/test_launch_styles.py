@@ -247,3 +247,31 @@ def test_sdxl_tui_start_from_nohup_gives_the_trainer_default_signals(procs: Proc
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert any(line.startswith("trainer") and "exited after SIGINT" in line for line in done.stdout.splitlines())
+
+
+def test_stop_after_checkpoint_behind_a_retry_loop_stops_the_whole_run(procs: Procs, tmp_path: Path) -> None:
+    """``kill --after-checkpoint`` ends in the same kill: the retry loop does not start the
+    trainer again, and the verdict names the stop-after-checkpoint."""
+    import json
+
+    out = tmp_path / "run"
+    _start(procs, "retry", out)
+    started = subprocess.run([PY, "-m", "sdxl_tui", "kill", "--yes", "--after-checkpoint", str(out)],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert started.returncode == 0, started.stdout + started.stderr
+    watch = out / ".sdxl-tui" / "stop-after-checkpoint.json"
+
+    def finished() -> dict[str, object] | None:
+        data = json.loads(watch.read_text())
+        return data if data.get("state") in ("done", "incomplete", "failed") else None
+
+    data = wait_until(finished, timeout=120)
+    assert data["state"] == "done", data
+    files = list_checkpoints(out)
+    time.sleep(WATCH)
+    assert not discover(out).trees, "the retry loop started the trainer again"
+    assert list_checkpoints(out) == files
+    assert len(os.listdir(out / "logs")) == 1
+    snap = read_run(out, gpu=False)
+    assert snap.state is RunState.STOPPED, snap.state_reason
+    assert snap.state_reason.startswith("stopped by you (sdxl-tui kill --after-checkpoint, SIGINT"), snap.state_reason
