@@ -597,7 +597,7 @@ def test_a_rotated_log_is_followed_where_the_trainer_writes(sim_proc) -> None:  
     from sdxl_tui.config import Settings
     from sdxl_tui.sources.procs import ProcessWatcher
 
-    run, proc = sim_proc("--sim-step-seconds", "0.05", "--max_train_epochs", "50")
+    run, _proc = sim_proc("--sim-step-seconds", "0.05", "--max_train_epochs", "50")
     _wait_for_step(run, 2)
     os.rename(run / "training.log", run / "training.log.1")
     (run / "training.log").write_bytes(b"")
