@@ -201,3 +201,28 @@ async def test_trials_compare_the_best_three_by_default(tmp_path: Path) -> None:
         assert isinstance(screen, CompareRunsScreen)
         opt = luca / "optimization_overnight"
         assert screen.paths == [str(opt / "trial_0003"), str(opt / "trial_0002"), str(opt / "trial_0004")]
+
+
+async def test_a_key_on_a_row_opens_its_dashboard_with_that_key(luca: Path) -> None:
+    """k, x and e act on the selected run: its dashboard opens and runs the key once the run is
+    read (its own dialog asks, as if pressed there)."""
+    from tui_helpers import settings, wait_for
+
+    from sdxl_tui.commands.demo import with_simulated_evaluator
+    from sdxl_tui.tui.app import make_app
+    from sdxl_tui.tui.screens.confirm import ConfirmScreen
+
+    app = _app(luca)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _rows(pilot, app)
+        table = app.query_one(RunsTable)
+        keys = [str(k.value) for k in table.rows]
+        table.move_cursor(row=keys.index(str(luca / "sdxl_v1")))
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+    assert app.return_value == ("open", str(luca / "sdxl_v1"), "evaluate_checkpoint")
+    dashboard = make_app(with_simulated_evaluator(settings()), str(luca / "sdxl_v1"), gpu=False, environ={})
+    dashboard.initial_action = "evaluate_checkpoint"
+    async with dashboard.run_test(size=(140, 45)) as pilot:
+        assert await wait_for(pilot, lambda: isinstance(dashboard.screen, ConfirmScreen), timeout=30)

@@ -58,7 +58,10 @@ def run_runs_view(root: str, settings: Any, open_dashboard: Callable[[Any, str],
             if not (isinstance(result, tuple) and result and result[0] == "open"):
                 return int(result or 0)
             selected = str(result[1])
-            open_dashboard(dashboard_settings, selected).run()
+            dashboard = open_dashboard(dashboard_settings, selected)
+            if len(result) > 2:
+                dashboard.initial_action = str(result[2])
+            dashboard.run()
     finally:
         if source is not None:
             source.close()

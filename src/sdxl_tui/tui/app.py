@@ -114,6 +114,8 @@ class SdxlTuiApp(AlertNotices):
         self.run_dir = run_dir
         self.launch_file = launch_file
         self.notice = notice
+        #: A key's action to run once the run has been read (the runs view's k, e, x on a row).
+        self.initial_action: str | None = None
         self.environ = dict(os.environ if environ is None else environ)
         self.actions_enabled = actions_enabled
         self.chart_options = ChartOptions()
@@ -227,6 +229,9 @@ class SdxlTuiApp(AlertNotices):
         self._first_snapshot = False
         self.sub_title = f"{run_name(snap)} · {snap.state.value}"
         self._refresh_gates()
+        if self.initial_action is not None:
+            action, self.initial_action = self.initial_action, None
+            self.call_after_refresh(self.run_action, action)
 
     def on_gpu_sampled(self, message: GpuSampled) -> None:
         if self.snapshot is not None and self.snapshot.scheduler is not None:

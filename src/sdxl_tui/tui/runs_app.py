@@ -41,7 +41,8 @@ class RunsUpdated(Message):
 
 
 class RunsApp(App[Any]):
-    """Exits with ``("open", run_dir)`` (Enter on a run) or 0 (quit)."""
+    """Exits with ``("open", run_dir)`` (Enter on a run), ``("open", run_dir, action)`` (a key that
+    acts on one run: its dashboard opens and asks as it always does), or 0 (quit)."""
 
     TITLE = "sdxl-tui runs"
     CSS = """
@@ -57,6 +58,9 @@ class RunsApp(App[Any]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="runs-open"),
+        Binding("k", "on_run('kill_run')", "Kill", id="runs-kill"),
+        Binding("x", "on_run('stop_after_checkpoint')", "Stop@ckpt", id="runs-stop-after-checkpoint"),
+        Binding("e", "on_run('evaluate_checkpoint')", "Eval", id="runs-evaluate"),
         Binding("space", "mark", "Mark", id="runs-mark"),
         Binding("c", "compare", "Compare", id="runs-compare"),
         Binding("t", "trials", "Trials", id="runs-trials"),
@@ -174,6 +178,16 @@ class RunsApp(App[Any]):
             self.action_trials()
         else:
             self.exit(("open", r.run_dir))
+
+    def action_on_run(self, action: str) -> None:
+        """k, x, e on the selected row: that run's dashboard, with the key pressed (its dialog asks)."""
+        if len(self.screen_stack) > 1:
+            return
+        r = self._row()
+        if r is None or r.kind == "trials":
+            self.notify("select a run (not an optimisation folder)", severity="warning", timeout=4)
+            return
+        self.exit(("open", r.run_dir, action))
 
     def action_report(self) -> None:
         """The selected run's morning report (``sdxl-tui report RUN``, the CLI itself, in a worker)."""
