@@ -220,7 +220,10 @@ async def test_a_key_on_a_row_opens_its_dashboard_with_that_key(luca: Path) -> N
         table.move_cursor(row=keys.index(str(luca / "sdxl_v1")))
         await pilot.pause()
         await pilot.press("e")
-        await pilot.pause()
+        for _ in range(200):  # the exit is processed on the app's loop (slow on a loaded machine)
+            if app.return_value is not None:
+                break
+            await pilot.pause(0.05)
     assert app.return_value == ("open", str(luca / "sdxl_v1"), "evaluate_checkpoint")
     dashboard = make_app(with_simulated_evaluator(settings()), str(luca / "sdxl_v1"), gpu=False, environ={})
     dashboard.initial_action = "evaluate_checkpoint"
