@@ -58,9 +58,10 @@ class RunsApp(App[Any]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="runs-open"),
-        Binding("k", "on_run('kill_run')", "Kill", id="runs-kill"),
-        Binding("x", "on_run('stop_after_checkpoint')", "Stop@ckpt", id="runs-stop-after-checkpoint"),
-        Binding("e", "on_run('evaluate_checkpoint')", "Eval", id="runs-evaluate"),
+        # the dashboard's keys on the selected run (kept out of the footer, which fits 80 columns)
+        Binding("k", "on_run('kill_run')", "Kill", id="runs-kill", show=False),
+        Binding("x", "on_run('stop_after_checkpoint')", "Stop@ckpt", id="runs-stop-after-checkpoint", show=False),
+        Binding("e", "on_run('evaluate_checkpoint')", "Eval", id="runs-evaluate", show=False),
         Binding("space", "mark", "Mark", id="runs-mark"),
         Binding("c", "compare", "Compare", id="runs-compare"),
         Binding("t", "trials", "Trials", id="runs-trials"),
