@@ -154,3 +154,11 @@ def test_status_root_with_an_unreadable_run_lists_the_others(tmp_path: Path) -> 
     assert "Traceback" not in p.stderr
     runs = {r["name"]: r for r in json.loads(p.stdout)["runs"]}
     assert runs["sdxl_v1"]["state"] == "finished"
+
+
+def test_status_root_watch_follows_the_runs_table(runs_root: Path) -> None:
+    p = _cli("status", str(runs_root), "--watch", "--interval", "0.1", "--count", "2")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("--- every 0.1s: sdxl-tui status ") == 2
+    assert p.stdout.count("sdxl_v1") >= 2 and p.stdout.count("sdxl_v2") >= 2
+    assert _cli("status", str(runs_root), "--watch", "--json").returncode == 2  # text only, said so

@@ -136,6 +136,14 @@ def route(run_dir: str, args: Any) -> int | tuple[str, ...]:
             return 2
         if getattr(args, "no_cache", False):
             settings = settings.replace(cache__enabled=False)
+        if getattr(args, "watch", False):
+            from sdxl_tui.commands import status_watch
+
+            problem = status_watch.check_arguments(args)
+            if problem:
+                print(f"sdxl-tui status: {problem}", file=sys.stderr)
+                return 2
+            return status_watch.watch_root(args, run_dir, settings)
         return run_root(run_dir, as_json=bool(args.json), settings=settings, gpu=not getattr(args, "no_gpu", False))
     if has_content(run_dir):
         print(f"sdxl-tui status: {NO_RUN_MESSAGE} (in {args.dir}); "

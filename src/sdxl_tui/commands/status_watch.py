@@ -15,13 +15,15 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 CLEAR = "\x1b[H\x1b[2J"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--watch", action="store_true", help="print the status again every --interval seconds until Ctrl+C (text)"
+        "--watch", action="store_true",
+        help="print the status (of a folder of runs: its runs table) again every --interval seconds until Ctrl+C (text)"
     )
     parser.add_argument(
         "--interval", type=float, default=5.0, metavar="S", help="with --watch: seconds between snapshots (default 5)"
@@ -65,14 +67,39 @@ def watch(args: argparse.Namespace, run_dir: str, format_status: Callable[[objec
         launch_file=getattr(args, "launch", None),
         log_tail_bytes=256 << 10,
     )
+    try:
+        return follow(args, os.path.basename(run_dir), lambda: format_status(reader.refresh()))
+    finally:
+        reader.close()
+        if monitor is not None:
+            monitor.close()
+
+
+def watch_root(args: argparse.Namespace, root: str, settings: Any) -> int:
+    """Follow a folder of runs: the runs table every ``--interval`` seconds (one watcher)."""
+    gc.enable()
+    from sdxl_tui.commands.runs_status import format_runs
+    from sdxl_tui.sources.runs import LazyGpu, RunsWatcher
+
+    source = None if args.no_gpu else LazyGpu()
+    watcher = RunsWatcher(root, settings=settings, gpu=source)
+    try:
+        return follow(args, os.path.basename(root.rstrip("/")) or root, lambda: format_runs(watcher.refresh()))
+    finally:
+        if source is not None:
+            source.close()
+
+
+def follow(args: argparse.Namespace, name: str, render: Callable[[], str]) -> int:
+    """Print ``render()`` every ``--interval`` seconds until Ctrl+C (or ``--count`` times); 0."""
     tty = sys.stdout.isatty()
     shown = 0
     try:
         while args.count is None or shown < args.count:
-            snap = reader.refresh()
+            text = render()
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            head = f"every {args.interval:g}s: sdxl-tui status {os.path.basename(run_dir)}  {stamp}  (Ctrl+C to stop)"
-            sys.stdout.write((CLEAR if tty else ("\n" if shown else "")) + f"--- {head}\n" + format_status(snap))
+            head = f"every {args.interval:g}s: sdxl-tui status {name}  {stamp}  (Ctrl+C to stop)"
+            sys.stdout.write((CLEAR if tty else ("\n" if shown else "")) + f"--- {head}\n" + text)
             sys.stdout.flush()
             shown += 1
             if args.count is not None and shown >= args.count:
@@ -81,9 +108,4 @@ def watch(args: argparse.Namespace, run_dir: str, format_status: Callable[[objec
     except KeyboardInterrupt:
         if tty:
             sys.stdout.write("\n")
-        return 0
-    finally:
-        reader.close()
-        if monitor is not None:
-            monitor.close()
     return 0
