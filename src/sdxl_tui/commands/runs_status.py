@@ -143,7 +143,7 @@ def route(run_dir: str, args: Any) -> int | tuple[str, ...]:
             if problem:
                 print(f"sdxl-tui status: {problem}", file=sys.stderr)
                 return 2
-            return status_watch.watch_root(args, run_dir, settings)
+            return status_watch.watch_root(args, run_dir, settings, format_runs)
         return run_root(run_dir, as_json=bool(args.json), settings=settings, gpu=not getattr(args, "no_gpu", False))
     if has_content(run_dir):
         print(f"sdxl-tui status: {NO_RUN_MESSAGE} (in {args.dir}); "

@@ -75,10 +75,9 @@ def watch(args: argparse.Namespace, run_dir: str, format_status: Callable[[objec
             monitor.close()
 
 
-def watch_root(args: argparse.Namespace, root: str, settings: Any) -> int:
-    """Follow a folder of runs: the runs table every ``--interval`` seconds (one watcher)."""
+def watch_root(args: argparse.Namespace, root: str, settings: Any, format_runs: Callable[[Any], str]) -> int:
+    """Follow a folder of runs: ``format_runs`` of its view every ``--interval`` seconds (one watcher)."""
     gc.enable()
-    from sdxl_tui.commands.runs_status import format_runs
     from sdxl_tui.sources.runs import LazyGpu, RunsWatcher
 
     source = None if args.no_gpu else LazyGpu()
