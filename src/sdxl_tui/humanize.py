@@ -78,25 +78,24 @@ def format_binary_bytes(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def format_value(v: float) -> str:
-    """3 significant digits, scientific for tiny learning rates and huge values."""
+def _significant(v: float, digits: int) -> str:
+    """``digits`` significant digits, scientific below 1e-3 and from 1e5."""
     if not math.isfinite(v):
         return str(v)
     if v == 0:
         return "0"
     if abs(v) < 1e-3 or abs(v) >= 1e5:
-        return f"{v:.2e}"
-    return f"{v:.3g}"
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits}g}"
+
+
+def format_value(v: float) -> str:
+    """3 significant digits, scientific for tiny learning rates and huge values."""
+    return _significant(v, 3)
 
 
 
 def format_loss(v: float) -> str:
     """4 significant digits (``1.052``, ``0.09712``): losses of two epochs often differ only in
     the fourth, which is what picking the best epoch needs."""
-    if not math.isfinite(v):
-        return str(v)
-    if v == 0:
-        return "0"
-    if abs(v) < 1e-3 or abs(v) >= 1e5:
-        return f"{v:.3e}"
-    return f"{v:.4g}"
+    return _significant(v, 4)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,22 @@ def _byte_chars() -> list[str]:
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(256 - len(printable))]
 
 
+def tiny_clip_tokenizer(tok_dir: Path) -> tuple[Any, int]:
+    """A byte-level CLIP tokenizer written into ``tok_dir`` (no merges), and its vocabulary size."""
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {}
+    for c in _byte_chars():
+        vocab.setdefault(c, len(vocab))
+    for c in _byte_chars():
+        vocab.setdefault(c + "</w>", len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77), len(vocab)
+
+
 def build_tiny_sdxl(folder: Path) -> None:
     """A tiny SDXL pipeline (2 UNet levels, blocks (32, 64), 2 layers per block, text_time
     addition embedding, cross-attention width = 32 + 32 of the two text encoders), saved
@@ -51,23 +68,12 @@ def build_tiny_sdxl(folder: Path) -> None:
         CLIPTextConfig,
         CLIPTextModel,
         CLIPTextModelWithProjection,
-        CLIPTokenizer,
     )
 
     torch.manual_seed(0)
     tok_dir = folder.parent / "tokenizer_src"
     tok_dir.mkdir(parents=True, exist_ok=True)
-    vocab: dict[str, int] = {}
-    for c in _byte_chars():
-        vocab.setdefault(c, len(vocab))
-    for c in _byte_chars():
-        vocab.setdefault(c + "</w>", len(vocab))
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
-    n = len(vocab)
+    tokenizer, n = tiny_clip_tokenizer(tok_dir)
 
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,

@@ -18,7 +18,7 @@ else:
     pytest.importorskip("diffusers", reason="the [eval] extra is not installed")
     pytest.importorskip("peft", reason="the [eval] extra is not installed")
 
-from tests.unit.test_evaluator_builtin import _byte_chars, _env, _pixels, write_kohya_lora
+from tests.unit.test_evaluator_builtin import _env, _pixels, tiny_clip_tokenizer, write_kohya_lora
 
 #: sd-scripts SD1 LoRA names (diffusers-style U-Net paths; one CLIP-L text encoder: lora_te_)
 SD15_MODULES = {
@@ -32,26 +32,15 @@ SD15_MODULES = {
 
 def build_tiny_sd15(folder: Path) -> None:
     """A tiny SD1.5 pipeline (CLIP-L-like text encoder of width 32, 2 U-Net levels)."""
-    import json
 
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     tok_dir = folder.parent / "tokenizer_sd15"
     tok_dir.mkdir(parents=True, exist_ok=True)
-    vocab: dict[str, int] = {}
-    for c in _byte_chars():
-        vocab.setdefault(c, len(vocab))
-    for c in _byte_chars():
-        vocab.setdefault(c + "</w>", len(vocab))
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
-    n = len(vocab)
+    tokenizer, n = tiny_clip_tokenizer(tok_dir)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
