@@ -41,6 +41,7 @@ __all__ = [
     "SkipStart",
     "TrainState",
     "epoch_to_start",
+    "is_epoch_tag",
     "parse_logged_state",
     "parse_train_state",
     "skip_start",
@@ -120,3 +121,9 @@ def skip_start(initial_step: int, *, accumulation: int, batches_per_epoch: int, 
     start = micro // max(1, steps_per_epoch)
     left = micro - start * batches_per_epoch
     return SkipStart(start, left, max(0, left), max_train_steps - left)
+
+
+def is_epoch_tag(tag: str) -> bool:
+    """A TensorBoard tag logged once per epoch at ``step=epoch + 1`` (``loss/epoch_average``,
+    ``loss/validation/epoch_*``): its steps are epoch numbers, absolute across resumes."""
+    return "epoch" in tag

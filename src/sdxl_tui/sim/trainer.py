@@ -77,8 +77,8 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         self.bar_total = self.max_train_steps
         if a.resume:
             self._resume(a.resume)
-        self._initial_step()
         self._print_running()
+        self._initial_step()  # after the block, as in train_network.py
         self.metadata = base_metadata(
             a,
             self.group,

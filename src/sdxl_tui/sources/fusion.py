@@ -41,7 +41,9 @@ from sdxl_tui.model import (
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.checkpoints import CheckpointScan, settle_for_dead_writer
+from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
+from sdxl_tui.sources.launches import Stitched, attribute_checkpoints, find_launches, stitch
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
 from sdxl_tui.sources.progress import (
@@ -93,6 +95,7 @@ class Observations:
     series: Mapping[str, Series] = field(default_factory=_empty_series)
     event_files: tuple[str, ...] = ()
     resume_steps: tuple[int, ...] = ()
+    event_runs: tuple[EventRun, ...] = ()  # one per launch that logged scalars (EventReader.runs)
     events_last_wall_time: float | None = None
     process_known: bool = True  # False with --no-procs
     process: ProcessTree | None = None  # the live trainer tree
@@ -179,10 +182,23 @@ def fuse_series(obs: Observations) -> dict[str, Series]:
     return series
 
 
-def locate(obs: Observations, config: TrainConfig, series: Mapping[str, Series]) -> Position:
-    """Step, total, epoch, epochs, speed and the last write, each from the best source."""
+def fuse_launches(obs: Observations) -> Stitched:
+    """The launches of a resumed run and its series at true steps (``sources/launches.py``)."""
+    resume = obs.options.get("resume")
+    launches = find_launches(
+        obs.event_runs, obs.log.launches if obs.log is not None else (),
+        resume_arg=resume[-1] if isinstance(resume, tuple) and resume else None,
+        skip_arg=obs.options.get("skip_until_initial_step") is True, states=obs.scan.states)
+    return stitch(fuse_series(obs), obs.event_runs, launches, obs.resume_steps)
+
+
+def locate(obs: Observations, config: TrainConfig, series: Mapping[str, Series], offset: int = 0) -> Position:
+    """Step, total, epoch, epochs, speed and the last write, each from the best source.
+
+    ``offset``: what the newest launch adds to its own step count (a resumed launch, ``Launch``).
+    """
     log = obs.log
-    step = log.step if log is not None else None
+    step = log.step + offset if log is not None and log.step is not None else None
     total = (log.total_steps if log is not None else None) or config.total_steps
     loss = series.get("loss/current") or series.get("loss/average")
     measured = loss is not None and loss.source != "log"
@@ -428,8 +444,9 @@ def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) ->
 def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     """The run as it is now, from what was observed (and the previous snapshot's memory)."""
     config = fuse_config(obs)
-    series = fuse_series(obs)
-    pos = locate(obs, config, series)
+    stitched = fuse_launches(obs)
+    series = dict(stitched.series)
+    pos = locate(obs, config, series, stitched.launches[-1].offset if stitched.launches else 0)
     errors = collect_errors(obs.log, series)
     seen = traceback_seen(errors, pos.step, prev)
     inputs = state_inputs(obs, config, pos, errors, seen, prev)
@@ -437,7 +454,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
-    checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
+    checkpoints = with_loss_at_save(attribute_checkpoints(obs.scan.checkpoints, stitched.launches), series, prev)
     if state in (RunState.STOPPED, RunState.INTERRUPTED, RunState.FAILED):
         # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
         # after a finished run, a growing file is someone else's copy, timed as usual
@@ -475,7 +492,8 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         states=obs.scan.states, samples=obs.scan.samples, evaluations=obs.scan.evaluations,
         process=obs.process if obs.process is not None else ended_tree(obs.exit, obs.record),
         gpu=obs.gpu, alerts=alerts, log_path=obs.log_path if obs.log_mtime is not None else None,
-        event_files=obs.event_files, resume_steps=obs.resume_steps, problems=problems,
+        event_files=obs.event_files, resume_steps=stitched.resume_steps, launches=stitched.launches,
+        discarded=stitched.discarded, problems=problems,
         log_lines=log.lines if log is not None else (), log_line_count=log.line_count if log is not None else 0,
         traceback_seen=seen, scheduler=obs.scheduler, queue=obs.queue,
     )

@@ -1,0 +1,180 @@
+"""A resumed run's launches, and its series and checkpoints put at their true steps.
+
+Why: sd-scripts resumed with ``--resume DIR`` (no ``--skip_until_initial_step``) counts its
+steps from 0 again (``formats/trainstate.py``): its bar ends at ``6/9``, its TensorBoard steps
+and ``ss_steps`` overlap the first launch's. The true step of each of its points is its own
+count plus the step of the state it resumed from (that folder's ``train_state.json``, as the
+log recorded it when loaded, else as the folder says now), not where the previous launch
+happened to end. The previous launch's points after that step were redone: they are the
+discarded branch, kept apart so the chart can show them as such.
+
+Pure: the event runs (``EventReader.runs``), the log's launches (``sources/launchlog.py``),
+the ``--resume`` of the trainer's command line and the ``-state`` folders in; frozen data out.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from sdxl_tui.formats.trainstate import TrainState, is_epoch_tag
+from sdxl_tui.model import Checkpoint, Launch, ScalarPoint, Series, StateDir
+from sdxl_tui.sources.events import EventRun
+from sdxl_tui.sources.launchlog import LoggedLaunch
+
+__all__ = ["Stitched", "attribute_checkpoints", "find_launches", "stitch"]
+
+
+def _state_of(folder: str, states: Sequence[StateDir]) -> TrainState | None:
+    """The ``-state`` folder's train_state.json as scanned now (matched by path, else name)."""
+    norm = os.path.normpath(folder)
+    for s in states:
+        if os.path.normpath(s.path) == norm or s.name == os.path.basename(norm):
+            return TrainState(s.epoch, s.step) if s.complete else None
+    return None
+
+
+def _launch(index: int, run: EventRun | None, logged: LoggedLaunch | None, *, resume_arg: str | None,
+            skip_arg: bool, states: Sequence[StateDir]) -> Launch:
+    folder, state, source, skip = None, None, "", skip_arg
+    if logged is not None and logged.resumed_from is not None:
+        folder, state, source, skip = logged.resumed_from, logged.state, "log", logged.skip or skip_arg
+        if state is None:  # the load line was not read: the folder's file now
+            state = _state_of(folder, states)
+    elif resume_arg:
+        folder, state, source = resume_arg, _state_of(resume_arg, states), "command line"
+    step = state.step if state is not None else None
+    return Launch(
+        index=index, started_at=(run.first_wall or run.file_time) if run is not None else None,
+        resumed_from=folder, resume_step=step, resume_epoch=state.epoch if state is not None else None,
+        offset=step if step is not None and not skip else 0, own_counts=skip and folder is not None,
+        source=source if step is not None else "",
+    )
+
+
+def find_launches(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch], *, resume_arg: str | None = None,
+                  skip_arg: bool = False, states: Sequence[StateDir] = ()) -> tuple[Launch, ...]:
+    """One :class:`Launch` per event run (else per logged launch); empty for a run launched
+    once and never resumed.
+
+    The log's launches are matched to the event runs from the newest back (a big log's middle
+    may be unread); the command line's ``--resume`` (live process, run record, launch config)
+    speaks for the newest launch only, when the log does not.
+    """
+    n = len(runs) if runs else len(logged)
+    if n == 0 and resume_arg:
+        n = 1
+    out: list[Launch] = []
+    for i in range(n):
+        j = len(logged) - n + i
+        out.append(_launch(i, runs[i] if i < len(runs) else None, logged[j] if 0 <= j < len(logged) else None,
+                           resume_arg=resume_arg if i == n - 1 else None, skip_arg=skip_arg, states=states))
+    if len(out) <= 1 and not any(la.resume_step is not None for la in out):
+        return ()
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Stitched:
+    """The series at true steps, the redone points apart, the resume markers, the launches
+    with their step ranges."""
+
+    series: Mapping[str, Series]
+    discarded: Mapping[str, Series]
+    resume_steps: tuple[int, ...]
+    launches: tuple[Launch, ...]
+
+
+def _cuts(launches: Sequence[Launch]) -> list[tuple[int | None, int | None]]:
+    """Per launch, (step, epoch) after which a later launch redid its work."""
+    out: list[tuple[int | None, int | None]] = []
+    for i in range(len(launches)):
+        later = [la for la in launches[i + 1 :] if la.resume_step is not None]
+        out.append((min((la.resume_step for la in later if la.resume_step is not None), default=None),
+                    min((la.resume_epoch for la in later if la.resume_epoch is not None), default=None)))
+    return out
+
+
+def _series(tag: str, points: list[ScalarPoint], like: Series, *, count: int) -> Series:
+    last = points[-1] if points else None
+    if last is not None and like.last is not None and like.last.wall_time == last.wall_time:
+        last = ScalarPoint(last.step, like.last.value, like.last.wall_time)
+    return Series(tag=tag, points=tuple(points), count=max(len(points), count), last=last, source=like.source)
+
+
+def stitch(series: Mapping[str, Series], runs: Sequence[EventRun], launches: Sequence[Launch],
+           reader_resume_steps: Sequence[int] = ()) -> Stitched:
+    """Each point at its true step (:class:`Launch`), the redone ones in ``discarded``."""
+    known = [la for la in launches if la.resume_step is not None]
+    if not known or not runs or len(runs) != len(launches):
+        return Stitched(series, MappingProxyType({}), tuple(reader_resume_steps), tuple(launches))
+    starts = [r.first_wall if r.first_wall is not None else r.file_time for r in runs]
+    cuts = _cuts(launches)
+    main: dict[str, Series] = {}
+    gone: dict[str, Series] = {}
+    ranges: dict[int, list[int]] = {}
+    for tag, s in series.items():
+        if s.source != "tensorboard":
+            main[tag] = s
+            continue
+        epochs = is_epoch_tag(tag)
+        kept: list[ScalarPoint] = []
+        dropped: list[ScalarPoint] = []
+        for p in s.points:
+            r = max(0, bisect_right(starts, p.wall_time) - 1)
+            la = launches[r]
+            step = p.step
+            if la.resume_step is not None and not la.own_counts:
+                step = p.step - runs[r].offsets.get(tag, 0) + (0 if epochs else la.resume_step)
+            cut = cuts[r][1 if epochs else 0]
+            q = p if step == p.step else ScalarPoint(step, p.value, p.wall_time)
+            (dropped if cut is not None and step > cut else kept).append(q)
+            if tag in ("loss/current", "loss/average") and not epochs:
+                ranges.setdefault(r, []).append(step)
+        main[tag] = _series(tag, kept, s, count=s.count - len(dropped))
+        if dropped:
+            gone[tag] = _series(tag, dropped, s, count=len(dropped))
+    out: list[Launch] = []
+    for i, la in enumerate(launches):
+        steps = ranges.get(i, [])
+        cut = cuts[i][0]
+        out.append(replace(la, first_step=min(steps, default=None), last_step=max(steps, default=None),
+                           discarded_after=cut if cut is not None and steps and max(steps) > cut else None))
+    markers = tuple(sorted({la.resume_step for la in known if la.resume_step is not None}))
+    return Stitched(MappingProxyType(main), MappingProxyType(gone), markers, tuple(out))
+
+
+def _launch_of(c: Checkpoint, launches: Sequence[Launch]) -> int | None:
+    """The launch that wrote ``c``: by ``ss_training_started_at`` (set before the launch's
+    first scalar), else by the file's time."""
+    starts = [la.started_at for la in launches]
+    if any(t is None for t in starts):
+        return None
+    try:
+        began = float(c.metadata["ss_training_started_at"])
+    except (KeyError, ValueError):
+        began = None
+    if began is not None and began == began:
+        return next((i for i, t in enumerate(starts) if t is not None and t >= began), len(launches) - 1)
+    return max(0, bisect_right([t or 0.0 for t in starts], c.mtime) - 1)
+
+
+def attribute_checkpoints(checkpoints: Sequence[Checkpoint], launches: Sequence[Launch]) -> tuple[Checkpoint, ...]:
+    """Each checkpoint with its launch and its true step (``trainer_step``: its ``ss_steps``)."""
+    if not launches:
+        return tuple(checkpoints)
+    out: list[Checkpoint] = []
+    for c in checkpoints:
+        i = _launch_of(c, launches)
+        if i is None:
+            out.append(c)
+            continue
+        la = launches[i]
+        if c.step is not None and la.offset and not la.own_counts:
+            out.append(replace(c, launch=i, step=c.step + la.offset, trainer_step=c.step))
+        else:
+            out.append(replace(c, launch=i))
+    return tuple(out)

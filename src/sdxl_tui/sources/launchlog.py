@@ -1,0 +1,63 @@
+"""The launches a log holds: one per ``running training`` block, with what it resumed from.
+
+Why: a log appended to with ``>>`` holds every launch of the trainer in one output folder.
+A resumed launch says so before its ``running training`` block (``resume training from local
+state: DIR``, then ``load train state from DIR/train_state.json: {...}`` with the state's
+epoch and step, ``formats/trainstate.py``); with ``--skip_until_initial_step`` it logs
+``skipping N steps`` after it. The state is taken from the log (what the trainer loaded then),
+not from the folder now: a later save may have overwritten its ``train_state.json``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from sdxl_tui.formats.trainstate import LOAD_TRAIN_STATE, RESUME_LINE, SKIP_LINE, TrainState, parse_logged_state
+
+__all__ = ["LaunchLines", "LoggedLaunch"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedLaunch:
+    """One launch as the log tells it."""
+
+    resumed_from: str | None = None  # the --resume folder
+    state: TrainState | None = None  # what its train_state.json said when loaded
+    skip: bool = False  # --skip_until_initial_step: the step counts are the trainer's own
+
+
+class LaunchLines:
+    """Collects :class:`LoggedLaunch` records from the log's messages (bounded)."""
+
+    def __init__(self) -> None:
+        self._done: deque[LoggedLaunch] = deque(maxlen=100)
+        self._dir: str | None = None
+        self._state: TrainState | None = None
+
+    def record(self, flat: str) -> bool:
+        """A log record; True when it was one of the resume lines."""
+        m = RESUME_LINE.match(flat)
+        if m:
+            self._dir, self._state = m.group(1), None
+            return True
+        m = LOAD_TRAIN_STATE.match(flat)
+        if m:
+            self._state = parse_logged_state(m.group(2))
+            if self._dir is None:
+                self._dir = m.group(1).rsplit("/", 1)[0]
+            return True
+        if SKIP_LINE.match(flat) and self._done:
+            last = self._done.pop()
+            self._done.append(LoggedLaunch(last.resumed_from, last.state, skip=True))
+            return True
+        return False
+
+    def running(self) -> None:
+        """The ``running training`` block: the launch so far is complete."""
+        self._done.append(LoggedLaunch(self._dir, self._state))
+        self._dir, self._state = None, None
+
+    @property
+    def launches(self) -> tuple[LoggedLaunch, ...]:
+        return tuple(self._done)
