@@ -25,7 +25,7 @@ from sdxl_tui.model import Checkpoint, Launch, ScalarPoint, Series, StateDir
 from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.launchlog import LoggedLaunch
 
-__all__ = ["Stitched", "attribute_checkpoints", "find_launches", "stitch"]
+__all__ = ["Stitched", "attribute_checkpoints", "describe_launch", "find_launches", "stitch"]
 
 
 def _state_of(folder: str, states: Sequence[StateDir]) -> TrainState | None:
@@ -178,3 +178,26 @@ def attribute_checkpoints(checkpoints: Sequence[Checkpoint], launches: Sequence[
         else:
             out.append(replace(c, launch=i))
     return tuple(out)
+
+
+def _span(a: int | None, b: int | None) -> str:
+    return "" if a is None or b is None else (f"step {a}" if a == b else f"steps {a}-{b}")
+
+
+def describe_launch(la: Launch) -> str:
+    """One launch in words (the status line and the dashboard say the same)."""
+    bits: list[str] = []
+    if la.resumed_from is not None:
+        where = os.path.basename(la.resumed_from.rstrip("/")) or la.resumed_from
+        at = f" at step {la.resume_step}" if la.resume_step is not None else " (its train_state.json unread)"
+        bits.append(f"resumed from {where}{at}" + (f", epoch {la.resume_epoch}" if la.resume_epoch else ""))
+    span = _span(la.first_step, la.last_step)
+    if la.own_counts:
+        bits.append("the step counts are the trainer's own (--skip_until_initial_step: sd-scripts mis-counts "
+                    "them with gradient accumulation; its bar, TensorBoard steps and ss_steps are not true "
+                    "steps); its points are drawn after the previous launch's")
+    elif span:
+        bits.append(span + (f" (its own count +{la.offset})" if la.offset else ""))
+    if la.discarded_after is not None:
+        bits.append(f"steps after {la.discarded_after} redone by a later launch (discarded branch)")
+    return "; ".join(bits) or "first launch"
