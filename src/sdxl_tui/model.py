@@ -217,6 +217,7 @@ class Launch:
     last_step: int | None = None
     discarded_after: int | None = None  # its points after this true step were redone by a later launch
     source: str = ""  # where the resume point came from: "log", "command line", "" (not resumed / unknown)
+    in_log: bool = False  # the log shows it (its resume lines or its "running training" block)
 
 
 @dataclass(frozen=True, slots=True)

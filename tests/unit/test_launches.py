@@ -18,8 +18,8 @@ import pytest
 from sdxl_tui.formats.trainstate import TrainState
 from sdxl_tui.model import Checkpoint, CheckpointKind, CheckpointStatus, ScalarPoint, Series, StateDir
 from sdxl_tui.sources.events import EventRun
-from sdxl_tui.sources.launches import attribute_checkpoints, describe_launch, find_launches, stitch
-from sdxl_tui.sources.launchlog import LoggedLaunch
+from sdxl_tui.sources.launches import attribute_checkpoints, describe_launch, find_launches, log_offset, stitch
+from sdxl_tui.sources.launchlog import LaunchLines, LoggedLaunch
 from tests.oracles import read_safetensors_header, scalar_points
 
 # -- a hand-built resumed run: launch 1 ran steps 1-9 (walls 100-108), launch 2 resumed from
@@ -167,3 +167,33 @@ def test_skip_until_initial_step_with_accumulation_shows_the_trainers_counts(tmp
     final = {c.name: c for c in snap.checkpoints}["rs.safetensors"]
     assert (final.launch, final.step) == (1, -3)  # sd-scripts' own ss_steps, shown as it is
     assert "the step counts are the trainer's own" in format_status(snap)
+
+
+def test_a_launch_newer_than_every_event_folder_counts_before_its_first_scalar() -> None:
+    # the resumed launch logged its resume lines (stderr) but has no event folder yet
+    logged = (LoggedLaunch(at="20261205010005"), LoggedLaunch("/o/rs-000001-state", TrainState(1, 3),
+                                                              at="20261205010105"))
+    launches = find_launches(RUNS[:1], logged)
+    assert [(la.resume_step, la.in_log, la.started_at) for la in launches] == [(None, True, 100.0),
+                                                                               (3, True, None)]
+    got = stitch(SERIES, RUNS[:1], launches)
+    assert [p.step for p in got.discarded["loss/current"].points][:2] == [4, 5]  # redone from now on
+    # a launch known only from the live command line: the log's bar is still the previous one's
+    states = (StateDir("rs-000001-state", "/o/rs-000001-state", 1, 3, True),)
+    only_cmd = find_launches(RUNS[:1], logged[:1], resume_arg="/o/rs-000001-state", resume_since=150.0,
+                             states=states)
+    assert [la.resume_step for la in only_cmd] == [None, 3] and log_offset(only_cmd) == 0
+    assert log_offset(launches) == 3
+
+
+def test_the_logs_launch_lines() -> None:
+    lines = LaunchLines()
+    assert lines.record("resume training from local state: /o/rs-000001-state", "2026-12-05 01:01:05") == "resume"
+    assert lines.record("load train state from /o/rs-000001-state/train_state.json: "
+                        "{'current_epoch': 1, 'current_step': 3}") == "state"
+    pending = lines.launches  # the block is not in the log yet (stdout is buffered)
+    assert pending == (LoggedLaunch("/o/rs-000001-state", TrainState(1, 3), at="20261205010105"),)
+    lines.running("2026-12-05 01:01:09")
+    assert lines.record("skipping 3 steps / 3ステップをスキップします") == "skip"
+    assert lines.launches == (LoggedLaunch("/o/rs-000001-state", TrainState(1, 3), skip=True,
+                                           at="20261205010109"),)

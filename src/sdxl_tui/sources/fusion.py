@@ -43,7 +43,7 @@ from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.checkpoints import CheckpointScan, settle_for_dead_writer
 from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
-from sdxl_tui.sources.launches import Stitched, attribute_checkpoints, find_launches, stitch
+from sdxl_tui.sources.launches import Stitched, attribute_checkpoints, find_launches, log_offset, stitch
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
 from sdxl_tui.sources.progress import (
@@ -185,9 +185,12 @@ def fuse_series(obs: Observations) -> dict[str, Series]:
 def fuse_launches(obs: Observations) -> Stitched:
     """The launches of a resumed run and its series at true steps (``sources/launches.py``)."""
     resume = obs.options.get("resume")
+    # when the process whose command line says --resume started (a launch config: unknown)
+    since = obs.process.trainer.create_time if obs.process is not None else (
+        obs.record.create_time if obs.record is not None else None)
     launches = find_launches(
         obs.event_runs, obs.log.launches if obs.log is not None else (),
-        resume_arg=resume[-1] if isinstance(resume, tuple) and resume else None,
+        resume_arg=resume[-1] if isinstance(resume, tuple) and resume else None, resume_since=since,
         skip_arg=obs.options.get("skip_until_initial_step") is True, states=obs.scan.states)
     return stitch(fuse_series(obs), obs.event_runs, launches, obs.resume_steps)
 
@@ -446,7 +449,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     config = fuse_config(obs)
     stitched = fuse_launches(obs)
     series = dict(stitched.series)
-    pos = locate(obs, config, series, stitched.launches[-1].offset if stitched.launches else 0)
+    pos = locate(obs, config, series, log_offset(stitched.launches))
     errors = collect_errors(obs.log, series)
     seen = traceback_seen(errors, pos.step, prev)
     inputs = state_inputs(obs, config, pos, errors, seen, prev)

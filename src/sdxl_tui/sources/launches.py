@@ -25,7 +25,7 @@ from sdxl_tui.model import Checkpoint, Launch, ScalarPoint, Series, StateDir
 from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.launchlog import LoggedLaunch
 
-__all__ = ["Stitched", "attribute_checkpoints", "describe_launch", "find_launches", "stitch"]
+__all__ = ["Stitched", "attribute_checkpoints", "describe_launch", "find_launches", "log_offset", "stitch"]
 
 
 def _state_of(folder: str, states: Sequence[StateDir]) -> TrainState | None:
@@ -51,27 +51,57 @@ def _launch(index: int, run: EventRun | None, logged: LoggedLaunch | None, *, re
         index=index, started_at=(run.first_wall or run.file_time) if run is not None else None,
         resumed_from=folder, resume_step=step, resume_epoch=state.epoch if state is not None else None,
         offset=step if step is not None and not skip else 0, own_counts=skip and folder is not None,
-        source=source if step is not None else "",
+        source=source if step is not None else "", in_log=logged is not None,
     )
 
 
-def find_launches(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch], *, resume_arg: str | None = None,
-                  skip_arg: bool = False, states: Sequence[StateDir] = ()) -> tuple[Launch, ...]:
-    """One :class:`Launch` per event run (else per logged launch); empty for a run launched
-    once and never resumed.
+def _pair(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch]) -> tuple[list[LoggedLaunch | None],
+                                                                           list[LoggedLaunch]]:
+    """The logged launch of each event run, and the logged launches newer than every run.
 
-    The log's launches are matched to the event runs from the newest back (a big log's middle
-    may be unread); the command line's ``--resume`` (live process, run record, launch config)
-    speaks for the newest launch only, when the log does not.
+    By time when the log has it: an event folder is named when the trainer starts (before its
+    ``running training`` block), the next launch starts after it ended; so a launch belongs to
+    the newest folder named at or before its block, and a launch whose folder is not there yet
+    (the trainer has not logged a scalar) is newer than all. Else from the newest back.
     """
-    n = len(runs) if runs else len(logged)
-    if n == 0 and resume_arg:
-        n = 1
-    out: list[Launch] = []
-    for i in range(n):
-        j = len(logged) - n + i
-        out.append(_launch(i, runs[i] if i < len(runs) else None, logged[j] if 0 <= j < len(logged) else None,
-                           resume_arg=resume_arg if i == n - 1 else None, skip_arg=skip_arg, states=states))
+    paired: list[LoggedLaunch | None] = [None] * len(runs)
+    if runs and logged and all(la.at for la in logged):
+        keys = [r.key for r in runs]
+        newer: list[LoggedLaunch] = []
+        for la in logged:
+            i = bisect_right(keys, la.at or "") - 1
+            if i < 0:
+                continue
+            if paired[i] is None:
+                paired[i] = la
+            elif i == len(runs) - 1:
+                newer.append(la)  # started after the newest folder: its own is not there yet
+        return paired, newer[-1:]
+    for i in range(len(runs)):
+        j = len(logged) - len(runs) + i
+        paired[i] = logged[j] if 0 <= j < len(logged) else None
+    return paired, [] if runs else list(logged)
+
+
+def find_launches(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch], *, resume_arg: str | None = None,
+                  resume_since: float | None = None, skip_arg: bool = False,
+                  states: Sequence[StateDir] = ()) -> tuple[Launch, ...]:
+    """One :class:`Launch` per event run, then any newer logged launch (empty for a run
+    launched once and never resumed).
+
+    The command line's ``--resume`` (live process, run record, launch config) speaks for the
+    newest launch only, when the log does not; ``resume_since``: when that process started (a
+    process started after the newest event folder's first scalar has no folder yet).
+    """
+    paired, newer = _pair(runs, logged)
+    rows: list[tuple[EventRun | None, LoggedLaunch | None]] = [*zip(runs, paired, strict=True)]
+    rows += [(None, la) for la in newer]
+    last = rows[-1][0] if rows else None
+    if resume_arg and (not rows or (last is not None and resume_since is not None
+                                    and (last.first_wall or last.file_time) < resume_since)):
+        rows.append((None, None))
+    out = [_launch(i, run, la, resume_arg=resume_arg if i == len(rows) - 1 else None, skip_arg=skip_arg,
+                   states=states) for i, (run, la) in enumerate(rows)]
     if len(out) <= 1 and not any(la.resume_step is not None for la in out):
         return ()
     return tuple(out)
@@ -109,7 +139,7 @@ def stitch(series: Mapping[str, Series], runs: Sequence[EventRun], launches: Seq
            reader_resume_steps: Sequence[int] = ()) -> Stitched:
     """Each point at its true step (:class:`Launch`), the redone ones in ``discarded``."""
     known = [la for la in launches if la.resume_step is not None]
-    if not known or not runs or len(runs) != len(launches):
+    if not known or not runs or len(runs) > len(launches):
         return Stitched(series, MappingProxyType({}), tuple(reader_resume_steps), tuple(launches))
     starts = [r.first_wall if r.first_wall is not None else r.file_time for r in runs]
     cuts = _cuts(launches)
@@ -150,8 +180,8 @@ def stitch(series: Mapping[str, Series], runs: Sequence[EventRun], launches: Seq
 def _launch_of(c: Checkpoint, launches: Sequence[Launch]) -> int | None:
     """The launch that wrote ``c``: by ``ss_training_started_at`` (set before the launch's
     first scalar), else by the file's time."""
-    starts = [la.started_at for la in launches]
-    if any(t is None for t in starts):
+    starts = [la.started_at for la in launches if la.started_at is not None]
+    if not starts:
         return None
     try:
         began = float(c.metadata["ss_training_started_at"])
@@ -178,6 +208,13 @@ def attribute_checkpoints(checkpoints: Sequence[Checkpoint], launches: Sequence[
         else:
             out.append(replace(c, launch=i))
     return tuple(out)
+
+
+def log_offset(launches: Sequence[Launch]) -> int:
+    """What to add to the log's steps bar: the offset of the newest launch the log shows (a
+    newer one known only from its command line has not drawn its bar yet)."""
+    shown = [la for la in launches if la.in_log]
+    return (shown[-1] if shown else launches[-1]).offset if launches else 0
 
 
 def _span(a: int | None, b: int | None) -> str:

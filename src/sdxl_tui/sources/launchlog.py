@@ -25,6 +25,7 @@ class LoggedLaunch:
     resumed_from: str | None = None  # the --resume folder
     state: TrainState | None = None  # what its train_state.json said when loaded
     skip: bool = False  # --skip_until_initial_step: the step counts are the trainer's own
+    at: str | None = None  # "YYYYmmddHHMMSS" of the last timestamped record before its block
 
 
 class LaunchLines:
@@ -34,30 +35,43 @@ class LaunchLines:
         self._done: deque[LoggedLaunch] = deque(maxlen=100)
         self._dir: str | None = None
         self._state: TrainState | None = None
+        self._at: str | None = None
 
-    def record(self, flat: str) -> bool:
-        """A log record; True when it was one of the resume lines."""
+    def record(self, flat: str, record_time: str | None = None) -> str:
+        """A log record (and the newest record time): ``"resume"`` (a new launch resumes: what
+        the log said about the previous one's bar is over), ``"state"``, ``"skip"``, or ``""``."""
         m = RESUME_LINE.match(flat)
         if m:
-            self._dir, self._state = m.group(1), None
-            return True
+            self._dir, self._state, self._at = m.group(1), None, _digits(record_time)
+            return "resume"
         m = LOAD_TRAIN_STATE.match(flat)
         if m:
             self._state = parse_logged_state(m.group(2))
             if self._dir is None:
-                self._dir = m.group(1).rsplit("/", 1)[0]
-            return True
+                self._dir, self._at = m.group(1).rsplit("/", 1)[0], _digits(record_time)
+            return "state"
         if SKIP_LINE.match(flat) and self._done:
             last = self._done.pop()
-            self._done.append(LoggedLaunch(last.resumed_from, last.state, skip=True))
-            return True
-        return False
+            self._done.append(LoggedLaunch(last.resumed_from, last.state, skip=True, at=last.at))
+            return "skip"
+        return ""
 
-    def running(self) -> None:
-        """The ``running training`` block: the launch so far is complete."""
-        self._done.append(LoggedLaunch(self._dir, self._state))
+    def running(self, record_time: str | None) -> None:
+        """The ``running training`` block: the launch so far is complete. ``record_time``: the
+        newest ``YYYY-MM-DD HH:MM:SS`` record time (RichHandler), to match its event folder."""
+        self._done.append(LoggedLaunch(self._dir, self._state, at=_digits(record_time)))
         self._dir, self._state = None, None
 
     @property
     def launches(self) -> tuple[LoggedLaunch, ...]:
-        return tuple(self._done)
+        """The launches so far; a resume whose ``running training`` block is not in the log yet
+        (stdout is block-buffered, the resume lines go to stderr) counts as the newest."""
+        if self._dir is None:
+            return tuple(self._done)
+        return (*self._done, LoggedLaunch(self._dir, self._state, at=self._at))
+
+
+def _digits(record_time: str | None) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS`` as ``YYYYmmddHHMMSS`` (an event folder's timestamp)."""
+    at = "".join(ch for ch in record_time if ch.isdigit()) if record_time else ""
+    return at if len(at) == 14 else None

@@ -321,7 +321,10 @@ class LogInterpreter:
             self._warn(flat)
         if f["phase"] is None:
             self._set_phase("loading")
-        if self._launches.record(flat):
+        kind = self._launches.record(flat, f["last_record_time"])
+        if kind:
+            if kind == "resume":  # a new launch (stderr: before its buffered "running training")
+                f["step"], f["model_saved"], f["phase"] = None, False, "loading"
             return
         if flat == "model saved.":
             f["model_saved"] = True
@@ -409,7 +412,7 @@ class LogInterpreter:
             self._saves.append(SaveEvent("removed", m.group(1), f["step"], f["epoch"]))
             return
         if line.startswith("running training"):
-            self._launches.running()
+            self._launches.running(f["last_record_time"])
             if f["model_saved"]:  # a new run appended to the same log
                 f["model_saved"] = False
                 f["phase"] = "loading"
