@@ -25,7 +25,7 @@ def controls_text(o: ChartOptions) -> str:
         f"outliers {'clipped' if o.clip_outliers else 'shown'} (o)   "
         f"x: {'step' if o.x_axis == 'step' else 'wall clock (min)'} (w)   "
         f"LR {'on' if o.show_lr else 'off'} (r)   raw {'on' if o.show_raw else 'off'} (a)   "
-        "resume points: dotted lines; dim: steps a later launch redid"
+        "resume points: dotted lines"
     )
 
 
