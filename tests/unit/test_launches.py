@@ -152,6 +152,10 @@ def test_a_resumed_run_read_at_its_true_steps(tmp_path: Path) -> None:
     data = snapshot_to_json(snap)
     assert data["step"] == 9 and [la["resume_step"] for la in data["launches"]] == [None, 3]
     assert data["discarded"]["loss/current"]["first_step"] == 4
+    from sdxl_tui.report import charts  # the report's chart draws the redone branch too
+
+    plain = charts.loss_chart(snap.series, theme=charts.LIGHT)
+    assert plain is not None and charts.loss_chart(snap.series, theme=charts.LIGHT, discarded=snap.discarded) != plain
 
 
 @pytest.mark.slow
