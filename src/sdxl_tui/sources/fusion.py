@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -34,7 +33,6 @@ from sdxl_tui.model import (
     QueueEntry,
     RunSnapshot,
     RunState,
-    ScalarPoint,
     SchedulerStatus,
     Series,
     TrainConfig,
@@ -61,10 +59,11 @@ from sdxl_tui.sources.runconfig import (
     merge_config,
     spacing_of_logged,
 )
+from sdxl_tui.sources.saveloss import loss_at, loss_point, with_loss_at_save
 from sdxl_tui.sources.state import StateInputs, decide_state, stall_threshold
 from sdxl_tui.sources.stops import applicable_stop, describe_stop
 
-__all__ = ["Errors", "Observations", "Position", "fuse", "loss_at"]
+__all__ = ["Errors", "Observations", "Position", "fuse", "loss_at", "loss_point", "with_loss_at_save"]
 
 _NO_DATA = "No data found. Please verify arguments (train_data_dir must be the parent of folders with images)"
 _INVALID_CONFIG = "Invalid user config (the dataset TOML): MultipleInvalid"
@@ -268,71 +267,6 @@ def traceback_seen(errors: Errors, step: int | None, prev: RunSnapshot | None) -
     return errors.traceback, step
 
 
-def _last_loss_step(series: Mapping[str, Series]) -> int | None:
-    s = series.get("loss/average") or series.get("loss/current")
-    return s.last.step if s is not None and s.last is not None else None
-
-
-def _step_of(p: ScalarPoint) -> int:
-    return p.step
-
-
-def loss_point(series: Mapping[str, Series], step: int) -> ScalarPoint | None:
-    """The ``loss/average`` (else ``loss/current``) point logged at a checkpoint's save: the
-    first point at the last step at or before ``step`` (its ``ss_steps``).
-
-    Why the first: sd-scripts logs every micro-batch at the current global step
-    (``train_network.py:NetworkTrainer.train``, ``accelerator.log(logs, step=global_step)``), so
-    with gradient accumulation several points share a step. The first is the micro-batch that
-    completed the step, logged before an epoch-end save; the later ones are the next epoch's
-    first micro-batches, logged after it (the real run: -000001 at step 3 was saved at 1.095;
-    1.101 came after it). File mtimes are not used: copies and touches move them. The point's
-    step is below ``step`` when the event file ends earlier.
-    """
-    for tag in ("loss/average", "loss/current"):
-        s = series.get(tag)
-        if s is None or not s.points:
-            continue
-        i = bisect_right(s.points, step, key=_step_of)
-        if not i:
-            continue
-        j = i - 1
-        while j > 0 and s.points[j - 1].step == s.points[j].step:
-            j -= 1
-        return s.points[j]
-    return None
-
-
-def loss_at(series: Mapping[str, Series], step: int) -> float | None:
-    """The value of :func:`loss_point`."""
-    p = loss_point(series, step)
-    return p.value if p is not None else None
-
-
-def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Series],
-                      prev: RunSnapshot | None) -> tuple[Checkpoint, ...]:
-    """Each checkpoint with the loss at its save (:func:`loss_point`) and the step it was
-    logged at; a value is kept from the previous snapshot once the series had passed that step
-    there (later downsampling must not move it)."""
-    settled: dict[tuple[str, float, int], tuple[float, int | None]] = {}
-    if prev is not None:
-        passed = _last_loss_step(prev.series)
-        for p in prev.checkpoints:
-            if p.loss_at_save is not None and p.step is not None and passed is not None and passed > p.step:
-                settled[(p.path, p.mtime, p.step)] = (p.loss_at_save, p.loss_step)
-    out: list[Checkpoint] = []
-    for c in checkpoints:
-        if c.step is None or c.loss_at_save is not None:
-            out.append(c)
-            continue
-        value = settled.get((c.path, c.mtime, c.step))
-        if value is None:
-            point = loss_point(series, c.step)
-            value = (point.value, point.step) if point is not None else None
-        out.append(c if value is None else replace(c, loss_at_save=value[0], loss_step=value[1]))
-    return tuple(out)
-
-
 def ended_tree(exit_info: ExitInfo | None, record: RunRecord | None) -> ProcessTree | None:
     """The trainer that is gone, with its exit status when known (run record, watcher)."""
     if exit_info is None or exit_info.pid is None:
@@ -444,6 +378,17 @@ def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) ->
     return f"{reason}{saved}; {way_on}"
 
 
+def relaunch(obs: Observations, stitched: Stitched, pos: Position) -> tuple[Position, bool]:
+    """A live resumed trainer the log does not show yet (its command line says ``--resume``):
+    the position it will go on from, and True (the previous launch's end is not the run's)."""
+    newest = stitched.launches[-1] if stitched.launches else None
+    if newest is None or newest.in_log or obs.process is None or not obs.process.alive:
+        return pos, False
+    if newest.resume_step is not None and not newest.own_counts:
+        pos = replace(pos, step=newest.resume_step, epoch=newest.resume_epoch)
+    return pos, True
+
+
 def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     """The run as it is now, from what was observed (and the previous snapshot's memory)."""
     config = fuse_config(obs)
@@ -451,8 +396,13 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     series = dict(stitched.series)
     pos = locate(obs, config, series, log_offset(stitched.launches))
     errors = collect_errors(obs.log, series)
+    pos, relaunched = relaunch(obs, stitched, pos)
     seen = traceback_seen(errors, pos.step, prev)
     inputs = state_inputs(obs, config, pos, errors, seen, prev)
+    if relaunched:
+        # a resumed trainer started after the log's last launch ended: the previous launch's
+        # 'model saved.' and final file are not this one's end
+        inputs = replace(inputs, model_saved=False, final_complete=False, phase="loading")
     state, reason = decide_state(inputs)
     stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
