@@ -201,3 +201,31 @@ def test_the_logs_launch_lines() -> None:
     assert lines.record("skipping 3 steps / 3ステップをスキップします") == "skip"
     assert lines.launches == (LoggedLaunch("/o/rs-000001-state", TrainState(1, 3), skip=True,
                                            at="20261205010109"),)
+
+
+@pytest.mark.slow
+def test_a_live_resumed_trainer_still_loading_is_not_the_previous_launchs_end(tmp_path: Path) -> None:
+    from sdxl_tui.sim import simulate_command
+    from sdxl_tui.sources.rundir import read_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _launch(out, [], "wb", COMMON)
+    args = [*COMMON, "--logging_dir", str(out / "logs"), "--resume", str(out / "rs-000001-state"),
+            "--sim-startup-seconds", "60"]  # loads for a long while: its resume lines come later
+    with open(out / "training.log", "ab") as log:
+        proc = subprocess.Popen(simulate_command(out, args), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        snap = read_run(out, gpu=False)
+        while (snap.process is None or not snap.process.alive) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            snap = read_run(out, gpu=False)
+        assert snap.process is not None and snap.process.pid == proc.pid
+        assert b"resume training" not in (out / "training.log").read_bytes()  # the log says nothing yet
+        assert snap.state.value == "loading" and snap.progress.step == 3
+        assert snap.launches[-1].source == "command line" and not snap.launches[-1].in_log
+    finally:
+        proc.kill()  # by PID: the one process this test started
+        proc.wait(timeout=10)
