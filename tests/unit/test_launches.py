@@ -229,3 +229,11 @@ def test_a_live_resumed_trainer_still_loading_is_not_the_previous_launchs_end(tm
     finally:
         proc.kill()  # by PID: the one process this test started
         proc.wait(timeout=10)
+
+
+def test_a_launch_started_again_without_resume_is_said_so() -> None:
+    launches = find_launches(RUNS, (LoggedLaunch(), LoggedLaunch()))
+    got = stitch(SERIES, RUNS, launches, (10,))
+    assert got.series is SERIES and got.resume_steps == (10,)  # the reader's order in time, as before
+    assert describe_launch(got.launches[0]) == "first launch"
+    assert describe_launch(got.launches[1]).startswith("started again without --resume")

@@ -237,4 +237,6 @@ def describe_launch(la: Launch) -> str:
         bits.append(span + (f" (its own count +{la.offset})" if la.offset else ""))
     if la.discarded_after is not None:
         bits.append(f"steps after {la.discarded_after} redone by a later launch (discarded branch)")
+    if la.resumed_from is None and la.index > 0:
+        bits.insert(0, "started again without --resume (its steps are drawn after the previous launch's)")
     return "; ".join(bits) or "first launch"
