@@ -218,6 +218,7 @@ class Launch:
     discarded_after: int | None = None  # its points after this true step were redone by a later launch
     source: str = ""  # where the resume point came from: "log", "command line", "" (not resumed / unknown)
     in_log: bool = False  # the log shows it (its resume lines or its "running training" block)
+    chained_from: int | None = None  # its state was saved by this (resumed) launch: resume_step includes its offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,3 +237,22 @@ def test_a_launch_started_again_without_resume_is_said_so() -> None:
     assert got.series is SERIES and got.resume_steps == (10,)  # the reader's order in time, as before
     assert describe_launch(got.launches[0]) == "first launch"
     assert describe_launch(got.launches[1]).startswith("started again without --resume")
+
+
+def test_a_state_saved_by_a_resumed_launch_counts_that_launchs_offset_too() -> None:
+    third = EventRun("20261205030000", "/o/logs/20261205030000", 300.0, 300.0, {"loss/current": 15})
+    logged = (LoggedLaunch(saved=("rs-000001-state",)),
+              LoggedLaunch("/o/rs-000001-state", TrainState(1, 3), saved=("rs-000002-state",)),
+              LoggedLaunch("/o/rs-000002-state", TrainState(2, 3)))  # launch 2's own count: 3
+    launches = find_launches((*RUNS, third), logged)
+    assert [(la.resume_step, la.offset, la.chained_from) for la in launches] == [(None, 0, None), (3, 3, None),
+                                                                                 (6, 6, 1)]
+    assert "launch #2's own steps" in describe_launch(launches[2])
+
+
+def test_the_log_names_the_state_folders_each_launch_saved() -> None:
+    lines = LaunchLines()
+    lines.running("2026-12-05 01:00:00")
+    lines.record("save train state to /o/rs-000001-state/train_state.json at epoch 1 step 3")
+    lines.record("save train state to /o/rs-state/train_state.json at epoch 3 step 9")
+    assert lines.launches[0].saved == ("rs-000001-state", "rs-state")

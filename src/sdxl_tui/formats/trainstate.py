@@ -36,6 +36,7 @@ from dataclasses import dataclass
 __all__ = [
     "LOAD_TRAIN_STATE",
     "RESUME_LINE",
+    "SAVE_TRAIN_STATE",
     "SKIP_LINE",
     "TRAIN_STATE_FILE",
     "SkipStart",
@@ -54,6 +55,8 @@ TRAIN_STATE_FILE = "train_state.json"
 RESUME_LINE = re.compile(r"^resume training from local state: (.+?)\s*$")
 #: ``train_network.py:NetworkTrainer.train`` (``load_model_hook``)
 LOAD_TRAIN_STATE = re.compile(r"^load train state from (.+?): (\{.*\})\s*$")
+#: ``train_network.py:NetworkTrainer.train`` (``save_model_hook``): folder/train_state.json, epoch, step
+SAVE_TRAIN_STATE = re.compile(r"save train state to (.+?) at epoch (\d+) step (\d+)")
 #: ``train_network.py:NetworkTrainer.train`` with ``--skip_until_initial_step``
 SKIP_LINE = re.compile(r"^skipping (-?\d+) steps")
 

@@ -55,6 +55,22 @@ def _launch(index: int, run: EventRun | None, logged: LoggedLaunch | None, *, re
     )
 
 
+def _chained(la: Launch, before: Sequence[Launch], logged: Sequence[LoggedLaunch | None]) -> Launch:
+    """A launch resumed from a state an already resumed launch saved: that state's
+    ``current_step`` is the saving launch's own count, so its offset is added too (sd-scripts
+    itself then restarts at the wrong epoch; the weights went through the steps all the same)."""
+    if la.resumed_from is None or la.resume_step is None or la.own_counts:
+        return la
+    name = os.path.basename(os.path.normpath(la.resumed_from))
+    for prev, said in zip(reversed(before), reversed(logged), strict=True):
+        if said is not None and name in said.saved:
+            if not prev.offset or prev.own_counts:
+                return la
+            step = la.resume_step + prev.offset
+            return replace(la, resume_step=step, offset=step, chained_from=prev.index)
+    return la
+
+
 def _pair(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch]) -> tuple[list[LoggedLaunch | None],
                                                                            list[LoggedLaunch]]:
     """The logged launch of each event run, and the logged launches newer than every run.
@@ -100,8 +116,11 @@ def find_launches(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch], *, r
     if resume_arg and (not rows or (last is not None and resume_since is not None
                                     and (last.first_wall or last.file_time) < resume_since)):
         rows.append((None, None))
-    out = [_launch(i, run, la, resume_arg=resume_arg if i == len(rows) - 1 else None, skip_arg=skip_arg,
-                   states=states) for i, (run, la) in enumerate(rows)]
+    out: list[Launch] = []
+    for i, (run, la) in enumerate(rows):
+        launch = _launch(i, run, la, resume_arg=resume_arg if i == len(rows) - 1 else None, skip_arg=skip_arg,
+                         states=states)
+        out.append(_chained(launch, out, [r[1] for r in rows[:i]]))
     if len(out) <= 1 and not any(la.resume_step is not None for la in out):
         return ()
     return tuple(out)
@@ -228,6 +247,9 @@ def describe_launch(la: Launch) -> str:
         where = os.path.basename(la.resumed_from.rstrip("/")) or la.resumed_from
         at = f" at step {la.resume_step}" if la.resume_step is not None else " (its train_state.json unread)"
         bits.append(f"resumed from {where}{at}" + (f", epoch {la.resume_epoch}" if la.resume_epoch else ""))
+    if la.chained_from is not None:
+        bits.append(f"that state counts launch #{la.chained_from + 1}'s own steps: sd-scripts went on from an "
+                    "earlier epoch and trains more steps than planned")
     span = _span(la.first_step, la.last_step)
     if la.own_counts:
         bits.append("the step counts are the trainer's own (--skip_until_initial_step: sd-scripts mis-counts "

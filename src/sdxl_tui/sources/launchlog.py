@@ -10,10 +10,18 @@ not from the folder now: a later save may have overwritten its ``train_state.jso
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sdxl_tui.formats.trainstate import LOAD_TRAIN_STATE, RESUME_LINE, SKIP_LINE, TrainState, parse_logged_state
+from sdxl_tui.formats.trainstate import (
+    LOAD_TRAIN_STATE,
+    RESUME_LINE,
+    SAVE_TRAIN_STATE,
+    SKIP_LINE,
+    TrainState,
+    parse_logged_state,
+)
 
 __all__ = ["LaunchLines", "LoggedLaunch"]
 
@@ -26,6 +34,7 @@ class LoggedLaunch:
     state: TrainState | None = None  # what its train_state.json said when loaded
     skip: bool = False  # --skip_until_initial_step: the step counts are the trainer's own
     at: str | None = None  # "YYYYmmddHHMMSS" of the last timestamped record before its block
+    saved: tuple[str, ...] = ()  # names of the -state folders it saved (the newest 50)
 
 
 class LaunchLines:
@@ -52,8 +61,13 @@ class LaunchLines:
             return "state"
         if SKIP_LINE.match(flat) and self._done:
             last = self._done.pop()
-            self._done.append(LoggedLaunch(last.resumed_from, last.state, skip=True, at=last.at))
+            self._done.append(replace(last, skip=True))
             return "skip"
+        m = SAVE_TRAIN_STATE.search(flat)
+        if m and self._done:  # not a resume line: the caller reads it too (a save)
+            last = self._done.pop()
+            name = os.path.basename(os.path.dirname(m.group(1)))
+            self._done.append(replace(last, saved=(*[n for n in last.saved if n != name], name)[-50:]))
         return ""
 
     def running(self, record_time: str | None) -> None:

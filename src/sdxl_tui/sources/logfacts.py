@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.trainstate import SAVE_TRAIN_STATE
 from sdxl_tui.model import LogLine, ScalarPoint, TrainConfig
 from sdxl_tui.sources.launchlog import LaunchLines, LoggedLaunch
 from sdxl_tui.sources.tqdm import TqdmBar, parse_number
@@ -59,7 +60,6 @@ _SAVE = re.compile(r"^saving checkpoint: (.+?)\s*$")
 
 _STATE_AT = re.compile(r"saving state at (epoch|step) (\d+)|saving last state")
 
-_TRAIN_STATE = re.compile(r"save train state to (.+?) at epoch (\d+) step (\d+)")
 
 _UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.*)$")
 
@@ -344,7 +344,7 @@ class LogInterpreter:
         if m:
             self._set_phase("saving")
             return
-        m = _TRAIN_STATE.search(flat)
+        m = SAVE_TRAIN_STATE.search(flat)
         if m:
             self._saves.append(
                 SaveEvent(

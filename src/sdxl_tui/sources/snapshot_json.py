@@ -74,7 +74,8 @@ def launch_json(la: Launch) -> dict[str, Any]:
         "index": la.index, "started_at": _iso(la.started_at), "resumed_from": la.resumed_from,
         "resume_step": la.resume_step, "resume_epoch": la.resume_epoch, "offset": la.offset,
         "own_counts": la.own_counts, "first_step": la.first_step, "last_step": la.last_step,
-        "discarded_after": la.discarded_after, "source": la.source or None, "description": describe_launch(la),
+        "discarded_after": la.discarded_after, "chained_from": la.chained_from,
+        "source": la.source or None, "description": describe_launch(la),
     }
 
 
