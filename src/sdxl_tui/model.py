@@ -219,6 +219,7 @@ class Launch:
     source: str = ""  # where the resume point came from: "log", "command line", "" (not resumed / unknown)
     in_log: bool = False  # the log shows it (its resume lines or its "running training" block)
     chained_from: int | None = None  # its state was saved by this (resumed) launch: resume_step includes its offset
+    saved_states: tuple[str, ...] = ()  # names of the -state folders the log shows it saving
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,8 @@ def test_a_resumed_run_read_at_its_true_steps(tmp_path: Path) -> None:
     data = snapshot_to_json(snap)
     assert data["step"] == 9 and [la["resume_step"] for la in data["launches"]] == [None, 3]
     assert data["discarded"]["loss/current"]["first_step"] == 4
+    # the state folders at true steps too: rs-000002-state and rs-state were saved by the resumed launch
+    assert {s.name: s.step for s in snap.states} == {"rs-000001-state": 3, "rs-000002-state": 6, "rs-state": 9}
     from sdxl_tui.report import charts  # the report's chart draws the redone branch too
 
     plain = charts.loss_chart(snap.series, theme=charts.LIGHT)

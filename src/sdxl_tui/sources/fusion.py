@@ -35,13 +35,21 @@ from sdxl_tui.model import (
     RunState,
     SchedulerStatus,
     Series,
+    StateDir,
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.checkpoints import CheckpointScan, settle_for_dead_writer
 from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
-from sdxl_tui.sources.launches import Stitched, attribute_checkpoints, find_launches, log_offset, stitch
+from sdxl_tui.sources.launches import (
+    Stitched,
+    attribute_checkpoints,
+    attribute_states,
+    find_launches,
+    log_offset,
+    stitch,
+)
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
 from sdxl_tui.sources.progress import (
@@ -365,10 +373,11 @@ def _progress(obs: Observations, config: TrainConfig, pos: Position, series: Map
     )
 
 
-def _way_on(obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint]) -> str:
+def _way_on(obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint],
+            states: Sequence[StateDir]) -> str:
     """How to go on from what the run left (``sources/resume.py``), with the launch's argv."""
     argv = obs.record.argv if obs.record is not None else ()
-    return resume_hint(obs.scan.states, checkpoints, argv=argv, epochs=config.num_epochs)
+    return resume_hint(states, checkpoints, argv=argv, epochs=config.num_epochs)
 
 
 def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) -> str:
@@ -412,7 +421,8 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
         # after a finished run, a growing file is someone else's copy, timed as usual
         checkpoints = settle_for_dead_writer(checkpoints)
-    way_on = _way_on(obs, config, checkpoints)
+    states = attribute_states(obs.scan.states, stitched.launches)
+    way_on = _way_on(obs, config, checkpoints, states)
     if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:
         reason = _with_way_on(reason, way_on, checkpoints)
     # A stalled run has no honest ETA, finish time or 'next checkpoint in': no step is coming.
@@ -429,7 +439,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         nan_step=errors.nan_step, unrecognized_args=errors.bad_args,
         exit_code=exit_info.exit_code if exit_info is not None else None,
         exit_signal=exit_info.signal if exit_info is not None else None, process=obs.process,
-        process_known=obs.process_known, checkpoints=checkpoints, states=obs.scan.states,
+        process_known=obs.process_known, checkpoints=checkpoints, states=states,
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
         empty_image_dirs=obs.log.empty_image_dirs if obs.log is not None else (),
@@ -442,7 +452,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     return RunSnapshot(
         run_dir=obs.run_dir, taken_at=obs.now, state=state, state_reason=reason, config=config,
         progress=progress, series=MappingProxyType(series), checkpoints=checkpoints,
-        states=obs.scan.states, samples=obs.scan.samples, evaluations=obs.scan.evaluations,
+        states=states, samples=obs.scan.samples, evaluations=obs.scan.evaluations,
         process=obs.process if obs.process is not None else ended_tree(obs.exit, obs.record),
         gpu=obs.gpu, alerts=alerts, log_path=obs.log_path if obs.log_mtime is not None else None,
         event_files=obs.event_files, resume_steps=stitched.resume_steps, launches=stitched.launches,

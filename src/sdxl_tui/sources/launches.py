@@ -25,7 +25,15 @@ from sdxl_tui.model import Checkpoint, Launch, ScalarPoint, Series, StateDir
 from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.launchlog import LoggedLaunch
 
-__all__ = ["Stitched", "attribute_checkpoints", "describe_launch", "find_launches", "log_offset", "stitch"]
+__all__ = [
+    "Stitched",
+    "attribute_checkpoints",
+    "attribute_states",
+    "describe_launch",
+    "find_launches",
+    "log_offset",
+    "stitch",
+]
 
 
 def _state_of(folder: str, states: Sequence[StateDir]) -> TrainState | None:
@@ -52,6 +60,7 @@ def _launch(index: int, run: EventRun | None, logged: LoggedLaunch | None, *, re
         resumed_from=folder, resume_step=step, resume_epoch=state.epoch if state is not None else None,
         offset=step if step is not None and not skip else 0, own_counts=skip and folder is not None,
         source=source if step is not None else "", in_log=logged is not None,
+        saved_states=logged.saved if logged is not None else (),
     )
 
 
@@ -209,6 +218,20 @@ def _launch_of(c: Checkpoint, launches: Sequence[Launch]) -> int | None:
     if began is not None and began == began:
         return next((i for i, t in enumerate(starts) if t is not None and t >= began), len(launches) - 1)
     return max(0, bisect_right([t or 0.0 for t in starts], c.mtime) - 1)
+
+
+def attribute_states(states: Sequence[StateDir], launches: Sequence[Launch]) -> tuple[StateDir, ...]:
+    """Each ``-state`` folder at its true step: its ``train_state.json`` counts the steps of the
+    launch that saved it (the newest the log shows saving it)."""
+    if not launches:
+        return tuple(states)
+    out: list[StateDir] = []
+    for st in states:
+        la = next((la for la in reversed(launches) if st.name in la.saved_states), None)
+        if la is not None and st.step is not None and la.offset and not la.own_counts:
+            st = replace(st, step=st.step + la.offset)
+        out.append(st)
+    return tuple(out)
 
 
 def attribute_checkpoints(checkpoints: Sequence[Checkpoint], launches: Sequence[Launch]) -> tuple[Checkpoint, ...]:
