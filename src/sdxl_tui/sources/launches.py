@@ -15,7 +15,7 @@ the ``--resume`` of the trainer's command line and the ``-state`` folders in; fr
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -163,6 +163,41 @@ def _series(tag: str, points: list[ScalarPoint], like: Series, *, count: int) ->
     return Series(tag=tag, points=tuple(points), count=max(len(points), count), last=last, source=like.source)
 
 
+def _wall(p: ScalarPoint) -> float:
+    return p.wall_time
+
+
+def _step(p: ScalarPoint) -> int:
+    return p.step
+
+
+def _split(tag: str, points: Sequence[ScalarPoint], starts: Sequence[float], runs: Sequence[EventRun],
+           launches: Sequence[Launch], cuts: Sequence[tuple[int | None, int | None]],
+           ranges: dict[int, list[int]]) -> tuple[list[ScalarPoint], list[ScalarPoint]]:
+    """One tag's points (in time order: each run a slice, its steps rising) shifted to true
+    steps, split into the run's line and the redone branch; loss tags add to ``ranges``."""
+    epochs = is_epoch_tag(tag)
+    bounds = [0, *(bisect_left(points, t, key=_wall) for t in starts[1:]), len(points)]
+    kept: list[ScalarPoint] = []
+    dropped: list[ScalarPoint] = []
+    for r in range(len(runs)):
+        part = points[bounds[r] : max(bounds[r], bounds[r + 1])]
+        if not part:
+            continue
+        la = launches[r]
+        delta = 0
+        if la.resume_step is not None and not la.own_counts:
+            delta = (0 if epochs else la.resume_step) - runs[r].offsets.get(tag, 0)
+        cut = cuts[r][1 if epochs else 0]
+        k = len(part) if cut is None else bisect_right(part, cut - delta, key=_step)
+        moved = list(part) if not delta else [ScalarPoint(p.step + delta, p.value, p.wall_time) for p in part]
+        kept.extend(moved[:k])
+        dropped.extend(moved[k:])
+        if tag in ("loss/current", "loss/average"):
+            ranges.setdefault(r, []).extend((moved[0].step, moved[-1].step))
+    return kept, dropped
+
+
 def stitch(series: Mapping[str, Series], runs: Sequence[EventRun], launches: Sequence[Launch],
            reader_resume_steps: Sequence[int] = ()) -> Stitched:
     """Each point at its true step (:class:`Launch`), the redone ones in ``discarded``."""
@@ -178,20 +213,7 @@ def stitch(series: Mapping[str, Series], runs: Sequence[EventRun], launches: Seq
         if s.source != "tensorboard":
             main[tag] = s
             continue
-        epochs = is_epoch_tag(tag)
-        kept: list[ScalarPoint] = []
-        dropped: list[ScalarPoint] = []
-        for p in s.points:
-            r = max(0, bisect_right(starts, p.wall_time) - 1)
-            la = launches[r]
-            step = p.step
-            if la.resume_step is not None and not la.own_counts:
-                step = p.step - runs[r].offsets.get(tag, 0) + (0 if epochs else la.resume_step)
-            cut = cuts[r][1 if epochs else 0]
-            q = p if step == p.step else ScalarPoint(step, p.value, p.wall_time)
-            (dropped if cut is not None and step > cut else kept).append(q)
-            if tag in ("loss/current", "loss/average") and not epochs:
-                ranges.setdefault(r, []).append(step)
+        kept, dropped = _split(tag, s.points, starts, runs, launches, cuts, ranges)
         main[tag] = _series(tag, kept, s, count=s.count - len(dropped))
         if dropped:
             gone[tag] = _series(tag, dropped, s, count=len(dropped))
