@@ -68,6 +68,15 @@ def test_stitched_at_the_state_step_with_the_redone_branch_apart() -> None:
     assert describe_launch(second).startswith("resumed from rs-000001-state at step 3")
 
 
+def test_without_event_files_the_logs_times_place_launches_and_checkpoints() -> None:
+    t1, t2 = "20261205010000", "20261205020000"
+    logged = (LoggedLaunch(at=t1), LoggedLaunch("/o/rs-000001-state", TrainState(1, 3), at=t2))
+    launches = find_launches((), logged)
+    began = time.mktime(time.strptime(t2, "%Y%m%d%H%M%S")) - 30  # before its "running training"
+    (ck,) = attribute_checkpoints([_ckpt("rs-000002.safetensors", 3, began)], launches)
+    assert (ck.launch, ck.step, ck.trainer_step) == (1, 6, 3)
+
+
 def test_checkpoints_belong_to_the_launch_that_wrote_them() -> None:
     launches = find_launches(RUNS, LOGGED)
     old, new = attribute_checkpoints([_ckpt("rs-000001.safetensors", 3, 95.0),
@@ -180,8 +189,9 @@ def test_a_launch_newer_than_every_event_folder_counts_before_its_first_scalar()
     logged = (LoggedLaunch(at="20261205010005"), LoggedLaunch("/o/rs-000001-state", TrainState(1, 3),
                                                               at="20261205010105"))
     launches = find_launches(RUNS[:1], logged)
+    local = time.mktime(time.strptime("20261205010105", "%Y%m%d%H%M%S"))  # no folder: its log time
     assert [(la.resume_step, la.in_log, la.started_at) for la in launches] == [(None, True, 100.0),
-                                                                               (3, True, None)]
+                                                                               (3, True, local)]
     got = stitch(SERIES, RUNS[:1], launches)
     assert [p.step for p in got.discarded["loss/current"].points][:2] == [4, 5]  # redone from now on
     # a launch known only from the live command line: the log's bar is still the previous one's

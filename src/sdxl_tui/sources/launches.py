@@ -15,6 +15,7 @@ the ``--resume`` of the trainer's command line and the ``-state`` folders in; fr
 from __future__ import annotations
 
 import os
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -55,13 +56,25 @@ def _launch(index: int, run: EventRun | None, logged: LoggedLaunch | None, *, re
     elif resume_arg:
         folder, state, source = resume_arg, _state_of(resume_arg, states), "command line"
     step = state.step if state is not None else None
+    started = (run.first_wall or run.file_time) if run is not None else _local(logged.at if logged else None)
     return Launch(
-        index=index, started_at=(run.first_wall or run.file_time) if run is not None else None,
+        index=index, started_at=started,
         resumed_from=folder, resume_step=step, resume_epoch=state.epoch if state is not None else None,
         offset=step if step is not None and not skip else 0, own_counts=skip and folder is not None,
         source=source if step is not None else "", in_log=logged is not None,
         saved_states=logged.saved if logged is not None else (),
     )
+
+
+def _local(at: str | None) -> float | None:
+    """A ``YYYYmmddHHMMSS`` log time (the trainer's local time) as a Unix time: a launch's start
+    when it has no event folder (``--log_with`` other than tensorboard)."""
+    if not at:
+        return None
+    try:
+        return time.mktime(time.strptime(at, "%Y%m%d%H%M%S"))
+    except (ValueError, OverflowError):
+        return None
 
 
 def _chained(la: Launch, before: Sequence[Launch], logged: Sequence[LoggedLaunch | None]) -> Launch:
@@ -127,7 +140,8 @@ def find_launches(runs: Sequence[EventRun], logged: Sequence[LoggedLaunch], *, r
         rows.append((None, None))
     out: list[Launch] = []
     for i, (run, la) in enumerate(rows):
-        launch = _launch(i, run, la, resume_arg=resume_arg if i == len(rows) - 1 else None, skip_arg=skip_arg,
+        newest = i == len(rows) - 1  # the command line's options describe the newest launch only
+        launch = _launch(i, run, la, resume_arg=resume_arg if newest else None, skip_arg=skip_arg and newest,
                          states=states)
         out.append(_chained(launch, out, [r[1] for r in rows[:i]]))
     if len(out) <= 1 and not any(la.resume_step is not None for la in out):
@@ -229,8 +243,8 @@ def stitch(series: Mapping[str, Series], runs: Sequence[EventRun], launches: Seq
 
 def _launch_of(c: Checkpoint, launches: Sequence[Launch]) -> int | None:
     """The launch that wrote ``c``: by ``ss_training_started_at`` (set before the launch's
-    first scalar), else by the file's time."""
-    starts = [la.started_at for la in launches if la.started_at is not None]
+    first scalar and its ``running training`` block), else by the file's time."""
+    starts = [(la.started_at, la.index) for la in launches if la.started_at is not None]
     if not starts:
         return None
     try:
@@ -238,8 +252,9 @@ def _launch_of(c: Checkpoint, launches: Sequence[Launch]) -> int | None:
     except (KeyError, ValueError):
         began = None
     if began is not None and began == began:
-        return next((i for i, t in enumerate(starts) if t is not None and t >= began), len(launches) - 1)
-    return max(0, bisect_right([t or 0.0 for t in starts], c.mtime) - 1)
+        return next((i for t, i in starts if t >= began), launches[-1].index)
+    at = bisect_right([t for t, _ in starts], c.mtime) - 1
+    return starts[max(0, at)][1]
 
 
 def attribute_states(states: Sequence[StateDir], launches: Sequence[Launch]) -> tuple[StateDir, ...]:
