@@ -23,6 +23,9 @@ restart below where the tag's series ended (``--resume`` without
 *offset* by the previous end so each series stays monotonic in time order; the stitched step
 where every later run began is recorded in ``resume_steps`` for the chart to mark. Series
 steps are therefore "stitched" steps; they equal TensorBoard's raw steps for a single run.
+Where a run really goes on is known only beside the events (the step of the state it resumed
+from): ``sources/launches.py`` moves each run's points there, using ``runs`` (each run's
+offsets and the wall time of its first scalar).
 """
 
 from __future__ import annotations
