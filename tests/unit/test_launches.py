@@ -182,6 +182,11 @@ def test_skip_until_initial_step_with_accumulation_shows_the_trainers_counts(tmp
     final = {c.name: c for c in snap.checkpoints}["rs.safetensors"]
     assert (final.launch, final.step) == (1, -3)  # sd-scripts' own ss_steps, shown as it is
     assert "the step counts are the trainer's own" in format_status(snap)
+    # -000002 was the first launch's (the skipping launch began at epoch 3): its loss is that launch's
+    first = scalar_points(next(sorted((out / "logs").iterdir())[0].glob("network_train/events.*")))
+    second = {c.name: c for c in snap.checkpoints}["rs-000002.safetensors"]
+    assert (second.launch, second.step) == (0, 6)
+    assert second.loss_at_save == pytest.approx(next(v for s, v in first["loss/average"] if s == 6))
 
 
 def test_a_launch_newer_than_every_event_folder_counts_before_its_first_scalar() -> None:

@@ -48,6 +48,7 @@ from sdxl_tui.sources.launches import (
     attribute_states,
     find_launches,
     log_offset,
+    on_discarded_branch,
     stitch,
 )
 from sdxl_tui.sources.logfacts import LogFacts
@@ -416,7 +417,9 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
-    checkpoints = with_loss_at_save(attribute_checkpoints(obs.scan.checkpoints, stitched.launches), series, prev)
+    checkpoints = with_loss_at_save(
+        attribute_checkpoints(obs.scan.checkpoints, stitched.launches), series, prev, redone=stitched.discarded,
+        on_redone=lambda c: on_discarded_branch(c, stitched.launches))
     if state in (RunState.STOPPED, RunState.INTERRUPTED, RunState.FAILED):
         # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
         # after a finished run, a growing file is someone else's copy, timed as usual

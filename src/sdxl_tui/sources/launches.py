@@ -33,6 +33,7 @@ __all__ = [
     "describe_launch",
     "find_launches",
     "log_offset",
+    "on_discarded_branch",
     "stitch",
 ]
 
@@ -269,6 +270,14 @@ def attribute_states(states: Sequence[StateDir], launches: Sequence[Launch]) -> 
             st = replace(st, step=st.step + la.offset)
         out.append(st)
     return tuple(out)
+
+
+def on_discarded_branch(c: Checkpoint, launches: Sequence[Launch]) -> bool:
+    """Saved by a launch after the step a later launch went on from (its loss is on that branch)."""
+    if c.launch is None or c.step is None or c.launch >= len(launches):
+        return False
+    cut = launches[c.launch].discarded_after
+    return cut is not None and c.step > cut
 
 
 def attribute_checkpoints(checkpoints: Sequence[Checkpoint], launches: Sequence[Launch]) -> tuple[Checkpoint, ...]:

@@ -7,7 +7,7 @@ used by the snapshot and by the tests of the real run; fusion re-exports it.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from sdxl_tui.model import Checkpoint, RunSnapshot, ScalarPoint, Series
@@ -57,10 +57,12 @@ def loss_at(series: Mapping[str, Series], step: int) -> float | None:
 
 
 def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Series],
-                      prev: RunSnapshot | None) -> tuple[Checkpoint, ...]:
+                      prev: RunSnapshot | None, *, redone: Mapping[str, Series] | None = None,
+                      on_redone: Callable[[Checkpoint], bool] | None = None) -> tuple[Checkpoint, ...]:
     """Each checkpoint with the loss at its save (:func:`loss_point`) and the step it was
     logged at; a value is kept from the previous snapshot once the series had passed that step
-    there (later downsampling must not move it)."""
+    there (later downsampling must not move it). A checkpoint ``on_redone`` says was saved on a
+    resumed run's discarded branch takes its loss from ``redone`` (that launch's own points)."""
     settled: dict[tuple[str, float, int], tuple[float, int | None]] = {}
     if prev is not None:
         passed = _last_loss_step(prev.series)
@@ -74,7 +76,7 @@ def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Se
             continue
         value = settled.get((c.path, c.mtime, c.step))
         if value is None:
-            point = loss_point(series, c.step)
+            point = loss_point(redone if redone is not None and on_redone and on_redone(c) else series, c.step)
             value = (point.value, point.step) if point is not None else None
         out.append(c if value is None else replace(c, loss_at_save=value[0], loss_step=value[1]))
     return tuple(out)
