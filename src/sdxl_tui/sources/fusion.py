@@ -388,6 +388,14 @@ def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) ->
     return f"{reason}{saved}; {way_on}"
 
 
+def checkpoints_of(obs: Observations, stitched: Stitched, series: Mapping[str, Series],
+                   prev: RunSnapshot | None) -> tuple[Checkpoint, ...]:
+    """The checkpoints with their launch, true step and loss at the save (its own branch's)."""
+    return with_loss_at_save(
+        attribute_checkpoints(obs.scan.checkpoints, stitched.launches), series, prev, redone=stitched.discarded,
+        on_redone=lambda c: on_discarded_branch(c, stitched.launches))
+
+
 def relaunch(obs: Observations, stitched: Stitched, pos: Position) -> tuple[Position, bool]:
     """A live resumed trainer the log does not show yet (its command line says ``--resume``):
     the position it will go on from, and True (the previous launch's end is not the run's)."""
@@ -417,9 +425,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
-    checkpoints = with_loss_at_save(
-        attribute_checkpoints(obs.scan.checkpoints, stitched.launches), series, prev, redone=stitched.discarded,
-        on_redone=lambda c: on_discarded_branch(c, stitched.launches))
+    checkpoints = checkpoints_of(obs, stitched, series, prev)
     if state in (RunState.STOPPED, RunState.INTERRUPTED, RunState.FAILED):
         # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
         # after a finished run, a growing file is someone else's copy, timed as usual
