@@ -91,6 +91,34 @@ def test_second_reader_reads_only_new_bytes_and_equals_a_fresh_read(tmp_path: Pa
     cached.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_prefetch_child_saves_the_cache_it_hands_over(tmp_path: Path) -> None:
+    """The child writes the cache (it encoded the state for the hand-over anyway); the parent
+    adopts it without writing it again, and saves only what it read itself afterwards."""
+    run, _f1, f2 = _run(tmp_path)
+    cache = EventCache([str(run)], 300, base=tmp_path / "cache")
+    reader = EventReader([run], max_points=300, cache=cache)
+    assert reader.prefetch(min_bytes=0) is True
+    up = reader.refresh()
+    assert up.bytes_read == sum(p.stat().st_size for p in run.rglob("events.*"))
+    assert cache.path.is_file() and reader._unsaved == 0  # written by the child
+    written = cache.path.stat().st_mtime_ns
+    reader.close()
+    assert cache.path.stat().st_mtime_ns == written  # nothing new: not written again
+    again = EventReader([run], max_points=300, cache=cache)
+    assert again.refresh().bytes_read == 0 and again.from_cache and _same(_view(again), _view(reader))
+    with open(f2, "ab") as f:
+        f.write(_records(range(1500, 1600), seed=2))
+    grown = EventReader([run], max_points=300, cache=cache)
+    assert grown.prefetch(min_bytes=0) is True
+    assert grown.refresh().bytes_read > 0 and grown.from_cache
+    grown.close()
+    fresh = EventReader([run], max_points=300)
+    fresh.refresh()
+    last = EventReader([run], max_points=300, cache=cache)
+    assert last.refresh().bytes_read == 0 and _same(_view(last), _view(fresh))
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "flipped"])
 def test_a_damaged_cache_is_ignored(tmp_path: Path, damage: str) -> None:
     run, _f1, _f2 = _run(tmp_path, n=500)

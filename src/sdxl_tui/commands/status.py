@@ -97,30 +97,58 @@ def _prefetch_events(run_dir: str, logs_dir: str | None, settings: Any) -> Any:
     return reader
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings, or the ConfigError that says why not."""
+    from sdxl_tui.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config_path=args.config)
+    except ConfigError as exc:
+        return exc
+
+
 def run(args: argparse.Namespace) -> int:
     # One short-lived snapshot: the cyclic garbage collector would only re-scan the tens of
     # thousands of points and tokens the readers build (about a tenth of a cold status);
     # reference counting still frees everything as usual.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    events = None
     try:
-        return _run(args)
+        run_dir = os.path.abspath(os.path.expanduser(args.dir))
+        problem = _check_dir(run_dir, args.dir)
+        if problem is not None:
+            return problem
+        settings = None if getattr(args, "watch", False) else _settings(args)
+        if settings is not None and not isinstance(settings, Exception):
+            # Start decoding the event files on the second core before the other readers
+            # are imported: it is most of a cold status and needs nothing else (see
+            # EventReader.prefetch). A folder of runs, or a run holding runs, drops it.
+            use_cache = settings.cache.enabled and not args.no_cache
+            events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
+        return _run(args, run_dir, settings, events)
     finally:
+        if events is not None:
+            events.close()
         if gc_was_enabled:
             gc.enable()
 
 
-def _run(args: argparse.Namespace) -> int:
-    run_dir = os.path.abspath(os.path.expanduser(args.dir))
+def _check_dir(run_dir: str, given: str) -> int | None:
+    """The exit status for a DIR that cannot be read at all, or None."""
     if not os.path.exists(run_dir):
-        _err(f"no such directory: {args.dir}")
+        _err(f"no such directory: {given}")
         return 2
     if not os.path.isdir(run_dir):
-        _err(f"not a directory: {args.dir}")
+        _err(f"not a directory: {given}")
         return 2
     if not os.access(run_dir, os.R_OK | os.X_OK):
-        _err(f"cannot read {args.dir}: permission denied")
+        _err(f"cannot read {given}: permission denied")
         return 1
+    return None
+
+
+def _run(args: argparse.Namespace, run_dir: str, settings: Any, events: Any) -> int:
     below: tuple[str, ...] = ()
     if not (args.log or args.logs_dir or getattr(args, "single", False)):
         from sdxl_tui.commands.runs_status import route
@@ -137,17 +165,13 @@ def _run(args: argparse.Namespace) -> int:
             _err(problem)
             return 2
         return status_watch.watch(args, run_dir, format_status)
-    from sdxl_tui.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings(config_path=args.config)
-    except ConfigError as exc:
-        _err(str(exc))
+    if isinstance(settings, Exception):
+        _err(str(settings))
         return 2
     use_cache = settings.cache.enabled and not args.no_cache
-    # Start decoding the event files on the second core before anything heavy is imported:
-    # it is most of a cold status and needs nothing else (see EventReader.prefetch).
-    events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
+    if events is not None and below:
+        events.close()  # read for DIR; a run holding runs reads its own logs/ only
+        events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
     try:
         from sdxl_tui.sources.rundir import read_run
 

@@ -111,6 +111,10 @@ class EventCache:
             return False
         return self.file.write(data)
 
+    def save_encoded(self, data: bytes) -> bool:
+        """Write a state already encoded by ``encode_state`` (a prefetch child's)."""
+        return self.file.write(data)
+
 
 def _still_valid(state: EventState) -> bool:
     for fs in state.files.values():

@@ -41,7 +41,11 @@ from sdxl_tui.sources.eventstate import EventState, StateStore, decode_state, en
 from sdxl_tui.sources.forked import ForkedCall, can_fork
 from sdxl_tui.sources.series import SeriesAccumulator, build_points
 
-__all__ = ["EventReader", "EventsUpdate"]
+__all__ = ["EventReader", "EventsUpdate", "Prefetched"]
+
+#: A prefetch child's hand-over: (encoded state, problems, (reset, bytes, records, pending),
+#: whether it saved the state to the cache).
+Prefetched = tuple[bytes, list[str], tuple[bool, int, int, int], bool]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +139,7 @@ class EventReader(RecordDecoder):
             roots = [roots]
         self.roots: tuple[str, ...] = tuple(os.fspath(r) for r in roots)
         self.max_points = max_points
-        self._fork: ForkedCall[tuple[bytes, list[str], tuple[bool, int, int, int]]] | None = None
+        self._fork: ForkedCall[Prefetched] | None = None
         self._cache = cache
         self._cache_tried = False
         self._read_any = False  # a refresh ran (a prefetch then makes no sense)
@@ -202,8 +206,15 @@ class EventReader(RecordDecoder):
         if self._fork is not None or self._read_any:
             return False
         self._load_cache()
-        if not can_fork():
+        if not can_fork() or self._left_to_read() < min_bytes:
             return False
+        try:
+            self._fork = ForkedCall(lambda: self.first_read(save=True))
+        except OSError:
+            return False
+        return True
+
+    def _left_to_read(self) -> int:
         total = 0
         for _key, _t, path in discover_event_files(self.roots, []):
             try:
@@ -212,19 +223,20 @@ class EventReader(RecordDecoder):
                 continue
             fs = self._files.get(path)
             total -= fs.offset if fs is not None else 0
-        if total < min_bytes:
-            return False
+        return total
 
-        def first_read() -> tuple[bytes, list[str], tuple[bool, int, int, int]]:
-            problems: list[str] = []
-            counts = self._read_all(problems)
-            return encode_state(self._state()), problems, counts
+    def first_read(self, *, save: bool = False) -> Prefetched:
+        """A prefetch child's work: the first read (from the cache, if any) as a hand-over.
 
-        try:
-            self._fork = ForkedCall(first_read)
-        except OSError:
-            return False
-        return True
+        ``save``: also save the cache here (the state is encoded for the hand-over anyway),
+        so the parent need not encode and write it again after adopting it.
+        """
+        self._load_cache()
+        problems: list[str] = []
+        counts = self._read_all(problems)
+        data = encode_state(self._state())
+        saved = save and self._cache is not None and self._cache.save_encoded(data)
+        return data, problems, counts, saved
 
     def close(self) -> None:
         """Stop and reap a prefetch child (idempotent); save the cache if something is unsaved."""
@@ -234,8 +246,9 @@ class EventReader(RecordDecoder):
         if self._unsaved:
             self._save_cache()
 
-    def _adopt(self) -> tuple[list[str], tuple[bool, int, int, int]] | None:
-        """Take over the prefetch child's state; None when it failed (then read normally)."""
+    def _adopt(self) -> tuple[list[str], tuple[bool, int, int, int], bool] | None:
+        """Take over the prefetch child's state (and whether it saved it); None when it failed
+        (then read normally)."""
         fork, self._fork = self._fork, None
         if fork is None:
             return None
@@ -243,13 +256,15 @@ class EventReader(RecordDecoder):
         fork.close()  # reaps it if it was still exiting
         if got is None:
             return None
-        data, problems, counts = got
+        data, problems, counts, saved = got
         try:
             self._set_state(decode_state(data))
         except ValueError:
             self._reset_state()
             return None
-        return list(problems), counts
+        if saved:
+            self._saved_at = time.monotonic()
+        return list(problems), counts, saved
 
     def _state(self) -> EventState:
         return EventState(self.max_points, self._files, self._runs, self._acc, self._resume, self._problems,
@@ -290,13 +305,16 @@ class EventReader(RecordDecoder):
         if adopted is not None:
             problems.extend(adopted[0])
         reset, bytes_read, records, pending = self._read_all(problems)
+        unsaved = bytes_read + (1 if reset else 0)
         if adopted is not None:
             reset = reset or adopted[1][0]
             bytes_read += adopted[1][1]
             records += adopted[1][2]
+            if not adopted[2]:  # the child did not save what it read: this process will
+                unsaved += adopted[1][1] + (1 if adopted[1][0] else 0)
         self._read_any = True
         self.bytes_read_total += bytes_read
-        self._unsaved += bytes_read + (1 if reset else 0)
+        self._unsaved += unsaved
         update = self._finish(problems, reset, bytes_read, records, pending)
         if self._unsaved and (self._saved_at is None or self._unsaved >= _SAVE_BYTES
                               or time.monotonic() - self._saved_at >= _SAVE_SECONDS):
