@@ -35,7 +35,16 @@ from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
 from sdxl_tui.formats.statedir import RunRecord, read_stop_record
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
-from sdxl_tui.sources.cache import CacheFile, event_cache, headers_cache, load_headers, save_headers
+from sdxl_tui.sources.cache import (
+    CacheFile,
+    event_cache,
+    headers_cache,
+    load_headers,
+    load_log,
+    log_cache,
+    save_headers,
+    save_log,
+)
 from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
@@ -146,6 +155,8 @@ class RunReader:
         self._tail: LogTail | None = None
         self._parser = LogParser()
         self._log_file: str | None = None
+        self._log_cache: CacheFile | None = None
+        self._log_unsaved = False  # the log was read since its state was cached
         self._events = None
         self._event_roots = ()
         self._dir_id: tuple[int, int] | None = None
@@ -185,10 +196,11 @@ class RunReader:
         """Feed the parser with new log bytes; returns (facts, problems)."""
         problems: list[str] = []
         if self._tail is None or path != self._log_file:
-            self._tail = LogTail(path, initial_tail_bytes=self._log_tail_bytes, head_bytes=self._log_head_bytes)
-            self._parser = LogParser()
+            self._save_log()
+            self._tail, self._parser = self._log_reader(path)
             self._log_file = path
         read = self._tail.read()
+        self._log_unsaved = self._log_unsaved or read.changed
         if read.truncated or read.rotated:
             # The log started over (a new run with `>`, or rotation): parse it afresh.
             self._parser = LogParser()
@@ -199,6 +211,21 @@ class RunReader:
             self._parser.feed(read.segments)
         problems.extend(read.problems)
         return self._parser.facts, problems
+
+    def _log_reader(self, path: str) -> tuple[LogTail, LogParser]:
+        """A tail and parser for ``path``: with the cache on, where the last reader stopped."""
+        self._log_cache = None
+        if self._use_cache:
+            self._log_cache = log_cache(path, self._log_tail_bytes, self._log_head_bytes, self._settings)
+            cached = load_log(self._log_cache, path) if self._log_cache is not None else None
+            if cached is not None:
+                return cached
+        return LogTail(path, initial_tail_bytes=self._log_tail_bytes, head_bytes=self._log_head_bytes), LogParser()
+
+    def _save_log(self) -> None:
+        if self._log_unsaved and self._log_cache is not None and self._tail is not None:
+            save_log(self._log_cache, self._tail, self._parser)
+        self._log_unsaved = False
 
     def _event_reader(self, logging_dir: str | None) -> EventReader:
         roots: list[str] = []
@@ -307,11 +334,13 @@ class RunReader:
         return total
 
     def close(self) -> None:
-        """Stop a prefetch child (the only resource held between refreshes besides file fds)."""
+        """Stop a prefetch child (the only resource held between refreshes besides file fds);
+        with the cache on, remember where the log was read to."""
         if self._events is not None:
             self._events.close()
         if self._tail is not None:
             self._tail.close()
+            self._save_log()
 
     # -------------------------------------------------------------------------- refresh
 
