@@ -9,7 +9,6 @@ Each subcommand lives in ``sdxl_tui.commands.<name>`` with two functions,
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import os
 import re
@@ -69,6 +68,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         match = re.match(r"unrecognized arguments: (.*)", message)
         if match:
+            import difflib  # only for a "did you mean": not on every start
+
             known = [o for action in self._actions for o in action.option_strings]
             hints = []
             for word in match.group(1).split():
@@ -145,6 +146,8 @@ def _not_a_command(word: str) -> str | None:
         return None
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", word):
         return None
+    import difflib  # only for a "did you mean": not on every start
+
     close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ", nor a directory."
     lines = [f"sdxl-tui: '{word}' is not a command{hint}"]
@@ -179,3 +182,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+

@@ -277,7 +277,9 @@ def test_checkpoint_headers_are_remembered_while_their_files_are_unchanged(tmp_p
 
 def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
     """``sdxl-tui status`` (text and JSON, cold and warm) imports no Textual, numpy, pandas,
-    tbparse, protobuf, rich or Pillow: a cold status is mostly interpreter start and imports."""
+    tbparse, protobuf, rich or Pillow: a cold status is mostly interpreter start and imports;
+    nor what only other runs need (the TOML parser without a TOML file, subprocess without a
+    Slurm job, socket, difflib without a typo)."""
     import subprocess
     import sys
 
@@ -288,7 +290,8 @@ def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    for extra in ([], ['--json'], ['--json']):\n"
         f"        assert main(['status', {str(run)!r}, '--no-gpu', *extra]) == 0\n"
-        "heavy = {'textual', 'numpy', 'pandas', 'tbparse', 'tensorboard', 'google', 'rich', 'PIL', 'torch'}\n"
+        "heavy = {'textual', 'numpy', 'pandas', 'tbparse', 'tensorboard', 'google', 'rich', 'PIL', 'torch',\n"
+        "         'tomllib', 'subprocess', 'socket', 'difflib'}\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}

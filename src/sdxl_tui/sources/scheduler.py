@@ -16,13 +16,11 @@ one-shot commands, at a slow interval (``refresh.scheduler_interval``).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sdxl_tui.formats.nvidia_smi import parse_query_gpu, query_argv
 from sdxl_tui.formats.slurm import (
     ACTIVE_STATES,
     END_NAME,
@@ -72,6 +70,8 @@ Runner = Callable[[Sequence[str]], CommandResult]
 
 def run_command(argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> CommandResult:
     """Run ``argv`` (no shell), stdin from /dev/null, output captured as text."""
+    import subprocess  # only a Slurm run asks anything (a local run's status never imports it)
+
     try:
         res = subprocess.run(list(argv), capture_output=True, text=True, errors="replace", timeout=timeout,
                              stdin=subprocess.DEVNULL, env=None if env is None else dict(env), check=False)
@@ -175,6 +175,8 @@ def remote_gpu(status: SchedulerStatus, *, runner: Runner = run_command, now: fl
     step all give ``available=False`` with a reason that starts "GPU figures not available
     from here", so the panel says it instead of showing this machine's GPUs.
     """
+    from sdxl_tui.formats.nvidia_smi import parse_query_gpu, query_argv
+
     taken = time.time() if now is None else now
     if status.state != "RUNNING":
         return GpuStatus(available=False, reason=f"{GPU_UNAVAILABLE}: Slurm job {status.job_id} is not running",
