@@ -225,7 +225,7 @@ def _packaged() -> Mapping[str, Any]:
     except OSError:  # pragma: no cover - a zipped install
         from importlib import resources
 
-        text = resources.files("sdxl_tui").joinpath("data", _DATA).read_text("utf-8")
+        text = resources.files("sdxl_tui").joinpath(f"data/{_DATA}").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return MappingProxyType(data)
 
