@@ -186,6 +186,11 @@ class EventReader(RecordDecoder):
     def last_wall_time(self) -> float | None:
         return self._last_wall
 
+    @property
+    def prefetching(self) -> bool:
+        """A prefetch child is reading; the next ``refresh`` waits for it."""
+        return self._fork is not None
+
     # -- first read in a forked child ----------------------------------------------------
 
     def prefetch(self, *, min_bytes: int = 2 << 20) -> bool:

@@ -425,6 +425,8 @@ class RunReader:
         remote = self._scheduler.sample_gpu()  # a Slurm job's GPUs are its node's, not this machine's
         gpu = remote if remote is not None else self._gpu_status(tuple(p.pid for p in tree.all()) if tree else ())
         events = self._event_reader(logging_dir_of(log, options))
+        if events.prefetching:
+            self._save_log()  # while the prefetch child finishes (else on close)
         if readable:
             events.refresh()
         problems.extend(events.problems)
