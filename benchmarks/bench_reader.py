@@ -103,6 +103,7 @@ def _child(cmd: list[str], cache_home: Path | None = None) -> tuple[float, int, 
     env = dict(CHILD_ENV)
     if cache_home is not None:
         env["XDG_CACHE_HOME"] = str(cache_home)
+    env["SDXL_TUI_BENCH_SPAWNED_AT"] = repr(time.time())  # the first-frame child's start (bench_tui.py)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = proc.stdout.read() if proc.stdout is not None else b""

@@ -199,6 +199,27 @@ def test_concurrent_writers_leave_whole_files(tmp_path: Path) -> None:
     assert not [p for p in cache.path.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_call_wait_says_whether_the_result_is_there(tmp_path: Path) -> None:
+    """``wait(timeout)`` is False while the child works and True once its result is there."""
+    gate_r, gate_w = os.pipe()
+
+    def held() -> str:
+        os.read(gate_r, 1)  # the child works until the test lets it finish
+        return "done"
+
+    call = ForkedCall(held)
+    try:
+        assert call.wait(0.05) is False
+        os.write(gate_w, b"x")
+        assert call.wait(60) is True
+        assert call.result() == "done" and call.wait(0) is True
+    finally:
+        call.close()
+        os.close(gate_r)
+        os.close(gate_w)
+
+
 def test_forked_call_returns_the_childs_value_or_none(tmp_path: Path) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -140,6 +140,7 @@ class EventReader(RecordDecoder):
         self.roots: tuple[str, ...] = tuple(os.fspath(r) for r in roots)
         self.max_points = max_points
         self._fork: ForkedCall[Prefetched] | None = None
+        self._settled: tuple[list[str], tuple[bool, int, int, int], bool] | None = None  # see settle()
         self._cache = cache
         self._cache_tried = False
         self._read_any = False  # a refresh ran (a prefetch then makes no sense)
@@ -191,9 +192,13 @@ class EventReader(RecordDecoder):
         """A prefetch child is reading; the next ``refresh`` waits for it."""
         return self._fork is not None
 
+    def prefetch_done(self, timeout: float) -> bool:
+        """Whether a prefetch child (if any) finishes within ``timeout`` seconds."""
+        return self._fork is None or self._fork.wait(timeout)
+
     # -- first read in a forked child ----------------------------------------------------
 
-    def prefetch(self, *, min_bytes: int = 2 << 20) -> bool:
+    def prefetch(self, *, min_bytes: int = 2 << 20, then: Callable[[], object] | None = None) -> bool:
         """Start the first read in a forked child process; the next ``refresh`` adopts it.
 
         Why: decoding 200,000 records is most of a cold start, and it does not depend on
@@ -206,6 +211,8 @@ class EventReader(RecordDecoder):
 
         Only for single-threaded callers (``fork``); does nothing on a later read, without
         ``os.fork``, on one CPU, or when fewer than ``min_bytes`` are left to read.
+        ``then`` runs in the child after the read, before the hand-over (``RunReader``'s
+        whole first read: it leaves the log's and the checkpoints' state in the cache).
         Returns whether a child was started.
         """
         if self._fork is not None or self._read_any:
@@ -214,7 +221,7 @@ class EventReader(RecordDecoder):
         if not can_fork() or self._left_to_read() < min_bytes:
             return False
         try:
-            self._fork = ForkedCall(lambda: self.first_read(save=True))
+            self._fork = ForkedCall(lambda: self.first_read(save=True, then=then))
         except OSError:
             return False
         return True
@@ -230,18 +237,28 @@ class EventReader(RecordDecoder):
             total -= fs.offset if fs is not None else 0
         return total
 
-    def first_read(self, *, save: bool = False) -> Prefetched:
+    def first_read(self, *, save: bool = False, then: Callable[[], object] | None = None) -> Prefetched:
         """A prefetch child's work: the first read (from the cache, if any) as a hand-over.
 
         ``save``: also save the cache here (the state is encoded for the hand-over anyway),
-        so the parent need not encode and write it again after adopting it.
+        so the parent need not encode and write it again after adopting it. ``then``: more
+        work for the child before it hands over.
         """
         self._load_cache()
         problems: list[str] = []
         counts = self._read_all(problems)
         data = encode_state(self._state())
         saved = save and self._cache is not None and self._cache.save_encoded(data)
+        if then is not None:
+            then()
         return data, problems, counts, saved
+
+    def settle(self) -> None:
+        """Wait for a prefetch child now and take over its state; the next ``refresh`` goes on
+        from there (for a caller that needs the child's other work done first)."""
+        if self._fork is not None:
+            self._load_cache()
+            self._settled = self._adopt()
 
     def close(self) -> None:
         """Stop and reap a prefetch child (idempotent); save the cache if something is unsaved."""
@@ -306,7 +323,7 @@ class EventReader(RecordDecoder):
         """Read whatever was appended since the last call. Never raises for file problems."""
         problems: list[str] = []
         self._load_cache()
-        adopted = self._adopt() if self._fork is not None else None
+        adopted, self._settled = self._settled or (self._adopt() if self._fork is not None else None), None
         if adopted is not None:
             problems.extend(adopted[0])
         reset, bytes_read, records, pending = self._read_all(problems)

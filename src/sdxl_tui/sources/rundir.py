@@ -47,6 +47,7 @@ from sdxl_tui.sources.cache import (
 )
 from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
+from sdxl_tui.sources.forked import ForkedCall
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.sources.logfacts import LogFacts
@@ -130,6 +131,7 @@ class RunReader:
         self._clock = clock
         self._settings = settings or Settings()
         self._use_cache = cache
+        self._side: ForkedCall[bool] | None = None  # the log and headers child (prefetch_first_read)
         self._headers_file: CacheFile | Literal[False] | None = None
         self._last_proc_at: float | None = None
         self._tree: ProcessTree | None = None
@@ -262,6 +264,48 @@ class RunReader:
             return False
         return self._event_reader(None).prefetch()
 
+    def prefetch_first_read(self) -> bool:
+        """The whole first read in forked children: one decodes the event files (their state
+        is handed over), another reads the log and the checkpoint headers and leaves their
+        state in the cache.
+
+        For a caller whose own process is busy meanwhile (the dashboard imports Textual): the
+        first ``refresh`` waits for both children, then takes the event state and loads the
+        log's and the headers' from the cache, so each byte is still read once. Without the
+        cache only the event files are prefetched (``prefetch_events``).
+        """
+        if not self.prefetch_events() or not self._use_cache:
+            return False
+
+        def log_and_headers() -> bool:  # in the child: its result is the cache it leaves
+            self._read_log(self._log_candidate())
+            self._save_log()
+            self._scan_checkpoints()
+            return True
+
+        try:
+            self._side = ForkedCall(log_and_headers)
+        except OSError:
+            return False
+        return True
+
+    def prefetch_done(self, timeout: float) -> bool:
+        """Whether the prefetch children (if any) finish within ``timeout`` seconds: then the
+        first ``refresh`` is quick (the state is handed over or in the cache)."""
+        deadline = time.monotonic() + timeout
+        if self._side is not None and not self._side.wait(timeout):
+            return False
+        return self._events is None or self._events.prefetch_done(deadline - time.monotonic())
+
+    def _settle_prefetch(self) -> None:
+        """Before the first read: wait for the prefetch children (see ``prefetch_first_read``)."""
+        side, self._side = self._side, None
+        if side is not None:
+            side.result()
+            side.close()
+            if self._events is not None:
+                self._events.settle()
+
     def _sample_procs(self, now: float) -> None:
         if not self._process_known:
             return
@@ -336,6 +380,9 @@ class RunReader:
     def close(self) -> None:
         """Stop a prefetch child (the only resource held between refreshes besides file fds);
         with the cache on, remember where the log was read to."""
+        if self._side is not None:
+            self._side.close()
+            self._side = None
         if self._events is not None:
             self._events.close()
         if self._tail is not None:
@@ -398,6 +445,7 @@ class RunReader:
 
     def _observe(self, now: float, problems: list[str]) -> Observations:
         """Ask every sub-reader what changed (the only I/O of a refresh)."""
+        self._settle_prefetch()  # the children's log and header state is in the cache now
         readable = os.access(self.run_dir, os.R_OK | os.X_OK)
         if not readable:
             problems.append(f"permission denied: {self.run_dir}")
