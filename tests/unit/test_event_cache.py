@@ -313,6 +313,7 @@ def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
         f"        assert main(['status', {str(run)!r}, '--no-gpu', *extra]) == 0\n"
         "heavy = {'textual', 'numpy', 'pandas', 'tbparse', 'tensorboard', 'google', 'rich', 'PIL', 'torch',\n"
         "         'tomllib', 'subprocess', 'socket', 'difflib'}\n"
+        "assert 'sdxl_tui.formats.slurm' not in sys.modules\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}

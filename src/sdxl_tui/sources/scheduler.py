@@ -20,22 +20,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sdxl_tui.formats.slurm import (
-    ACTIVE_STATES,
-    END_NAME,
-    FINAL_STATES,
-    SACCT_FIELDS,
-    SQUEUE_FORMAT,
-    JobInfo,
-    parse_end_record,
-    parse_sacct,
-    parse_scontrol_job,
-    parse_squeue,
-    queue_position,
-)
 from sdxl_tui.formats.statedir import RECORD_NAME, STATE_DIR, read_json, read_run_record
 from sdxl_tui.model import GpuStatus, SchedulerStatus
+
+if TYPE_CHECKING:  # formats/slurm is imported only for a run submitted to Slurm
+    from sdxl_tui.formats.slurm import JobInfo
 
 __all__ = [
     "CommandResult",
@@ -125,28 +116,30 @@ def _merge(base: JobInfo | None, more: JobInfo | None) -> JobInfo | None:
 def query_job(job_id: str, *, runner: Runner = run_command, state_dir: str | os.PathLike[str] | None = None,
               cluster: str | None = None, position: bool = True) -> SchedulerStatus:
     """Slurm's view of ``job_id``: squeue, scontrol for an ended job, sacct, the end record."""
+    from sdxl_tui.formats import slurm  # only a run submitted to Slurm gets here
+
     problems: list[str] = []
     info: JobInfo | None = None
-    res = runner(["squeue", "-h", "-t", "all", "-j", job_id, "-o", SQUEUE_FORMAT])
+    res = runner(["squeue", "-h", "-t", "all", "-j", job_id, "-o", slurm.SQUEUE_FORMAT])
     if res.returncode == 0:
-        info = parse_squeue(res.stdout).get(job_id)
+        info = slurm.parse_squeue(res.stdout).get(job_id)
     elif "Invalid job id" not in res.stderr:
         problems.append(f"squeue: {res.first_error}")
-    if res.returncode != 127 and (info is None or info.state not in ACTIVE_STATES or info.state == "COMPLETING"):
+    if res.returncode != 127 and (info is None or info.state not in slurm.ACTIVE_STATES or info.state == "COMPLETING"):
         sc = runner(["scontrol", "show", "job", "-o", job_id])
         if sc.returncode == 0:
-            info = _merge(info, parse_scontrol_job(sc.stdout))
+            info = _merge(info, slurm.parse_scontrol_job(sc.stdout))
         if info is None or info.state is None:
-            acct = runner(["sacct", "-P", "-n", "-X", "-j", job_id, "-o", ",".join(SACCT_FIELDS)])
+            acct = runner(["sacct", "-P", "-n", "-X", "-j", job_id, "-o", ",".join(slurm.SACCT_FIELDS)])
             if acct.returncode == 0:
-                info = _merge(info, parse_sacct(acct.stdout, job_id))
+                info = _merge(info, slurm.parse_sacct(acct.stdout, job_id))
             elif info is None:
                 why = acct.first_error
                 problems.append(f"job {job_id} is no longer known to the controller and sacct cannot tell ({why})"
                                 if "not found" not in why else why)
-    if state_dir is not None and (info is None or info.state in FINAL_STATES):
-        end = read_json(Path(state_dir) / END_NAME)
-        ended = parse_end_record(end, job_id) if end is not None else None
+    if state_dir is not None and (info is None or info.state in slurm.FINAL_STATES):
+        end = read_json(Path(state_dir) / slurm.END_NAME)
+        ended = slurm.parse_end_record(end, job_id) if end is not None else None
         info = _merge(info, ended) if info is not None else ended
     if info is None:
         return SchedulerStatus(kind="slurm", job_id=job_id, cluster=cluster,
@@ -157,8 +150,8 @@ def query_job(job_id: str, *, runner: Runner = run_command, state_dir: str | os.
         if info.partition:
             args[2:2] = ["-p", info.partition]
         order = runner(args)
-        pos = queue_position(order.stdout, job_id) if order.returncode == 0 else None
-    active = info.state in ACTIVE_STATES
+        pos = slurm.queue_position(order.stdout, job_id) if order.returncode == 0 else None
+    active = info.state in slurm.ACTIVE_STATES
     return SchedulerStatus(
         kind="slurm", job_id=job_id, state=info.state, reason=info.reason, node=info.nodes,
         queue_position=pos, time_limit=info.time_limit, elapsed=info.elapsed,
@@ -239,6 +232,8 @@ class SchedulerWatcher:
         if record is None:
             return None
         now = self._clock()
+        from sdxl_tui.formats.slurm import FINAL_STATES  # a Slurm run's (local runs return above)
+
         final = self._status is not None and self._status.state in FINAL_STATES
         due = self._asked_at is None or now - self._asked_at >= (self.interval * 6 if final else self.interval)
         if due:
