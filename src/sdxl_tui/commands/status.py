@@ -15,6 +15,10 @@ import sys
 import time
 from typing import Any
 
+#: One snapshot, written and flushed: the process may skip the interpreter's teardown
+#: (``cli.entry``).
+QUICK_EXIT = True
+
 DESCRIPTION = """\
 Read a kohya-ss sd-scripts run directory (the trainer's --output_dir) once and print its
 state: waiting, loading, caching, training, sampling, saving, finished, failed, interrupted
