@@ -281,6 +281,7 @@ def _measure(args: argparse.Namespace, run: Path, results: dict[str, object]) ->
                    status_median_s=wall, status_cpu_median_s=cpu, status_rss_mb=rss / 1e6)
     wall, cpu, _rss, out = _medians(status_cmd(run), args.repeat, warm, fresh=False)
     results.update(warm_median_s=wall, warm_cpu_median_s=cpu)
+    _measure_floor(args, run, warm, results)
     if not args.skip_tbparse:
         _child(tbparse_cmd(run / "logs"))  # warm-up (bytecode of pandas etc.)
         wall, cpu, _rss, out = _medians(tbparse_cmd(run / "logs"), args.tbparse_repeat, None, fresh=True)
@@ -297,6 +298,36 @@ def _measure(args: argparse.Namespace, run: Path, results: dict[str, object]) ->
             frames.append((float(out.decode().strip().splitlines()[-1]), wall, cpu))
         results.update(frame_cold_s=frames[0][0], frame_cold_cpu_s=frames[0][2],
                        frame_warm_s=frames[1][0], frame_warm_cpu_s=frames[1][2])
+
+
+def modules_cmd(run_dir: Path) -> list[str]:
+    """A warm ``status --json`` in-process; prints the modules it imported, in import order."""
+    code = (
+        "import contextlib, io, sys\n"
+        "before = set(sys.modules)\n"
+        "from sdxl_tui.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['status', sys.argv[1], '--json'])\n"
+        "print(','.join(m for m in sys.modules if m not in before and not m.startswith('__main__')))\n"
+    )
+    return [sys.executable, "-c", code, str(run_dir)]
+
+
+def imports_cmd(modules: str) -> list[str]:
+    """A new process that only imports ``modules`` (and ends as status does, ``os._exit``)."""
+    code = "import importlib, os, sys\nfor m in sys.argv[1].split(','):\n    importlib.import_module(m)\nos._exit(0)\n"
+    return [sys.executable, "-c", code, modules]
+
+
+def _measure_floor(args: argparse.Namespace, run: Path, cache: Path, results: dict[str, object]) -> None:
+    """What a warm status cannot go below: the interpreter's start, and the start plus the
+    imports of exactly the modules a warm status imports (measured alone, nothing read)."""
+    _wall, _rc, _rss, out, _cpu = _child(modules_cmd(run), cache)
+    modules = out.decode().strip().splitlines()[-1]
+    wall, cpu, _rss, _out = _medians([sys.executable, "-c", "pass"], args.repeat, None, fresh=True)
+    results.update(python_start_s=wall, python_start_cpu_s=cpu)
+    wall, cpu, _rss, _out = _medians(imports_cmd(modules), args.repeat, None, fresh=True)
+    results.update(imports_floor_s=wall, imports_floor_cpu_s=cpu, imports_floor_modules=modules.count(",") + 1)
 
 
 def _measure_big(args: argparse.Namespace, results: dict[str, object]) -> None:
@@ -325,6 +356,9 @@ def _rows(args: argparse.Namespace, r: dict[str, object]) -> list[tuple[str, str
          "<= 0.25 s"),
         ("  warm: the second call, run unchanged (median)", f"{f('warm_median_s')}  CPU {f('warm_cpu_median_s')}",
          "<= 0.1 s"),
+        ("  floor: python -c pass (median)", f"{f('python_start_s')}  CPU {f('python_start_cpu_s')}", ""),
+        (f"  floor: start + the {r['imports_floor_modules']} modules a warm status imports, alone",
+         f"{f('imports_floor_s')}  CPU {f('imports_floor_cpu_s')}", ""),
     ]
     if "tbparse_median_s" in r:
         rows.append(("tbparse SummaryReader(...).scalars (same files)",
