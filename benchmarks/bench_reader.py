@@ -321,13 +321,23 @@ def imports_cmd(modules: str) -> list[str]:
 
 def _measure_floor(args: argparse.Namespace, run: Path, cache: Path, results: dict[str, object]) -> None:
     """What a warm status cannot go below: the interpreter's start, and the start plus the
-    imports of exactly the modules a warm status imports (measured alone, nothing read)."""
+    imports of exactly the modules a warm status imports (measured alone, nothing read);
+    interleaved with warm status runs, so that all three see the same load."""
     _wall, _rc, _rss, out, _cpu = _child(modules_cmd(run), cache)
     modules = out.decode().strip().splitlines()[-1]
-    wall, cpu, _rss, _out = _medians([sys.executable, "-c", "pass"], args.repeat, None, fresh=True)
-    results.update(python_start_s=wall, python_start_cpu_s=cpu)
-    wall, cpu, _rss, _out = _medians(imports_cmd(modules), args.repeat, None, fresh=True)
-    results.update(imports_floor_s=wall, imports_floor_cpu_s=cpu, imports_floor_modules=modules.count(",") + 1)
+    cmds = {"python_start": [sys.executable, "-c", "pass"], "imports_floor": imports_cmd(modules),
+            "floor_warm": status_cmd(run)}
+    got: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+    for _ in range(args.repeat):
+        for key, cmd in cmds.items():
+            wall, rc, _rss, _out, cpu = _child(cmd, cache)
+            if rc != 0:
+                raise SystemExit(f"{cmd[1:3]} failed with {rc}")
+            got[key].append((wall, cpu))
+    for key, runs in got.items():
+        results[f"{key}_s"] = statistics.median(w for w, _c in runs)
+        results[f"{key}_cpu_s"] = statistics.median(c for _w, c in runs)
+    results["imports_floor_modules"] = modules.count(",") + 1
 
 
 def _measure_big(args: argparse.Namespace, results: dict[str, object]) -> None:
@@ -359,6 +369,8 @@ def _rows(args: argparse.Namespace, r: dict[str, object]) -> list[tuple[str, str
         ("  floor: python -c pass (median)", f"{f('python_start_s')}  CPU {f('python_start_cpu_s')}", ""),
         (f"  floor: start + the {r['imports_floor_modules']} modules a warm status imports, alone",
          f"{f('imports_floor_s')}  CPU {f('imports_floor_cpu_s')}", ""),
+        ("  floor: a warm status between those runs (median)", f"{f('floor_warm_s')}  CPU {f('floor_warm_cpu_s')}",
+         ""),
     ]
     if "tbparse_median_s" in r:
         rows.append(("tbparse SummaryReader(...).scalars (same files)",
