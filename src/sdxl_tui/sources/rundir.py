@@ -47,7 +47,7 @@ from sdxl_tui.sources.cache import (
 )
 from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
-from sdxl_tui.sources.forked import ForkedCall
+from sdxl_tui.sources.forked import ForkedCall, can_fork
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.sources.logfacts import LogFacts
@@ -272,10 +272,12 @@ class RunReader:
         For a caller whose own process is busy meanwhile (the dashboard imports Textual): the
         first ``refresh`` waits for both children, then takes the event state and loads the
         log's and the headers' from the cache, so each byte is still read once. Without the
-        cache only the event files are prefetched (``prefetch_events``).
+        cache only the event files are prefetched (``prefetch_events``), and with little left
+        to read after the cache only the log and headers are. Whether a child was started.
         """
-        if not self.prefetch_events() or not self._use_cache:
-            return False
+        events = self.prefetch_events()  # not when little is left to read after the cache
+        if not self._use_cache or not can_fork() or not os.access(self.run_dir, os.R_OK | os.X_OK):
+            return events
 
         def log_and_headers() -> bool:  # in the child: its result is the cache it leaves
             self._read_log(self._log_candidate())
@@ -286,7 +288,7 @@ class RunReader:
         try:
             self._side = ForkedCall(log_and_headers)
         except OSError:
-            return False
+            return events
         return True
 
     def prefetch_done(self, timeout: float) -> bool:
