@@ -302,14 +302,14 @@ def _measure(args: argparse.Namespace, run: Path, results: dict[str, object]) ->
 
 def modules_cmd(run_dir: Path) -> list[str]:
     """A warm ``status --json`` in-process; prints the modules it imported, in import order."""
-    code = (
-        "import contextlib, io, sys\n"
-        "before = set(sys.modules)\n"
-        "from sdxl_tui.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    main(['status', sys.argv[1], '--json'])\n"
-        "print(','.join(m for m in sys.modules if m not in before and not m.startswith('__main__')))\n"
-    )
+    code = """if True:
+        import contextlib, io, sys
+        before = set(sys.modules)
+        from sdxl_tui.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(['status', sys.argv[1], '--json'])
+        print(','.join(m for m in sys.modules if m not in before and not m.startswith('__main__')))
+    """
     return [sys.executable, "-c", code, str(run_dir)]
 
 

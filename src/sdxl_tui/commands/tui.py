@@ -214,7 +214,10 @@ def build_app(
         # is composed with the run in it, instead of in the feed thread, where it would take
         # turns (the GIL) with the rendering of an empty screen. A slower first read (a huge
         # run without cache) is left to the feed: the screen shows up first, then the run.
-        app.feeds.first_snapshot = reader.refresh()
+        try:
+            app.feeds.first_snapshot = reader.refresh()
+        except Exception:  # noqa: BLE001 - the feed thread refreshes again and reports it
+            app.feeds.first_snapshot = None
     return app
 
 
