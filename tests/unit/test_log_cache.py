@@ -27,7 +27,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _facts(reader: RunReader) -> object:
-    return reader._parser.facts
+    return reader._log.parser.facts
 
 
 def test_a_second_reader_reads_only_what_the_log_gained(run: Path) -> None:
@@ -38,10 +38,10 @@ def test_a_second_reader_reads_only_what_the_log_gained(run: Path) -> None:
     # unchanged: the state comes from the cache, not one byte of the log is read again
     again = RunReader(run, procs=False, cache=True, log_tail_bytes=64 << 10, log_head_bytes=64 << 10)
     snap2 = again.refresh()
-    assert not again._log_unsaved  # the tail found nothing new to read
+    assert not again._log.unsaved  # the tail found nothing new to read
     assert _facts(again) == _facts(first)
     assert (snap2.state, snap2.progress.step, snap2.log_lines) == (snap.state, snap.progress.step, snap.log_lines)
-    assert again._tail is not None and again._tail.offset == log.stat().st_size
+    assert again._log.tail is not None and again._log.tail.offset == log.stat().st_size
     again.close()
     # grown: only the new bytes are parsed, and the facts equal those of a reader that kept going
     keep = RunReader(run, procs=False, log_tail_bytes=64 << 10, log_head_bytes=64 << 10)

@@ -35,25 +35,15 @@ from sdxl_tui.formats.names import LOG_NAME
 from sdxl_tui.formats.queue import queue_dir, read_queue
 from sdxl_tui.formats.statedir import RunRecord, read_stop_record
 from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunState, StateDir
-from sdxl_tui.sources.cache import (
-    CacheFile,
-    event_cache,
-    headers_cache,
-    load_headers,
-    load_log,
-    log_cache,
-    save_headers,
-    save_log,
-)
+from sdxl_tui.sources.cache import CacheFile, event_cache, headers_cache, load_headers, save_headers
 from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
 from sdxl_tui.sources.forked import ForkedCall, can_fork
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.sources.logfacts import LogFacts
-from sdxl_tui.sources.logparse import LogParser
-from sdxl_tui.sources.logtail import LogTail
 from sdxl_tui.sources.procs import ExitInfo, ProcessWatcher
+from sdxl_tui.sources.runlog import RunLog
 from sdxl_tui.sources.scheduler import SchedulerWatcher
 from sdxl_tui.sources.state import StateInputs, decide_state
 from sdxl_tui.sources.writtenlog import written_log
@@ -154,11 +144,7 @@ class RunReader:
         if self._events is not None:
             self._events.close()
         self._scanner = CheckpointScanner(self.run_dir, clock=self._clock)
-        self._tail: LogTail | None = None
-        self._parser = LogParser()
-        self._log_file: str | None = None
-        self._log_cache: CacheFile | None = None
-        self._log_unsaved = False  # the log was read since its state was cached
+        self._log = RunLog(self._log_tail_bytes, self._log_head_bytes, self._settings, cache=self._use_cache)
         self._events = None
         self._event_roots = ()
         self._dir_id: tuple[int, int] | None = None
@@ -193,41 +179,6 @@ class RunReader:
         if logs:
             return max(logs, key=lambda e: e.stat().st_mtime).path
         return default
-
-    def _read_log(self, path: str) -> tuple[LogFacts, list[str]]:
-        """Feed the parser with new log bytes; returns (facts, problems)."""
-        problems: list[str] = []
-        if self._tail is None or path != self._log_file:
-            self._save_log()
-            self._tail, self._parser = self._log_reader(path)
-            self._log_file = path
-        read = self._tail.read()
-        self._log_unsaved = self._log_unsaved or read.changed
-        if read.truncated or read.rotated:
-            # The log started over (a new run with `>`, or rotation): parse it afresh.
-            self._parser = LogParser()
-            problems.append(f"log {'rotated' if read.rotated else 'truncated'}; parsing it again: {path}")
-        if read.head_segments:
-            self._parser.feed(read.head_segments)
-        if read.segments:
-            self._parser.feed(read.segments)
-        problems.extend(read.problems)
-        return self._parser.facts, problems
-
-    def _log_reader(self, path: str) -> tuple[LogTail, LogParser]:
-        """A tail and parser for ``path``: with the cache on, where the last reader stopped."""
-        self._log_cache = None
-        if self._use_cache:
-            self._log_cache = log_cache(path, self._log_tail_bytes, self._log_head_bytes, self._settings)
-            cached = load_log(self._log_cache, path) if self._log_cache is not None else None
-            if cached is not None:
-                return cached
-        return LogTail(path, initial_tail_bytes=self._log_tail_bytes, head_bytes=self._log_head_bytes), LogParser()
-
-    def _save_log(self) -> None:
-        if self._log_unsaved and self._log_cache is not None and self._tail is not None:
-            save_log(self._log_cache, self._tail, self._parser)
-        self._log_unsaved = False
 
     def _event_reader(self, logging_dir: str | None) -> EventReader:
         roots: list[str] = []
@@ -280,8 +231,8 @@ class RunReader:
             return events
 
         def log_and_headers() -> bool:  # in the child: its result is the cache it leaves
-            self._read_log(self._log_candidate())
-            self._save_log()
+            self._log.read(self._log_candidate())
+            self._log.save()
             self._scan_checkpoints()
             return True
 
@@ -387,9 +338,7 @@ class RunReader:
             self._side = None
         if self._events is not None:
             self._events.close()
-        if self._tail is not None:
-            self._tail.close()
-            self._save_log()
+        self._log.close()
 
     # -------------------------------------------------------------------------- refresh
 
@@ -463,7 +412,7 @@ class RunReader:
         log_path = self._log_candidate()
         log: LogFacts | None = None
         if readable:
-            log, log_problems = self._read_log(log_path)
+            log, log_problems = self._log.read(log_path)
             problems.extend(log_problems)
         problems.extend(self._notes)
         self._notes = []
@@ -476,7 +425,7 @@ class RunReader:
         gpu = remote if remote is not None else self._gpu_status(tuple(p.pid for p in tree.all()) if tree else ())
         events = self._event_reader(logging_dir_of(log, options))
         if events.prefetching:
-            self._save_log()  # while the prefetch child finishes (else on close)
+            self._log.save()  # while the prefetch child finishes (else on close)
         if readable:
             events.refresh()
         problems.extend(events.problems)
@@ -486,8 +435,8 @@ class RunReader:
             disk_free = None
         return Observations(
             run_dir=self.run_dir, now=now, readable=readable, problems=tuple(problems), options=options,
-            script=script, log=log, log_path=self._log_file,
-            log_mtime=_mtime(self._log_file) if log is not None else None, scan=scan,
+            script=script, log=log, log_path=self._log.file,
+            log_mtime=_mtime(self._log.file) if log is not None else None, scan=scan,
             state_dir_size=self._state_size(scan.states), disk_free=disk_free, series=events.series,
             event_files=events.files, resume_steps=events.resume_steps,
             events_last_wall_time=events.last_wall_time, process_known=self._process_known, process=tree,
