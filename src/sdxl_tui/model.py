@@ -189,10 +189,37 @@ class Checkpoint:
     evaluation: str | None = None  # evaluation status, see Evaluation.status
     problem: str | None = None  # why status is not complete
     loss_step: int | None = None  # the step loss_at_save was logged at (< step: the events end earlier)
+    launch: int | None = None  # index of the launch that wrote it (Launch.index), when the run was resumed
+    trainer_step: int | None = None  # its ss_steps as written, when that differs from ``step`` (a resumed launch)
 
     @property
     def complete(self) -> bool:
         return self.status is CheckpointStatus.COMPLETE
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """One start of the trainer in a run's output folder (a resumed run has several).
+
+    Steps here are the run's true steps: a launch resumed without
+    ``--skip_until_initial_step`` counts from 0 again, so its own count plus ``offset`` is the
+    true step (``formats/trainstate.py``).
+    """
+
+    index: int  # 0-based, in time order
+    started_at: float | None = None
+    resumed_from: str | None = None  # the --resume folder
+    resume_step: int | None = None  # that folder's train_state.json current_step (None: not resumed / unknown)
+    resume_epoch: int | None = None
+    offset: int = 0  # added to the trainer's own step count
+    own_counts: bool = False  # --skip_until_initial_step: the counts are the trainer's own, not stitched
+    first_step: int | None = None  # true steps of its loss points
+    last_step: int | None = None
+    discarded_after: int | None = None  # its points after this true step were redone by a later launch
+    source: str = ""  # where the resume point came from: "log", "command line", "" (not resumed / unknown)
+    in_log: bool = False  # the log shows it (its resume lines or its "running training" block)
+    chained_from: int | None = None  # its state was saved by this (resumed) launch: resume_step includes its offset
+    saved_states: tuple[str, ...] = ()  # names of the -state folders the log shows it saving
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +431,10 @@ class RunSnapshot:
     alerts: tuple[Alert, ...] = ()
     log_path: str | None = None
     event_files: tuple[str, ...] = ()
-    resume_steps: tuple[int, ...] = ()  # global steps where a new TensorBoard run began
+    resume_steps: tuple[int, ...] = ()  # true steps where a later launch went on (chart markers)
+    launches: tuple[Launch, ...] = ()  # empty for a run launched once
+    # the points of launches after the step a later launch resumed from (redone; drawn apart)
+    discarded: Mapping[str, Series] = field(default_factory=_empty_map, compare=False, hash=False)
     problems: tuple[str, ...] = ()  # reader-level notes (bad CRC skipped, permission denied…)
     # The log pane's feed (additive, tui issue): the last N logical lines (tqdm redraws
     # collapsed; a redraw replaces the line with the same ``number``) and the total number of

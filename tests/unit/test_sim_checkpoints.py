@@ -139,3 +139,27 @@ def test_resume_from_state_restarts_steps_and_continues_epochs(tmp_path: Path) -
     assert [s for s, _ in second["loss/epoch_average"]] == [3, 4]
     md = read_safetensors_header(out / "rs.safetensors").metadata
     assert (md["ss_epoch"], md["ss_steps"]) == ("4", "6")
+
+
+def test_skip_until_initial_step_with_accumulation_missteps_like_sd_scripts(tmp_path: Path) -> None:
+    from tests.oracles import scalar_points
+
+    out = tmp_path / "out"
+    common = ["--output_name", "sk", "--max_train_epochs", "3", "--save_every_n_epochs", "1",
+              "--gradient_accumulation_steps", "2", "--sim-batches-per-epoch", "6",
+              "--logging_dir", str(out / "logs"), *FAST]
+    assert run_simulated(out, [*common, "--save_state", "--log_prefix", "a"]) == 0
+    state = out / "sk-000001-state"
+    assert json.loads((state / "train_state.json").read_text()) == {"current_epoch": 1, "current_step": 3}
+    assert run_simulated(out, [*common, "--resume", str(state), "--skip_until_initial_step",
+                               "--log_prefix", "b"]) == 0
+    text = (out / "training.log").read_bytes().decode()
+    # 3 steps x accumulation 2 = 6 micro-batches, divided by 3 optimizer steps per epoch: epoch 3
+    assert re.findall(r"\nepoch (\d+)/3\n", text) == ["3"]
+    msgs = [squash(m) for m in record_messages(text.encode())]
+    assert squash("skipping 3 steps / 3ステップをスキップします") in msgs
+    assert re.findall(r"steps: +\d+%\|[^|]*\| (\d+)/(\d+)", text)[-1] == ("3", "15")
+    steps = {s if s < 2**63 else s - 2**64 for s, _ in
+             scalar_points(next((out / "logs").glob("b*/network_train/events.*")))["loss/current"]}
+    assert steps == {-6, -5, -4, -3}
+    assert read_safetensors_header(out / "sk.safetensors").metadata["ss_steps"] == "-3"

@@ -284,16 +284,13 @@ def _scheduler_line(s: Any, now: float) -> str:
     return " ".join(bits)
 
 
-def format_status(snap: Any) -> str:
-    """The short human summary (a dozen lines plus one per checkpoint and alert)."""
+def _progress_lines(snap: Any) -> list[str]:
+    """The progress and ETA lines."""
     from sdxl_tui.humanize import format_duration
+    from sdxl_tui.sources.progress import run_elapsed
 
     p = snap.progress
-    c = snap.config
     out: list[str] = []
-    title = c.output_name or os.path.basename(snap.run_dir.rstrip(os.sep))
-    out.append(f"{title}  {snap.run_dir}")
-    out.append(f"state       {snap.state.value}: {snap.state_reason}")
     if p.step is not None or p.epoch is not None:
         parts = []
         if p.epoch is not None or p.epochs is not None:
@@ -303,8 +300,6 @@ def format_status(snap: Any) -> str:
             parts.append(f"step {p.step}/{p.total_steps if p.total_steps else '?'}{frac}")
         if p.seconds_per_step:
             parts.append(f"{p.seconds_per_step:.2f} s/step")
-        from sdxl_tui.sources.progress import run_elapsed
-
         elapsed = run_elapsed(snap)  # the run's own timestamps (tqdm's stays near 0 at short steps)
         if elapsed is not None:
             parts.append(f"elapsed {format_duration(elapsed)}")
@@ -319,14 +314,32 @@ def format_status(snap: Any) -> str:
             if p.next_checkpoint_eta_seconds is not None:
                 nxt += f" in {format_duration(p.next_checkpoint_eta_seconds)}"
         out.append("eta         " + "   ".join(x for x in (eta, nxt) if x))
+    return out
+
+
+def _launch_lines(snap: Any) -> list[str]:
+    """A resumed run's launches (sources/launches.py) and its discarded branch."""
+    from sdxl_tui.sources.launches import describe_launch
+
+    if not snap.launches:
+        return []
+    out = [f"launches    {len(snap.launches)}"]
+    out.extend(f"  #{la.index + 1}  {describe_launch(la)}" for la in snap.launches)
+    return out
+
+
+def _loss_line(snap: Any) -> list[str]:
     losses = []
+    src = ""
     for label, tag in (("current", "loss/current"), ("average", "loss/average"), ("epoch", "loss/epoch_average")):
         s = snap.series.get(tag)
         if s is not None and s.last is not None:
             losses.append(f"{label} {s.last.value:.4g}")
             src = s.source
-    if losses:
-        out.append("loss        " + "  ".join(losses) + f"  ({src})")
+    return ["loss        " + "  ".join(losses) + f"  ({src})"] if losses else []
+
+
+def _config_line(c: Any) -> list[str]:
     cfg = []
     if c.base_model_version or c.resolution:
         cfg.append(" ".join(x for x in (c.base_model_version, c.resolution) if x))
@@ -344,69 +357,94 @@ def format_status(snap: Any) -> str:
         cfg.append(f"batch {c.batch_size or '?'} x accum {c.gradient_accumulation_steps or '?'}")  # never invented
     if c.mixed_precision:
         cfg.append("fp32" if c.mixed_precision == "no" else c.mixed_precision)
-    if cfg:
-        out.append("config      " + "  ".join(cfg))
-    if snap.checkpoints:
-        out.append(f"checkpoints {len(snap.checkpoints)}")
-        width = max(len(ck.name) for ck in snap.checkpoints)
-        for ck in snap.checkpoints:
-            loss = f"loss {ck.loss_at_save:.4g}" if ck.loss_at_save is not None else ""
-            if loss and ck.loss_step is not None and ck.step is not None and ck.loss_step < ck.step:
-                loss += f" (older: step {ck.loss_step}; the events end before the save)"
-            ep = f"e{ck.epoch}" if ck.epoch is not None else ""
-            st = f"s{ck.step}" if ck.step is not None else ""
-            extra = f"  {ck.problem}" if ck.problem else ""
-            out.append(
-                f"  {ck.name:<{width}}  {ck.kind.value:<5} {ep:>4} {st:>7}  {_size(ck.size):>9}  "
-                f"{ck.status.value:<8} {loss}{extra}".rstrip()
-            )
-    else:
-        out.append("checkpoints none yet")
+    return ["config      " + "  ".join(cfg)] if cfg else []
+
+
+def _checkpoint_lines(snap: Any) -> list[str]:
+    if not snap.checkpoints:
+        return ["checkpoints none yet"]
+    out = [f"checkpoints {len(snap.checkpoints)}"]
+    width = max(len(ck.name) for ck in snap.checkpoints)
+    for ck in snap.checkpoints:
+        loss = f"loss {ck.loss_at_save:.4g}" if ck.loss_at_save is not None else ""
+        if loss and ck.loss_step is not None and ck.step is not None and ck.loss_step < ck.step:
+            loss += f" (older: step {ck.loss_step}; the events end before the save)"
+        ep = f"e{ck.epoch}" if ck.epoch is not None else ""
+        st = f"s{ck.step}" if ck.step is not None else ""
+        extra = f"  {ck.problem}" if ck.problem else ""
+        if ck.launch is not None and snap.launches:
+            own = f" (ss_steps {ck.trainer_step})" if ck.trainer_step is not None else ""
+            extra += f"  launch #{ck.launch + 1}{own}"
+        out.append(
+            f"  {ck.name:<{width}}  {ck.kind.value:<5} {ep:>4} {st:>7}  {_size(ck.size):>9}  "
+            f"{ck.status.value:<8} {loss}{extra}".rstrip()
+        )
+    return out
+
+
+def _process_line(snap: Any) -> list[str]:
+    if snap.process is None:
+        return ["process     none found"]
+    t = snap.process.trainer
+    bits = [f"PID {t.pid}", "alive" if t.alive else "gone"]
+    if t.cpu_percent is not None:
+        bits.append(f"CPU {t.cpu_percent:.0f}%")
+    if t.rss is not None:
+        bits.append(f"RSS {_size(t.rss)}")
+    if snap.process.children:
+        bits.append(f"{len(snap.process.children)} children")
+    cmd = " ".join(t.cmdline)
+    return ["process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")]
+
+
+def _gpu_lines(snap: Any) -> list[str]:
+    if not (snap.gpu.available and snap.gpu.gpus):
+        return [f"gpu         {snap.gpu.reason or 'none'}"]
+    out = []
+    for g in snap.gpu.gpus:
+        bits = [f"{g.index} {g.name}"]
+        if g.utilization is not None:
+            bits.append(f"{g.utilization}% util")
+        if g.memory_used is not None and g.memory_total:
+            bits.append(f"{g.memory_used / 2**30:.1f}/{g.memory_total / 2**30:.1f} GiB")
+        if g.temperature is not None:
+            bits.append(f"{g.temperature} C")
+        if g.power_draw is not None:
+            bits.append(f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "") + " W")
+        out.append("gpu         " + ", ".join(bits))
+    return out
+
+
+def _alert_lines(snap: Any) -> list[str]:
+    if not snap.alerts:
+        return []
+    out = ["alerts"]
+    for a in snap.alerts:
+        out.append(f"  {a.severity.value.upper():<7} {a.kind}: {a.message}")
+        if a.fix:
+            parts = _split_fix(a.fix)
+            out.append(f"          fix: {parts[0]}")
+            out.extend(f"               {part}" for part in parts[1:])
+    return out
+
+
+def format_status(snap: Any) -> str:
+    """The short human summary (a dozen lines plus one per checkpoint, launch and alert)."""
+    c = snap.config
+    title = c.output_name or os.path.basename(snap.run_dir.rstrip(os.sep))
+    out = [f"{title}  {snap.run_dir}", f"state       {snap.state.value}: {snap.state_reason}"]
+    out += _progress_lines(snap) + _launch_lines(snap) + _loss_line(snap) + _config_line(c)
+    out += _checkpoint_lines(snap)
     if snap.samples:
         out.append(f"samples     {len(snap.samples)} (latest {snap.samples[-1].name})")
     if snap.evaluations:
         out.append("evaluations " + ", ".join(f"{e.name} ({e.status})" for e in snap.evaluations))
     if snap.scheduler is not None:
         out.append("slurm       " + _scheduler_line(snap.scheduler, snap.taken_at))
-    if snap.process is not None:
-        t = snap.process.trainer
-        bits = [f"PID {t.pid}", "alive" if t.alive else "gone"]
-        if t.cpu_percent is not None:
-            bits.append(f"CPU {t.cpu_percent:.0f}%")
-        if t.rss is not None:
-            bits.append(f"RSS {_size(t.rss)}")
-        if snap.process.children:
-            bits.append(f"{len(snap.process.children)} children")
-        cmd = " ".join(t.cmdline)
-        out.append(
-            "process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")
-        )
-    else:
-        out.append("process     none found")
-    if snap.gpu.available and snap.gpu.gpus:
-        for g in snap.gpu.gpus:
-            bits = [f"{g.index} {g.name}"]
-            if g.utilization is not None:
-                bits.append(f"{g.utilization}% util")
-            if g.memory_used is not None and g.memory_total:
-                bits.append(f"{g.memory_used / 2**30:.1f}/{g.memory_total / 2**30:.1f} GiB")
-            if g.temperature is not None:
-                bits.append(f"{g.temperature} C")
-            if g.power_draw is not None:
-                bits.append(f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "") + " W")
-            out.append("gpu         " + ", ".join(bits))
-    else:
-        out.append(f"gpu         {snap.gpu.reason or 'none'}")
+    out += _process_line(snap) + _gpu_lines(snap)
     active = [e for e in snap.queue if e.status in ("waiting", "running", "submitted")]
     if active:
         out.append("queue       " + ", ".join(
             f"#{e.id} {e.status} ({os.path.basename(e.output_dir.rstrip('/'))})" for e in active))
-    if snap.alerts:
-        out.append("alerts")
-        for a in snap.alerts:
-            out.append(f"  {a.severity.value.upper():<7} {a.kind}: {a.message}")
-            if a.fix:
-                parts = _split_fix(a.fix)
-                out.append(f"          fix: {parts[0]}")
-                out.extend(f"               {part}" for part in parts[1:])
+    out += _alert_lines(snap)
     return "\n".join(out) + "\n"

@@ -46,6 +46,9 @@ class Theme:
     marker: RGB
 
 
+#: ChartLine colour of a resumed run's discarded branch (the markers' grey)
+DISCARDED = -2
+
 LIGHT = Theme((255, 255, 255), (40, 40, 48), (232, 232, 238), (150, 150, 160),
               ((214, 96, 32), (40, 110, 200), (30, 150, 90), (150, 80, 180)), (240, 200, 176), (120, 120, 130))
 DARK = Theme((30, 31, 36), (220, 220, 228), (52, 54, 62), (120, 122, 135),
@@ -54,7 +57,8 @@ DARK = Theme((30, 31, 36), (220, 220, 228), (52, 54, 62), (120, 122, 135),
 
 @dataclass(frozen=True, slots=True)
 class ChartLine:
-    """One curve: x and y values, a label and a palette index (-1: the faint raw colour)."""
+    """One curve: x and y values, a label and a palette index (-1: the faint raw colour;
+    ``DISCARDED``: grey, a resumed run's redone branch)."""
 
     label: str
     xs: Sequence[float]
@@ -89,6 +93,8 @@ def _font(size: int) -> FreeTypeFont | ImageFont:
 
 
 def _colour(theme: Theme, index: int) -> RGB:
+    if index == DISCARDED:
+        return theme.marker
     return theme.faint if index < 0 else theme.palette[index % len(theme.palette)]
 
 
@@ -215,9 +221,15 @@ def _xy(series: Series) -> tuple[list[float], list[float]]:
 
 
 def loss_chart(series: Mapping[str, Series], *, theme: Theme, smoothing: float = DEFAULT_SMOOTHING,
-               resume_steps: Sequence[int] = (), checkpoint_steps: Sequence[int] = ()) -> bytes | None:
-    """``loss/current`` raw and smoothed, and ``loss/average``; None without loss points."""
+               resume_steps: Sequence[int] = (), checkpoint_steps: Sequence[int] = (),
+               discarded: Mapping[str, Series] | None = None) -> bytes | None:
+    """``loss/current`` raw and smoothed, and ``loss/average``; None without loss points.
+    ``discarded``: a resumed run's redone branch (``RunSnapshot.discarded``), drawn thin and grey."""
     lines: list[ChartLine] = []
+    gone = (discarded or {}).get("loss/average") or (discarded or {}).get("loss/current")
+    if gone is not None and gone.points:
+        xs, ys = _xy(gone)
+        lines.append(ChartLine("discarded (redone after a resume)", xs, ys, color=DISCARDED, width=1.2))
     current = series.get("loss/current")
     if current is not None and current.points:
         xs, ys = _xy(current)
@@ -229,7 +241,8 @@ def loss_chart(series: Mapping[str, Series], *, theme: Theme, smoothing: float =
         lines.append(ChartLine("loss/average", xs, ys, 1, 1.6))
     if not lines:
         return None
-    return render_chart(lines, theme=theme, y_values=[y for line in lines[:1] for y in line.ys],
+    own = [line for line in lines if not line.label.startswith("discarded")]
+    return render_chart(lines, theme=theme, y_values=[y for line in own[:1] for y in line.ys],
                         markers=resume_steps, ticks=checkpoint_steps)
 
 

@@ -131,7 +131,8 @@ def _charts(d: ReportData) -> str:
     ticks = [c.step for c in s.checkpoints if c.step is not None]
 
     def loss(theme: charts.Theme) -> bytes | None:
-        return charts.loss_chart(s.series, theme=theme, resume_steps=s.resume_steps, checkpoint_steps=ticks)
+        return charts.loss_chart(s.series, theme=theme, resume_steps=s.resume_steps, checkpoint_steps=ticks,
+                                 discarded=s.discarded)
 
     def lr(theme: charts.Theme) -> bytes | None:
         return charts.lr_chart(s.series, theme=theme, resume_steps=s.resume_steps)
@@ -139,7 +140,8 @@ def _charts(d: ReportData) -> str:
     source = next((x.source for t, x in s.series.items() if t.startswith("loss/")), "tensorboard")
     body = _picture(loss(charts.LIGHT), loss(charts.DARK), "loss by step",
                     f"Loss by step ({source}); smoothing {charts.DEFAULT_SMOOTHING:g} is TensorBoard's "
-                    "debiased EMA. Triangles: checkpoints; dashed lines: resumes.")
+                    "debiased EMA. Triangles: checkpoints; dashed lines: resumes."
+                    + (" Grey: steps a later launch redid (discarded)." if s.discarded else ""))
     body += _picture(lr(charts.LIGHT), lr(charts.DARK), "learning rate by step", "Learning rate by step.")
     return _section("charts", "Loss and learning rate", body or '<p class="muted">No loss values logged yet.</p>')
 

@@ -35,7 +35,8 @@ Python API:
 
 Not simulated (known differences): multi-GPU/``accelerate launch`` process chains, wandb,
 ``--log_config`` hparams sub-runs, ``--cache_latents_to_disk`` ``.npz`` files beside the
-images, LoRA+/block-wise/DAdapt/Prodigy LR tags, ``--skip_until_initial_step``. Source line
+images, LoRA+/block-wise/DAdapt/Prodigy LR tags. ``--resume`` and ``--skip_until_initial_step`` count
+steps as sd-scripts does (``formats/trainstate.py``), mis-steps included. Source line
 numbers of records that do not appear in the real sample run are plausible, not verified.
 """
 

@@ -70,6 +70,7 @@ class TrainerBase:
         self._val_bars: dict[bool, Bar] = {}
         self._val_recorders: dict[bool, LossRecorder] = {}
         self.global_step = 0
+        self.true_offset = 0  # after --resume: the run's true step is global_step + true_offset
         self.output_dir = Path(args.output_dir or ".")
         self.ext = "." + (args.save_model_as or "safetensors")
         self.unet_only = bool(args.network_train_unet_only)

@@ -99,6 +99,8 @@ SRC: dict[str, tuple[str, int]] = {
     "load_state": ("accelerate/accelerator.py", 3301),
     "load_state_part": ("accelerate/checkpointing.py", 221),
     "load_train_state": ("train_network.py", 966),
+    "skipping_steps": ("train_network.py", 1265),
+    "skipping_epoch": ("train_network.py", 1342),
 }
 
 

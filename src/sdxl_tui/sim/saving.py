@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import random
@@ -17,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from sdxl_tui.formats.names import epoch_file_name, state_dir_name, step_file_name
+from sdxl_tui.formats.trainstate import TRAIN_STATE_FILE, train_state_json
 from sdxl_tui.sim import lorafile
 from sdxl_tui.sim.base import TrainerBase
 from sdxl_tui.sim.metadata import modelspec
@@ -45,7 +45,7 @@ class Saving(TrainerBase):
         md.update(modelspec(self.args, now, self.training_started_at, sd1=self.sim.sd1))
         specs = self._specs()
         alpha = float(self.args.network_alpha if self.args.network_alpha is not None else 1.0)
-        seed = self.sim.seed * 1000003 + steps
+        seed = self.sim.seed * 1000003 + steps + self.true_offset  # other weights than the discarded branch's
         dtype = lorafile.dtype_for(self.args.save_precision, bool(self.args.full_fp16), bool(self.args.full_bf16))
         if self.ext != ".safetensors":
             # .ckpt/.pt: a plain torch.save(state_dict) zip, no metadata
@@ -79,9 +79,8 @@ class Saving(TrainerBase):
         a = self.args
         state_dir.mkdir(parents=True, exist_ok=True)
         self.log("save_current_state", f"Saving current state to {state_dir}")
-        self.log("train_state", f"save train state to {state_dir}/train_state.json at epoch {epoch} step {step}")
-        with open(state_dir / "train_state.json", "w", encoding="utf-8") as f:
-            json.dump({"current_epoch": epoch, "current_step": step}, f)
+        self.log("train_state", f"save train state to {state_dir}/{TRAIN_STATE_FILE} at epoch {epoch} step {step}")
+        (state_dir / TRAIN_STATE_FILE).write_text(train_state_json(epoch, step), encoding="utf-8")
         specs = self._specs()
         lorafile.write_lora(
             state_dir / "model.safetensors", specs, {"format": "pt"}, alpha=float(a.network_alpha or 1.0), seed=step

@@ -21,6 +21,7 @@ import os
 import time
 
 from sdxl_tui.formats.names import epoch_file_name, step_file_name
+from sdxl_tui.formats.trainstate import TRAIN_STATE_FILE, epoch_to_start, parse_train_state, skip_start
 from sdxl_tui.sim import tracebacks
 from sdxl_tui.sim.base import Hooks, SimulatedFault
 from sdxl_tui.sim.console import SD_SCRIPTS_DIR
@@ -70,9 +71,14 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         self._count_steps()
         self.epoch_to_start = 0
         self.lr_offset = 0  # a resumed scheduler continues from its saved step count
+        self.steps_from_state = 0
+        self.true_offset = 0  # the run's true step is global_step + true_offset (the loss curve)
+        self.skip_batches = 0  # --skip_until_initial_step: micro-batches skipped in the first epoch
+        self.bar_total = self.max_train_steps
         if a.resume:
             self._resume(a.resume)
         self._print_running()
+        self._initial_step()  # after the block, as in train_network.py
         self.metadata = base_metadata(
             a,
             self.group,
@@ -86,7 +92,7 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         self.no_metadata = bool(a.no_metadata)
         self.sleep(sim.startup_seconds * 0.05)  # hashing the base model
         self._start_tracking()
-        self.bar = self.new_bar(self.max_train_steps, desc="steps", smoothing=0)
+        self.bar = self.new_bar(self.bar_total, desc="steps", smoothing=0)
         if sim.fault in ("oom", "crash", "hang") and sim.fault_step <= 0:
             self._fault(sim.fault)
         self.recorder = LossRecorder()
@@ -181,6 +187,7 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
             self._sample(epoch=0, steps=0)
         if self.tb is not None:
             self.tb.log({}, step=0)  # accelerator.log({}, step=0): writes nothing, flushes
+        self._log_skipped_epochs()
 
         dtype = {"fp16": "torch.float16", "bf16": "torch.bfloat16"}.get(a.mixed_precision or "no", "torch.float32")
         unet_dtype = "torch.float8_e4m3fn" if a.fp8_base or a.fp8_base_unet else dtype
@@ -213,6 +220,9 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
             self.current_epoch = epoch + 1
             self._start_epoch(epoch, n_workers)
             for step in range(self.batches):
+                if self.skip_batches > 0:  # --skip_until_initial_step: data loaded and discarded
+                    self.skip_batches -= 1
+                    continue
                 self._micro_step(epoch, step, nan_from)
                 if self.global_step >= self.max_train_steps:
                     break
@@ -253,7 +263,7 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         if sim.fault in ("oom", "crash") and completing == sim.fault_step and sync:
             self._fault(sim.fault)
         self.sleep(sim.step_seconds / self.accum)
-        progress = self.global_step / max(1, self.max_train_steps)
+        progress = (self.global_step + self.true_offset) / max(1, self.max_train_steps)
         loss = self._loss(progress)
         if sync:
             self.bar.update(1)
@@ -388,37 +398,58 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         self.bar.unpause()
 
     def _resume(self, state_dir: str) -> None:
-        """``--resume DIR``: accelerate loads the state; only the epoch counter moves on.
+        """``--resume DIR``: accelerate loads the state, then the step to go on from is decided.
 
-        Without ``--skip_until_initial_step`` sd-scripts restarts ``global_step`` at 0, so the
-        bar and the TensorBoard steps start from 0 again in a new timestamped log directory.
+        Without ``--skip_until_initial_step`` sd-scripts restarts ``global_step`` at 0 and only
+        the epoch counter moves on, so the bar and the TensorBoard steps start from 0 again in
+        a new timestamped log directory (``formats/trainstate.py``).
         """
         self.log("resume", f"resume training from local state: {state_dir}")
         self.log("load_state", f"Loading states from {state_dir}")
-        for what, _name in (
-            ("model", "model.safetensors"),
-            ("optimizer", "optimizer.bin"),
-            ("scheduler", "scheduler.bin"),
-        ):
-            self.log(
-                "load_state_part",
-                f"All {what} weights loaded successfully"
-                if what == "model"
-                else f"All {what} states loaded successfully",
-            )
+        for what in ("model", "optimizer", "scheduler"):
+            verb = "weights" if what == "model" else "states"
+            self.log("load_state_part", f"All {what} {verb} loaded successfully")
+        data: object
         try:
-            with open(os.path.join(state_dir, "train_state.json"), encoding="utf-8") as f:
-                state = json.load(f)
+            with open(os.path.join(state_dir, TRAIN_STATE_FILE), encoding="utf-8") as f:
+                data = json.load(f)
         except (OSError, ValueError):
-            state = {}
-        self.log("load_train_state", f"load train state from {state_dir}/train_state.json: {state}")
-        steps_from_state = int(state.get("current_step", 0) or 0)
-        if self.args.initial_epoch is not None:
-            steps_from_state = (self.args.initial_epoch - 1) * self.steps_per_epoch
-        elif self.args.initial_step is not None:
-            steps_from_state = self.args.initial_step
-        self.epoch_to_start = steps_from_state // self.steps_per_epoch if steps_from_state > 0 else 0
-        self.lr_offset = int(state.get("current_step", 0) or 0)
+            data = None
+        state = parse_train_state(data)
+        if state is not None:
+            self.log("load_train_state", f"load train state from {state_dir}/{TRAIN_STATE_FILE}: {data}")
+        self.steps_from_state = state.step or 0 if state is not None else 0
+        self.lr_offset = self.steps_from_state  # the scheduler's state was restored
+        # the resumed launch draws other samples than the discarded branch did
+        self.rng.seed(self.sim.seed * 7919 + self.steps_from_state + 1)
+
+    def _initial_step(self) -> None:
+        """``--initial_epoch``/``--initial_step`` win over the state; then where to start."""
+        a = self.args
+        initial = self.steps_from_state
+        if a.initial_step is not None:
+            initial = a.initial_step
+        elif a.initial_epoch is not None:
+            initial = (a.initial_epoch - 1) * self.steps_per_epoch
+        self.true_offset = initial
+        if not (a.skip_until_initial_step and initial > 0):
+            self.epoch_to_start = epoch_to_start(initial, self.steps_per_epoch)
+            return
+        self.log("skipping_steps", f"skipping {initial} steps / {initial}ステップをスキップします")
+        start = skip_start(initial, accumulation=self.accum, batches_per_epoch=self.batches,
+                           max_train_steps=self.max_train_steps)
+        self.epoch_to_start, self.skip_batches = start.epoch_to_start, start.skip_batches
+        self.global_step, self.bar_total = start.global_step, start.bar_total
+        self.true_offset = initial - start.global_step
+
+    def _log_skipped_epochs(self) -> None:
+        """The lines sd-scripts logs before the first step when it skips whole epochs."""
+        if not self.skip_batches and self.bar_total == self.max_train_steps:
+            return
+        left = self.global_step + self.epoch_to_start * self.batches
+        for e in range(self.epoch_to_start):
+            self.log("skipping_epoch", f"skipping epoch {e + 1} because initial_step (multiplied) is {left}")
+            left -= self.batches
 
     def _hang(self) -> None:
         """Process alive, no output, no progress (a deadlocked NCCL call or a stuck loader)."""

@@ -59,6 +59,7 @@ class RunState:
     offsets: dict[str, int] = field(default_factory=dict)  # tag -> step offset
     ordinal: int = 0  # 0 for the first run that produced scalars
     marked: bool = False  # its start was recorded in resume_steps
+    first_wall: float | None = None  # wall time of its first scalar (runs never overlap in time)
 
 
 class RecordDecoder:
@@ -114,11 +115,11 @@ class RecordDecoder:
         stopped_short = False
 
         def sink_for(
-            tag: str, step: int
+            tag: str, step: int, wall: float
         ) -> tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]:
             s = by_tag.get(tag)
             if s is None:
-                off = self._offset_for(run, tag, step)
+                off = self._offset_for(run, tag, step, wall)
                 arrs: tuple[list[int], list[float], list[float]] = ([], [], [])
                 batch[tag] = arrs
                 s = by_tag[tag] = (arrs[0].append, arrs[1].append, arrs[2].append, off)
@@ -199,7 +200,7 @@ class RecordDecoder:
                 if s is None:
                     tag = mids.get(key)
                     if tag is not None and tag not in self._nonscalar:
-                        s = sinks[key] = sink_for(tag, step)
+                        s = sinks[key] = sink_for(tag, step, unpack_f64(buf, start + 1)[0])
                 if s is not None:
                     wall = unpack_f64(buf, start + 1)[0]
                     s[0](step + s[3])
@@ -220,7 +221,7 @@ class RecordDecoder:
             for tag, value in ev.scalars:
                 if tag in self._nonscalar:
                     continue
-                s = sink_for(tag, ev.step)
+                s = sink_for(tag, ev.step, ev.wall_time)
                 s[0](ev.step + s[3])
                 s[1](value)
                 s[2](ev.wall_time)
@@ -273,7 +274,7 @@ class RecordDecoder:
         batch: dict[str, tuple[list[int], list[float], list[float]]],
         by_tag: dict[str, tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]],
         sink_for: Callable[
-            [str, int], tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]
+            [str, int, float], tuple[Callable[[int], object], Callable[[float], object], Callable[[float], object], int]
         ],
     ) -> tuple[int, int, float] | None:
         """Decode a long run of records repeating one pattern with ``struct.iter_unpack``.
@@ -379,7 +380,7 @@ class RecordDecoder:
                 ]
             prev_sb, prev_steps = sb, steps
             tag = tags[k]
-            sink = by_tag.get(tag) or sink_for(tag, steps[0])
+            sink = by_tag.get(tag) or sink_for(tag, steps[0], walls[0])
             off = sink[3]
             arrs = batch[tag]
             arrs[0].extend([x + off for x in steps] if off else steps)
@@ -401,11 +402,13 @@ class RecordDecoder:
             pos += 1
         return -1
 
-    def _offset_for(self, run: RunState, tag: str, step: int) -> int:
+    def _offset_for(self, run: RunState, tag: str, step: int, wall: float) -> int:
         """Step offset for ``tag`` in ``run`` (see the module docstring: stitched steps)."""
         off = run.offsets.get(tag)
         if off is not None:
             return off
+        if run.first_wall is None or wall < run.first_wall:
+            run.first_wall = wall
         acc = self._acc.get(tag)
         prev_last = acc.last.step if acc is not None and acc.last is not None else None
         off = prev_last if prev_last is not None and step < prev_last else 0

@@ -36,12 +36,12 @@ from types import MappingProxyType
 
 from sdxl_tui.model import ScalarPoint, Series
 from sdxl_tui.sources.eventdecode import MAX_RECORD, FileState, RecordDecoder, RunState
-from sdxl_tui.sources.eventfiles import discover_event_files
+from sdxl_tui.sources.eventfiles import discover_event_files, file_time
 from sdxl_tui.sources.eventstate import EventState, StateStore, decode_state, encode_state
 from sdxl_tui.sources.forked import ForkedCall, can_fork
 from sdxl_tui.sources.series import SeriesAccumulator, build_points
 
-__all__ = ["EventReader", "EventsUpdate", "Prefetched"]
+__all__ = ["EventReader", "EventRun", "EventsUpdate", "Prefetched"]
 
 #: A prefetch child's hand-over: (encoded state, problems, (reset, bytes, records, pending),
 #: whether it saved the state to the cache).
@@ -94,6 +94,22 @@ class _NewPoints(Mapping[str, tuple[ScalarPoint, ...]]):
 
     def __repr__(self) -> str:
         return f"_NewPoints({dict(self)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRun:
+    """One TensorBoard run (one launch of the trainer): where its points lie in the series.
+
+    ``offsets`` are the step offsets the reader added per tag (stitched at the previous run's
+    end); ``first_wall`` the wall time of its first scalar: launches never overlap in time, so a
+    point's run is the last one that began at or before its wall time.
+    """
+
+    key: str  # the ``<prefix><YYYYmmddHHMMSS>`` timestamp
+    path: str  # the run's directory
+    first_wall: float | None
+    file_time: float  # from its event file's name (whole seconds)
+    offsets: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +193,18 @@ class EventReader(RecordDecoder):
     @property
     def resume_steps(self) -> tuple[int, ...]:
         return tuple(self._resume)
+
+    @property
+    def runs(self) -> tuple[EventRun, ...]:
+        """The runs that produced scalars, in run order (timestamp)."""
+        times: dict[tuple[str, str], float] = {}
+        for fs in self._files.values():
+            t = file_time(fs.path)
+            times[fs.run_key] = min(t, times.get(fs.run_key, t))
+        return tuple(
+            EventRun(r.key[0], r.key[1], r.first_wall, times.get(r.key, 0.0), MappingProxyType(dict(r.offsets)))
+            for r in sorted(self._runs.values(), key=lambda r: r.key) if r.offsets
+        )
 
     @property
     def problems(self) -> tuple[str, ...]:

@@ -95,7 +95,7 @@ def encode_state(state: EventState) -> bytes:
         "max_points": state.max_points,
         "files": [[f.path, list(f.run_key), f.dev, f.ino, f.offset, f.size, f.records, f.pending,
                    f.mtime_ns] for f in state.files.values()],
-        "runs": [[list(r.key), r.offsets, r.ordinal, r.marked] for r in state.runs.values()],
+        "runs": [[list(r.key), r.offsets, r.ordinal, r.marked, r.first_wall] for r in state.runs.values()],
         "accs": accs,
         "resume": state.resume,
         "problems": state.problems,
@@ -141,9 +141,11 @@ def _build(header: dict[str, Any], body: memoryview) -> EventState:
     state = EventState(max_points)
     for path, key, dev, ino, offset, size, records, pending, mtime in header["files"]:
         state.files[path] = FileState(path, (key[0], key[1]), dev, ino, offset, size, records, pending, mtime)
-    for key, offsets, ordinal, marked in header["runs"]:
+    for key, offsets, ordinal, marked, *rest in header["runs"]:
         run_key = (key[0], key[1])
-        state.runs[run_key] = RunState(run_key, {str(t): int(o) for t, o in offsets.items()}, ordinal, marked)
+        first_wall = float(rest[0]) if rest and rest[0] is not None else None  # absent in older caches
+        state.runs[run_key] = RunState(run_key, {str(t): int(o) for t, o in offsets.items()}, ordinal, marked,
+                                       first_wall)
     at = 0
     for tag, count, last, width, lengths, dirty, compacted, plugin in header["accs"]:
         acc = state.accs[tag] = SeriesAccumulator(tag, max_points)

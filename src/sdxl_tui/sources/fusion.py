@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -34,14 +33,23 @@ from sdxl_tui.model import (
     QueueEntry,
     RunSnapshot,
     RunState,
-    ScalarPoint,
     SchedulerStatus,
     Series,
+    StateDir,
     TrainConfig,
 )
 from sdxl_tui.sources.alerts import AlertInputs, derive_alerts
 from sdxl_tui.sources.checkpoints import CheckpointScan, settle_for_dead_writer
+from sdxl_tui.sources.events import EventRun
 from sdxl_tui.sources.jobstate import merge_scheduler_state, scheduler_alert, scheduler_liveness
+from sdxl_tui.sources.launches import (
+    Stitched,
+    attribute_checkpoints,
+    attribute_states,
+    find_launches,
+    log_offset,
+    stitch,
+)
 from sdxl_tui.sources.logfacts import LogFacts
 from sdxl_tui.sources.procs import ExitInfo
 from sdxl_tui.sources.progress import (
@@ -59,10 +67,11 @@ from sdxl_tui.sources.runconfig import (
     merge_config,
     spacing_of_logged,
 )
+from sdxl_tui.sources.saveloss import loss_at, loss_point, with_loss_at_save
 from sdxl_tui.sources.state import StateInputs, decide_state, stall_threshold
 from sdxl_tui.sources.stops import applicable_stop, describe_stop
 
-__all__ = ["Errors", "Observations", "Position", "fuse", "loss_at"]
+__all__ = ["Errors", "Observations", "Position", "fuse", "loss_at", "loss_point", "with_loss_at_save"]
 
 _NO_DATA = "No data found. Please verify arguments (train_data_dir must be the parent of folders with images)"
 _INVALID_CONFIG = "Invalid user config (the dataset TOML): MultipleInvalid"
@@ -93,6 +102,7 @@ class Observations:
     series: Mapping[str, Series] = field(default_factory=_empty_series)
     event_files: tuple[str, ...] = ()
     resume_steps: tuple[int, ...] = ()
+    event_runs: tuple[EventRun, ...] = ()  # one per launch that logged scalars (EventReader.runs)
     events_last_wall_time: float | None = None
     process_known: bool = True  # False with --no-procs
     process: ProcessTree | None = None  # the live trainer tree
@@ -179,10 +189,26 @@ def fuse_series(obs: Observations) -> dict[str, Series]:
     return series
 
 
-def locate(obs: Observations, config: TrainConfig, series: Mapping[str, Series]) -> Position:
-    """Step, total, epoch, epochs, speed and the last write, each from the best source."""
+def fuse_launches(obs: Observations) -> Stitched:
+    """The launches of a resumed run and its series at true steps (``sources/launches.py``)."""
+    resume = obs.options.get("resume")
+    # when the process whose command line says --resume started (a launch config: unknown)
+    since = obs.process.trainer.create_time if obs.process is not None else (
+        obs.record.create_time if obs.record is not None else None)
+    launches = find_launches(
+        obs.event_runs, obs.log.launches if obs.log is not None else (),
+        resume_arg=resume[-1] if isinstance(resume, tuple) and resume else None, resume_since=since,
+        skip_arg=obs.options.get("skip_until_initial_step") is True, states=obs.scan.states)
+    return stitch(fuse_series(obs), obs.event_runs, launches, obs.resume_steps)
+
+
+def locate(obs: Observations, config: TrainConfig, series: Mapping[str, Series], offset: int = 0) -> Position:
+    """Step, total, epoch, epochs, speed and the last write, each from the best source.
+
+    ``offset``: what the newest launch adds to its own step count (a resumed launch, ``Launch``).
+    """
     log = obs.log
-    step = log.step if log is not None else None
+    step = log.step + offset if log is not None and log.step is not None else None
     total = (log.total_steps if log is not None else None) or config.total_steps
     loss = series.get("loss/current") or series.get("loss/average")
     measured = loss is not None and loss.source != "log"
@@ -247,71 +273,6 @@ def traceback_seen(errors: Errors, step: int | None, prev: RunSnapshot | None) -
     if prev is not None and prev.traceback_seen is not None and prev.traceback_seen[0] == errors.traceback:
         return prev.traceback_seen
     return errors.traceback, step
-
-
-def _last_loss_step(series: Mapping[str, Series]) -> int | None:
-    s = series.get("loss/average") or series.get("loss/current")
-    return s.last.step if s is not None and s.last is not None else None
-
-
-def _step_of(p: ScalarPoint) -> int:
-    return p.step
-
-
-def loss_point(series: Mapping[str, Series], step: int) -> ScalarPoint | None:
-    """The ``loss/average`` (else ``loss/current``) point logged at a checkpoint's save: the
-    first point at the last step at or before ``step`` (its ``ss_steps``).
-
-    Why the first: sd-scripts logs every micro-batch at the current global step
-    (``train_network.py:NetworkTrainer.train``, ``accelerator.log(logs, step=global_step)``), so
-    with gradient accumulation several points share a step. The first is the micro-batch that
-    completed the step, logged before an epoch-end save; the later ones are the next epoch's
-    first micro-batches, logged after it (the real run: -000001 at step 3 was saved at 1.095;
-    1.101 came after it). File mtimes are not used: copies and touches move them. The point's
-    step is below ``step`` when the event file ends earlier.
-    """
-    for tag in ("loss/average", "loss/current"):
-        s = series.get(tag)
-        if s is None or not s.points:
-            continue
-        i = bisect_right(s.points, step, key=_step_of)
-        if not i:
-            continue
-        j = i - 1
-        while j > 0 and s.points[j - 1].step == s.points[j].step:
-            j -= 1
-        return s.points[j]
-    return None
-
-
-def loss_at(series: Mapping[str, Series], step: int) -> float | None:
-    """The value of :func:`loss_point`."""
-    p = loss_point(series, step)
-    return p.value if p is not None else None
-
-
-def with_loss_at_save(checkpoints: Sequence[Checkpoint], series: Mapping[str, Series],
-                      prev: RunSnapshot | None) -> tuple[Checkpoint, ...]:
-    """Each checkpoint with the loss at its save (:func:`loss_point`) and the step it was
-    logged at; a value is kept from the previous snapshot once the series had passed that step
-    there (later downsampling must not move it)."""
-    settled: dict[tuple[str, float, int], tuple[float, int | None]] = {}
-    if prev is not None:
-        passed = _last_loss_step(prev.series)
-        for p in prev.checkpoints:
-            if p.loss_at_save is not None and p.step is not None and passed is not None and passed > p.step:
-                settled[(p.path, p.mtime, p.step)] = (p.loss_at_save, p.loss_step)
-    out: list[Checkpoint] = []
-    for c in checkpoints:
-        if c.step is None or c.loss_at_save is not None:
-            out.append(c)
-            continue
-        value = settled.get((c.path, c.mtime, c.step))
-        if value is None:
-            point = loss_point(series, c.step)
-            value = (point.value, point.step) if point is not None else None
-        out.append(c if value is None else replace(c, loss_at_save=value[0], loss_step=value[1]))
-    return tuple(out)
 
 
 def ended_tree(exit_info: ExitInfo | None, record: RunRecord | None) -> ProcessTree | None:
@@ -412,10 +373,11 @@ def _progress(obs: Observations, config: TrainConfig, pos: Position, series: Map
     )
 
 
-def _way_on(obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint]) -> str:
+def _way_on(obs: Observations, config: TrainConfig, checkpoints: Sequence[Checkpoint],
+            states: Sequence[StateDir]) -> str:
     """How to go on from what the run left (``sources/resume.py``), with the launch's argv."""
     argv = obs.record.argv if obs.record is not None else ()
-    return resume_hint(obs.scan.states, checkpoints, argv=argv, epochs=config.num_epochs)
+    return resume_hint(states, checkpoints, argv=argv, epochs=config.num_epochs)
 
 
 def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) -> str:
@@ -425,24 +387,42 @@ def _with_way_on(reason: str, way_on: str, checkpoints: Sequence[Checkpoint]) ->
     return f"{reason}{saved}; {way_on}"
 
 
+def relaunch(obs: Observations, stitched: Stitched, pos: Position) -> tuple[Position, bool]:
+    """A live resumed trainer the log does not show yet (its command line says ``--resume``):
+    the position it will go on from, and True (the previous launch's end is not the run's)."""
+    newest = stitched.launches[-1] if stitched.launches else None
+    if newest is None or newest.in_log or obs.process is None or not obs.process.alive:
+        return pos, False
+    if newest.resume_step is not None and not newest.own_counts:
+        pos = replace(pos, step=newest.resume_step, epoch=newest.resume_epoch)
+    return pos, True
+
+
 def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     """The run as it is now, from what was observed (and the previous snapshot's memory)."""
     config = fuse_config(obs)
-    series = fuse_series(obs)
-    pos = locate(obs, config, series)
+    stitched = fuse_launches(obs)
+    series = dict(stitched.series)
+    pos = locate(obs, config, series, log_offset(stitched.launches))
     errors = collect_errors(obs.log, series)
+    pos, relaunched = relaunch(obs, stitched, pos)
     seen = traceback_seen(errors, pos.step, prev)
     inputs = state_inputs(obs, config, pos, errors, seen, prev)
+    if relaunched:
+        # a resumed trainer started after the log's last launch ended: the previous launch's
+        # 'model saved.' and final file are not this one's end
+        inputs = replace(inputs, model_saved=False, final_complete=False, phase="loading")
     state, reason = decide_state(inputs)
     stop = applicable_stop(obs.stop, alive=inputs.alive, record=obs.record, last_write_at=pos.last_write)
     state, reason = merge_scheduler_state(state, reason, obs.scheduler, step=pos.step, states=obs.scan.states,
                                           stopped=describe_stop(stop) if stop is not None else None, now=obs.now)
-    checkpoints = with_loss_at_save(obs.scan.checkpoints, series, prev)
+    checkpoints = with_loss_at_save(attribute_checkpoints(obs.scan.checkpoints, stitched.launches), series, prev)
     if state in (RunState.STOPPED, RunState.INTERRUPTED, RunState.FAILED):
         # the trainer died: its half-written file is never "writing" (one rule: formats/safetensors.py);
         # after a finished run, a growing file is someone else's copy, timed as usual
         checkpoints = settle_for_dead_writer(checkpoints)
-    way_on = _way_on(obs, config, checkpoints)
+    states = attribute_states(obs.scan.states, stitched.launches)
+    way_on = _way_on(obs, config, checkpoints, states)
     if state in (RunState.STOPPED, RunState.INTERRUPTED) and obs.scheduler is None:
         reason = _with_way_on(reason, way_on, checkpoints)
     # A stalled run has no honest ETA, finish time or 'next checkpoint in': no step is coming.
@@ -459,7 +439,7 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
         nan_step=errors.nan_step, unrecognized_args=errors.bad_args,
         exit_code=exit_info.exit_code if exit_info is not None else None,
         exit_signal=exit_info.signal if exit_info is not None else None, process=obs.process,
-        process_known=obs.process_known, checkpoints=checkpoints, states=obs.scan.states,
+        process_known=obs.process_known, checkpoints=checkpoints, states=states,
         remaining_saves=remaining, state_dir_size=obs.state_dir_size, disk_free=obs.disk_free, gpu=obs.gpu,
         gpu_temp_warn=obs.gpu_temp_warn, problems=problems, log_name=os.path.basename(obs.log_path or LOG_NAME),
         empty_image_dirs=obs.log.empty_image_dirs if obs.log is not None else (),
@@ -472,10 +452,11 @@ def fuse(obs: Observations, prev: RunSnapshot | None = None) -> RunSnapshot:
     return RunSnapshot(
         run_dir=obs.run_dir, taken_at=obs.now, state=state, state_reason=reason, config=config,
         progress=progress, series=MappingProxyType(series), checkpoints=checkpoints,
-        states=obs.scan.states, samples=obs.scan.samples, evaluations=obs.scan.evaluations,
+        states=states, samples=obs.scan.samples, evaluations=obs.scan.evaluations,
         process=obs.process if obs.process is not None else ended_tree(obs.exit, obs.record),
         gpu=obs.gpu, alerts=alerts, log_path=obs.log_path if obs.log_mtime is not None else None,
-        event_files=obs.event_files, resume_steps=obs.resume_steps, problems=problems,
+        event_files=obs.event_files, resume_steps=stitched.resume_steps, launches=stitched.launches,
+        discarded=stitched.discarded, problems=problems,
         log_lines=log.lines if log is not None else (), log_line_count=log.line_count if log is not None else 0,
         traceback_seen=seen, scheduler=obs.scheduler, queue=obs.queue,
     )

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sdxl_tui.formats.trainstate import SAVE_TRAIN_STATE
 from sdxl_tui.model import LogLine, ScalarPoint, TrainConfig
+from sdxl_tui.sources.launchlog import LaunchLines, LoggedLaunch
 from sdxl_tui.sources.tqdm import TqdmBar, parse_number
 
 __all__ = ["EXCEPTION_LINE", "LogFacts", "LogInterpreter", "SaveEvent", "StepPoints"]
@@ -58,7 +60,6 @@ _SAVE = re.compile(r"^saving checkpoint: (.+?)\s*$")
 
 _STATE_AT = re.compile(r"saving state at (epoch|step) (\d+)|saving last state")
 
-_TRAIN_STATE = re.compile(r"save train state to (.+?) at epoch (\d+) step (\d+)")
 
 _UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.*)$")
 
@@ -117,6 +118,7 @@ class LogFacts:
     line_count: int = 0  # logical lines so far (numbers run 0..line_count-1)
     segments: int = 0  # segments fed so far
     mid_file: bool = False  # the parser saw a skip marker (started inside a big file)
+    launches: tuple[LoggedLaunch, ...] = ()  # one per "running training" block (sources/launchlog.py)
 
 class StepPoints:
     """Bounded by-step series: exact last, min/max-preserving buckets of doubling width."""
@@ -210,6 +212,7 @@ class LogInterpreter:
     _lines: deque[LogLine]
     _line_no: int
     _segments: int
+    _launches: LaunchLines
 
     def _scan_faults(self, line: str) -> None:
         if "CUDA out of memory" in line or "OutOfMemoryError" in line:
@@ -318,6 +321,11 @@ class LogInterpreter:
             self._warn(flat)
         if f["phase"] is None:
             self._set_phase("loading")
+        kind = self._launches.record(flat, f["last_record_time"])
+        if kind:
+            if kind == "resume":  # a new launch (stderr: before its buffered "running training")
+                f["step"], f["model_saved"], f["phase"] = None, False, "loading"
+            return
         if flat == "model saved.":
             f["model_saved"] = True
             self._set_phase("finished")
@@ -336,7 +344,7 @@ class LogInterpreter:
         if m:
             self._set_phase("saving")
             return
-        m = _TRAIN_STATE.search(flat)
+        m = SAVE_TRAIN_STATE.search(flat)
         if m:
             self._saves.append(
                 SaveEvent(
@@ -404,6 +412,7 @@ class LogInterpreter:
             self._saves.append(SaveEvent("removed", m.group(1), f["step"], f["epoch"]))
             return
         if line.startswith("running training"):
+            self._launches.running(f["last_record_time"])
             if f["model_saved"]:  # a new run appended to the same log
                 f["model_saved"] = False
                 f["phase"] = "loading"
@@ -481,4 +490,5 @@ class LogInterpreter:
             line_count=self._line_no,
             segments=self._segments,
             mid_file=f["mid_file"],
+            launches=self._launches.launches,
         )

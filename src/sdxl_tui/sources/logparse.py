@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sdxl_tui.model import LogLine
+from sdxl_tui.sources.launchlog import LaunchLines
 from sdxl_tui.sources.logfacts import EXCEPTION_LINE, LogFacts, LogInterpreter, SaveEvent, StepPoints
 from sdxl_tui.sources.tqdm import TqdmBar, display_cells, parse_interval, parse_tqdm
 
@@ -86,6 +87,7 @@ class LogParser(LogInterpreter):
         self._errors: deque[str] = deque(maxlen=50)
         self._warnings: dict[str, None] = {}
         self._segments = 0
+        self._launches = LaunchLines()
         self._f: dict[str, Any] = {
             "phase": None, "epoch": None, "epochs": None, "step": None, "total_steps": None,
             "tqdm_elapsed": None, "tqdm_remaining": None, "tqdm_rate": None, "postfix": MappingProxyType({}),

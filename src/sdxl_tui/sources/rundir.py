@@ -438,7 +438,7 @@ class RunReader:
             script=script, log=log, log_path=self._log.file,
             log_mtime=_mtime(self._log.file) if log is not None else None, scan=scan,
             state_dir_size=self._state_size(scan.states), disk_free=disk_free, series=events.series,
-            event_files=events.files, resume_steps=events.resume_steps,
+            event_files=events.files, resume_steps=events.resume_steps, event_runs=events.runs,
             events_last_wall_time=events.last_wall_time, process_known=self._process_known, process=tree,
             exit=self._exit if tree is None else None, record=self._record, gpu=gpu,
             stall_factor=self._settings.alerts.stall_factor, gpu_temp_warn=self._settings.alerts.gpu_temp_warn,

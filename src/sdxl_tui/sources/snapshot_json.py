@@ -19,6 +19,7 @@ from sdxl_tui.model import (
     Checkpoint,
     Evaluation,
     GpuSample,
+    Launch,
     ProcessTree,
     ProcInfo,
     RunSnapshot,
@@ -56,10 +57,25 @@ def checkpoint_json(c: Checkpoint) -> dict[str, Any]:
         "complete": c.complete,
         "loss_at_save": _f(c.loss_at_save),
         "loss_step": c.loss_step,
+        "launch": c.launch,
+        "trainer_step": c.trainer_step,
         "state_dir": c.state_dir,
         "evaluation": c.evaluation,
         "problem": c.problem,
         "metadata": dict(c.metadata),
+    }
+
+
+def launch_json(la: Launch) -> dict[str, Any]:
+    """One launch of a resumed run, with its description (``sources/launches.py``)."""
+    from sdxl_tui.sources.launches import describe_launch
+
+    return {
+        "index": la.index, "started_at": _iso(la.started_at), "resumed_from": la.resumed_from,
+        "resume_step": la.resume_step, "resume_epoch": la.resume_epoch, "offset": la.offset,
+        "own_counts": la.own_counts, "first_step": la.first_step, "last_step": la.last_step,
+        "discarded_after": la.discarded_after, "chained_from": la.chained_from,
+        "source": la.source or None, "description": describe_launch(la),
     }
 
 
@@ -205,5 +221,11 @@ def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
         "log_path": snap.log_path,
         "event_files": list(snap.event_files),
         "resume_steps": list(snap.resume_steps),
+        "launches": [launch_json(la) for la in snap.launches],
+        "discarded": {
+            tag: {"count": s.count, "first_step": s.points[0].step if s.points else None,
+                  "last_step": None if s.last is None else s.last.step}
+            for tag, s in sorted(snap.discarded.items())
+        },
         "problems": list(snap.problems),
     }

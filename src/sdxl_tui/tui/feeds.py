@@ -250,7 +250,8 @@ def snapshot_signature(s: RunSnapshot) -> tuple[object, ...]:
         tuple((a.key or a.kind, a.message, a.fix) for a in s.alerts),
         s.log_line_count, s.log_lines[-1] if s.log_lines else None,
         tuple((tag, x.count) for tag, x in s.series.items()),
-        s.resume_steps, s.problems, s.scheduler, s.queue,
+        s.resume_steps, s.launches, tuple((tag, x.count) for tag, x in s.discarded.items()),
+        s.problems, s.scheduler, s.queue,
     )
 
 

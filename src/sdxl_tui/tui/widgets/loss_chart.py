@@ -30,6 +30,9 @@ from sdxl_tui.model import RunSnapshot, Series
 COLORS = {0: "bright_cyan", 1: "orange1", 2: "magenta", 3: "green", 9: "grey50"}
 RAW_COLOR = 4
 COLORS[RAW_COLOR] = "grey39"
+#: A resumed run's redone branch (RunSnapshot.discarded): dim, under the run's own curve.
+DISCARDED_COLOR = 5
+COLORS[DISCARDED_COLOR] = "grey30"
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class LossChart(Widget):
         counts: tuple[object, ...] = ()
         if snap is not None:
             counts = tuple((t, s.count, id(s.points)) for t, s in sorted(snap.series.items()))
-            counts += (snap.resume_steps,)
+            counts += (snap.resume_steps, tuple((t, s.count) for t, s in sorted(snap.discarded.items())))
         return (self.size.width, self.size.height, self.options, counts, self.full)
 
     def render(self) -> Text:
@@ -202,6 +205,14 @@ class LossChart(Widget):
             all_y.extend(dy if idx != RAW_COLOR or not opts.clip_outliers else [])
             if dx:
                 x_lo, x_hi = min(x_lo, dx[0]), max(x_hi, dx[-1])
+        gone = snap.discarded.get("loss/average") or snap.discarded.get("loss/current")
+        if gone is not None and gone.points and opts.x_axis == "step":
+            # steps after a resume point that a later launch redid: drawn apart, dim, first
+            dx, dy = downsample_minmax(_xs(gone, "step"), [p.value for p in gone.points], buckets)
+            plots.insert(0, Plot(dx, dy, DISCARDED_COLOR))
+            all_y.extend(dy)
+            x_lo, x_hi = min(x_lo, dx[0]), max(x_hi, dx[-1])
+            legend.append("  ● discarded (redone after a resume)", style=COLORS[DISCARDED_COLOR])
         if not math.isfinite(x_lo):
             return legend
         if x_hi <= x_lo:

@@ -81,7 +81,7 @@ def queue_text(queue: Sequence[QueueEntry]) -> str:
 
 
 #: Header parts dropped first when the line is wider than the terminal (lowest first).
-_DROP_ORDER = ("queue", "rate", "watch", "readonly", "clock", "next")
+_DROP_ORDER = ("launches", "queue", "rate", "watch", "readonly", "clock", "next")
 
 
 def header_parts(
@@ -118,6 +118,11 @@ def header_parts(
     parts.append(("elapsed", elapsed))
     if p.seconds_per_step and p.seconds_per_step >= 0.01:
         parts.append(("rate", Text(f"  {p.seconds_per_step:.2f}s/step", style="dim")))
+    resumed = [la for la in snapshot.launches if la.resumed_from is not None]
+    if resumed:  # a resumed run: where it went on (status lists each launch)
+        at = ", ".join(str(la.resume_step) if la.resume_step is not None else "?" for la in resumed)
+        own = " (trainer's own counts)" if any(la.own_counts for la in resumed) else ""
+        parts.append(("launches", Text(f"  resumed at step {at}{own}", style="dim")))
     queued = queue_text(snapshot.queue)
     if queued:
         parts.append(("queue", Text(f"  {queued}", style="dim")))
