@@ -191,6 +191,9 @@ def test_kill_stops_every_launch_style(procs: Procs, tmp_path: Path, style: str)
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all processes of the run exited" in done.stdout
+    if style == "accelerate-ranks":  # the plan and the outcome name each rank
+        ranks = [line.split()[:3] for line in done.stdout.splitlines() if line.startswith("rank ")]
+        assert {r[1] for r in ranks} == {"0", "1"} and len(ranks) == 4, done.stdout
     files = list_checkpoints(out)
     logs = sorted(os.listdir(out / "logs")) if (out / "logs").is_dir() else []
     # nothing of the run lives, and nothing comes back within the retry delay and more

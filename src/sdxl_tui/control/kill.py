@@ -68,6 +68,7 @@ from sdxl_tui.control.stop_after import (
 from sdxl_tui.formats.statedir import StopRecord, write_stop_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.procs import discover, same_time
+from sdxl_tui.sources.ranks import role_label
 
 __all__ = [  # the stop-after-checkpoint names are kept here for the callers of ``kill``
     "STEPS",
@@ -125,7 +126,7 @@ class KillPlan:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(role, pid, user, command) rows for the confirmation table."""
-        return [(p.role, str(p.pid), p.username or "?", _short(p.cmdline, 400)) for p in self.targets]
+        return [(role_label(p), str(p.pid), p.username or "?", _short(p.cmdline, 400)) for p in self.targets]
 
     def describe(self) -> list[str]:
         lines = [f"{r:<8} {pid:>7}  {user:<10} {cmd}" for r, pid, user, cmd in self.rows()]
@@ -138,7 +139,7 @@ class Outcome:
     """What happened to one process of the plan."""
 
     pid: int
-    role: str
+    role: str  # as shown: a rank of a multi-process launch is "rank N" (sources/ranks.role_label)
     cmdline: tuple[str, ...]
     result: str  # "exited" | "survived" | "skipped" | "gone"
     after: str | None = None  # step during which it exited: "SIGINT" | "SIGTERM" | "SIGKILL"
@@ -221,7 +222,8 @@ def _stamp(ps: Any, info: ProcInfo, me: int) -> tuple[ProcInfo | None, Refusal |
     if puid is None or puid != me:
         return None, Refusal(info.pid, f"owned by another user ({user or '?'}): not signalled", info.cmdline, user)
     return ProcInfo(pid=info.pid, create_time=info.create_time, cmdline=info.cmdline, username=user,
-                    role=info.role, ppid=info.ppid), None
+                    role=info.role, ppid=info.ppid, rank=info.rank, local_rank=info.local_rank,
+                    world_size=info.world_size), None
 
 
 def _descendants(ps: Any, info: ProcInfo, role: str, known: set[int]) -> list[ProcInfo]:
@@ -404,7 +406,7 @@ def _watch_respawn(run_dir: str, targets: Sequence[Target], seconds: float, ps: 
 def _outcomes(targets: Sequence[Target]) -> tuple[Outcome, ...]:
     """What happened to each target; one still undecided survived."""
     return tuple(
-        Outcome(pid=t.info.pid, role=t.info.role, cmdline=t.info.cmdline, result=t.result or "survived",
+        Outcome(pid=t.info.pid, role=role_label(t.info), cmdline=t.info.cmdline, result=t.result or "survived",
                 after=t.after, signals=tuple(t.signals), detail=t.detail)
         for t in targets
     )

@@ -48,7 +48,7 @@ from sdxl_tui.formats.statedir import RunRecord, read_run_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.lineage import ancestor_role
 from sdxl_tui.sources.proctable import Row, psutil_or_lazy, scan
-from sdxl_tui.sources.ranks import merge_ranks, rank_fields, rank_label
+from sdxl_tui.sources.ranks import merge_ranks, rank_fields, role_label
 
 _CREATE_TIME_TOLERANCE = 0.05
 
@@ -385,11 +385,7 @@ class ProcessWatcher:
 
 def describe_tree(tree: ProcessTree) -> list[str]:
     """Lines ``role pid user command`` for a tree, outermost launcher first (ranks named)."""
-    return [f"{_role(p):<8} {p.pid:>7} {p.username or '?':<10} {_short(p.cmdline, 200)}" for p in tree.all()]
-
-
-def _role(p: ProcInfo) -> str:
-    return rank_label(p) if p.role == "trainer" else p.role
+    return [f"{role_label(p):<8} {p.pid:>7} {p.username or '?':<10} {_short(p.cmdline, 200)}" for p in tree.all()]
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from sdxl_tui.model import ProcessTree, ProcInfo
 
-__all__ = ["merge_ranks", "rank_fields", "rank_label", "vram_by_owner", "vram_owners"]
+__all__ = ["merge_ranks", "rank_fields", "rank_label", "role_label", "vram_by_owner", "vram_owners"]
 
 
 def _int(value: str | None) -> int | None:
@@ -94,6 +94,12 @@ def rank_label(info: ProcInfo) -> str:
     if _is_rank(info):
         return f"rank {info.rank if info.rank is not None else info.local_rank}"
     return info.role
+
+
+def role_label(info: ProcInfo) -> str:
+    """The role as shown in lists (kill's confirmation and outcome, ``describe_tree``): a
+    trainer that is a rank of a multi-process launch is ``rank N``."""
+    return rank_label(info) if info.role == "trainer" else info.role
 
 
 def vram_owners(tree: ProcessTree | None) -> tuple[tuple[int, str], ...]:
