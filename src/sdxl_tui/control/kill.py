@@ -21,6 +21,9 @@ another program today. So a kill is two steps, with plain data in between for th
      the trainer's last writes. On its child's exit accelerate's simple launcher raises
      ``CalledProcessError`` and exits 1 (its own KeyboardInterrupt: 130, SIGTERM: 143); so
      a stop behind accelerate reads "exit 1" like a crash, and only the stop record tells;
+     the ranks of a multi-process run are all trainers, and the launcher that started them
+     (torchrun's elastic agent, also inside ``accelerate launch --multi_gpu``) gets the SIGINT
+     first: with ``--max_restarts`` it would otherwise start the ranks again;
   3. end the frozen wrappers (SIGTERM + SIGCONT, wait, SIGKILL) and the wrappers' other children;
   4. let sdxl-tui's supervisor record the exit (it never restarts anything), SIGTERM it if not;
   5. check that nothing of the run lives and watch for a respawn (a new trainer for the same
@@ -343,6 +346,16 @@ class _Steps:
     grace: float
 
 
+def _elastic_agents(targets: Sequence[Target]) -> list[Target]:
+    """The launchers that started the ranks of a multi-process run: torchrun's elastic agent
+    (also inside ``accelerate launch --multi_gpu``). With ``--max_restarts N`` it starts the
+    workers again when one fails, a rank that dies of our SIGINT included, over the checkpoints;
+    a signal to the agent itself makes it stop its workers with that signal and exit
+    (``torch/distributed/elastic/agent/server/api.py``: ``SignalException``, no restart)."""
+    parents = {t.info.ppid for t in targets if t.info.role == "trainer" and (t.info.world_size or 0) > 1}
+    return [t for t in targets if t.info.role == "launcher" and t.info.pid in parents]
+
+
 def _trainer_steps(k: _Steps, start: str, targets: Sequence[Target]) -> None:
     """SIGINT the trainers, wait; SIGTERM the trainers, their children and the launchers, wait;
     SIGKILL. Frozen wrappers and the supervisor are left to the later steps."""
@@ -360,7 +373,11 @@ def _trainer_steps(k: _Steps, start: str, targets: Sequence[Target]) -> None:
             if deaf:
                 k.say(f"pid {', '.join(str(t.info.pid) for t in deaf)} ignores SIGINT (inherited from "
                       "`nohup … &` or a job runner): SIGTERM follows at once")
-            for t in trainers:
+            agents = _elastic_agents(alive)
+            if agents:
+                k.say(f"SIGINT first to launcher {', '.join(str(t.info.pid) for t in agents)} that started the "
+                      "ranks (torchrun's agent: a signal makes it stop its workers, never restart them)")
+            for t in (*agents, *trainers):
                 send(k.ps, t, sig, k.me)
             if wait_for(k.ps, trainers, wait, "SIGINT"):
                 wait_for(k.ps, [t for t in movable if t.result is None], k.grace, "SIGINT")
