@@ -46,7 +46,9 @@ def test_the_ranks_of_one_launch_are_one_tree_with_rank_0_as_trainer() -> None:
 def test_rank_0_gone_is_said_and_separate_launches_stay_apart() -> None:
     trees, notes = merge_ranks([_rank(4243, 1), _rank(4244, 2, world=3)])
     assert [t.trainer.pid for t in trees] == [4243] and notes and "rank 0 of this multi-process run is gone" in notes[0]
-    # two agents (two launches for one folder): never joined; one process alone is no group
+    trees, notes = merge_ranks([_rank(4243, 1)])  # the last rank standing
+    assert [t.trainer.pid for t in trees] == [4243] and "still alive: rank 1 (pid 4243)" in notes[0]
+    # two agents (two launches for one folder): never joined
     trees, _ = merge_ranks([_rank(4242, 0), _rank(5243, 1, ppid=5000)])
     assert [(t.trainer.pid, t.ranks) for t in trees] == [(4242, ()), (5243, ())]
     # no rank variables (accelerate --cpu, a plain python): never grouped

@@ -67,7 +67,7 @@ def merge_ranks(trees: Sequence[ProcessTree]) -> tuple[list[ProcessTree], list[s
     placed: set[int] = set()
     for tree in trees:
         group = groups.get(tree.trainer.ppid or -1, []) if _is_rank(tree.trainer) else []
-        if len(group) < 2:
+        if not group:
             out.append(tree)
             continue
         if tree.trainer.ppid in placed:
