@@ -121,3 +121,25 @@ def test_simulated_rank_0_shards_the_batches_and_writes_everything(tmp_path: Pat
     assert snap.progress.step == 6 and snap.progress.total_steps == 6
     assert [c.step for c in snap.checkpoints] == [3, 6]
     assert len(os.listdir(out / "logs")) == 1
+
+
+def test_supervisor_counts_every_process_below_the_launch_for_the_gpu_history() -> None:
+    """Every rank's VRAM goes into the GPU history, not only the first trainer's: the supervisor
+    samples NVML for the launch and all its descendants (real processes: a launcher with two)."""
+    import subprocess
+
+    import psutil
+
+    from sdxl_tui.control.supervisor import _run_pids
+    from tests.helpers.proctools import wait_until
+
+    launch = subprocess.Popen(["bash", "-c", "sleep 60 & sleep 60 & wait"], stdin=subprocess.DEVNULL)
+    try:
+        pids = wait_until(lambda: (p := _run_pids(launch.pid)) and len(p) == 3 and p, timeout=20)
+        assert pids[0] == launch.pid
+        assert _run_pids(2**22 + 7) == [2**22 + 7]  # no such process: the launch alone
+    finally:
+        for child in psutil.Process(launch.pid).children(recursive=True):
+            child.kill()
+        launch.kill()
+        launch.wait(timeout=10)
