@@ -116,15 +116,20 @@ def _start(procs: Procs, style: str, out: Path) -> subprocess.Popen[bytes] | Non
     elif style == "setsid":
         procs.spawn(["setsid", "bash", str(_train_sh(out, retry=True))])
     elif style in ACCELERATE:
-        out.mkdir(parents=True, exist_ok=True)
-        acc = [PY, "-m", "accelerate.commands.launch", *ACCELERATE[style], "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *_sim(out)[2:]]
-        with open(out / "training.log", "ab") as log:
-            started = procs.spawn(acc, stdout=log, stderr=subprocess.STDOUT)
+        started = _accelerate(procs, out, ACCELERATE[style])
     else:
         raise AssertionError(style)
     wait_until(lambda: (out / "r-000001.safetensors").exists() and _complete(out), timeout=90)
     return started
+
+
+def _accelerate(procs: Procs, out: Path, options: list[str]) -> subprocess.Popen[bytes]:
+    """The real ``accelerate launch OPTIONS -m sdxl_tui simulate …`` into ``out/training.log``."""
+    out.mkdir(parents=True, exist_ok=True)
+    acc = [PY, "-m", "accelerate.commands.launch", *options, "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *_sim(out)[2:]]
+    with open(out / "training.log", "ab") as log:
+        return procs.spawn(acc, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _complete(out: Path) -> bool:
@@ -326,3 +331,21 @@ def test_stop_after_checkpoint_behind_a_retry_loop_stops_the_whole_run(procs: Pr
     snap = read_run(out, gpu=False)
     assert snap.state is RunState.STOPPED, snap.state_reason
     assert snap.state_reason.startswith("stopped by you (sdxl-tui kill --after-checkpoint, SIGINT"), snap.state_reason
+
+
+def test_accelerate_exits_1_when_one_rank_is_interrupted_alone(procs: Procs, tmp_path: Path) -> None:
+    """Not our kill: one rank gets a KeyboardInterrupt (SIGINT to it alone). torchrun's agent in
+    accelerate ends the other rank and accelerate exits 1 (ChildFailedError), like the simple
+    launcher's CalledProcessError; with no stop record of ours the verdict is not "stopped by you"."""
+    import signal as _signal
+
+    out = procs.watch_dir(tmp_path / "run")
+    # torchrun's default --max_restarts 0 (with restarts left the agent starts both ranks again)
+    launcher = _accelerate(procs, out, ACCELERATE["accelerate-ranks"][:-2])
+    tree = wait_until(lambda: (t := discover(out).tree) is not None and len(t.trainers) == 2 and t, timeout=30)
+    os.kill(tree.ranks[0].pid, _signal.SIGINT)
+    assert launcher.wait(timeout=60) == 1
+    assert not any(alive(p.pid, p.create_time) for p in tree.all())
+    snap = read_run(out, gpu=False)
+    assert snap.state is not RunState.STOPPED and "stopped by you" not in snap.state_reason, snap.state_reason
+    assert snap.state in (RunState.INTERRUPTED, RunState.FAILED), (snap.state, snap.state_reason)
