@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from make_fixture import FROZEN
+from rich.cells import cell_len
 
 from sdxl_tui.sources.runs import RunsWatcher
 from sdxl_tui.tui.runs_app import RunsApp
+from sdxl_tui.tui.widgets.runs_table import RunsTable
 from tests.helpers.runs_folder import build_runs_folder
 
 
@@ -25,10 +27,20 @@ def runs_luca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return luca
 
 
+def _widths_settled(table: RunsTable) -> bool:
+    """Every column is as wide as its widest cell: DataTable applies ``update_width`` on idle,
+    which a loaded machine can delay past a fixed pause (the snapshot then showed "converg")."""
+    for column in table.columns.values():
+        cells = [table.get_cell(row, column.key) for row in table.rows]
+        if any(column.content_width < cell_len(str(c)) for c in cells):
+            return False
+    return bool(table.rows)
+
+
 async def _loaded(pilot: Any) -> None:
     app = pilot.app
-    for _ in range(200):
-        if app.view is not None:
+    for _ in range(400):
+        if app.view is not None and _widths_settled(app.query_one(RunsTable)):
             break
         await pilot.pause(0.05)
     await pilot.pause(0.2)

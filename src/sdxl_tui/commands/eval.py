@@ -11,7 +11,11 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sdxl_tui.config import Settings
+    from sdxl_tui.control.evaluate import EvalPlan
 
 DESCRIPTION = """\
 Evaluate CHECKPOINT of the run directory DIR: run the configured evaluation command (an argv
@@ -123,8 +127,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="sdxl-tui settings TOML")
 
 
-def _err(message: str) -> int:
+def _say(message: str) -> None:
     print(f"sdxl-tui eval: error: {message}", file=sys.stderr)
+
+
+def _err(message: str) -> int:
+    _say(message)
     return 2
 
 
@@ -265,25 +273,9 @@ def _choose_when(args: argparse.Namespace, trainer: int | None) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    from sdxl_tui.config import ConfigError, load_settings
-    from sdxl_tui.control import evaluate as ev
-
-    if not os.path.isdir(args.run_dir):
-        if os.path.exists(args.run_dir):
-            return _err(f"not a directory: {args.run_dir}")
-        return _err(f"no such directory: {args.run_dir}")
-    if not os.access(args.run_dir, os.R_OK | os.X_OK):
-        return _err(f"cannot read {args.run_dir}: permission denied")
-    try:
-        settings = load_settings(config_path=args.config)
-    except ConfigError as exc:
-        return _err(str(exc))
-    run_dir = os.path.abspath(args.run_dir)
-    if args.status:
-        return _print_status(run_dir, args.json)
-
-    plan_kw: dict[str, Any] = {
+def _plan_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``plan_eval`` keywords that come from the command line, shared by every mode."""
+    return {
         "command": args.command,
         "builtin": True if args.builtin else None,
         "base_model": args.base_model,
@@ -293,41 +285,33 @@ def run(args: argparse.Namespace) -> int:
         "prompts": args.prompts,
         "extra_args": _extra_args(args),
     }
-    try:
-        if args.compare:
-            checkpoints = ev.parse_selection(run_dir, args.compare)
-            trainer = ev.training_pid(run_dir)
-            when = _choose_when(args, trainer)
-            if when is None:
-                return _err(f"training is running (pid {trainer}): pass --now or --queue")
-            print("comparing: " + ", ".join(os.path.basename(c) for c in checkpoints), flush=True)
-            try:
-                path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun, **plan_kw)
-            except ev.EvalError as exc:
-                print(f"sdxl-tui eval: {exc}", file=sys.stderr)
-                return 1
-            print(path, flush=True)
-            if args.show:
-                _show(path, args.halfblock)
-            return 0
-        if not args.checkpoint:
-            return _err("CHECKPOINT is required (or --status / --compare)")
-        checkpoint = ev.resolve_checkpoint(run_dir, args.checkpoint)
-        if args.versus:
-            from sdxl_tui.commands.eval_versus import run_versus_command
 
-            return run_versus_command(args, run_dir, checkpoint, settings, plan_kw)
-        if args.cancel:
-            rec = ev.cancel_eval(run_dir, os.path.basename(checkpoint))
-            if rec is None:
-                return _err(f"no evaluation of {os.path.basename(checkpoint)}")
-            print(f"{rec.name}: {rec.status} ({rec.note or ''})")
-            return 0
-        if args.show and not args.wait:
-            return _show_results(run_dir, checkpoint, args.halfblock)
-        plan = ev.plan_eval(run_dir, checkpoint, settings=settings, output_dir=args.output_dir, **plan_kw)
+
+def _run_compare(args: argparse.Namespace, run_dir: str, settings: Settings, plan_kw: dict[str, Any]) -> int:
+    """``--compare RANGE``: one grid of the selected checkpoints, rendered with shared prompts."""
+    from sdxl_tui.control import evaluate as ev
+
+    checkpoints = ev.parse_selection(run_dir, args.compare)
+    trainer = ev.training_pid(run_dir)
+    when = _choose_when(args, trainer)
+    if when is None:
+        return _err(f"training is running (pid {trainer}): pass --now or --queue")
+    print("comparing: " + ", ".join(os.path.basename(c) for c in checkpoints), flush=True)
+    try:
+        path = ev.compare_grid(run_dir, checkpoints, settings=settings, when=when, rerun=args.rerun, **plan_kw)
     except ev.EvalError as exc:
-        return _err(str(exc))
+        print(f"sdxl-tui eval: {exc}", file=sys.stderr)
+        return 1
+    print(path, flush=True)
+    if args.show:
+        _show(path, args.halfblock)
+    return 0
+
+
+def _start_planned(args: argparse.Namespace, run_dir: str, checkpoint: str, plan: EvalPlan) -> int:
+    """Start (or queue) a planned evaluation; with ``--wait``, follow it to its end."""
+    from sdxl_tui.control import evaluate as ev
+
     for warning in plan.warnings:
         print(f"sdxl-tui eval: warning: {warning}", file=sys.stderr)
     if args.dry_run:
@@ -359,3 +343,42 @@ def run(args: argparse.Namespace) -> int:
             _show_results(run_dir, checkpoint, args.halfblock)
         return code
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdxl_tui.commands._rundir import readable_run_dir
+    from sdxl_tui.config import ConfigError, load_settings
+    from sdxl_tui.control import evaluate as ev
+
+    run_dir, status = readable_run_dir(args.run_dir, _say)
+    if status:
+        return 2
+    try:
+        settings = load_settings(config_path=args.config)
+    except ConfigError as exc:
+        return _err(str(exc))
+    if args.status:
+        return _print_status(run_dir, args.json)
+    plan_kw = _plan_options(args)
+    try:
+        if args.compare:
+            return _run_compare(args, run_dir, settings, plan_kw)
+        if not args.checkpoint:
+            return _err("CHECKPOINT is required (or --status / --compare)")
+        checkpoint = ev.resolve_checkpoint(run_dir, args.checkpoint)
+        if args.versus:
+            from sdxl_tui.commands.eval_versus import run_versus_command
+
+            return run_versus_command(args, run_dir, checkpoint, settings, plan_kw)
+        if args.cancel:
+            rec = ev.cancel_eval(run_dir, os.path.basename(checkpoint))
+            if rec is None:
+                return _err(f"no evaluation of {os.path.basename(checkpoint)}")
+            print(f"{rec.name}: {rec.status} ({rec.note or ''})")
+            return 0
+        if args.show and not args.wait:
+            return _show_results(run_dir, checkpoint, args.halfblock)
+        plan = ev.plan_eval(run_dir, checkpoint, settings=settings, output_dir=args.output_dir, **plan_kw)
+    except ev.EvalError as exc:
+        return _err(str(exc))
+    return _start_planned(args, run_dir, checkpoint, plan)

@@ -16,6 +16,8 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -187,6 +189,105 @@ def render(
     return result.images[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One image to render: its prompt and the settings it is rendered with."""
+
+    index: int
+    spec: PromptSpec
+    seed: int
+    steps: int
+    guidance: float
+
+
+def plan_samples(args: argparse.Namespace, specs: Sequence[PromptSpec]) -> list[Sample]:
+    """``args.num_samples`` samples cycling through the prompts; a prompt's own settings win."""
+    samples = []
+    for i in range(args.num_samples):
+        spec = specs[i % len(specs)]
+        samples.append(Sample(
+            index=i,
+            spec=spec,
+            seed=spec.seed if spec.seed is not None else args.seed + i,
+            steps=spec.steps or args.steps,
+            guidance=spec.guidance if spec.guidance is not None else args.guidance,
+        ))
+    return samples
+
+
+def _config_prompts() -> str | None:
+    try:
+        from sdxl_tui.config import load_settings
+
+        return load_settings().eval.prompts
+    except Exception:  # noqa: BLE001 - a broken config must not stop an evaluation given explicit options
+        return None
+
+
+def _new_manifest(args: argparse.Namespace, origin: str, device: Any, dtype: Any) -> dict[str, Any]:
+    return {
+        "checkpoint": os.path.abspath(args.checkpoint),
+        "base_model": os.path.abspath(args.base_model),
+        "lora_scale": args.lora_scale,
+        "prompts_source": origin,
+        "resolution": [args.size[0], args.size[1]],
+        "arch": getattr(args, "arch", "sdxl"),
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "num_samples": args.num_samples,
+        "status": "running",
+        "started_at": time.time(),
+        "ended_at": None,
+        "versions": versions(),
+        "prompts": [],
+        "base_images": [],
+        "contact_sheet": None,
+    }
+
+
+def _render_sample(pipe: Any, args: argparse.Namespace, sample: Sample) -> Any:
+    return render(pipe, sample.spec, seed=sample.seed, steps=sample.steps, guidance=sample.guidance,
+                  size=args.size, negative=args.negative)
+
+
+def _render_base_images(pipe: Any, args: argparse.Namespace, samples: Sequence[Sample],
+                        manifest: dict[str, Any]) -> None:
+    """The same samples without the LoRA, for a before/after look."""
+    for sample in samples:
+        name = f"base_{sample.index:02d}_{sample.seed}.png"
+        _render_sample(pipe, args, sample).save(os.path.join(args.output_dir, name))
+        manifest["base_images"].append(name)
+    _log(f"base images (no LoRA) written: {len(samples)}")
+
+
+def _render_lora_images(pipe: Any, args: argparse.Namespace, samples: Sequence[Sample],
+                        manifest: dict[str, Any], manifest_path: str) -> list[str]:
+    """Each sample with the LoRA; the manifest is rewritten after every image (it shows progress)."""
+    files = []
+    with torch.inference_mode():
+        for sample in samples:
+            t0 = time.perf_counter()
+            image = _render_sample(pipe, args, sample)
+            seconds = time.perf_counter() - t0
+            name = f"{sample.index:02d}_{sample.seed}.png"
+            image.save(os.path.join(args.output_dir, name))
+            files.append(os.path.join(args.output_dir, name))
+            spec = sample.spec
+            manifest["prompts"].append({
+                "index": sample.index,
+                "prompt": spec.prompt,
+                "negative_prompt": spec.negative if spec.negative is not None else args.negative,
+                "seed": sample.seed,
+                "steps": sample.steps,
+                "guidance": sample.guidance,
+                "seconds": round(seconds, 3),
+                "file": name,
+            })
+            write_json_atomic(manifest_path, manifest)
+            _log(f"image {sample.index + 1}/{len(samples)}: {name} in {seconds:.1f} s  {spec.prompt}")
+    return files
+
+
 def evaluate(args: argparse.Namespace) -> None:
     """Render ``args.num_samples`` images and write PNGs, contact sheet and manifest.
 
@@ -200,15 +301,8 @@ def evaluate(args: argparse.Namespace) -> None:
     diffusers_logging.disable_progress_bar()
     # diffusers >= 0.36 renamed torch_dtype to dtype; 0.32 knows only torch_dtype.
     warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated.*")
-    config_prompts = None
-    try:
-        from sdxl_tui.config import load_settings
-
-        config_prompts = load_settings().eval.prompts
-    except Exception:  # noqa: BLE001 - a broken config must not stop an evaluation given explicit options
-        config_prompts = None
     specs, origin = resolve_prompts(
-        args.checkpoint, prompts_file=args.prompts, config_prompts_file=config_prompts, num_samples=args.num_samples
+        args.checkpoint, prompts_file=args.prompts, config_prompts_file=_config_prompts(), num_samples=args.num_samples
     )
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
@@ -217,8 +311,9 @@ def evaluate(args: argparse.Namespace) -> None:
         f"prompts from {origin}: {len(specs)}; device {device}, {dtype}; "
         f"{args.size[0]}x{args.size[1]}, {args.steps} steps"
     )
+    manifest = _new_manifest(args, origin, device, dtype)
+    manifest_path = os.path.join(args.output_dir, MANIFEST)
 
-    started = time.time()
     t0 = time.perf_counter()
     pipe = load_pipeline(args.base_model, config_dir=args.config_dir, dtype=dtype,
                          arch=getattr(args, "arch", "sdxl"))
@@ -226,73 +321,13 @@ def evaluate(args: argparse.Namespace) -> None:
     pipe.set_progress_bar_config(disable=True)
     _log(f"base model loaded in {time.perf_counter() - t0:.1f} s: {args.base_model}")
 
-    plan = []
-    for i in range(args.num_samples):
-        spec = specs[i % len(specs)]
-        seed = spec.seed if spec.seed is not None else args.seed + i
-        plan.append(
-            (i, spec, seed, spec.steps or args.steps, spec.guidance if spec.guidance is not None else args.guidance)
-        )
-
-    manifest: dict[str, Any] = {
-        "checkpoint": os.path.abspath(args.checkpoint),
-        "base_model": os.path.abspath(args.base_model),
-        "lora_scale": args.lora_scale,
-        "prompts_source": origin,
-        "resolution": [args.size[0], args.size[1]],
-        "arch": getattr(args, "arch", "sdxl"),
-        "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""),
-        "num_samples": args.num_samples,
-        "status": "running",
-        "started_at": started,
-        "ended_at": None,
-        "versions": versions(),
-        "prompts": [],
-        "base_images": [],
-        "contact_sheet": None,
-    }
-    manifest_path = os.path.join(args.output_dir, MANIFEST)
-
+    samples = plan_samples(args, specs)
     if args.with_base:
-        for i, spec, seed, steps, guidance in plan:
-            image = render(
-                pipe, spec, seed=seed, steps=steps, guidance=guidance, size=args.size, negative=args.negative
-            )
-            name = f"base_{i:02d}_{seed}.png"
-            image.save(os.path.join(args.output_dir, name))
-            manifest["base_images"].append(name)
-        _log(f"base images (no LoRA) written: {len(plan)}")
-
+        _render_base_images(pipe, args, samples, manifest)
     t0 = time.perf_counter()
     load_lora(pipe, args.checkpoint, args.lora_scale)
     _log(f"LoRA applied in {time.perf_counter() - t0:.1f} s: {args.checkpoint}")
-
-    files = []
-    with torch.inference_mode():
-        for i, spec, seed, steps, guidance in plan:
-            t0 = time.perf_counter()
-            image = render(
-                pipe, spec, seed=seed, steps=steps, guidance=guidance, size=args.size, negative=args.negative
-            )
-            seconds = time.perf_counter() - t0
-            name = f"{i:02d}_{seed}.png"
-            image.save(os.path.join(args.output_dir, name))
-            files.append(os.path.join(args.output_dir, name))
-            manifest["prompts"].append(
-                {
-                    "index": i,
-                    "prompt": spec.prompt,
-                    "negative_prompt": spec.negative if spec.negative is not None else args.negative,
-                    "seed": seed,
-                    "steps": steps,
-                    "guidance": guidance,
-                    "seconds": round(seconds, 3),
-                    "file": name,
-                }
-            )
-            write_json_atomic(manifest_path, manifest)
-            _log(f"image {i + 1}/{len(plan)}: {name} in {seconds:.1f} s  {spec.prompt}")
+    files = _render_lora_images(pipe, args, samples, manifest, manifest_path)
 
     labels = [f"{e['index']:02d} seed {e['seed']}: {e['prompt']}" for e in manifest["prompts"]]
     contact_sheet(files, labels=labels, cell=min(256, max(args.size))).save(

@@ -150,6 +150,72 @@ def _check_scalar(where: str, value: Any) -> Any:
     raise LaunchConfigError(f"{where}: expected a string, number or boolean, got {type(value).__name__}")
 
 
+def _launch_table(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    launch = data.get("launch")
+    if not isinstance(launch, Mapping):
+        raise LaunchConfigError(f"{where}: missing [launch] table")
+    unknown = [k for k in launch if k not in _LAUNCH_KEYS]
+    if unknown:
+        raise LaunchConfigError(
+            f"{where}: unknown key(s) in [launch]: {', '.join(unknown)} (known: {', '.join(_LAUNCH_KEYS)})"
+        )
+    return launch
+
+
+def _prefix(launch: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    prefix = launch.get("prefix")
+    if isinstance(prefix, str):
+        raise LaunchConfigError(
+            f"{where}: [launch] prefix must be an argv list such as [\"conda\", \"run\", \"-n\", "
+            f"\"kohya_ss\", \"python\"], not a string"
+        )
+    if not isinstance(prefix, list) or not prefix or not all(isinstance(p, str) and p for p in prefix):
+        raise LaunchConfigError(f"{where}: [launch] prefix must be a non-empty list of strings")
+    return tuple(prefix)
+
+
+def _env(launch: Mapping[str, Any], where: str) -> dict[str, str]:
+    env_raw = launch.get("env", {})
+    if not isinstance(env_raw, Mapping):
+        raise LaunchConfigError(f"{where}: [launch] env must be a table of NAME = \"value\"")
+    env: dict[str, str] = {}
+    for key, value in env_raw.items():
+        if isinstance(value, (Mapping, list)):
+            raise LaunchConfigError(f"{where}: [launch.env] {key} must be a string or number")
+        scalar = _check_scalar(f"[launch.env] {key}", value)
+        env[str(key)] = ("1" if scalar else "0") if isinstance(scalar, bool) else str(scalar)
+    return env
+
+
+def _trainer_args(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    args_raw = data.get("args", {})
+    if not isinstance(args_raw, Mapping):
+        raise LaunchConfigError(f"{where}: [args] must be a table")
+    args: dict[str, Any] = {}
+    for key, value in args_raw.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", key):
+            raise LaunchConfigError(f"{where}: [args] {key!r} is not an option name")
+        if isinstance(value, Mapping):
+            raise LaunchConfigError(f"{where}: [args] {key} must be a value, not a table")
+        if isinstance(value, list):
+            args[key] = tuple(_check_scalar(f"[args] {key}", v) for v in value)
+        else:
+            args[key] = _check_scalar(f"[args] {key}", value)
+    return args
+
+
+def _slurm(data: Mapping[str, Any], backend: str, where: str) -> SlurmConfig | None:
+    slurm_raw = data.get("slurm")
+    if slurm_raw is None and backend != "slurm":
+        return None
+    if slurm_raw is not None and not isinstance(slurm_raw, Mapping):
+        raise LaunchConfigError(f"{where}: [slurm] must be a table")
+    try:
+        return slurm_config_from_dict(slurm_raw or {}, where=where)
+    except SlurmConfigError as exc:
+        raise LaunchConfigError(str(exc)) from None
+
+
 def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None,
                             source: str | None = None) -> LaunchConfig:
     """Build a :class:`LaunchConfig` from parsed TOML data.
@@ -160,22 +226,8 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
     """
     where = source or "launch config"
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    launch = data.get("launch")
-    if not isinstance(launch, Mapping):
-        raise LaunchConfigError(f"{where}: missing [launch] table")
-    unknown = [k for k in launch if k not in _LAUNCH_KEYS]
-    if unknown:
-        raise LaunchConfigError(
-            f"{where}: unknown key(s) in [launch]: {', '.join(unknown)} (known: {', '.join(_LAUNCH_KEYS)})"
-        )
-    prefix = launch.get("prefix")
-    if isinstance(prefix, str):
-        raise LaunchConfigError(
-            f"{where}: [launch] prefix must be an argv list such as [\"conda\", \"run\", \"-n\", "
-            f"\"kohya_ss\", \"python\"], not a string"
-        )
-    if not isinstance(prefix, list) or not prefix or not all(isinstance(p, str) and p for p in prefix):
-        raise LaunchConfigError(f"{where}: [launch] prefix must be a non-empty list of strings")
+    launch = _launch_table(data, where)
+    prefix = _prefix(launch, where)
     output_dir = launch.get("output_dir")
     if not isinstance(output_dir, str) or not output_dir.strip():
         raise LaunchConfigError(f"{where}: [launch] output_dir is required (a path)")
@@ -191,47 +243,19 @@ def launch_config_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathL
     script = launch.get("script", "sdxl_train_network.py")
     if not isinstance(script, str):
         raise LaunchConfigError(f"{where}: [launch] script must be a string (\"\" for none)")
-    env_raw = launch.get("env", {})
-    if not isinstance(env_raw, Mapping):
-        raise LaunchConfigError(f"{where}: [launch] env must be a table of NAME = \"value\"")
-    env: dict[str, str] = {}
-    for key, value in env_raw.items():
-        if isinstance(value, (Mapping, list)):
-            raise LaunchConfigError(f"{where}: [launch.env] {key} must be a string or number")
-        scalar = _check_scalar(f"[launch.env] {key}", value)
-        env[str(key)] = ("1" if scalar else "0") if isinstance(scalar, bool) else str(scalar)
-    args_raw = data.get("args", {})
-    if not isinstance(args_raw, Mapping):
-        raise LaunchConfigError(f"{where}: [args] must be a table")
-    args: dict[str, Any] = {}
-    for key, value in args_raw.items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", key):
-            raise LaunchConfigError(f"{where}: [args] {key!r} is not an option name")
-        if isinstance(value, Mapping):
-            raise LaunchConfigError(f"{where}: [args] {key} must be a value, not a table")
-        if isinstance(value, list):
-            args[key] = tuple(_check_scalar(f"[args] {key}", v) for v in value)
-        else:
-            args[key] = _check_scalar(f"[args] {key}", value)
+    env = _env(launch, where)
+    args = _trainer_args(data, where)
     backend = launch.get("backend", "local")
     if backend not in BACKENDS:
         raise LaunchConfigError(f"{where}: [launch] backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    slurm_raw = data.get("slurm")
-    slurm: SlurmConfig | None = None
-    if slurm_raw is not None or backend == "slurm":
-        if slurm_raw is not None and not isinstance(slurm_raw, Mapping):
-            raise LaunchConfigError(f"{where}: [slurm] must be a table")
-        try:
-            slurm = slurm_config_from_dict(slurm_raw or {}, where=where)
-        except SlurmConfigError as exc:
-            raise LaunchConfigError(str(exc)) from None
+    slurm = _slurm(data, backend, where)
     resolved_out = _resolve(base, output_dir)
     if "output_dir" in args and _resolve(base, str(args["output_dir"])) != resolved_out:
         raise LaunchConfigError(
             f"{where}: [args] output_dir differs from [launch] output_dir; set it once, in [launch]"
         )
     return LaunchConfig(
-        prefix=tuple(prefix),
+        prefix=prefix,
         output_dir=resolved_out,
         sd_scripts_dir=opt_path("sd_scripts_dir"),
         script=script,

@@ -9,8 +9,9 @@ trainer's checkpoints by name or epoch; a ``running`` status whose process is go
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sdxl_tui.formats.names import IMAGE_SUFFIXES, eval_dir_epoch, eval_dir_name
 from sdxl_tui.formats.statedir import evals_dir
@@ -53,6 +54,84 @@ def _pid_gone(pid: object) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class _Checkpoints:
+    """The run's checkpoints, looked up the ways evaluation folders and status files name them."""
+
+    all: Sequence[Checkpoint]
+    by_stem: Mapping[str, Checkpoint]
+    by_name: Mapping[str, Checkpoint]
+
+    @classmethod
+    def of(cls, checkpoints: Sequence[Checkpoint]) -> _Checkpoints:
+        return cls(checkpoints, {os.path.splitext(c.name)[0]: c for c in checkpoints},
+                   {c.name: c for c in checkpoints})
+
+    def for_epoch(self, n: int) -> Checkpoint | None:
+        for kind in (CheckpointKind.EPOCH, CheckpointKind.FINAL):
+            for c in self.all:
+                if c.kind is kind and c.epoch == n:
+                    return c
+        return None
+
+    def for_folder(self, dirname: str) -> tuple[Checkpoint | None, int | None]:
+        n = eval_dir_epoch(dirname)
+        if n is not None:
+            return self.for_epoch(n), n
+        c = self.by_stem.get(dirname[len("eval_") :])
+        return c, (c.epoch if c else None)
+
+    def for_status(self, stem: str, data: Mapping[str, Any]) -> tuple[Checkpoint | None, str | None]:
+        """The checkpoint a status file names (its ``checkpoint`` field, else its file name)."""
+        ck_field = data.get("checkpoint")
+        ck_name = os.path.basename(str(ck_field)) if ck_field else None
+        return (self.by_name.get(ck_name) if ck_name else None) or self.by_stem.get(stem), ck_name
+
+
+def _status_files(run_dir: str, problems: list[str]) -> list[str]:
+    status_dir = os.fspath(evals_dir(run_dir))
+    try:
+        with os.scandir(status_dir) as it:
+            return sorted(e.path for e in it if e.name.endswith(".json"))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        problems.append(f"cannot list {status_dir}: {exc.strerror or exc}")
+        return []
+
+
+def _read_status(path: str, problems: list[str], read_json: Callable[[str], object]) -> dict[str, Any] | None:
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        problems.append(f"unreadable evaluation status {os.path.basename(path)}: {exc}")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"unreadable evaluation status {os.path.basename(path)}")
+        return None
+    return data
+
+
+def _from_status(data: Mapping[str, Any], ck: Checkpoint | None, ck_name: str | None,
+                 existing: Evaluation | None, out_path: str) -> Evaluation:
+    """One status file's evaluation, merged with the folder already found for it (if any)."""
+    status = str(data.get("status", "unknown"))
+    if status not in _EVAL_STATUSES:
+        status = "unknown"
+    elif status == "running" and _pid_gone(data.get("pid")):
+        status = "failed"  # the runner died without recording the end (as evaluate.py)
+    return Evaluation(
+        name=existing.name if existing else os.path.basename(os.path.normpath(out_path)),
+        path=existing.path if existing else out_path,
+        checkpoint=ck.name if ck else (ck_name or (existing.checkpoint if existing else None)),
+        epoch=ck.epoch if ck else (existing.epoch if existing else None),
+        status=status,
+        images=existing.images if existing else _images_in(out_path),
+    )
+
+
 def scan_evaluations(
     run_dir: str,
     eval_dirs: Iterable[os.DirEntry[str]],
@@ -61,26 +140,10 @@ def scan_evaluations(
     read_json: Callable[[str], object],
 ) -> list[Evaluation]:
     """Evaluation folders (``eval_*``) and status files (``.sdxl-tui/evals``), matched to checkpoints."""
-    by_stem = {os.path.splitext(c.name)[0]: c for c in checkpoints}
-    by_name = {c.name: c for c in checkpoints}
-
-    def for_epoch(n: int) -> Checkpoint | None:
-        for kind in (CheckpointKind.EPOCH, CheckpointKind.FINAL):
-            for c in checkpoints:
-                if c.kind is kind and c.epoch == n:
-                    return c
-        return None
-
-    def match_dir(dirname: str) -> tuple[Checkpoint | None, int | None]:
-        n = eval_dir_epoch(dirname)
-        if n is not None:
-            return for_epoch(n), n
-        c = by_stem.get(dirname[len("eval_") :])
-        return c, (c.epoch if c else None)
-
+    known = _Checkpoints.of(checkpoints)
     results: dict[str, Evaluation] = {}
     for entry in eval_dirs:
-        ck, epoch = match_dir(entry.name)
+        ck, epoch = known.for_folder(entry.name)
         images = _images_in(entry.path)
         results[os.path.normpath(entry.path)] = Evaluation(
             name=entry.name,
@@ -90,31 +153,12 @@ def scan_evaluations(
             status="done" if images else "unknown",
             images=images,
         )
-
-    status_dir = os.fspath(evals_dir(run_dir))
-    try:
-        with os.scandir(status_dir) as it:
-            status_files = sorted(e.path for e in it if e.name.endswith(".json"))
-    except FileNotFoundError:
-        status_files = []
-    except OSError as exc:
-        problems.append(f"cannot list {status_dir}: {exc.strerror or exc}")
-        status_files = []
-    for sf in status_files:
-        stem = os.path.basename(sf)[: -len(".json")]
-        try:
-            data = read_json(sf)
-        except FileNotFoundError:
+    for path in _status_files(run_dir, problems):
+        stem = os.path.basename(path)[: -len(".json")]
+        data = _read_status(path, problems, read_json)
+        if data is None:
             continue
-        except (OSError, ValueError) as exc:
-            problems.append(f"unreadable evaluation status {os.path.basename(sf)}: {exc}")
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"unreadable evaluation status {os.path.basename(sf)}")
-            continue
-        ck_field = data.get("checkpoint")
-        ck_name = os.path.basename(str(ck_field)) if ck_field else None
-        ck = (by_name.get(ck_name) if ck_name else None) or by_stem.get(stem)
+        ck, ck_name = known.for_status(stem, data)
         out = data.get("output_dir")
         if out:
             out_path = os.path.join(run_dir, os.path.expanduser(str(out)))
@@ -122,24 +166,7 @@ def scan_evaluations(
             epoch = ck.epoch if ck is not None and ck.kind is CheckpointKind.EPOCH else None
             out_path = os.path.join(run_dir, eval_dir_name(stem, epoch))
         key = os.path.normpath(out_path)
-        status = str(data.get("status", "unknown"))
-        if status not in _EVAL_STATUSES:
-            status = "unknown"
-        elif status == "running" and _pid_gone(data.get("pid")):
-            status = "failed"  # the runner died without recording the end (as evaluate.py)
-        existing = results.get(key)
-        images = existing.images if existing else _images_in(out_path)
-        epoch = ck.epoch if ck else (existing.epoch if existing else None)
-        results[key] = Evaluation(
-            name=existing.name if existing else os.path.basename(key),
-            path=existing.path if existing else out_path,
-            checkpoint=ck.name
-            if ck
-            else (ck_name or (existing.checkpoint if existing else None)),
-            epoch=epoch,
-            status=status,
-            images=images,
-        )
+        results[key] = _from_status(data, ck, ck_name, results.get(key), out_path)
     return sorted(results.values(), key=lambda e: (e.epoch is None, e.epoch or 0, e.name))
 
 

@@ -296,6 +296,52 @@ def training_pid(run_dir: str | os.PathLike[str]) -> int | None:
     return tree.pid if tree is not None and tree.alive else None
 
 
+def _choose_template(
+    command: str | Sequence[str] | None,
+    configured: tuple[str, ...],
+    *,
+    builtin: bool | None,
+    prompts: str | None,
+    extra_args: Sequence[str],
+) -> tuple[tuple[str, ...], bool]:
+    """The template (``command`` > ``eval.command`` > built-in) and whether it is the built-in one."""
+    if isinstance(command, str):
+        template: tuple[str, ...] = template_from_string(command)
+    elif command:
+        template = tuple(str(a) for a in command)
+    else:
+        template = ()
+    if builtin is None:
+        builtin = not template and not configured
+    if builtin:
+        template = builtin_template(prompts=bool(prompts), extra=extra_args)
+    elif not template:
+        template = tuple(configured)
+    if not template:
+        raise EvalError("no evaluation command: configure eval.command, pass --command, or use the built-in evaluator")
+    return template, builtin
+
+
+def _plan_warnings(
+    argv: Sequence[str], template: Sequence[str], values: Mapping[str, str], *, builtin: bool
+) -> list[str]:
+    """What will likely make the evaluation fail or mislead, said before it starts."""
+    warnings = []
+    if argv and os.sep not in argv[0] and shutil.which(argv[0]) is None:
+        warnings.append(f"{argv[0]!r} is not on PATH: the evaluation will fail to start")
+    elif argv and os.sep in argv[0] and not os.access(argv[0], os.X_OK):
+        warnings.append(f"{argv[0]} is not an executable file")
+    if "base_model" in values and not os.path.exists(values["base_model"]):
+        warnings.append(f"base model not found: {values['base_model']}")
+    if not builtin and "{checkpoint}" not in " ".join(template):
+        warnings.append("the template has no {checkpoint}: every evaluation will run the same command")
+    checkpoint = values["checkpoint"]
+    header = _header_state(checkpoint)
+    if header and header != "ok":
+        warnings.append(f"{os.path.basename(checkpoint)} looks incomplete ({header}): still being written?")
+    return warnings
+
+
 def plan_eval(
     run_dir: str | os.PathLike[str],
     checkpoint_path: str | os.PathLike[str],
@@ -326,23 +372,9 @@ def plan_eval(
     checkpoint = os.path.abspath(os.fspath(checkpoint_path))
     if not os.path.isfile(checkpoint):
         raise EvalError(f"checkpoint not found: {checkpoint}")
-    if isinstance(command, str):
-        template: tuple[str, ...] = template_from_string(command)
-    elif command:
-        template = tuple(str(a) for a in command)
-    else:
-        template = ()
     cfg = (settings or Settings()).eval
-    configured = cfg.command
-    if builtin is None:
-        builtin = not template and not configured
     prompts = prompts if prompts is not None else cfg.prompts
-    if builtin:
-        template = builtin_template(prompts=bool(prompts), extra=extra_args)
-    elif not template:
-        template = configured
-    if not template:
-        raise EvalError("no evaluation command: configure eval.command, pass --command, or use the built-in evaluator")
+    template, builtin = _choose_template(command, cfg.command, builtin=builtin, prompts=prompts, extra_args=extra_args)
     base_model = base_model or cfg.base_model
     if builtin and not base_model:
         raise EvalError(
@@ -367,18 +399,7 @@ def plan_eval(
     if base_model:
         values["base_model"] = os.path.abspath(os.path.expanduser(str(base_model)))
     argv = substitute(template, values)
-    warnings = []
-    if argv and os.sep not in argv[0] and shutil.which(argv[0]) is None:
-        warnings.append(f"{argv[0]!r} is not on PATH: the evaluation will fail to start")
-    elif argv and os.sep in argv[0] and not os.access(argv[0], os.X_OK):
-        warnings.append(f"{argv[0]} is not an executable file")
-    if base_model and not os.path.exists(values["base_model"]):
-        warnings.append(f"base model not found: {values['base_model']}")
-    if not builtin and "{checkpoint}" not in " ".join(template):
-        warnings.append("the template has no {checkpoint}: every evaluation will run the same command")
-    header = _header_state(checkpoint)
-    if header and header != "ok":
-        warnings.append(f"{os.path.basename(checkpoint)} looks incomplete ({header}): still being written?")
+    warnings = _plan_warnings(argv, template, values, builtin=builtin)
     try:
         cwd = os.getcwd()
     except OSError:

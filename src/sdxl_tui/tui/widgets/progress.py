@@ -141,6 +141,10 @@ def header_parts(
     return parts
 
 
+#: Lines a verdict that does not fit beside the state may take below it (then it is cut).
+REASON_LINES = 3
+
+
 def header_text(
     snapshot: RunSnapshot | None,
     *,
@@ -149,20 +153,41 @@ def header_text(
     stop_pending: str = "",
     width: int | None = None,
 ) -> Text:
-    """The header line; with ``width``, the least useful parts are dropped until the
-    elapsed time, ETA and state fit (a long reason is cut last, with an ellipsis)."""
+    """The header; with ``width``, the least useful parts are dropped until the elapsed time,
+    ETA and state fit. A verdict (why the run stopped, failed or waits, with the resume command)
+    too long for the line goes below it, wrapped on up to :data:`REASON_LINES` lines: it is
+    what the user needs to read in full."""
     if snapshot is None:
         return Text("reading the run…", style="dim")
     parts = header_parts(snapshot, watch_mode=watch_mode, readonly=readonly, stop_pending=stop_pending)
+    reason = next((t for n, t in parts if n == "reason"), None)
+    below: list[str] = []
     if width is not None:
         for name in _DROP_ORDER:
             if sum(t.cell_len for _, t in parts) <= width:
                 break
             parts = [(n, t) for n, t in parts if n != name]
+        if reason is not None and sum(t.cell_len for _, t in parts) > width:
+            parts = [(n, t) for n, t in parts if n != "reason"]
+            below = _wrap(reason.plain.strip(), width, REASON_LINES)
     text = Text(no_wrap=True, overflow="ellipsis")
     for _, part in parts:
         text.append_text(part)
+    for line in below:
+        text.append("\n")
+        text.append(line, style="italic")
     return text
+
+
+def _wrap(text: str, width: int, lines: int) -> list[str]:
+    """``text`` in at most ``lines`` lines of ``width`` cells; the last ends in … when cut."""
+    import textwrap
+
+    wrapped = textwrap.wrap(text, width=max(10, width), break_on_hyphens=False) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: max(0, width - 1)].rstrip() + "…"
+    return wrapped
 
 
 class RunHeader(Static):
@@ -185,8 +210,10 @@ class RunHeader(Static):
             width=width,
         )
         if text.markup != self._last:  # an unchanged header costs no repaint
+            relayout = text.plain.count("\n") != self._last.count("\n")
             self._last = text.markup
-            self.update(text, layout=False)  # fixed height in the CSS
+            self.styles.height = text.plain.count("\n") + 1
+            self.update(text, layout=relayout)  # a relayout only when a verdict line comes or goes
 
     def watch_snapshot(self) -> None:
         self._refresh_text()
