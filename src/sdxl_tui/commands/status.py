@@ -382,24 +382,32 @@ def _checkpoint_lines(snap: Any) -> list[str]:
     return out
 
 
-def _process_line(snap: Any) -> list[str]:
-    if snap.process is None:
-        return ["process     none found"]
-    t = snap.process.trainer
+def _process_line(tree: Any) -> str:
+    """``process     PID 4242, alive, CPU 98%, RSS 9.1 GB  (command)``; a multi-process launch
+    names its ranks (rank 0's PID first: its exit and output count)."""
+    if tree is None:
+        return "process     none found"
+    t = tree.trainer
     bits = [f"PID {t.pid}", "alive" if t.alive else "gone"]
     if t.cpu_percent is not None:
         bits.append(f"CPU {t.cpu_percent:.0f}%")
     if t.rss is not None:
         bits.append(f"RSS {_size(t.rss)}")
-    if snap.process.children:
-        bits.append(f"{len(snap.process.children)} children")
+    if tree.ranks:
+        bits.append(f"{len(tree.trainers)} ranks (PIDs {', '.join(str(p.pid) for p in tree.trainers)})")
+    if tree.children:
+        bits.append(f"{len(tree.children)} children")
     cmd = " ".join(t.cmdline)
-    return ["process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")]
+    return "process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")
 
 
 def _gpu_lines(snap: Any) -> list[str]:
+    """One line per GPU, with the run's own VRAM on it: the trainer's, or each rank's."""
+    from sdxl_tui.sources.ranks import vram_by_owner, vram_owners
+
     if not (snap.gpu.available and snap.gpu.gpus):
         return [f"gpu         {snap.gpu.reason or 'none'}"]
+    owners = vram_owners(snap.process)
     out = []
     for g in snap.gpu.gpus:
         bits = [f"{g.index} {g.name}"]
@@ -411,6 +419,7 @@ def _gpu_lines(snap: Any) -> list[str]:
             bits.append(f"{g.temperature} C")
         if g.power_draw is not None:
             bits.append(f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "") + " W")
+        bits += [f"{owner} {used / 2**30:.1f} GiB" for owner, used in vram_by_owner(g.process_memory, owners)]
         out.append("gpu         " + ", ".join(bits))
     return out
 
@@ -441,7 +450,7 @@ def format_status(snap: Any) -> str:
         out.append("evaluations " + ", ".join(f"{e.name} ({e.status})" for e in snap.evaluations))
     if snap.scheduler is not None:
         out.append("slurm       " + _scheduler_line(snap.scheduler, snap.taken_at))
-    out += _process_line(snap) + _gpu_lines(snap)
+    out += [_process_line(snap.process), *_gpu_lines(snap)]
     active = [e for e in snap.queue if e.status in ("waiting", "running", "submitted")]
     if active:
         out.append("queue       " + ", ".join(
