@@ -103,6 +103,7 @@ def _child(cmd: list[str], cache_home: Path | None = None) -> tuple[float, int, 
     env = dict(CHILD_ENV)
     if cache_home is not None:
         env["XDG_CACHE_HOME"] = str(cache_home)
+    env["SDXL_TUI_BENCH_SPAWNED_AT"] = repr(time.time())  # the first-frame child's start (bench_tui.py)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = proc.stdout.read() if proc.stdout is not None else b""
@@ -280,6 +281,7 @@ def _measure(args: argparse.Namespace, run: Path, results: dict[str, object]) ->
                    status_median_s=wall, status_cpu_median_s=cpu, status_rss_mb=rss / 1e6)
     wall, cpu, _rss, out = _medians(status_cmd(run), args.repeat, warm, fresh=False)
     results.update(warm_median_s=wall, warm_cpu_median_s=cpu)
+    _measure_floor(args, run, warm, results)
     if not args.skip_tbparse:
         _child(tbparse_cmd(run / "logs"))  # warm-up (bytecode of pandas etc.)
         wall, cpu, _rss, out = _medians(tbparse_cmd(run / "logs"), args.tbparse_repeat, None, fresh=True)
@@ -296,6 +298,46 @@ def _measure(args: argparse.Namespace, run: Path, results: dict[str, object]) ->
             frames.append((float(out.decode().strip().splitlines()[-1]), wall, cpu))
         results.update(frame_cold_s=frames[0][0], frame_cold_cpu_s=frames[0][2],
                        frame_warm_s=frames[1][0], frame_warm_cpu_s=frames[1][2])
+
+
+def modules_cmd(run_dir: Path) -> list[str]:
+    """A warm ``status --json`` in-process; prints the modules it imported, in import order."""
+    code = """if True:
+        import contextlib, io, sys
+        before = set(sys.modules)
+        from sdxl_tui.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(['status', sys.argv[1], '--json'])
+        print(','.join(m for m in sys.modules if m not in before and not m.startswith('__main__')))
+    """
+    return [sys.executable, "-c", code, str(run_dir)]
+
+
+def imports_cmd(modules: str) -> list[str]:
+    """A new process that only imports ``modules`` (and ends as status does, ``os._exit``)."""
+    code = "import importlib, os, sys\nfor m in sys.argv[1].split(','):\n    importlib.import_module(m)\nos._exit(0)\n"
+    return [sys.executable, "-c", code, modules]
+
+
+def _measure_floor(args: argparse.Namespace, run: Path, cache: Path, results: dict[str, object]) -> None:
+    """What a warm status cannot go below: the interpreter's start, and the start plus the
+    imports of exactly the modules a warm status imports (measured alone, nothing read);
+    interleaved with warm status runs, so that all three see the same load."""
+    _wall, _rc, _rss, out, _cpu = _child(modules_cmd(run), cache)
+    modules = out.decode().strip().splitlines()[-1]
+    cmds = {"python_start": [sys.executable, "-c", "pass"], "imports_floor": imports_cmd(modules),
+            "floor_warm": status_cmd(run)}
+    got: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+    for _ in range(args.repeat):
+        for key, cmd in cmds.items():
+            wall, rc, _rss, _out, cpu = _child(cmd, cache)
+            if rc != 0:
+                raise SystemExit(f"{cmd[1:3]} failed with {rc}")
+            got[key].append((wall, cpu))
+    for key, runs in got.items():
+        results[f"{key}_s"] = statistics.median(w for w, _c in runs)
+        results[f"{key}_cpu_s"] = statistics.median(c for _w, c in runs)
+    results["imports_floor_modules"] = modules.count(",") + 1
 
 
 def _measure_big(args: argparse.Namespace, results: dict[str, object]) -> None:
@@ -324,6 +366,11 @@ def _rows(args: argparse.Namespace, r: dict[str, object]) -> list[tuple[str, str
          "<= 0.25 s"),
         ("  warm: the second call, run unchanged (median)", f"{f('warm_median_s')}  CPU {f('warm_cpu_median_s')}",
          "<= 0.1 s"),
+        ("  floor: python -c pass (median)", f"{f('python_start_s')}  CPU {f('python_start_cpu_s')}", ""),
+        (f"  floor: start + the {r['imports_floor_modules']} modules a warm status imports, alone",
+         f"{f('imports_floor_s')}  CPU {f('imports_floor_cpu_s')}", ""),
+        ("  floor: a warm status between those runs (median)", f"{f('floor_warm_s')}  CPU {f('floor_warm_cpu_s')}",
+         ""),
     ]
     if "tbparse_median_s" in r:
         rows.append(("tbparse SummaryReader(...).scalars (same files)",

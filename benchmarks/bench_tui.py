@@ -19,10 +19,8 @@ import asyncio
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -143,11 +141,26 @@ def _step(run_dir: Path) -> int:
 
 
 # ----------------------------------------------------------------------- first frame
-def _child_first_frame(run_dir: str) -> None:
-    """Print seconds from process start to the first full frame on ``run_dir``."""
-    import psutil
+#: The wall clock (``time.time()``) at which the parent started the first-frame child: the
+#: child's start is measured from there (``spawned_env``). psutil's ``create_time`` is not
+#: used for it: it counts from the boot time in whole seconds, off by up to a second (on the
+#: development VM it put the start about 0.11 s too early).
+SPAWNED_AT = "SDXL_TUI_BENCH_SPAWNED_AT"
 
-    started = psutil.Process().create_time()
+
+def spawned_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) plus the spawn time, for a child started right now."""
+    return {**(os.environ if env is None else env), SPAWNED_AT: repr(time.time())}
+
+
+def _child_first_frame(run_dir: str) -> None:
+    """Print seconds from process start (the parent's spawn) to the first full frame on ``run_dir``."""
+    if os.environ.get(SPAWNED_AT):
+        started = float(os.environ[SPAWNED_AT])
+    else:  # started by hand: the process's creation time (coarse, see SPAWNED_AT)
+        import psutil
+
+        started = psutil.Process().create_time()
     from sdxl_tui.commands.tui import build_app  # exactly what `sdxl-tui DIR` does
     from sdxl_tui.config import Settings
 
@@ -178,7 +191,7 @@ def _first_frame(root: Path, log_bytes: int, scalars: int) -> tuple[float, float
     times = []
     for _ in range(3):
         out = subprocess.run([sys.executable, __file__, "--child-first-frame", str(run_dir)],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, env=spawned_env())
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return min(times), made
 
@@ -197,6 +210,9 @@ def main() -> int:
     if args.child_first_frame:
         _child_first_frame(args.child_first_frame)
         return 0
+
+    import statistics  # here, not at the top: the first-frame child imports only what the CLI does
+    import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     try:

@@ -6,7 +6,10 @@ starts ``python -m torch.distributed.run --nproc_per_node 2`` around a small CUD
 file name matches the trainer pattern (``rank_train_network.py``, with ``--output_dir``), waits
 until NVML shows memory for both ranks, runs the real ``sdxl-tui kill DIR --yes`` and checks:
 
-* the plan named both ranks (``trainer``) and torchrun's agent (``launcher``);
+* discovery sees one run: rank 0 its trainer, rank 1 beside it (``RANK`` from ``/proc/PID/environ``);
+* ``sdxl-tui status --json`` attributes each rank's VRAM (``gpus[].run_memory``: ``rank 0``, ``rank 1``);
+* the plan named both ranks (``rank 0``, ``rank 1``) and torchrun's agent (``launcher``), which got
+  the SIGINT first;
 * every rank process is gone and NVML lists none of them; the device's used memory is back
   near what it was before the start;
 * the run's state is ``stopped`` ("stopped by you (sdxl-tui kill, SIGINT, …)").
@@ -87,9 +90,22 @@ def _wait(cond: Any, timeout: float, interval: float = 0.2) -> Any:
 
 
 def _ranks(out: Path) -> list[int]:
+    """The run's trainer processes, rank 0 first (one tree for the multi-process launch)."""
     from sdxl_tui.sources.procs import discover
 
-    return sorted(tree.trainer.pid for tree in discover(out).trees)
+    tree = discover(out).tree
+    return [p.pid for p in tree.trainers] if tree is not None else []
+
+
+def _run_memory(out: Path) -> dict[str, int]:
+    """owner -> MiB of the run's VRAM as ``sdxl-tui status --json`` attributes it."""
+    done = subprocess.run([sys.executable, "-m", "sdxl_tui", "status", "--json", str(out)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120)
+    owners: dict[str, int] = {}
+    for gpu in json.loads(done.stdout).get("gpus", []):
+        for item in gpu.get("run_memory", []):
+            owners[item["owner"]] = owners.get(item["owner"], 0) + int(item["memory_used"]) // 2**20
+    return owners
 
 
 def _check(root: Path, mib: int, nv: Any, record: dict[str, Any]) -> bool:
@@ -112,13 +128,15 @@ def _check(root: Path, mib: int, nv: Any, record: dict[str, Any]) -> bool:
         return False
     seen = _gpu_procs(nv)
     record["rank_vram_mib"] = {str(p): seen.get(p, 0) // 2**20 for p in ranks}
+    record["status_run_memory_mib"] = run_memory = _run_memory(out)
     t1 = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "sdxl_tui", "kill", "--yes", str(out)], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=300)
     record["kill_s"] = round(time.monotonic() - t1, 1)
     record["kill_rc"] = done.returncode
     record["kill_stdout"] = done.stdout.splitlines()
-    roles = {line.split()[0] for line in done.stdout.splitlines() if line.split()}
+    roles = {" ".join(line.split()[:2]) for line in done.stdout.splitlines() if line.startswith("rank ")}
+    roles |= {line.split()[0] for line in done.stdout.splitlines() if line.startswith("launcher")}
     freed = _wait(lambda: not (set(ranks) & set(_gpu_procs(nv))), 60)
     record["freed_s"] = round(time.monotonic() - t1, 1)
     after = _wait(lambda: (u := _used(nv)) <= before + 256 * 2**20 and u, 60) or _used(nv)
@@ -133,7 +151,10 @@ def _check(root: Path, mib: int, nv: Any, record: dict[str, Any]) -> bool:
         agent.kill()
     checks = {
         "kill exit 0": done.returncode == 0,
-        "plan named trainers and the launcher": {"trainer", "launcher"} <= roles,
+        "one run, rank 0 first": len(ranks) == 2,
+        "status attributes VRAM per rank": {"rank 0", "rank 1"} <= set(run_memory),
+        "plan named both ranks and the launcher": {"rank 0", "rank 1", "launcher"} <= roles,
+        "the agent got SIGINT first": "SIGINT first to launcher" in done.stdout,
         "ranks gone from NVML": bool(freed),
         "memory back near the start": after <= before + 256 * 2**20,
         "no rank process alive": not any(Path(f"/proc/{p}").exists() for p in ranks),

@@ -1,7 +1,5 @@
 """``python -m sdxl_tui`` == ``sdxl-tui``."""
 
-import sys
+from sdxl_tui.cli import entry
 
-from sdxl_tui.cli import main
-
-sys.exit(main())
+entry()

@@ -272,16 +272,27 @@ class ProcInfo:
     rss: int | None = None
     exit_code: int | None = None
     ppid: int | None = None
+    # a rank of a multi-process launch (torchrun, accelerate launch --multi_gpu): RANK,
+    # LOCAL_RANK and WORLD_SIZE of its environment; None when unset or unreadable
+    rank: int | None = None
+    local_rank: int | None = None
+    world_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessTree:
-    """The trainer, the launcher chain above it and everything below it."""
+    """The trainer, the launcher chain above it and everything below it.
+
+    A multi-process launch is one tree: ``trainer`` is rank 0 (the process whose output and
+    exit count: it writes the checkpoints, the event file and the progress bar), ``ranks``
+    the other ranks in rank order, ``children`` everything below any of them.
+    """
 
     trainer: ProcInfo
     launchers: tuple[ProcInfo, ...] = ()  # outermost first
     children: tuple[ProcInfo, ...] = ()
     recorded: bool = False  # found through sdxl-tui's own launch record
+    ranks: tuple[ProcInfo, ...] = ()  # the other ranks' trainer processes (rank 1, 2, ...)
 
     @property
     def pid(self) -> int:
@@ -291,8 +302,13 @@ class ProcessTree:
     def alive(self) -> bool:
         return self.trainer.alive
 
+    @property
+    def trainers(self) -> tuple[ProcInfo, ...]:
+        """Rank 0 (or the only trainer) first, then the other ranks."""
+        return (self.trainer, *self.ranks)
+
     def all(self) -> tuple[ProcInfo, ...]:
-        return (*self.launchers, self.trainer, *self.children)
+        return (*self.launchers, self.trainer, *self.ranks, *self.children)
 
 
 @dataclass(frozen=True, slots=True)

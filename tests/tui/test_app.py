@@ -368,3 +368,31 @@ async def test_readonly_removes_the_compare_key() -> None:
         await pilot.press("g")
         await pilot.pause()
         assert not app.screen.is_modal
+
+
+async def test_gpu_panel_names_each_ranks_vram() -> None:
+    """A multi-process launch: the panel attributes VRAM per rank (NVML's per-PID usage, fake
+    NVML), one GPU per rank; a rank's child counts with its rank; the launcher's is not the run's."""
+    from dataclasses import replace
+
+    from sdxl_tui.model import ProcessTree, ProcInfo
+
+    gib = 1024**3
+    cmd = ("python", "-u", "sdxl_train_network.py", "--output_dir", "/x")
+    tree = ProcessTree(
+        ProcInfo(4242, 1.0, cmd, "luca", ppid=4000, rank=0, local_rank=0, world_size=2),
+        launchers=(ProcInfo(4000, 1.0, ("accelerate", "launch", "--multi_gpu"), "luca", role="launcher"),),
+        ranks=(ProcInfo(4243, 1.0, cmd, "luca", ppid=4000, rank=1, local_rank=1, world_size=2),),
+        children=(ProcInfo(4300, 1.0, ("python", "compile_worker"), "luca", role="child", ppid=4243),),
+    )
+    nvml = FakeNVML([FakeDevice(name="NVIDIA A100-SXM4-80GB", processes={4242: 21 * gib, 4000: 1 * gib}),
+                     FakeDevice(name="NVIDIA A100-SXM4-80GB", processes={4243: 18 * gib, 4300: 2 * gib})])
+    app = make_app(settings(), "/runs/luca/sdxl_v1", reader=StubReader([replace(snapshot(), process=tree)]),
+                   gpu=GpuMonitor(nvml=nvml), watch=False, environ={})
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await wait_for(pilot, lambda: app.gpu_status is not None and len(app.gpu_status.gpus) == 2
+                              and app.vram_owners != ())
+        await pilot.pause()
+        text = screen_text(app)
+        assert "rank 0 21.0" in text and "rank 1 20.0" in text, text
+        assert "trainer" not in text.split("GPU0", 1)[1].split("Log", 1)[0]

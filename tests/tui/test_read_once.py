@@ -1,6 +1,8 @@
-"""The dashboard's first frame reads the run once: the event files are decoded in the prefetch
-child (``EventReader.prefetch``) and the dashboard's own reader adopts that state, instead of
-reading the run a second time; the next start reads no event byte at all (the cache)."""
+"""The dashboard's first frame reads the run once: the event files are decoded in a prefetch
+child (``EventReader.prefetch``) and the dashboard's own reader adopts that state, the log and
+the checkpoint headers are read by another child that leaves their state in the cache
+(``RunReader.prefetch_first_read``), instead of reading the run a second time; the next start
+reads no event byte at all (the cache)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ async def test_first_frame_adopts_the_prefetch_and_reads_each_event_byte_once(tm
     reader = app.feeds.reader_factory()
     assert isinstance(reader, RunReader)
     events = reader._events
-    assert events is not None and (events._fork is not None) == forks  # forked before Textual ran
+    # the first read is done before Textual runs: the event files by one forked child (state
+    # handed over), the log and the checkpoint headers by another (state left in the cache)
+    assert events is not None and events._fork is None and reader._side is None
+    assert app.feeds.first_snapshot is not None and events.bytes_read_total == event_bytes
+    assert reader._scanner.header_reads == (0 if forks else 3)
     async with app.run_test(size=(160, 48)) as pilot:
         assert await wait_for(pilot, lambda: app.snapshot is not None and bool(app.snapshot.series), timeout=60)
         await pilot.pause()

@@ -91,6 +91,34 @@ def test_second_reader_reads_only_new_bytes_and_equals_a_fresh_read(tmp_path: Pa
     cached.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_prefetch_child_saves_the_cache_it_hands_over(tmp_path: Path) -> None:
+    """The child writes the cache (it encoded the state for the hand-over anyway); the parent
+    adopts it without writing it again, and saves only what it read itself afterwards."""
+    run, _f1, f2 = _run(tmp_path)
+    cache = EventCache([str(run)], 300, base=tmp_path / "cache")
+    reader = EventReader([run], max_points=300, cache=cache)
+    assert reader.prefetch(min_bytes=0) is True
+    up = reader.refresh()
+    assert up.bytes_read == sum(p.stat().st_size for p in run.rglob("events.*"))
+    assert cache.path.is_file() and reader._unsaved == 0  # written by the child
+    written = cache.path.stat().st_mtime_ns
+    reader.close()
+    assert cache.path.stat().st_mtime_ns == written  # nothing new: not written again
+    again = EventReader([run], max_points=300, cache=cache)
+    assert again.refresh().bytes_read == 0 and again.from_cache and _same(_view(again), _view(reader))
+    with open(f2, "ab") as f:
+        f.write(_records(range(1500, 1600), seed=2))
+    grown = EventReader([run], max_points=300, cache=cache)
+    assert grown.prefetch(min_bytes=0) is True
+    assert grown.refresh().bytes_read > 0 and grown.from_cache
+    grown.close()
+    fresh = EventReader([run], max_points=300)
+    fresh.refresh()
+    last = EventReader([run], max_points=300, cache=cache)
+    assert last.refresh().bytes_read == 0 and _same(_view(last), _view(fresh))
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "flipped"])
 def test_a_damaged_cache_is_ignored(tmp_path: Path, damage: str) -> None:
     run, _f1, _f2 = _run(tmp_path, n=500)
@@ -171,6 +199,27 @@ def test_concurrent_writers_leave_whole_files(tmp_path: Path) -> None:
     assert not [p for p in cache.path.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_call_wait_says_whether_the_result_is_there(tmp_path: Path) -> None:
+    """``wait(timeout)`` is False while the child works and True once its result is there."""
+    gate_r, gate_w = os.pipe()
+
+    def held() -> str:
+        os.read(gate_r, 1)  # the child works until the test lets it finish
+        return "done"
+
+    call = ForkedCall(held)
+    try:
+        assert call.wait(0.05) is False
+        os.write(gate_w, b"x")
+        assert call.wait(60) is True
+        assert call.result() == "done" and call.wait(0) is True
+    finally:
+        call.close()
+        os.close(gate_r)
+        os.close(gate_w)
+
+
 def test_forked_call_returns_the_childs_value_or_none(tmp_path: Path) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
@@ -249,7 +298,9 @@ def test_checkpoint_headers_are_remembered_while_their_files_are_unchanged(tmp_p
 
 def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
     """``sdxl-tui status`` (text and JSON, cold and warm) imports no Textual, numpy, pandas,
-    tbparse, protobuf, rich or Pillow: a cold status is mostly interpreter start and imports."""
+    tbparse, protobuf, rich or Pillow: a cold status is mostly interpreter start and imports;
+    nor what only other runs need (the TOML parser without a TOML file, subprocess without a
+    Slurm job, socket, difflib without a typo)."""
     import subprocess
     import sys
 
@@ -260,7 +311,9 @@ def test_status_imports_nothing_heavy(tmp_path: Path) -> None:
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    for extra in ([], ['--json'], ['--json']):\n"
         f"        assert main(['status', {str(run)!r}, '--no-gpu', *extra]) == 0\n"
-        "heavy = {'textual', 'numpy', 'pandas', 'tbparse', 'tensorboard', 'google', 'rich', 'PIL', 'torch'}\n"
+        "heavy = {'textual', 'numpy', 'pandas', 'tbparse', 'tensorboard', 'google', 'rich', 'PIL', 'torch',\n"
+        "         'tomllib', 'subprocess', 'socket', 'difflib'}\n"
+        "assert 'sdxl_tui.formats.slurm' not in sys.modules\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}

@@ -4,7 +4,9 @@ Each style starts the simulated trainer (``python -m sdxl_tui simulate``, which 
 ``logs/<timestamp>`` like sd-scripts) or the stand-in trainer the way users do: directly, from
 a ``bash train.sh``, from a retry loop ("exit non-zero -> sleep 2 -> start again"), with
 ``nohup … &`` (SIGINT then arrives ignored), with ``setsid``, under the real
-``accelerate launch``, and through ``sdxl-tui start`` with a wrapper prefix. Then the real
+``accelerate launch`` (``--cpu --num_processes 2``, which accelerate runs as ONE process, and
+``--multi_gpu --num_processes 2``: two ranks through torchrun inside accelerate, joined in a
+gloo process group), and through ``sdxl-tui start`` with a wrapper prefix. Then the real
 ``sdxl-tui kill DIR --yes`` runs, and each test asserts:
 
 * nothing of the run is alive (every process that mentioned the run is gone);
@@ -84,9 +86,24 @@ def _train_sh(out: Path, *, retry: bool) -> Path:
     return _script(out.parent / f"train-{out.name}.sh", body)
 
 
-def _start(procs: Procs, style: str, out: Path) -> None:
-    """Start one run in ``style``; returns once its first checkpoint is complete."""
+#: ``accelerate launch`` as users type it, before the module and its arguments.
+ACCELERATE = {
+    # commands/launch.py:simple_launcher: --cpu never goes multi-process (without --mpirun_hostfile
+    # the count only sets MASTER_ADDR/MASTER_PORT): one trainer, no RANK in its environment
+    "accelerate": ["--cpu", "--num_processes", "2"],
+    # commands/launch.py:multi_gpu_launcher: torch.distributed.run inside accelerate's process,
+    # one worker per rank (RANK/LOCAL_RANK/WORLD_SIZE); on a CPU-only box the ranks use gloo.
+    # Port 0: a free port (engineers run tests side by side). --max_restarts 2: torchrun's agent
+    # restarts failed workers (seen: twice, before the launcher's SIGTERM) unless it is signalled first
+    "accelerate-ranks": ["--multi_gpu", "--num_processes", "2", "--main_process_port", "0", "--max_restarts", "2"],
+}
+
+
+def _start(procs: Procs, style: str, out: Path) -> subprocess.Popen[bytes] | None:
+    """Start one run in ``style``; returns once its first checkpoint is complete, with the
+    launcher's process when the test started it directly."""
     procs.watch_dir(out)
+    started: subprocess.Popen[bytes] | None = None
     if style == "python":
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "training.log", "ab") as log:
@@ -98,15 +115,21 @@ def _start(procs: Procs, style: str, out: Path) -> None:
         procs.spawn(["bash", "-c", f"nohup bash {_quoted([str(sh)])} >/dev/null 2>&1 &"]).wait(timeout=30)
     elif style == "setsid":
         procs.spawn(["setsid", "bash", str(_train_sh(out, retry=True))])
-    elif style == "accelerate":
-        out.mkdir(parents=True, exist_ok=True)
-        acc = [PY, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *_sim(out)[2:]]
-        with open(out / "training.log", "ab") as log:
-            procs.spawn(acc, stdout=log, stderr=subprocess.STDOUT)
+    elif style in ACCELERATE:
+        started = _accelerate(procs, out, ACCELERATE[style])
     else:
         raise AssertionError(style)
     wait_until(lambda: (out / "r-000001.safetensors").exists() and _complete(out), timeout=90)
+    return started
+
+
+def _accelerate(procs: Procs, out: Path, options: list[str]) -> subprocess.Popen[bytes]:
+    """The real ``accelerate launch OPTIONS -m sdxl_tui simulate …`` into ``out/training.log``."""
+    out.mkdir(parents=True, exist_ok=True)
+    acc = [PY, "-m", "accelerate.commands.launch", *options, "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *_sim(out)[2:]]
+    with open(out / "training.log", "ab") as log:
+        return procs.spawn(acc, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _complete(out: Path) -> bool:
@@ -128,6 +151,18 @@ def _run_pids(out: Path, root: Path) -> dict[int, float]:
     return ids
 
 
+def _described(pids: set[int]) -> list[str]:
+    """pid, parent, status and command of each process, for a failure message."""
+    out = []
+    for pid in sorted(pids):
+        try:
+            p = psutil.Process(pid)
+            out.append(f"{pid} (parent {p.ppid()}, {p.status()}): {' '.join(p.cmdline())[:160]}")
+        except psutil.Error:
+            out.append(f"{pid} (gone)")
+    return out
+
+
 def _decoys(procs: Procs, tmp_path: Path, out: Path) -> list[subprocess.Popen[bytes]]:
     other = tmp_path / "other"
     other.mkdir()
@@ -138,10 +173,23 @@ def _decoys(procs: Procs, tmp_path: Path, out: Path) -> list[subprocess.Popen[by
     return [same_cmd, reader]
 
 
-@pytest.mark.parametrize("style", ["python", "bash", "retry", "nohup", "setsid", "accelerate"])
+def _check_ranks(out: Path, style: str) -> None:
+    """The run is found as one tree: rank 0 its trainer, the other rank beside it."""
+    tree = wait_until(lambda: discover(out).tree, timeout=30)
+    if style != "accelerate-ranks":
+        assert not tree.ranks and tree.trainer.rank is None, tree
+        return
+    assert [(p.rank, p.local_rank, p.world_size) for p in tree.trainers] == [(0, 0, 2), (1, 1, 2)], tree
+    assert [p.role for p in tree.launchers][-1:] == ["launcher"], tree.launchers
+    assert len(discover(out).trees) == 1
+
+
+@pytest.mark.parametrize("style", ["python", "bash", "retry", "nohup", "setsid", "accelerate", "accelerate-ranks"])
 def test_kill_stops_every_launch_style(procs: Procs, tmp_path: Path, style: str) -> None:
     out = tmp_path / "run"
-    _start(procs, style, out)
+    launcher = _start(procs, style, out)
+    if style in ACCELERATE:
+        _check_ranks(out, style)
     decoys = _decoys(procs, tmp_path, out)
     before = _run_pids(out, tmp_path)
     assert before, "the run's processes were not found"
@@ -149,14 +197,18 @@ def test_kill_stops_every_launch_style(procs: Procs, tmp_path: Path, style: str)
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all processes of the run exited" in done.stdout
+    if style == "accelerate-ranks":  # the plan and the outcome name each rank
+        ranks = [line.split()[:3] for line in done.stdout.splitlines() if line.startswith("rank ")]
+        assert {r[1] for r in ranks} == {"0", "1"} and len(ranks) == 4, done.stdout
     files = list_checkpoints(out)
     logs = sorted(os.listdir(out / "logs")) if (out / "logs").is_dir() else []
-    # nothing of the run lives, and nothing comes back within the retry delay and more
-    deadline = time.monotonic() + WATCH
+    # nothing of the run lives, and nothing comes back within the retry delay and more (the
+    # ranks: 10 s, though torchrun's agent would restart within its 0.1 s monitor interval)
+    deadline = time.monotonic() + (10.0 if style == "accelerate-ranks" else WATCH)
     while time.monotonic() < deadline:
         living = {pid for pid, ct in _run_pids(out, tmp_path).items() if alive(pid, ct)}
         living -= {d.pid for d in decoys}
-        assert not living, f"{style}: still alive or restarted: {living}"
+        assert not living, f"{style}: still alive or restarted: {_described(living)}"
         time.sleep(0.25)
     assert not any(alive(pid, ct) for pid, ct in before.items() if pid not in {d.pid for d in decoys})
     assert list_checkpoints(out) == files, "a checkpoint changed after the kill returned"
@@ -168,6 +220,10 @@ def test_kill_stops_every_launch_style(procs: Procs, tmp_path: Path, style: str)
     assert snap.state is RunState.STOPPED, snap.state_reason
     assert snap.state_reason.startswith("stopped by you (sdxl-tui kill, SIGINT, "), snap.state_reason
     assert "; last checkpoint r-0000" in snap.state_reason and "--network_weights" in snap.state_reason
+    if launcher is not None:
+        # simple_launcher turns its child's KeyboardInterrupt into exit 1 (CalledProcessError);
+        # under ranks the agent got the SIGINT itself: _run_torchrun exits 128 + 2
+        assert launcher.wait(timeout=30) == (130 if style == "accelerate-ranks" else 1)
 
 
 def test_retry_wrapper_under_sdxl_tui_start_is_stopped_and_attributed(procs: Procs, tmp_path: Path) -> None:
@@ -275,3 +331,25 @@ def test_stop_after_checkpoint_behind_a_retry_loop_stops_the_whole_run(procs: Pr
     snap = read_run(out, gpu=False)
     assert snap.state is RunState.STOPPED, snap.state_reason
     assert snap.state_reason.startswith("stopped by you (sdxl-tui kill --after-checkpoint, SIGINT"), snap.state_reason
+
+
+def test_accelerate_exits_1_when_one_rank_is_interrupted_alone(procs: Procs, tmp_path: Path) -> None:
+    """Not our kill: one rank gets a KeyboardInterrupt (SIGINT to it alone). torchrun's agent in
+    accelerate ends the other rank and accelerate exits 1 (ChildFailedError), like the simple
+    launcher's CalledProcessError; with no stop record of ours the verdict is "interrupted", not
+    "stopped by you"."""
+    import signal as _signal
+
+    out = procs.watch_dir(tmp_path / "run")
+    # torchrun's default --max_restarts 0 (with restarts left the agent starts both ranks again)
+    launcher = _accelerate(procs, out, ACCELERATE["accelerate-ranks"][:-2])
+    wait_until(lambda: _complete(out), timeout=90)  # training, not starting up
+    tree = wait_until(lambda: (t := discover(out).tree) is not None and len(t.trainers) == 2 and t, timeout=30)
+    os.kill(tree.ranks[0].pid, _signal.SIGINT)
+    assert launcher.wait(timeout=60) == 1
+    assert not any(alive(p.pid, p.create_time) for p in tree.all())
+    snap = read_run(out, gpu=False)
+    assert snap.state is not RunState.STOPPED and "stopped by you" not in snap.state_reason, snap.state_reason
+    # the rank's KeyboardInterrupt traceback is in the log above accelerate's ChildFailedError
+    assert snap.state is RunState.INTERRUPTED, (snap.state, snap.state_reason)
+    assert snap.state_reason.startswith("SIGINT (KeyboardInterrupt) at step "), snap.state_reason

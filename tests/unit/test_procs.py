@@ -281,7 +281,7 @@ def test_scan_without_a_trainer_does_not_import_psutil(tmp_path) -> None:
         pytest.skip("the /proc scan is Linux-only")
     code = (
         "import sys\n"
-        "from sdxl_tui.sources.procs import ProcessWatcher, _boot_time, _LAZY_PSUTIL\n"
+        "from sdxl_tui.sources.procs import ProcessWatcher\nfrom sdxl_tui.sources.proctable import boot_time as _boot_time, LAZY_PSUTIL as _LAZY_PSUTIL\n"
         f"w = ProcessWatcher({str(tmp_path)!r})\n"
         "assert w.sample() is None and w.last_discovery.scanned > 1\n"
         "assert 'psutil' not in sys.modules, 'psutil imported'\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,21 @@ def test_console_script_path_end_to_end(real_run: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["state"] == "finished"
     assert "tbparse" not in out.stderr
+
+
+def test_the_quick_exit_writes_everything_and_keeps_the_exit_status(real_run: Path, tmp_path: Path) -> None:
+    """``status`` ends its process with ``os._exit`` (``cli.entry``): the whole output is still
+    there through a pipe, the exit status is the command's, and a reader that stops early
+    (``| head -1``) gets no traceback."""
+    cmd = [sys.executable, "-m", "sdxl_tui", "status", str(real_run), "--no-gpu"]
+    full = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert full.returncode == 0 and full.stdout.endswith("}\n") and json.loads(full.stdout)["checkpoints"]
+    missing = subprocess.run([*cmd[:4], str(tmp_path / "nope")], capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    head = subprocess.run(f"{shlex.join(cmd)} | head -1", shell=True, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert head.stdout.count("\n") == 1 and "Traceback" not in head.stderr and "Exception" not in head.stderr
 
 
 @pytest.mark.slow

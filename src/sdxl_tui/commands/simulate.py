@@ -43,6 +43,14 @@ simulation options:
 signals behave like the real trainer's: SIGTERM kills silently (nothing saved),
 SIGINT prints a KeyboardInterrupt traceback and exits by SIGINT.
 
+ranks: started by `torchrun` or `accelerate launch --multi_gpu --num_processes N`, each
+process reads RANK, LOCAL_RANK and WORLD_SIZE and acts as that rank of sd-scripts: only
+rank 0 saves checkpoints and state and writes the event file, only local rank 0 prints the
+progress bar and accelerator.print lines, every rank logs; each rank gets ceil(batches / N)
+batches per epoch; the ranks join a gloo process group (when torch is installed) and wait
+for each other before saves. (`accelerate launch --cpu` starts one process, whatever
+--num_processes says.)
+
 exit status: 0 finished; 1 oom or crash; 2 unrecognized arguments.
 """
 

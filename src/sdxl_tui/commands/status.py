@@ -15,6 +15,10 @@ import sys
 import time
 from typing import Any
 
+#: One snapshot, written and flushed: the process may skip the interpreter's teardown
+#: (``cli.entry``).
+QUICK_EXIT = True
+
 DESCRIPTION = """\
 Read a kohya-ss sd-scripts run directory (the trainer's --output_dir) once and print its
 state: waiting, loading, caching, training, sampling, saving, finished, failed, interrupted
@@ -97,30 +101,58 @@ def _prefetch_events(run_dir: str, logs_dir: str | None, settings: Any) -> Any:
     return reader
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings, or the ConfigError that says why not."""
+    from sdxl_tui.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config_path=args.config)
+    except ConfigError as exc:
+        return exc
+
+
 def run(args: argparse.Namespace) -> int:
     # One short-lived snapshot: the cyclic garbage collector would only re-scan the tens of
     # thousands of points and tokens the readers build (about a tenth of a cold status);
     # reference counting still frees everything as usual.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    events = None
     try:
-        return _run(args)
+        run_dir = os.path.abspath(os.path.expanduser(args.dir))
+        problem = _check_dir(run_dir, args.dir)
+        if problem is not None:
+            return problem
+        settings = None if getattr(args, "watch", False) else _settings(args)
+        if settings is not None and not isinstance(settings, Exception):
+            # Start decoding the event files on the second core before the other readers
+            # are imported: it is most of a cold status and needs nothing else (see
+            # EventReader.prefetch). A folder of runs, or a run holding runs, drops it.
+            use_cache = settings.cache.enabled and not args.no_cache
+            events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
+        return _run(args, run_dir, settings, events)
     finally:
+        if events is not None:
+            events.close()
         if gc_was_enabled:
             gc.enable()
 
 
-def _run(args: argparse.Namespace) -> int:
-    run_dir = os.path.abspath(os.path.expanduser(args.dir))
+def _check_dir(run_dir: str, given: str) -> int | None:
+    """The exit status for a DIR that cannot be read at all, or None."""
     if not os.path.exists(run_dir):
-        _err(f"no such directory: {args.dir}")
+        _err(f"no such directory: {given}")
         return 2
     if not os.path.isdir(run_dir):
-        _err(f"not a directory: {args.dir}")
+        _err(f"not a directory: {given}")
         return 2
     if not os.access(run_dir, os.R_OK | os.X_OK):
-        _err(f"cannot read {args.dir}: permission denied")
+        _err(f"cannot read {given}: permission denied")
         return 1
+    return None
+
+
+def _run(args: argparse.Namespace, run_dir: str, settings: Any, events: Any) -> int:
     below: tuple[str, ...] = ()
     if not (args.log or args.logs_dir or getattr(args, "single", False)):
         from sdxl_tui.commands.runs_status import route
@@ -137,17 +169,13 @@ def _run(args: argparse.Namespace) -> int:
             _err(problem)
             return 2
         return status_watch.watch(args, run_dir, format_status)
-    from sdxl_tui.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings(config_path=args.config)
-    except ConfigError as exc:
-        _err(str(exc))
+    if isinstance(settings, Exception):
+        _err(str(settings))
         return 2
     use_cache = settings.cache.enabled and not args.no_cache
-    # Start decoding the event files on the second core before anything heavy is imported:
-    # it is most of a cold status and needs nothing else (see EventReader.prefetch).
-    events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
+    if events is not None and below:
+        events.close()  # read for DIR; a run holding runs reads its own logs/ only
+        events = _prefetch_events(run_dir, args.logs_dir, settings if use_cache else None)
     try:
         from sdxl_tui.sources.rundir import read_run
 
@@ -354,24 +382,32 @@ def _checkpoint_lines(snap: Any) -> list[str]:
     return out
 
 
-def _process_line(snap: Any) -> list[str]:
-    if snap.process is None:
-        return ["process     none found"]
-    t = snap.process.trainer
+def _process_line(tree: Any) -> str:
+    """``process     PID 4242, alive, CPU 98%, RSS 9.1 GB  (command)``; a multi-process launch
+    names its ranks (rank 0's PID first: its exit and output count)."""
+    if tree is None:
+        return "process     none found"
+    t = tree.trainer
     bits = [f"PID {t.pid}", "alive" if t.alive else "gone"]
     if t.cpu_percent is not None:
         bits.append(f"CPU {t.cpu_percent:.0f}%")
     if t.rss is not None:
         bits.append(f"RSS {_size(t.rss)}")
-    if snap.process.children:
-        bits.append(f"{len(snap.process.children)} children")
+    if tree.ranks:
+        bits.append(f"{len(tree.trainers)} ranks (PIDs {', '.join(str(p.pid) for p in tree.trainers)})")
+    if tree.children:
+        bits.append(f"{len(tree.children)} children")
     cmd = " ".join(t.cmdline)
-    return ["process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")]
+    return "process     " + ", ".join(bits) + (f"  ({cmd[:100]}{'…' if len(cmd) > 100 else ''})" if cmd else "")
 
 
 def _gpu_lines(snap: Any) -> list[str]:
+    """One line per GPU, with the run's own VRAM on it: the trainer's, or each rank's."""
+    from sdxl_tui.sources.ranks import vram_by_owner, vram_owners
+
     if not (snap.gpu.available and snap.gpu.gpus):
         return [f"gpu         {snap.gpu.reason or 'none'}"]
+    owners = vram_owners(snap.process)
     out = []
     for g in snap.gpu.gpus:
         bits = [f"{g.index} {g.name}"]
@@ -383,6 +419,7 @@ def _gpu_lines(snap: Any) -> list[str]:
             bits.append(f"{g.temperature} C")
         if g.power_draw is not None:
             bits.append(f"{g.power_draw:.0f}" + (f"/{g.power_limit:.0f}" if g.power_limit else "") + " W")
+        bits += [f"{owner} {used / 2**30:.1f} GiB" for owner, used in vram_by_owner(g.process_memory, owners)]
         out.append("gpu         " + ", ".join(bits))
     return out
 
@@ -413,7 +450,7 @@ def format_status(snap: Any) -> str:
         out.append("evaluations " + ", ".join(f"{e.name} ({e.status})" for e in snap.evaluations))
     if snap.scheduler is not None:
         out.append("slurm       " + _scheduler_line(snap.scheduler, snap.taken_at))
-    out += _process_line(snap) + _gpu_lines(snap)
+    out += [_process_line(snap.process), *_gpu_lines(snap)]
     active = [e for e in snap.queue if e.status in ("waiting", "running", "submitted")]
     if active:
         out.append("queue       " + ", ".join(

@@ -160,6 +160,10 @@ def looks_like_run(path: str) -> bool:
     )
 
 
+#: How long ``build_app`` waits for the prefetch children once Textual is imported.
+_FIRST_READ_WAIT = 0.3
+
+
 def build_app(
     settings: Any,
     run_dir: str,
@@ -171,10 +175,12 @@ def build_app(
 ) -> Any:
     """The dashboard as the CLI builds it: the run's first read starts before Textual loads.
 
-    The event files (most of a cold start) are decoded in a forked child on the second core
-    (``EventReader.prefetch``, from the cached state if any) while this process imports
-    Textual and mounts the screen; the reader's first refresh, in the feed thread, adopts the
-    child's state and reads the log and the checkpoints itself: the run is read once.
+    The event files (most of a cold start) are decoded in a forked child, the log and the
+    checkpoint headers in another (``RunReader.prefetch_first_read``, from the cached state if
+    any) while this process imports Textual; the reader's first refresh adopts the event
+    state and loads the rest from the cache: the run is read once. When the children finish
+    soon after Textual is imported, that refresh runs here and the screen is composed with the
+    run in it; otherwise the feed thread does it and the screen shows up first.
     """
     from sdxl_tui.sources.gpu import LatestGpu
     from sdxl_tui.sources.rundir import RunReader
@@ -189,10 +195,10 @@ def build_app(
         launch_file=settings.launch.file,
         cache=True,
     )
-    reader.prefetch_events()  # fork now, while this process has one thread
+    forked = reader.prefetch_first_read()  # fork now, while this process has one thread
     from sdxl_tui.tui.app import make_app
 
-    return make_app(
+    app = make_app(
         settings,
         run_dir,
         reader=reader,
@@ -203,6 +209,16 @@ def build_app(
         launch_file=settings.launch.file,
         notice=notice,
     )
+    if forked and reader.prefetch_done(_FIRST_READ_WAIT):
+        # The children are done (or nearly): take the first snapshot here, so the screen
+        # is composed with the run in it, instead of in the feed thread, where it would take
+        # turns (the GIL) with the rendering of an empty screen. A slower first read (a huge
+        # run without cache) is left to the feed: the screen shows up first, then the run.
+        try:
+            app.feeds.first_snapshot = reader.refresh()
+        except Exception:  # noqa: BLE001 - the feed thread refreshes again and reports it
+            app.feeds.first_snapshot = None
+    return app
 
 
 def no_terminal_message(run_dir: str | None) -> str | None:

@@ -21,6 +21,9 @@ another program today. So a kill is two steps, with plain data in between for th
      the trainer's last writes. On its child's exit accelerate's simple launcher raises
      ``CalledProcessError`` and exits 1 (its own KeyboardInterrupt: 130, SIGTERM: 143); so
      a stop behind accelerate reads "exit 1" like a crash, and only the stop record tells;
+     the ranks of a multi-process run are all trainers, and the launcher that started them
+     (torchrun's elastic agent, also inside ``accelerate launch --multi_gpu``) gets the SIGINT
+     first: with ``--max_restarts`` it would otherwise start the ranks again;
   3. end the frozen wrappers (SIGTERM + SIGCONT, wait, SIGKILL) and the wrappers' other children;
   4. let sdxl-tui's supervisor record the exit (it never restarts anything), SIGTERM it if not;
   5. check that nothing of the run lives and watch for a respawn (a new trainer for the same
@@ -68,6 +71,7 @@ from sdxl_tui.control.stop_after import (
 from sdxl_tui.formats.statedir import StopRecord, write_stop_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.procs import discover, same_time
+from sdxl_tui.sources.ranks import role_label
 
 __all__ = [  # the stop-after-checkpoint names are kept here for the callers of ``kill``
     "STEPS",
@@ -125,7 +129,7 @@ class KillPlan:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(role, pid, user, command) rows for the confirmation table."""
-        return [(p.role, str(p.pid), p.username or "?", _short(p.cmdline, 400)) for p in self.targets]
+        return [(role_label(p), str(p.pid), p.username or "?", _short(p.cmdline, 400)) for p in self.targets]
 
     def describe(self) -> list[str]:
         lines = [f"{r:<8} {pid:>7}  {user:<10} {cmd}" for r, pid, user, cmd in self.rows()]
@@ -138,7 +142,7 @@ class Outcome:
     """What happened to one process of the plan."""
 
     pid: int
-    role: str
+    role: str  # as shown: a rank of a multi-process launch is "rank N" (sources/ranks.role_label)
     cmdline: tuple[str, ...]
     result: str  # "exited" | "survived" | "skipped" | "gone"
     after: str | None = None  # step during which it exited: "SIGINT" | "SIGTERM" | "SIGKILL"
@@ -221,7 +225,8 @@ def _stamp(ps: Any, info: ProcInfo, me: int) -> tuple[ProcInfo | None, Refusal |
     if puid is None or puid != me:
         return None, Refusal(info.pid, f"owned by another user ({user or '?'}): not signalled", info.cmdline, user)
     return ProcInfo(pid=info.pid, create_time=info.create_time, cmdline=info.cmdline, username=user,
-                    role=info.role, ppid=info.ppid), None
+                    role=info.role, ppid=info.ppid, rank=info.rank, local_rank=info.local_rank,
+                    world_size=info.world_size), None
 
 
 def _descendants(ps: Any, info: ProcInfo, role: str, known: set[int]) -> list[ProcInfo]:
@@ -341,6 +346,16 @@ class _Steps:
     grace: float
 
 
+def _elastic_agents(targets: Sequence[Target]) -> list[Target]:
+    """The launchers that started the ranks of a multi-process run: torchrun's elastic agent
+    (also inside ``accelerate launch --multi_gpu``). With ``--max_restarts N`` it starts the
+    workers again when one fails, a rank that dies of our SIGINT included, over the checkpoints;
+    a signal to the agent itself makes it stop its workers with that signal and exit
+    (``torch/distributed/elastic/agent/server/api.py``: ``SignalException``, no restart)."""
+    parents = {t.info.ppid for t in targets if t.info.role == "trainer" and (t.info.world_size or 0) > 1}
+    return [t for t in targets if t.info.role == "launcher" and t.info.pid in parents]
+
+
 def _trainer_steps(k: _Steps, start: str, targets: Sequence[Target]) -> None:
     """SIGINT the trainers, wait; SIGTERM the trainers, their children and the launchers, wait;
     SIGKILL. Frozen wrappers and the supervisor are left to the later steps."""
@@ -358,7 +373,11 @@ def _trainer_steps(k: _Steps, start: str, targets: Sequence[Target]) -> None:
             if deaf:
                 k.say(f"pid {', '.join(str(t.info.pid) for t in deaf)} ignores SIGINT (inherited from "
                       "`nohup … &` or a job runner): SIGTERM follows at once")
-            for t in trainers:
+            agents = _elastic_agents(alive)
+            if agents:
+                k.say(f"SIGINT first to launcher {', '.join(str(t.info.pid) for t in agents)} that started the "
+                      "ranks (torchrun's agent: a signal makes it stop its workers, never restart them)")
+            for t in (*agents, *trainers):
                 send(k.ps, t, sig, k.me)
             if wait_for(k.ps, trainers, wait, "SIGINT"):
                 wait_for(k.ps, [t for t in movable if t.result is None], k.grace, "SIGINT")
@@ -404,7 +423,7 @@ def _watch_respawn(run_dir: str, targets: Sequence[Target], seconds: float, ps: 
 def _outcomes(targets: Sequence[Target]) -> tuple[Outcome, ...]:
     """What happened to each target; one still undecided survived."""
     return tuple(
-        Outcome(pid=t.info.pid, role=t.info.role, cmdline=t.info.cmdline, result=t.result or "survived",
+        Outcome(pid=t.info.pid, role=role_label(t.info), cmdline=t.info.cmdline, result=t.result or "survived",
                 after=t.after, signals=tuple(t.signals), detail=t.detail)
         for t in targets
     )

@@ -122,13 +122,25 @@ def _find_trainer(root_pid: int, output_dir: str | None) -> tuple[int, float] | 
     return None
 
 
+def _run_pids(root_pid: int) -> list[int]:
+    """The launch and everything below it: the trainer, or every rank of a multi-process
+    launch (``accelerate launch --multi_gpu``, ``torchrun``), with their children; the GPU
+    history counts their VRAM as the run's."""
+    import psutil
+
+    try:
+        return [root_pid, *(p.pid for p in psutil.Process(root_pid).children(recursive=True))]
+    except psutil.Error:
+        return [root_pid]
+
+
 def _supervise(child: subprocess.Popen[bytes], record: dict[str, Any], record_path: str, output_dir: str | None,
                gpu: GpuRecorder | None) -> None:
     """Wait for ``child``; meanwhile record the trainer below it and sample the GPU."""
     deadline = time.monotonic() + 600.0  # look for the trainer below a launcher for 10 min
     while True:
         if gpu is not None:
-            gpu.tick([pid for pid in (child.pid, record["trainer_pid"]) if pid])
+            gpu.tick(_run_pids(child.pid))
         try:
             child.wait(timeout=0.5 if record["trainer_pid"] is None else 5.0)
             return

@@ -33,11 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdxl_tui.formats import toml
 from sdxl_tui.formats.names import LOG_NAME
-from sdxl_tui.formats.slurm import SlurmConfig, SlurmConfigError, slurm_config_from_dict
+
+if TYPE_CHECKING:  # the [slurm] table's module is imported only when a launch config has one
+    from sdxl_tui.formats.slurm import SlurmConfig
 
 #: File name looked up in the run directory when no ``--launch FILE`` is given.
 DEFAULT_NAME = "sdxl-tui.toml"
@@ -210,6 +212,8 @@ def _slurm(data: Mapping[str, Any], backend: str, where: str) -> SlurmConfig | N
         return None
     if slurm_raw is not None and not isinstance(slurm_raw, Mapping):
         raise LaunchConfigError(f"{where}: [slurm] must be a table")
+    from sdxl_tui.formats.slurm import SlurmConfigError, slurm_config_from_dict
+
     try:
         return slurm_config_from_dict(slurm_raw or {}, where=where)
     except SlurmConfigError as exc:

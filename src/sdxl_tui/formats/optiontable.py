@@ -13,13 +13,11 @@ long option names it, an ambiguous one names nothing.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -169,6 +167,8 @@ class OptionTable:
         if known is not None:
             target, why = known
             return (target if self.by_string(target) else None), why
+        import difflib  # only for a "did you mean" (not on every start)
+
         matches = difflib.get_close_matches(option, self.option_strings, n=1, cutoff=0.6)
         return (matches[0] if matches else None), None
 
@@ -179,6 +179,8 @@ class OptionTable:
             spec = self.by_string(known[0])
             if spec is not None:
                 return spec.dest
+        import difflib
+
         matches = difflib.get_close_matches(key, sorted(self.dests), n=1, cutoff=0.6)
         return matches[0] if matches else None
 
@@ -211,9 +213,19 @@ def table_to_json(table: OptionTable) -> dict[str, Any]:
     }
 
 
+_DATA = "sd_scripts_options.json"
+
+
 @cache
 def _packaged() -> Mapping[str, Any]:
-    text = resources.files("sdxl_tui").joinpath("data/sd_scripts_options.json").read_text("utf-8")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", _DATA)
+    try:  # the installed file, read directly (importlib.resources costs a few ms of imports)
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:  # pragma: no cover - a zipped install
+        from importlib import resources
+
+        text = resources.files("sdxl_tui").joinpath(f"data/{_DATA}").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return MappingProxyType(data)
 
@@ -302,3 +314,4 @@ def convert(spec: OptionSpec, text: str) -> Any:
     if spec.type == "int_or_float":
         return int_or_float(text)
     return text
+

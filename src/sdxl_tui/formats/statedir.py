@@ -103,6 +103,12 @@ def headers_cache_path(run_dir: str, base: Path | None = None) -> Path:
     return run_cache_path("headers", [os.path.realpath(run_dir)], base)
 
 
+def log_cache_path(log: str, tail_bytes: int, head_bytes: int, base: Path | None = None) -> Path:
+    """The cache file of a console log's reading state (where the tail stopped, the parser's
+    facts) for a reader that starts with ``tail_bytes``/``head_bytes`` windows."""
+    return run_cache_path("log", [os.path.realpath(log), str(tail_bytes), str(head_bytes)], base)
+
+
 def state_dir(run_dir: str | os.PathLike[str]) -> Path:
     """``RUN_DIR/.sdxl-tui``."""
     return Path(run_dir) / STATE_DIR

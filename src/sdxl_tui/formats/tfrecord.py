@@ -18,7 +18,6 @@ The writer half (``frame``, ``scalar_event``) writes byte-for-byte what
 from __future__ import annotations
 
 import os
-import socket
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -394,5 +393,8 @@ def scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
 
 def event_file_name(wall_time: float, hostname: str | None = None, pid: int | None = None) -> str:
     """``events.out.tfevents.<10-digit time>.<hostname>.<pid>.0`` like tensorboard's writer."""
-    host = hostname or socket.gethostname()
-    return f"events.out.tfevents.{int(wall_time):010d}.{host}.{os.getpid() if pid is None else pid}.0"
+    if not hostname:
+        import socket  # the writer's only need for it (the readers never import it)
+
+        hostname = socket.gethostname()
+    return f"events.out.tfevents.{int(wall_time):010d}.{hostname}.{os.getpid() if pid is None else pid}.0"

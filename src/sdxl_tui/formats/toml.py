@@ -14,14 +14,29 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 __all__ = ["TOMLDecodeError", "dumps", "key", "load", "loads", "string", "value"]
 
-TOMLDecodeError = tomllib.TOMLDecodeError
+
+class TOMLDecodeError(ValueError):
+    """Not valid TOML (the parser's own error, whose message it keeps).
+
+    Our own class so that the parser (``tomllib``, with ``datetime`` and ``string``) is
+    imported only when a TOML file is actually read: ``sdxl-tui status`` on a run without
+    one never pays for it.
+    """
+
+
+def _parse(data: bytes | str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        parsed: dict[str, Any] = tomllib.loads(data if isinstance(data, str) else data.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise TOMLDecodeError(str(exc)) from exc
+    return parsed
+
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -35,17 +50,16 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         TOMLDecodeError: it is not valid TOML (also for bytes that are not UTF-8).
     """
     with open(path, "rb") as fh:
-        try:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
-        except UnicodeDecodeError as exc:
-            raise TOMLDecodeError(f"not UTF-8: {exc}") from None
+        raw = fh.read()
+    try:
+        return _parse(raw)
+    except UnicodeDecodeError as exc:
+        raise TOMLDecodeError(f"not UTF-8: {exc}") from None
 
 
 def loads(text: str) -> dict[str, Any]:
     """Parse TOML text (raises ``TOMLDecodeError``)."""
-    data: dict[str, Any] = tomllib.loads(text)
-    return data
+    return _parse(text)
 
 
 def string(text: str) -> str:

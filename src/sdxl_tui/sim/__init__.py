@@ -33,7 +33,12 @@ Python API:
 - ``sdxl_tui.sim.bulk.generate_big_run(run_dir, *, log_bytes, scalars, checkpoints)``: a
   finished-looking big run for benchmarks, as fast as possible.
 
-Not simulated (known differences): multi-GPU/``accelerate launch`` process chains, wandb,
+Ranks: launched by ``torchrun`` or ``accelerate launch --multi_gpu --num_processes N`` each
+process reads ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` and behaves as that rank of sd-scripts does
+(only rank 0 saves and writes events, only local rank 0 prints and draws bars, every rank logs,
+batches sharded, a ``gloo`` barrier before saves: :mod:`sdxl_tui.sim.ranks`).
+
+Not simulated (known differences): wandb,
 ``--log_config`` hparams sub-runs, ``--cache_latents_to_disk`` ``.npz`` files beside the
 images, LoRA+/block-wise/DAdapt/Prodigy LR tags. ``--resume`` and ``--skip_until_initial_step`` count
 steps as sd-scripts does (``formats/trainstate.py``), mis-steps included. Source line

@@ -14,13 +14,14 @@ import random
 import time
 from argparse import Namespace
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdxl_tui.sim.console import SimConsole
 from sdxl_tui.sim.dataset import DatasetGroup
 from sdxl_tui.sim.options import SimOptions
 from sdxl_tui.sim.progress import Bar
+from sdxl_tui.sim.ranks import ProcessGroup, Ranks
 from sdxl_tui.sim.schedule import LossRecorder
 from sdxl_tui.sim.tfevents import EventWriter
 from sdxl_tui.sim.workers import DataLoaderWorkers
@@ -42,6 +43,11 @@ class Hooks:
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     fork_workers: bool = False  # real DataLoader-worker child processes (subprocess mode)
+    ranks: Ranks = field(default_factory=Ranks)  # which rank of a multi-process launch (sim/ranks.py)
+
+
+def _discard(_text: str) -> None:
+    """Where a disabled tqdm bar writes."""
 
 
 class TrainerBase:
@@ -74,6 +80,9 @@ class TrainerBase:
         self.output_dir = Path(args.output_dir or ".")
         self.ext = "." + (args.save_model_as or "safetensors")
         self.unet_only = bool(args.network_train_unet_only)
+        self.ranks = self.h.ranks
+        self.dist: ProcessGroup | None = None  # joined where Accelerator() would join it
+        console.local_main = self.ranks.is_local_main_process
         self.te_only = bool(args.network_train_text_encoder_only)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -85,6 +94,9 @@ class TrainerBase:
         self.c.log(key, msg, level)
 
     def new_bar(self, total: int | None, **kw: object) -> Bar:
+        """A tqdm bar; drawn by the local main process only (``disable=not is_local_main_process``)."""
+        if not self.ranks.is_local_main_process:
+            return Bar(total, _discard, self.h.now, **kw)  # type: ignore[arg-type]
         return Bar(total, self.c.err, self.h.now, on_create=self.c.flush_all, **kw)  # type: ignore[arg-type]
 
     def simple_bar(self, total: int, seconds: float, desc: str = "") -> None:

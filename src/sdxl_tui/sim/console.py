@@ -172,6 +172,8 @@ class SimConsole:
         self.handler = RichHandler(console=console)
         self.handler.setFormatter(logging.Formatter(fmt="%(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
         self._worker_last: dict[int, Any] = {}
+        self.local_main = True
+        """False on a rank other than LOCAL_RANK 0: ``accelerator.print`` prints nothing (sim/ranks.py)."""
 
     # -- raw streams ------------------------------------------------------------------------
     def _raw_err(self, s: str) -> None:
@@ -205,7 +207,12 @@ class SimConsole:
             self.flush_stdout()
 
     def print(self, *parts: object) -> None:
-        """``print(...)`` / ``accelerator.print(...)``."""
+        """``accelerator.print(...)``: nothing on a rank other than the local main process."""
+        if self.local_main:
+            self.out(" ".join(str(p) for p in parts) + "\n")
+
+    def print_all(self, *parts: object) -> None:
+        """A plain ``print(...)``: every rank writes it."""
         self.out(" ".join(str(p) for p in parts) + "\n")
 
     def flush_stdout(self) -> None:

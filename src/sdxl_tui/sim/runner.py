@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 from sdxl_tui.sim.console import SimConsole
 from sdxl_tui.sim.options import parse_trainer_args, split_args
+from sdxl_tui.sim.ranks import Ranks
 from sdxl_tui.sim.trainer import Hooks, SimulatedTrainer
 
 
@@ -33,6 +35,6 @@ def run_argv(argv: list[str], console: SimConsole, *, in_process: bool, hooks: H
         console.err("sdxl-tui simulate: --output_dir is required (it is what process discovery looks for)\n")
         return 2
     if hooks is None and not in_process:
-        hooks = Hooks(fork_workers=True)
+        hooks = Hooks(fork_workers=True, ranks=Ranks.from_env(os.environ))  # a rank of torchrun/accelerate
     trainer = SimulatedTrainer(args, sim, console, hooks)
     return trainer.run()

@@ -44,7 +44,8 @@ class Sampling(TrainerBase):
             return
         sample_dir = self.output_dir / "sample"
         sample_dir.mkdir(parents=True, exist_ok=True)
-        for i, p in enumerate(prompts):
+        ranks = self.ranks  # rank r of N draws prompts r, r+N, ... (sample_images_common)
+        for i, p in list(enumerate(prompts))[ranks.rank::ranks.world_size]:
             self.log("sample_prompt", f"prompt: {p['prompt']}")
             if p.get("negative_prompt") is not None:
                 self.log("sample_negative", f"negative_prompt: {p['negative_prompt']}")

@@ -20,6 +20,7 @@ from sdxl_tui.formats.trainstate import TRAIN_STATE_FILE, train_state_json
 from sdxl_tui.sim import lorafile
 from sdxl_tui.sim.base import TrainerBase
 from sdxl_tui.sim.metadata import modelspec
+from sdxl_tui.sim.ranks import main_process_only
 
 
 class Saving(TrainerBase):
@@ -32,6 +33,7 @@ class Saving(TrainerBase):
             sd1=self.sim.sd1,
         )
 
+    @main_process_only
     def _save_model(self, name: str, steps: int, epoch: int) -> None:
         path = self.output_dir / name
         self.c.print(f"\nsaving checkpoint: {os.path.join(str(self.args.output_dir), name)}")
@@ -69,6 +71,7 @@ class Saving(TrainerBase):
             dtype=dtype,
         )
 
+    @main_process_only
     def _remove_model(self, name: str) -> None:
         path = self.output_dir / name
         if path.exists():
@@ -98,6 +101,7 @@ class Saving(TrainerBase):
         )
         self.log("random_saved", f"Random states saved in {state_dir}/random_states_0.pkl")
 
+    @main_process_only
     def _save_state_epoch(self, epoch_no: int) -> None:
         a = self.args
         self.log("state_empty", "")
@@ -113,6 +117,7 @@ class Saving(TrainerBase):
                 self.log("removing_state", f"removing old state: {old}")
                 shutil.rmtree(old, ignore_errors=True)
 
+    @main_process_only
     def _save_state_step(self) -> None:
         a = self.args
         step = self.global_step

@@ -27,6 +27,7 @@ from sdxl_tui.sim.base import Hooks, SimulatedFault
 from sdxl_tui.sim.console import SD_SCRIPTS_DIR
 from sdxl_tui.sim.dataset import load_dataset_group
 from sdxl_tui.sim.metadata import base_metadata
+from sdxl_tui.sim.ranks import ProcessGroup
 from sdxl_tui.sim.sampling import Sampling
 from sdxl_tui.sim.saving import Saving
 from sdxl_tui.sim.schedule import LossRecorder, learning_rate, lr_lambda, lr_tags, optimizer_line
@@ -55,6 +56,8 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
     def _exit_cleanup(self) -> None:
         """Interpreter exit: stdout is flushed, then tqdm's ``__del__`` closes the steps bar."""
         self.workers.stop()
+        if self.dist is not None:
+            self.dist.close()
         self.c.flush_stdout()
         if self.bar is not None:
             self.bar.close()
@@ -118,7 +121,8 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         self._log_dataset(group, startup * 0.08)
         self.log("preparing_accelerator", "preparing accelerator")
         self.logging_ts = time.strftime("%Y%m%d%H%M%S", time.localtime(self.h.now()))
-        self.c.print("accelerator device:", "cuda")
+        self.dist = ProcessGroup(self.ranks)  # Accelerator(): a multi-rank launch joins its process group
+        self.c.print_all("accelerator device:", self.ranks.device)
         self._log_model_loading(startup * 0.5)
         if a.xformers:
             self.log("attention", "Enable xformers for U-Net")
@@ -141,12 +145,12 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
     def _count_steps(self) -> None:
         """Steps and epochs, as ``train_network.py:NetworkTrainer.train`` computes them."""
         a, sim = self.args, self.sim
-        batches = sim.batches_per_epoch or self.group.num_batches
-        self.batches = max(1, batches)
+        total = max(1, sim.batches_per_epoch or self.group.num_batches)
+        self.batches = self.ranks.shard(total)  # per rank, after accelerator.prepare (sim/ranks.py)
         self.accum = max(1, a.gradient_accumulation_steps or 1)
         self.steps_per_epoch = math.ceil(self.batches / self.accum)
         if a.max_train_epochs is not None:
-            self.max_train_steps = a.max_train_epochs * self.steps_per_epoch
+            self.max_train_steps = a.max_train_epochs * math.ceil(total / self.ranks.world_size / self.accum)
             self.c.print(
                 f"override steps. steps for {a.max_train_epochs} epochs is / "
                 f"指定エポックまでのステップ数: {self.max_train_steps}"
@@ -177,7 +181,7 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
     def _start_tracking(self) -> None:
         """The TensorBoard writer, the first samples and the dtype lines before the first step."""
         a = self.args
-        if a.logging_dir and a.log_with in (None, "tensorboard", "all"):
+        if a.logging_dir and a.log_with in (None, "tensorboard", "all") and self.ranks.is_main_process:
             tb_dir = os.path.join(
                 a.logging_dir, (a.log_prefix or "") + self.logging_ts, a.log_tracker_name or "network_train"
             )
@@ -309,6 +313,8 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
             self._validate(epoch, per_epoch=True)
         if self.tb is not None:
             self.tb.log({"loss/epoch_average": self.recorder.moving_average}, step=epoch + 1, wall_time=self.h.now())
+        if self.dist is not None:
+            self.dist.wait_for_everyone()  # accelerator.wait_for_everyone() before the epoch's saves
         if a.save_every_n_epochs is not None:
             saving = (epoch + 1) % a.save_every_n_epochs == 0 and (epoch + 1) < self.num_train_epochs
             if saving:
@@ -329,6 +335,8 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         self._sample(epoch=None, steps=self.global_step)
         self.bar.unpause()
         if a.save_every_n_steps is not None and self.global_step % a.save_every_n_steps == 0:
+            if self.dist is not None:
+                self.dist.wait_for_everyone()
             name = step_file_name(a.output_name, self.global_step, self.ext)
             self._save_model(name, self.global_step, epoch)
             if a.save_state:
@@ -345,6 +353,8 @@ class SimulatedTrainer(StartupLog, Saving, Sampling):
         if self.tb is not None:
             self.tb.close()  # accelerator.end_training()
             self.tb = None
+        if not self.ranks.is_main_process:
+            return  # only the main process saves at the end (and logs "model saved.")
         if a.save_state or a.save_state_on_train_end:
             self.log("state_empty", "")
             self.log("saving_last_state", "saving last state.")

@@ -9,9 +9,12 @@ reads each run's summary through :func:`cached_events`.
 
 Where: ``$XDG_CACHE_HOME/sdxl-tui/runs/`` (``formats/statedir.py``), never the run directory
 (reading a run never writes into it, and run directories may be read-only or shared). One
-file per event roots, and one per run directory for its checkpoint headers (20 safetensors
-headers of several KB of JSON each are the second cost of a status); the folder is kept
-under ``cache.max_mb`` (least recently used files removed first).
+file per event roots, one per run directory for its checkpoint headers (20 safetensors
+headers of several KB of JSON each are the second cost of a status), and one per console log
+for its reading state (the tail's offset and the parser's bounded state: a second status
+reads only what the log gained); the folder is kept under ``cache.max_mb`` (least recently
+used files removed first). The log state is a pickle read back by an unpickler that builds
+only the log reader's own classes.
 
 Safety: files are written to a temporary name and renamed over the old one (``os.replace``),
 so concurrent writers (a dashboard and a ``status``) each leave a whole file, the last one
@@ -24,22 +27,25 @@ the run is read from scratch. Disk trouble only loses the cache, never a read.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
-import tempfile
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sdxl_tui.formats.statedir import events_cache_path, headers_cache_path
+from sdxl_tui.formats.statedir import events_cache_path, headers_cache_path, log_cache_path
 from sdxl_tui.sources.eventstate import EventState, decode_state, encode_state
 
 if TYPE_CHECKING:
     from sdxl_tui.config import Settings
     from sdxl_tui.sources.events import EventsUpdate
+    from sdxl_tui.sources.logparse import LogParser
+    from sdxl_tui.sources.logtail import LogTail
 
 __all__ = ["CacheFile", "EventCache", "cached_events", "event_cache", "headers_cache", "load_headers",
-           "save_headers"]
+           "load_log", "log_cache", "save_headers", "save_log"]
 
 
 class CacheFile:
@@ -64,6 +70,8 @@ class CacheFile:
         if len(data) > self.max_bytes:
             return False
         folder = self.path.parent
+        import tempfile
+
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -109,6 +117,10 @@ class EventCache:
             data = encode_state(state)
         except ValueError:
             return False
+        return self.file.write(data)
+
+    def save_encoded(self, data: bytes) -> bool:
+        """Write a state already encoded by ``encode_state`` (a prefetch child's)."""
         return self.file.write(data)
 
 
@@ -181,6 +193,63 @@ def save_headers(file: CacheFile, known: Mapping[str, tuple[tuple[int, int, int]
                                                             Mapping[str, str]]]) -> bool:
     data = {p: [list(sig), v, prob, dict(meta)] for p, (sig, v, prob, meta) in known.items()}
     return file.write(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+
+
+def log_cache(log: str, tail_bytes: int, head_bytes: int, settings: Settings | None) -> CacheFile | None:
+    """The cache file of a console log's reading state (None: the cache is off)."""
+    max_bytes = _max_bytes(settings)
+    return None if max_bytes is None else CacheFile(log_cache_path(log, tail_bytes, head_bytes), max_bytes)
+
+
+#: What a log cache file may hold: the tail, the parser and the values inside them.
+_LOG_CLASSES = {
+    ("sdxl_tui.sources.logtail", "LogTail"), ("sdxl_tui.sources.logparse", "LogParser"),
+    ("sdxl_tui.sources.logfacts", "StepPoints"), ("sdxl_tui.sources.logfacts", "SaveEvent"),
+    ("sdxl_tui.model", "LogLine"), ("sdxl_tui.model", "ScalarPoint"), ("collections", "deque"),
+}
+
+
+class _LogUnpickler(pickle.Unpickler):
+    """Builds only the classes of a log state: a cache file cannot make it run anything else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _LOG_CLASSES:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a log state")
+        return super().find_class(module, name)
+
+
+def load_log(file: CacheFile, log: str) -> tuple[LogTail, LogParser] | None:
+    """The remembered tail and parser of ``log`` if they still fit the file; else None.
+
+    Fits: the same file (device, inode), at least as long as what was read, and unchanged
+    (same mtime) where its size did not grow. The tail then reads only what was appended.
+    """
+    data = file.read()
+    if not data:
+        return None
+    try:
+        sig, tail, parser = _LogUnpickler(io.BytesIO(data)).load()
+        st = os.stat(log)
+    except Exception:  # noqa: BLE001 - a damaged or foreign cache file is no cache
+        return None
+    if type(tail).__name__ != "LogTail" or type(parser).__name__ != "LogParser" or not tail.matches(st):
+        return None
+    if tail.path != log or (st.st_size == sig[0] and st.st_mtime_ns != sig[1]):
+        return None  # another path, or rewritten in place
+    return tail, parser
+
+
+def save_log(file: CacheFile, tail: LogTail, parser: LogParser) -> bool:
+    """Remember where the tail stopped and what the parser knows (with the file's size and
+    mtime now)."""
+    try:
+        st = os.stat(tail.path)
+        if not tail.matches(st):
+            return False
+        data = pickle.dumps(((st.st_size, st.st_mtime_ns), tail, parser), protocol=pickle.HIGHEST_PROTOCOL)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return file.write(data)
 
 
 def event_cache(roots: Sequence[str], max_points: int, settings: Settings | None) -> EventCache | None:

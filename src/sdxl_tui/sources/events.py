@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -44,7 +44,11 @@ from sdxl_tui.sources.eventstate import EventState, StateStore, decode_state, en
 from sdxl_tui.sources.forked import ForkedCall, can_fork
 from sdxl_tui.sources.series import SeriesAccumulator, build_points
 
-__all__ = ["EventReader", "EventRun", "EventsUpdate"]
+__all__ = ["EventReader", "EventRun", "EventsUpdate", "Prefetched"]
+
+#: A prefetch child's hand-over: (encoded state, problems, (reset, bytes, records, pending),
+#: whether it saved the state to the cache).
+Prefetched = tuple[bytes, list[str], tuple[bool, int, int, int], bool]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +158,8 @@ class EventReader(RecordDecoder):
             roots = [roots]
         self.roots: tuple[str, ...] = tuple(os.fspath(r) for r in roots)
         self.max_points = max_points
-        self._fork: ForkedCall[tuple[bytes, list[str], tuple[bool, int, int, int]]] | None = None
+        self._fork: ForkedCall[Prefetched] | None = None
+        self._settled: tuple[list[str], tuple[bool, int, int, int], bool] | None = None  # see settle()
         self._cache = cache
         self._cache_tried = False
         self._read_any = False  # a refresh ran (a prefetch then makes no sense)
@@ -213,9 +218,18 @@ class EventReader(RecordDecoder):
     def last_wall_time(self) -> float | None:
         return self._last_wall
 
+    @property
+    def prefetching(self) -> bool:
+        """A prefetch child is reading; the next ``refresh`` waits for it."""
+        return self._fork is not None
+
+    def prefetch_done(self, timeout: float) -> bool:
+        """Whether a prefetch child (if any) finishes within ``timeout`` seconds."""
+        return self._fork is None or self._fork.wait(timeout)
+
     # -- first read in a forked child ----------------------------------------------------
 
-    def prefetch(self, *, min_bytes: int = 2 << 20) -> bool:
+    def prefetch(self, *, min_bytes: int = 2 << 20, then: Callable[[], object] | None = None) -> bool:
         """Start the first read in a forked child process; the next ``refresh`` adopts it.
 
         Why: decoding 200,000 records is most of a cold start, and it does not depend on
@@ -228,13 +242,22 @@ class EventReader(RecordDecoder):
 
         Only for single-threaded callers (``fork``); does nothing on a later read, without
         ``os.fork``, on one CPU, or when fewer than ``min_bytes`` are left to read.
+        ``then`` runs in the child after the read, before the hand-over (``RunReader``'s
+        whole first read: it leaves the log's and the checkpoints' state in the cache).
         Returns whether a child was started.
         """
         if self._fork is not None or self._read_any:
             return False
         self._load_cache()
-        if not can_fork():
+        if not can_fork() or self._left_to_read() < min_bytes:
             return False
+        try:
+            self._fork = ForkedCall(lambda: self.first_read(save=True, then=then))
+        except OSError:
+            return False
+        return True
+
+    def _left_to_read(self) -> int:
         total = 0
         for _key, _t, path in discover_event_files(self.roots, []):
             try:
@@ -243,19 +266,30 @@ class EventReader(RecordDecoder):
                 continue
             fs = self._files.get(path)
             total -= fs.offset if fs is not None else 0
-        if total < min_bytes:
-            return False
+        return total
 
-        def first_read() -> tuple[bytes, list[str], tuple[bool, int, int, int]]:
-            problems: list[str] = []
-            counts = self._read_all(problems)
-            return encode_state(self._state()), problems, counts
+    def first_read(self, *, save: bool = False, then: Callable[[], object] | None = None) -> Prefetched:
+        """A prefetch child's work: the first read (from the cache, if any) as a hand-over.
 
-        try:
-            self._fork = ForkedCall(first_read)
-        except OSError:
-            return False
-        return True
+        ``save``: also save the cache here (the state is encoded for the hand-over anyway),
+        so the parent need not encode and write it again after adopting it. ``then``: more
+        work for the child before it hands over.
+        """
+        self._load_cache()
+        problems: list[str] = []
+        counts = self._read_all(problems)
+        data = encode_state(self._state())
+        saved = save and self._cache is not None and self._cache.save_encoded(data)
+        if then is not None:
+            then()
+        return data, problems, counts, saved
+
+    def settle(self) -> None:
+        """Wait for a prefetch child now and take over its state; the next ``refresh`` goes on
+        from there (for a caller that needs the child's other work done first)."""
+        if self._fork is not None:
+            self._load_cache()
+            self._settled = self._adopt()
 
     def close(self) -> None:
         """Stop and reap a prefetch child (idempotent); save the cache if something is unsaved."""
@@ -265,8 +299,9 @@ class EventReader(RecordDecoder):
         if self._unsaved:
             self._save_cache()
 
-    def _adopt(self) -> tuple[list[str], tuple[bool, int, int, int]] | None:
-        """Take over the prefetch child's state; None when it failed (then read normally)."""
+    def _adopt(self) -> tuple[list[str], tuple[bool, int, int, int], bool] | None:
+        """Take over the prefetch child's state (and whether it saved it); None when it failed
+        (then read normally)."""
         fork, self._fork = self._fork, None
         if fork is None:
             return None
@@ -274,13 +309,15 @@ class EventReader(RecordDecoder):
         fork.close()  # reaps it if it was still exiting
         if got is None:
             return None
-        data, problems, counts = got
+        data, problems, counts, saved = got
         try:
             self._set_state(decode_state(data))
         except ValueError:
             self._reset_state()
             return None
-        return list(problems), counts
+        if saved:
+            self._saved_at = time.monotonic()
+        return list(problems), counts, saved
 
     def _state(self) -> EventState:
         return EventState(self.max_points, self._files, self._runs, self._acc, self._resume, self._problems,
@@ -317,17 +354,20 @@ class EventReader(RecordDecoder):
         """Read whatever was appended since the last call. Never raises for file problems."""
         problems: list[str] = []
         self._load_cache()
-        adopted = self._adopt() if self._fork is not None else None
+        adopted, self._settled = self._settled or (self._adopt() if self._fork is not None else None), None
         if adopted is not None:
             problems.extend(adopted[0])
         reset, bytes_read, records, pending = self._read_all(problems)
+        unsaved = bytes_read + (1 if reset else 0)
         if adopted is not None:
             reset = reset or adopted[1][0]
             bytes_read += adopted[1][1]
             records += adopted[1][2]
+            if not adopted[2]:  # the child did not save what it read: this process will
+                unsaved += adopted[1][1] + (1 if adopted[1][0] else 0)
         self._read_any = True
         self.bytes_read_total += bytes_read
-        self._unsaved += bytes_read + (1 if reset else 0)
+        self._unsaved += unsaved
         update = self._finish(problems, reset, bytes_read, records, pending)
         if self._unsaved and (self._saved_at is None or self._unsaved >= _SAVE_BYTES
                               or time.monotonic() - self._saved_at >= _SAVE_SECONDS):

@@ -56,6 +56,8 @@ class StateStore(Protocol):
 
     def save(self, state: EventState) -> bool: ...
 
+    def save_encoded(self, data: bytes) -> bool: ...  # a state ``encode_state`` made already
+
 
 def _flat(cols: Sequence[tuple[Sequence[int], Sequence[float], Sequence[float]]]) -> _Cols:
     steps: list[int] = []

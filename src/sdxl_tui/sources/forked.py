@@ -86,6 +86,17 @@ class ForkedCall(Generic[T]):
         """The child runs and its result was not taken yet."""
         return self._fd is not None
 
+    def wait(self, timeout: float) -> bool:
+        """Whether the child's result is there (or it ended) within ``timeout`` seconds."""
+        if self._fd is None:
+            return True
+        import select
+
+        try:
+            return bool(select.select([self._fd], [], [], max(0.0, timeout))[0])
+        except (OSError, ValueError):
+            return True  # result() will tell
+
     def result(self) -> T | None:
         """Wait for the child's value (None: it failed). Only the first call reads it."""
         fd, self._fd = self._fd, None

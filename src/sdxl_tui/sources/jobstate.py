@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sdxl_tui.formats.slurm import ACTIVE_STATES, format_time_limit
 from sdxl_tui.model import Alert, RunState, SchedulerStatus, Severity, StateDir
 
 __all__ = ["merge_scheduler_state", "scheduler_alert", "scheduler_liveness"]
@@ -30,6 +29,8 @@ def scheduler_liveness(sched: SchedulerStatus | None, alive: bool | None, exit_c
     process table; a trainer this machine can see itself (the node is this host) wins."""
     if sched is None or sched.state is None:
         return alive, exit_code, exit_signal
+    from sdxl_tui.formats.slurm import ACTIVE_STATES  # only for a Slurm run (status of a local one skips it)
+
     if sched.state in ACTIVE_STATES:
         if sched.state in _QUEUED:
             return alive, exit_code, exit_signal
@@ -73,6 +74,8 @@ def _queued(s: SchedulerStatus, now: float) -> str:
 
 
 def _running(s: SchedulerStatus) -> str:
+    from sdxl_tui.formats.slurm import format_time_limit
+
     where = f" on {s.node}" if s.node else ""
     used = ""
     if s.elapsed is not None:
@@ -87,6 +90,8 @@ def merge_scheduler_state(state: RunState, reason: str, sched: SchedulerStatus |
     """The run's state once the scheduler's view is taken into account (see module docstring)."""
     if sched is None:
         return state, reason
+    from sdxl_tui.formats.slurm import ACTIVE_STATES
+
     now = time.time() if now is None else now
     s = sched.state
     job = _job(sched)
@@ -117,6 +122,8 @@ def _ended(state: RunState, reason: str, sched: SchedulerStatus, *, step: int | 
             f"{job} CANCELLED (scancel by someone other than sdxl-tui){at}; no final checkpoint",
         )
     if s == "TIMEOUT":
+        from sdxl_tui.formats.slurm import format_time_limit
+
         limit = f" ({format_time_limit(sched.time_limit)})" if sched.time_limit is not None else ""
         return RunState.INTERRUPTED, f"hit the time limit{limit}{at}: {resume_hint(states)}"
     if s == "OUT_OF_MEMORY":

@@ -99,6 +99,18 @@ class LogParser(LogInterpreter):
         }
         self._facts: LogFacts | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable state (the log cache, ``sources/cache.py``): plain dicts for the read-only
+        views, no derived facts."""
+        state = dict(self.__dict__)
+        state["_facts"] = None
+        state["_f"] = {**self._f, "postfix": dict(self._f["postfix"])}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._f["postfix"] = MappingProxyType(self._f["postfix"])
+
     # -- public -------------------------------------------------------------------------------
 
     def feed(self, segments: Iterable[tuple[str, str]]) -> None:

@@ -106,6 +106,17 @@ class LogTail:
         self._fresh = True  # the next read of the current file is its first
         self._last_problem: str | None = None
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable state (the log cache): where the read stopped, without the open file."""
+        state = dict(self.__dict__)
+        state["_fd"] = None
+        return state
+
+    def matches(self, st: os.stat_result) -> bool:
+        """Whether this tail's state (say, from the cache) still fits the file now described by
+        ``st``: the same file, not shorter than what was read."""
+        return not self._fresh and self._ident == (st.st_dev, st.st_ino) and st.st_size >= self.offset
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -15,7 +15,10 @@ candidate that (a) runs the script directly under an interpreter and (b) whose p
 such a trainer. Above it, the launcher chain is every parent that exists only to run it
 (``sources/lineage.py``: wrapper shells such as ``bash train.sh`` or a retry loop, ``conda run``,
 ``accelerate launch``, ``torchrun``, our supervisor, with that role); the walk stops at anything
-else (an interactive shell, tmux, sshd, init). Below it, every descendant.
+else (an interactive shell, tmux, sshd, init). Below it, every descendant. The ranks of a
+multi-process launch (torchrun, ``accelerate launch --multi_gpu``) are one tree with rank 0 as
+its trainer (``sources/ranks.py``: ``RANK``/``LOCAL_RANK`` from ``/proc/PID/environ``). The
+process table itself is read by ``sources/proctable.py``.
 
 The process sdxl-tui itself started is found through the run record
 ``OUTPUT_DIR/.sdxl-tui/run.json`` and trusted only when its (pid, create_time) and command
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,46 +47,10 @@ from sdxl_tui.formats.cmdline import (
 from sdxl_tui.formats.statedir import RunRecord, read_run_record
 from sdxl_tui.model import ProcessTree, ProcInfo
 from sdxl_tui.sources.lineage import ancestor_role
+from sdxl_tui.sources.proctable import Row, psutil_or_lazy, scan
+from sdxl_tui.sources.ranks import merge_ranks, rank_fields, role_label
 
 _CREATE_TIME_TOLERANCE = 0.05
-
-
-class _LazyPsutil:
-    """``psutil``, imported on first attribute access.
-
-    Why: on Linux a scan reads /proc itself (``_scan_proc``) and needs psutil only for a
-    trainer it found (``Process`` for CPU/RSS/user) or an unusual error, so a status of a
-    run with no live trainer never pays for importing psutil (tens of milliseconds).
-    """
-
-    __name__ = "psutil"
-
-    def __getattr__(self, name: str) -> Any:
-        import psutil  # type: ignore[import-untyped, unused-ignore]
-
-        return getattr(psutil, name)
-
-
-_LAZY_PSUTIL = _LazyPsutil()
-
-
-def _psutil(module: ModuleType | None) -> Any:
-    if module is not None:
-        return module
-    return _LAZY_PSUTIL
-
-
-def _boot_time(ps: Any) -> float:
-    """psutil's boot time (the ``btime`` line of /proc/stat), read without importing it."""
-    if ps is _LAZY_PSUTIL:
-        try:
-            with open("/proc/stat", "rb") as fh:
-                for line in fh:
-                    if line.startswith(b"btime"):
-                        return float(line.strip().split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-    return float(ps.boot_time())
 
 
 # --------------------------------------------------------------------------- run record
@@ -143,29 +109,6 @@ def exit_info_from_record(record: RunRecord | None) -> ExitInfo | None:
 # --------------------------------------------------------------------------- scanning
 
 
-@dataclass
-class _Row:
-    pid: int
-    ppid: int | None
-    create_time: float | None
-    cmdline: tuple[str, ...]
-    proc: Any
-    _cwd: str | None = None
-    _cwd_done: bool = False
-
-    def cwd(self, ps: Any) -> str | None:
-        if not self._cwd_done:
-            self._cwd_done = True
-            try:
-                if self.proc is None:
-                    self._cwd = os.readlink(f"/proc/{self.pid}/cwd")
-                else:
-                    self._cwd = self.proc.cwd()
-            except (ps.Error, OSError):
-                self._cwd = None
-        return self._cwd
-
-
 @dataclass(frozen=True)
 class Discovery:
     """Everything one scan found for a run directory (plain data for status, kill, start)."""
@@ -185,67 +128,6 @@ class Discovery:
         return self.trees[0] if self.trees else None
 
 
-_CLOCK_TICKS: int | None = None
-
-
-def _scan_proc(ps: Any) -> dict[int, _Row] | None:
-    """Read /proc directly (Linux): about 4x cheaper than ``psutil.process_iter`` on a busy
-    box, which matters at one scan every 2 s. Create times are computed the way psutil does
-    (boot time + start ticks / CLK_TCK), so they compare equal to ``Process.create_time()``.
-    Returns None where /proc is not available."""
-    global _CLOCK_TICKS
-    try:
-        names = os.listdir("/proc")
-        boot = _boot_time(ps)
-        if _CLOCK_TICKS is None:
-            _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, AttributeError):
-        return None
-    ticks = float(_CLOCK_TICKS)
-    rows: dict[int, _Row] = {}
-    for name in names:
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                raw = fh.read()
-        except OSError:
-            continue  # gone mid-scan, or not readable
-        try:
-            fields = stat[stat.rindex(b")") + 2:].split()
-            ppid = int(fields[1])
-            create = boot + int(fields[19]) / ticks
-        except (ValueError, IndexError):
-            continue
-        text = raw.decode("utf-8", "surrogateescape")
-        if text.endswith("\0"):
-            cmd = tuple(text[:-1].split("\0"))
-        elif "\0" in text:
-            cmd = tuple(text.split("\0"))
-        else:
-            cmd = tuple(text.split())  # a process that rewrote its title with spaces
-        rows[pid] = _Row(pid, ppid, create, cmd, None)
-    return rows
-
-
-def _scan(ps: Any) -> dict[int, _Row]:
-    if getattr(ps, "__name__", None) == "psutil" and sys.platform.startswith("linux"):
-        fast = _scan_proc(ps)
-        if fast is not None:
-            return fast
-    rows: dict[int, _Row] = {}
-    for proc in ps.process_iter(["pid", "ppid", "cmdline", "create_time"], ad_value=None):
-        info = proc.info
-        pid = info.get("pid")
-        if pid is None:
-            continue
-        rows[pid] = _Row(pid, info.get("ppid"), info.get("create_time"), tuple(info.get("cmdline") or ()), proc)
-    return rows
-
-
 def _short(cmdline: Sequence[str], limit: int = 120) -> str:
     text = " ".join(cmdline)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -255,7 +137,7 @@ def same_time(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(float(a) - float(b)) < _CREATE_TIME_TOLERANCE
 
 
-def _info(row: _Row, role: str) -> ProcInfo:
+def _info(row: Row, role: str) -> ProcInfo:
     return ProcInfo(
         pid=row.pid,
         create_time=row.create_time or 0.0,
@@ -265,7 +147,7 @@ def _info(row: _Row, role: str) -> ProcInfo:
     )
 
 
-def _build_tree(rows: Mapping[int, _Row], children: Mapping[int, list[int]], trainer: _Row,
+def _build_tree(ps: Any, rows: Mapping[int, Row], children: Mapping[int, list[int]], trainer: Row,
                 recorded: bool) -> ProcessTree:
     launchers: list[ProcInfo] = []
     cur = trainer
@@ -289,28 +171,28 @@ def _build_tree(rows: Mapping[int, _Row], children: Mapping[int, list[int]], tra
         row = rows[pid]
         kids.append(_info(row, "worker" if row.cmdline == trainer.cmdline else "child"))
         stack.extend(children.get(pid, ()))
-    return ProcessTree(trainer=_info(trainer, "trainer"), launchers=tuple(launchers),
+    return ProcessTree(trainer=rank_fields(_info(trainer, "trainer"), trainer.rank_env(ps)), launchers=tuple(launchers),
                        children=tuple(kids), recorded=recorded)
 
 
 def discover(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None,
-             rows: Mapping[int, _Row] | None = None) -> Discovery:
+             rows: Mapping[int, Row] | None = None) -> Discovery:
     """Scan the process table once and find the trainer tree(s) writing to ``run_dir``.
 
     Never raises for processes that vanish or deny access mid-scan: those are skipped.
     """
-    ps = _psutil(psutil_module)
+    ps = psutil_or_lazy(psutil_module)
     t0 = time.perf_counter()
     target = os.path.realpath(os.fspath(run_dir))
     if rows is None:
-        rows = _scan(ps)
+        rows = scan(ps)
     children: dict[int, list[int]] = {}
     for row in rows.values():
         if row.ppid is not None:
             children.setdefault(row.ppid, []).append(row.pid)
 
     notes: list[str] = []
-    candidates: dict[int, _Row] = {}
+    candidates: dict[int, Row] = {}
     others: list[tuple[int, str]] = []
     for row in rows.values():
         span = script_span(row.cmdline)
@@ -328,7 +210,7 @@ def discover(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | Non
 
     record = read_run_record(target)
     record_state = "none"
-    recorded_trainer: _Row | None = None
+    recorded_trainer: Row | None = None
     if record is not None:
         record_state, recorded_trainer, note = _check_record(record, rows, children, candidates, target)
         if note:
@@ -338,15 +220,17 @@ def discover(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | Non
     trees: list[ProcessTree] = []
     covered: set[int] = set()
     if recorded_trainer is not None:
-        tree = _build_tree(rows, children, recorded_trainer, recorded=True)
+        tree = _build_tree(ps, rows, children, recorded_trainer, recorded=True)
         trees.append(tree)
         covered.update(p.pid for p in tree.all())
     for row in sorted(trainers.values(), key=lambda r: (r.create_time or 0.0, r.pid)):
         if row.pid in covered:
             continue
-        tree = _build_tree(rows, children, row, recorded=False)
+        tree = _build_tree(ps, rows, children, row, recorded=False)
         trees.append(tree)
         covered.update(p.pid for p in tree.all())
+    trees, rank_notes = merge_ranks(trees)  # sources/ranks.py: one tree per multi-process launch
+    notes += rank_notes
     return Discovery(
         run_dir=target,
         trees=tuple(trees),
@@ -369,8 +253,8 @@ def _needs_cwd(cmdline: Sequence[str], span: tuple[int, int]) -> bool:
     return cfg is not None
 
 
-def _check_record(record: RunRecord, rows: Mapping[int, _Row], children: Mapping[int, list[int]],
-                  candidates: Mapping[int, _Row], target: str) -> tuple[str, _Row | None, str | None]:
+def _check_record(record: RunRecord, rows: Mapping[int, Row], children: Mapping[int, list[int]],
+                  candidates: Mapping[int, Row], target: str) -> tuple[str, Row | None, str | None]:
     """Is the recorded process still ours? Returns (state, trainer row or None, note)."""
     pid = record.pid
     argv = record.argv
@@ -414,8 +298,8 @@ def find_trainer(run_dir: str | os.PathLike[str], *, psutil_module: ModuleType |
 
 def trainer_output_dirs(*, psutil_module: ModuleType | None = None) -> frozenset[str]:
     """The resolved ``--output_dir`` of every trainer alive now: one scan for a folder of runs."""
-    ps, found = _psutil(psutil_module), set[str | None]()
-    for row in _scan(ps).values():
+    ps, found = psutil_or_lazy(psutil_module), set[str | None]()
+    for row in scan(ps).values():
         span = script_span(row.cmdline)
         if span is not None and is_direct(row.cmdline, span[0]):
             found.add(trainer_output_dir(row.cmdline, row.cwd(ps) if _needs_cwd(row.cmdline, span) else None))
@@ -434,7 +318,7 @@ class ProcessWatcher:
 
     def __init__(self, run_dir: str | os.PathLike[str], *, psutil_module: ModuleType | None = None) -> None:
         self.run_dir = os.fspath(run_dir)
-        self._ps = _psutil(psutil_module)
+        self._ps = psutil_or_lazy(psutil_module)
         self._procs: dict[tuple[int, float], Any] = {}
         self._last_tree: ProcessTree | None = None
         self.last_exit: ExitInfo | None = None
@@ -491,6 +375,7 @@ class ProcessWatcher:
             trainer=fill(tree.trainer),
             launchers=tuple(fill(p) for p in tree.launchers),
             children=tuple(fill(p) for p in tree.children),
+            ranks=tuple(fill(p) for p in tree.ranks),
             recorded=tree.recorded,
         )
         self._procs = keep
@@ -499,8 +384,8 @@ class ProcessWatcher:
 
 
 def describe_tree(tree: ProcessTree) -> list[str]:
-    """Lines ``role pid user command`` for a tree, outermost launcher first."""
-    return [f"{p.role:<8} {p.pid:>7} {p.username or '?':<10} {_short(p.cmdline, 200)}" for p in tree.all()]
+    """Lines ``role pid user command`` for a tree, outermost launcher first (ranks named)."""
+    return [f"{role_label(p):<8} {p.pid:>7} {p.username or '?':<10} {_short(p.cmdline, 200)}" for p in tree.all()]
 
 
 __all__ = [

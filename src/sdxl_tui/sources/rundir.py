@@ -38,12 +38,12 @@ from sdxl_tui.model import GpuStatus, ProcessTree, QueueEntry, RunSnapshot, RunS
 from sdxl_tui.sources.cache import CacheFile, event_cache, headers_cache, load_headers, save_headers
 from sdxl_tui.sources.checkpoints import CheckpointScan, CheckpointScanner
 from sdxl_tui.sources.events import EventReader
+from sdxl_tui.sources.forked import ForkedCall, can_fork
 from sdxl_tui.sources.fusion import Observations, fuse, logging_dir_of
 from sdxl_tui.sources.gpu import GpuMonitor
 from sdxl_tui.sources.logfacts import LogFacts
-from sdxl_tui.sources.logparse import LogParser
-from sdxl_tui.sources.logtail import LogTail
 from sdxl_tui.sources.procs import ExitInfo, ProcessWatcher
+from sdxl_tui.sources.runlog import RunLog
 from sdxl_tui.sources.scheduler import SchedulerWatcher
 from sdxl_tui.sources.state import StateInputs, decide_state
 from sdxl_tui.sources.writtenlog import written_log
@@ -121,6 +121,7 @@ class RunReader:
         self._clock = clock
         self._settings = settings or Settings()
         self._use_cache = cache
+        self._side: ForkedCall[bool] | None = None  # the log and headers child (prefetch_first_read)
         self._headers_file: CacheFile | Literal[False] | None = None
         self._last_proc_at: float | None = None
         self._tree: ProcessTree | None = None
@@ -143,9 +144,7 @@ class RunReader:
         if self._events is not None:
             self._events.close()
         self._scanner = CheckpointScanner(self.run_dir, clock=self._clock)
-        self._tail: LogTail | None = None
-        self._parser = LogParser()
-        self._log_file: str | None = None
+        self._log = RunLog(self._log_tail_bytes, self._log_head_bytes, self._settings, cache=self._use_cache)
         self._events = None
         self._event_roots = ()
         self._dir_id: tuple[int, int] | None = None
@@ -181,25 +180,6 @@ class RunReader:
             return max(logs, key=lambda e: e.stat().st_mtime).path
         return default
 
-    def _read_log(self, path: str) -> tuple[LogFacts, list[str]]:
-        """Feed the parser with new log bytes; returns (facts, problems)."""
-        problems: list[str] = []
-        if self._tail is None or path != self._log_file:
-            self._tail = LogTail(path, initial_tail_bytes=self._log_tail_bytes, head_bytes=self._log_head_bytes)
-            self._parser = LogParser()
-            self._log_file = path
-        read = self._tail.read()
-        if read.truncated or read.rotated:
-            # The log started over (a new run with `>`, or rotation): parse it afresh.
-            self._parser = LogParser()
-            problems.append(f"log {'rotated' if read.rotated else 'truncated'}; parsing it again: {path}")
-        if read.head_segments:
-            self._parser.feed(read.head_segments)
-        if read.segments:
-            self._parser.feed(read.segments)
-        problems.extend(read.problems)
-        return self._parser.facts, problems
-
     def _event_reader(self, logging_dir: str | None) -> EventReader:
         roots: list[str] = []
         if self._explicit_logs_dir:
@@ -234,6 +214,50 @@ class RunReader:
         if not os.path.isdir(self.run_dir) or not os.access(self.run_dir, os.R_OK | os.X_OK):
             return False
         return self._event_reader(None).prefetch()
+
+    def prefetch_first_read(self) -> bool:
+        """The whole first read in forked children: one decodes the event files (their state
+        is handed over), another reads the log and the checkpoint headers and leaves their
+        state in the cache.
+
+        For a caller whose own process is busy meanwhile (the dashboard imports Textual): the
+        first ``refresh`` waits for both children, then takes the event state and loads the
+        log's and the headers' from the cache, so each byte is still read once. Without the
+        cache only the event files are prefetched (``prefetch_events``), and with little left
+        to read after the cache only the log and headers are. Whether a child was started.
+        """
+        events = self.prefetch_events()  # not when little is left to read after the cache
+        if not self._use_cache or not can_fork() or not os.access(self.run_dir, os.R_OK | os.X_OK):
+            return events
+
+        def log_and_headers() -> bool:  # in the child: its result is the cache it leaves
+            self._log.read(self._log_candidate())
+            self._log.save()
+            self._scan_checkpoints()
+            return True
+
+        try:
+            self._side = ForkedCall(log_and_headers)
+        except OSError:
+            return events
+        return True
+
+    def prefetch_done(self, timeout: float) -> bool:
+        """Whether the prefetch children (if any) finish within ``timeout`` seconds: then the
+        first ``refresh`` is quick (the state is handed over or in the cache)."""
+        deadline = time.monotonic() + timeout
+        if self._side is not None and not self._side.wait(timeout):
+            return False
+        return self._events is None or self._events.prefetch_done(deadline - time.monotonic())
+
+    def _settle_prefetch(self) -> None:
+        """Before the first read: wait for the prefetch children (see ``prefetch_first_read``)."""
+        side, self._side = self._side, None
+        if side is not None:
+            side.result()
+            side.close()
+            if self._events is not None:
+                self._events.settle()
 
     def _sample_procs(self, now: float) -> None:
         if not self._process_known:
@@ -307,11 +331,14 @@ class RunReader:
         return total
 
     def close(self) -> None:
-        """Stop a prefetch child (the only resource held between refreshes besides file fds)."""
+        """Stop a prefetch child (the only resource held between refreshes besides file fds);
+        with the cache on, remember where the log was read to."""
+        if self._side is not None:
+            self._side.close()
+            self._side = None
         if self._events is not None:
             self._events.close()
-        if self._tail is not None:
-            self._tail.close()
+        self._log.close()
 
     # -------------------------------------------------------------------------- refresh
 
@@ -369,6 +396,7 @@ class RunReader:
 
     def _observe(self, now: float, problems: list[str]) -> Observations:
         """Ask every sub-reader what changed (the only I/O of a refresh)."""
+        self._settle_prefetch()  # the children's log and header state is in the cache now
         readable = os.access(self.run_dir, os.R_OK | os.X_OK)
         if not readable:
             problems.append(f"permission denied: {self.run_dir}")
@@ -384,7 +412,7 @@ class RunReader:
         log_path = self._log_candidate()
         log: LogFacts | None = None
         if readable:
-            log, log_problems = self._read_log(log_path)
+            log, log_problems = self._log.read(log_path)
             problems.extend(log_problems)
         problems.extend(self._notes)
         self._notes = []
@@ -396,6 +424,8 @@ class RunReader:
         remote = self._scheduler.sample_gpu()  # a Slurm job's GPUs are its node's, not this machine's
         gpu = remote if remote is not None else self._gpu_status(tuple(p.pid for p in tree.all()) if tree else ())
         events = self._event_reader(logging_dir_of(log, options))
+        if events.prefetching:
+            self._log.save()  # while the prefetch child finishes (else on close)
         if readable:
             events.refresh()
         problems.extend(events.problems)
@@ -405,8 +435,8 @@ class RunReader:
             disk_free = None
         return Observations(
             run_dir=self.run_dir, now=now, readable=readable, problems=tuple(problems), options=options,
-            script=script, log=log, log_path=self._log_file,
-            log_mtime=_mtime(self._log_file) if log is not None else None, scan=scan,
+            script=script, log=log, log_path=self._log.file,
+            log_mtime=_mtime(self._log.file) if log is not None else None, scan=scan,
             state_dir_size=self._state_size(scan.states), disk_free=disk_free, series=events.series,
             event_files=events.files, resume_steps=events.resume_steps, event_runs=events.runs,
             events_last_wall_time=events.last_wall_time, process_known=self._process_known, process=tree,

@@ -16,28 +16,17 @@ one-shot commands, at a slow interval (``refresh.scheduler_interval``).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sdxl_tui.formats.nvidia_smi import parse_query_gpu, query_argv
-from sdxl_tui.formats.slurm import (
-    ACTIVE_STATES,
-    END_NAME,
-    FINAL_STATES,
-    SACCT_FIELDS,
-    SQUEUE_FORMAT,
-    JobInfo,
-    parse_end_record,
-    parse_sacct,
-    parse_scontrol_job,
-    parse_squeue,
-    queue_position,
-)
 from sdxl_tui.formats.statedir import RECORD_NAME, STATE_DIR, read_json, read_run_record
 from sdxl_tui.model import GpuStatus, SchedulerStatus
+
+if TYPE_CHECKING:  # formats/slurm is imported only for a run submitted to Slurm
+    from sdxl_tui.formats.slurm import JobInfo
 
 __all__ = [
     "CommandResult",
@@ -72,6 +61,8 @@ Runner = Callable[[Sequence[str]], CommandResult]
 
 def run_command(argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> CommandResult:
     """Run ``argv`` (no shell), stdin from /dev/null, output captured as text."""
+    import subprocess  # only a Slurm run asks anything (a local run's status never imports it)
+
     try:
         res = subprocess.run(list(argv), capture_output=True, text=True, errors="replace", timeout=timeout,
                              stdin=subprocess.DEVNULL, env=None if env is None else dict(env), check=False)
@@ -125,28 +116,30 @@ def _merge(base: JobInfo | None, more: JobInfo | None) -> JobInfo | None:
 def query_job(job_id: str, *, runner: Runner = run_command, state_dir: str | os.PathLike[str] | None = None,
               cluster: str | None = None, position: bool = True) -> SchedulerStatus:
     """Slurm's view of ``job_id``: squeue, scontrol for an ended job, sacct, the end record."""
+    from sdxl_tui.formats import slurm  # only a run submitted to Slurm gets here
+
     problems: list[str] = []
     info: JobInfo | None = None
-    res = runner(["squeue", "-h", "-t", "all", "-j", job_id, "-o", SQUEUE_FORMAT])
+    res = runner(["squeue", "-h", "-t", "all", "-j", job_id, "-o", slurm.SQUEUE_FORMAT])
     if res.returncode == 0:
-        info = parse_squeue(res.stdout).get(job_id)
+        info = slurm.parse_squeue(res.stdout).get(job_id)
     elif "Invalid job id" not in res.stderr:
         problems.append(f"squeue: {res.first_error}")
-    if res.returncode != 127 and (info is None or info.state not in ACTIVE_STATES or info.state == "COMPLETING"):
+    if res.returncode != 127 and (info is None or info.state not in slurm.ACTIVE_STATES or info.state == "COMPLETING"):
         sc = runner(["scontrol", "show", "job", "-o", job_id])
         if sc.returncode == 0:
-            info = _merge(info, parse_scontrol_job(sc.stdout))
+            info = _merge(info, slurm.parse_scontrol_job(sc.stdout))
         if info is None or info.state is None:
-            acct = runner(["sacct", "-P", "-n", "-X", "-j", job_id, "-o", ",".join(SACCT_FIELDS)])
+            acct = runner(["sacct", "-P", "-n", "-X", "-j", job_id, "-o", ",".join(slurm.SACCT_FIELDS)])
             if acct.returncode == 0:
-                info = _merge(info, parse_sacct(acct.stdout, job_id))
+                info = _merge(info, slurm.parse_sacct(acct.stdout, job_id))
             elif info is None:
                 why = acct.first_error
                 problems.append(f"job {job_id} is no longer known to the controller and sacct cannot tell ({why})"
                                 if "not found" not in why else why)
-    if state_dir is not None and (info is None or info.state in FINAL_STATES):
-        end = read_json(Path(state_dir) / END_NAME)
-        ended = parse_end_record(end, job_id) if end is not None else None
+    if state_dir is not None and (info is None or info.state in slurm.FINAL_STATES):
+        end = read_json(Path(state_dir) / slurm.END_NAME)
+        ended = slurm.parse_end_record(end, job_id) if end is not None else None
         info = _merge(info, ended) if info is not None else ended
     if info is None:
         return SchedulerStatus(kind="slurm", job_id=job_id, cluster=cluster,
@@ -157,8 +150,8 @@ def query_job(job_id: str, *, runner: Runner = run_command, state_dir: str | os.
         if info.partition:
             args[2:2] = ["-p", info.partition]
         order = runner(args)
-        pos = queue_position(order.stdout, job_id) if order.returncode == 0 else None
-    active = info.state in ACTIVE_STATES
+        pos = slurm.queue_position(order.stdout, job_id) if order.returncode == 0 else None
+    active = info.state in slurm.ACTIVE_STATES
     return SchedulerStatus(
         kind="slurm", job_id=job_id, state=info.state, reason=info.reason, node=info.nodes,
         queue_position=pos, time_limit=info.time_limit, elapsed=info.elapsed,
@@ -175,6 +168,8 @@ def remote_gpu(status: SchedulerStatus, *, runner: Runner = run_command, now: fl
     step all give ``available=False`` with a reason that starts "GPU figures not available
     from here", so the panel says it instead of showing this machine's GPUs.
     """
+    from sdxl_tui.formats.nvidia_smi import parse_query_gpu, query_argv
+
     taken = time.time() if now is None else now
     if status.state != "RUNNING":
         return GpuStatus(available=False, reason=f"{GPU_UNAVAILABLE}: Slurm job {status.job_id} is not running",
@@ -237,6 +232,8 @@ class SchedulerWatcher:
         if record is None:
             return None
         now = self._clock()
+        from sdxl_tui.formats.slurm import FINAL_STATES  # a Slurm run's (local runs return above)
+
         final = self._status is not None and self._status.state in FINAL_STATES
         due = self._asked_at is None or now - self._asked_at >= (self.interval * 6 if final else self.interval)
         if due:

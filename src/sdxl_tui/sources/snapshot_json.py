@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -27,6 +27,7 @@ from sdxl_tui.model import (
     SchedulerStatus,
     StateDir,
 )
+from sdxl_tui.sources.ranks import vram_by_owner, vram_owners
 
 SCHEMA_VERSION = 1
 
@@ -92,6 +93,9 @@ def _proc(p: ProcInfo) -> dict[str, Any]:
         "rss": p.rss,
         "exit_code": p.exit_code,
         "ppid": p.ppid,
+        "rank": p.rank,
+        "local_rank": p.local_rank,
+        "world_size": p.world_size,
     }
 
 
@@ -102,10 +106,12 @@ def process_json(tree: ProcessTree | None) -> dict[str, Any] | None:
     out["recorded"] = tree.recorded
     out["launchers"] = [_proc(p) for p in tree.launchers]
     out["children"] = [_proc(p) for p in tree.children]
+    out["ranks"] = [_proc(p) for p in tree.ranks]  # the other ranks of a multi-process launch
     return out
 
 
-def gpu_json(g: GpuSample) -> dict[str, Any]:
+def gpu_json(g: GpuSample, owners: Sequence[tuple[int, str]] = ()) -> dict[str, Any]:
+    """One GPU; ``run_memory``: this run's VRAM on it per owner (``trainer``, ``rank N``)."""
     return {
         "index": g.index,
         "name": g.name,
@@ -120,6 +126,8 @@ def gpu_json(g: GpuSample) -> dict[str, Any]:
         "power_limit": _f(g.power_limit),
         "throttle_reasons": list(g.throttle_reasons),
         "process_memory": {str(k): v for k, v in g.process_memory.items()},
+        "run_memory": [{"owner": owner, "memory_used": used}
+                       for owner, used in vram_by_owner(g.process_memory, owners)],
     }
 
 
@@ -211,7 +219,7 @@ def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
         "process": process_json(snap.process),
         "scheduler": scheduler_json(snap.scheduler),
         "queue": [entry_json(e) for e in snap.queue],
-        "gpus": [gpu_json(g) for g in snap.gpu.gpus],
+        "gpus": [gpu_json(g, vram_owners(snap.process)) for g in snap.gpu.gpus],
         "gpu_status": {
             "available": snap.gpu.available,
             "reason": snap.gpu.reason,

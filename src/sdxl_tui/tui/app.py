@@ -34,6 +34,7 @@ from sdxl_tui.config import Settings
 from sdxl_tui.formats.slurm import ACTIVE_STATES
 from sdxl_tui.model import Alert, GpuStatus, RunSnapshot
 from sdxl_tui.sources.gpu import GpuMonitor, LatestGpu
+from sdxl_tui.sources.ranks import vram_owners
 from sdxl_tui.tui import actions
 from sdxl_tui.tui.alerting import AlertNotices
 from sdxl_tui.tui.bindings import APP_BINDINGS, DESTRUCTIVE, GATED, PALETTE, help_rows
@@ -86,7 +87,8 @@ class SdxlTuiApp(AlertNotices):
     """The latest snapshot from the run reader."""
     gpu_status: reactive[GpuStatus | None] = reactive(None, repaint=False)
     """The latest GPU sample (own sampler, else the snapshot's)."""
-    trainer_pids: reactive[tuple[int, ...]] = reactive((), repaint=False)
+    vram_owners: reactive[tuple[tuple[int, str], ...]] = reactive((), repaint=False)
+    """Whose VRAM the GPU panel names: (pid, ``trainer`` or ``rank N``) of the live run."""
     alerts: reactive[tuple[Alert, ...]] = reactive((), repaint=False)
     selected_checkpoint: reactive[str | None] = reactive(None, repaint=False)
     """Path of the checkpoint under the table cursor."""
@@ -149,7 +151,7 @@ class SdxlTuiApp(AlertNotices):
         with Vertical(id="body"):
             with Container(id="top"):
                 yield LossChart(id="loss-chart").data_bind(SdxlTuiApp.snapshot)
-                yield GpuPanel(id="gpu").data_bind(status=SdxlTuiApp.gpu_status, trainer_pids=SdxlTuiApp.trainer_pids)
+                yield GpuPanel(id="gpu").data_bind(status=SdxlTuiApp.gpu_status, vram_owners=SdxlTuiApp.vram_owners)
             yield CheckpointTable(id="checkpoints").data_bind(SdxlTuiApp.snapshot)
             with TabbedContent(id="tabs"):
                 with TabPane("Log", id="tab-log"):
@@ -216,7 +218,7 @@ class SdxlTuiApp(AlertNotices):
             self._add_log(LogLinesAdded(message.lines, message.reset))
         self.snapshot = snap
         proc = snap.process
-        self.trainer_pids = tuple(p.pid for p in proc.all() if p.alive) if proc is not None and proc.alive else ()
+        self.vram_owners = vram_owners(proc) if proc is not None and proc.alive else ()
         remote = snap.scheduler is not None  # a Slurm job: the snapshot carries its node's GPUs
         if (not self._own_gpu or self.gpu_status is None or remote) and snap.gpu != self.gpu_status:
             self.gpu_status = snap.gpu

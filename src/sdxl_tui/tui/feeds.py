@@ -274,6 +274,9 @@ class Feeds:
         heartbeat: float = 1.0,
     ) -> None:
         self.reader_factory = reader_factory
+        #: The reader's first snapshot when the caller took it already (``build_app``): the
+        #: feed posts it instead of refreshing first.
+        self.first_snapshot: RunSnapshot | None = None
         self.run_dir = run_dir
         self.logs_dir = logs_dir
         self.interval = max(0.02, interval)
@@ -331,7 +334,7 @@ class Feeds:
             self.wake.clear()
             started = time.monotonic()
             try:
-                snap = reader.refresh()
+                snap, self.first_snapshot = self.first_snapshot or reader.refresh(), None
             except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the dashboard
                 post(ReaderFailed(f"{type(exc).__name__}: {exc}"))
             else:

@@ -1,5 +1,6 @@
-"""GPU panel: per GPU a VRAM bar, utilisation, temperature, power, the trainer's own VRAM and
-the VRAM/utilisation history since the app opened. NVML missing is a normal state."""
+"""GPU panel: per GPU a VRAM bar, utilisation, temperature, power, the run's own VRAM (the
+trainer's, or each rank's of a multi-process launch) and the VRAM/utilisation history since the
+app opened. NVML missing is a normal state."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from sdxl_tui.model import GpuSample, GpuStatus
+from sdxl_tui.sources.ranks import vram_by_owner
 
 SPARK = "▁▂▃▄▅▆▇█"
 GIB = 1024**3
@@ -68,7 +70,8 @@ class GpuPanel(Widget):
     """Renders the latest :class:`GpuStatus`; keeps its own history of the samples it saw."""
 
     status: reactive[GpuStatus | None] = reactive(None, always_update=True, repaint=False)
-    trainer_pids: reactive[tuple[int, ...]] = reactive(())
+    vram_owners: reactive[tuple[tuple[int, str], ...]] = reactive(())
+    """(pid, ``trainer`` or ``rank N``) of the run's live processes (``sources/ranks.vram_owners``)."""
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -133,11 +136,8 @@ class GpuPanel(Widget):
         text.append("\n")
         frac = g.memory_used / g.memory_total if (g.memory_used is not None and g.memory_total) else None
         tail = f" {_gib(g.memory_used)}/{_gib(g.memory_total)} GiB"
-        trainer = (
-            sum(v for pid, v in g.process_memory.items() if pid in set(self.trainer_pids)) if g.process_memory else 0
-        )
-        if trainer:
-            tail += f"  trainer {_gib(trainer)}"
+        for owner, used in vram_by_owner(g.process_memory, self.vram_owners):
+            tail += f"  {owner} {_gib(used)}"
         text.append("VRAM ")
         text.append_text(bar(frac, max(6, width - 5 - len(tail))))
         text.append(tail)
