@@ -134,13 +134,18 @@ def _after_first(out: Path, extra: list[str], common: list[str] = COMMON) -> Non
 
 
 @pytest.mark.slow
-def test_a_resumed_run_read_at_its_true_steps(tmp_path: Path) -> None:
+def test_a_resumed_run_read_at_its_true_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sdxl_tui.commands.status import format_status
     from sdxl_tui.sources.rundir import read_run
     from sdxl_tui.sources.snapshot_json import snapshot_to_json
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     out = tmp_path / "out"
     _after_first(out, [])
+    # the cached log and event states (a second status) say the same
+    for _ in range(2):
+        cached = read_run(out, gpu=False, procs=False, cache=True)
+        assert [la.resume_step for la in cached.launches] == [None, 3] and cached.progress.step == 9
     # what the trainer wrote: its own count restarted at 0
     assert json.loads((out / "rs-state" / "train_state.json").read_text()) == {"current_epoch": 3, "current_step": 6}
     assert read_safetensors_header(out / "rs-000002.safetensors").metadata["ss_steps"] == "3"

@@ -206,6 +206,8 @@ _LOG_CLASSES = {
     ("sdxl_tui.sources.logtail", "LogTail"), ("sdxl_tui.sources.logparse", "LogParser"),
     ("sdxl_tui.sources.logfacts", "StepPoints"), ("sdxl_tui.sources.logfacts", "SaveEvent"),
     ("sdxl_tui.model", "LogLine"), ("sdxl_tui.model", "ScalarPoint"), ("collections", "deque"),
+    ("sdxl_tui.sources.launchlog", "LaunchLines"), ("sdxl_tui.sources.launchlog", "LoggedLaunch"),
+    ("sdxl_tui.formats.trainstate", "TrainState"),
 }
 
 
