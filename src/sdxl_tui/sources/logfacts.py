@@ -307,18 +307,22 @@ class LogInterpreter:
             if name not in dirs and len(dirs) < 20:
                 self._f["empty_image_dirs"] = (*dirs, name)
 
+    def _level(self, level: str, flat: str) -> None:
+        """Errors and warnings, by the record's level."""
+        if level in ("ERROR", "CRITICAL"):
+            self._errors.append(flat)
+            if flat.startswith("No data found"):
+                self._f["no_data"] = True
+            if flat.startswith("Invalid user config"):
+                self._f["invalid_config"] = True
+        elif level == "WARNING":
+            self._warn(flat)
+
     def _on_record(self, level: str, msg: str) -> None:
         f = self._f
         flat = msg.replace("\n", " ")
         self._image_dir(flat)
-        if level in ("ERROR", "CRITICAL"):
-            self._errors.append(flat)
-            if flat.startswith("No data found"):
-                f["no_data"] = True
-            if flat.startswith("Invalid user config"):
-                f["invalid_config"] = True
-        elif level == "WARNING":
-            self._warn(flat)
+        self._level(level, flat)
         if f["phase"] is None:
             self._set_phase("loading")
         kind = self._launches.record(flat, f["last_record_time"])
@@ -360,6 +364,10 @@ class LogInterpreter:
                 SaveEvent("removed_state", flat[len("removing old state: ") :].strip(), f["step"], f["epoch"])
             )
             return
+        self._config_record(flat, msg)
+
+    def _config_record(self, flat: str, msg: str) -> None:
+        """Records that state the configuration: network, attention, optimizer, dataset."""
         m = _LORA.search(flat)
         if m:
             self._cfg["network_dim"] = int(m.group(1))
