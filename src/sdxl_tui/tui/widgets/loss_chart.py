@@ -153,12 +153,7 @@ class LossChart(Widget):
             self._drawn_at = time.monotonic()
         return self._cache
 
-    def _draw(self) -> Text:
-        width, height = self.size.width, self.size.height
-        snap = self.snapshot
-        if snap is None or width < 10 or height < 1:
-            return Text("loss: waiting for data", style="dim")
-        current, average = loss_series(snap.series)
+    def _legend(self, current: Series | None, average: Series | None, lrs: list[Series]) -> Text:
         opts = self.options
         legend = Text()
         legend.append("loss ", style="bold")
@@ -172,25 +167,19 @@ class LossChart(Widget):
         if average is not None:
             legend.append("● average ", style=COLORS[1])
             legend.append(_last(average))
-        lrs = lr_series(snap.series) if (self.full and opts.show_lr) else []
         for i, lr in enumerate(lrs):
             legend.append(f"  ● {lr.tag} ", style=COLORS[2 + i])
             legend.append(_last(lr, format_value))
-        if current is None and average is None:
-            legend.append(" no loss values yet", style="dim")
-            return legend
-        # the compact chart keeps a short scale (its max and min) so its height means something
-        axis_w = 9 if self.full else (7 if width >= 40 else 0)
-        lr_rows = max(3, height // 4) if lrs else 0
-        footer_rows = 1 if self.full else 0
-        chart_rows = max(1, height - 1 - footer_rows - lr_rows)
-        plot_w = max(4, width - axis_w)
+        return legend
 
-        buckets = plot_w * 2
+    def _loss_plots(self, snap: RunSnapshot, current: Series | None, average: Series | None, buckets: int,
+                    legend: Text) -> tuple[list[Plot], list[float], float, float]:
+        """The loss curves (raw, smoothed, average, a resumed run's discarded branch), the values
+        that set the scale, and the x range."""
+        opts = self.options
         plots: list[Plot] = []
         all_y: list[float] = []
         x_lo, x_hi = math.inf, -math.inf
-        markers: list[float] = []
         for idx, s in ((RAW_COLOR, current), (0, current), (1, average)):
             if s is None or not s.points:
                 continue
@@ -213,12 +202,52 @@ class LossChart(Widget):
             all_y.extend(dy)
             x_lo, x_hi = min(x_lo, dx[0]), max(x_hi, dx[-1])
             legend.append("  ● discarded (redone after a resume)", style=COLORS[DISCARDED_COLOR])
+        return plots, all_y, x_lo, x_hi
+
+    def _lr_panel(self, out: Text, lrs: list[Series], size: tuple[int, int, int, int],
+                  x_bounds: tuple[float, float], markers: list[float]) -> None:
+        """The learning-rate curves below the loss (full chart)."""
+        plot_w, lr_rows, buckets, axis_w = size
+        lr_canvas = Canvas(plot_w, lr_rows)
+        lr_plots = []
+        lr_y: list[float] = []
+        for i, s in enumerate(lrs):
+            dx, dy = downsample_minmax(_xs(s, self.options.x_axis), [p.value for p in s.points], buckets)
+            lr_plots.append(Plot(dx, dy, 2 + i))
+            lr_y.extend(dy)
+        lr_bounds = y_range(lr_y)
+        if lr_bounds is not None:
+            lo, hi = lr_bounds
+            lr_bounds = (min(lo, 0.0), hi)
+            plot(lr_canvas, lr_plots, x_bounds=x_bounds, y_bounds=lr_bounds, markers=markers)
+            out.append("\n")
+            self._paint(out, lr_canvas, lr_bounds, axis_w, log_y=False)
+
+    def _draw(self) -> Text:
+        width, height = self.size.width, self.size.height
+        snap = self.snapshot
+        if snap is None or width < 10 or height < 1:
+            return Text("loss: waiting for data", style="dim")
+        current, average = loss_series(snap.series)
+        opts = self.options
+        lrs = lr_series(snap.series) if (self.full and opts.show_lr) else []
+        legend = self._legend(current, average, lrs)
+        if current is None and average is None:
+            legend.append(" no loss values yet", style="dim")
+            return legend
+        # the compact chart keeps a short scale (its max and min) so its height means something
+        axis_w = 9 if self.full else (7 if width >= 40 else 0)
+        lr_rows = max(3, height // 4) if lrs else 0
+        footer_rows = 1 if self.full else 0
+        chart_rows = max(1, height - 1 - footer_rows - lr_rows)
+        plot_w = max(4, width - axis_w)
+        buckets = plot_w * 2
+        plots, all_y, x_lo, x_hi = self._loss_plots(snap, current, average, buckets, legend)
         if not math.isfinite(x_lo):
             return legend
         if x_hi <= x_lo:
             x_hi = x_lo + 1
-        if self.full and opts.x_axis == "step":
-            markers = [float(s) for s in snap.resume_steps]
+        markers = [float(s) for s in snap.resume_steps] if self.full and opts.x_axis == "step" else []
         bounds = y_range(
             all_y or [p for pl in plots for p in pl.ys], clip_outliers=opts.clip_outliers, log_y=opts.log_y
         )
@@ -231,22 +260,7 @@ class LossChart(Widget):
         out.append("\n")
         self._paint(out, canvas, bounds, axis_w, log_y=opts.log_y)
         if lrs:
-            lr_canvas = Canvas(plot_w, lr_rows)
-            lr_plots = []
-            lr_y: list[float] = []
-            for i, s in enumerate(lrs):
-                xs = _xs(s, opts.x_axis)
-                ys = [p.value for p in s.points]
-                dx, dy = downsample_minmax(xs, ys, buckets)
-                lr_plots.append(Plot(dx, dy, 2 + i))
-                lr_y.extend(dy)
-            lr_bounds = y_range(lr_y)
-            if lr_bounds is not None:
-                lo, hi = lr_bounds
-                lr_bounds = (min(lo, 0.0), hi)
-                plot(lr_canvas, lr_plots, x_bounds=(x_lo, x_hi), y_bounds=lr_bounds, markers=markers)
-                out.append("\n")
-                self._paint(out, lr_canvas, lr_bounds, axis_w, log_y=False)
+            self._lr_panel(out, lrs, (plot_w, lr_rows, buckets, axis_w), (x_lo, x_hi), markers)
         if footer_rows:
             out.append("\n")
             unit = "step" if opts.x_axis == "step" else "min"
