@@ -25,6 +25,7 @@ from sdxl_tui.model import (
     RunSnapshot,
     Sample,
     SchedulerStatus,
+    Series,
     StateDir,
 )
 from sdxl_tui.sources.ranks import vram_by_owner, vram_owners
@@ -77,6 +78,38 @@ def launch_json(la: Launch) -> dict[str, Any]:
         "own_counts": la.own_counts, "first_step": la.first_step, "last_step": la.last_step,
         "discarded_after": la.discarded_after, "chained_from": la.chained_from,
         "source": la.source or None, "description": describe_launch(la),
+    }
+
+
+def series_json(series: Mapping[str, Series]) -> dict[str, Any]:
+    """The ``loss``, ``lr`` and ``series`` entries: last values and per-tag counts."""
+    loss_source = next((series[t].source for t in ("loss/current", "loss/average") if t in series), None)
+    return {
+        "loss": {
+            "current": _last(series, "loss/current"),
+            "average": _last(series, "loss/average"),
+            "epoch_average": _last(series, "loss/epoch_average"),
+            "source": loss_source,
+        },
+        "lr": {tag: _last(series, tag) for tag in sorted(series) if tag.startswith("lr/")},
+        "series": {
+            tag: {
+                "count": s.count,
+                "last_step": None if s.last is None else s.last.step,
+                "last": _f(s.last_value),
+                "source": s.source,
+            }
+            for tag, s in sorted(series.items())
+        },
+    }
+
+
+def discarded_json(discarded: Mapping[str, Series]) -> dict[str, Any]:
+    """A resumed run's discarded branch per tag: how many points, from which step to which."""
+    return {
+        tag: {"count": s.count, "first_step": s.points[0].step if s.points else None,
+              "last_step": None if s.last is None else s.last.step}
+        for tag, s in sorted(discarded.items())
     }
 
 
@@ -166,12 +199,6 @@ def _last(series: Mapping[str, Any], tag: str) -> float | None:
 def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
     """The documented ``status --json`` object (see README "status --json schema")."""
     p = snap.progress
-    series = snap.series
-    loss_source = None
-    for tag in ("loss/current", "loss/average"):
-        if tag in series:
-            loss_source = series[tag].source
-            break
     config = {k: (_f(v) if isinstance(v, float) else v) for k, v in asdict(snap.config).items()}
     config["steps_per_epoch"] = snap.config.steps_per_epoch
     return {
@@ -195,22 +222,7 @@ def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
             "name": p.next_checkpoint,
             "eta_seconds": _f(p.next_checkpoint_eta_seconds),
         },
-        "loss": {
-            "current": _last(series, "loss/current"),
-            "average": _last(series, "loss/average"),
-            "epoch_average": _last(series, "loss/epoch_average"),
-            "source": loss_source,
-        },
-        "lr": {tag: _last(series, tag) for tag in sorted(series) if tag.startswith("lr/")},
-        "series": {
-            tag: {
-                "count": s.count,
-                "last_step": None if s.last is None else s.last.step,
-                "last": _f(s.last_value),
-                "source": s.source,
-            }
-            for tag, s in sorted(series.items())
-        },
+        **series_json(snap.series),
         "config": config,
         "checkpoints": [checkpoint_json(c) for c in snap.checkpoints],
         "states": [_state(s) for s in snap.states],
@@ -230,10 +242,6 @@ def snapshot_to_json(snap: RunSnapshot) -> dict[str, Any]:
         "event_files": list(snap.event_files),
         "resume_steps": list(snap.resume_steps),
         "launches": [launch_json(la) for la in snap.launches],
-        "discarded": {
-            tag: {"count": s.count, "first_step": s.points[0].step if s.points else None,
-                  "last_step": None if s.last is None else s.last.step}
-            for tag, s in sorted(snap.discarded.items())
-        },
+        "discarded": discarded_json(snap.discarded),
         "problems": list(snap.problems),
     }
