@@ -24,7 +24,9 @@ Read a kohya-ss sd-scripts run directory (the trainer's --output_dir) once and p
 state: waiting, loading, caching, training, sampling, saving, finished, failed, interrupted
 or stalled, with the reason; epoch and step, step rate, ETA (as a duration and a clock
 time) and the next checkpoint; the last loss; every checkpoint with its status; the trainer
-process; the GPUs; and alerts, each with a fix fitted to this run.
+process; the GPUs; and alerts, each with a fix fitted to this run. A run resumed with
+--resume is read at its true steps: each launch, the step of the state it went on from, the
+steps a later launch redid (discarded), and each checkpoint's launch.
 
 Sources: DIR/training.log (or --log), TensorBoard event files under DIR and the trainer's
 --logging_dir (or --logs), *.safetensors headers, -state dirs, sample/, eval_*, the process
