@@ -278,3 +278,12 @@ def test_the_log_names_the_state_folders_each_launch_saved() -> None:
     lines.record("save train state to /o/rs-000001-state/train_state.json at epoch 1 step 3")
     lines.record("save train state to /o/rs-state/train_state.json at epoch 3 step 9")
     assert lines.launches[0].saved == ("rs-000001-state", "rs-state")
+
+
+def test_one_launch_resumed_into_a_new_folder_goes_on_from_the_states_step() -> None:
+    run = EventRun("20261205020000", "/n/logs/20261205020000", 200.0, 200.0, {"loss/current": 0})
+    own = [ScalarPoint(s, 2.0 + s / 100, 199.0 + s) for s in range(1, 7)]
+    launches = find_launches((run,), (LoggedLaunch("/o/rs-000001-state", TrainState(1, 3)),))
+    got = stitch({"loss/current": Series("loss/current", tuple(own), 6, own[-1])}, (run,), launches)
+    assert [p.step for p in got.series["loss/current"].points] == list(range(4, 10))
+    assert not got.discarded and log_offset(got.launches) == 3
