@@ -350,14 +350,8 @@ class LogInterpreter:
             return
         m = SAVE_TRAIN_STATE.search(flat)
         if m:
-            self._saves.append(
-                SaveEvent(
-                    "state",
-                    m.group(1).rsplit("/", 1)[0] if m.group(1).endswith("train_state.json") else m.group(1),
-                    int(m.group(3)),
-                    int(m.group(2)),
-                )
-            )
+            folder = m.group(1).rsplit("/", 1)[0] if m.group(1).endswith("train_state.json") else m.group(1)
+            self._saves.append(SaveEvent("state", folder, int(m.group(3)), int(m.group(2))))
             return
         if flat.startswith("removing old state: "):
             self._saves.append(
