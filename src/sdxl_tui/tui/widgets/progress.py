@@ -204,6 +204,7 @@ class RunHeader(Static):
     stop_pending: reactive[str] = reactive("")
 
     _last: str = ""
+    _lines: int = 1  # the height in the CSS
 
     def _refresh_text(self) -> None:
         width = self.content_size.width or None
@@ -215,10 +216,12 @@ class RunHeader(Static):
             width=width,
         )
         if text.markup != self._last:  # an unchanged header costs no repaint
-            relayout = text.plain.count("\n") != self._last.count("\n")
             self._last = text.markup
-            self.styles.height = text.plain.count("\n") + 1
-            self.update(text, layout=relayout)  # a relayout only when a verdict line comes or goes
+            lines = text.plain.count("\n") + 1
+            if lines != self._lines:  # a verdict line came or went: the one change that re-lays out
+                self._lines = lines
+                self.styles.height = lines
+            self.update(text, layout=False)
 
     def watch_snapshot(self) -> None:
         self._refresh_text()
