@@ -201,21 +201,14 @@ def log_cache(log: str, tail_bytes: int, head_bytes: int, settings: Settings | N
     return None if max_bytes is None else CacheFile(log_cache_path(log, tail_bytes, head_bytes), max_bytes)
 
 
-#: What a log cache file may hold: the tail, the parser and the values inside them.
-_LOG_CLASSES = {
-    ("sdxl_tui.sources.logtail", "LogTail"), ("sdxl_tui.sources.logparse", "LogParser"),
-    ("sdxl_tui.sources.logfacts", "StepPoints"), ("sdxl_tui.sources.logfacts", "SaveEvent"),
-    ("sdxl_tui.model", "LogLine"), ("sdxl_tui.model", "ScalarPoint"), ("collections", "deque"),
-    ("sdxl_tui.sources.launchlog", "LaunchLines"), ("sdxl_tui.sources.launchlog", "LoggedLaunch"),
-    ("sdxl_tui.formats.trainstate", "TrainState"),
-}
-
-
 class _LogUnpickler(pickle.Unpickler):
-    """Builds only the classes of a log state: a cache file cannot make it run anything else."""
+    """Builds only the classes of a log state (the tail, and the parser's ``STATE_CLASSES``):
+    a cache file cannot make it run anything else."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _LOG_CLASSES:
+        from sdxl_tui.sources.logparse import STATE_CLASSES
+
+        if (module, name) not in STATE_CLASSES and (module, name) != ("sdxl_tui.sources.logtail", "LogTail"):
             raise pickle.UnpicklingError(f"{module}.{name} is not part of a log state")
         return super().find_class(module, name)
 

@@ -28,12 +28,13 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from sdxl_tui.model import LogLine
-from sdxl_tui.sources.launchlog import LaunchLines
+from sdxl_tui.formats.trainstate import TrainState
+from sdxl_tui.model import LogLine, ScalarPoint
+from sdxl_tui.sources.launchlog import LaunchLines, LoggedLaunch
 from sdxl_tui.sources.logfacts import EXCEPTION_LINE, LogFacts, LogInterpreter, SaveEvent, StepPoints
 from sdxl_tui.sources.tqdm import TqdmBar, display_cells, parse_interval, parse_tqdm
 
-__all__ = ["LogFacts", "LogParser", "SaveEvent", "TqdmBar", "parse_interval", "parse_tqdm"]
+__all__ = ["STATE_CLASSES", "LogFacts", "LogParser", "SaveEvent", "TqdmBar", "parse_interval", "parse_tqdm"]
 
 _INDENT = 29  # 19 (time) + 1 + 8 (level) + 1
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -436,3 +437,10 @@ class LogParser(LogInterpreter):
         if kind == "text":
             self._on_print(line)
 
+
+#: The classes a pickled parser's state holds: the log cache's unpickler builds these (and the
+#: tail) and nothing else (``sources/cache.py``). A new kind of value kept by the parser is
+#: named here, beside the state it joins.
+STATE_CLASSES = frozenset((c.__module__, c.__qualname__) for c in (
+    LogParser, StepPoints, SaveEvent, LogLine, ScalarPoint, deque, LaunchLines, LoggedLaunch, TrainState,
+))
