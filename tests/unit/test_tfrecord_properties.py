@@ -342,3 +342,31 @@ def test_reader_equals_tbparse(tmp_path_factory: pytest.TempPathFactory, evs: li
         assert [s for s, _ in ours[tag]] == [s for s, _ in pts], tag
         for (_, a), (_, b) in zip(ours[tag], pts):
             assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-30), tag
+
+
+def test_a_tag_that_turns_non_scalar_mid_chunk_reads_as_after_a_restart(tmp_path: Path) -> None:
+    """Found by the property above: a simple_value tag, then metadata of another plugin for it,
+    then a simple_value again. The fast path had kept the tag's sink from the first record and
+    counted the third in one read, while a reader restarted from the cache (or a read split
+    there) dropped it. Both follow the one rule now: no scalars after the other plugin."""
+    from sdxl_tui.sources.cache import EventCache
+
+    evs = [Ev(1e9, 0, (Scalar("", "simple", 0.0, None),)), Ev(1e9, 0, (Scalar("0", "simple", 0.0, None),)),
+           Ev(1e9, 0, (Scalar("0", "float_val", 0.0, "images"),)), Ev(1e9, 0, (Scalar("0", "simple", 0.0, None),))]
+    records = [frame(to_proto(ev).SerializeToString()) for ev in evs]
+    path = event_file(tmp_path)
+    path.write_bytes(b"".join(records))
+    whole = EventReader([path.parent], max_points=64)
+    whole.refresh()
+    got = {tag: [(p.step, p.value, p.wall_time) for p in s.points] for tag, s in whole.series.items()}
+    assert_points(got, expected_points(evs))
+    cut = len(records[0]) + len(records[1])
+    path.write_bytes(b"".join(records)[:cut])
+    cache = EventCache([str(path.parent)], 64, base=tmp_path / "xdg")
+    first = EventReader([path.parent], max_points=64, cache=cache)
+    first.refresh()
+    first.close()
+    path.write_bytes(b"".join(records))
+    second = EventReader([path.parent], max_points=64, cache=cache)
+    second.refresh()
+    assert {t: s.count for t, s in second.series.items()} == {t: s.count for t, s in whole.series.items()}

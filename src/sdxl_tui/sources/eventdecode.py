@@ -216,8 +216,14 @@ class RecordDecoder:
             if ev.file_version is None:
                 last_wall = ev.wall_time
             for tag, plugin in ev.plugins:
-                if plugin != "scalars":
+                if plugin != "scalars" and tag not in self._nonscalar:
                     self._nonscalar.add(tag)
+                    # the fast path routes a record to the sink it made for the same bytes
+                    # before: a tag that is no scalar from here on must lose those sinks, or its
+                    # later simple values would count in this chunk only (not after a restart)
+                    sink = by_tag.get(tag)
+                    for stale in [key for key, v in sinks.items() if v is sink]:
+                        del sinks[stale]
             for tag, value in ev.scalars:
                 if tag in self._nonscalar:
                     continue
