@@ -204,10 +204,11 @@ class _Step:
         return any(e.status in ACTIVE for e in read_queue(self.folder))
 
     def _finish(self, entry: QueueEntry) -> None:
+        """Record the end in one write: a reader that sees "done" sees its evaluations too."""
+        ended = _now()
         ok, verdict = run_verdict(entry.output_dir)
-        entry = self.save(entry, status="done" if ok else "failed", ended_at=_now(), message=verdict)
-        if ok and entry.evaluate:
-            self.save(entry, message=f"{verdict}; {self._evaluate(entry)}")
+        message = f"{verdict}; {self._evaluate(entry)}" if ok and entry.evaluate else verdict
+        self.save(entry, status="done" if ok else "failed", ended_at=ended, message=message)
 
     def _check_local(self, entry: QueueEntry) -> None:
         from sdxl_tui.sources.procs import discover
